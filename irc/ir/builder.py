@@ -1,0 +1,73 @@
+"""Builder: creates ops at an insertion point, carrying a current location.
+
+Op-specific construction with type inference lives in irc.ops (OpBuilder);
+this class only knows the generic shape of an op. Imports only irc.ir.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable, Optional
+
+from irc.ir.core import Block, Loc, Op, Region, Value
+from irc.ir.types import TensorType
+
+
+class Builder:
+    def __init__(self, block: Optional[Block] = None, index: Optional[int] = None, loc: Optional[Loc] = None):
+        self.block = block
+        self.index = index  # None: append at the end of the block
+        self.loc = loc
+
+    # -- insertion point ---------------------------------------------------------
+    def set_insertion_end(self, block: Block) -> None:
+        self.block, self.index = block, None
+
+    def set_insertion_before(self, op: Op) -> None:
+        self.block, self.index = op.parent, op.parent.index_of(op)
+
+    def set_insertion_after(self, op: Op) -> None:
+        self.block, self.index = op.parent, op.parent.index_of(op) + 1
+
+    @contextmanager
+    def at_end(self, block: Block):
+        saved = (self.block, self.index)
+        self.set_insertion_end(block)
+        try:
+            yield self
+        finally:
+            self.block, self.index = saved
+
+    @contextmanager
+    def at_loc(self, loc: Optional[Loc]):
+        saved = self.loc
+        if loc is not None:
+            self.loc = loc
+        try:
+            yield self
+        finally:
+            self.loc = saved
+
+    # -- creation ----------------------------------------------------------------
+    def insert(self, op: Op) -> Op:
+        if self.block is None:
+            raise ValueError("builder has no insertion block")
+        if self.index is None:
+            self.block.append(op)
+        else:
+            self.block.insert(self.index, op)
+            self.index += 1
+        return op
+
+    def create(
+        self,
+        name: str,
+        operands: Iterable[Value] = (),
+        result_types: Iterable[TensorType] = (),
+        attrs: Optional[dict] = None,
+        regions: Iterable[Region] = (),
+        loc: Optional[Loc] = None,
+        result_names=None,
+    ) -> Op:
+        op = Op(name, operands, result_types, attrs, regions, loc or self.loc, result_names)
+        return self.insert(op)

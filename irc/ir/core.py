@@ -1,0 +1,382 @@
+"""Core IR data structures: Loc, Value (with use lists), Op, Block, Region, Module.
+
+The IR is MLIR-shaped: an Op has operands (Values), results (OpResults),
+attributes (plain Python values, see `attrs` below), regions (lists of Blocks)
+and a source location. Blocks have typed arguments. A Module is an op with one
+region holding symbol ops (`func.func`, `tg.global`).
+
+Attribute values are: int, float, bool, str, None, SymbolRef, TensorType,
+DType, numpy.ndarray (dense constants) and tuples of these. Lists are stored
+as tuples so attributes hash and compare by value (CSE relies on that).
+
+Must not import anything else of the project except irc.ir.types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+
+from irc.ir.types import TensorType
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A source position: file, 1-based line and column."""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class SymbolRef:
+    """A reference to a module-level symbol, printed `@name`."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return "@" + self.name
+
+
+class Value:
+    """An SSA value. `uses` lists (op, operand index) pairs that read it."""
+
+    __slots__ = ("type", "uses", "name_hint")
+
+    def __init__(self, type: TensorType, name_hint: Optional[str] = None):
+        self.type = type
+        self.uses: list = []
+        self.name_hint = name_hint
+
+    @property
+    def owner(self):
+        raise NotImplementedError  # defined by subclasses
+
+    def replace_all_uses_with(self, new: "Value") -> None:
+        if new is self:
+            return
+        for op, idx in list(self.uses):
+            op.set_operand(idx, new)
+
+    def has_uses(self) -> bool:
+        return bool(self.uses)
+
+
+class OpResult(Value):
+    __slots__ = ("op", "index")
+
+    def __init__(self, op: "Op", index: int, type: TensorType, name_hint=None):
+        super().__init__(type, name_hint)
+        self.op = op
+        self.index = index
+
+    @property
+    def owner(self):
+        return self.op
+
+    def __repr__(self):
+        return f"<OpResult {self.op.name}#{self.index} : {self.type}>"
+
+
+class BlockArgument(Value):
+    __slots__ = ("block", "index")
+
+    def __init__(self, block: "Block", index: int, type: TensorType, name_hint=None):
+        super().__init__(type, name_hint)
+        self.block = block
+        self.index = index
+
+    @property
+    def owner(self):
+        return self.block
+
+    def __repr__(self):
+        return f"<BlockArgument #{self.index} : {self.type}>"
+
+
+def freeze_attr(v):
+    """Normalise an attribute value so it hashes and compares by value."""
+    if isinstance(v, list):
+        return tuple(freeze_attr(x) for x in v)
+    if isinstance(v, tuple):
+        return tuple(freeze_attr(x) for x in v)
+    if isinstance(v, np.ndarray):
+        v = v.copy()
+        v.setflags(write=False)
+        return v
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def attr_key(v):
+    """A hashable key for an attribute value (arrays by dtype, shape and bytes)."""
+    if isinstance(v, np.ndarray):
+        return ("ndarray", v.dtype.str, v.shape, v.tobytes())
+    if isinstance(v, tuple):
+        return tuple(attr_key(x) for x in v)
+    if isinstance(v, float):
+        # Distinguish 0.0 from -0.0 and keep NaN equal to itself.
+        return ("float", v.hex())
+    if isinstance(v, bool):
+        return ("bool", v)
+    return v
+
+
+class Op:
+    """An operation. Create through `Builder.create` or `Op(...)` then insert."""
+
+    __slots__ = ("name", "operands", "results", "attrs", "regions", "loc", "parent")
+
+    def __init__(
+        self,
+        name: str,
+        operands: Iterable[Value] = (),
+        result_types: Iterable[TensorType] = (),
+        attrs: Optional[dict] = None,
+        regions: Iterable["Region"] = (),
+        loc: Optional[Loc] = None,
+        result_names: Optional[Iterable[Optional[str]]] = None,
+    ):
+        self.name = name
+        self.operands: list = []
+        self.attrs = {k: freeze_attr(v) for k, v in (attrs or {}).items()}
+        self.loc = loc
+        self.parent: Optional[Block] = None
+        names = list(result_names) if result_names is not None else []
+        self.results = [
+            OpResult(self, i, t, names[i] if i < len(names) else None)
+            for i, t in enumerate(result_types)
+        ]
+        self.regions: list = []
+        for r in regions:
+            self.add_region(r)
+        for v in operands:
+            self.add_operand(v)
+
+    # -- operands -------------------------------------------------------------
+    def add_operand(self, v: Value) -> None:
+        if not isinstance(v, Value):
+            raise TypeError(f"operand of {self.name} must be a Value, got {v!r}")
+        v.uses.append((self, len(self.operands)))
+        self.operands.append(v)
+
+    def set_operand(self, idx: int, v: Value) -> None:
+        old = self.operands[idx]
+        old.uses.remove((self, idx))
+        self.operands[idx] = v
+        v.uses.append((self, idx))
+
+    def set_operands(self, values: Iterable[Value]) -> None:
+        self.drop_operands()
+        for v in values:
+            self.add_operand(v)
+
+    def drop_operands(self) -> None:
+        for i, v in enumerate(self.operands):
+            v.uses.remove((self, i))
+        self.operands = []
+
+    # -- regions --------------------------------------------------------------
+    def add_region(self, r: "Region") -> "Region":
+        r.parent = self
+        self.regions.append(r)
+        return r
+
+    # -- convenience ------------------------------------------------------------
+    @property
+    def result(self) -> OpResult:
+        if len(self.results) != 1:
+            raise ValueError(f"{self.name} has {len(self.results)} results, not 1")
+        return self.results[0]
+
+    def attr(self, key, default=None):
+        return self.attrs.get(key, default)
+
+    def parent_op(self) -> Optional["Op"]:
+        if self.parent is None or self.parent.parent is None:
+            return None
+        return self.parent.parent.parent
+
+    def walk(self) -> Iterator["Op"]:
+        """This op and every op nested in its regions, in pre-order."""
+        yield self
+        for r in self.regions:
+            for b in r.blocks:
+                for op in list(b.ops):
+                    yield from op.walk()
+
+    def is_ancestor_of(self, other: "Op") -> bool:
+        p = other
+        while p is not None:
+            if p is self:
+                return True
+            p = p.parent_op()
+        return False
+
+    def erase(self) -> None:
+        """Remove from its block; the results must have no uses left."""
+        for r in self.results:
+            if r.uses:
+                raise ValueError(f"erasing {self.name} whose result is still used")
+        self.drop_all_references()
+        if self.parent is not None:
+            self.parent.remove(self)
+
+    def drop_all_references(self) -> None:
+        """Drop the operands of this op and of everything nested in it."""
+        self.drop_operands()
+        for r in self.regions:
+            for b in r.blocks:
+                for op in b.ops:
+                    op.drop_all_references()
+
+    def clone(self, mapping: Optional[dict] = None) -> "Op":
+        """A deep copy; operands are remapped through `mapping` (updated in place)."""
+        mapping = {} if mapping is None else mapping
+        new = Op(
+            self.name,
+            [mapping.get(v, v) for v in self.operands],
+            [r.type for r in self.results],
+            dict(self.attrs),
+            (),
+            self.loc,
+            [r.name_hint for r in self.results],
+        )
+        for old_r, new_r in zip(self.results, new.results):
+            mapping[old_r] = new_r
+        for r in self.regions:
+            new.add_region(r.clone(mapping))
+        return new
+
+    def __repr__(self):
+        return f"<Op {self.name} ({len(self.operands)} operands, {len(self.results)} results)>"
+
+
+class Block:
+    __slots__ = ("args", "ops", "parent")
+
+    def __init__(self, arg_types: Iterable[TensorType] = (), arg_names=None):
+        names = list(arg_names) if arg_names is not None else []
+        self.args = [
+            BlockArgument(self, i, t, names[i] if i < len(names) else None)
+            for i, t in enumerate(arg_types)
+        ]
+        self.ops: list = []
+        self.parent: Optional[Region] = None
+
+    def add_arg(self, type: TensorType, name: Optional[str] = None) -> BlockArgument:
+        a = BlockArgument(self, len(self.args), type, name)
+        self.args.append(a)
+        return a
+
+    def erase_arg(self, index: int) -> None:
+        a = self.args[index]
+        if a.uses:
+            raise ValueError("erasing a block argument that is still used")
+        del self.args[index]
+        for i, x in enumerate(self.args):
+            x.index = i
+
+    def append(self, op: Op) -> Op:
+        return self.insert(len(self.ops), op)
+
+    def insert(self, index: int, op: Op) -> Op:
+        if op.parent is not None:
+            raise ValueError(f"{op.name} is already in a block")
+        op.parent = self
+        self.ops.insert(index, op)
+        return op
+
+    def insert_before(self, anchor: Op, op: Op) -> Op:
+        return self.insert(self.index_of(anchor), op)
+
+    def insert_after(self, anchor: Op, op: Op) -> Op:
+        return self.insert(self.index_of(anchor) + 1, op)
+
+    def index_of(self, op: Op) -> int:
+        for i, o in enumerate(self.ops):
+            if o is op:
+                return i
+        raise ValueError(f"{op.name} is not in this block")
+
+    def remove(self, op: Op) -> None:
+        del self.ops[self.index_of(op)]
+        op.parent = None
+
+    @property
+    def terminator(self) -> Optional[Op]:
+        return self.ops[-1] if self.ops else None
+
+    def parent_op(self) -> Optional[Op]:
+        return self.parent.parent if self.parent is not None else None
+
+    def clone(self, mapping: dict) -> "Block":
+        nb = Block([a.type for a in self.args], [a.name_hint for a in self.args])
+        for a, na in zip(self.args, nb.args):
+            mapping[a] = na
+        for op in self.ops:
+            nb.append(op.clone(mapping))
+        return nb
+
+
+class Region:
+    __slots__ = ("blocks", "parent")
+
+    def __init__(self, blocks: Iterable[Block] = ()):
+        self.blocks: list = []
+        self.parent: Optional[Op] = None
+        for b in blocks:
+            self.add_block(b)
+
+    def add_block(self, b: Block) -> Block:
+        b.parent = self
+        self.blocks.append(b)
+        return b
+
+    @property
+    def block(self) -> Block:
+        """The single block of a single-block region."""
+        return self.blocks[0]
+
+    def clone(self, mapping: dict) -> "Region":
+        return Region([b.clone(mapping) for b in self.blocks])
+
+
+class Module(Op):
+    """`builtin.module`: one region, one block of symbol ops."""
+
+    __slots__ = ()
+
+    def __init__(self, loc: Optional[Loc] = None, attrs: Optional[dict] = None):
+        super().__init__("builtin.module", (), (), attrs, [Region([Block()])], loc)
+
+    @property
+    def body(self) -> Block:
+        return self.regions[0].block
+
+    def symbols(self) -> dict:
+        """name -> op for every top-level op with a `sym_name` attribute."""
+        return {op.attrs["sym_name"]: op for op in self.body.ops if "sym_name" in op.attrs}
+
+    def lookup(self, name: str) -> Optional[Op]:
+        for op in self.body.ops:
+            if op.attrs.get("sym_name") == name:
+                return op
+        return None
+
+    def functions(self) -> list:
+        return [op for op in self.body.ops if op.name == "func.func"]
+
+    def clone(self, mapping=None) -> "Module":
+        mapping = {} if mapping is None else mapping
+        m = Module(self.loc, dict(self.attrs))
+        for op in self.body.ops:
+            m.body.append(op.clone(mapping))
+        return m

@@ -1,0 +1,166 @@
+"""The op registry: one `OpDef` per op holding everything the compiler knows
+about it (type inference, NumPy semantics, gradient rule, lowering or
+decomposition, canonical patterns, traits, a test input domain).
+
+Adding an op is one `defop(OpDef(...))` in the file of its family
+(elementwise, tensor, nn, control, func). A test checks the registry is complete.
+
+Also owns `OpBuilder`, the builder that creates registered ops with their result
+types inferred: `b.add(x, y)` creates `tg.add`. Imports only irc.ir.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from irc.ir.builder import Builder
+from irc.ir.core import Op, Value
+from irc.ir.errors import CompileError
+from irc.ir.types import TensorType, TypeError_
+
+# Traits -------------------------------------------------------------------
+PURE = "pure"  # no side effects: CSE may merge it, DCE may drop it
+ELEMENTWISE = "elementwise"  # result[i] depends on operands[i] after broadcasting
+COMMUTATIVE = "commutative"
+TERMINATOR = "terminator"
+SIDE_EFFECT = "side_effect"  # must be kept and never reordered with others
+SYMBOL = "symbol"  # module-level op with a sym_name
+ISOLATED = "isolated"  # regions do not see values defined outside
+NO_GRAD = "no_grad"  # output is not differentiable (comparisons, argmax, integer ops)
+
+ELEMENTWISE_PURE = frozenset({PURE, ELEMENTWISE})
+
+
+@dataclass
+class OpDef:
+    name: str
+    # infer(operand_types, attrs) -> list of result TensorTypes; raises TypeError_
+    infer: Optional[Callable] = None
+    # numpy(*arrays, **attrs) -> array or tuple of arrays (reference semantics)
+    numpy: Optional[Callable] = None
+    # vjp(b: OpBuilder, op, g) -> list (one per operand) of Value or None.
+    # g is the cotangent of the single result, or a list (None where unused)
+    # for ops with several results.
+    vjp: Optional[Callable] = None
+    # lower(...) -> loop IR for the backends (filled in by the loop issue)
+    lower: Optional[Callable] = None
+    # decompose(b: OpBuilder, op) -> list of Values replacing op's results
+    decompose: Optional[Callable] = None
+    # canonical patterns: f(rewriter: OpBuilder, op) -> list of Values or None
+    canonical: list = field(default_factory=list)
+    traits: frozenset = frozenset({PURE})
+    # a (lo, hi) range for random test inputs, where the op is defined and smooth
+    domain: Optional[tuple] = None
+    # number of operands; None for variadic
+    arity: Optional[int] = None
+    # default attributes, filled in by OpBuilder when not given
+    defaults: dict = field(default_factory=dict)
+    # extra structural verification: f(op) -> None, raising TypeError_
+    verify: Optional[Callable] = None
+    # attributes holding dims (ints or named-dim expressions such as "N" or
+    # "T*B"), possibly nested in tuples; the interpreter and backends evaluate
+    # them against the dims bound at call time before running the op
+    dim_attrs: tuple = ()
+    doc: str = ""
+
+    def has(self, trait: str) -> bool:
+        return trait in self.traits
+
+
+REGISTRY: dict = {}
+
+
+def defop(d: OpDef) -> OpDef:
+    if d.name in REGISTRY:
+        raise ValueError(f"op {d.name} registered twice")
+    REGISTRY[d.name] = d
+    return d
+
+
+def lookup(name: str) -> Optional[OpDef]:
+    return REGISTRY.get(name)
+
+
+def get(name: str) -> OpDef:
+    d = REGISTRY.get(name)
+    if d is None:
+        raise KeyError(f"unknown op {name}")
+    return d
+
+
+def infer_types(name: str, operand_types: list, attrs: dict) -> list:
+    d = get(name)
+    if d.arity is not None and len(operand_types) != d.arity:
+        raise TypeError_(f"{short_name(name)} takes {d.arity} operands, got {len(operand_types)}")
+    if d.infer is None:
+        raise TypeError_(f"{name} has no type inference")
+    return list(d.infer(list(operand_types), attrs))
+
+
+def short_name(name: str) -> str:
+    return name.split(".", 1)[1] if "." in name else name
+
+
+def verify_op(op: Op) -> None:
+    """Registry-level check of one op (used by the IR verifier): known op,
+    arity, and result types equal to what inference gives. Raises TypeError_."""
+    d = REGISTRY.get(op.name)
+    if d is None:
+        raise TypeError_(f"unknown op '{op.name}'")
+    if d.arity is not None and len(op.operands) != d.arity:
+        raise TypeError_(f"'{op.name}' expects {d.arity} operands, has {len(op.operands)}")
+    if d.verify is not None:
+        d.verify(op)
+    if d.infer is not None:
+        expect = d.infer([v.type for v in op.operands], op.attrs)
+        got = [r.type for r in op.results]
+        if list(expect) != got:
+            raise TypeError_(
+                f"'{op.name}' result types {', '.join(map(str, got)) or '()'} "
+                f"differ from inferred {', '.join(map(str, expect)) or '()'}"
+            )
+
+
+class OpBuilder(Builder):
+    """Creates registered ops with inferred result types.
+
+    `b.op("tg.add", x, y)` or the shorthand `b.add(x, y)`; keyword arguments
+    become attributes. Shape errors become CompileErrors at the builder's loc.
+    """
+
+    def op(self, name: str, *operands: Value, **attrs) -> Value:
+        op = self.op_full(name, list(operands), attrs)
+        return op.results[0] if len(op.results) == 1 else op.results
+
+    def op_full(self, name: str, operands: list, attrs: dict, regions=(), result_names=None) -> Op:
+        d = get(name)
+        full = dict(d.defaults)
+        full.update({k: v for k, v in attrs.items()})
+        try:
+            types = infer_types(name, [v.type for v in operands], full)
+        except TypeError_ as e:
+            raise CompileError(e.message, self.loc) from None
+        return self.create(name, operands, types, full, regions, result_names=result_names)
+
+    def __getattr__(self, item: str):
+        if item.startswith("_"):
+            raise AttributeError(item)
+        name = "tg." + item
+        if name not in REGISTRY:
+            raise AttributeError(f"no op {name}")
+        return lambda *operands, **attrs: self.op(name, *operands, **attrs)
+
+    # constants ---------------------------------------------------------------
+    def const(self, value, dtype, shape=()) -> Value:
+        """A tg.constant of `value` (a scalar or array) with the given dtype."""
+        import numpy as np
+
+        arr = np.asarray(value, dtype=dtype.np)
+        if shape != () or arr.shape != ():
+            arr = np.broadcast_to(arr, shape).copy() if arr.shape != tuple(shape) else arr
+        return self.op("tg.constant", value=arr)
+
+    def like(self, value, ref: Value) -> Value:
+        """A scalar constant of `ref`'s dtype (broadcasts against ref)."""
+        return self.const(value, ref.type.dtype)
