@@ -1,17 +1,21 @@
 """Helpers shared by the op families: NumPy-derived result dtypes, axis
-normalisation, and the infer/numpy factories for elementwise ops.
+normalisation, dim and dtype attributes, user-facing error prefixes, and the
+infer/numpy factories for elementwise ops.
 
 Result dtypes are found by asking NumPy itself (applying the op's reference
 function to one-element arrays), so promotion is NumPy's by construction.
+Imports only irc.ir.
 """
 
 from __future__ import annotations
 
+import functools
 from functools import lru_cache
 
 import numpy as np
 
-from irc.ir.types import TensorType, TypeError_, broadcast_shapes, dtype_of_numpy
+from irc.ir.dims import parse_dim
+from irc.ir.types import DTYPES, DType, TensorType, TypeError_, broadcast_shapes, dtype_of_numpy
 
 
 @lru_cache(maxsize=None)
@@ -28,14 +32,16 @@ def _probe_dtype(fn, dtypes: tuple, kwargs: tuple):
 
 
 def numpy_result_dtype(fn, dtypes, **kwargs):
-    """The irc dtype NumPy gives for `fn` applied to arrays of `dtypes`."""
+    """The irc dtype NumPy gives for `fn` applied to arrays of `dtypes`.
+
+    Raises TypeError_ when NumPy rejects the dtypes, or when it answers with a
+    dtype irc does not have (np.exp of bool is float16: not defined here)."""
     try:
         return _probe_dtype(fn, tuple(dtypes), tuple(sorted(kwargs.items())))
-    except TypeError_:
-        raise
     except Exception:
         names = ", ".join(d.name for d in dtypes)
-        raise TypeError_(f"not defined for operands of dtype {names}") from None
+        what = "operands" if len(dtypes) != 1 else "an operand"
+        raise TypeError_(f"not defined for {what} of dtype {names}") from None
 
 
 def elementwise_infer(fn, allow=None):
@@ -53,7 +59,39 @@ def elementwise_infer(fn, allow=None):
     return infer
 
 
+def named_infer(sym: str, infer):
+    """Wrap `infer` so its errors start with the user-facing op name:
+    "`+`: shapes cannot be broadcast: ...". Messages that already start with a
+    backquoted name are left alone."""
+
+    @functools.wraps(infer)
+    def wrapped(types, attrs):
+        try:
+            return infer(types, attrs)
+        except TypeError_ as e:
+            if e.message.startswith("`"):
+                raise
+            raise TypeError_(f"`{sym}`: {e.message}") from None
+
+    return wrapped
+
+
+def arrayed(fn):
+    """`fn` with its result as an ndarray (ufuncs give NumPy scalars on 0-d input)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        return np.asarray(fn(*args, **kwargs))
+
+    return wrapped
+
+
 def norm_axis(axis: int, rank: int, what: str = "axis") -> int:
+    if isinstance(axis, (tuple, list)) and len(axis) == 1:
+        axis = axis[0]
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError_(f"{what} must be an integer, got {axis!r}")
+    axis = int(axis)
     if not -rank <= axis < max(rank, 1) or (rank == 0 and axis not in (0, -1)):
         raise TypeError_(f"{what} {axis} is out of range for a tensor of rank {rank}")
     return axis % rank if rank else 0
@@ -63,9 +101,63 @@ def norm_axes(axis, rank: int) -> tuple:
     """A sorted tuple of non-negative axes; None means every axis."""
     if axis is None:
         return tuple(range(rank))
-    if isinstance(axis, int):
+    if isinstance(axis, (int, np.integer)):
         axis = (axis,)
     out = sorted({norm_axis(a, rank) for a in axis})
     if len(out) != len(tuple(axis)):
-        raise TypeError_("repeated axis")
+        raise TypeError_(f"repeated axis in {tuple(axis)}")
     return tuple(out)
+
+
+def np_axis(axis):
+    """An `axis` attribute as NumPy takes it (lists become tuples)."""
+    if isinstance(axis, list):
+        return tuple(axis)
+    return axis
+
+
+def as_dim(d, what: str = "dimension"):
+    """A dim attribute entry in canonical form: an int, or a canonical
+    named-dim expression string ("B*T", not "T * B")."""
+    if isinstance(d, bool):
+        raise TypeError_(f"bad {what} {d!r}")
+    if isinstance(d, (int, np.integer)):
+        return int(d)
+    if isinstance(d, str):
+        try:
+            return parse_dim(d)
+        except ValueError:
+            raise TypeError_(f"bad {what} {d!r}") from None
+    raise TypeError_(f"bad {what} {d!r}")
+
+
+def as_dims(ds, what: str = "shape") -> tuple:
+    if isinstance(ds, (int, str, np.integer)):
+        ds = (ds,)
+    if not isinstance(ds, (tuple, list)):
+        raise TypeError_(f"bad {what} {ds!r}")
+    return tuple(as_dim(d, f"dimension in {what}") for d in ds)
+
+
+def dtype_attr(v) -> DType:
+    """The DType named by a `dtype` attribute ("f32" or a DType)."""
+    if isinstance(v, DType):
+        return v
+    if isinstance(v, str) and v in DTYPES:
+        return DTYPES[v]
+    raise TypeError_(f"unknown dtype {v!r} (irc has {', '.join(DTYPES)})")
+
+
+def fmt_shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def int_pair(v, what: str) -> tuple:
+    """An int or a pair of ints as a 2-tuple of ints."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return (int(v), int(v))
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(
+        isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v
+    ):
+        return (int(v[0]), int(v[1]))
+    raise TypeError_(f"{what} must be an integer or a pair of integers, got {v!r}")

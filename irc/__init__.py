@@ -1,0 +1,31 @@
+"""irc: a tensor-graph compiler (.tg text or a Python builder API -> tg IR -> passes ->
+loop IR -> LLVM or OpenCL). See docs and /README.md.
+
+Kept thin on purpose: `import irc` must stay fast (the CLI's start-up time is the
+test suite's), so names are resolved lazily through __getattr__. Must not import
+anything at module level besides the standard library.
+"""
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first access.
+_LAZY = {
+    "CompileError": "irc.ir.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'irc' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,216 @@
+"""The small AST of a `.tg` file: what the parser produces and irgen consumes.
+
+Every node carries `loc` (file, line, column of its first token). `dump_ast`
+prints the tree for `irc dump --stage ast`. Imports only irc.ir.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from irc.ir.core import Loc
+
+
+@dataclass
+class Node:
+    loc: Loc
+
+
+# -- types ------------------------------------------------------------------------
+@dataclass
+class TypeExpr(Node):
+    dtype: str
+    dims: Optional[list]  # None for a scalar; items are DimExpr
+
+
+@dataclass
+class DimExpr(Node):
+    op: str  # "int", "name", "+", "-", "*", "//"
+    args: list  # int | str for leaves, DimExpr children otherwise
+
+
+# -- expressions ----------------------------------------------------------------
+@dataclass
+class Num(Node):
+    value: Any  # int or float
+    is_float: bool
+
+
+@dataclass
+class Str(Node):
+    value: str
+
+
+@dataclass
+class Bool(Node):
+    value: bool
+
+
+@dataclass
+class NoneLit(Node):
+    pass
+
+
+@dataclass
+class DTypeLit(Node):
+    name: str
+
+
+@dataclass
+class Name(Node):
+    id: str
+
+
+@dataclass
+class ListLit(Node):
+    items: list
+
+
+@dataclass
+class BinOp(Node):
+    op: str  # + - * / // % @ ** & | == != < <= > >=
+    left: Node
+    right: Node
+
+
+@dataclass
+class UnaryOp(Node):
+    op: str  # - + ~
+    operand: Node
+
+
+@dataclass
+class Call(Node):
+    func: str
+    args: list
+    kwargs: list  # list of (name, Node, Loc)
+
+
+@dataclass
+class Slice(Node):
+    start: Optional[Node]
+    stop: Optional[Node]
+    step: Optional[Node]
+
+
+@dataclass
+class Ellipsis_(Node):
+    pass
+
+
+@dataclass
+class Index(Node):
+    value: Node
+    items: list  # Node | Slice | Ellipsis_ | NoneLit
+
+
+@dataclass
+class Scan(Node):
+    seqs: list  # list of (name, Node, Loc)
+    carries: list  # list of (name, Node, Loc)
+    options: dict  # "steps"/"truncate" -> Node
+    body: list  # statements
+
+
+# -- statements ------------------------------------------------------------------
+@dataclass
+class Assign(Node):
+    targets: list  # names
+    value: Node
+
+
+@dataclass
+class Update(Node):
+    target: str
+    value: Node
+
+
+@dataclass
+class Return(Node):
+    values: list
+
+
+@dataclass
+class Yield(Node):
+    values: list
+
+
+# -- declarations ----------------------------------------------------------------
+@dataclass
+class Param(Node):
+    name: str
+    type: TypeExpr
+    default: Optional[Node]
+
+
+@dataclass
+class FuncDecl(Node):
+    kind: str  # "fn" or "def"
+    name: str
+    params: list
+    ret: Optional[list]  # list of TypeExpr; None when omitted
+    ret_is_tuple: bool
+    body: list
+
+
+@dataclass
+class SharedDecl(Node):
+    name: str
+    type: TypeExpr
+    init: str
+    init_loc: Loc
+    args: list
+    kwargs: list
+
+
+@dataclass
+class ConstDecl(Node):
+    name: str
+    value: Node
+
+
+@dataclass
+class SeedDecl(Node):
+    value: int
+
+
+@dataclass
+class Program(Node):
+    decls: list = field(default_factory=list)
+
+
+def dump_ast(node, indent: int = 0) -> str:
+    """A readable indented dump of an AST (locations as line:col)."""
+    pad = "  " * indent
+    if isinstance(node, list):
+        return "\n".join(dump_ast(x, indent) for x in node)
+    if isinstance(node, tuple):
+        return pad + "(" + ", ".join(_short(x) for x in node) + ")"
+    if not isinstance(node, Node):
+        return pad + repr(node)
+    head = f"{pad}{type(node).__name__} @{node.loc.line}:{node.loc.col}"
+    scalars, children = [], []
+    for f in fields(node):
+        if f.name == "loc":
+            continue
+        v = getattr(node, f.name)
+        if isinstance(v, Node) or (isinstance(v, list) and any(isinstance(x, (Node, tuple)) for x in v)):
+            children.append((f.name, v))
+        elif isinstance(v, dict) and v:
+            children.append((f.name, list(v.items())))
+        else:
+            scalars.append(f"{f.name}={_short(v)}")
+    lines = [head + (" " + " ".join(scalars) if scalars else "")]
+    for name, v in children:
+        lines.append(f"{pad}  {name}:")
+        lines.append(dump_ast(v, indent + 2))
+    return "\n".join(lines)
+
+
+def _short(v) -> str:
+    if isinstance(v, Node):
+        return dump_ast(v).strip().splitlines()[0]
+    if isinstance(v, Loc):
+        return f"{v.line}:{v.col}"
+    return repr(v)

@@ -1,0 +1,956 @@
+"""AST -> tg IR: scopes, SSA renaming, constants, named-dim unification,
+shape and dtype checks, shared variables and updates, `def` instantiation.
+
+Values during generation are either IR Values (tensors) or compile-time
+values: Python numbers (weakly typed like Python scalars in NumPy 2: they take
+the dtype of the tensor they meet), `Dim` (a named dim or an expression over
+named dims; it folds with other dims and materialises as `tg.dim`), strings,
+dtypes, lists and tuples.
+
+A `def` is a template: each distinct tuple of argument types instantiates a
+private func.func (its named dims unified with the caller's), called with
+func.call; the `inline` pass then inlines it. An `fn` becomes a public
+func.func. Shared variables become tg.global symbols; a function reads them
+with tg.read at its entry and writes them with tg.update just before its
+return (Theano's updates: every read sees the value from before the call).
+
+Imports irc.ir, irc.ops and irc.frontend only.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from irc.frontend import ast as A
+from irc.frontend.builtins import BUILTINS, call_builtin
+from irc.ir import dims as D
+from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
+from irc.ir.errors import CompileError
+from irc.ir.types import DTYPES, F32, I32, DType, TensorType, TypeError_, broadcast_shapes, dtype_of_numpy
+from irc.ops.registry import OpBuilder
+
+INITIALISERS = ("zeros", "ones", "full", "normal", "uniform", "glorot_uniform", "load")
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A compile-time dimension: a named dim or an expression over them."""
+
+    d: object  # str (canonical dim expression); ints are plain Python ints
+
+    def __str__(self):
+        return str(self.d)
+
+
+@dataclass
+class SharedRef:
+    name: str
+    type: TensorType
+    loc: Loc
+
+
+@dataclass
+class DefRef:
+    decl: A.FuncDecl
+
+
+def make_dim(d):
+    """A Python int for a static size, else a Dim."""
+    return d if isinstance(d, int) else Dim(d)
+
+
+def dim_of(v):
+    """The Dim value (int or str) of a compile-time int or Dim, else None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, Dim):
+        return v.d
+    return None
+
+
+class FuncScope:
+    """Names visible in one function body (and nested scan bodies)."""
+
+    def __init__(self, parent: Optional["FuncScope"] = None):
+        self.vars: dict = {}
+        self.parent = parent
+
+    def lookup(self, name):
+        s = self
+        while s is not None:
+            if name in s.vars:
+                return s.vars[name]
+            s = s.parent
+        return None
+
+
+class FunctionContext:
+    """Per-function state: entry block, reads of shared variables, dims."""
+
+    def __init__(self, func_op: Op, kind: str, named_dims: set):
+        self.func_op = func_op
+        self.entry = func_op.regions[0].block
+        self.kind = kind
+        self.named_dims = named_dims
+        self.reads: dict = {}  # shared name -> Value
+        self.dim_values: dict = {}  # (dim, dtype) -> Value
+        self.prologue = 0  # ops inserted at the entry's top (reads, dims)
+        self.updates: list = []  # (name, Value, loc)
+        # runtime integer scalars known as affine forms {Value | 1: Dim}
+        self.affine: dict = {}
+
+
+class IRGen:
+    def __init__(self, program: A.Program, filename: str, defines: Optional[dict] = None):
+        self.program = program
+        self.file = filename
+        self.defines = dict(defines or {})
+        self.module = Module(Loc(filename, 1, 1))
+        self.b = OpBuilder()
+        self.consts: dict = {}
+        self.shared: dict = {}
+        self.defs: dict = {}
+        self.fns: dict = {}
+        self.seed = 0
+        self.instances: dict = {}  # (def name, arg types) -> func op
+        self.instantiating: list = []
+        self.ctx: Optional[FunctionContext] = None
+        self.scope: Optional[FuncScope] = None
+        self.scan_depth = 0
+
+    # -- errors ---------------------------------------------------------------------
+    def err(self, msg, loc, hint=None):
+        return CompileError(msg, loc, hint)
+
+    # -- module -------------------------------------------------------------------
+    def generate(self) -> Module:
+        used_defines = set()
+        for decl in self.program.decls:
+            if isinstance(decl, (A.ConstDecl, A.SharedDecl, A.FuncDecl)):
+                self._check_fresh(decl.name, decl.loc)
+            if isinstance(decl, A.SeedDecl):
+                self.seed = decl.value
+            elif isinstance(decl, A.ConstDecl):
+                if decl.name in self.defines:
+                    self.consts[decl.name] = self.defines[decl.name]
+                    used_defines.add(decl.name)
+                else:
+                    self.consts[decl.name] = self._const_value(decl.value)
+            elif isinstance(decl, A.SharedDecl):
+                self._shared(decl)
+            elif isinstance(decl, A.FuncDecl):
+                (self.defs if decl.kind == "def" else self.fns)[decl.name] = decl
+        unknown = set(self.defines) - used_defines
+        if unknown:
+            name = sorted(unknown)[0]
+            consts = ", ".join(sorted(self.consts)) or "none"
+            raise self.err(f"-D {name}: the module has no const named '{name}' (consts: {consts})",
+                           Loc(self.file, 1, 1))
+        self.module.attrs["seed"] = self.seed
+        for decl in self.program.decls:
+            if isinstance(decl, A.FuncDecl) and decl.kind == "fn":
+                self._function(decl)
+        return self.module
+
+    def _check_fresh(self, name, loc):
+        if name in self.consts or name in self.shared or name in self.defs or name in self.fns:
+            raise self.err(f"'{name}' is already defined in this module", loc)
+        if name in BUILTINS or name in DTYPES or name in ("grad", "scan"):
+            raise self.err(f"'{name}' is the name of a built-in", loc)
+
+    def _const_value(self, node):
+        saved = self.ctx
+        self.ctx = None
+        try:
+            v = self.ev(node)
+        finally:
+            self.ctx = saved
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.err("a const must be an integer or a float computed from literals and other consts",
+                           node.loc)
+        return v
+
+    def _shared(self, decl: A.SharedDecl):
+        t = self.resolve_type(decl.type, None)
+        if not t.is_static:
+            raise self.err(f"shared variable '{decl.name}' must have a static shape, got {t}", decl.type.loc)
+        if decl.init not in INITIALISERS:
+            raise self.err(f"unknown initialiser '{decl.init}'", decl.init_loc,
+                           "initialisers: " + ", ".join(sorted(INITIALISERS)))
+        args = [self._init_arg(a) for a in decl.args]
+        kwargs = {k: self._init_arg(v) for k, v, _ in decl.kwargs}
+        if decl.init == "full" and len(args) + len(kwargs) != 1:
+            raise self.err("full(v) takes one value", decl.init_loc)
+        if decl.init in ("normal", "uniform") and len(args) > 2:
+            raise self.err(f"{decl.init}() takes at most 2 arguments", decl.init_loc)
+        if decl.init == "load" and len(args) not in (1, 2):
+            raise self.err('load takes a file and a key: load("data.npz", "x")', decl.init_loc)
+        if decl.init in ("zeros", "ones", "glorot_uniform") and (args or kwargs):
+            raise self.err(f"{decl.init}() takes no arguments", decl.init_loc)
+        for k in kwargs:
+            if k not in ("mean", "std", "lo", "hi", "value", "key"):
+                raise self.err(f"unknown argument '{k}' of {decl.init}()", decl.init_loc)
+        init_args = tuple(args) + tuple((k, v) for k, v in kwargs.items())
+        op = Op("tg.global", (), (), {"sym_name": decl.name, "type": t, "init": decl.init,
+                                        "init_args": init_args}, (), decl.loc)
+        self.module.body.append(op)
+        self.shared[decl.name] = SharedRef(decl.name, t, decl.loc)
+
+    def _init_arg(self, node):
+        v = self.ev_static(node)
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+            return v
+        raise self.err("initialiser arguments must be numbers or strings", node.loc)
+
+    # -- types ----------------------------------------------------------------------
+    def resolve_dim(self, de: A.DimExpr, dim_map: Optional[dict]):
+        """A DimExpr -> int or canonical str. Names that are consts give their
+        value; other names are named dims, renamed through dim_map if given."""
+        if de.op == "int":
+            return de.args[0]
+        if de.op == "name":
+            n = de.args[0]
+            if n in self.consts:
+                v = self.consts[n]
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                    raise self.err(f"const '{n}' = {v!r} cannot be a dimension", de.loc)
+                return v
+            if n in self.shared or n in self.defs or n in self.fns:
+                raise self.err(f"'{n}' is not a dimension", de.loc)
+            return dim_map.get(n, n) if dim_map is not None else n
+        a = self.resolve_dim(de.args[0], dim_map)
+        c = self.resolve_dim(de.args[1], dim_map)
+        if de.op == "+":
+            return D.dim_add(a, c)
+        if de.op == "-":
+            r = D.dim_sub(a, c)
+        elif de.op == "*":
+            r = D.dim_mul(a, c)
+        else:
+            if not isinstance(c, int) or c <= 0:
+                raise self.err("a dimension can only be divided by a positive integer", de.loc)
+            r = D.dim_floordiv(a, c)
+        if isinstance(r, int) and r < 0:
+            raise self.err(f"negative dimension {r}", de.loc)
+        return r
+
+    def resolve_type(self, te: A.TypeExpr, dim_map: Optional[dict]) -> TensorType:
+        dt = DTYPES[te.dtype]
+        if not te.dims:
+            return TensorType(dt, ())
+        return TensorType(dt, tuple(self.resolve_dim(d, dim_map) for d in te.dims))
+
+    # -- functions --------------------------------------------------------------------
+    def _new_func(self, name, decl, param_types, visibility):
+        block = Block(param_types, [p.name for p in decl.params])
+        op = Op("func.func", (), (), {"sym_name": name, "visibility": visibility}, [Region([block])], decl.loc)
+        return op
+
+    def _function(self, decl: A.FuncDecl):
+        named = set()
+        ptypes = []
+        for p in decl.params:
+            t = self.resolve_type(p.type, None)
+            named |= {n for d in t.shape for n in D.dim_names(d)}
+            for d in t.shape:
+                if isinstance(d, str) and not D.is_name(d):
+                    raise self.err(f"an argument's dimensions must be integers or names, got {d}", p.type.loc,
+                                   "compute derived sizes in the body instead")
+            ptypes.append(t)
+        defaults = []
+        for p, t in zip(decl.params, ptypes):
+            if p.default is None:
+                if defaults and defaults[-1] is not None:
+                    raise self.err(f"argument '{p.name}' without a default follows one with a default", p.loc)
+                defaults.append(None)
+                continue
+            v = self.ev_static(p.default)
+            if t.rank != 0 or isinstance(v, (str, list)) or v is None:
+                raise self.err("only scalar arguments can have a default, and it must be a number", p.default.loc)
+            defaults.append(v)
+        op = self._new_func(decl.name, decl, ptypes, "public")
+        op.attrs["arg_defaults"] = tuple(defaults)
+        self.module.body.append(op)
+        results = self._body(op, decl, named, dim_map=None)
+        op.attrs["res_types"] = tuple(v.type for v in results)
+
+    def _body(self, func_op, decl: A.FuncDecl, named: set, dim_map):
+        """Generate the body of a function; returns the returned Values."""
+        saved = (self.ctx, self.scope, self.b.block, self.b.index, self.b.loc)
+        self.ctx = FunctionContext(func_op, decl.kind, named)
+        self.scope = FuncScope()
+        entry = self.ctx.entry
+        for p, a in zip(decl.params, entry.args):
+            self.scope.vars[p.name] = a
+            self._note_int_scalar(a)
+        self.b.set_insertion_end(entry)
+        try:
+            ret = self._stmts(decl.body, allow_return=True)
+            if ret is None:
+                if decl.ret:
+                    raise self.err(f"'{decl.name}' declares a result but has no return statement", decl.loc)
+                values, ret_loc = [], decl.loc
+            else:
+                values, ret_loc = ret
+            values = self._check_returns(decl, values, ret_loc, dim_map)
+            if decl.kind == "fn":
+                for name, v, loc in self.ctx.updates:
+                    self.b.loc = loc
+                    self.b.create("tg.update", [v], [], {"sym": SymbolRef(name)}, loc=loc)
+            self.b.create("func.return", values, [], {}, loc=ret_loc)
+            return values
+        finally:
+            self.ctx, self.scope = saved[0], saved[1]
+            self.b.block, self.b.index, self.b.loc = saved[2], saved[3], saved[4]
+
+    def _check_returns(self, decl, values, loc, dim_map):
+        if decl.ret is None:
+            return [self.as_tensor(v, loc) for v in values]
+        want = [self.resolve_type(t, dim_map) for t in decl.ret]
+        if len(want) != len(values):
+            raise self.err(f"'{decl.name}' declares {len(want)} result(s) but returns {len(values)}", loc)
+        out = []
+        for w, v, te in zip(want, values, decl.ret):
+            for n in {n for d in w.shape for n in D.dim_names(d)} - self.ctx.named_dims:
+                raise self.err(f"unknown dimension '{n}' in the result type", te.loc,
+                               "a result's named dims must appear in the arguments")
+            if not isinstance(v, Value):
+                v = self.as_tensor(v, loc, dtype=w.dtype)
+            if v.type != w:
+                raise self.err(f"'{decl.name}' returns {v.type} but declares {w}", loc)
+            out.append(v)
+        return out
+
+    # -- statements ---------------------------------------------------------------------
+    def _stmts(self, stmts, allow_return=False, allow_yield=False):
+        """Generate statements; returns (values, loc) of a return/yield, if any."""
+        result = None
+        for i, st in enumerate(stmts):
+            if result is not None:
+                raise self.err("statement after return" if allow_return else "statement after yield", st.loc)
+            self.b.loc = st.loc
+            if isinstance(st, A.Assign):
+                self._assign(st)
+            elif isinstance(st, A.Update):
+                self._update(st)
+            elif isinstance(st, A.Return):
+                if not allow_return:
+                    raise self.err("return is not allowed inside a scan body; use yield", st.loc)
+                result = ([self.ev(v) for v in st.values], st.loc)
+            elif isinstance(st, A.Yield):
+                if not allow_yield:
+                    raise self.err("yield is only allowed inside a scan body", st.loc)
+                result = ([self.ev(v) for v in st.values], st.loc)
+        return result
+
+    def _assign(self, st: A.Assign):
+        v = self.ev(st.value)
+        if len(st.targets) == 1:
+            if isinstance(v, tuple):
+                raise self.err(f"this expression gives {len(v)} values; unpack them: "
+                               f"{', '.join('v%d' % i for i in range(len(v)))} = ...", st.loc)
+            values = [v]
+        else:
+            if not isinstance(v, tuple):
+                raise self.err(f"cannot unpack one value into {len(st.targets)} names", st.loc)
+            if len(v) != len(st.targets):
+                raise self.err(f"cannot unpack {len(v)} values into {len(st.targets)} names", st.loc)
+            values = list(v)
+        for name, val in zip(st.targets, values):
+            self._check_bindable(name, st.loc)
+            if isinstance(val, Value) and val.name_hint is None:
+                val.name_hint = name
+            self.scope.vars[name] = val
+
+    def _check_bindable(self, name, loc):
+        if name in self.shared:
+            raise self.err(f"'{name}' is a shared variable; update it with '{name} <- ...'", loc)
+        if name in self.consts:
+            raise self.err(f"'{name}' is a const and cannot be rebound", loc)
+        if name in BUILTINS or name in self.defs:
+            raise self.err(f"'{name}' is the name of a function and cannot be rebound", loc)
+
+    def _update(self, st: A.Update):
+        if self.ctx.kind == "def":
+            raise self.err("a def cannot update shared variables; do it in an fn", st.loc)
+        if self.scan_depth:
+            raise self.err("shared variables cannot be updated inside a scan body", st.loc)
+        ref = self.shared.get(st.target)
+        if ref is None:
+            if self.scope.lookup(st.target) is not None:
+                raise self.err(f"'{st.target}' is not a shared variable; only shared variables can be updated",
+                               st.loc, f"bind it with '{st.target} = ...'")
+            raise self.err(f"unknown shared variable '{st.target}'", st.loc)
+        if any(n == st.target for n, _, _ in self.ctx.updates):
+            raise self.err(f"'{st.target}' is updated twice in one function", st.loc)
+        v = self.ev(st.value)
+        v = self.as_tensor(v, st.loc, dtype=ref.type.dtype)
+        if v.type.dtype != ref.type.dtype:
+            raise self.err(f"update of '{st.target}' ({ref.type}) with a value of type {v.type}", st.loc,
+                           f"cast it: cast(..., {ref.type.dtype})")
+        if v.type.shape != ref.type.shape:
+            try:
+                fits = broadcast_shapes(v.type.shape, ref.type.shape) == ref.type.shape
+            except TypeError_:
+                fits = False
+            if not fits:
+                raise self.err(f"update of '{st.target}' ({ref.type}) with a value of type {v.type}", st.loc)
+            with self.b.at_loc(st.loc):
+                v = self.b.op("tg.broadcast_to", v, shape=ref.type.shape)
+        self.ctx.updates.append((st.target, v, st.loc))
+
+    # -- names --------------------------------------------------------------------
+    def lookup(self, name, loc):
+        if self.scope is not None:
+            v = self.scope.lookup(name)
+            if v is not None:
+                return v
+        if name in self.consts:
+            return self.consts[name]
+        if name in self.shared:
+            if self.ctx is None:
+                raise self.err(f"shared variable '{name}' cannot be used in a const", loc)
+            return self.read_shared(name)
+        if self.ctx is not None and name in self.ctx.named_dims:
+            return Dim(name)
+        if name in self.defs or name in self.fns or name in BUILTINS:
+            raise self.err(f"'{name}' is a function; call it: {name}(...)", loc)
+        known = list(self.consts) + list(self.shared)
+        if self.scope is not None:
+            s = self.scope
+            while s is not None:
+                known += list(s.vars)
+                s = s.parent
+        if self.ctx is not None:
+            known += list(self.ctx.named_dims)
+        close = difflib.get_close_matches(name, known, n=1)
+        raise self.err(f"unknown name '{name}'", loc, f"did you mean '{close[0]}'?" if close else None)
+
+    def read_shared(self, name) -> Value:
+        v = self.ctx.reads.get(name)
+        if v is None:
+            ref = self.shared[name]
+            op = Op("tg.read", (), [ref.type], {"sym": SymbolRef(name)}, (), ref.loc, [name])
+            self.ctx.entry.insert(self.ctx.prologue, op)
+            self.ctx.prologue += 1
+            if self.b.block is self.ctx.entry and self.b.index is not None:
+                self.b.index += 1
+            v = op.result
+            self.ctx.reads[name] = v
+        return v
+
+    def dim_value(self, d, dtype: DType, loc) -> Value:
+        key = (d, dtype.name)
+        v = self.ctx.dim_values.get(key)
+        if v is None:
+            op = Op("tg.dim", (), [TensorType(dtype, ())], {"dim": d, "dtype": dtype.name}, (), loc)
+            self.ctx.entry.insert(self.ctx.prologue, op)
+            self.ctx.prologue += 1
+            if self.b.block is self.ctx.entry and self.b.index is not None:
+                self.b.index += 1
+            v = op.result
+            self.ctx.dim_values[key] = v
+            if dtype.is_int:
+                self.ctx.affine[v] = {1: d}
+        return v
+
+    def _note_int_scalar(self, v: Value):
+        if v.type.rank == 0 and v.type.dtype.is_int:
+            self.ctx.affine[v] = {v: 1}
+
+    # -- conversion -----------------------------------------------------------------
+    def as_tensor(self, v, loc, dtype: Optional[DType] = None, like: Optional[Value] = None) -> Value:
+        """Materialise a compile-time value as a tensor. Python numbers take
+        `dtype`, or NumPy 2's weak-scalar promotion against `like`."""
+        if isinstance(v, Value):
+            return v
+        if isinstance(v, tuple):
+            raise self.err(f"expected one value, got {len(v)}", loc)
+        if isinstance(v, Dim):
+            if self.ctx is None:
+                raise self.err("a named dim cannot be used here", loc)
+            dt = dtype or (weak_dtype(like.type.dtype, 1) if like is not None else I32)
+            return self.dim_value(v.d, dt, loc)
+        if isinstance(v, (bool, int, float)):
+            if dtype is None:
+                dtype = weak_dtype(like.type.dtype, v) if like is not None else default_dtype(v)
+            with self.b.at_loc(loc):
+                return self.b.op("tg.constant", value=np.asarray(v, dtype=dtype.np))
+        if isinstance(v, list):
+            items = v
+            if all(isinstance(x, (bool, int, float)) for x in items):
+                arr = np.asarray(items)
+                dt = dtype or (weak_dtype(like.type.dtype, items[0]) if like is not None and items
+                               else dtype_of_numpy(np.float32 if arr.dtype.kind == "f" else
+                                                   (np.int32 if arr.dtype.kind in "iu" else arr.dtype)))
+                with self.b.at_loc(loc):
+                    return self.b.op("tg.constant", value=arr.astype(dt.np))
+            tensors = [self.as_tensor(x, loc, dtype=dtype, like=like) for x in v]
+            with self.b.at_loc(loc):
+                return self.b.op("tg.stack", *tensors, axis=0)
+        raise self.err(f"expected a tensor, got {describe(v)}", loc)
+
+    def ev_static(self, node):
+        """Evaluate an expression that must be known at compile time."""
+        v = self.ev(node)
+        if isinstance(v, Value):
+            raise self.err("this must be known at compile time (a literal, const or named dim)", node.loc)
+        return v
+
+    # -- expressions --------------------------------------------------------------------
+    def ev(self, node):
+        m = getattr(self, "ev_" + type(node).__name__, None)
+        if m is None:
+            raise self.err(f"unexpected {type(node).__name__}", node.loc)
+        return m(node)
+
+    def ev_Num(self, n):
+        return n.value
+
+    def ev_Str(self, n):
+        return n.value
+
+    def ev_Bool(self, n):
+        return n.value
+
+    def ev_NoneLit(self, n):
+        return None
+
+    def ev_DTypeLit(self, n):
+        return DTYPES[n.name]
+
+    def ev_Name(self, n):
+        return self.lookup(n.id, n.loc)
+
+    def ev_ListLit(self, n):
+        return [self.ev(x) for x in n.items]
+
+    def ev_UnaryOp(self, n):
+        v = self.ev(n.operand)
+        if n.op == "+":
+            return v
+        if n.op == "-":
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return -v
+            if isinstance(v, Dim):
+                return make_dim(D.dim_sub(0, v.d))
+            t = self.tensor_operand(v, n.loc)
+            with self.b.at_loc(n.loc):
+                r = self.b.neg(t)
+            if t in self.ctx.affine:
+                self.ctx.affine[r] = {k: D.dim_sub(0, c) for k, c in self.ctx.affine[t].items()}
+            return r
+        # ~
+        if isinstance(v, bool):
+            return not v
+        t = self.tensor_operand(v, n.loc)
+        with self.b.at_loc(n.loc):
+            return self.b.op("tg.not", t)
+
+    def tensor_operand(self, v, loc):
+        if isinstance(v, Value):
+            return v
+        return self.as_tensor(v, loc)
+
+    BINOPS = {"+": "tg.add", "-": "tg.sub", "*": "tg.mul", "/": "tg.div", "//": "tg.floordiv", "%": "tg.mod",
+              "@": "tg.matmul", "**": "tg.pow", "&": "tg.and", "|": "tg.or", "==": "tg.eq", "!=": "tg.ne",
+              "<": "tg.lt", "<=": "tg.le", ">": "tg.gt", ">=": "tg.ge"}
+
+    def ev_BinOp(self, n):
+        a = self.ev(n.left)
+        b = self.ev(n.right)
+        folded = self.fold_static(n.op, a, b, n.loc)
+        if folded is not NotImplemented:
+            return folded
+        return self.binop(n.op, a, b, n.loc)
+
+    def fold_static(self, op, a, b, loc):
+        """Fold an operator over compile-time values (numbers and dims)."""
+        num = (int, float)
+        if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool):
+            try:
+                return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+                        "//": lambda: a // b, "%": lambda: a % b, "**": lambda: a ** b,
+                        "==": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b, "<=": lambda: a <= b,
+                        ">": lambda: a > b, ">=": lambda: a >= b}[op]()
+            except ZeroDivisionError:
+                raise self.err("division by zero", loc) from None
+            except KeyError:
+                raise self.err(f"operator '{op}' is not defined for numbers", loc) from None
+            except OverflowError:
+                raise self.err("number too large", loc) from None
+        da, db = dim_of(a), dim_of(b)
+        if da is not None and db is not None and (isinstance(a, Dim) or isinstance(b, Dim)):
+            if op == "+":
+                return make_dim(D.dim_add(da, db))
+            if op == "-":
+                return make_dim(D.dim_sub(da, db))
+            if op == "*":
+                return make_dim(D.dim_mul(da, db))
+            if op == "//" and isinstance(db, int) and db > 0:
+                return make_dim(D.dim_floordiv(da, db))
+        return NotImplemented
+
+    def binop(self, op, a, b, loc):
+        if isinstance(a, (str, list, DType)) or a is None or isinstance(b, (str, list, DType)) or b is None:
+            bad = a if not isinstance(a, (Value, int, float, Dim)) else b
+            raise self.err(f"operator '{op}' cannot take {describe(bad)}", loc)
+        if isinstance(a, tuple) or isinstance(b, tuple):
+            raise self.err(f"operator '{op}' applied to several values; unpack them first", loc)
+        name = self.BINOPS[op]
+        if isinstance(a, Value) and isinstance(b, Value):
+            ta, tb = a, b
+        elif isinstance(a, Value):
+            ta, tb = a, self.as_tensor(b, loc, like=a)
+        elif isinstance(b, Value):
+            ta, tb = self.as_tensor(a, loc, like=b), b
+        else:
+            ta = self.as_tensor(a, loc)
+            tb = self.as_tensor(b, loc, like=ta)
+        from irc.ops.registry import REGISTRY
+
+        if name not in REGISTRY:
+            raise self.err(f"operator '{op}' is not supported on tensors", loc)
+        with self.b.at_loc(loc):
+            r = self.b.op(name, ta, tb)
+        self._track_affine(op, ta, tb, r)
+        return r
+
+    def _track_affine(self, op, a, b, r):
+        """Keep integer scalars computed from arguments, dims and literals as
+        affine forms, so slices like X[i*B:(i+1)*B] get a static length."""
+        aff = self.ctx.affine
+        if r.type.rank != 0 or not r.type.dtype.is_int:
+            return
+        fa, fb = aff.get(a), aff.get(b)
+        if fa is None:
+            fa = self._const_form(a)
+        if fb is None:
+            fb = self._const_form(b)
+        if fa is None or fb is None:
+            return
+        if op in ("+", "-"):
+            out = dict(fa)
+            for k, c in fb.items():
+                out[k] = (D.dim_add if op == "+" else D.dim_sub)(out.get(k, 0), c)
+            aff[r] = {k: c for k, c in out.items() if c != 0}
+        elif op == "*":
+            if list(fa) == [1]:
+                fa, fb = fb, fa
+            if list(fb) == [1] or not fb:
+                c = fb.get(1, 0)
+                aff[r] = {k: D.dim_mul(x, c) for k, x in fa.items() if D.dim_mul(x, c) != 0}
+
+    def _const_form(self, v: Value):
+        op = v.owner if hasattr(v, "op") else None
+        if op is not None and getattr(op, "name", None) == "tg.constant" and op.attrs["value"].ndim == 0:
+            x = op.attrs["value"].item()
+            if isinstance(x, int) and not isinstance(x, bool):
+                return {1: x} if x else {}
+        return None
+
+    def ev_Call(self, n: A.Call):
+        if n.func in self.defs:
+            return self.call_def(n)
+        if n.func in self.fns:
+            raise self.err(f"'{n.func}' is an entry function (fn) and cannot be called from the model",
+                           n.loc, "make it a def to reuse it")
+        if n.func == "grad":
+            return self.grad(n)
+        if n.func in BUILTINS:
+            if self.ctx is None:
+                raise self.err(f"'{n.func}' cannot be used in a const", n.loc)
+            args = [self.ev(a) for a in n.args]
+            kwargs = {}
+            for k, v, kloc in n.kwargs:
+                if k in kwargs:
+                    raise self.err(f"argument '{k}' given twice", kloc)
+                kwargs[k] = (self.ev(v), kloc)
+            with self.b.at_loc(n.loc):
+                return call_builtin(self, n.func, args, kwargs, n.loc, n)
+        close = difflib.get_close_matches(n.func, list(BUILTINS) + list(self.defs), n=1)
+        raise self.err(f"unknown function '{n.func}'", n.loc, f"did you mean '{close[0]}'?" if close else None)
+
+    def grad(self, n: A.Call):
+        if self.ctx is None:
+            raise self.err("grad cannot be used in a const", n.loc)
+        if len(n.args) < 2:
+            raise self.err("grad(loss, x, ...) needs a loss and at least one variable", n.loc)
+        disconnected = "raise"
+        for k, v, kloc in n.kwargs:
+            if k != "disconnected":
+                raise self.err(f"unknown argument '{k}' of grad", kloc)
+            disconnected = self.ev_static(v)
+            if disconnected not in ("raise", "zero"):
+                raise self.err('disconnected must be "raise" or "zero"', v.loc)
+        loss = self.ev(n.args[0])
+        if not isinstance(loss, Value):
+            raise self.err(f"grad: the loss must be a tensor expression, got {describe(loss)}", n.args[0].loc)
+        wrt = []
+        for a in n.args[1:]:
+            v = self.ev(a)
+            if not isinstance(v, Value):
+                raise self.err(f"grad: cannot differentiate with respect to {describe(v)}", a.loc)
+            wrt.append(v)
+        with self.b.at_loc(n.loc):
+            op = self.b.op_full("tg.grad", [loss] + wrt, {"disconnected": disconnected})
+        res = op.results
+        for r, w in zip(res, wrt):
+            r.name_hint = "g" + (w.name_hint or "")
+        return res[0] if len(res) == 1 else tuple(res)
+
+    # -- def instantiation ----------------------------------------------------------
+    def call_def(self, n: A.Call):
+        decl = self.defs[n.func]
+        if n.kwargs:
+            names = [p.name for p in decl.params]
+            args = list(n.args) + [None] * (len(names) - len(n.args))
+            for k, v, kloc in n.kwargs:
+                if k not in names:
+                    raise self.err(f"'{decl.name}' has no argument '{k}'", kloc)
+                i = names.index(k)
+                if args[i] is not None:
+                    raise self.err(f"argument '{k}' given twice", kloc)
+                args[i] = v
+        else:
+            args = list(n.args)
+        if len(args) != len(decl.params):
+            raise self.err(f"'{decl.name}' takes {len(decl.params)} argument(s), got {len(args)}", n.loc)
+        for p, a in zip(decl.params, args):
+            if a is None and p.default is None:
+                raise self.err(f"missing argument '{p.name}' of '{decl.name}'", n.loc)
+        values = []
+        for p, a in zip(decl.params, args):
+            node = a if a is not None else p.default
+            values.append((self.ev(node), node.loc))
+        # Unify the def's dims with the actual argument types.
+        dim_map: dict = {}
+        actual = []
+        for p, (v, loc) in zip(decl.params, values):
+            want_dtype = DTYPES[p.type.dtype]
+            t = self.as_tensor(v, loc, dtype=want_dtype)
+            if t.type.dtype != want_dtype:
+                raise self.err(f"argument '{p.name}' of '{decl.name}' expects {p.type.dtype}, got {t.type}", loc)
+            self._unify(decl, p, t.type, dim_map, loc)
+            actual.append(t)
+        key = (decl.name, tuple(a.type for a in actual))
+        func = self.instances.get(key)
+        if func is None:
+            if decl.name in self.instantiating:
+                raise self.err(f"'{decl.name}' calls itself; recursion is not supported", n.loc)
+            idx = sum(1 for k in self.instances if k[0] == decl.name)
+            name = decl.name if idx == 0 else f"{decl.name}_{idx}"
+            func = self._new_func(name, decl, [a.type for a in actual], "private")
+            # Instances go before the entry functions that call them.
+            first_fn = next((i for i, o in enumerate(self.module.body.ops) if o.name == "func.func"), None)
+            if first_fn is None:
+                self.module.body.append(func)
+            else:
+                self.module.body.insert(first_fn, func)
+            self.instances[key] = func
+            named = set(self.ctx.named_dims) | {x for a in actual for d in a.type.shape for x in D.dim_names(d)}
+            self.instantiating.append(decl.name)
+            saved_depth = self.scan_depth
+            self.scan_depth = 0
+            try:
+                results = self._body(func, decl, named, dim_map)
+            finally:
+                self.instantiating.pop()
+                self.scan_depth = saved_depth
+            func.attrs["res_types"] = tuple(v.type for v in results)
+        res_types = list(func.attrs["res_types"])
+        with self.b.at_loc(n.loc):
+            op = self.b.create("func.call", actual, res_types, {"callee": SymbolRef(func.attrs["sym_name"])})
+        if not res_types:
+            raise self.err(f"'{decl.name}' returns nothing and cannot be used as a value", n.loc)
+        return op.results[0] if len(op.results) == 1 else tuple(op.results)
+
+    def _unify(self, decl, p, actual: TensorType, dim_map, loc):
+        te = p.type
+        want_rank = len(te.dims or [])
+        if want_rank != actual.rank:
+            raise self.err(f"argument '{p.name}' of '{decl.name}' expects rank {want_rank} "
+                           f"({type_text(te)}), got {actual}", loc)
+        for de, d in zip(te.dims or [], actual.shape):
+            if de.op == "name" and de.args[0] not in self.consts:
+                n = de.args[0]
+                if n in dim_map and dim_map[n] != d:
+                    raise self.err(f"argument '{p.name}' of '{decl.name}': dimension {n} is {dim_map[n]} "
+                                   f"elsewhere but {d} here ({actual})", loc)
+                dim_map[n] = d
+            else:
+                want = self.resolve_dim(de, dim_map)
+                if want != d:
+                    raise self.err(f"argument '{p.name}' of '{decl.name}' expects {type_text(te)}, got {actual}",
+                                   loc)
+
+    # -- scan -----------------------------------------------------------------------
+    def ev_Scan(self, n: A.Scan):
+        if self.ctx is None:
+            raise self.err("scan cannot be used in a const", n.loc)
+        seqs = []
+        for name, node, loc in n.seqs:
+            v = self.ev(node)
+            if not isinstance(v, Value):
+                v = self.as_tensor(v, loc)
+            if v.type.rank == 0:
+                raise self.err(f"sequence '{name}' is a scalar; scan iterates over a leading axis", node.loc)
+            seqs.append((name, v, loc))
+        inits = []
+        for name, node, loc in n.carries:
+            v = self.as_tensor(self.ev(node), node.loc)
+            inits.append((name, v, loc))
+        names = [s[0] for s in seqs] + [c[0] for c in inits]
+        for i, nm in enumerate(names):
+            if nm in names[:i]:
+                raise self.err(f"'{nm}' is bound twice in this scan", n.loc)
+        length = None
+        for name, v, loc in seqs:
+            d = v.type.shape[0]
+            if length is None:
+                length = d
+            elif d != length:
+                raise self.err(f"sequences have different lengths: '{seqs[0][0]}' has {length} steps, "
+                               f"'{name}' has {d}", loc)
+        if "steps" in n.options:
+            node = n.options["steps"]
+            s = dim_of(self.ev_static(node))
+            if s is None or (isinstance(s, int) and s < 0):
+                raise self.err("steps must be a non-negative integer or a named dim", node.loc)
+            if length is not None and s != length:
+                raise self.err(f"steps = {s} but the sequences have {length} steps", node.loc)
+            length = s
+        if length is None:
+            raise self.err("a scan without sequences needs 'steps = n'", n.loc)
+        truncate = None
+        if "truncate" in n.options:
+            node = n.options["truncate"]
+            truncate = self.ev_static(node)
+            if not isinstance(truncate, int) or isinstance(truncate, bool) or truncate < 1:
+                raise self.err("truncate must be a positive integer", node.loc)
+        arg_types = [v.type.with_shape(v.type.shape[1:]) for _, v, _ in seqs] + [v.type for _, v, _ in inits]
+        block = Block(arg_types, names)
+        # Generate the body in a child scope; outer names stay visible.
+        saved = (self.scope, self.b.block, self.b.index)
+        self.scope = FuncScope(saved[0])
+        for nm, a in zip(names, block.args):
+            self.scope.vars[nm] = a
+            self._note_int_scalar(a)
+        self.b.set_insertion_end(block)
+        self.scan_depth += 1
+        try:
+            res = self._stmts(n.body, allow_yield=True)
+            if res is None:
+                raise self.err("a scan body must end with 'yield'", n.loc)
+            outs, yloc = res
+            nexts = []
+            for (nm, init, loc) in inits:
+                nv = self.scope.vars[nm]
+                nv = self.as_tensor(nv, loc, dtype=init.type.dtype)
+                if nv.type != init.type:
+                    raise self.err(f"carried value '{nm}' starts as {init.type} but its next value is {nv.type}",
+                                   self._rebind_loc(n.body, nm) or loc,
+                                   "the next value must have the type of the initial value")
+                nexts.append(nv)
+            out_vals = [self.as_tensor(v, yloc) for v in outs]
+            self.b.create("tg.yield", nexts + out_vals, [], {}, loc=yloc)
+        finally:
+            self.scan_depth -= 1
+            self.scope, self.b.block, self.b.index = saved
+        res_types = [v.type.with_shape((length,) + v.type.shape) for v in out_vals]
+        attrs = {"n_seqs": len(seqs), "n_carries": len(inits), "length": length, "truncate": truncate}
+        with self.b.at_loc(n.loc):
+            op = self.b.create("tg.scan", [v for _, v, _ in seqs] + [v for _, v, _ in inits], res_types, attrs,
+                               [Region([block])])
+        if not op.results:
+            return ()
+        return op.results[0] if len(op.results) == 1 else tuple(op.results)
+
+    def _rebind_loc(self, body, name):
+        loc = None
+        for st in body:
+            if isinstance(st, A.Assign) and name in st.targets:
+                loc = st.loc
+        return loc
+
+    # -- indexing -----------------------------------------------------------------
+    def ev_Index(self, n: A.Index):
+        from irc.frontend.indexing import lower_index
+
+        base = self.ev(n.value)
+        if not isinstance(base, Value):
+            if isinstance(base, list):
+                base = self.as_tensor(base, n.value.loc)
+            else:
+                raise self.err(f"cannot index {describe(base)}", n.loc)
+        with self.b.at_loc(n.loc):
+            return lower_index(self, base, n.items, n.loc)
+
+
+def weak_dtype(tensor_dtype: DType, value) -> DType:
+    """NumPy 2 (NEP 50): a Python scalar takes the tensor's dtype, except that a
+    float meeting an integer or bool tensor gives the default float."""
+    if isinstance(value, bool):
+        return tensor_dtype
+    if isinstance(value, float) and not tensor_dtype.is_float:
+        return F32
+    if isinstance(value, int) and tensor_dtype.is_bool:
+        return I32
+    return tensor_dtype
+
+
+def default_dtype(value) -> DType:
+    """The dtype of a literal on its own: f32 for floats, i32 for ints."""
+    if isinstance(value, bool):
+        return DTYPES["bool"]
+    if isinstance(value, float):
+        return F32
+    return I32
+
+
+def describe(v) -> str:
+    if isinstance(v, Value):
+        return f"a tensor {v.type}"
+    if isinstance(v, bool):
+        return f"the boolean {str(v).lower()}"
+    if isinstance(v, (int, float)):
+        return f"the number {v}"
+    if isinstance(v, Dim):
+        return f"the dimension {v}"
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    if isinstance(v, DType):
+        return f"the dtype {v}"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, tuple):
+        return f"{len(v)} values"
+    if v is None:
+        return "None"
+    return type(v).__name__
+
+
+def type_text(te: A.TypeExpr) -> str:
+    if not te.dims:
+        return te.dtype
+
+    def dt(de):
+        if de.op in ("int", "name"):
+            return str(de.args[0])
+        return f"{dt(de.args[0])}{de.op}{dt(de.args[1])}"
+
+    return f"{te.dtype}[{', '.join(dt(d) for d in te.dims)}]"
+
+
+def generate(program: A.Program, filename: str, defines=None) -> Module:
+    """The tg IR module of a parsed program."""
+    try:
+        return IRGen(program, filename, defines).generate()
+    except RecursionError:
+        raise CompileError("expression nested too deeply", Loc(filename, 1, 1)) from None

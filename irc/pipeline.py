@@ -1,0 +1,37 @@
+"""THE pipeline: the ordered list of passes every model goes through, in
+one readable place. Reorder or extend it here and nowhere else.
+
+Stages of a compiled module:
+  tg   what the front end (or the Python builder) produced: defs as calls
+  opt  after PIPELINE below: gradients expanded, defs inlined, optimised
+Backends take the `opt` module.
+"""
+
+from __future__ import annotations
+
+from irc.ir.core import Module
+from irc.passes import PassManager, parse_pipeline
+
+PIPELINE = [
+    "inline",  # instantiated defs into their callers
+    "cse",
+    "dce",
+]
+
+
+def pass_names() -> list:
+    return [p.split("{")[0] for p in PIPELINE]
+
+
+def run_pipeline(module: Module, until: str | None = None, verify_each: bool = False, **pm_options) -> Module:
+    """Run the pipeline over `module` in place (stopping after the first pass
+    named `until`, if given) and return it. pm_options go to PassManager
+    (print_ir_after, print_ir_after_all, time_passes, out, ...)."""
+    names = list(PIPELINE)
+    if until is not None:
+        if until not in pass_names():
+            raise ValueError(f"'{until}' is not a pass of the pipeline ({', '.join(pass_names())})")
+        names = names[: pass_names().index(until) + 1]
+    pm = PassManager(parse_pipeline(",".join(names)), verify_each=verify_each, **pm_options)
+    pm.run(module)
+    return module

@@ -1,0 +1,89 @@
+"""cse: common-subexpression elimination.
+
+Two ops compute the same value when they have the same name, the same operands (the same
+Value objects; either order for COMMUTATIVE ops), equal attributes (compared by
+irc.ir.core.attr_key, so arrays compare by contents and 0.0 differs from -0.0) and the
+same result types. The later one is replaced by the earlier one:
+
+    func.func @f(%x: f32[N]) -> f32[N] {               func.func @f(%x: f32[N]) -> f32[N] {
+      %a = tg.exp %x : f32[N]                             %a = tg.exp %x : f32[N]
+      %b = tg.exp %x : f32[N]                   ->        %c = tg.add %a, %a : f32[N]
+      %c = tg.add %a, %b : f32[N]                         func.return %c : f32[N]
+      func.return %c : f32[N]                           }
+    }
+
+Only ops with the PURE trait and no regions are merged: never tg.update or anything
+with side effects, never ops the registry does not know. Ops with regions (tg.scan)
+are not merged themselves, but their bodies are processed.
+
+Scoping follows dominance: a value computed in an enclosing block is reused inside a
+nested region (a scan body may reuse `%a` above), never the other way round, and the
+regions of ISOLATED ops (func.func) start from an empty scope. Within a region, each
+block sees only its own ops and those of the enclosing blocks.
+
+Imports only irc.ir and irc.ops.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from dataclasses import dataclass
+
+from irc.ir.core import Block, Module, Op, attr_key
+from irc.ir.rewriter import Rewriter
+from irc.ops.registry import COMMUTATIVE, ISOLATED, PURE, lookup
+from irc.passes.pass_manager import Pass, register
+
+
+@register
+@dataclass
+class CSE(Pass):
+    name = "cse"
+    summary = "merge pure ops that compute the same value"
+
+    def run(self, module: Module) -> bool:
+        rewriter = Rewriter()
+        for region in module.regions:
+            for block in region.blocks:
+                _cse_block(block, ChainMap(), rewriter)
+        return rewriter.changed
+
+
+def _cse_block(block: Block, scope: ChainMap, rewriter: Rewriter) -> None:
+    # `scope` maps an op key to the earlier op with that key; new_child() gives
+    # this block its own layer so its ops are invisible to sibling/enclosing blocks.
+    scope = scope.new_child()
+    for op in list(block.ops):
+        if op.regions:
+            d = lookup(op.name)
+            # An unknown op might not see values from outside: treat it as isolated.
+            isolated = d is None or d.has(ISOLATED)
+            for region in op.regions:
+                for inner in region.blocks:
+                    _cse_block(inner, ChainMap() if isolated else scope, rewriter)
+            continue
+        key = _key(op)
+        if key is None:
+            continue
+        existing = scope.get(key)
+        if existing is None:
+            scope[key] = op
+        else:
+            rewriter.replace_op(op, existing.results)
+
+
+def _key(op: Op):
+    """A hashable key equal for ops computing the same value; None if op may not merge."""
+    d = lookup(op.name)
+    if d is None or not d.has(PURE) or not op.results:
+        return None
+    operands = tuple(op.operands)
+    if d.has(COMMUTATIVE):
+        operands = tuple(sorted(operands, key=id))
+    try:
+        attrs = tuple(sorted((k, attr_key(v)) for k, v in op.attrs.items()))
+        key = (op.name, operands, attrs, tuple(r.type for r in op.results))
+        hash(key)
+    except TypeError:
+        return None  # an attribute that does not hash: never merge rather than guess
+    return key

@@ -1,0 +1,150 @@
+"""The reference interpreter: runs tg IR with NumPy, op by op.
+
+It is the semantics every other backend is checked against, and a real
+backend (`backend="interp"`). Each op runs its registry `numpy` function;
+attributes listed in the op's `dim_attrs` are first evaluated against the
+named dims bound by the call's arguments. Results are converted to the
+op's declared dtype, so NumPy's value-based corner cases cannot leak through.
+
+Imports irc.ir and irc.ops only.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+
+import numpy as np
+
+from irc.ir.core import Block, Module, Op
+from irc.ir.dims import eval_dim
+from irc.ops.registry import REGISTRY
+
+
+class InterpError(RuntimeError):
+    """A failure while running IR (e.g. an index out of range at run time)."""
+
+    def __init__(self, message, loc=None):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+
+
+def eval_attr(value, env):
+    """Evaluate dims (ints and named-dim strings) inside an attribute value."""
+    if isinstance(value, tuple):
+        return tuple(eval_attr(v, env) for v in value)
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return eval_dim(value, env)
+    return value
+
+
+def eval_shape(shape, env) -> tuple:
+    return tuple(eval_dim(d, env) for d in shape)
+
+
+class Interpreter:
+    def __init__(self, module: Module):
+        self.module = module
+        self.symbols = module.symbols()
+
+    def run(self, fn_name: str, args: list, state: dict, env: dict):
+        """Run a function. Returns (results, updates: {name: array})."""
+        func = self.symbols[fn_name]
+        updates: dict = {}
+        results = self._run_block(func.regions[0].block, list(args), state, env, updates, {})
+        return results, updates
+
+    def _run_block(self, block: Block, args, state, env, updates, values):
+        for a, v in zip(block.args, args):
+            values[a] = v
+        for op in block.ops:
+            name = op.name
+            if name in ("func.return", "tg.yield"):
+                return [values[v] for v in op.operands]
+            if name == "tg.read":
+                values[op.results[0]] = state[op.attrs["sym"].name]
+            elif name == "tg.update":
+                updates[op.attrs["sym"].name] = values[op.operands[0]]
+            elif name == "func.call":
+                callee = self.symbols[op.attrs["callee"].name]
+                res = self._run_block(callee.regions[0].block, [values[v] for v in op.operands], state, env,
+                                      updates, {})
+                for r, v in zip(op.results, res):
+                    values[r] = v
+            elif name == "tg.scan":
+                for r, v in zip(op.results, self._scan(op, values, state, env, updates)):
+                    values[r] = v
+            else:
+                self._run_op(op, values, env)
+        return []
+
+    def _run_op(self, op: Op, values, env):
+        d = REGISTRY.get(op.name)
+        if d is None or d.numpy is None:
+            if op.name == "tg.grad":
+                raise InterpError("tg.grad must be expanded by the grad pass before it can run", op.loc)
+            raise InterpError(f"the interpreter cannot run {op.name}", op.loc)
+        attrs = dict(op.attrs)
+        for k in d.dim_attrs:
+            if k in attrs:
+                attrs[k] = eval_attr(attrs[k], env)
+        operands = [values[v] for v in op.operands]
+        with np.errstate(all="ignore"):
+            try:
+                out = d.numpy(*operands, **attrs)
+            except (IndexError, ValueError) as e:
+                raise InterpError(f"{op.name}: {e}", op.loc) from None
+        if len(op.results) == 1:
+            out = (out,)
+        for r, v in zip(op.results, out):
+            values[r] = np.asarray(v, dtype=r.type.dtype.np)
+
+    def _scan(self, op: Op, values, state, env, updates):
+        ns, nc = op.attrs["n_seqs"], op.attrs["n_carries"]
+        length = eval_dim(op.attrs["length"], env)
+        seqs = [values[v] for v in op.operands[:ns]]
+        for s in seqs:
+            if s.shape[0] != length:
+                raise InterpError(f"scan sequence has {s.shape[0]} steps, expected {length}", op.loc)
+        carries = [values[v] for v in op.operands[ns:]]
+        body = op.regions[0].block
+        outs = [[] for _ in op.results]
+        for t in range(length):
+            inner = ChainMap({}, values)  # the body sees outer values
+            res = self._run_block(body, [s[t] for s in seqs] + carries, state, env, updates, inner)
+            carries = res[:nc]
+            for lst, v in zip(outs, res[nc:]):
+                lst.append(v)
+        stacked = []
+        for r, lst in zip(op.results, outs):
+            if lst:
+                stacked.append(np.stack(lst).astype(r.type.dtype.np, copy=False))
+            else:
+                stacked.append(np.zeros(eval_shape(r.type.shape, env), dtype=r.type.dtype.np))
+        return stacked
+
+
+class InterpBackend:
+    """The interpreter as a backend: owns the shared variables' arrays and
+    applies a call's updates after its outputs are computed."""
+
+    name = "interp"
+
+    def __init__(self, module: Module, state: dict):
+        self.interp = Interpreter(module)
+        self.state = dict(state)
+
+    def call(self, fn_name: str, args: list, env: dict) -> list:
+        results, updates = self.interp.run(fn_name, args, self.state, env)
+        # A result may be a shared variable's own array (`return W`): hand out
+        # a copy so the caller cannot change the state behind our back.
+        held = {id(a) for a in self.state.values()} | {id(a) for a in args}
+        results = [r.copy() if id(r) in held else r for r in results]
+        self.state.update(updates)
+        return results
+
+    def get(self, name: str) -> np.ndarray:
+        return self.state[name].copy()
+
+    def set(self, name: str, value: np.ndarray) -> None:
+        self.state[name] = value
