@@ -80,7 +80,7 @@ def _args_opt(p: argparse.ArgumentParser) -> None:
 
 def cmd_opt(args) -> int:
     """Parse textual IR, verify it, run a pass pipeline, print the result (like mlir-opt)."""
-    from irc.diagnostics import register_source
+    from irc.diagnostics import CompileError, register_source
     from irc.passes import available_passes, get_pass, parse_pipeline
 
     if args.list_passes:
@@ -106,8 +106,15 @@ def cmd_opt(args) -> int:
         run = lambda: _opt_one(padded, filename, passes, after, args)  # noqa: E731
         if args.verify_diagnostics:
             status |= _verify_diagnostics(padded, filename, run)
+        elif len(chunks) == 1:
+            outputs.append(run())  # a CompileError goes up to main()
         else:
-            outputs.append(run())
+            # Like mlir-opt: report the error of each chunk and go on with the next.
+            try:
+                outputs.append(run())
+            except CompileError as e:
+                _print_error(e.format())
+                status = 1
     if not args.verify_diagnostics:
         _write_output(args.output, "// -----\n".join(outputs))
     return status

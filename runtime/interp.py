@@ -108,20 +108,16 @@ class Interpreter:
                 raise InterpError(f"scan sequence has {s.shape[0]} steps, expected {length}", op.loc)
         carries = [values[v] for v in op.operands[ns:]]
         body = op.regions[0].block
-        outs = [[] for _ in op.results]
-        for t in range(length):
+        outs = op.results[nc:]
+        stacked = [np.zeros(eval_shape(r.type.shape, env), dtype=r.type.dtype.np) for r in outs]
+        order = range(length - 1, -1, -1) if op.attrs.get("reverse", False) else range(length)
+        for t in order:
             inner = ChainMap({}, values)  # the body sees outer values
             res = self._run_block(body, [s[t] for s in seqs] + carries, state, env, updates, inner)
             carries = res[:nc]
-            for lst, v in zip(outs, res[nc:]):
-                lst.append(v)
-        stacked = []
-        for r, lst in zip(op.results, outs):
-            if lst:
-                stacked.append(np.stack(lst).astype(r.type.dtype.np, copy=False))
-            else:
-                stacked.append(np.zeros(eval_shape(r.type.shape, env), dtype=r.type.dtype.np))
-        return stacked
+            for buf, v in zip(stacked, res[nc:]):
+                buf[t] = v
+        return list(carries) + stacked
 
 
 class InterpBackend:

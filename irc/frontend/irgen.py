@@ -863,14 +863,16 @@ class IRGen:
         finally:
             self.scan_depth -= 1
             self.scope, self.b.block, self.b.index = saved
-        res_types = [v.type.with_shape((length,) + v.type.shape) for v in out_vals]
-        attrs = {"n_seqs": len(seqs), "n_carries": len(inits), "length": length, "truncate": truncate}
+        res_types = [v.type for _, v, _ in inits] + [v.type.with_shape((length,) + v.type.shape) for v in out_vals]
+        attrs = {"n_seqs": len(seqs), "n_carries": len(inits), "length": length, "truncate": truncate,
+                 "reverse": False}
         with self.b.at_loc(n.loc):
             op = self.b.create("tg.scan", [v for _, v, _ in seqs] + [v for _, v, _ in inits], res_types, attrs,
                                [Region([block])])
-        if not op.results:
+        outs = op.results[len(inits):]
+        if not outs:
             return ()
-        return op.results[0] if len(op.results) == 1 else tuple(op.results)
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def _rebind_loc(self, body, name):
         loc = None

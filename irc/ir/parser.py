@@ -619,8 +619,8 @@ class _Parser:
         if word in simple:
             self.pos = m.end()
             return simple[word]
-        if word in DTYPES:
-            return self.type()
+        if word in DTYPES or self.text.startswith("[", m.end()):
+            return self.type()  # reports an unknown dtype
         if word == "dtype":
             self.pos = m.end()
             self.skip()
@@ -651,6 +651,7 @@ class _Parser:
             self.error(f"dense literal needs a static shape, not {t}", tpos)
         self.skip()
         self.expect(",", "',' after the type of a dense literal")
+        self.skip()
         bpos = self.pos
         body = self.match(_DENSE_BODY).group(0)
         self.expect(">", "'>' to close the dense literal")

@@ -44,12 +44,14 @@ def _verify_scan(op):
     term = body.terminator
     if term is None or term.name != "tg.yield":
         raise TypeError_("scan body must end with tg.yield")
-    if len(term.operands) != nc + len(op.results):
-        raise TypeError_(f"tg.yield has {len(term.operands)} operands, expected {nc + len(op.results)}")
-    for init, nxt in zip(op.operands[ns:], term.operands[:nc]):
+    if len(term.operands) != len(op.results):
+        raise TypeError_(f"tg.yield has {len(term.operands)} operands, expected {len(op.results)}")
+    for init, nxt, r in zip(op.operands[ns:], term.operands[:nc], op.results[:nc]):
         if init.type != nxt.type:
             raise TypeError_(f"carried value changes type: starts as {init.type}, next value is {nxt.type}")
-    for out, r in zip(term.operands[nc:], op.results):
+        if r.type != init.type:
+            raise TypeError_(f"final carry result {r.type} differs from the carry type {init.type}")
+    for out, r in zip(term.operands[nc:], op.results[nc:]):
         want = out.type.with_shape((length,) + out.type.shape)
         if r.type != want:
             raise TypeError_(f"scan result type {r.type} differs from stacked output {want}")

@@ -81,7 +81,8 @@ def _crossentropy_infer(types, attrs):
         if y.shape != p.shape[:-1]:
             shape = "[" + ", ".join(map(str, p.shape[:-1])) + "]"
             raise TypeError_(
-                f"integer labels {y} do not match predictions {p} (expected labels of shape {shape})"
+                f"integer labels {y} do not match predictions {p} "
+                f"(expected labels of shape {shape})"
             )
         return [TensorType(p.dtype, p.shape[:-1])]
     if y.dtype.is_float:

@@ -14,7 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.dims import dim_add, dim_floordiv, dim_mul, dim_sub, parse_dim
-from irc.ir.types import I32, TensorType, TypeError_, broadcast_shapes, dtype_of_numpy, promote_dtypes
+from irc.ir.types import (
+    I32,
+    TensorType,
+    TypeError_,
+    broadcast_shapes,
+    dtype_of_numpy,
+    promote_dtypes,
+)
 from irc.ops.common import (
     arrayed,
     as_dim,
@@ -164,9 +171,11 @@ def slice_length(d, start, stop, step):
     """The length NumPy gives `x[start:stop:step]` on an axis of size `d`.
 
     Exact for an int `d`. For a named dim (or dim expression) the bounds are
-    assumed to be in range (|bound| <= d), as in `x[1:]` (N-1), `x[:-1]` (N-1),
-    `x[::2]` ((N+1)//2), `x[-3:]` (3). A slice whose length would shrink as `d`
-    grows (`x[-2:3]`) has no useful symbolic length and is rejected."""
+    assumed to be in range and the slice non-empty, as in `x[1:]` (N-1),
+    `x[:-1]` (N-1), `x[::2]` ((N+1)//2), `x[-3:]` (3); a slice of two bounds
+    counted from the same end has an int length, clamped at 0 (`x[3:1]` is 0).
+    A slice whose length would shrink as `d` grows (`x[-2:3]`) has no useful
+    symbolic length and is rejected."""
     if step == 0:
         raise TypeError_("slice step cannot be zero")
     if isinstance(d, int):
