@@ -220,7 +220,8 @@ def check_arg(fn_name, name, t: TensorType, value, env: dict, where: dict) -> np
         else:
             env[d] = n
             where[d] = name
-    return np.ascontiguousarray(arr, dtype=want)
+    # np.asarray, not ascontiguousarray: the latter turns a 0-d array into 1-d.
+    return np.asarray(arr, dtype=want, order="C")
 
 
 class CompiledModule:

@@ -14,6 +14,8 @@ from irc.passes import PassManager, parse_pipeline
 
 PIPELINE = [
     "inline",  # instantiated defs into their callers
+    "stabilize",  # stable forms first, so gradients are derived from them
+    "grad",  # tg.grad -> reverse-mode gradient code
     "cse",
     "dce",
 ]

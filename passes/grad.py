@@ -86,7 +86,29 @@ def differentiable(v: Value) -> bool:
     return v.type.dtype.is_float
 
 
+def merge_reads(func_block: Block) -> None:
+    """Make every tg.read of one shared variable in a function the same
+    value (they are: reads see the value from before the call), so a
+    gradient with respect to `W` covers every use of W, including the
+    copies that inlining brought in."""
+    first: dict = {}
+    for op in list(func_block.ops):
+        if op.name != "tg.read":
+            continue
+        sym = op.attrs["sym"].name
+        if sym in first:
+            op.results[0].replace_all_uses_with(first[sym])
+            op.erase()
+        else:
+            first[sym] = op.results[0]
+
+
 def expand_grad(gop: Op) -> None:
+    func = gop
+    while func is not None and func.name != "func.func":
+        func = func.parent_op()
+    if func is not None:
+        merge_reads(func.regions[0].block)
     block: Block = gop.parent
     loss, wrt = gop.operands[0], list(gop.operands[1:])
     b = OpBuilder(loc=gop.loc)

@@ -112,4 +112,4 @@ def _load(op: Op, base_dir: str, file: str, key):
         raise CompileError(f"load: '{key or file}' has shape {list(arr.shape)} but the variable is {t}", op.loc)
     if not np.can_cast(arr.dtype, t.dtype.np, "same_kind"):
         raise CompileError(f"load: '{key or file}' has dtype {arr.dtype}, cannot convert to {t.dtype}", op.loc)
-    return np.ascontiguousarray(arr, dtype=t.dtype.np)
+    return np.asarray(arr, dtype=t.dtype.np, order="C")

@@ -897,14 +897,14 @@ class IRGen:
 
 def weak_dtype(tensor_dtype: DType, value) -> DType:
     """NumPy 2 (NEP 50): a Python scalar takes the tensor's dtype, except that a
-    float meeting an integer or bool tensor gives the default float."""
-    if isinstance(value, bool):
-        return tensor_dtype
-    if isinstance(value, float) and not tensor_dtype.is_float:
-        return F32
-    if isinstance(value, int) and tensor_dtype.is_bool:
-        return I32
-    return tensor_dtype
+    float meeting an integer or bool tensor gives float64 and an int meeting a
+    bool tensor gives int64, as np.result_type(array, python_scalar) does."""
+    try:
+        return dtype_of_numpy(np.result_type(tensor_dtype.np, value))
+    except (OverflowError, TypeError_):
+        # A literal that does not fit the tensor's dtype: promote like NumPy's
+        # strong types instead of failing here (the op reports what is wrong).
+        return dtype_of_numpy(np.result_type(tensor_dtype.np, np.min_scalar_type(value)))
 
 
 def default_dtype(value) -> DType:

@@ -53,6 +53,12 @@ _DIM = re.compile(r"[A-Za-z0-9_ \t+\-*/()]*")
 _DENSE_BODY = re.compile(r"[-+.A-Za-z0-9_ \t\r\n,\[\]]*")
 _DENSE_TOKEN = re.compile(r"\[|\]|,|[^ \t\r\n,\[\]]+")
 _TOKEN_TEXT = re.compile(r"[A-Za-z0-9_.$%@^\-]+|\S")
+# One-line spans of a type and of an attribute dictionary, used as keys of the
+# per-parse caches (big modules repeat the same few types and attributes).
+_TYPE_SPAN = re.compile(r"[A-Za-z_][A-Za-z0-9_.$]*(?:[ \t\r]*\[[^\]\n]*\])?")
+_DICT_SPAN = re.compile(r'\{(?:[^{}"\n]|"(?:[^"\\\n]|\\.)*")*\}')
+_WS_CHARS = frozenset(" \t\r\n/")
+_LOC = re.compile(r'loc\(("(?:[^"\\\n]|\\.)*"):([0-9]+):([0-9]+)\)')
 
 # Regions whose ops must not see values from outside.
 _ISOLATED = ("func.func", "builtin.module")
@@ -93,6 +99,13 @@ class _Parser:
         self.values: dict = {}
         self.scopes: list = []
         self.depth = 0
+        # Span of text -> parsed type / attribute dict / dim. A span is only
+        # stored after the full parser consumed exactly it, and the full parser
+        # reads nothing beyond it, so a cache hit parses as the parser would.
+        self.type_cache: dict = {}
+        self.dict_cache: dict = {}
+        self.dim_cache: dict = {}
+        self.file_cache: dict = {}
 
     # -- positions and errors ------------------------------------------------------
     def loc_at(self, pos: int) -> Loc:
@@ -117,7 +130,8 @@ class _Parser:
 
     # -- scanning --------------------------------------------------------------------
     def skip(self) -> None:
-        self.pos = _WS.match(self.text, self.pos).end()
+        if self.pos < len(self.text) and self.text[self.pos] in _WS_CHARS:
+            self.pos = _WS.match(self.text, self.pos).end()
 
     def hskip(self) -> None:
         self.pos = _HWS.match(self.text, self.pos).end()
@@ -210,6 +224,15 @@ class _Parser:
         return default
 
     def loc_literal(self):
+        m = _LOC.match(self.text, self.pos)
+        if m is not None:  # the common, well-formed case in one match
+            file = self.file_cache.get(m.group(1))
+            if file is None:
+                self.pos = m.start(1)
+                file = self.string()  # decodes and reports a bad escape
+                self.file_cache[m.group(1)] = file
+            self.pos = m.end()
+            return Loc(file, int(m.group(2)), int(m.group(3)))
         self.pos += len("loc(")
         self.skip()
         if self.keyword_here("unknown"):
@@ -508,16 +531,28 @@ class _Parser:
 
     def type(self) -> TensorType:
         start = self.pos
+        span = _TYPE_SPAN.match(self.text, start)
+        if span is not None:
+            t = self.type_cache.get(span.group(0))
+            if t is not None:
+                self.pos = span.end()
+                return t
+        t = self._type()
+        self.type_cache[self.text[start : self.pos]] = t
+        return t
+
+    def _type(self) -> TensorType:
+        start = self.pos
         m = self.match(_IDENT)
         if m is None:
             self.expected("a type")
         dt = DTYPES.get(m.group(0))
         if dt is None:
             self.error(f"unknown dtype '{m.group(0)}'", start)
-        self.hskip()
-        if self.peek() != "[":
+        j = _HWS.match(self.text, self.pos).end()
+        if not self.text.startswith("[", j):
             return TensorType(dt, ())
-        self.pos += 1
+        self.pos = j + 1
         dims = []
         while True:
             self.skip()
@@ -525,10 +560,13 @@ class _Parser:
             text = self.match(_DIM).group(0).strip()
             if not text:
                 self.expected("a dimension")
-            try:
-                d = parse_dim(text)
-            except Exception:  # any failure of the dim parser is a bad input
-                self.error(f"bad dimension expression '{text}'", dpos)
+            d = self.dim_cache.get(text)
+            if d is None:
+                try:
+                    d = parse_dim(text)
+                except Exception:  # any failure of the dim parser is a bad input
+                    self.error(f"bad dimension expression '{text}'", dpos)
+                self.dim_cache[text] = d
             if isinstance(d, int) and d < 0:
                 self.error(f"negative dimension '{text}'", dpos)
             dims.append(d)
@@ -547,6 +585,18 @@ class _Parser:
 
     # -- attributes --------------------------------------------------------------------
     def attr_dict(self) -> dict:
+        start = self.pos
+        span = _DICT_SPAN.match(self.text, start)
+        if span is not None:
+            d = self.dict_cache.get(span.group(0))
+            if d is not None:
+                self.pos = span.end()
+                return d
+        d = self._attr_dict()
+        self.dict_cache[self.text[start : self.pos]] = d
+        return d
+
+    def _attr_dict(self) -> dict:
         self.expect("{", "'{'")
         attrs = {}
         self.skip()
