@@ -16,6 +16,7 @@ Sits at the top of the layering: may import anything of the project.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -43,7 +44,9 @@ def _args_opt(p: argparse.ArgumentParser) -> None:
         metavar="PIPELINE",
         help="comma-separated passes with options, e.g. 'cse,dce,scan-unroll{max-steps=16}'",
     )
-    p.add_argument("-o", "--output", default="-", help="where to write the result (default: stdout)")
+    p.add_argument(
+        "-o", "--output", default="-", help="where to write the result (default: stdout)"
+    )
     p.add_argument(
         "--print-ir-after",
         action="append",
@@ -103,7 +106,7 @@ def cmd_opt(args) -> int:
     for first_line, chunk in chunks:
         # Padding with newlines keeps every line number true to the whole file.
         padded = "\n" * first_line + chunk
-        run = lambda: _opt_one(padded, filename, passes, after, args)  # noqa: E731
+        run = functools.partial(_opt_one, padded, filename, passes, after, args)
         if args.verify_diagnostics:
             status |= _verify_diagnostics(padded, filename, run)
         elif len(chunks) == 1:
@@ -193,7 +196,7 @@ def _verify_diagnostics(text: str, filename: str, run) -> int:
         ):
             matched = True
             continue
-        failures.append(format_diagnostic(f"expected error \"{want}\" was not produced", where))
+        failures.append(format_diagnostic(f'expected error "{want}" was not produced', where))
     if error is not None and not matched:
         failures.append(format_diagnostic(f"unexpected error: {error.message}", error.loc))
     for f in failures:
@@ -274,7 +277,9 @@ def main(argv: Optional[list] = None) -> int:
             import traceback
 
             traceback.print_exc()
-        where, cause = (f" in pass '{e.pass_name}'", e.error) if isinstance(e, PassCrash) else ("", e)
+        where, cause = (
+            (f" in pass '{e.pass_name}'", e.error) if isinstance(e, PassCrash) else ("", e)
+        )
         _print_error(f"internal compiler error{where}: {type(cause).__name__}: {cause}")
         if not _debug():
             _print_error(f"  hint: {_BUG_HINT} (IRC_DEBUG=1 shows the traceback)")

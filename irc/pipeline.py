@@ -17,6 +17,8 @@ PIPELINE = [
     "stabilize",  # stable forms first, so gradients are derived from them
     "grad",  # tg.grad -> reverse-mode gradient code
     "cse",
+    "scan-unroll{max-steps=16}",  # short static loops become straight-line code
+    "cse",
     "dce",
 ]
 

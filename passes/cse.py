@@ -5,11 +5,11 @@ Value objects; either order for COMMUTATIVE ops), equal attributes (compared by
 irc.ir.core.attr_key, so arrays compare by contents and 0.0 differs from -0.0) and the
 same result types. The later one is replaced by the earlier one:
 
-    func.func @f(%x: f32[N]) -> f32[N] {               func.func @f(%x: f32[N]) -> f32[N] {
+    func.func @f(%x: f32[N]) -> (f32[N]) {              func.func @f(%x: f32[N]) -> (f32[N]) {
       %a = tg.exp %x : f32[N]                             %a = tg.exp %x : f32[N]
       %b = tg.exp %x : f32[N]                   ->        %c = tg.add %a, %a : f32[N]
-      %c = tg.add %a, %b : f32[N]                         func.return %c : f32[N]
-      func.return %c : f32[N]                           }
+      %c = tg.add %a, %b : f32[N]                         func.return %c
+      func.return %c                                    }
     }
 
 Only ops with the PURE trait and no regions are merged: never tg.update or anything

@@ -3,12 +3,14 @@
 Removes ops with the PURE trait whose results nothing uses (tg.read included), then the
 private func.func symbols that nothing reachable from a public one references:
 
-    func.func private @unused() -> f32 { ... }         func.func @f(%x: f32[N]) -> f32[N] {
-    func.func @f(%x: f32[N]) -> f32[N] {                  %b = tg.exp %x : f32[N]
-      %a = tg.mul %x, %x : f32[N]               ->        func.return %b : f32[N]
-      %w = tg.read @W : f32[N]                          }
+    tg.global {sym_name = "W", ...}                   tg.global {sym_name = "W", ...}
+    func.func @unused() -> () attributes              func.func @f(%x: f32[N]) -> (f32[N]) {
+        {visibility = "private"} {...}                  %b = tg.exp %x : f32[N]
+    func.func @f(%x: f32[N]) -> (f32[N]) {      ->      func.return %b
+      %a = tg.mul %x, %x : f32[N]                     }
+      %w = tg.read {sym = @W} : f32[4]
       %b = tg.exp %x : f32[N]
-      func.return %b : f32[N]
+      func.return %b
     }
 
 Each block is walked bottom-up, visiting an op's regions before the op, so a chain of

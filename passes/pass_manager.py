@@ -97,7 +97,9 @@ def register(cls: type) -> type:
         raise ValueError(f"pass class {cls.__name__} has no name")
     other = _REGISTRY.get(cls.name)
     if other is not None and other is not cls:
-        raise ValueError(f"pass name '{cls.name}' registered twice ({other.__name__}, {cls.__name__})")
+        raise ValueError(
+            f"pass name '{cls.name}' registered twice ({other.__name__}, {cls.__name__})"
+        )
     _REGISTRY[cls.name] = cls
     return cls
 

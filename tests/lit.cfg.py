@@ -6,6 +6,7 @@ are inputs of other tests, not lit tests, go in a folder named `Inputs` (skipped
 `irc` and `filecheck` are found next to the running Python (the active venv) first.
 Imports nothing of the project.
 """
+# ruff: noqa: F821  (lit defines `config` and `lit_config` before running this file)
 
 import os
 import sys
@@ -13,13 +14,15 @@ import tempfile
 
 import lit.formats
 
-config.name = "irc"  # noqa: F821 (lit provides `config`)
+config.name = "irc"
 config.test_format = lit.formats.ShTest(execute_external=False)
 config.suffixes = [".tgir"]
 config.excludes = ["Inputs", "Output", "__pycache__"]
 config.test_source_root = os.path.dirname(os.path.abspath(__file__))
-# Keep lit's Output/ folders and timing file out of the source tree.
-config.test_exec_root = os.path.join(tempfile.gettempdir(), f"irc-lit-{os.getuid()}")
+# Output/ folders (%t files) and lit's timing file go outside the source tree, in a folder
+# of this run alone: several runs of the suite may share a machine. tests/test_lit.py
+# passes `--param exec_root=DIR`; a bare `lit tests` run gets a fresh temporary folder.
+config.test_exec_root = lit_config.params.get("exec_root") or tempfile.mkdtemp(prefix="irc-lit-")
 
 bin_dir = os.path.dirname(sys.executable)
 config.environment["PATH"] = os.pathsep.join([bin_dir, config.environment.get("PATH", "")])

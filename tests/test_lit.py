@@ -6,7 +6,6 @@ Imports nothing of the project (the tests call the `irc` script).
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +22,10 @@ LIT_FILES = sorted(
 
 @pytest.fixture(scope="session")
 def lit_results(tmp_path_factory, irc_exe):
-    out = tmp_path_factory.mktemp("lit") / "results.json"
+    work = tmp_path_factory.mktemp("lit")
+    out = work / "results.json"
     cmd = [sys.executable, "-c", "import sys; from lit.main import main; sys.exit(main())"]
-    cmd += ["-q", "-o", str(out), str(TESTS)]
+    cmd += ["-q", "-o", str(out), "--param", f"exec_root={work / 'exec'}", str(TESTS)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if not out.exists():
         pytest.fail(f"lit did not run (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -47,4 +47,3 @@ def test_lit(name, lit_results):
 
 def test_lit_suite_is_not_empty():
     assert "passes/cse.tgir" in LIT_FILES and "passes/dce.tgir" in LIT_FILES
-

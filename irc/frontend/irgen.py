@@ -282,7 +282,7 @@ class IRGen:
 
     def _body(self, func_op, decl: A.FuncDecl, named: set, dim_map):
         """Generate the body of a function; returns the returned Values."""
-        saved = (self.ctx, self.scope, self.b.block, self.b.index, self.b.loc)
+        saved = (self.ctx, self.scope, self.b.block, self.b.pos, self.b.loc)
         self.ctx = FunctionContext(func_op, decl.kind, named)
         self.scope = FuncScope()
         entry = self.ctx.entry
@@ -307,7 +307,7 @@ class IRGen:
             return values
         finally:
             self.ctx, self.scope = saved[0], saved[1]
-            self.b.block, self.b.index, self.b.loc = saved[2], saved[3], saved[4]
+            self.b.block, self.b.pos, self.b.loc = saved[2], saved[3], saved[4]
 
     def _check_returns(self, decl, values, loc, dim_map):
         if decl.ret is None:
@@ -439,8 +439,8 @@ class IRGen:
             op = Op("tg.read", (), [ref.type], {"sym": SymbolRef(name)}, (), ref.loc, [name])
             self.ctx.entry.insert(self.ctx.prologue, op)
             self.ctx.prologue += 1
-            if self.b.block is self.ctx.entry and self.b.index is not None:
-                self.b.index += 1
+            if self.b.block is self.ctx.entry and self.b.pos is not None:
+                self.b.pos += 1
             v = op.result
             self.ctx.reads[name] = v
         return v
@@ -452,8 +452,8 @@ class IRGen:
             op = Op("tg.dim", (), [TensorType(dtype, ())], {"dim": d, "dtype": dtype.name}, (), loc)
             self.ctx.entry.insert(self.ctx.prologue, op)
             self.ctx.prologue += 1
-            if self.b.block is self.ctx.entry and self.b.index is not None:
-                self.b.index += 1
+            if self.b.block is self.ctx.entry and self.b.pos is not None:
+                self.b.pos += 1
             v = op.result
             self.ctx.dim_values[key] = v
             if dtype.is_int:
@@ -837,7 +837,7 @@ class IRGen:
         arg_types = [v.type.with_shape(v.type.shape[1:]) for _, v, _ in seqs] + [v.type for _, v, _ in inits]
         block = Block(arg_types, names)
         # Generate the body in a child scope; outer names stay visible.
-        saved = (self.scope, self.b.block, self.b.index)
+        saved = (self.scope, self.b.block, self.b.pos)
         self.scope = FuncScope(saved[0])
         for nm, a in zip(names, block.args):
             self.scope.vars[nm] = a
@@ -862,7 +862,7 @@ class IRGen:
             self.b.create("tg.yield", nexts + out_vals, [], {}, loc=yloc)
         finally:
             self.scan_depth -= 1
-            self.scope, self.b.block, self.b.index = saved
+            self.scope, self.b.block, self.b.pos = saved
         res_types = [v.type for _, v, _ in inits] + [v.type.with_shape((length,) + v.type.shape) for v in out_vals]
         attrs = {"n_seqs": len(seqs), "n_carries": len(inits), "length": length, "truncate": truncate,
                  "reverse": False}

@@ -14,29 +14,29 @@ from irc.ir.types import TensorType
 
 
 class Builder:
-    def __init__(self, block: Optional[Block] = None, index: Optional[int] = None, loc: Optional[Loc] = None):
+    def __init__(self, block: Optional[Block] = None, pos: Optional[int] = None, loc: Optional[Loc] = None):
         self.block = block
-        self.index = index  # None: append at the end of the block
+        self.pos = pos  # insertion index in block; None: append at the end
         self.loc = loc
 
     # -- insertion point ---------------------------------------------------------
     def set_insertion_end(self, block: Block) -> None:
-        self.block, self.index = block, None
+        self.block, self.pos = block, None
 
     def set_insertion_before(self, op: Op) -> None:
-        self.block, self.index = op.parent, op.parent.index_of(op)
+        self.block, self.pos = op.parent, op.parent.index_of(op)
 
     def set_insertion_after(self, op: Op) -> None:
-        self.block, self.index = op.parent, op.parent.index_of(op) + 1
+        self.block, self.pos = op.parent, op.parent.index_of(op) + 1
 
     @contextmanager
     def at_end(self, block: Block):
-        saved = (self.block, self.index)
+        saved = (self.block, self.pos)
         self.set_insertion_end(block)
         try:
             yield self
         finally:
-            self.block, self.index = saved
+            self.block, self.pos = saved
 
     @contextmanager
     def at_loc(self, loc: Optional[Loc]):
@@ -52,11 +52,11 @@ class Builder:
     def insert(self, op: Op) -> Op:
         if self.block is None:
             raise ValueError("builder has no insertion block")
-        if self.index is None:
+        if self.pos is None:
             self.block.append(op)
         else:
-            self.block.insert(self.index, op)
-            self.index += 1
+            self.block.insert(self.pos, op)
+            self.pos += 1
         return op
 
     def create(

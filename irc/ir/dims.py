@@ -112,7 +112,8 @@ def _floordiv_poly(p: dict, k: int) -> dict:
     if isinstance(inner, int):
         return {(): inner // k} if inner // k else {}
     # A non-exact quotient is an opaque atom; its text parses back to itself.
-    return {(f"({inner})//{k}",): 1}
+    text = f"{inner}//{k}" if inner.isidentifier() else f"({inner})//{k}"
+    return {(text,): 1}
 
 
 # -- parsing ---------------------------------------------------------------------

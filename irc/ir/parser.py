@@ -565,10 +565,10 @@ class _Parser:
                 try:
                     d = parse_dim(text)
                 except Exception:  # any failure of the dim parser is a bad input
-                    self.error(f"bad dimension expression '{text}'", dpos)
+                    self.error(f"bad dimension expression '{_clip(text)}'", dpos)
                 self.dim_cache[text] = d
             if isinstance(d, int) and d < 0:
-                self.error(f"negative dimension '{text}'", dpos)
+                self.error(f"negative dimension '{_clip(text)}'", dpos)
             dims.append(d)
             self.skip()
             if self.peek() == ",":
@@ -725,6 +725,10 @@ class _Parser:
         except (ValueError, OverflowError, TypeError):
             self.error(f"bad value in dense literal of type {t}", bpos)
         return arr
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _dense_scalars(toks: list, shape: tuple):

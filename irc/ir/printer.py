@@ -7,11 +7,12 @@ indent per nesting level:
       tg.global {sym_name = "W", type = f32[64, 10], init = "zeros"}
       func.func @predict(%x: f32[N, 64]) -> (f32[N, 10]) attributes {visibility = "public"} {
         %W = tg.read {sym = @W} : f32[64, 10]
-        %0 = tg.matmul %x, %W : f32[N, 10]           loc("logreg.tg":8:20) with locs=True
+        %0 = tg.matmul %x, %W : f32[N, 10] loc("logreg.tg":8:20)
         func.return %0
       }
     }
 
+(`loc(...)` only with locs=True; an op without a loc then shows `loc(unknown)`.)
 `func.func` has a custom form (its entry block's arguments are the
 parameters, `sym_name` and `res_types` are shown in the signature); every
 other op is printed in the generic form
@@ -23,7 +24,8 @@ other op is printed in the generic form
 
 The contract, checked by tests: print(parse(print(m))) == print(m), so every
 choice here (value names, float spelling, dense literals) is one the parser
-reproduces exactly.
+reproduces exactly. Floats are spelled by repr(float(x)), exact for f32 and
+f64 values; a NaN's sign and payload are not kept (every NaN prints `nan`).
 
 Must not import anything of the project outside irc.ir.
 """
