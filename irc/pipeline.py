@@ -14,10 +14,13 @@ from irc.passes import PassManager, parse_pipeline
 
 PIPELINE = [
     "inline",  # instantiated defs into their callers
+    "canonicalize",
     "stabilize",  # stable forms first, so gradients are derived from them
     "grad",  # tg.grad -> reverse-mode gradient code
+    "canonicalize",  # gradient code is full of x*1, x+0 and broadcasts of constants
     "cse",
     "scan-unroll{max-steps=16}",  # short static loops become straight-line code
+    "canonicalize",
     "cse",
     "dce",
 ]

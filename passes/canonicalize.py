@@ -1,0 +1,112 @@
+"""canonicalize: algebraic simplification and constant folding to a fixed point.
+
+    %c = tg.constant {value = dense<f32, 1.0>} : f32         %s = tg.exp %x : f32[N]
+    %y = tg.mul %x, %c : f32[N]                      ->
+    %s = tg.exp %y : f32[N]
+
+Two kinds of rewrites, applied until nothing changes (or max-iterations):
+- each op's canonical patterns (irc/ops/canonical.py, found through the
+  registry's OpDef.canonical);
+- constant folding: a PURE op without regions whose operands are all
+  constants, whose dim attributes are static and whose result has at most
+  `max-fold-elements` elements is replaced by a tg.constant computed with
+  the op's NumPy semantics (the interpreter's semantics, by construction).
+Dead ops left behind are erased when their results have no uses.
+Imports only irc.ir and irc.ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import irc.ops.canonical  # noqa: F401  (attaches the patterns to the registry)
+from irc.ir.core import Module, Op
+from irc.ir.types import num_elements
+from irc.ops.registry import PURE, OpBuilder, lookup
+from irc.passes.pass_manager import Pass, register
+
+
+@register
+@dataclass
+class Canonicalize(Pass):
+    name = "canonicalize"
+    summary = "algebraic simplification and constant folding, to a fixed point"
+    max_iterations: int = 20
+    max_fold_elements: int = 1 << 16
+
+    def run(self, module: Module) -> bool:
+        changed = False
+        for _ in range(self.max_iterations):
+            if not self._sweep(module):
+                break
+            changed = True
+        return changed
+
+    def _sweep(self, module: Module) -> bool:
+        changed = False
+        for op in list(module.walk()):
+            if op.parent is None or op.name in ("tg.constant", "builtin.module"):
+                continue
+            d = lookup(op.name)
+            if d is None:
+                continue
+            if PURE in d.traits and not any(r.uses for r in op.results) and op.results:
+                op.erase()
+                changed = True
+                continue
+            new = self._fold(op, d)
+            if new is None:
+                b = OpBuilder(loc=op.loc)
+                b.set_insertion_before(op)
+                for pattern in d.canonical:
+                    new = pattern(b, op)
+                    if new is not None:
+                        break
+            if new is None:
+                continue
+            for r, v in zip(op.results, new):
+                if v is not r:
+                    r.replace_all_uses_with(v)
+            if not any(r.uses for r in op.results):
+                op.erase()
+            changed = True
+        return changed
+
+    def _fold(self, op: Op, d):
+        if PURE not in d.traits or op.regions or d.numpy is None or not op.results:
+            return None
+        if op.name in ("tg.read", "tg.grad", "tg.scan"):
+            return None
+        consts = []
+        for v in op.operands:
+            p = getattr(v, "op", None)
+            if p is None or p.name != "tg.constant":
+                return None
+            consts.append(p.attrs["value"])
+        for r in op.results:
+            n = num_elements(r.type.shape)
+            if n is None or n > self.max_fold_elements:
+                return None
+        attrs = dict(op.attrs)
+        for k in d.dim_attrs:
+            if _has_names(attrs.get(k)):
+                return None
+        try:
+            with np.errstate(all="ignore"):
+                out = d.numpy(*consts, **attrs)
+        except Exception:
+            return None  # e.g. an index out of range: leave it to fail at run time
+        if len(op.results) == 1:
+            out = (out,)
+        b = OpBuilder(loc=op.loc)
+        b.set_insertion_before(op)
+        return [b.op("tg.constant", value=np.asarray(v, dtype=r.type.dtype.np))
+                for r, v in zip(op.results, out)]
+
+
+def _has_names(v) -> bool:
+    if isinstance(v, tuple):
+        return any(_has_names(x) for x in v)
+    return isinstance(v, str)
