@@ -1,4 +1,4 @@
-"""`python -m irc ...`: the same as the `irc` console script (irc.cli.main)."""
+"""`python -m irc ...`: the same as the `irc` console script. Imports only irc.cli."""
 
 from irc.cli import main
 

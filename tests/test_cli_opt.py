@@ -4,7 +4,8 @@ exit status 1 and no traceback, internal errors as one line with exit status 2, 
 files in tests/passes/.
 
 In-process calls of irc.cli.main where the output is all that matters; subprocesses
-where the exit status and the absence of a traceback are the point.
+where the exit status and the absence of a traceback are the point. Imports irc.cli, the
+IR printer and parser, and irc.passes (to plant a crashing pass).
 """
 
 import os

@@ -43,7 +43,7 @@ def _to_dim(p: dict) -> Dim:
         c = p[m]
         # A quotient atom inside a product needs parentheses: 2*(H-2)//2 would
         # read back as (2*(H-2))//2.
-        wrap = len(m) > 1 or c not in (1, -1)
+        wrap = len(m) > 1 or c != 1
         body = "*".join(f"({a})" if wrap and "//" in a else a for a in m)
         if c == 1:
             t = body

@@ -55,7 +55,7 @@ _DENSE_TOKEN = re.compile(r"\[|\]|,|[^ \t\r\n,\[\]]+")
 _TOKEN_TEXT = re.compile(r"[A-Za-z0-9_.$%@^\-]+|\S")
 # One-line spans of a type and of an attribute dictionary, used as keys of the
 # per-parse caches (big modules repeat the same few types and attributes).
-_TYPE_SPAN = re.compile(r"[A-Za-z_][A-Za-z0-9_.$]*(?:[ \t\r]*\[[^\]\n]*\])?")
+_TYPE_SPAN = re.compile(r"[A-Za-z_][A-Za-z0-9_.$]*(?:[ \t\r]*\[[^\]\n]*\])?(?![ \t\r]*\[)")
 _DICT_SPAN = re.compile(r'\{(?:[^{}"\n]|"(?:[^"\\\n]|\\.)*")*\}')
 _WS_CHARS = frozenset(" \t\r\n/")
 _LOC = re.compile(r'loc\(("(?:[^"\\\n]|\\.)*"):([0-9]+):([0-9]+)\)')
@@ -665,7 +665,13 @@ class _Parser:
         if m is None:
             self.expected("an attribute value")
         word = m.group(0)
-        simple = {"true": True, "false": False, "none": None, "inf": float("inf"), "nan": float("nan")}
+        simple = {
+            "true": True,
+            "false": False,
+            "none": None,
+            "inf": float("inf"),
+            "nan": float("nan"),
+        }
         if word in simple:
             self.pos = m.end()
             return simple[word]

@@ -40,7 +40,7 @@ import numpy as np
 from irc.ir.core import Op, SymbolRef, Value
 from irc.ir.types import DType, TensorType
 
-__all__ = ["print_module", "print_op", "format_attr", "format_loc"]
+__all__ = ["format_attr", "format_loc", "print_module", "print_op"]
 
 # Spellings the parser reads without quotes; anything else is JSON-quoted so
 # that an odd name from a pass still round-trips instead of corrupting the text.
@@ -126,7 +126,9 @@ def format_attr(v) -> str:
 def _fmt_dense(a: np.ndarray) -> str:
     name = _DTYPE_NAMES.get(a.dtype)
     if name is None:
-        raise TypeError(f"cannot print an array of dtype {a.dtype} (irc has f32, f64, i32, i64, bool)")
+        raise TypeError(
+            f"cannot print an array of dtype {a.dtype} (irc has f32, f64, i32, i64, bool)"
+        )
     ty = name if a.ndim == 0 else f"{name}[{', '.join(str(d) for d in a.shape)}]"
     if a.dtype.kind == "f":
         conv = _fmt_float

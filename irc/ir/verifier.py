@@ -35,17 +35,19 @@ from irc.ir.dims import parse_dim
 from irc.ir.errors import CompileError
 from irc.ir.types import DType, TensorType, TypeError_
 
-__all__ = ["verify", "ISOLATED_OPS"]
+__all__ = ["ISOLATED_OPS", "verify"]
 
 # Ops whose regions do not see values from outside. The registry's ISOLATED
 # trait says the same, but irc.ir cannot read the registry.
 ISOLATED_OPS = frozenset({"func.func", "builtin.module"})
 
-_ARRAY_DTYPES = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_))
+_ARRAY_DTYPES = frozenset(
+    np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_)
+)
 
 
 def _is_terminator(name: str) -> bool:
-    return name == "func.return" or name.endswith(".yield") or name.endswith(".return")
+    return name == "func.return" or name.endswith((".yield", ".return"))
 
 
 def verify(module_or_op: Op, op_check: Optional[Callable] = None) -> None:
@@ -117,8 +119,11 @@ class _Verifier:
         for value, owner in self.defined.items():
             for use_op, _ in value.uses:
                 if use_op not in self.ops:
-                    _err(owner, f"a value of {owner.name} is used by a {use_op.name} that is "
-                                "not in the IR (removed without erase?)")
+                    _err(
+                        owner,
+                        f"a value of {owner.name} is used by a {use_op.name} that is "
+                        "not in the IR (removed without erase?)",
+                    )
 
     def check_op(self, op: Op) -> None:
         if not isinstance(op.name, str) or not op.name:
@@ -175,7 +180,10 @@ class _Verifier:
         seen = set()
         for u_op, u_idx in value.uses:
             if not (0 <= u_idx < len(u_op.operands)) or u_op.operands[u_idx] is not value:
-                _err(owner, f"a value of {owner.name} has a stale use by {u_op.name} (operand #{u_idx})")
+                _err(
+                    owner,
+                    f"a value of {owner.name} has a stale use by {u_op.name} (operand #{u_idx})",
+                )
             key = (id(u_op), u_idx)
             if key in seen:
                 _err(owner, f"a value of {owner.name} lists a use by {u_op.name} twice")
@@ -294,12 +302,18 @@ class _Verifier:
             if len(op.results) != 1:
                 _err(op, f"tg.read of {ref} must have one result")
             if op.results[0].type != gtype:
-                _err(op, f"tg.read of {ref} has type {op.results[0].type} but the global has type {gtype}")
+                _err(
+                    op,
+                    f"tg.read of {ref} has type {op.results[0].type} but the global has type {gtype}",
+                )
         else:
             if len(op.operands) != 1:
                 _err(op, f"tg.update of {ref} must have one operand")
             if op.operands[0].type != gtype:
-                _err(op, f"tg.update of {ref} stores {op.operands[0].type} but the global has type {gtype}")
+                _err(
+                    op,
+                    f"tg.update of {ref} stores {op.operands[0].type} but the global has type {gtype}",
+                )
 
     def check_call(self, op: Op, target: Op, ref: SymbolRef) -> None:
         if target.name != "func.func":
@@ -308,7 +322,9 @@ class _Verifier:
         # (N in the callee may be B at the call site); `inline` checks them.
         res = target.attrs.get("res_types", ())
         if isinstance(res, tuple) and len(op.results) != len(res):
-            _err(op, f"func.call of {ref} has {len(op.results)} results but {ref} returns {len(res)}")
+            _err(
+                op, f"func.call of {ref} has {len(op.results)} results but {ref} returns {len(res)}"
+            )
         if len(target.regions) == 1 and len(target.regions[0].blocks) == 1:
             n_params = len(target.regions[0].blocks[0].args)
             defaults = target.attrs.get("arg_defaults")

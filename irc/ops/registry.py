@@ -152,13 +152,14 @@ class OpBuilder(Builder):
         return lambda *operands, **attrs: self.op(name, *operands, **attrs)
 
     # constants ---------------------------------------------------------------
-    def const(self, value, dtype, shape=()) -> Value:
-        """A tg.constant of `value` (a scalar or array) with the given dtype."""
+    def const(self, value, dtype, shape=None) -> Value:
+        """A tg.constant of `value` (a scalar or array) with the given dtype,
+        broadcast to `shape` when one is given."""
         import numpy as np
 
         arr = np.asarray(value, dtype=dtype.np)
-        if shape != () or arr.shape != ():
-            arr = np.broadcast_to(arr, shape).copy() if arr.shape != tuple(shape) else arr
+        if shape is not None and arr.shape != tuple(shape):
+            arr = np.broadcast_to(arr, tuple(shape)).copy()
         return self.op("tg.constant", value=arr)
 
     def like(self, value, ref: Value) -> Value:

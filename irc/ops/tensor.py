@@ -1,11 +1,18 @@
 """Tensor-level ops: constants, matrix products, reductions, indexing (static,
 dynamic and integer-array gather) and shape ops (transpose, reshape, flatten,
-concat, stack, arange, one_hot, broadcast_to).
+concat, stack, arange, one_hot, broadcast_to), their gradient rules, and the
+helper ops those rules need: tg.index_grad, tg.dynamic_slice_grad and
+tg.scatter_add write a cotangent into zeros of the operand's shape (the
+transposes of tg.index, tg.dynamic_slice and tg.gather; each one's own vjp is
+the op it transposes, so second derivatives work).
 
 Shapes may hold named dims and dim expressions; output shapes are computed with
 irc.ir.dims so that `x[1:]` on `N` is `N-1` and `reshape(x, [T*B, D])` checks
 that the element counts agree. Attributes that hold dims are listed in each
 OpDef's `dim_attrs`; the caller evaluates them to ints before calling `numpy`.
+Gradient conventions: max/min reductions split the cotangent equally among
+the elements equal to the extremum; repeated gather indices accumulate
+(np.add.at).
 Imports only irc.ir and irc.ops.
 """
 
@@ -71,6 +78,42 @@ def _matmul_infer(types, attrs):
     return [TensorType(numpy_result_dtype(np.matmul, [a.dtype, b.dtype]), shape)]
 
 
+def _swap_last(b, v):
+    perm = tuple(range(v.type.rank - 2)) + (v.type.rank - 1, v.type.rank - 2)
+    return b.transpose(v, perm=perm)
+
+
+_ALL = ("slice", None, None, None)
+
+
+def _vjp_matmul(b, op, g):
+    """ga = g @ b^T, gb = a^T @ g on operands promoted to matrices (a 1-D a is a
+    row [1, k], a 1-D b a column [k, 1]; g gets the dropped axes back); the grad
+    pass sums over broadcast batch axes."""
+    x, y = op.operands
+    x1, y1 = x.type.rank == 1, y.type.rank == 1
+    x2 = b.index(x, items=(("none",), _ALL)) if x1 else x
+    y2 = b.index(y, items=(_ALL, ("none",))) if y1 else y
+    if x1 and y1:
+        g2 = b.index(g, items=(("none",), ("none",)))
+    elif x1:
+        g2 = b.index(g, items=(("ellipsis",), ("none",), _ALL))
+    elif y1:
+        g2 = b.index(g, items=(("ellipsis",), ("none",)))
+    else:
+        g2 = g
+    gx = gy = None
+    if x.type.dtype.is_float:
+        gx = b.matmul(g2, _swap_last(b, y2))
+        if x1:
+            gx = b.index(gx, items=(("ellipsis",), ("int", 0), _ALL))
+    if y.type.dtype.is_float:
+        gy = b.matmul(_swap_last(b, x2), g2)
+        if y1:
+            gy = b.index(gy, items=(("ellipsis",), ("int", 0)))
+    return [gx, gy]
+
+
 MATMUL = defop(
     OpDef(
         "tg.matmul",
@@ -78,6 +121,7 @@ MATMUL = defop(
         numpy=arrayed(np.matmul),
         arity=2,
         domain=(-1.0, 1.0),
+        vjp=_vjp_matmul,
         doc="a @ b: NumPy matmul (batched over leading dims; 1-D operands as vectors)",
     )
 )
@@ -98,7 +142,54 @@ def reduce_infer(fn):
     return infer
 
 
-def _reduction(name, fn, doc, domain=(-2.0, 2.0)):
+def restore_axes(b, g, rank, axes):
+    """g of a reduction without keepdims, with the reduced `axes` back as size 1."""
+    if not axes:
+        return g
+    items = tuple(("none",) if i in axes else _ALL for i in range(rank))
+    return b.index(g, items=items)
+
+
+def _reduced(op):
+    """(x, normalised axes, the cotangent's reshaping to keepdims form)."""
+    x = op.operands[0]
+    axes = norm_axes(op.attrs.get("axis"), x.type.rank)
+    keep = bool(op.attrs.get("keepdims", False))
+    return x, axes, (lambda b, v: v if keep else restore_axes(b, v, x.type.rank, axes))
+
+
+def dim_value(b, d, dtype):
+    """A dim (int or named-dim expression) as a scalar of `dtype` at run time."""
+    if isinstance(d, int):
+        return b.const(d, dtype)
+    return b.op("tg.dim", dim=d, dtype=dtype.name)
+
+
+def _vjp_sum(b, op, g):
+    x, axes, keep = _reduced(op)
+    return [b.broadcast_to(keep(b, g), shape=x.type.shape)]
+
+
+def _vjp_mean(b, op, g):
+    x, axes, keep = _reduced(op)
+    n = 1
+    for a in axes:
+        n = dim_mul(n, x.type.shape[a])
+    gk = b.div(keep(b, g), dim_value(b, n, g.type.dtype))
+    return [b.broadcast_to(gk, shape=x.type.shape)]
+
+
+def _vjp_extremum(b, op, g):
+    """The cotangent goes to the elements equal to the max (min), split equally
+    among ties, so it sums to g (NumPy/JAX's reduce_max rule, not Theano's
+    every-tie-gets-all)."""
+    x, axes, keep = _reduced(op)
+    hit = b.cast(b.eq(x, keep(b, op.results[0])), dtype=g.type.dtype.name)
+    count = b.sum(hit, axis=axes, keepdims=True)
+    return [b.mul(hit, b.div(keep(b, g), count))]
+
+
+def _reduction(name, fn, doc, domain=(-2.0, 2.0), vjp=None):
     def ref(x, axis=None, keepdims=False):
         return np.asarray(fn(x, axis=np_axis(axis), keepdims=keepdims))
 
@@ -111,15 +202,16 @@ def _reduction(name, fn, doc, domain=(-2.0, 2.0)):
             arity=1,
             defaults={"axis": None, "keepdims": False},
             domain=domain,
+            vjp=vjp,
             doc=f"{name}(x) {{axis = None | (ints), keepdims = false}}: {doc}",
         )
     )
 
 
-SUM = _reduction("sum", np.sum, "sum (NumPy dtype: i32 sums to i64)")
-MEAN = _reduction("mean", np.mean, "arithmetic mean (integers give f64)")
-MAX = _reduction("max", np.max, "largest element")
-MIN = _reduction("min", np.min, "smallest element")
+SUM = _reduction("sum", np.sum, "sum (NumPy dtype: i32 sums to i64)", vjp=_vjp_sum)
+MEAN = _reduction("mean", np.mean, "arithmetic mean (integers give f64)", vjp=_vjp_mean)
+MAX = _reduction("max", np.max, "largest element", vjp=_vjp_extremum)
+MIN = _reduction("min", np.min, "smallest element", vjp=_vjp_extremum)
 
 
 def _argreduce_infer(types, attrs):
@@ -279,6 +371,11 @@ def _index(x, items=()):
     return np.asarray(np.asarray(x)[tuple(key)])
 
 
+def _vjp_index(b, op, g):
+    x = op.operands[0]
+    return [b.op("tg.index_grad", g, items=op.attrs["items"], shape=x.type.shape)]
+
+
 INDEX = defop(
     OpDef(
         "tg.index",
@@ -287,8 +384,52 @@ INDEX = defop(
         arity=1,
         defaults={"items": ()},
         domain=(-2.0, 2.0),
+        vjp=_vjp_index,
         doc='x[...] with static items: ("int", k), ("slice", start, stop, step), ("none",), '
         '("ellipsis",); NumPy basic indexing',
+    )
+)
+
+
+def _index_grad_infer(types, attrs):
+    (g,) = types
+    shape = as_dims(attrs.get("shape", ()), "shape")
+    want = _index_infer([g.with_shape(shape)], attrs)[0].shape
+    if want != g.shape:
+        raise TypeError_(
+            f"{g} is not the shape {fmt_shape(want)} of x[...] for x of shape {fmt_shape(shape)}"
+        )
+    return [g.with_shape(shape)]
+
+
+def _index_grad(g, items=(), shape=()):
+    g = np.asarray(g)
+    out = np.zeros(tuple(shape), dtype=g.dtype)
+    key = []
+    for it in items:
+        if it[0] == "int":
+            key.append(it[1])
+        elif it[0] == "slice":
+            key.append(slice(*it[1:]))
+        else:
+            key.append(None if it[0] == "none" else Ellipsis)
+    # Basic indexing selects each element at most once: assignment is exact.
+    out[tuple(key)] = g
+    return out
+
+
+INDEX_GRAD = defop(
+    OpDef(
+        "tg.index_grad",
+        infer=named_infer("index_grad", _index_grad_infer),
+        numpy=_index_grad,
+        arity=1,
+        defaults={"items": ()},
+        dim_attrs=("shape",),
+        domain=(-2.0, 2.0),
+        vjp=lambda b, op, g: [b.index(g, items=op.attrs["items"])],
+        doc="index_grad(g) {items, shape}: zeros of `shape` with g written at x[items] "
+        "(the transpose of tg.index, its gradient)",
     )
 )
 
@@ -344,6 +485,12 @@ def _dynamic_slice(x, *starts, axes=(), sizes=()):
     return x[tuple(key)]
 
 
+def _vjp_dynamic_slice(b, op, g):
+    x, starts = op.operands[0], op.operands[1:]
+    gx = b.op("tg.dynamic_slice_grad", g, *starts, axes=op.attrs["axes"], shape=x.type.shape)
+    return [gx] + [None] * len(starts)
+
+
 DYNAMIC_SLICE = defop(
     OpDef(
         "tg.dynamic_slice",
@@ -353,8 +500,67 @@ DYNAMIC_SLICE = defop(
         defaults={"axes": (), "sizes": ()},
         dim_attrs=("sizes",),
         domain=(-2.0, 2.0),
+        vjp=_vjp_dynamic_slice,
         doc="dynamic_slice(x, start...) {axes, sizes}: x[start:start+size] on each axis, "
         "start a runtime integer scalar; out of range is an IndexError at run time",
+    )
+)
+
+
+def _dynamic_slice_grad_infer(types, attrs):
+    if not types:
+        raise TypeError_("needs a tensor operand")
+    g = types[0]
+    shape = as_dims(attrs.get("shape", ()), "shape")
+    x, axes = _dynamic_axes([g.with_shape(shape)] + list(types[1:]), attrs, "start indices")
+    if g.rank != len(shape) or any(
+        g.shape[i] != shape[i] for i in range(len(shape)) if i not in axes
+    ):
+        raise TypeError_(f"{g} does not fit {fmt_shape(shape)} outside the axes {axes}")
+    return [g.with_shape(shape)]
+
+
+def _dynamic_slice_grad(g, *starts, axes=(), shape=()):
+    g = np.asarray(g)
+    out = np.zeros(tuple(shape), dtype=g.dtype)
+    if isinstance(axes, (int, np.integer)):
+        axes = (axes,)
+    key = [slice(None)] * out.ndim
+    for a, s in zip(axes, starts):
+        a = a % out.ndim
+        s, n = int(s), g.shape[a]
+        if s < 0 or s + n > out.shape[a]:
+            raise IndexError(
+                f"dynamic slice [{s}:{s + n}] is out of range for axis {a} of size {out.shape[a]}"
+            )
+        key[a] = slice(s, s + n)
+    out[tuple(key)] = g
+    return out
+
+
+def _vjp_dynamic_slice_grad(b, op, g):
+    gin, starts = op.operands[0], op.operands[1:]
+    axes = tuple(norm_axis(a, gin.type.rank) for a in _axes_tuple(op.attrs["axes"]))
+    sizes = tuple(gin.type.shape[a] for a in axes)
+    return [b.dynamic_slice(g, *starts, axes=axes, sizes=sizes)] + [None] * len(starts)
+
+
+def _axes_tuple(axes):
+    return (axes,) if isinstance(axes, (int, np.integer)) else tuple(axes)
+
+
+DYNAMIC_SLICE_GRAD = defop(
+    OpDef(
+        "tg.dynamic_slice_grad",
+        infer=named_infer("dynamic_slice_grad", _dynamic_slice_grad_infer),
+        numpy=_dynamic_slice_grad,
+        arity=None,
+        defaults={"axes": ()},
+        dim_attrs=("shape",),
+        domain=(-2.0, 2.0),
+        vjp=_vjp_dynamic_slice_grad,
+        doc="dynamic_slice_grad(g, start...) {axes, shape}: zeros of `shape` with g written "
+        "at [start:start+size] on each axis (the transpose of tg.dynamic_slice)",
     )
 )
 
@@ -381,6 +587,20 @@ def _dynamic_index(x, *idx, axes=()):
     return np.asarray(x[tuple(key)])
 
 
+def _vjp_dynamic_index(b, op, g):
+    """Put the removed axes back (size 1) and write g at the index, made
+    non-negative first: tg.dynamic_slice_grad takes starts in [0, size)."""
+    x, idx = op.operands[0], op.operands[1:]
+    axes = tuple(norm_axis(a, x.type.rank) for a in _axes_tuple(op.attrs["axes"]))
+    g1 = restore_axes(b, g, x.type.rank, set(axes))
+    starts = []
+    for a, i in zip(axes, idx):
+        n = dim_value(b, x.type.shape[a], i.type.dtype)
+        starts.append(b.where(b.lt(i, b.like(0, i)), b.add(i, n), i))
+    gx = b.op("tg.dynamic_slice_grad", g1, *starts, axes=axes, shape=x.type.shape)
+    return [gx] + [None] * len(idx)
+
+
 DYNAMIC_INDEX = defop(
     OpDef(
         "tg.dynamic_index",
@@ -389,6 +609,7 @@ DYNAMIC_INDEX = defop(
         arity=None,
         defaults={"axes": ()},
         domain=(-2.0, 2.0),
+        vjp=_vjp_dynamic_index,
         doc="dynamic_index(x, i...) {axes}: x[i] on each axis (removing it), i a runtime "
         "integer scalar, negative from the end; out of range is an IndexError at run time",
     )
@@ -423,6 +644,12 @@ def _gather(x, *idx, axes=()):
     return np.asarray(x[(slice(None),) * a0 + tuple(np.asarray(i) for i in idx)])
 
 
+def _vjp_gather(b, op, g):
+    x, idx = op.operands[0], op.operands[1:]
+    gx = b.op("tg.scatter_add", g, *idx, axes=op.attrs["axes"], shape=x.type.shape)
+    return [gx] + [None] * len(idx)
+
+
 GATHER = defop(
     OpDef(
         "tg.gather",
@@ -431,8 +658,51 @@ GATHER = defop(
         arity=None,
         defaults={"axes": (0,)},
         domain=(-2.0, 2.0),
+        vjp=_vjp_gather,
         doc="gather(x, idx...) {axes}: NumPy integer-array indexing on consecutive axes "
         "(x[arange(N), y]); the broadcast index shape replaces those axes",
+    )
+)
+
+
+def _scatter_add_infer(types, attrs):
+    if len(types) < 2:
+        raise TypeError_("needs values and at least one index array")
+    g = types[0]
+    shape = as_dims(attrs.get("shape", ()), "shape")
+    want = _gather_infer([g.with_shape(shape)] + list(types[1:]), attrs)[0].shape
+    if want != g.shape:
+        raise TypeError_(f"{g} is not the shape {fmt_shape(want)} that gathering gives")
+    return [g.with_shape(shape)]
+
+
+def _scatter_add(g, *idx, axes=(0,), shape=()):
+    g = np.asarray(g)
+    out = np.zeros(tuple(shape), dtype=g.dtype)
+    a0 = min(a % out.ndim for a in _axes_tuple(axes))
+    # np.add.at, not assignment: a repeated index accumulates.
+    np.add.at(out, (slice(None),) * a0 + tuple(np.asarray(i) for i in idx), g)
+    return out
+
+
+def _vjp_scatter_add(b, op, g):
+    idx = op.operands[1:]
+    return [b.gather(g, *idx, axes=op.attrs["axes"])] + [None] * len(idx)
+
+
+SCATTER_ADD = defop(
+    OpDef(
+        "tg.scatter_add",
+        infer=named_infer("scatter_add", _scatter_add_infer),
+        numpy=_scatter_add,
+        arity=None,
+        defaults={"axes": (0,)},
+        dim_attrs=("shape",),
+        domain=(-2.0, 2.0),
+        vjp=_vjp_scatter_add,
+        doc="scatter_add(g, idx...) {axes, shape}: zeros of `shape` plus g added at the "
+        "positions gather(x, idx...) {axes} reads, repeated indices accumulating "
+        "(np.add.at; the transpose of tg.gather)",
     )
 )
 
@@ -456,6 +726,14 @@ def _transpose(x, perm=None):
     return np.transpose(x, None if perm is None else tuple(perm))
 
 
+def _vjp_transpose(b, op, g):
+    perm = op.attrs.get("perm")
+    if perm is None:
+        return [b.transpose(g, perm=None)]
+    axes = [norm_axis(a, g.type.rank) for a in perm]
+    return [b.transpose(g, perm=tuple(int(i) for i in np.argsort(axes)))]
+
+
 TRANSPOSE = defop(
     OpDef(
         "tg.transpose",
@@ -464,6 +742,7 @@ TRANSPOSE = defop(
         arity=1,
         defaults={"perm": None},
         domain=(-2.0, 2.0),
+        vjp=_vjp_transpose,
         doc="transpose(x) {perm = None (reverse the axes) | (ints)}",
     )
 )
@@ -569,6 +848,10 @@ def _reshape(x, shape=()):
     return np.reshape(x, tuple(shape))
 
 
+def _vjp_reshape(b, op, g):
+    return [b.reshape(g, shape=op.operands[0].type.shape)]
+
+
 RESHAPE = defop(
     OpDef(
         "tg.reshape",
@@ -577,6 +860,7 @@ RESHAPE = defop(
         arity=1,
         dim_attrs=("shape",),
         domain=(-2.0, 2.0),
+        vjp=_vjp_reshape,
         doc="reshape(x) {shape = (dims)}: one dim may be -1; element counts must agree "
         "symbolically",
     )
@@ -609,6 +893,7 @@ FLATTEN = defop(
         arity=1,
         defaults={"axis": 1},
         domain=(-2.0, 2.0),
+        vjp=_vjp_reshape,
         doc="flatten(x) {axis = 1}: keep x.shape[:axis], multiply the rest into one dim "
         "(torch.flatten(x, start_dim=axis))",
     )
@@ -642,6 +927,25 @@ def _concat_infer(types, attrs):
     return [TensorType(_promote_all(types), shape)]
 
 
+def _vjp_concat(b, op, g):
+    """Each operand's part of g: a static slice where its offset and size are
+    ints, else a dynamic_slice starting at the run-time value of the offset."""
+    axis = norm_axis(op.attrs.get("axis", 0), g.type.rank)
+    out, offset = [], 0
+    for v in op.operands:
+        n = v.type.shape[axis]
+        if not v.type.dtype.is_float:
+            out.append(None)
+        elif isinstance(offset, int) and isinstance(n, int):
+            items = (_ALL,) * axis + (("slice", offset, offset + n, None),)
+            out.append(b.index(g, items=items))
+        else:
+            start = dim_value(b, offset, I32)
+            out.append(b.dynamic_slice(g, start, axes=(axis,), sizes=(n,)))
+        offset = dim_add(offset, n)
+    return out
+
+
 CONCAT = defop(
     OpDef(
         "tg.concat",
@@ -650,6 +954,7 @@ CONCAT = defop(
         arity=None,
         defaults={"axis": 0},
         domain=(-2.0, 2.0),
+        vjp=_vjp_concat,
         doc="concat(x...) {axis = 0}: np.concatenate",
     )
 )
@@ -667,6 +972,14 @@ def _stack_infer(types, attrs):
     return [TensorType(_promote_all(types), shape)]
 
 
+def _vjp_stack(b, op, g):
+    axis = norm_axis(op.attrs.get("axis", 0), g.type.rank)
+    return [
+        b.index(g, items=(_ALL,) * axis + (("int", i),)) if v.type.dtype.is_float else None
+        for i, v in enumerate(op.operands)
+    ]
+
+
 STACK = defop(
     OpDef(
         "tg.stack",
@@ -675,6 +988,7 @@ STACK = defop(
         arity=None,
         defaults={"axis": 0},
         domain=(-2.0, 2.0),
+        vjp=_vjp_stack,
         doc="stack(x...) {axis = 0}: np.stack (a new axis of length len(x...))",
     )
 )
@@ -757,6 +1071,8 @@ BROADCAST_TO = defop(
         arity=1,
         dim_attrs=("shape",),
         domain=(-2.0, 2.0),
+        # The grad pass sums the cotangent back over the broadcast axes.
+        vjp=lambda b, op, g: [g],
         doc="broadcast_to(x) {shape = (dims)}: NumPy broadcasting to `shape`",
     )
 )

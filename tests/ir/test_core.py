@@ -80,7 +80,7 @@ def test_erase_requires_no_uses_and_drops_operands():
 
 
 def test_erase_op_with_region_drops_nested_uses():
-    m, _, b = _func(1)
+    _, _, b = _func(1)
     (x,) = b.args
     body = Block([S], ["i"])
     body.append(Op("tg.add", [x, body.args[0]], [T]))
@@ -152,7 +152,13 @@ def test_walk_is_preorder_and_tolerates_erasing():
     b.append(Op("func.return", [x]))
     names = [op.name for op in m.walk()]
     assert names == [
-        "builtin.module", "func.func", "tg.add", "tg.scan", "tg.neg", "tg.yield", "func.return",
+        "builtin.module",
+        "func.func",
+        "tg.add",
+        "tg.scan",
+        "tg.neg",
+        "tg.yield",
+        "func.return",
     ]
     # walk() iterates over a copy of each block's op list, so erasing the
     # current op is safe.
@@ -192,7 +198,7 @@ def test_op_accessors():
     (x,) = b.args
     two = b.append(Op("tg.split", [x], [T, T]))
     with pytest.raises(ValueError):
-        two.result
+        _ = two.result
     assert two.results[1].index == 1 and two.results[1].owner is two
     assert two.attr("missing", 7) == 7
     assert f.is_ancestor_of(two) and not two.is_ancestor_of(f)

@@ -29,13 +29,19 @@ def logreg_module():
     body = Block([ty("f32[N, 64]"), ty("f32")], ["x", "lr"])
     f = top.create(
         "func.func",
-        attrs={"sym_name": "train", "res_types": (ty("f32"), ty("f32[N, 10]")), "visibility": "public",
-               "arg_defaults": (None, 0.1)},
+        attrs={
+            "sym_name": "train",
+            "res_types": (ty("f32"), ty("f32[N, 10]")),
+            "visibility": "public",
+            "arg_defaults": (None, 0.1),
+        },
         regions=[Region([body])],
     )
     b = OpBuilder(body, loc=Loc("logreg.tg", 8, 20))
     x, lr = body.args
-    W = b.create("tg.read", [], [ty("f32[64, 10]")], {"sym": SymbolRef("W")}, result_names=["W"]).result
+    W = b.create(
+        "tg.read", [], [ty("f32[64, 10]")], {"sym": SymbolRef("W")}, result_names=["W"]
+    ).result
     y = b.matmul(x, W)
     z = b.add(y, y)
     s = b.sum(z)
@@ -43,8 +49,14 @@ def logreg_module():
     inner = OpBuilder(loop_body)
     acc2 = inner.add(loop_body.args[1], lr)
     inner.create("tg.yield", [acc2])
-    acc = b.create("test.scan", [z, s], [ty("f32")], {"reverse": False}, [Region([loop_body])],
-                   result_names=["acc"]).result
+    acc = b.create(
+        "test.scan",
+        [z, s],
+        [ty("f32")],
+        {"reverse": False},
+        [Region([loop_body])],
+        result_names=["acc"],
+    ).result
     b.create("func.return", [acc, z])
     return m, f
 
@@ -230,16 +242,34 @@ def test_names_are_scoped_per_function():
 
 def test_attribute_values():
     cases = [
-        (3, "3"), (-1, "-1"), (10**30, str(10**30)),
-        (1.0, "1.0"), (1e-05, "1e-05"), (-0.0, "-0.0"), (float("inf"), "inf"),
-        (float("-inf"), "-inf"), (float("nan"), "nan"), (0.1, "0.1"), (1e300, "1e+300"),
-        (True, "true"), (False, "false"), (None, "none"),
-        ("valid", '"valid"'), ('a"b\n\u00e9', '"a\\"b\\n\\u00e9"'),
-        (SymbolRef("W"), "@W"), (SymbolRef("x y"), '@"x y"'),
-        (ty("f32[N, 10]"), "f32[N, 10]"), (ty("f32"), "f32"), (ty("i64[B*T, (H-2)//2+1]"), "i64[B*T, (H-2)//2+1]"),
+        (3, "3"),
+        (-1, "-1"),
+        (10**30, str(10**30)),
+        (1.0, "1.0"),
+        (1e-05, "1e-05"),
+        (-0.0, "-0.0"),
+        (float("inf"), "inf"),
+        (float("-inf"), "-inf"),
+        (float("nan"), "nan"),
+        (0.1, "0.1"),
+        (1e300, "1e+300"),
+        (True, "true"),
+        (False, "false"),
+        (None, "none"),
+        ("valid", '"valid"'),
+        ('a"b\n\u00e9', '"a\\"b\\n\\u00e9"'),
+        (SymbolRef("W"), "@W"),
+        (SymbolRef("x y"), '@"x y"'),
+        (ty("f32[N, 10]"), "f32[N, 10]"),
+        (ty("f32"), "f32"),
+        (ty("i64[B*T, (H-2)//2+1]"), "i64[B*T, (H-2)//2+1]"),
         (F64, "dtype<f64>"),
-        ((), "[]"), ((1, (2.5, "a"), ()), '[1, [2.5, "a"], []]'),
-        (np.array([[1, 2, 3], [4, 5, 6]], np.float32), "dense<f32[2, 3], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]>"),
+        ((), "[]"),
+        ((1, (2.5, "a"), ()), '[1, [2.5, "a"], []]'),
+        (
+            np.array([[1, 2, 3], [4, 5, 6]], np.float32),
+            "dense<f32[2, 3], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]>",
+        ),
         (np.array(0.5, np.float32), "dense<f32, 0.5>"),
         (np.array([True, False]), "dense<bool[2], [true, false]>"),
         (np.array([-(2**63), 2**63 - 1], np.int64), f"dense<i64[2], [{-(2**63)}, {2**63 - 1}]>"),
@@ -247,7 +277,8 @@ def test_attribute_values():
         (np.zeros((0, 3), np.float64), "dense<f64[0, 3], []>"),
         (np.zeros((2, 0), np.float64), "dense<f64[2, 0], [[], []]>"),
         (np.float32(0.1), repr(float(np.float32(0.1)))),
-        (np.int64(4), "4"), (np.bool_(True), "true"),
+        (np.int64(4), "4"),
+        (np.bool_(True), "true"),
     ]
     for value, text in cases:
         assert format_attr(value) == text, value
@@ -312,32 +343,73 @@ END = "\n  }\n}\n"
     "text,error",
     [
         (FN + "    func.return %y" + END, "t.ir:3:17: error: use of undefined value %y"),
-        (FN + "    %x = tg.neg %x : f32\n    func.return %x" + END, "t.ir:3:5: error: redefinition of value %x"),
-        (FN + "    %0 tg.neg %x : f32" + END, "t.ir:3:8: error: expected '=' after result names, found 'tg.neg'"),
-        (FN + "    %0 = tg.neg %x" + END,
-         "t.ir:3:19: error: expected ':' and the result types of tg.neg, found end of line"),
-        (FN + "    %0, %1 = tg.neg %x : f32" + END, "t.ir:3:24: error: tg.neg has 2 result names but 1 result types"),
+        (
+            FN + "    %x = tg.neg %x : f32\n    func.return %x" + END,
+            "t.ir:3:5: error: redefinition of value %x",
+        ),
+        (
+            FN + "    %0 tg.neg %x : f32" + END,
+            "t.ir:3:8: error: expected '=' after result names, found 'tg.neg'",
+        ),
+        (
+            FN + "    %0 = tg.neg %x" + END,
+            "t.ir:3:19: error: expected ':' and the result types of tg.neg, found end of line",
+        ),
+        (
+            FN + "    %0, %1 = tg.neg %x : f32" + END,
+            "t.ir:3:24: error: tg.neg has 2 result names but 1 result types",
+        ),
         (FN + "    tg.neg %x extra" + END, "t.ir:3:15: error: unexpected 'extra' after op tg.neg"),
-        (FN + "    neg %x" + END, "t.ir:3:5: error: expected an op name (dialect.name), found 'neg'"),
+        (
+            FN + "    neg %x" + END,
+            "t.ir:3:5: error: expected an op name (dialect.name), found 'neg'",
+        ),
         (FN + "    %0 = tg.c {v = f16[2]} : f32" + END, "t.ir:3:20: error: unknown dtype 'f16'"),
         (FN + "    tg.c {a = 1, a = 2}" + END, "t.ir:3:18: error: duplicate attribute 'a'"),
         (FN + "    tg.c {a = bogus}" + END, "t.ir:3:15: error: unknown attribute value 'bogus'"),
         (FN + '    tg.c {a = "abc}' + END, "t.ir:3:15: error: unterminated or malformed string"),
         (FN + '    tg.c {a = "\\q"}' + END, "t.ir:3:15: error: bad string literal"),
-        (FN + "    tg.c {a = dense<f32[2], [1.0]>}" + END, "t.ir:3:29: error: dense literal does not match its type f32[2]"),
-        (FN + "    tg.c {a = dense<i32[2], [1.5, 2]>}" + END, "t.ir:3:29: error: bad value in dense literal of type i32[2]"),
-        (FN + "    tg.c {a = dense<i32[1], [3000000000]>}" + END,
-         "t.ir:3:29: error: bad value in dense literal of type i32[1]"),
-        (FN + "    tg.c {a = dense<f32[N], [1.0]>}" + END, "t.ir:3:21: error: dense literal needs a static shape, not f32[N]"),
-        (FN + "    tg.c {a = dense<bool[1], [1]>}" + END, "t.ir:3:30: error: bad value in dense literal of type bool[1]"),
-        (FN + '    tg.c loc("a":1)' + END, "t.ir:3:19: error: expected ':' after the line number in loc(...), found ')'"),
-        (FN + "    tg.c ({\n    ^bb0(%a: f32):\n    })\n    func.return %a" + END,
-         "t.ir:6:17: error: use of undefined value %a"),
-        ("module {\n  %0 = tg.c : f32\n  func.func @g() -> () {\n    tg.use %0\n  }\n}",
-         "t.ir:4:12: error: use of undefined value %0"),
-        ("module {\n  tg.c\n", "t.ir:3:1: error: expected '}' to close the module, found end of input"),
+        (
+            FN + "    tg.c {a = dense<f32[2], [1.0]>}" + END,
+            "t.ir:3:29: error: dense literal does not match its type f32[2]",
+        ),
+        (
+            FN + "    tg.c {a = dense<i32[2], [1.5, 2]>}" + END,
+            "t.ir:3:29: error: bad value in dense literal of type i32[2]",
+        ),
+        (
+            FN + "    tg.c {a = dense<i32[1], [3000000000]>}" + END,
+            "t.ir:3:29: error: bad value in dense literal of type i32[1]",
+        ),
+        (
+            FN + "    tg.c {a = dense<f32[N], [1.0]>}" + END,
+            "t.ir:3:21: error: dense literal needs a static shape, not f32[N]",
+        ),
+        (
+            FN + "    tg.c {a = dense<bool[1], [1]>}" + END,
+            "t.ir:3:30: error: bad value in dense literal of type bool[1]",
+        ),
+        (
+            FN + '    tg.c loc("a":1)' + END,
+            "t.ir:3:19: error: expected ':' after the line number in loc(...), found ')'",
+        ),
+        (
+            FN + "    tg.c ({\n    ^bb0(%a: f32):\n    })\n    func.return %a" + END,
+            "t.ir:6:17: error: use of undefined value %a",
+        ),
+        (
+            "module {\n  %0 = tg.c : f32\n  func.func @g() -> () {\n    tg.use %0\n  }\n}",
+            "t.ir:4:12: error: use of undefined value %0",
+        ),
+        (
+            "module {\n  tg.c\n",
+            "t.ir:3:1: error: expected '}' to close the module, found end of input",
+        ),
         ("module {\n}\nmodule {\n}", "t.ir:3:1: error: unexpected 'module' after the module"),
-        ("module {\n  func.func @f(%x: f32, %x: f32) -> () {\n  }\n}", "t.ir:2:25: error: redefinition of value %x"),
+        (
+            "module {\n  func.func @f(%x: f32, %x: f32) -> () {\n  }\n}",
+            "t.ir:2:25: error: redefinition of value %x",
+        ),
         ("tg.c {a = " + "[" * 150 + "]" * 150 + "}", "t.ir:1:112: error: nesting too deep"),
     ],
 )
@@ -353,14 +425,17 @@ def test_error_shows_the_source_line(tmp_path):
     path.write_text(text)
     with pytest.raises(CompileError) as e:
         parse_module(text, str(path))
-    assert str(e.value) == f"{path}:2:10: error: use of undefined value %nope\n    tg.use %nope\n           ^"
+    assert (
+        str(e.value)
+        == f"{path}:2:10: error: use of undefined value %nope\n    tg.use %nope\n           ^"
+    )
 
 
 def test_comments_bare_ops_and_whitespace():
     text = (
         "// ----- IR dump after cse -----\n"
         "// RUN: irc opt %s\n"
-        "tg.global {sym_name = \"W\", type = f32}   // trailing comment\n"
+        'tg.global {sym_name = "W", type = f32}   // trailing comment\n'
         "\n"
         "func.func @f(%x : f32 ,\n    %y: f32) -> ( f32 ) {\n"
         "  %0 = tg.add %x,\n      %y : f32   // a comment\n"
@@ -385,18 +460,27 @@ def test_region_values_go_out_of_scope_and_regions_see_outside():
         "    func.return %0\n  }\n}\n"
     )
     m = parse_module(ok)
-    assert print_module(m) == ok.replace("^bb0(%i: f32):\n      tg.yield %i", "^bb0(%i_1: f32):\n      tg.yield %i_1")
+    assert print_module(m) == ok.replace(
+        "^bb0(%i: f32):\n      tg.yield %i", "^bb0(%i_1: f32):\n      tg.yield %i_1"
+    )
     verify(m)
     # A nested builtin.module is isolated like a function.
     with pytest.raises(CompileError, match="use of undefined value %x"):
-        parse_module("func.func @f(%x: f32) -> () {\n  builtin.module ({\n  ^bb0:\n    tg.use %x\n  })\n}")
+        parse_module(
+            "func.func @f(%x: f32) -> () {\n  builtin.module ({\n  ^bb0:\n    tg.use %x\n  })\n}"
+        )
 
 
 def test_parse_is_linear_on_large_modules():
-    lines = ["module {", "  func.func @f(%x: f32[N, 64]) -> (f32[N, 64]) attributes {visibility = \"public\"} {"]
+    lines = [
+        "module {",
+        '  func.func @f(%x: f32[N, 64]) -> (f32[N, 64]) attributes {visibility = "public"} {',
+    ]
     prev = "%x"
     for i in range(10000):
-        lines.append(f"    %v{i} = tg.add {prev}, %x {{alpha = 1.5, axes = [0, 1]}} : f32[N, 64] loc(\"big.tg\":{i}:1)")
+        lines.append(
+            f'    %v{i} = tg.add {prev}, %x {{alpha = 1.5, axes = [0, 1]}} : f32[N, 64] loc("big.tg":{i}:1)'
+        )
         prev = f"%v{i}"
     lines += [f"    func.return {prev} loc(unknown)", "  } loc(unknown)", "} loc(unknown)", ""]
     text = "\n".join(lines)

@@ -35,12 +35,25 @@ _LONG = settings(max_examples=2000, deadline=None, suppress_health_check=_HEALTH
 # -- generated modules --------------------------------------------------------------------
 
 _DIMS = [
-    0, 1, 3, 64, "N", "T", "B", "H",
-    dim_mul("T", "B"), dim_sub("H", 4), dim_add(dim_floordiv(dim_sub("H", 2), 2), 1),
-    dim_mul(2, "N"), dim_add("N", 1), dim_mul(dim_floordiv("N", 3), "B"),
+    0,
+    1,
+    3,
+    64,
+    "N",
+    "T",
+    "B",
+    "H",
+    dim_mul("T", "B"),
+    dim_sub("H", 4),
+    dim_add(dim_floordiv(dim_sub("H", 2), 2), 1),
+    dim_mul(2, "N"),
+    dim_add("N", 1),
+    dim_mul(dim_floordiv("N", 3), "B"),
 ]
 types = st.builds(
-    TensorType, st.sampled_from(list(DTYPES.values())), st.lists(st.sampled_from(_DIMS), max_size=3).map(tuple)
+    TensorType,
+    st.sampled_from(list(DTYPES.values())),
+    st.lists(st.sampled_from(_DIMS), max_size=3).map(tuple),
 )
 
 _HINTS = ["x", "x", "x_1", "x_1_1", "y", "a.b", "_", None, None, "0", "", "bad name", "s"]
@@ -57,11 +70,15 @@ def _arrays(dt):
     else:
         info = np.iinfo(dt.np)
         elements = st.integers(int(info.min), int(info.max))
-    return hnp.arrays(dt.np, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3), elements=elements)
+    return hnp.arrays(
+        dt.np, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3), elements=elements
+    )
 
 
 arrays = st.sampled_from(list(DTYPES.values())).flatmap(_arrays)
-special_floats = st.sampled_from([0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e-05, 1e300, 5e-324])
+special_floats = st.sampled_from(
+    [0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e-05, 1e300, 5e-324]
+)
 scalars = st.one_of(
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -74,9 +91,13 @@ scalars = st.one_of(
     st.sampled_from(list(DTYPES.values())),
     arrays,
 )
-attr_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3).map(tuple), max_leaves=6)
+attr_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3).map(tuple), max_leaves=6
+)
 attr_dicts = st.dictionaries(st.sampled_from(_KEYS), attr_values, max_size=3)
-locs = st.one_of(st.none(), st.builds(Loc, st.sampled_from(_FILES), st.integers(0, 500), st.integers(0, 90)))
+locs = st.one_of(
+    st.none(), st.builds(Loc, st.sampled_from(_FILES), st.integers(0, 500), st.integers(0, 90))
+)
 
 
 def _fill_block(draw, block, visible, depth):
@@ -106,7 +127,9 @@ def _fill_block(draw, block, visible, depth):
         block.append(op)
         visible = visible + op.results
     if depth and draw(st.booleans()):
-        block.append(Op("tg.yield", draw(st.lists(st.sampled_from(visible), max_size=2)) if visible else []))
+        block.append(
+            Op("tg.yield", draw(st.lists(st.sampled_from(visible), max_size=2)) if visible else [])
+        )
 
 
 @st.composite
@@ -114,7 +137,9 @@ def modules(draw):
     m = Module(draw(locs), draw(st.dictionaries(st.sampled_from(_KEYS), attr_values, max_size=2)))
     for i in range(draw(st.integers(0, 2))):
         attrs = {"sym_name": f"g{i}", "type": draw(types)}
-        attrs.update(draw(st.dictionaries(st.sampled_from(["init", "init_args"]), attr_values, max_size=2)))
+        attrs.update(
+            draw(st.dictionaries(st.sampled_from(["init", "init_args"]), attr_values, max_size=2))
+        )
         m.body.append(Op("tg.global", attrs=attrs, loc=draw(locs)))
     for i in range(draw(st.integers(0, 2))):
         arg_types = draw(st.lists(types, max_size=3))
@@ -124,7 +149,13 @@ def modules(draw):
         rets = draw(st.lists(st.sampled_from(visible), max_size=2)) if visible else []
         body.append(Op("func.return", rets, loc=draw(locs)))
         attrs = {"sym_name": f"f{i}" if i else "main", "res_types": tuple(v.type for v in rets)}
-        attrs.update(draw(st.dictionaries(st.sampled_from(["visibility", "arg_defaults", "a"]), attr_values, max_size=2)))
+        attrs.update(
+            draw(
+                st.dictionaries(
+                    st.sampled_from(["visibility", "arg_defaults", "a"]), attr_values, max_size=2
+                )
+            )
+        )
         m.body.append(Op("func.func", attrs=attrs, regions=[Region([body])], loc=draw(locs)))
     return m
 
@@ -177,13 +208,37 @@ def test_print_parse_print_is_stable_long(m, locs):
 
 # -- fuzzing the parser --------------------------------------------------------------------
 
-_SAMPLE = LOGREG_TEXT + """\
+_SAMPLE = (
+    LOGREG_TEXT
+    + """\
 // trailing module-level comment
 """
-_ALPHABET = st.sampled_from(list('%@^{}()[]<>,:=."\\-+*/ \n\tabfimnxdtgloc0123456789_') + ["\u00e9", "\x00"])
+)
+_ALPHABET = st.sampled_from(
+    list('%@^{}()[]<>,:=."\\-+*/ \n\tabfimnxdtgloc0123456789_') + ["\u00e9", "\x00"]
+)
 _PIECES = st.sampled_from(
-    ["module", "func.func", "tg.add", "%x", "%0", "@W", "f32[N, 3]", "dense<f32[1], [nan]>", "({", "})",
-     "^bb0(%a: f32):", "loc(unknown)", 'loc("a":1:2)', "{a = [1, [2]]}", ": f32", "-inf", "//", "\n", "dtype<i32>"]
+    [
+        "module",
+        "func.func",
+        "tg.add",
+        "%x",
+        "%0",
+        "@W",
+        "f32[N, 3]",
+        "dense<f32[1], [nan]>",
+        "({",
+        "})",
+        "^bb0(%a: f32):",
+        "loc(unknown)",
+        'loc("a":1:2)',
+        "{a = [1, [2]]}",
+        ": f32",
+        "-inf",
+        "//",
+        "\n",
+        "dtype<i32>",
+    ]
 )
 
 
@@ -215,7 +270,11 @@ def test_parser_raises_only_compile_errors_on_token_soup(text):
 
 @st.composite
 def mutated(draw):
-    text = draw(st.sampled_from([_SAMPLE, "module attributes {a = [1, 2.5]} {\n" + _SAMPLE.split("\n", 1)[1]]))
+    text = draw(
+        st.sampled_from(
+            [_SAMPLE, "module attributes {a = [1, 2.5]} {\n" + _SAMPLE.split("\n", 1)[1]]
+        )
+    )
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, len(text)))
         j = draw(st.integers(i, min(len(text), i + 12)))

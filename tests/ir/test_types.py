@@ -190,21 +190,6 @@ def test_eval_dim():
         eval_dim("M", env)
 
 
-def _has_negated_quotient_bug() -> bool:
-    return dim_sub(0, dim_floordiv("N", 2)) != dim_mul(-1, dim_floordiv("N", 2)) or parse_dim(
-        dim_sub(0, dim_floordiv("N", 2))
-    ) != dim_sub(0, dim_floordiv("N", 2))
-
-
-_NEG_QUOTIENT_BUG = _has_negated_quotient_bug()
-
-
-@pytest.mark.xfail(
-    _NEG_QUOTIENT_BUG,
-    strict=True,
-    reason="dims._to_dim prints -1 * ((H-2)//2) as '-(H-2)//2', which reads back as "
-    "(-(H-2))//2; fix: wrap the quotient atom whenever the coefficient is not 1",
-)
 def test_negated_quotient_round_trips():
     q = dim_floordiv(dim_sub("H", 2), 2)
     neg = dim_sub(0, q)
@@ -238,10 +223,6 @@ def _build(e):
         d = dim_floordiv(_build(a), b)
     else:
         d = {"+": dim_add, "-": dim_sub, "*": dim_mul}[op](_build(a), _build(b))
-    if _NEG_QUOTIENT_BUG:
-        # Until dims.py is fixed, skip expressions that hit the known bug
-        # (test_negated_quotient_round_trips) anywhere along the way.
-        assume(not (isinstance(d, str) and "-(" in d))
     return d
 
 
@@ -256,7 +237,7 @@ def _text(e):
 @given(_expr, st.fixed_dictionaries({n: st.integers(0, 12) for n in _NAMES}))
 def test_dim_algebra_agrees_with_python(e, env):
     d = _build(e)
-    want = eval(_text(e), {"__builtins__": {}}, dict(env))  # noqa: S307
+    want = eval(_text(e), {"__builtins__": {}}, dict(env))
     assert eval_dim(d, env) == want
     assert parse_dim(_text(e)) == d
     assert parse_dim(str(d)) == d

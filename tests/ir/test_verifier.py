@@ -125,7 +125,11 @@ def test_region_values_are_scoped():
     scan, outer_exp = ops_named(m, "test.scan")[0], ops_named(m, "tg.exp")[1]
     body = scan.regions[0].block
     outer_exp.set_operand(0, body.args[0])
-    fails(m, "operand #0 of tg.exp is a block argument of test.scan used outside its scope", at=outer_exp.loc)
+    fails(
+        m,
+        "operand #0 of tg.exp is a block argument of test.scan used outside its scope",
+        at=outer_exp.loc,
+    )
     m = parse_module(SCAN, "s.ir")
     scan, outer_exp = ops_named(m, "test.scan")[0], ops_named(m, "tg.exp")[1]
     outer_exp.set_operand(0, scan.regions[0].block.ops[0].result)
@@ -148,9 +152,16 @@ def test_function_needs_a_return():
     f = m.lookup("probs")
     f.regions[0].block.terminator.erase()
     fails(m, "function @probs does not end with func.return", at=Loc("m.ir", 5, 5))
-    empty = Op("func.func", attrs={"sym_name": "e", "res_types": ()}, regions=[Region([Block()])], loc=Loc("e", 1, 1))
+    empty = Op(
+        "func.func",
+        attrs={"sym_name": "e", "res_types": ()},
+        regions=[Region([Block()])],
+        loc=Loc("e", 1, 1),
+    )
     fails(empty, "function @e does not end with func.return", at=Loc("e", 1, 1))
-    two = Op("func.func", attrs={"sym_name": "t", "res_types": ()}, regions=[Region([Block(), Block()])])
+    two = Op(
+        "func.func", attrs={"sym_name": "t", "res_types": ()}, regions=[Region([Block(), Block()])]
+    )
     fails(two, "function @t must have one region with one block")
 
 
@@ -175,23 +186,38 @@ def test_return_outside_a_function():
 
 
 def test_duplicate_symbols():
-    text = GOOD.replace('  func.func @train', '  tg.global {sym_name = "probs", type = f32}\n  func.func @train')
+    text = GOOD.replace(
+        "  func.func @train", '  tg.global {sym_name = "probs", type = f32}\n  func.func @train'
+    )
     fails(parse_module(text, "m.ir"), "redefinition of symbol @probs", at=Loc("m.ir", 8, 3))
 
 
 def test_unknown_and_wrong_symbols():
-    fails(parse_module(GOOD.replace("callee = @probs", "callee = @nope")), "func.call references unknown symbol @nope")
-    fails(parse_module(GOOD.replace("callee = @probs", "callee = @W")), "func.call of @W: @W is a tg.global, not a func.func")
+    fails(
+        parse_module(GOOD.replace("callee = @probs", "callee = @nope")),
+        "func.call references unknown symbol @nope",
+    )
+    fails(
+        parse_module(GOOD.replace("callee = @probs", "callee = @W")),
+        "func.call of @W: @W is a tg.global, not a func.func",
+    )
     m = parse_module(GOOD.replace("tg.update %2 {sym = @W}", "tg.update %2 {sym = @V}"), "m.ir")
     fails(m, "tg.update references unknown symbol @V", at=Loc("m.ir", 14, 5))
     m = parse_module(GOOD.replace("%W = tg.read {sym = @W}", "%W = tg.read {sym = @probs}"))
     fails(m, "tg.read of @probs: @probs is a func.func, not a tg.global")
-    fails(parse_module(GOOD.replace("{sym = @W}", '{sym = "W"}')), "tg.read needs a symbol reference attribute 'sym'")
+    fails(
+        parse_module(GOOD.replace("{sym = @W}", '{sym = "W"}')),
+        "tg.read needs a symbol reference attribute 'sym'",
+    )
 
 
 def test_read_and_update_types_match_the_global():
-    m = parse_module(GOOD.replace('type = f32[4, 3], init', 'type = f64[4, 3], init'), "m.ir")
-    e = fails(m, "tg.read of @W has type f32[4, 3] but the global has type f64[4, 3]", at=Loc("m.ir", 4, 5))
+    m = parse_module(GOOD.replace("type = f32[4, 3], init", "type = f64[4, 3], init"), "m.ir")
+    e = fails(
+        m,
+        "tg.read of @W has type f32[4, 3] but the global has type f64[4, 3]",
+        at=Loc("m.ir", 4, 5),
+    )
     assert str(e).startswith("m.ir:4:5: error: tg.read of @W has type")
     m = good()
     upd = ops_named(m, "tg.update")[0]
@@ -200,11 +226,15 @@ def test_read_and_update_types_match_the_global():
 
 
 def test_call_arity():
-    two = GOOD.replace("%p = func.call %x {callee = @probs} : f32[B, 3]",
-                       "%p = func.call %x, %x {callee = @probs} : f32[B, 3]")
+    two = GOOD.replace(
+        "%p = func.call %x {callee = @probs} : f32[B, 3]",
+        "%p = func.call %x, %x {callee = @probs} : f32[B, 3]",
+    )
     fails(parse_module(two), "func.call of @probs passes 2 arguments but @probs takes 1")
-    none = GOOD.replace("%p = func.call %x {callee = @probs} : f32[B, 3]",
-                        "%p, %q = func.call %x {callee = @probs} : f32[B, 3], f32")
+    none = GOOD.replace(
+        "%p = func.call %x {callee = @probs} : f32[B, 3]",
+        "%p, %q = func.call %x {callee = @probs} : f32[B, 3], f32",
+    )
     fails(parse_module(none), "func.call of @probs has 2 results but @probs returns 1")
     # A trailing parameter with a default may be left out, not a required one.
     caller = (
@@ -226,7 +256,11 @@ def test_types_and_attributes_are_well_formed():
     m = good()
     exp = ops_named(m, "tg.exp")[0]
     exp.results[0].type = TensorType(F32, ("T*B",))
-    fails(m, "result #0 of tg.exp has type f32[T*B] whose dim 'T*B' is not in canonical form", at=exp.loc)
+    fails(
+        m,
+        "result #0 of tg.exp has type f32[T*B] whose dim 'T*B' is not in canonical form",
+        at=exp.loc,
+    )
     m = good()
     exp = ops_named(m, "tg.exp")[0]
     exp.attrs["bad"] = [1, 2]  # set directly, so never frozen into a tuple
@@ -256,8 +290,12 @@ def test_op_check_errors_become_located_compile_errors():
     m = good()
     exp = ops_named(m, "tg.exp")[0]
     exp.results[0].type = parse_type("f32[B, 4]")
-    e = fails(m, "tg.exp: 'tg.exp' result types f32[B, 4] differ from inferred f32[B, 3]", at=exp.loc,
-              op_check=verify_op)
+    e = fails(
+        m,
+        "tg.exp: 'tg.exp' result types f32[B, 4] differ from inferred f32[B, 3]",
+        at=exp.loc,
+        op_check=verify_op,
+    )
     assert str(e).startswith("m.ir:11:5: error: tg.exp: ")
     verify(m)  # without op_check only structure is checked
 
@@ -279,7 +317,11 @@ def test_built_module_verifies():
     b = OpBuilder(m.body, loc=Loc("b.tg", 1, 1))
     b.create("tg.global", attrs={"sym_name": "W", "type": parse_type("f32[4, 3]")})
     body = Block([parse_type("f32[N, 4]")], ["x"])
-    b.create("func.func", attrs={"sym_name": "f", "res_types": (parse_type("f32"),)}, regions=[Region([body])])
+    b.create(
+        "func.func",
+        attrs={"sym_name": "f", "res_types": (parse_type("f32"),)},
+        regions=[Region([body])],
+    )
     fb = OpBuilder(body, loc=Loc("b.tg", 2, 1))
     w = fb.create("tg.read", [], [parse_type("f32[4, 3]")], {"sym": SymbolRef("W")}).result
     s = fb.sum(fb.exp(fb.matmul(body.args[0], w)))
