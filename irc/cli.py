@@ -234,6 +234,12 @@ COMMANDS = {
 }
 
 
+def _commands() -> dict:
+    from irc.commands import MODEL_COMMANDS
+
+    return {**MODEL_COMMANDS, **COMMANDS}
+
+
 class _UsageError(Exception):
     """A mistake on the command line (missing file, bad pipeline): exit 1, no traceback."""
 
@@ -245,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (declare, run, help_text) in COMMANDS.items():
+    for name, (declare, run, help_text) in _commands().items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         declare(p)
         p.set_defaults(run=run)
@@ -255,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list] = None) -> int:
     """Entry point of the `irc` script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from irc.commands import UsageError
     from irc.ir.errors import CompileError
     from irc.passes import PassCrash, PipelineError
 
@@ -263,7 +270,7 @@ def main(argv: Optional[list] = None) -> int:
     except CompileError as e:
         _print_error(e.format())
         return 1
-    except (_UsageError, PipelineError) as e:
+    except (_UsageError, UsageError, PipelineError) as e:
         _print_error(f"irc: error: {e}")
         return 1
     except KeyboardInterrupt:

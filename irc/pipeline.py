@@ -9,6 +9,8 @@ Backends take the `opt` module.
 
 from __future__ import annotations
 
+import os
+
 from irc.ir.core import Module
 from irc.passes import PassManager, parse_pipeline
 
@@ -30,10 +32,17 @@ def pass_names() -> list:
     return [p.split("{")[0] for p in PIPELINE]
 
 
-def run_pipeline(module: Module, until: str | None = None, verify_each: bool = False, **pm_options) -> Module:
+# Verify the IR after every pass: on in the test suite (tests/conftest.py) and
+# with IRC_DEBUG=1, the one debug switch; off by default for compile speed.
+VERIFY_EACH = os.environ.get("IRC_DEBUG", "") not in ("", "0")
+
+
+def run_pipeline(module: Module, until: str | None = None, verify_each: bool | None = None, **pm_options) -> Module:
     """Run the pipeline over `module` in place (stopping after the first pass
     named `until`, if given) and return it. pm_options go to PassManager
     (print_ir_after, print_ir_after_all, time_passes, out, ...)."""
+    if verify_each is None:
+        verify_each = VERIFY_EACH
     names = list(PIPELINE)
     if until is not None:
         if until not in pass_names():

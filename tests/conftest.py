@@ -42,3 +42,13 @@ def irc_exe():
     if not os.path.exists(path):
         pytest.fail(f"no `irc` script next to {sys.executable}: run pip install -e '.[test]'")
     return path
+
+
+def pytest_configure(config):
+    # The pass manager verifies the IR after every pipeline pass in the tests
+    # (irc/pipeline.py: VERIFY_EACH), so a pass that breaks the IR fails loudly.
+    try:
+        import irc.pipeline
+    except ImportError:
+        return
+    irc.pipeline.VERIFY_EACH = True

@@ -1,0 +1,269 @@
+"""The `irc` subcommands that work on `.tg` models: compile, run, dump,
+inspect, check and train. Each is a pair `_args_NAME(parser)` /
+`cmd_NAME(args) -> exit status`, listed in MODEL_COMMANDS and merged into
+irc/cli.py's COMMANDS table. Errors in the model raise CompileError, which
+irc.cli.main prints as FILE:LINE:COL with a caret (exit 1).
+
+Sits at the top of the layering (with irc/cli.py): may import anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast as pyast
+import os
+import sys
+from collections import Counter
+
+STAGES = ("ast", "tg", "opt")
+
+
+class UsageError(Exception):
+    """A mistake on the command line: printed as `irc: error: ...`, exit 1."""
+
+
+def _add_model_args(p: argparse.ArgumentParser, backend=True) -> None:
+    p.add_argument("file", help="the .tg model")
+    p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a const of the model (repeatable)")
+    if backend:
+        p.add_argument("--backend", default=None, help="interp, cpu or opencl (default: the API's default)")
+        p.add_argument("--device", default=None, help="OpenCL device (name substring)")
+        p.add_argument("--seed", type=int, default=None, help="seed of the random initialisers")
+
+
+def _defines(args) -> dict:
+    out = {}
+    for item in args.defines:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise UsageError(f"-D expects NAME=VALUE, got '{item}'")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _load(args):
+    import irc.api as api
+
+    kwargs = {"define": _defines(args), "seed": args.seed}
+    if args.backend:
+        kwargs["backend"] = args.backend
+    if getattr(args, "device", None):
+        kwargs["device"] = args.device
+    if not os.path.exists(args.file):
+        raise UsageError(f"cannot read {args.file}: no such file")
+    try:
+        return api.load(args.file, **kwargs)
+    except ValueError as e:
+        if type(e) is ValueError:  # e.g. an unknown backend name
+            raise UsageError(str(e)) from None
+        raise
+
+
+# -- irc compile ------------------------------------------------------------------------------
+
+
+def _args_compile(p):
+    _add_model_args(p)
+
+
+def cmd_compile(args) -> int:
+    m = _load(args)
+    fns = ", ".join(m.functions) or "no entry functions"
+    print(f"{args.file}: ok ({m.backend}): {fns}")
+    return 0
+
+
+# -- irc run ----------------------------------------------------------------------------------
+
+
+def _args_run(p):
+    _add_model_args(p)
+    p.add_argument("--fn", required=True, help="the entry function to call")
+    p.add_argument("--arg", action="append", default=[], metavar="NAME=FILE.npy|VALUE",
+                   help="an argument: a .npy/.npz file or a number or list literal (repeatable)")
+    p.add_argument("--out", default=None, help="save the results to this .npz file")
+
+
+def _parse_arg_value(text: str):
+    import numpy as np
+
+    if text.endswith((".npy", ".npz")):
+        try:
+            data = np.load(text, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read {text}: {e}") from None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                if len(data.files) != 1:
+                    raise UsageError(f"{text} holds {len(data.files)} arrays; pass a .npy file or a one-array .npz")
+                return data[data.files[0]]
+        return data
+    try:
+        return np.asarray(pyast.literal_eval(text))
+    except (ValueError, SyntaxError):
+        raise UsageError(f"cannot read the value '{text}': give a number, a list literal or a .npy file") from None
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    import irc.api as api
+
+    m = _load(args)
+    if args.fn not in m.functions:
+        raise UsageError(f"{args.file} has no entry function '{args.fn}' (functions: {', '.join(m.functions)})")
+    kwargs = {}
+    for item in args.arg:
+        name, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"--arg expects NAME=VALUE, got '{item}'")
+        kwargs[name.strip()] = _parse_arg_value(value.strip())
+    try:
+        out = getattr(m, args.fn)(**kwargs)
+    except api.CallError as e:
+        raise UsageError(str(e)) from None
+    sig = m.signature(args.fn)
+    results = out if isinstance(out, tuple) else (() if out is None else (out,))
+    for i, (r, t) in enumerate(zip(results, sig.results)):
+        print(f"result {i}: {describe_array(np.asarray(r))}")
+    if args.out:
+        np.savez(args.out, **{f"result{i}": np.asarray(r) for i, r in enumerate(results)})
+        print(f"saved {len(results)} result(s) to {args.out}")
+    return 0
+
+
+def describe_array(a) -> str:
+    import numpy as np
+
+    head = f"{a.dtype.name}{list(a.shape) if a.ndim else ''}"
+    if a.size <= 8:
+        return f"{head} = {np.array2string(a, precision=6, separator=', ')}"
+    if a.dtype.kind in "fiu":
+        return f"{head} min {a.min():.6g} max {a.max():.6g} mean {a.mean():.6g}"
+    return f"{head} ({int(a.sum())} true)"
+
+
+# -- irc dump ---------------------------------------------------------------------------------
+
+
+def _args_dump(p):
+    _add_model_args(p, backend=False)
+    p.add_argument("--fn", default=None, help="only this function")
+    p.add_argument("--stage", default="opt", help="ast, tg (front end), opt (after the pipeline), or a "
+                   "backend stage: loops, llvm, asm (cpu), opencl")
+    p.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
+                   help="print the module after this pipeline pass (repeatable)")
+    p.add_argument("--print-ir-after-all", action="store_true", help="print the module after every pass")
+    p.add_argument("--print-ir-after-change", action="store_true",
+                   help="print only when the pass changed the module")
+    p.add_argument("--time-passes", action="store_true", help="print the time of each pass")
+    p.add_argument("--print-locs", action="store_true", help="print loc(...) on every op")
+    p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--device", default=None, help="OpenCL device for --stage opencl")
+
+
+def cmd_dump(args) -> int:
+    from irc.api import compile_to_ir
+    from irc.frontend.ast import dump_ast
+    from irc.frontend.parse import parse_source
+    from irc.ir.printer import print_module, print_op
+    from irc.pipeline import pass_names, run_pipeline
+
+    text = _read(args.file)
+    if args.stage == "ast":
+        print(dump_ast(parse_source(text, args.file)))
+        return 0
+    for name in args.print_ir_after:
+        if name not in pass_names():
+            raise UsageError(f"'{name}' is not a pass of the pipeline ({', '.join(pass_names())})")
+    module = compile_to_ir(text, args.file, _defines(args))
+    if args.stage not in ("tg", "opt"):
+        return _dump_backend_stage(args, text)
+    if args.stage == "opt":
+        run_pipeline(module, print_ir_after=args.print_ir_after, print_ir_after_all=args.print_ir_after_all,
+                     print_ir_after_change=args.print_ir_after_change, time_passes=args.time_passes,
+                     print_locs=args.print_locs, out=sys.stdout)
+    if args.fn is not None:
+        op = module.lookup(args.fn)
+        if op is None or op.name != "func.func":
+            raise UsageError(f"no function '{args.fn}' at stage {args.stage}")
+        print(print_op(op, locs=args.print_locs))
+    elif args.stage == "tg" or not (args.print_ir_after or args.print_ir_after_all or args.print_ir_after_change):
+        text = print_module(module, locs=args.print_locs)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _dump_backend_stage(args, text) -> int:
+    import irc.api as api
+
+    backend = {"loops": "cpu", "llvm": "cpu", "asm": "cpu", "opencl": "opencl"}.get(args.stage)
+    if backend is None:
+        raise UsageError(f"unknown stage '{args.stage}' (ast, tg, opt, loops, llvm, asm, opencl)")
+    kwargs = {"define": _defines(args), "backend": backend}
+    if args.device:
+        kwargs["device"] = args.device
+    m = api.load(args.file, **kwargs)
+    dump = getattr(m._backend, "dump", None)
+    if dump is None:
+        raise UsageError(f"the {backend} backend cannot dump stage '{args.stage}'")
+    print(dump(args.stage, fn=args.fn))
+    return 0
+
+
+# -- irc inspect ------------------------------------------------------------------------------
+
+
+def _args_inspect(p):
+    _add_model_args(p, backend=False)
+
+
+def cmd_inspect(args) -> int:
+    import numpy as np
+
+    import irc.api as api
+
+    m = api.load(args.file, define=_defines(args))
+    print(f"module {args.file}")
+    print("entry functions:")
+    for name in m.functions:
+        print(f"  {m.signature(name)}")
+    print("shared variables:")
+    total, nbytes = 0, 0
+    for name, t in m.shared.items():
+        n = int(np.prod(t.shape)) if t.shape else 1
+        total += n
+        nbytes += n * t.dtype.np.itemsize
+        print(f"  {name}: {t}  ({n:,} elements, {_size(n * t.dtype.np.itemsize)})")
+    print(f"parameters: {total:,} ({_size(nbytes)})")
+    print("ops after the pipeline, per function:")
+    for fn in m._opt.functions():
+        counts = Counter(op.name for op in fn.walk() if op is not fn and op.name not in ("func.return",))
+        body = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        print(f"  {fn.attrs['sym_name']}: {sum(counts.values())} ops ({body})")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+MODEL_COMMANDS = {
+    "compile": (_args_compile, cmd_compile, "check a .tg model and build every entry function"),
+    "run": (_args_run, cmd_run, "call one entry function of a .tg model once and print the results"),
+    "dump": (_args_dump, cmd_dump, "print a .tg model's AST or IR at a stage of the pipeline"),
+    "inspect": (_args_inspect, cmd_inspect, "summarise a .tg model: functions, shared variables, ops"),
+}
