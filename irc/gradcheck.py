@@ -41,15 +41,15 @@ Imports irc.ir, irc.ops, irc.passes, irc.runtime, irc.pipeline and irc.api.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from irc.ir.core import BlockArgument, Block, Loc, Module, Op, Region, Value, freeze_attr
+from irc.ir.core import Block, BlockArgument, Loc, Module, Op, Region, Value, freeze_attr
 from irc.ir.dims import dim_names, eval_dim
 from irc.ir.errors import CompileError
-from irc.ir.types import DTYPES, F32, F64, DType, TensorType, dtype_of_numpy
+from irc.ir.types import F32, F64, DType, TensorType, dtype_of_numpy
 from irc.ops.registry import OpBuilder
 
 EPS = 1e-6
@@ -65,12 +65,12 @@ class GradCheck:
 
     function: str
     grad_index: int
-    loc: Optional[Loc]
+    loc: Loc | None
     wrt: str
     max_rel_error: float
     max_abs_error: float
     ok: bool
-    error: Optional[str] = None  # why the check could not run (then ok is False)
+    error: str | None = None  # why the check could not run (then ok is False)
 
     def __str__(self) -> str:
         where = f" ({self.loc})" if self.loc is not None else ""
@@ -176,7 +176,7 @@ class _CheckFns:
     loss_fn: str  # returns loss
     wrt: list  # (name, type) per distinct wrt value
     slots: list  # for each tg.grad operand after the loss: index into wrt
-    loc: Optional[Loc]
+    loc: Loc | None
 
 
 def _build_check(m: Module, fname: str, k: int) -> _CheckFns:
@@ -184,10 +184,10 @@ def _build_check(m: Module, fname: str, k: int) -> _CheckFns:
 
     cm = m.clone()
     for op in list(cm.body.ops):
-        if op.name == "func.func" and op.attrs.get("visibility") == "public":
-            if op.attrs["sym_name"] != fname:
-                op.drop_all_references()
-                cm.body.remove(op)
+        public = op.name == "func.func" and op.attrs.get("visibility") == "public"
+        if public and op.attrs["sym_name"] != fname:
+            op.drop_all_references()
+            cm.body.remove(op)
     func = cm.lookup(fname)
     block: Block = func.regions[0].block
     merge_reads(block)
@@ -208,10 +208,11 @@ def _build_check(m: Module, fname: str, k: int) -> _CheckFns:
         eps = block.add_arg(w.type, f"__eps{j}")
         uses = list(w.uses)
         if isinstance(w, BlockArgument):
-            b.block, b.index = block, 0
+            b.set_insertion_before(block.ops[0])
         else:
             b.set_insertion_after(w.op)
         shifted = b.add(w, eps)
+        shifted.name_hint = w.name_hint  # errors of the grad pass name the user's value
         for op, idx in uses:
             op.set_operand(idx, shifted)
     # gop's wrt operands are now the shifted values; the loss is operand 0.
@@ -245,7 +246,10 @@ def _check_grad_op(m, fname, k, args, state, env, n_dirs, eps, rel_tol, abs_tol,
     names = [w.name_hint or f"#{j}" for j, w in enumerate(gop.operands[1:])]
 
     def failed(message):
-        return [GradCheck(fname, k, gop.loc, n, float("nan"), float("nan"), False, message) for n in names]
+        return [
+            GradCheck(fname, k, gop.loc, n, float("nan"), float("nan"), False, message)
+            for n in names
+        ]
 
     try:
         c = _build_check(m, fname, k)
@@ -289,13 +293,16 @@ def _check_grad_op(m, fname, k, args, state, env, n_dirs, eps, rel_tol, abs_tol,
                 ok = False
         records.append(GradCheck(fname, k, c.loc, name, max_rel, max_abs, ok, error))
     # One record per tg.grad operand, in operand order.
-    return [records[slot] if i == c.slots.index(slot) else _dup(records[slot], names[i])
-            for i, slot in enumerate(c.slots)]
+    return [
+        records[slot] if i == c.slots.index(slot) else _dup(records[slot], names[i])
+        for i, slot in enumerate(c.slots)
+    ]
 
 
 def _dup(r: GradCheck, name: str) -> GradCheck:
-    return GradCheck(r.function, r.grad_index, r.loc, name, r.max_rel_error, r.max_abs_error, r.ok,
-                     r.error)
+    return GradCheck(
+        r.function, r.grad_index, r.loc, name, r.max_rel_error, r.max_abs_error, r.ok, r.error
+    )
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -389,7 +396,7 @@ def random_inputs(func: Op, size: int, rng) -> tuple:
     return args, env
 
 
-def _initial_state(m: Module, base_dir: str, rng, shared: Optional[dict]) -> dict:
+def _initial_state(m: Module, base_dir: str, rng, shared: dict | None) -> dict:
     from irc.runtime.state import initial_values
 
     state = initial_values(m, base_dir, m.attrs.get("seed", 0))
@@ -425,8 +432,10 @@ def _bind_args(func: Op, args) -> tuple:
         raise ValueError(f"{fname}() takes {len(block.args)} arguments, got {len(values)}")
     env: dict = {}
     where: dict = {}
-    arrays = [check_arg(fname, a.name_hint or f"#{i}", a.type, v, env, where)
-              for i, (a, v) in enumerate(zip(block.args, values))]
+    arrays = [
+        check_arg(fname, a.name_hint or f"#{i}", a.type, v, env, where)
+        for i, (a, v) in enumerate(zip(block.args, values))
+    ]
     return arrays, env
 
 
@@ -435,13 +444,13 @@ def _bind_args(func: Op, args) -> tuple:
 
 def verify_grad(
     source,
-    fn_name: Optional[str] = None,
+    fn_name: str | None = None,
     args=None,
     *,
-    shared: Optional[dict] = None,
+    shared: dict | None = None,
     filename: str = "<string>",
-    defines: Optional[dict] = None,
-    base_dir: Optional[str] = None,
+    defines: dict | None = None,
+    base_dir: str | None = None,
     size: int = 4,
     seed: int = 0,
     n_dirs: int = 3,
@@ -457,7 +466,9 @@ def verify_grad(
     rng = np.random.default_rng(seed)
     m = prepare(source, filename, defines)
     if base_dir is None:
-        base_dir = os.path.dirname(os.path.abspath(filename)) if os.path.exists(filename) else os.getcwd()
+        base_dir = (
+            os.path.dirname(os.path.abspath(filename)) if os.path.exists(filename) else os.getcwd()
+        )
     funcs = _public_functions(m)
     if fn_name is not None:
         funcs = [f for f in funcs if f.attrs["sym_name"] == fn_name]
@@ -477,23 +488,32 @@ def verify_grad(
             arrays, env = _bind_args(func, args)
         arrays = [a.astype(np.float64) if a.dtype == np.float32 else a for a in arrays]
         for k in range(len(grads)):
-            records += _check_grad_op(m, func.attrs["sym_name"], k, arrays, state, env, n_dirs, eps,
-                                      rel_tol, abs_tol, rng)
+            records += _check_grad_op(
+                m, func.attrs["sym_name"], k, arrays, state, env, n_dirs, eps, rel_tol, abs_tol, rng
+            )
     return records
 
 
-def check_module(text: str, filename: str = "<string>", defines=None, size: int = 4, seed: int = 0,
-                 n_dirs: int = 3) -> list:
+def check_module(
+    text: str,
+    filename: str = "<string>",
+    defines=None,
+    size: int = 4,
+    seed: int = 0,
+    n_dirs: int = 3,
+) -> list:
     """`irc check`: every gradient of every entry function of a `.tg` source, on
     generated inputs (see the module docstring). Returns GradCheck records."""
-    return verify_grad(text, filename=filename, defines=defines, size=size, seed=seed, n_dirs=n_dirs)
+    return verify_grad(
+        text, filename=filename, defines=defines, size=size, seed=seed, n_dirs=n_dirs
+    )
 
 
 def verify_grad_fn(
     f: Callable,
     inputs: Sequence,
-    types: Optional[Sequence] = None,
-    wrt: Optional[Sequence[int]] = None,
+    types: Sequence | None = None,
+    wrt: Sequence[int] | None = None,
     *,
     seed: int = 0,
     n_dirs: int = 2,
@@ -530,15 +550,17 @@ def verify_grad_fn(
     loss = b.sum(b.mul(u, out))
     xs = [block.args[i] for i in wrt]
     gop = b.op_full("tg.grad", [loss] + xs, {})
+    results = [loss] + list(gop.results)
     if second_order:
         vs = [block.add_arg(x.type, f"v{i}") for i, x in zip(wrt, xs)]
         dots = [b.sum(b.mul(g, v)) for g, v in zip(gop.results, vs)]
         total = dots[0]
         for d in dots[1:]:
             total = b.add(total, d)
-        b.op_full("tg.grad", [total] + xs, {"disconnected": "zero"})
-    b.create("func.return", [loss], [])
-    func.attrs["res_types"] = (loss.type,)
+        results += b.op_full("tg.grad", [total] + xs, {"disconnected": "zero"}).results
+    # Returned, so that no pass drops the (pure) tg.grad ops as unused.
+    b.create("func.return", results, [])
+    func.attrs["res_types"] = tuple(v.type for v in results)
     func.attrs["arg_defaults"] = (None,) * len(block.args)
     to_f64(m)
     fixed, env = _bind_args_types(types, arrays)
@@ -546,8 +568,9 @@ def verify_grad_fn(
     if second_order:
         extra += [rng.standard_normal(tuple(eval_dim(d, env) for d in x.type.shape)) for x in xs]
     args = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in fixed] + extra
-    return verify_grad(m, "f", args, seed=seed, n_dirs=n_dirs, eps=eps, rel_tol=rel_tol,
-                       abs_tol=abs_tol)
+    return verify_grad(
+        m, "f", args, seed=seed, n_dirs=n_dirs, eps=eps, rel_tol=rel_tol, abs_tol=abs_tol
+    )
 
 
 def _bind_args_types(types, arrays) -> tuple:
@@ -563,6 +586,11 @@ def _bind_args_types(types, arrays) -> tuple:
 
 
 __all__ = [
-    "GradCheck", "check_module", "prepare", "random_inputs", "to_f64", "verify_grad",
-    "verify_grad_fn", "DTYPES",
-]  # fmt: skip
+    "GradCheck",
+    "check_module",
+    "prepare",
+    "random_inputs",
+    "to_f64",
+    "verify_grad",
+    "verify_grad_fn",
+]

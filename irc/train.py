@@ -421,7 +421,7 @@ def train(
             t0 = time.perf_counter()
             perm = rng.permutation(n)
             losses = []
-            bar = tqdm(total=n_batches * batch, desc=f"epoch {epoch}/{epochs}", unit="ex", unit_scale=True,
+            bar = tqdm(total=n_batches * batch, desc=f"epoch {epoch}/{epochs}", unit="ex",
                        file=out, disable=None if progress else True, leave=False, dynamic_ncols=True)
             for i in range(n_batches):
                 where = f"epoch {epoch}, batch {i + 1}/{n_batches}"

@@ -224,7 +224,12 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
             fy.add_operand(a)
         for t in (a.type for a in fbody.args[ns:]):
             fwd.results.append(_new_result(fwd, t.with_shape((length,) + t.shape)))
-        op.parent.insert_before(op, fwd)
+        # Insert at op's position; the builder may point into the same block
+        # (after op), and its position must move past the new op too.
+        at = op.parent.index_of(op)
+        op.parent.insert(at, fwd)
+        if b.block is op.parent and b.pos is not None and b.pos > at:
+            b.pos += 1
         for r, nr in zip(op.results, fwd.results):
             r.replace_all_uses_with(nr)
         saved = fwd.results[len(op.results):]

@@ -166,7 +166,7 @@ def dim_value(b, d, dtype):
 
 
 def _vjp_sum(b, op, g):
-    x, axes, keep = _reduced(op)
+    x, _, keep = _reduced(op)
     return [b.broadcast_to(keep(b, g), shape=x.type.shape)]
 
 
@@ -512,7 +512,7 @@ def _dynamic_slice_grad_infer(types, attrs):
         raise TypeError_("needs a tensor operand")
     g = types[0]
     shape = as_dims(attrs.get("shape", ()), "shape")
-    x, axes = _dynamic_axes([g.with_shape(shape)] + list(types[1:]), attrs, "start indices")
+    _, axes = _dynamic_axes([g.with_shape(shape)] + list(types[1:]), attrs, "start indices")
     if g.rank != len(shape) or any(
         g.shape[i] != shape[i] for i in range(len(shape)) if i not in axes
     ):

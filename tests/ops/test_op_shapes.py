@@ -206,6 +206,39 @@ CASES["tg.max_pool2d"] = [
     C([f(3, "H", "W")], {"size": (3, 2), "stride": (1, 2)}, ENV),
     C([a("i32", 7, 5)], {"size": (2, 3), "stride": (2, 1)}),
 ]
+# Gradient helper ops (the transposes that the vjp rules emit).
+CASES["tg.index_grad"] = [
+    C([f("N", 6)], {"items": (("ellipsis",), ("int", 2)), "shape": ("N", 6, 4)}, ENV),
+    C([f(2, 1)], {"items": (("slice", 5, 1, -2), ("none",), ("int", -6)), "shape": (7, 6)}),
+]
+CASES["tg.dynamic_slice_grad"] = [
+    C([f("N", 3), a("i64", value=2)], {"axes": (1,), "shape": ("N", 7)}, ENV),
+    C([a("f64", 2, 3), a("i32", value=1), a("i32", value=4)], {"axes": (0, -1), "shape": (5, 7)}),
+]
+CASES["tg.scatter_add"] = [
+    C([f("N"), a("i32", "N", hi=5), a("i32", "N", hi=6)], {"axes": (0, 1), "shape": ("N", 6)}, ENV),
+    C([a("f64", 9, 2), a("i64", 9, hi=3)], {"axes": (0,), "shape": (3, 2)}),
+]
+CASES["tg.conv2d_input_grad"] = [
+    C([f("N", 4, "H", "W"), f(4, 3, 3, 2)], {"shape": ("H", "W"), "padding": "same"}, ENV),
+    C([f(2, 3, 4, 8), a("f64", 3, 2, 3, 3)],
+      {"shape": (7, 6), "padding": (1, 2), "stride": (2, 1), "flip": True}),
+    C([f(2, 4, 3, 3), f(4, 2, 3, 4)], {"shape": (5, 8), "padding": "same", "stride": (2, 3)}),
+]
+CASES["tg.conv2d_filter_grad"] = [
+    C([f("N", 3, "H", "W"), f("N", 4, "H", "W")], {"shape": (3, 2), "padding": "same"}, ENV),
+    C([f(2, 2, 7, 6), a("f64", 2, 3, 4, 8)],
+      {"shape": (3, 3), "padding": (1, 2), "stride": (2, 1), "flip": True}),
+    C([f(2, 3, 9, 8), f(2, 4, 7, 7)], {"shape": (3, 2)}),
+]
+CASES["tg.max_pool2d_grad"] = [
+    C([f("N", 2, 9, 8), f("N", 2, 4, 4)], {"size": (2, 2)}, ENV),
+    C([a("i32", 3, 9, 8), a("f64", 3, 7, 4)], {"size": (3, 2), "stride": (1, 2)}),
+]
+CASES["tg.max_pool2d_select"] = [
+    C([f("N", 2, "H", "W"), f("N", 2, "H", "W")], {"size": (2, 2)}, ENV),
+    C([a("i32", 3, 9, 8), a("f64", 3, 9, 8)], {"size": (3, 2), "stride": (1, 2)}),
+]
 # Ops of other families that have a NumPy reference.
 CASES["tg.dim"] = [C([], {"dim": "N"}, ENV), C([], {"dim": "T*B", "dtype": "i64"}, ENV)]
 

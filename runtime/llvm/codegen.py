@@ -1,0 +1,901 @@
+"""Loop IR -> LLVM IR with llvmlite's IRBuilder.
+
+Each entry function `f` of the loop module becomes
+
+    i32 @f(ptr %bufs, ptr %dims, ptr %ws, ptr %ctx)
+
+  bufs: one pointer per buffer argument (inputs, outputs), then one per shared
+        variable of the module (tg.global order);
+  dims: the i64 values of the function's `dims` attribute;
+  ws:   the workspace every mem.alloc is carved from (64-byte aligned pieces, in
+        the order of the allocs; `workspace_size` gives its size);
+  ctx:  {i64 nthreads};
+  returns 0, or k > 0 when the k-th loop.assert (in `assert_messages`) failed.
+
+Each top-level parallel loop nest is outlined into its own function whose buffer
+pointers are `noalias` (unless two of them share storage and one is written),
+so the vectoriser needs no run-time alias checks; when the nest is big enough
+(an estimate of its work, computed at run time from the dims) and ctx.nthreads
+> 1, its outer range is split into chunks (64-aligned) run on pthreads. Only
+loops whose iterations are independent are split, and no floating-point
+reduction crosses a chunk boundary, so results do not depend on the thread count.
+
+Scalar ops map to builder calls through the tables below (SCALAR_FLOAT, ...);
+the transcendental functions come from transcendentals.py. mem.gemm calls
+scipy_cblas_sgemm / scipy_cblas_dgemm (bound by blas.py).
+Imports llvmlite and irc.ir / irc.ops only.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from llvmlite import ir
+
+from irc.ir.core import Block, Module, Op, OpResult, Value
+from irc.ir.types import DType
+from . import transcendentals as tr
+
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+F32 = ir.FloatType()
+F64 = ir.DoubleType()
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+
+LLTYPE = {"f32": F32, "f64": F64, "i32": I32, "i64": I64, "bool": I1}
+MEMTYPE = {"f32": F32, "f64": F64, "i32": I32, "i64": I64, "bool": I8}
+SIZE = {"f32": 4, "f64": 8, "i32": 4, "i64": 8, "bool": 1}
+ALIGN = 64
+MAX_THREADS = 16
+# Work (elements x op weight) below which a loop nest stays on one thread: a
+# pthread create + join costs ~20-40 us here.
+PAR_THRESHOLD = 1 << 18
+
+BUFFER_OPS = {"mem.alloc", "mem.global", "mem.constant", "mem.view", "mem.subview"}
+
+# Binary float ops: loop op -> IRBuilder method.
+SCALAR_FLOAT = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
+SCALAR_INT = {"add": "add", "sub": "sub", "mul": "mul", "and": "and_", "or": "or_"}
+FCMP = {"lt": ("<", "o"), "le": ("<=", "o"), "gt": (">", "o"), "ge": (">=", "o"), "eq": ("==", "o"),
+        "ne": ("!=", "u")}
+ICMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+WEIGHT = {"exp": 12, "log": 14, "log1p": 18, "tanh": 16, "sigmoid": 14, "softplus": 30, "pow": 40,
+          "sin": 30, "cos": 30, "div": 4, "sqrt": 4}
+
+
+def dtype_name(t) -> str:
+    return t.dtype.name
+
+
+class CodegenError(Exception):
+    pass
+
+
+def is_buffer(v: Value) -> bool:
+    if isinstance(v, OpResult):
+        return v.op.name in BUFFER_OPS
+    # block arguments: function parameters are buffers, loop indices/carries scalars
+    owner = v.block.parent_op() if v.block is not None else None
+    return owner is not None and owner.name == "func.func"
+
+
+def storage_root(v: Value) -> Value:
+    while isinstance(v, OpResult) and v.op.name in ("mem.view", "mem.subview"):
+        v = v.op.operands[0]
+    return v
+
+
+class ModuleGen:
+    """Builds the llvmlite module for a loop-IR module."""
+
+    def __init__(self, module: Module, triple: str = "", data_layout: str = ""):
+        self.loop_module = module
+        self.m = ir.Module(name="irc")
+        if triple:
+            self.m.triple = triple
+        if data_layout:
+            self.m.data_layout = data_layout
+        self.globals = [op.attrs["sym_name"] for op in module.body.ops if op.name == "tg.global"]
+        self.functions = {}  # name -> FunctionInfo
+        self.kernel_count = 0
+        self.const_count = 0
+
+    def build(self) -> ir.Module:
+        for op in self.loop_module.body.ops:
+            if op.name == "func.func":
+                info = FunctionGen(self, op).build()
+                self.functions[info.name] = info
+        return self.m
+
+    def decl(self, name, ret, args, var_arg=False):
+        f = self.m.globals.get(name)
+        if f is None:
+            f = ir.Function(self.m, ir.FunctionType(ret, args, var_arg=var_arg), name)
+        return f
+
+    def constant_data(self, arr) -> ir.GlobalVariable:
+        data = bytearray(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()) if arr.size else bytearray(b"\0")
+        ty = ir.ArrayType(I8, len(data))
+        g = ir.GlobalVariable(self.m, ty, f"__irc_const{self.const_count}")
+        self.const_count += 1
+        g.global_constant = True
+        g.linkage = "private"
+        g.align = ALIGN
+        g.initializer = ir.Constant(ty, data)
+        return g
+
+
+class FunctionInfo:
+    def __init__(self, name, op, messages):
+        self.name = name
+        self.op = op
+        self.messages = messages
+
+
+class Gen:
+    """Shared state of one LLVM function being generated (entry or kernel)."""
+
+    def __init__(self, mg: ModuleGen, fn: ir.Function, dims_ptr, dim_names, messages):
+        self.mg = mg
+        self.fn = fn
+        self.dims_ptr = dims_ptr
+        self.dim_names = dim_names
+        self.messages = messages
+        self.vmap: dict = {}
+        self.dimcache: dict = {}
+        self.stridecache: dict = {}
+        pro = fn.append_basic_block("prologue")
+        self.body_bb = fn.append_basic_block("body")
+        self.pro = ir.IRBuilder(pro)
+        self.b = ir.IRBuilder(self.body_bb)
+        self.fail_bbs: dict = {}
+
+    def finish_prologue(self):
+        self.pro.branch(self.body_bb)
+
+    # -- dims ---------------------------------------------------------------------------------
+    def dim(self, d):
+        """i64 value of a dim (int or expression), computed in the prologue."""
+        if isinstance(d, int):
+            return ir.Constant(I64, d)
+        v = self.dimcache.get(d)
+        if v is None:
+            v = self._dim_expr(ast.parse(d, mode="eval").body)
+            self.dimcache[d] = v
+        return v
+
+    def _dim_expr(self, node):
+        b = self.pro
+        if isinstance(node, ast.Constant):
+            return ir.Constant(I64, int(node.value))
+        if isinstance(node, ast.Name):
+            key = node.id
+            v = self.dimcache.get(key)
+            if v is None:
+                k = self.dim_names.index(key)
+                v = b.load(b.gep(self.dims_ptr, [ir.Constant(I64, k)], source_etype=I64), typ=I64)
+                self.dimcache[key] = v
+            return v
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return b.neg(self._dim_expr(node.operand))
+        if isinstance(node, ast.BinOp):
+            x, y = self._dim_expr(node.left), self._dim_expr(node.right)
+            if isinstance(node.op, ast.Add):
+                return b.add(x, y)
+            if isinstance(node.op, ast.Sub):
+                return b.sub(x, y)
+            if isinstance(node.op, ast.Mult):
+                return b.mul(x, y)
+            if isinstance(node.op, ast.FloorDiv):
+                return floordiv(b, x, y)
+        raise CodegenError(f"bad dim expression {ast.dump(node)}")
+
+    def shape(self, t):
+        return [self.dim(d) for d in t.shape]
+
+    def numel(self, t):
+        n = ir.Constant(I64, 1)
+        for d in t.shape:
+            n = self.pro.mul(n, self.dim(d)) if not (isinstance(d, int) and d == 1) else n
+        return n
+
+    def strides(self, t):
+        key = tuple(t.shape)
+        s = self.stridecache.get(key)
+        if s is None:
+            s = []
+            acc = ir.Constant(I64, 1)
+            for d in reversed(t.shape):
+                s.append(acc)
+                acc = self.pro.mul(acc, self.dim(d)) if d != 1 else acc
+            s.reverse()
+            self.stridecache[key] = s
+        return s
+
+    def linear(self, b, t, idx):
+        if not idx:
+            return ir.Constant(I64, 0)
+        st = self.strides(t)
+        lin = None
+        for i, s in zip(idx, st):
+            term = i if (isinstance(s, ir.Constant) and s.constant == 1) else b.mul(i, s)
+            lin = term if lin is None else b.add(lin, term)
+        return lin
+
+    def elem_ptr(self, b, buf: Value, idx_vals):
+        ty = MEMTYPE[dtype_name(buf.type)]
+        lin = self.linear(b, buf.type, idx_vals)
+        return b.gep(self.vmap[buf], [lin], inbounds=True, source_etype=ty)
+
+    # -- asserts ------------------------------------------------------------------------------
+    def fail(self, code: int):
+        bb = self.fail_bbs.get(code)
+        if bb is None:
+            bb = self.fn.append_basic_block(f"fail{code}")
+            ir.IRBuilder(bb).ret(ir.Constant(I32, code))
+            self.fail_bbs[code] = bb
+        return bb
+
+    # -- blocks ---------------------------------------------------------------------------------
+    def emit_block(self, block: Block):
+        for op in block.ops:
+            if op.name in ("loop.yield", "func.return"):
+                return [self.vmap[v] for v in op.operands]
+            self.emit_op(op)
+        return []
+
+    def emit_op(self, op: Op):
+        name = op.name
+        h = OP_TABLE.get(name)
+        if h is not None:
+            h(self, op)
+            return
+        dialect, short = name.split(".", 1)
+        if dialect == "scalar":
+            self.vmap[op.results[0]] = self.scalar(op, short)
+            return
+        raise CodegenError(f"no code generation for {name}")
+
+    # -- scalar ops ------------------------------------------------------------------------------
+    def scalar(self, op: Op, short: str):
+        b = self.b
+        args = [self.vmap[v] for v in op.operands]
+        rt = op.results[0].type.dtype
+        if short == "const":
+            return const_of(op.attrs["value"], rt)
+        if short == "cast":
+            return cast(b, args[0], op.operands[0].type.dtype, rt)
+        if short == "select":
+            return b.select(*args)
+        if short in FCMP:
+            at = op.operands[0].type.dtype
+            if at.is_float:
+                pred, kind = FCMP[short]
+                return b.fcmp_ordered(pred, *args) if kind == "o" else b.fcmp_unordered(pred, *args)
+            if at.is_bool:
+                return b.icmp_unsigned(ICMP[short], *args)
+            return b.icmp_signed(ICMP[short], *args)
+        if rt.is_float:
+            return float_op(self, b, short, args, rt, op)
+        return int_op(self, b, short, args, rt)
+
+
+def const_of(value, dt: DType):
+    if dt.is_float:
+        return ir.Constant(LLTYPE[dt.name], float(value))
+    if dt.is_bool:
+        return ir.Constant(I1, int(bool(value)))
+    return ir.Constant(LLTYPE[dt.name], int(value))
+
+
+def _intr(b, name, ty, args):
+    return tr._intr(b, name, ty, args)
+
+
+def float_op(g: Gen, b, short, args, rt, op):
+    ty = LLTYPE[rt.name]
+    if short in SCALAR_FLOAT:
+        v = getattr(b, SCALAR_FLOAT[short])(*args)
+        if op.attrs.get("reassoc"):
+            v.flags.append("reassoc")
+        return v
+    if short == "neg":
+        return b.fneg(args[0])
+    if short == "abs":
+        return _intr(b, "fabs", ty, args)
+    if short == "sqrt":
+        return _intr(b, "sqrt", ty, args)
+    if short == "square":
+        return b.fmul(args[0], args[0])
+    if short == "maximum":
+        return _intr(b, "maximum", ty, args)
+    if short == "minimum":
+        return _intr(b, "minimum", ty, args)
+    if short == "sign":
+        x = args[0]
+        one, zero = ir.Constant(ty, 1.0), ir.Constant(ty, 0.0)
+        r = b.select(b.fcmp_ordered(">", x, zero), one, b.select(b.fcmp_ordered("<", x, zero),
+                                                                ir.Constant(ty, -1.0), b.fmul(x, zero)))
+        return b.select(b.fcmp_unordered("uno", x, x), x, r)
+    if short in ("sin", "cos"):
+        return _intr(b, short, ty, args)
+    if short == "relu":
+        return _intr(b, "maximum", ty, [args[0], ir.Constant(ty, 0.0)])
+    f = tr.UNARY.get((short, rt.name))
+    if f is not None:
+        return f(b, args[0])
+    f = tr.BINARY.get((short, rt.name))
+    if f is not None:
+        return f(b, *args)
+    raise CodegenError(f"no float code for scalar.{short}")
+
+
+def int_op(g: Gen, b, short, args, rt):
+    ty = LLTYPE[rt.name]
+    if rt.is_bool:
+        x = args[0]
+        if short in ("and", "mul", "minimum"):
+            return b.and_(*args)
+        if short in ("or", "add", "maximum"):
+            return b.or_(*args)
+        if short == "not":
+            return b.not_(x)
+        if short in ("abs", "square", "sign", "relu"):
+            return x
+        if short == "ne":
+            return b.xor(*args)
+        raise CodegenError(f"no bool code for scalar.{short}")
+    if short in SCALAR_INT:
+        return getattr(b, SCALAR_INT[short])(*args)
+    x = args[0]
+    zero = ir.Constant(ty, 0)
+    if short == "neg":
+        return b.sub(zero, x)
+    if short == "not":
+        return b.not_(x)
+    if short == "abs":
+        return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
+    if short == "square":
+        return b.mul(x, x)
+    if short == "maximum":
+        return b.select(b.icmp_signed(">", args[0], args[1]), args[0], args[1])
+    if short == "minimum":
+        return b.select(b.icmp_signed("<", args[0], args[1]), args[0], args[1])
+    if short == "relu":
+        return b.select(b.icmp_signed(">", x, zero), x, zero)
+    if short == "sign":
+        return b.sub(b.zext(b.icmp_signed(">", x, zero), ty), b.zext(b.icmp_signed("<", x, zero), ty))
+    if short == "floordiv":
+        return floordiv(b, *args)
+    if short == "mod":
+        q = floordiv(b, *args)
+        return b.sub(args[0], b.mul(q, args[1]))
+    if short == "pow":
+        return int_pow(g, b, args[0], args[1], ty)
+    if short == "div":
+        return floordiv(b, *args)
+    raise CodegenError(f"no integer code for scalar.{short}")
+
+
+def floordiv(b, x, y):
+    """Python's floor division for signed integers (y != 0)."""
+    ty = x.type
+    q = b.sdiv(x, y)
+    r = b.srem(x, y)
+    zero = ir.Constant(ty, 0)
+    adj = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("!=", b.icmp_signed("<", r, zero),
+                                                               b.icmp_signed("<", y, zero)))
+    return b.sub(q, b.zext(adj, ty))
+
+
+def int_pow(g: Gen, b, x, y, ty):
+    """x ** y for integers by squaring; y < 0 gives 0 except for x = +-1 (C-like)."""
+    fn = g.mg.m.globals.get(f"__irc_ipow_{ty}")
+    if fn is None:
+        fn = ir.Function(g.mg.m, ir.FunctionType(ty, [ty, ty]), f"__irc_ipow_{ty}")
+        fn.linkage = "internal"
+        e = fn.append_basic_block("e")
+        loop = fn.append_basic_block("loop")
+        done = fn.append_basic_block("done")
+        bb = ir.IRBuilder(e)
+        a0, n0 = fn.args
+        one, zero = ir.Constant(ty, 1), ir.Constant(ty, 0)
+        bb.cbranch(bb.icmp_signed(">", n0, zero), loop, done)
+        bl = ir.IRBuilder(loop)
+        acc = bl.phi(ty)
+        base = bl.phi(ty)
+        n = bl.phi(ty)
+        acc.add_incoming(one, e)
+        base.add_incoming(a0, e)
+        n.add_incoming(n0, e)
+        odd = bl.icmp_signed("!=", bl.and_(n, one), zero)
+        acc2 = bl.select(odd, bl.mul(acc, base), acc)
+        base2 = bl.mul(base, base)
+        n2 = bl.ashr(n, one)
+        acc.add_incoming(acc2, loop)
+        base.add_incoming(base2, loop)
+        n.add_incoming(n2, loop)
+        bl.cbranch(bl.icmp_signed(">", n2, zero), loop, done)
+        bd = ir.IRBuilder(done)
+        res = bd.phi(ty)
+        # negative exponents: 1 for x == 1, +-1 for x == -1, else 0
+        neg = bd.select(bd.icmp_signed("==", a0, one), one,
+                        bd.select(bd.icmp_signed("==", a0, ir.Constant(ty, -1)),
+                                  bd.select(bd.icmp_signed("==", bd.and_(n0, one), zero), one, ir.Constant(ty, -1)),
+                                  zero))
+        res.add_incoming(bd.select(bd.icmp_signed("==", n0, zero), one, neg), e)
+        res.add_incoming(acc2, loop)
+        bd.ret(res)
+    return b.call(fn, [x, y])
+
+
+def cast(b, x, src: DType, dst: DType):
+    if src == dst:
+        return x
+    st, dt = LLTYPE[src.name], LLTYPE[dst.name]
+    if dst.is_bool:
+        if src.is_float:
+            return b.fcmp_unordered("une", x, ir.Constant(st, 0.0))
+        return b.icmp_signed("!=", x, ir.Constant(st, 0))
+    if src.is_bool:
+        return b.uitofp(x, dt) if dst.is_float else b.zext(x, dt)
+    if src.is_float and dst.is_float:
+        return b.fpext(x, dt) if dst.bits > src.bits else b.fptrunc(x, dt)
+    if src.is_float:
+        nm = f"llvm.fptosi.sat.{dt}.{'f32' if src.name == 'f32' else 'f64'}"
+        fn = b.module.globals.get(nm)
+        if fn is None:
+            fn = ir.Function(b.module, ir.FunctionType(dt, [st]), nm)
+        return b.call(fn, [x])
+    if dst.is_float:
+        return b.sitofp(x, dt)
+    if dst.bits > src.bits:
+        return b.sext(x, dt)
+    return b.trunc(x, dt)
+
+
+# -- op handlers -----------------------------------------------------------------------------------
+
+
+def h_load(g: Gen, op):
+    buf = op.operands[0]
+    p = g.elem_ptr(g.b, buf, [g.vmap[i] for i in op.operands[1:]])
+    dn = dtype_name(buf.type)
+    v = g.b.load(p, typ=MEMTYPE[dn])
+    if dn == "bool":
+        v = g.b.icmp_unsigned("!=", v, ir.Constant(I8, 0))
+    g.vmap[op.results[0]] = v
+
+
+def h_store(g: Gen, op):
+    v, buf = op.operands[0], op.operands[1]
+    p = g.elem_ptr(g.b, buf, [g.vmap[i] for i in op.operands[2:]])
+    x = g.vmap[v]
+    if dtype_name(buf.type) == "bool":
+        x = g.b.zext(x, I8)
+    g.b.store(x, p)
+
+
+def h_dim(g: Gen, op):
+    g.vmap[op.results[0]] = g.dim(op.attrs["dim"])
+
+
+def h_view(g: Gen, op):
+    g.vmap[op.results[0]] = g.vmap[op.operands[0]]
+
+
+def h_subview(g: Gen, op):
+    buf = op.operands[0]
+    st = g.strides(buf.type)
+    off = g.b.mul(g.vmap[op.operands[1]], st[0])
+    g.vmap[op.results[0]] = g.b.gep(g.vmap[buf], [off], inbounds=True, source_etype=MEMTYPE[dtype_name(buf.type)])
+
+
+def h_copy(g: Gen, op):
+    src, dst = op.operands
+    n = g.numel(src.type)
+    nbytes = g.b.mul(n, ir.Constant(I64, SIZE[dtype_name(src.type)]))
+    fn = g.mg.decl("llvm.memmove.p0.p0.i64", VOID, [PTR, PTR, I64, I1])
+    g.b.call(fn, [g.vmap[dst], g.vmap[src], nbytes, ir.Constant(I1, 0)])
+
+
+def h_gemm(g: Gen, op):
+    A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc = op.operands
+    dn = dtype_name(C.type)
+    ty = LLTYPE[dn]
+    name = "scipy_cblas_sgemm" if dn == "f32" else "scipy_cblas_dgemm"
+    fn = g.mg.decl(name, VOID, [I32, I32, I32, I32, I32, I32, ty, PTR, I32, PTR, I32, ty, PTR, I32])
+    b = g.b
+
+    def i32(v):
+        return b.trunc(g.vmap[v], I32)
+
+    def at(buf, off):
+        return b.gep(g.vmap[buf], [g.vmap[off]], inbounds=True, source_etype=ty)
+
+    ta = 112 if op.attrs.get("trans_a") else 111
+    tb = 112 if op.attrs.get("trans_b") else 111
+    # BLAS wants ld >= max(1, cols); a zero-sized product has nothing to do.
+    nonempty = b.and_(b.and_(b.icmp_signed(">", g.vmap[M], ir.Constant(I64, 0)),
+                             b.icmp_signed(">", g.vmap[N], ir.Constant(I64, 0))),
+                      ir.Constant(I1, 1))
+    with b.if_then(nonempty):
+        kpos = b.icmp_signed(">", g.vmap[K], ir.Constant(I64, 0))
+        beta = ir.Constant(ty, float(op.attrs.get("beta", 0.0)))
+
+        def ld(v):
+            return b.select(b.icmp_signed("<", i32(v), ir.Constant(I32, 1)), ir.Constant(I32, 1), i32(v))
+
+        with b.if_else(kpos) as (then, other):
+            with then:
+                b.call(fn, [ir.Constant(I32, 101), ir.Constant(I32, ta), ir.Constant(I32, tb), i32(M), i32(N), i32(K),
+                            ir.Constant(ty, float(op.attrs.get("alpha", 1.0))), at(A, oa), ld(lda),
+                            at(B, ob), ld(ldb), beta, at(C, oc), ld(ldc)])
+            with other:
+                # K == 0: C = beta * C (beta is 0 here): zero the M x N block
+                z = g.mg.decl("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
+                # rows are contiguous when ldc == N (always the case for our lowering)
+                nb = b.mul(b.mul(g.vmap[M], g.vmap[N]), ir.Constant(I64, SIZE[dn]))
+                b.call(z, [at(C, oc), ir.Constant(I8, 0), nb, ir.Constant(I1, 0)])
+
+
+def h_assert(g: Gen, op):
+    msg = op.attrs.get("message", "assertion failed")
+    g.messages.append(msg)
+    code = len(g.messages)
+    cont = g.fn.append_basic_block("ok")
+    g.b.cbranch(g.vmap[op.operands[0]], cont, g.fail(code))
+    g.b.position_at_end(cont)
+
+
+def h_for(g: Gen, op):
+    emit_loop(g, op, g.vmap[op.operands[0]], g.vmap[op.operands[1]])
+
+
+def emit_loop(g: Gen, op, lo, hi):
+    b = g.b
+    inits = [g.vmap[v] for v in op.operands[2:]]
+    body = op.regions[0].block
+    pre = b.block
+    loop_bb = g.fn.append_basic_block("loop")
+    exit_bb = g.fn.append_basic_block("endloop")
+    b.cbranch(b.icmp_signed("<", lo, hi), loop_bb, exit_bb)
+    b.position_at_end(loop_bb)
+    i = b.phi(I64)
+    i.add_incoming(lo, pre)
+    phis = []
+    for v, a in zip(inits, body.args[1:]):
+        p = b.phi(v.type)
+        p.add_incoming(v, pre)
+        phis.append(p)
+        g.vmap[a] = p
+    g.vmap[body.args[0]] = i
+    nexts = g.emit_block(body)
+    latch = b.block
+    n = b.add(i, ir.Constant(I64, 1), flags=["nsw"])
+    i.add_incoming(n, latch)
+    for p, v in zip(phis, nexts):
+        p.add_incoming(v, latch)
+    b.cbranch(b.icmp_signed("<", n, hi), loop_bb, exit_bb)
+    b.position_at_end(exit_bb)
+    results = []
+    for v0, v1 in zip(inits, nexts):
+        r = b.phi(v0.type)
+        r.add_incoming(v0, pre)
+        r.add_incoming(v1, latch)
+        results.append(r)
+    for r, v in zip(op.results, results):
+        g.vmap[r] = v
+
+
+def h_scalar_const(g: Gen, op):
+    g.vmap[op.results[0]] = const_of(op.attrs["value"], op.results[0].type.dtype)
+
+
+OP_TABLE = {
+    "mem.load": h_load,
+    "mem.store": h_store,
+    "mem.view": h_view,
+    "mem.subview": h_subview,
+    "mem.copy": h_copy,
+    "mem.gemm": h_gemm,
+    "loop.dim": h_dim,
+    "loop.for": h_for,
+    "loop.assert": h_assert,
+    "scalar.const": h_scalar_const,
+}
+
+
+# -- entry functions and kernels -------------------------------------------------------------------
+
+
+def free_values(op: Op) -> list:
+    inside = set()
+    for o in op.walk():
+        inside.update(o.results)
+        for r in o.regions:
+            for bl in r.blocks:
+                inside.update(bl.args)
+    out, seen = [], set()
+    for o in op.walk():
+        for v in o.operands:
+            if v not in inside and v not in seen:
+                seen.add(v)
+                out.append(v)
+    return out
+
+
+def written_buffers(op: Op) -> set:
+    out = set()
+    for o in op.walk():
+        if o.name == "mem.store":
+            out.add(storage_root(o.operands[1]))
+        elif o.name == "mem.copy":
+            out.add(storage_root(o.operands[1]))
+        elif o.name == "mem.gemm":
+            out.add(storage_root(o.operands[2]))
+    return out
+
+
+def work_estimate(g: Gen, b, block: Block):
+    """An i64 estimate of the work in `block` (trip counts x op weights), or None
+    when a loop bound is not known before the block runs."""
+    total = 0
+    dyn = None
+    for o in block.ops:
+        if o.name == "loop.for":
+            lo, hi = o.operands[:2]
+            if lo not in g.vmap or hi not in g.vmap:
+                return None
+            inner = work_estimate(g, b, o.regions[0].block)
+            if inner is None:
+                return None
+            trips = b.sub(g.vmap[hi], g.vmap[lo])
+            t = b.mul(trips, inner)
+            dyn = t if dyn is None else b.add(dyn, t)
+        elif o.name == "mem.gemm":
+            return None  # BLAS threads itself
+        else:
+            short = o.name.split(".", 1)[1]
+            total += WEIGHT.get(short, 1)
+    c = ir.Constant(I64, total)
+    return c if dyn is None else b.add(dyn, c)
+
+
+class FunctionGen:
+    def __init__(self, mg: ModuleGen, op: Op):
+        self.mg = mg
+        self.op = op
+
+    def build(self) -> FunctionInfo:
+        mg, op = self.mg, self.op
+        name = op.attrs["sym_name"]
+        fn = ir.Function(mg.m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), name)
+        bufs, dims, ws, ctx = fn.args
+        for a in fn.args:
+            a.add_attribute("noalias")
+        messages: list = []
+        g = Gen(mg, fn, dims, list(op.attrs.get("dims", ())), messages)
+        self.g = g
+        body = op.regions[0].block
+        pro = g.pro
+        nargs = len(body.args)
+        for k, a in enumerate(body.args):
+            g.vmap[a] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+        g.nthreads = pro.load(ctx, typ=I64)
+        offset = ir.Constant(I64, 0)
+        for o in body.ops:
+            if o.name == "mem.alloc":
+                g.vmap[o.results[0]] = pro.gep(ws, [offset], inbounds=True, source_etype=I8)
+                nbytes = pro.mul(g.numel(o.results[0].type), ir.Constant(I64, SIZE[dtype_name(o.results[0].type)]))
+                nbytes = pro.and_(pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
+                offset = pro.add(offset, nbytes)
+            elif o.name == "mem.global":
+                k = nargs + mg.globals.index(o.attrs["sym"].name)
+                g.vmap[o.results[0]] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+            elif o.name == "mem.constant":
+                g.vmap[o.results[0]] = mg.constant_data(o.attrs["value"])
+        # the body
+        for o in body.ops:
+            if o.name in ("mem.alloc", "mem.global", "mem.constant"):
+                continue
+            if o.name == "func.return":
+                g.b.ret(ir.Constant(I32, 0))
+                break
+            if o.name == "loop.for" and o.attrs.get("parallel"):
+                self.outline(o)
+            else:
+                g.emit_op(o)
+        g.finish_prologue()
+        self.ws_size_fn(name, body)
+        return FunctionInfo(name, op, messages)
+
+    def ws_size_fn(self, name, body):
+        """i64 @<name>__ws(ptr dims): the workspace size in bytes."""
+        fn = ir.Function(self.mg.m, ir.FunctionType(I64, [PTR]), name + "__ws")
+        g = Gen(self.mg, fn, fn.args[0], list(self.op.attrs.get("dims", ())), [])
+        total = ir.Constant(I64, 0)
+        for o in body.ops:
+            if o.name == "mem.alloc":
+                nbytes = g.pro.mul(g.numel(o.results[0].type), ir.Constant(I64, SIZE[dtype_name(o.results[0].type)]))
+                nbytes = g.pro.and_(g.pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
+                total = g.pro.add(total, nbytes)
+        g.finish_prologue()
+        g.b.ret(total)
+
+    def outline(self, loop: Op):
+        """Emit a top-level parallel loop nest as a kernel function, called on
+        one thread or split over ctx.nthreads pthreads."""
+        mg, g = self.mg, self.g
+        # Constants and dims are rebuilt inside the kernel (so LLVM sees them);
+        # buffers and computed scalars are parameters.
+        free = [v for v in free_values(loop)
+                if not (isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim"))]
+        consts = [v for v in free_values(loop)
+                  if isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim")]
+        written = written_buffers(loop)
+        kname = f"{self.op.attrs['sym_name']}__k{mg.kernel_count}"
+        mg.kernel_count += 1
+        ptypes = [PTR, I64, I64]  # dims, lo, hi
+        for v in free:
+            ptypes.append(PTR if is_buffer(v) else LLTYPE[v.type.dtype.name])
+        kfn = ir.Function(mg.m, ir.FunctionType(I32, ptypes), kname)
+        kfn.linkage = "internal"
+        roots = {}
+        for v in free:
+            if is_buffer(v):
+                roots.setdefault(storage_root(v), []).append(v)
+        for k, v in enumerate(free):
+            if is_buffer(v):
+                group = roots[storage_root(v)]
+                if len(group) == 1 or storage_root(v) not in written:
+                    kfn.args[k + 3].add_attribute("noalias")
+        kg = Gen(mg, kfn, kfn.args[0], g.dim_names, g.messages)
+        for k, v in enumerate(free):
+            kg.vmap[v] = kfn.args[k + 3]
+        for v in consts:
+            if v.op.name == "scalar.const":
+                kg.vmap[v] = const_of(v.op.attrs["value"], v.type.dtype)
+            else:
+                kg.vmap[v] = kg.dim(v.op.attrs["dim"])
+        emit_loop(kg, loop, kfn.args[1], kfn.args[2])
+        kg.b.ret(ir.Constant(I32, 0))
+        kg.finish_prologue()
+        # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
+        shared_ty = ir.LiteralStructType(ptypes)
+        chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
+        thunk = ir.Function(mg.m, ir.FunctionType(PTR, [PTR]), kname + "_thunk")
+        thunk.linkage = "internal"
+        tb = ir.IRBuilder(thunk.append_basic_block("e"))
+        c = thunk.args[0]
+        z = ir.Constant(I32, 0)
+        sh = tb.load(tb.gep(c, [z, z], source_etype=chunk_ty), typ=PTR)
+        lo = tb.load(tb.gep(c, [z, ir.Constant(I32, 1)], source_etype=chunk_ty), typ=I64)
+        hi = tb.load(tb.gep(c, [z, ir.Constant(I32, 2)], source_etype=chunk_ty), typ=I64)
+        args = []
+        for k, t in enumerate(ptypes):
+            args.append(tb.load(tb.gep(sh, [z, ir.Constant(I32, k)], source_etype=shared_ty), typ=t))
+        args[1], args[2] = lo, hi
+        st = tb.call(kfn, args)
+        tb.store(st, tb.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
+        tb.ret(ir.Constant(PTR, None))
+
+        b = g.b
+        lo_v, hi_v = g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]
+        call_args = [g.dims_ptr, lo_v, hi_v] + [g.vmap[v] for v in free]
+        # A run-time work estimate decides between one thread and several.
+        est = work_estimate(g, b, loop.regions[0].block)
+        if est is None:
+            st = b.call(kfn, call_args)
+        else:
+            n = b.sub(hi_v, lo_v)
+            work = b.mul(n, est)
+            par = b.and_(b.and_(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)),
+                                b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD))),
+                         b.icmp_signed(">=", n, ir.Constant(I64, 2)))
+            cur = b.block
+            par_bb = g.fn.append_basic_block("par")
+            seq_bb = g.fn.append_basic_block("seq")
+            join_bb = g.fn.append_basic_block("joined")
+            b.cbranch(par, par_bb, seq_bb)
+            b.position_at_end(seq_bb)
+            st_seq = b.call(kfn, call_args)
+            b.branch(join_bb)
+            seq_end = b.block
+            b.position_at_end(par_bb)
+            st_par = self.parallel_call(kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo_v, hi_v, n)
+            par_end = b.block
+            b.branch(join_bb)
+            b.position_at_end(join_bb)
+            st = b.phi(I32)
+            st.add_incoming(st_seq, seq_end)
+            st.add_incoming(st_par, par_end)
+        ok = b.icmp_signed("==", st, ir.Constant(I32, 0))
+        cont = g.fn.append_basic_block("cont")
+        err = g.fn.append_basic_block("err")
+        b.cbranch(ok, cont, err)
+        ir.IRBuilder(err).ret(st)
+        b.position_at_end(cont)
+
+    def parallel_call(self, kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo, hi, n):
+        mg, g = self.mg, self.g
+        b = g.b
+        z = ir.Constant(I32, 0)
+        # allocas belong in the prologue so they are not re-executed per call site
+        shared = g.pro.alloca(shared_ty)
+        chunks = g.pro.alloca(ir.ArrayType(chunk_ty, MAX_THREADS))
+        tids = g.pro.alloca(ir.ArrayType(I64, MAX_THREADS))
+        for k, v in enumerate(call_args):
+            b.store(v, b.gep(shared, [z, ir.Constant(I32, k)], source_etype=shared_ty))
+        nt = b.select(b.icmp_signed(">", g.nthreads, ir.Constant(I64, MAX_THREADS)),
+                      ir.Constant(I64, MAX_THREADS), g.nthreads)
+        nt = b.select(b.icmp_signed(">", nt, n), n, nt)
+        # chunk size rounded up to a multiple of 64 iterations when that keeps every chunk non-empty
+        per = floordiv(b, b.add(n, b.sub(nt, ir.Constant(I64, 1))), nt)
+        per64 = b.and_(b.add(per, ir.Constant(I64, 63)), ir.Constant(I64, -64))
+        use64 = b.icmp_signed("<", b.mul(per64, b.sub(nt, ir.Constant(I64, 1))), n)
+        per = b.select(use64, per64, per)
+        pthread_create = mg.decl("pthread_create", I32, [PTR, PTR, PTR, PTR])
+        pthread_join = mg.decl("pthread_join", I32, [I64, PTR])
+
+        def chunk_ptr(t):
+            return b.gep(chunks, [ir.Constant(I64, 0), t], source_etype=ir.ArrayType(chunk_ty, MAX_THREADS))
+
+        # fill chunks and start threads 1..nt-1; chunk 0 runs here
+        loop = g.fn.append_basic_block("spawn")
+        after = g.fn.append_basic_block("spawned")
+        pre = b.block
+        b.branch(loop)
+        b.position_at_end(loop)
+        t = b.phi(I64)
+        t.add_incoming(ir.Constant(I64, 0), pre)
+        c = chunk_ptr(t)
+        clo = b.add(lo, b.mul(t, per))
+        chi = b.add(clo, per)
+        chi = b.select(b.icmp_signed(">", chi, hi), hi, chi)
+        b.store(shared, b.gep(c, [z, z], source_etype=chunk_ty))
+        b.store(clo, b.gep(c, [z, ir.Constant(I32, 1)], source_etype=chunk_ty))
+        b.store(chi, b.gep(c, [z, ir.Constant(I32, 2)], source_etype=chunk_ty))
+        b.store(ir.Constant(I32, 0), b.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
+        with b.if_then(b.icmp_signed(">", t, ir.Constant(I64, 0))):
+            tid = b.gep(tids, [ir.Constant(I64, 0), t], source_etype=ir.ArrayType(I64, MAX_THREADS))
+            b.call(pthread_create, [tid, ir.Constant(PTR, None), thunk, c])
+        t2 = b.add(t, ir.Constant(I64, 1))
+        t.add_incoming(t2, b.block)
+        b.cbranch(b.icmp_signed("<", t2, nt), loop, after)
+        b.position_at_end(after)
+        b.call(thunk, [chunk_ptr(ir.Constant(I64, 0))])
+        # join and collect statuses
+        jl = g.fn.append_basic_block("join")
+        jdone = g.fn.append_basic_block("joindone")
+        pre = b.block
+        st0 = b.load(b.gep(chunk_ptr(ir.Constant(I64, 0)), [z, ir.Constant(I32, 3)], source_etype=chunk_ty), typ=I32)
+        b.cbranch(b.icmp_signed(">", nt, ir.Constant(I64, 1)), jl, jdone)
+        b.position_at_end(jl)
+        t = b.phi(I64)
+        acc = b.phi(I32)
+        t.add_incoming(ir.Constant(I64, 1), pre)
+        acc.add_incoming(st0, pre)
+        tid = b.load(b.gep(tids, [ir.Constant(I64, 0), t], source_etype=ir.ArrayType(I64, MAX_THREADS)), typ=I64)
+        b.call(pthread_join, [tid, ir.Constant(PTR, None)])
+        s = b.load(b.gep(chunk_ptr(t), [z, ir.Constant(I32, 3)], source_etype=chunk_ty), typ=I32)
+        acc2 = b.select(b.icmp_signed("!=", acc, ir.Constant(I32, 0)), acc, s)
+        t2 = b.add(t, ir.Constant(I64, 1))
+        t.add_incoming(t2, b.block)
+        acc.add_incoming(acc2, b.block)
+        b.cbranch(b.icmp_signed("<", t2, nt), jl, jdone)
+        b.position_at_end(jdone)
+        res = b.phi(I32)
+        res.add_incoming(st0, pre)
+        res.add_incoming(acc2, jl)
+        return res
+
+
+def generate(module: Module, triple: str = "", data_layout: str = ""):
+    """(llvmlite ir.Module, {name: FunctionInfo}) for a loop-IR module."""
+    mg = ModuleGen(module, triple, data_layout)
+    m = mg.build()
+    return m, mg.functions
