@@ -261,9 +261,36 @@ def _size(n: int) -> str:
     return str(n)
 
 
+# -- irc check --------------------------------------------------------------------------------
+
+
+def _args_check(p):
+    _add_model_args(p, backend=False)
+    p.add_argument("--size", type=int, default=4, help="size of the named dims of the random inputs "
+                   "(distinct dims get size, size+1, ...)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs and directions")
+    p.add_argument("--dirs", type=int, default=3, help="random directions per gradient")
+
+
+def cmd_check(args) -> int:
+    from irc.gradcheck import check_module
+
+    records = check_module(_read(args.file), args.file, _defines(args), size=args.size, seed=args.seed,
+                           n_dirs=args.dirs)
+    if not records:
+        print(f"{args.file}: no grad(...) in any entry function")
+        return 0
+    for r in records:
+        print(r)
+    failed = sum(1 for r in records if not r.ok)
+    print(f"{len(records) - failed} of {len(records)} gradient checks passed")
+    return 1 if failed else 0
+
+
 MODEL_COMMANDS = {
     "compile": (_args_compile, cmd_compile, "check a .tg model and build every entry function"),
     "run": (_args_run, cmd_run, "call one entry function of a .tg model once and print the results"),
     "dump": (_args_dump, cmd_dump, "print a .tg model's AST or IR at a stage of the pipeline"),
     "inspect": (_args_inspect, cmd_inspect, "summarise a .tg model: functions, shared variables, ops"),
+    "check": (_args_check, cmd_check, "check every grad(...) of a .tg model against finite differences"),
 }

@@ -639,6 +639,10 @@ def _form(v):
     return None
 
 
+def _constant_form(f) -> bool:
+    return all(isinstance(k, int) for k in f)
+
+
 def _track_affine(sym, a, b, r):
     """Integer scalars computed from inputs, dims and literals stay affine
     forms, so that x[i*B:(i+1)*B] gets a length known at compile time."""
@@ -653,9 +657,10 @@ def _track_affine(sym, a, b, r):
             out[k] = (D.dim_add if sym == "+" else D.dim_sub)(out.get(k, 0), c)
         r._affine = {k: c for k, c in out.items() if c != 0}
     elif sym == "*":
-        if list(fa) == [1]:
+        # Keys are Variables (compared by identity: == on them is elementwise) or the int 1.
+        if _constant_form(fa):
             fa, fb = fb, fa
-        if list(fb) == [1] or not fb:
+        if _constant_form(fb):
             c = fb.get(1, 0)
             r._affine = {k: D.dim_mul(x, c) for k, x in fa.items() if D.dim_mul(x, c) != 0}
 
@@ -842,7 +847,7 @@ def shared(value, name=None, dtype=None, borrow=False) -> SharedVariable:
     if dtype is not None:
         arr = arr.astype(_dtype(dtype).np, copy=False)
     _np_dtype(arr.dtype, loc)
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr, order="C")  # not ascontiguousarray: it makes a 0-d array 1-d
     if name is not None and not isinstance(name, str):
         raise TypeError(f"irc.shared(): the name must be a string, got {name!r}")
     return SharedVariable(arr, name, loc)
@@ -1579,6 +1584,9 @@ class _Emitter:
         from collections import ChainMap
 
         roots = list(self.outputs) + [v for _, v in self.updates]
+        for v in roots:
+            if v.scope is not None:
+                raise CompileError(_LEAK, v.loc or self.loc, _LEAK_HINT)
         applies = _collect_applies(roots)
         self.buckets: dict = {}
         for a in applies:

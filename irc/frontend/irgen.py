@@ -342,12 +342,23 @@ class IRGen:
             elif isinstance(st, A.Return):
                 if not allow_return:
                     raise self.err("return is not allowed inside a scan body; use yield", st.loc)
-                result = ([self.ev(v) for v in st.values], st.loc)
+                result = (self._values(st.values), st.loc)
             elif isinstance(st, A.Yield):
                 if not allow_yield:
                     raise self.err("yield is only allowed inside a scan body", st.loc)
-                result = ([self.ev(v) for v in st.values], st.loc)
+                result = (self._values(st.values), st.loc)
         return result
+
+    def _values(self, nodes) -> list:
+        """The values of `return a, b` / `yield a, b`; a single expression that
+        gives several values (a def or grad returning a tuple) is spread out."""
+        values = [self.ev(v) for v in nodes]
+        if len(values) == 1 and isinstance(values[0], tuple):
+            return list(values[0])
+        for v, node in zip(values, nodes):
+            if isinstance(v, tuple):
+                raise self.err(f"this expression gives {len(v)} values; unpack them first", node.loc)
+        return values
 
     def _assign(self, st: A.Assign):
         v = self.ev(st.value)

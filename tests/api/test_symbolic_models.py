@@ -138,7 +138,17 @@ fn train(xs: f32[T, B, D], ys: i32[T, B], s0: f32[B, H], lr: f32 = 0.1) -> f32 {
 
 
 def canonical(text: str) -> str:
-    """IR text with values renamed %v0, %v1, ... in order of appearance."""
+    """IR text with values renamed %v0, %v1, ... in order of appearance, and
+    the tg.read ops at the top of the function sorted by variable. (Reads at
+    entry commute. The `.tg` front end orders them by name lookup, which
+    depends on how the program is split into defs; Python does not show when
+    a name is looked up, so the builder orders them by first use.)"""
+    lines = text.splitlines()
+    end = 1
+    while end < len(lines) and " = tg.read " in lines[end]:
+        end += 1
+    lines[1:end] = sorted(lines[1:end], key=lambda ln: ln.split("{sym = ", 1)[1])
+    text = "\n".join(lines)
     names: dict = {}
 
     def rename(m):

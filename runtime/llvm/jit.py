@@ -1,0 +1,155 @@
+"""LLVM machinery: the host target machine, the new pass manager at O3 for the
+host CPU and its features, object emission, MCJIT loading of object code, and
+the on-disk compile cache.
+
+Cache: object code plus a JSON header (per function: assertion messages) in
+$XDG_CACHE_HOME/irc (or ~/.cache/irc), one file per key, where the key hashes
+the loop IR text, irc's version, the codegen version, LLVM's version and the
+host CPU name and features. Files are written to a temporary name in the same
+folder and renamed into place (atomic; concurrent writers are harmless). A
+second load of the same model therefore does no LLVM code generation or
+optimisation, only the MCJIT link of the object; an in-process table also
+reuses the linked engine itself.
+
+Imports llvmlite and the standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+import threading
+
+import llvmlite.binding as llvm
+
+CODEGEN_VERSION = "1"
+_MAGIC = b"IRCOBJ1\n"
+_lock = threading.Lock()
+_TM = None
+_ENGINES: dict = {}  # cache key -> Linked
+
+
+def init() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+
+
+def host_cpu() -> tuple:
+    return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+
+
+def target_machine():
+    global _TM
+    if _TM is None:
+        init()
+        cpu, features = host_cpu()
+        target = llvm.Target.from_triple(llvm.get_process_triple())
+        _TM = target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
+    return _TM
+
+
+def optimize(ir_text: str):
+    """Parse, verify and optimise (new pass manager, O3, host CPU): a ModuleRef."""
+    tm = target_machine()
+    mod = llvm.parse_assembly(ir_text)
+    mod.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_interleaving = True
+    pto.loop_unrolling = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def emit_object(mod) -> bytes:
+    return target_machine().emit_object(mod)
+
+
+def emit_assembly(mod) -> str:
+    return target_machine().emit_assembly(mod)
+
+
+def cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "irc")
+
+
+def cache_key(loop_ir_text: str, version: str) -> str:
+    cpu, features = host_cpu()
+    h = hashlib.sha256()
+    for part in (loop_ir_text, version, CODEGEN_VERSION, ".".join(map(str, llvm.llvm_version_info)),
+                 cpu, features):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def cache_read(key: str):
+    """(object bytes, metadata dict) or None."""
+    path = os.path.join(cache_dir(), key + ".o")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 8:
+        return None
+    (n,) = struct.unpack("<Q", data[len(_MAGIC): len(_MAGIC) + 8])
+    start = len(_MAGIC) + 8
+    try:
+        meta = json.loads(data[start: start + n].decode())
+    except ValueError:
+        return None
+    return data[start + n:], meta
+
+
+def cache_write(key: str, obj: bytes, meta: dict) -> None:
+    d = cache_dir()
+    try:
+        os.makedirs(d, exist_ok=True)
+        head = json.dumps(meta).encode()
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".o", dir=d)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_MAGIC + struct.pack("<Q", len(head)) + head + obj)
+            os.replace(tmp, os.path.join(d, key + ".o"))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except OSError:
+        pass  # a read-only or full disk only costs the next load a compile
+
+
+class Linked:
+    """An MCJIT engine holding one object file; addresses by symbol name."""
+
+    def __init__(self, obj: bytes):
+        tm = target_machine()
+        self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self.engine.finalize_object()
+
+    def address(self, name: str) -> int:
+        a = self.engine.get_function_address(name)
+        if not a:
+            raise KeyError(name)
+        return a
+
+
+def linked(key: str, obj: bytes) -> Linked:
+    with _lock:
+        l = _ENGINES.get(key)
+        if l is None:
+            l = Linked(obj)
+            _ENGINES[key] = l
+        return l
+
+
+def cached_engine(key: str):
+    return _ENGINES.get(key)
