@@ -25,6 +25,7 @@ PIPELINE = [
     "canonicalize",
     "cse",
     "dce",
+    "fuse-elementwise",  # elementwise chains -> one tg.fused loop nest each
 ]
 
 

@@ -74,6 +74,9 @@ class Interpreter:
             elif name == "tg.scan":
                 for r, v in zip(op.results, self._scan(op, values, state, env, updates)):
                     values[r] = v
+            elif name == "tg.fused":
+                for r, v in zip(op.results, self._fused(op, values, state, env, updates)):
+                    values[r] = v
             else:
                 self._run_op(op, values, env)
         return []
@@ -99,6 +102,30 @@ class Interpreter:
         for r, v in zip(op.results, out):
             values[r] = np.asarray(v, dtype=r.type.dtype.np)
 
+    def _fused(self, op: Op, values, state, env, updates):
+        """Run a fused group on whole arrays: its scalar body ops are NumPy
+        elementwise functions, so they apply to the broadcast inputs as they are."""
+        shape = eval_shape(op.attrs["shape"], env)
+        body = op.regions[0].block
+        args = [np.broadcast_to(values[v], shape) for v in op.operands]
+        inner = ChainMap({}, values)
+        for a, v in zip(body.args, args):
+            inner[a] = v
+        for o in body.ops:
+            if o.name == "tg.yield":
+                outs = [inner[v] for v in o.operands]
+                break
+            d = REGISTRY[o.name]
+            with np.errstate(all="ignore"):
+                res = d.numpy(*[inner[v] for v in o.operands], **o.attrs)
+            inner[o.results[0]] = np.asarray(res, dtype=o.results[0].type.dtype.np)
+        reduce = op.attrs.get("reduce")
+        if reduce is not None:
+            axis = op.attrs.get("axis")
+            outs = [_REDUCE[reduce](outs[0], axis=axis, keepdims=bool(op.attrs.get("keepdims", False)))]
+        return [np.broadcast_to(np.asarray(v, dtype=r.type.dtype.np), eval_shape(r.type.shape, env)).copy()
+                for v, r in zip(outs, op.results)]
+
     def _scan(self, op: Op, values, state, env, updates):
         ns, nc = op.attrs["n_seqs"], op.attrs["n_carries"]
         length = eval_dim(op.attrs["length"], env)
@@ -118,6 +145,9 @@ class Interpreter:
             for buf, v in zip(stacked, res[nc:]):
                 buf[t] = v
         return list(carries) + stacked
+
+
+_REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
 
 class InterpBackend:

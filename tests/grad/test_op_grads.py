@@ -228,6 +228,7 @@ ALLOWED_WITHOUT_VJP = {
     "tg.constant": "no operands",
     "tg.dim": "no operands",
     "tg.read": "no operands (a shared variable's value)",
+    "tg.fused": "made by fuse-elementwise, which runs after the grad pass",
 }
 
 

@@ -1,0 +1,71 @@
+"""tg.fused: a group of elementwise ops (optionally ending in a reduction)
+that the backends run as one loop nest, with no temporaries in between.
+
+    %r = tg.fused %x, %b {shape = ["N", 10], reduce = none} : f32[N, 10] ({
+    ^bb0(%xs: f32, %bs: f32):              // one element of each input
+      %s = tg.add %xs, %bs : f32
+      %t = tg.tanh %s : f32
+      tg.yield %t
+    })
+
+Operands are the group's inputs, each broadcast (NumPy rules) to the
+iteration shape `shape`. The body works on rank-0 scalars of each input's
+dtype and yields one scalar per result. Without `reduce`, result i has type
+dtype_i[shape]. With `reduce` ("sum", "max", "min" or "mean") there is one
+result, the yielded value reduced over `axis` (a tuple, or None for all
+axes) with `keepdims`, as tg.sum / tg.max / ... would.
+Produced by the fuse-elementwise pass; imports only irc.ir and irc.ops.
+"""
+
+from __future__ import annotations
+
+from irc.ir.types import TensorType, TypeError_, broadcast_shapes
+from irc.ops.common import norm_axes
+from irc.ops.registry import PURE, OpDef, defop
+
+REDUCTIONS = ("sum", "max", "min", "mean")
+
+
+def result_shape(shape: tuple, attrs: dict) -> tuple:
+    if attrs.get("reduce") is None:
+        return tuple(shape)
+    axes = norm_axes(attrs.get("axis"), len(shape))
+    keep = bool(attrs.get("keepdims", False))
+    return tuple(1 if i in axes else d for i, d in enumerate(shape) if keep or i not in axes)
+
+
+def _verify_fused(op):
+    shape = tuple(op.attrs.get("shape", ()))
+    if len(op.regions) != 1 or len(op.regions[0].blocks) != 1:
+        raise TypeError_("tg.fused needs one region with one block")
+    body = op.regions[0].block
+    if len(body.args) != len(op.operands):
+        raise TypeError_(f"tg.fused body has {len(body.args)} arguments for {len(op.operands)} operands")
+    for v, a in zip(op.operands, body.args):
+        if a.type != TensorType(v.type.dtype, ()):
+            raise TypeError_(f"tg.fused body argument {a.type} for operand {v.type}")
+        if broadcast_shapes(v.type.shape, shape) != shape:
+            raise TypeError_(f"tg.fused operand {v.type} does not broadcast to {list(shape)}")
+    term = body.terminator
+    if term is None or term.name != "tg.yield" or len(term.operands) != len(op.results):
+        raise TypeError_("tg.fused body must end with tg.yield of one scalar per result")
+    reduce = op.attrs.get("reduce")
+    if reduce is not None and (reduce not in REDUCTIONS or len(op.results) != 1):
+        raise TypeError_("tg.fused: reduce must be sum, max, min or mean, with one result")
+    out_shape = result_shape(shape, op.attrs)
+    for r, y in zip(op.results, term.operands):
+        if y.type.rank != 0:
+            raise TypeError_("tg.fused body must yield scalars")
+        dtype = r.type.dtype
+        if reduce is None and dtype != y.type.dtype:
+            raise TypeError_(f"tg.fused result {r.type} for a yielded {y.type}")
+        if r.type.shape != out_shape:
+            raise TypeError_(f"tg.fused result {r.type} does not have the shape {list(out_shape)}")
+    for inner in body.ops:
+        for res in inner.results:
+            if res.type.rank != 0:
+                raise TypeError_(f"tg.fused body op {inner.name} must work on scalars")
+
+
+FUSED = defop(OpDef("tg.fused", traits=frozenset({PURE}), verify=_verify_fused, dim_attrs=("shape",),
+                    doc="a fused group of elementwise ops, optionally ending in a reduction"))

@@ -1,0 +1,220 @@
+"""fuse-elementwise: group chains of elementwise ops of one shape, with the
+scalar constants they use and a trailing reduction where legal, into one
+tg.fused op (one loop nest in the backends, no temporaries).
+
+    %a = tg.mul %x, %w : f32[N, 10]              %l = tg.fused %x, %w, %b {shape = ["N", 10], reduce = none} : f32[N, 10] ({
+    %b2 = tg.add %a, %b : f32[N, 10]     ->      ^bb0(%0: f32, %1: f32, %2: f32):
+    %l = tg.tanh %b2 : f32[N, 10]                  %3 = tg.mul %0, %1 : f32
+                                                   %4 = tg.add %3, %2 : f32
+                                                   %5 = tg.tanh %4 : f32
+                                                   tg.yield %5
+                                                 })
+
+Rules:
+- An elementwise op joins the group of an operand's producer when both
+  compute the same shape (a smaller producer broadcast into a bigger
+  consumer would be recomputed per element: never duplicate work), and no
+  other operand depends on the group through an op outside it (the fused op
+  sits where the group's last op was, so that would be a cycle).
+- Values of the group used outside it become extra results.
+- A tg.sum/mean/max/min over a float group's only result, used by nothing
+  else, joins as the group's `reduce`.
+- Groups of one elementwise op without a reduction stay as they are.
+Imports only irc.ir and irc.ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from irc.ir.core import Block, Module, Op, Region
+from irc.ir.types import TensorType, broadcast_shapes
+from irc.ops.fused import result_shape
+from irc.ops.registry import ELEMENTWISE, lookup
+from irc.passes.pass_manager import Pass, register
+
+REDUCE_OPS = {"tg.sum": "sum", "tg.mean": "mean", "tg.max": "max", "tg.min": "min"}
+
+
+def is_elementwise(op: Op) -> bool:
+    d = lookup(op.name)
+    return d is not None and ELEMENTWISE in d.traits and not op.regions and len(op.results) == 1
+
+
+def is_scalar_constant(op: Op) -> bool:
+    return op.name == "tg.constant" and op.results[0].type.rank == 0
+
+
+@register
+@dataclass
+class FuseElementwise(Pass):
+    name = "fuse-elementwise"
+    summary = "fuse chains of elementwise ops (and a trailing reduction) into tg.fused"
+
+    def run(self, module: Module) -> bool:
+        changed = False
+        blocks = [b for op in module.walk() for r in op.regions for b in r.blocks]
+        for block in blocks:
+            if block.parent is not None and block.parent.parent is not None \
+                    and block.parent.parent.name == "tg.fused":
+                continue
+            changed |= fuse_block(block)
+        return changed
+
+
+def fuse_block(block: Block) -> bool:
+    group_of: dict = {}  # op -> group id
+    groups: dict = {}  # group id -> list of ops in block order
+    position = {op: i for i, op in enumerate(block.ops)}
+    for op in block.ops:
+        if not is_elementwise(op):
+            continue
+        shape = op.results[0].type.shape
+        target = None
+        for v in op.operands:
+            p = getattr(v, "op", None)
+            if p is None or p not in group_of or p.parent is not block:
+                continue
+            g = group_of[p]
+            if groups[g][0].results[0].type.shape != shape:
+                continue
+            if _joinable(op, g, group_of, groups, block) and not _used_before(groups[g], op, position, block):
+                target = g
+                break
+        if target is None:
+            target = len(groups)
+            groups[target] = []
+        groups[target].append(op)
+        group_of[op] = target
+    changed = False
+    for g, ops in groups.items():
+        reduce_op = _trailing_reduction(ops)
+        if len(ops) < 2 and reduce_op is None:
+            continue
+        build_fused(block, ops, reduce_op)
+        changed = True
+    return changed
+
+
+def _joinable(op: Op, g: int, group_of: dict, groups: dict, block: Block) -> bool:
+    """No operand of op outside group g depends on g through an outside op."""
+    members = set(groups[g])
+    for v in op.operands:
+        p = getattr(v, "op", None)
+        if p is None or p in members or p.parent is not block:
+            continue
+        if _reaches(members, p, block):
+            return False
+    return True
+
+
+def _used_before(members: list, op: Op, position: dict, block: Block) -> bool:
+    """Whether an op outside the group, placed before `op`, uses a group value:
+    the fused op replaces the group at its last op, after that user."""
+    member_set = set(members)
+    for m in members:
+        for u, _ in m.results[0].uses:
+            while u is not None and u.parent is not block:
+                u = u.parent_op()
+            if u is not None and u not in member_set and position[u] < position[op]:
+                return True
+    return False
+
+
+def _reaches(members: set, target: Op, block: Block) -> bool:
+    """Whether `target` depends on some op of `members` (within `block`)."""
+    seen, stack = set(), [target]
+    while stack:
+        op = stack.pop()
+        if op in members:
+            return True
+        if op in seen:
+            continue
+        seen.add(op)
+        for v in _inputs(op):
+            p = getattr(v, "op", None)
+            while p is not None and p.parent is not block:
+                p = p.parent_op()  # a value from inside a region: its enclosing op
+            if p is not None:
+                stack.append(p)
+    return False
+
+
+def _inputs(op: Op):
+    yield from op.operands
+    for inner in op.walk():
+        if inner is not op:
+            yield from inner.operands
+
+
+def _trailing_reduction(ops: list):
+    last = ops[-1]
+    r = last.results[0]
+    if not r.type.dtype.is_float or len(r.uses) != 1:
+        return None
+    user = r.uses[0][0]
+    if user.name not in REDUCE_OPS or user.parent is not last.parent:
+        return None
+    if user.results[0].type.dtype != r.type.dtype:
+        return None
+    # Every other value of the group must stay inside it.
+    members = set(ops)
+    for op in ops[:-1]:
+        for u, _ in op.results[0].uses:
+            if u not in members:
+                return None
+    return user
+
+
+def build_fused(block: Block, ops: list, reduce_op) -> Op:
+    members = set(ops)
+    shape = ops[0].results[0].type.shape
+    inputs: list = []
+    consts: list = []
+    for op in ops:
+        for v in op.operands:
+            p = getattr(v, "op", None)
+            if p is not None and p in members:
+                continue
+            if p is not None and is_scalar_constant(p):
+                if v not in consts:
+                    consts.append(v)
+                continue
+            if v not in inputs:
+                inputs.append(v)
+    # Results: values used outside the group (in block order).
+    outs = [op.results[0] for op in ops
+            if reduce_op is None and any(u not in members for u, _ in op.results[0].uses)]
+    if reduce_op is not None:
+        outs = [ops[-1].results[0]]
+    body = Block([TensorType(v.type.dtype, ()) for v in inputs])
+    mapping = dict(zip(inputs, body.args))
+    for c in consts:
+        cop = c.op.clone({})
+        body.append(cop)
+        mapping[c] = cop.results[0]
+    for op in ops:
+        new = Op(op.name, [mapping[v] for v in op.operands], [TensorType(op.results[0].type.dtype, ())],
+                 dict(op.attrs), (), op.loc, [op.results[0].name_hint])
+        body.append(new)
+        mapping[op.results[0]] = new.results[0]
+    body.append(Op("tg.yield", [mapping[v] for v in outs], (), {}, (), ops[-1].loc))
+    attrs = {"shape": tuple(shape), "reduce": None}
+    if reduce_op is not None:
+        attrs.update(reduce=REDUCE_OPS[reduce_op.name], axis=reduce_op.attrs.get("axis"),
+                     keepdims=bool(reduce_op.attrs.get("keepdims", False)))
+        res_types = [TensorType(outs[0].type.dtype, result_shape(shape, attrs))]
+        anchor, replaced = reduce_op, [reduce_op.results[0]]
+    else:
+        res_types = [v.type for v in outs]
+        anchor, replaced = ops[-1], outs
+    for v in inputs:
+        broadcast_shapes(v.type.shape, shape)  # checked when grouping; asserts the invariant
+    fused = Op("tg.fused", inputs, res_types, attrs, [Region([body])], anchor.loc,
+               [v.name_hint for v in replaced])
+    block.insert(block.index_of(anchor) + 1, fused)
+    for old, new in zip(replaced, fused.results):
+        old.replace_all_uses_with(new)
+    for op in ([reduce_op] if reduce_op is not None else []) + list(reversed(ops)):
+        op.erase()
+    return fused
