@@ -26,6 +26,7 @@ PIPELINE = [
     "cse",
     "dce",
     "fuse-elementwise",  # elementwise chains -> one tg.fused loop nest each
+    "plan-memory",  # results that may overwrite a dead operand's buffer
 ]
 
 

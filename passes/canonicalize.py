@@ -24,7 +24,7 @@ import numpy as np
 import irc.ops.canonical  # noqa: F401  (attaches the patterns to the registry)
 from irc.ir.core import Module, Op
 from irc.ir.types import num_elements
-from irc.ops.registry import PURE, OpBuilder, lookup
+from irc.ops.registry import PURE, OpBuilder, lookup, semantic_attrs
 from irc.passes.pass_manager import Pass, register
 
 
@@ -89,7 +89,7 @@ class Canonicalize(Pass):
             n = num_elements(r.type.shape)
             if n is None or n > self.max_fold_elements:
                 return None
-        attrs = dict(op.attrs)
+        attrs = semantic_attrs(op)
         for k in d.dim_attrs:
             if _has_names(attrs.get(k)):
                 return None

@@ -17,7 +17,7 @@ import numpy as np
 
 from irc.ir.core import Block, Module, Op
 from irc.ir.dims import eval_dim
-from irc.ops.registry import REGISTRY
+from irc.ops.registry import REGISTRY, semantic_attrs
 
 
 class InterpError(RuntimeError):
@@ -87,7 +87,7 @@ class Interpreter:
             if op.name == "tg.grad":
                 raise InterpError("tg.grad must be expanded by the grad pass before it can run", op.loc)
             raise InterpError(f"the interpreter cannot run {op.name}", op.loc)
-        attrs = dict(op.attrs)
+        attrs = semantic_attrs(op)
         for k in d.dim_attrs:
             if k in attrs:
                 attrs[k] = eval_attr(attrs[k], env)
@@ -117,7 +117,7 @@ class Interpreter:
                 break
             d = REGISTRY[o.name]
             with np.errstate(all="ignore"):
-                res = d.numpy(*[inner[v] for v in o.operands], **o.attrs)
+                res = d.numpy(*[inner[v] for v in o.operands], **semantic_attrs(o))
             inner[o.results[0]] = np.asarray(res, dtype=o.results[0].type.dtype.np)
         reduce = op.attrs.get("reduce")
         if reduce is not None:

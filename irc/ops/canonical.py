@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.core import Value
-from irc.ops.registry import REGISTRY
+from irc.ops.registry import REGISTRY, semantic_attrs
 
 
 def producer(v: Value, name: str = None):
@@ -193,7 +193,7 @@ def broadcast_operand(b, op):
             changed = True
     if not changed:
         return None
-    return [b.op(op.name, *new, **op.attrs)]
+    return [b.op(op.name, *new, **semantic_attrs(op))]
 
 
 def sum_of_broadcast_scalar(b, op):

@@ -70,6 +70,15 @@ class OpDef:
 
 REGISTRY: dict = {}
 
+# Attributes that carry planning decisions for the backends (plan-memory's
+# `inplace`), not semantics: reference functions never see them.
+ANNOTATIONS = frozenset({"inplace"})
+
+
+def semantic_attrs(op: Op) -> dict:
+    """op's attributes without the backend annotations (what `numpy` takes)."""
+    return {k: v for k, v in op.attrs.items() if k not in ANNOTATIONS}
+
 
 def defop(d: OpDef) -> OpDef:
     if d.name in REGISTRY:

@@ -1,0 +1,112 @@
+"""plan-memory: mark where a result may reuse an operand's buffer in place
+(Theano's inplace optimisation), for the backends to use.
+
+    %b = tg.exp %a : f32[N]                 %b = tg.exp %a {inplace = [0]} : f32[N]
+    func.return %b                  ->      func.return %b
+
+On elementwise ops and tg.fused without a reduction, attribute `inplace`
+holds, per result, the index of an operand whose buffer the result may
+overwrite, or -1. An operand qualifies when
+- it has the result's exact type (dtype and shape),
+- this op is its last use in the block (so nothing reads it afterwards),
+- its buffer is the function's own: produced by an op of this function,
+  not an argument (the caller's array), not a block argument of a loop
+  body, not a constant (shared between calls), and
+- if it is a shared variable's value (tg.read), this result's only use is
+  the tg.update of that same variable: the update chain W <- W - lr * gW
+  then writes W in place instead of allocating a new W.
+Each operand serves at most one result; a shared variable's value is
+preferred, so an updated variable keeps its buffer. Backends must still refuse a reuse
+when their buffer for the operand is a view of another live buffer.
+Imports only irc.ir and irc.ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from irc.ir.core import Block, Module, Op
+from irc.ops.registry import ELEMENTWISE, lookup
+from irc.passes.pass_manager import Pass, register
+
+
+@register
+@dataclass
+class PlanMemory(Pass):
+    name = "plan-memory"
+    summary = "mark results that may reuse an operand's buffer in place"
+
+    def run(self, module: Module) -> bool:
+        changed = False
+        for op in list(module.walk()):
+            for r in op.regions:
+                for block in r.blocks:
+                    if op.name != "tg.fused":
+                        changed |= plan_block(block)
+        return changed
+
+
+def _candidate(op: Op) -> bool:
+    if op.name == "tg.fused":
+        return op.attrs.get("reduce") is None
+    d = lookup(op.name)
+    return d is not None and ELEMENTWISE in d.traits and not op.regions
+
+
+def _top(op: Op, block: Block):
+    """The ancestor of `op` (or op itself) that sits in `block`, or None."""
+    while op is not None and op.parent is not block:
+        op = op.parent_op()
+    return op
+
+
+def plan_block(block: Block) -> bool:
+    position = {op: i for i, op in enumerate(block.ops)}
+    changed = False
+    for op in block.ops:
+        if not _candidate(op):
+            continue
+        taken = set()
+        plan = []
+        for r in op.results:
+            choice = -1
+            # Shared variables first: updating W in place keeps its buffer for good.
+            order = sorted(range(len(op.operands)),
+                           key=lambda i: getattr(op.operands[i], "op", None) is None
+                           or op.operands[i].op.name != "tg.read")
+            for i in order:
+                v = op.operands[i]
+                if i in taken or v.type != r.type or not _reusable(v, op, r, block, position):
+                    continue
+                choice = i
+                break
+            if choice >= 0:
+                # The same value at another operand position is the same buffer.
+                taken.update(j for j, w in enumerate(op.operands) if w is op.operands[choice])
+            plan.append(choice)
+        if any(c >= 0 for c in plan):
+            new = tuple(plan)
+            if op.attrs.get("inplace") != new:
+                op.attrs["inplace"] = new
+                changed = True
+    return changed
+
+
+def _reusable(v, op: Op, result, block: Block, position: dict) -> bool:
+    producer = getattr(v, "op", None)
+    if producer is None or producer.parent is not block:
+        return False  # an argument, a loop-body argument, or a value from an enclosing block
+    if producer.name == "tg.constant":
+        return False
+    if producer.name == "tg.read":
+        sym = producer.attrs["sym"].name
+        uses = result.uses
+        if len(uses) != 1 or uses[0][0].name != "tg.update" or uses[0][0].attrs["sym"].name != sym:
+            return False
+    for user, _ in v.uses:
+        top = _top(user, block)
+        if top is None:
+            return False
+        if top is not op and position[top] > position[op]:
+            return False
+    return True
