@@ -225,12 +225,15 @@ def _dump_backend_stage(args, text) -> int:
 
 def _args_inspect(p):
     _add_model_args(p, backend=False)
+    p.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE",
+                   help="evaluate the cost estimates at this size of a named dim (repeatable)")
 
 
 def cmd_inspect(args) -> int:
     import numpy as np
 
     import irc.api as api
+    from irc.ops.cost import func_cost
 
     m = api.load(args.file, define=_defines(args))
     print(f"module {args.file}")
@@ -245,12 +248,35 @@ def cmd_inspect(args) -> int:
         nbytes += n * t.dtype.np.itemsize
         print(f"  {name}: {t}  ({n:,} elements, {_size(n * t.dtype.np.itemsize)})")
     print(f"parameters: {total:,} ({_size(nbytes)})")
-    print("ops after the pipeline, per function:")
+    dims = {}
+    for item in args.dim:
+        name, eq, value = item.partition("=")
+        if not eq or not value.strip().isdigit():
+            raise UsageError(f"--dim expects NAME=SIZE, got '{item}'")
+        dims[name.strip()] = int(value)
+    print("after the pipeline, per entry function (estimates: 1 FLOP per scalar operation):")
     for fn in m._opt.functions():
-        counts = Counter(op.name for op in fn.walk() if op is not fn and op.name not in ("func.return",))
+        counts = Counter(op.name for op in fn.walk() if op is not fn and op.name not in ("func.return",)
+                         and op.parent_op().name != "tg.fused")
         body = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        print(f"  {fn.attrs['sym_name']}: {sum(counts.values())} ops ({body})")
+        cost = func_cost(fn)
+        print(f"  {fn.attrs['sym_name']}: {cost['kernels']} kernels, {cost['fused']} of them fused")
+        print(f"    FLOPs {_quantity(cost['flops'], dims)}; bytes moved {_quantity(cost['bytes'], dims)}")
+        print(f"    {sum(counts.values())} ops: {body}")
     return 0
+
+
+def _quantity(d, dims) -> str:
+    from irc.ir.dims import dim_names, eval_dim
+
+    if isinstance(d, int):
+        return f"{d:,}"
+    names = sorted(dim_names(d))
+    missing = [n for n in names if n not in dims]
+    if missing:
+        return f"{d} (pass --dim {missing[0]}=SIZE to evaluate)"
+    at = ", ".join(f"{n}={dims[n]}" for n in names)
+    return f"{eval_dim(d, dims):,} at {at} ({d})"
 
 
 def _size(n: int) -> str:

@@ -215,7 +215,21 @@ def sum_of_broadcast_scalar(b, op):
     return [b.mul(c, count)]
 
 
+def argmax_of_softmax(b, op):
+    """tg.argmax(tg.softmax(%x){axis=a}){axis=a} -> tg.argmax(%x){axis=a}   (softmax is increasing)"""
+    sm = producer(op.operands[0], "tg.softmax")
+    axis = op.attrs.get("axis")
+    if sm is None or axis is None:
+        return None
+    rank = sm.operands[0].type.rank
+    if axis % rank != sm.attrs["axis"] % rank:
+        return None
+    return [b.op(op.name, sm.operands[0], **semantic_attrs(op))]
+
+
 PATTERNS = {
+    "tg.argmax": [argmax_of_softmax],
+    "tg.argmin": [argmax_of_softmax],
     "tg.add": [add_zero, add_neg, broadcast_operand],
     "tg.sub": [sub_zero, sub_neg, broadcast_operand],
     "tg.mul": [mul_one, mul_zero_int, mul_constants, broadcast_operand],
