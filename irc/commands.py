@@ -313,10 +313,44 @@ def cmd_check(args) -> int:
     return 1 if failed else 0
 
 
+# -- irc train --------------------------------------------------------------------------------
+
+
+def _args_train(p):
+    p.add_argument("file", help="a .tg model with fn train(...) -> f32, or a shipped example's name (mlp)")
+    p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a const of the model (repeatable)")
+    p.add_argument("--data", default=None,
+                   help="digits, reber, signal or FILE.npz (default: the model's '# data:' line)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="default: the lr argument's default in train")
+    p.add_argument("--backend", default=None, help="interp, cpu or opencl")
+    p.add_argument("--device", default=None, help="OpenCL device (name substring)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the initialisers and the shuffling")
+    p.add_argument("--save", metavar="CKPT.npz", help="write a checkpoint after each epoch (atomically)")
+    p.add_argument("--resume", metavar="CKPT.npz", help="start from a checkpoint")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves (needs matplotlib)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def cmd_train(args) -> int:
+    from irc.train import TrainError, train
+
+    try:
+        r = train(args.file, data=args.data, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                  backend=args.backend, device=args.device, seed=args.seed, save=args.save,
+                  resume=args.resume, plot=args.plot, progress=args.progress, define=_defines(args))
+    except TrainError as e:
+        raise UsageError(str(e)) from None
+    return 130 if r["interrupted"] else 0
+
+
 MODEL_COMMANDS = {
     "compile": (_args_compile, cmd_compile, "check a .tg model and build every entry function"),
     "run": (_args_run, cmd_run, "call one entry function of a .tg model once and print the results"),
     "dump": (_args_dump, cmd_dump, "print a .tg model's AST or IR at a stage of the pipeline"),
     "inspect": (_args_inspect, cmd_inspect, "summarise a .tg model: functions, shared variables, ops"),
     "check": (_args_check, cmd_check, "check every grad(...) of a .tg model against finite differences"),
+    "train": (_args_train, cmd_train, "train a .tg model with SGD on its data, showing progress"),
 }

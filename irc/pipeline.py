@@ -22,6 +22,7 @@ PIPELINE = [
     "canonicalize",  # gradient code is full of x*1, x+0 and broadcasts of constants
     "cse",
     "scan-unroll{max-steps=16}",  # short static loops become straight-line code
+    "decompose",  # mean -> sum * (1/n), so the sum can fuse as a reduction
     "canonicalize",
     "cse",
     "dce",

@@ -52,8 +52,8 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class Dataset:
     train: dict
     test: dict
     batch_axis: dict
-    metric: Optional[Callable] = None
+    metric: Callable | None = None
     notes: dict = field(default_factory=dict)
 
     @property
@@ -107,7 +107,7 @@ def _batch_size(arrays: dict, axes: dict) -> int:
     return sizes.pop() if sizes else 0
 
 
-def label_accuracy(out, test: dict) -> Optional[float]:
+def label_accuracy(out, test: dict) -> float | None:
     """Accuracy of predict's output against the labels `y` (or `ys`, on the
     steps where `mask` is 1). Probabilities are turned into labels by argmax."""
     key = "y" if "y" in test else "ys" if "ys" in test else None
@@ -119,8 +119,10 @@ def label_accuracy(out, test: dict) -> Optional[float]:
     if pred.ndim == labels.ndim + 1:
         pred = np.argmax(pred, axis=-1)
     if pred.shape != labels.shape:
-        raise TrainError(f"predict returned shape {list(pred.shape)}; the labels '{key}' have "
-                         f"shape {list(labels.shape)}")
+        raise TrainError(
+            f"predict returned shape {list(pred.shape)}; the labels '{key}' have "
+            f"shape {list(labels.shape)}"
+        )
     hit = pred == labels
     if key == "ys" and "mask" in test:
         m = test["mask"] > 0
@@ -166,7 +168,9 @@ def builtin_dataset(name: str) -> Dataset:
         tr = signal_batch(SIGNAL_TRAIN, seed=TRAIN_DATA_SEED)
         te = signal_batch(SIGNAL_TEST, seed=TEST_DATA_SEED)
         return Dataset("signal", tr, te, {"x": 0, "y": 0}, label_accuracy)
-    raise TrainError(f"unknown data set '{name}' (choose from {', '.join(DATASETS)}, or give an .npz file)")
+    raise TrainError(
+        f"unknown data set '{name}' (choose from {', '.join(DATASETS)}, or give an .npz file)"
+    )
 
 
 def npz_dataset(path: str, signatures: list) -> Dataset:
@@ -184,8 +188,10 @@ def npz_dataset(path: str, signatures: list) -> Dataset:
         elif k.endswith("_test"):
             test[k[: -len("_test")]] = a
     if not train:
-        raise TrainError(f"{path} has no NAME_train arrays (it has: {', '.join(arrays) or 'nothing'}); "
-                         "name them after the arguments of train, e.g. x_train, y_train, x_test, y_test")
+        raise TrainError(
+            f"{path} has no NAME_train arrays (it has: {', '.join(arrays) or 'nothing'}); "
+            "name them after the arguments of train, e.g. x_train, y_train, x_test, y_test"
+        )
     axes = infer_batch_axes(set(train) | set(test), signatures)
     return Dataset(os.path.basename(path), train, test, axes, label_accuracy)
 
@@ -208,8 +214,8 @@ def infer_batch_axes(names, signatures) -> dict:
 
 # -- the model's header -------------------------------------------------------------------------
 
-_DATA_RE = re.compile(r"^\s*#\s*data:\s*(\S+)", re.M)
-_TRAIN_RE = re.compile(r"^\s*#\s*train:(.*)$", re.M)
+_DATA_RE = re.compile(r"^\s*#\s*data:\s*(\S+)", re.MULTILINE)
+_TRAIN_RE = re.compile(r"^\s*#\s*train:(.*)$", re.MULTILINE)
 SETTINGS = {"epochs": int, "batch": int}
 
 
@@ -239,14 +245,15 @@ def resolve_model(path) -> str:
     if os.sep not in path and "/" not in path:
         import irc.examples
 
-        cand = os.path.join(os.path.dirname(irc.examples.__file__),
-                            name if name.endswith(".tg") else name + ".tg")
+        cand = os.path.join(
+            os.path.dirname(irc.examples.__file__), name if name.endswith(".tg") else name + ".tg"
+        )
         if os.path.exists(cand):
             return cand
     raise TrainError(f"cannot read {path}: no such file")
 
 
-def guess_data(signature) -> Optional[str]:
+def guess_data(signature) -> str | None:
     names = {a.name for a in signature.args}
     if {"xs", "ys"} <= names:
         return "reber"
@@ -270,7 +277,7 @@ def _dims_env(signature, arrays: dict) -> dict:
     return env
 
 
-def bind(signature, arrays: dict, lr=None, consts: Optional[dict] = None) -> dict:
+def bind(signature, arrays: dict, lr=None) -> dict:
     """Keyword arguments for one call: data arrays by name, zero initial
     states, lr when given. Raises TrainError for an argument nothing binds."""
     from irc.ir.dims import eval_dim
@@ -289,20 +296,27 @@ def bind(signature, arrays: dict, lr=None, consts: Optional[dict] = None) -> dic
                 env = _dims_env(signature, arrays)
             try:
                 shape = tuple(eval_dim(d, env) for d in a.type.shape)
-            except Exception:
-                raise TrainError(f"{signature.name}(): cannot size the initial state '{a.name}: {a.type}' "
-                                 "from the data arguments") from None
+            except (KeyError, ValueError, TypeError):
+                raise TrainError(
+                    f"{signature.name}(): cannot size the initial state '{a.name}: {a.type}' "
+                    "from the data arguments"
+                ) from None
             kwargs[a.name] = np.zeros(shape, a.type.dtype.np)
         else:
-            raise TrainError(f"{signature.name}(): nothing binds argument '{a.name}: {a.type}' "
-                             f"(the data has: {', '.join(sorted(arrays)) or 'nothing'})")
+            raise TrainError(
+                f"{signature.name}(): nothing binds argument '{a.name}: {a.type}' "
+                f"(the data has: {', '.join(sorted(arrays)) or 'nothing'})"
+            )
     if lr is not None and not any(a.name == "lr" for a in signature.args):
         raise TrainError(f"{signature.name}() has no argument 'lr'; cannot set the learning rate")
     return kwargs
 
 
 def take(arrays: dict, axes: dict, idx) -> dict:
-    return {k: (np.take(a, idx, axis=axes[k]) if axes.get(k) is not None else a) for k, a in arrays.items()}
+    return {
+        k: (np.take(a, idx, axis=axes[k]) if axes.get(k) is not None else a)
+        for k, a in arrays.items()
+    }
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -326,33 +340,43 @@ def _check_plot_available():
 def train(
     path,
     data=None,
-    epochs: Optional[int] = None,
-    batch: Optional[int] = None,
-    lr: Optional[float] = None,
-    backend: str = "interp",
-    seed: Optional[int] = None,
+    epochs: int | None = None,
+    batch: int | None = None,
+    lr: float | None = None,
+    backend: str | None = "interp",
+    seed: int | None = None,
     save=None,
     resume=None,
     plot=None,
     progress: bool = True,
     out=None,
-    define: Optional[dict] = None,
+    define: dict | None = None,
+    device: str | None = None,
 ) -> dict:
     """Train the model in `path` (see the module docstring). Returns
     {loss, accuracy, history: [{epoch, loss, accuracy, seconds}], batch_losses,
     epochs (completed), interrupted, seconds, examples_per_second, settings}.
-    Raises TrainError for a mistake in the request, CompileError for one in the model."""
+    Raises TrainError for a mistake in the request, CompileError for one in the model.
+    backend=None takes irc.api's default; define and device go to irc.api.load."""
     import irc.api
 
+    backend = backend or irc.api.DEFAULT_BACKEND
     out = sys.stdout if out is None else out
     path = resolve_model(path)
     with open(path, encoding="utf-8") as f:
         header = read_header(f.read())
     if plot is not None:
         _check_plot_available()  # before training, not after it
-    m = irc.api.load(path, backend=backend, define=define, seed=seed)
+    try:
+        m = irc.api.load(path, backend=backend, define=define, seed=seed, device=device)
+    except ValueError as e:
+        if type(e) is ValueError:  # an unknown backend name
+            raise TrainError(str(e)) from None
+        raise
     if "train" not in m.functions:
-        raise TrainError(f"{path} has no entry function 'train' (functions: {', '.join(m.functions) or 'none'})")
+        raise TrainError(
+            f"{path} has no entry function 'train' (functions: {', '.join(m.functions) or 'none'})"
+        )
     train_fn = m.functions["train"]
     predict_fn = m.functions.get("predict")
     sigs = [train_fn.signature] + ([predict_fn.signature] if predict_fn else [])
@@ -360,8 +384,10 @@ def train(
     if data is None:
         data = header.get("data") or guess_data(train_fn.signature)
         if data is None:
-            raise TrainError(f"{path}: no data given; add a '# data: NAME' line or pass data= "
-                             f"({', '.join(DATASETS)} or an .npz file)")
+            raise TrainError(
+                f"{path}: no data given; add a '# data: NAME' line or pass data= "
+                f"({', '.join(DATASETS)} or an .npz file)"
+            )
     if isinstance(data, Dataset):
         ds = data
     elif str(data) in DATASETS:
@@ -369,7 +395,9 @@ def train(
     elif str(data).endswith(".npz"):
         ds = npz_dataset(os.fspath(data), sigs)
     else:
-        raise TrainError(f"unknown data '{data}' (choose from {', '.join(DATASETS)}, or give an .npz file)")
+        raise TrainError(
+            f"unknown data '{data}' (choose from {', '.join(DATASETS)}, or give an .npz file)"
+        )
 
     epochs = header.get("epochs", DEFAULT_EPOCHS) if epochs is None else int(epochs)
     batch = header.get("batch", DEFAULT_BATCH) if batch is None else int(batch)
@@ -395,12 +423,23 @@ def train(
         except (OSError, ValueError) as e:
             raise TrainError(f"cannot resume from {resume}: {e}") from None
 
-    settings = {"model": path, "data": ds.name, "epochs": epochs, "batch": batch,
-                "lr": lr if lr is not None else lr_default, "backend": backend, "seed": seed,
-                "n_train": n, "n_test": ds.n_test}
-    _print(out, f"training {os.path.basename(path)} on {ds.name} ({n} examples, {ds.n_test} test): "
-                f"{epochs} epochs, batch {batch}, lr {settings['lr']}, {backend} backend"
-           + (f", resumed from {resume}" if resume is not None else ""))
+    settings = {
+        "model": path,
+        "data": ds.name,
+        "epochs": epochs,
+        "batch": batch,
+        "lr": lr if lr is not None else lr_default,
+        "backend": backend,
+        "seed": seed,
+        "n_train": n,
+        "n_test": ds.n_test,
+    }
+    _print(
+        out,
+        f"training {os.path.basename(path)} on {ds.name} ({n} examples, {ds.n_test} test): "
+        f"{epochs} epochs, batch {batch}, lr {settings['lr']}, {backend} backend"
+        + (f", resumed from {resume}" if resume is not None else ""),
+    )
 
     def evaluate():
         if not can_eval:
@@ -421,14 +460,25 @@ def train(
             t0 = time.perf_counter()
             perm = rng.permutation(n)
             losses = []
-            bar = tqdm(total=n_batches * batch, desc=f"epoch {epoch}/{epochs}", unit="ex",
-                       file=out, disable=None if progress else True, leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=n_batches * batch,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="ex",
+                file=out,
+                disable=None if progress else True,
+                leave=False,
+                dynamic_ncols=True,
+            )
             for i in range(n_batches):
                 where = f"epoch {epoch}, batch {i + 1}/{n_batches}"
                 idx = perm[i * batch : (i + 1) * batch]
-                loss = float(train_fn(**bind(train_fn.signature, take(ds.train, ds.batch_axis, idx), lr)))
+                loss = float(
+                    train_fn(**bind(train_fn.signature, take(ds.train, ds.batch_axis, idx), lr))
+                )
                 if not math.isfinite(loss):
-                    raise TrainError(f"the loss became {loss} at {where}; try a smaller learning rate (--lr)")
+                    raise TrainError(
+                        f"the loss became {loss} at {where}; try a smaller learning rate (--lr)"
+                    )
                 losses.append(loss)
                 batch_losses.append(loss)
                 seen += len(idx)
@@ -442,12 +492,19 @@ def train(
             if save is not None:
                 where = f"epoch {epoch} (saving)"
                 m.save(save)
-            rec = {"epoch": epoch, "loss": float(np.mean(losses)), "accuracy": acc,
-                   "seconds": time.perf_counter() - t0}
+            rec = {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "accuracy": acc,
+                "seconds": time.perf_counter() - t0,
+            }
             history.append(rec)
             acc_s = f"  test accuracy {acc:.4f}" if acc is not None else ""
-            _print(out, f"epoch {epoch}/{epochs}: loss {rec['loss']:.4f}{acc_s}  "
-                        f"({rec['seconds']:.1f} s, {n_batches * batch / max(train_s, 1e-9):.0f} ex/s)")
+            _print(
+                out,
+                f"epoch {epoch}/{epochs}: loss {rec['loss']:.4f}{acc_s}  "
+                f"({rec['seconds']:.1f} s, {n_batches * batch / max(train_s, 1e-9):.0f} ex/s)",
+            )
     except KeyboardInterrupt:
         interrupted = True
         if bar is not None:
@@ -472,10 +529,17 @@ def train(
         "checkpoint": os.fspath(save) if save is not None else None,
     }
     if not interrupted:
-        acc_s = f", test accuracy {result['accuracy']:.4f}" if result["accuracy"] is not None else ""
-        loss_s = f"final loss {result['loss']:.4f}" if result["loss"] is not None else "no epochs run"
-        _print(out, f"done in {seconds:.1f} s: {loss_s}{acc_s}"
-                    + (f"; checkpoint {save}" if save is not None else ""))
+        acc_s = (
+            f", test accuracy {result['accuracy']:.4f}" if result["accuracy"] is not None else ""
+        )
+        loss_s = (
+            f"final loss {result['loss']:.4f}" if result["loss"] is not None else "no epochs run"
+        )
+        _print(
+            out,
+            f"done in {seconds:.1f} s: {loss_s}{acc_s}"
+            + (f"; checkpoint {save}" if save is not None else ""),
+        )
     if plot is not None and history:
         plot_history(result, plot, title=f"{os.path.basename(path)} on {ds.name}")
         _print(out, f"curves written to {plot}")
@@ -512,7 +576,9 @@ def plot_history(result: dict, path, title: str = "") -> None:
     fig.suptitle(title)
     fig.tight_layout()
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".irc-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
+    fd, tmp = tempfile.mkstemp(
+        prefix=".irc-", suffix=".png", dir=os.path.dirname(os.path.abspath(path))
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=100)

@@ -63,7 +63,11 @@ def test_example_trains_a_few_steps(name, datasets):
 
 def test_lr_default_and_override():
     m = irc.api.load(example("logreg"))
-    assert [(a.name, a.default) for a in m.signature("train").args] == [("x", None), ("y", None), ("lr", 0.1)]
+    assert [(a.name, a.default) for a in m.signature("train").args] == [
+        ("x", None),
+        ("y", None),
+        ("lr", 0.1),
+    ]
     d = load_digits()
     x, y = d["x_train"][:64], d["y_train"][:64]
     l0 = m.train(x, y, lr=0.0)
@@ -80,8 +84,16 @@ def test_digits_data():
 
 
 def test_reber_grammar():
-    assert legal_next("BTBTXSETE") == [{"T", "P"}, {"B"}, {"T", "P"}, {"S", "X"}, {"X", "S"}, {"E"},
-                                        {"T"}, {"E"}]
+    assert legal_next("BTBTXSETE") == [
+        {"T", "P"},
+        {"B"},
+        {"T", "P"},
+        {"S", "X"},
+        {"X", "S"},
+        {"E"},
+        {"T"},
+        {"E"},
+    ]
     rng = np.random.default_rng(0)
     for _ in range(200):
         s = embedded_reber_string(rng)

@@ -88,7 +88,9 @@ def test_checkpoint_and_resume(model, tmp_path):
         assert set(d.files) == set(m.shared)
         W = d["W"]
     assert np.abs(W).sum() > 0
-    assert not [f for f in os.listdir(tmp_path) if f.startswith(".irc-")]  # no temporary left behind
+    assert not [
+        f for f in os.listdir(tmp_path) if f.startswith(".irc-")
+    ]  # no temporary left behind
 
     out = io.StringIO()
     r2 = train(model, epochs=1, resume=ck, progress=False, out=out)
@@ -106,8 +108,13 @@ def test_npz_data_and_binding_errors(model, tmp_path):
 
     d = load_digits()
     f = tmp_path / "mine.npz"
-    np.savez(f, x_train=d["x_train"][:200], y_train=d["y_train"][:200], x_test=d["x_test"][:50],
-             y_test=d["y_test"][:50])
+    np.savez(
+        f,
+        x_train=d["x_train"][:200],
+        y_train=d["y_train"][:200],
+        x_test=d["x_test"][:50],
+        y_test=d["y_test"][:50],
+    )
     r = train(model, data=f, epochs=1, batch=40, progress=False, out=io.StringIO())
     assert r["settings"]["n_train"] == 200 and len(r["batch_losses"]) == 5
     assert r["accuracy"] is not None
@@ -118,12 +125,22 @@ def test_npz_data_and_binding_errors(model, tmp_path):
         train(model, data=g, epochs=1, progress=False, out=io.StringIO())
     with pytest.raises(TrainError, match="unknown data"):
         train(model, data="mnist", epochs=1, progress=False, out=io.StringIO())
+    with pytest.raises(TrainError, match="unknown backend"):
+        train(model, backend="abacus", epochs=1, progress=False, out=io.StringIO())
+    with pytest.raises(TrainError, match="no such file"):
+        train(tmp_path / "nothing.tg", epochs=1, progress=False, out=io.StringIO())
+
+
+def test_shipped_example_by_name():
+    r = train("mlp", epochs=1, batch=500, progress=False, out=io.StringIO())
+    assert r["settings"]["model"].endswith("mlp.tg") and r["settings"]["data"] == "digits"
 
 
 def test_initial_states_and_batch_axes(tmp_path):
     import irc.api
 
-    m = irc.api.loads(textwrap.dedent("""\
+    m = irc.api.loads(
+        textwrap.dedent("""\
         shared W: f32[4, 3] = zeros()
         fn predict(xs: f32[T, B, 4], s0: f32[B, 3]) -> f32[T, B, 3] {
             ss = scan (x in xs; s = s0) {
@@ -132,7 +149,8 @@ def test_initial_states_and_batch_axes(tmp_path):
             }
             return ss
         }
-    """))
+    """)
+    )
     sig = m.signature("predict")
     kw = bind(sig, {"xs": np.zeros((5, 2, 4), np.float32)})
     assert kw["s0"].shape == (2, 3) and not kw["s0"].any()
@@ -159,13 +177,19 @@ def test_ctrl_c_keeps_a_checkpoint(model, tmp_path):
     ck = tmp_path / "ck.npz"
     code = textwrap.dedent(f"""\
         import signal, sys
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
+        # even when started with SIGINT ignored (a background job)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from irc.train import train
         r = train({os.fspath(model)!r}, epochs=100000, save={os.fspath(ck)!r}, progress=False)
         print("RESULT", r["interrupted"], r["epochs"], flush=True)
     """)
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         # wait until an epoch has finished (so training is under way), then interrupt
         deadline = time.monotonic() + 60

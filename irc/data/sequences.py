@@ -145,8 +145,9 @@ DECOYS = np.array(
 )
 
 
-def signal_batch(n: int, length: int = 32, amplitude: float = 1.5, noise: float = 0.35,
-                 seed: int = 0) -> dict:
+def signal_batch(
+    n: int, length: int = 32, amplitude: float = 1.5, noise: float = 0.35, seed: int = 0
+) -> dict:
     """n noisy signals x f32[n, length] and labels y i32[n]: 1 when the
     pattern (+1, -1, +1) * amplitude was added at a random position, 0 when a
     decoy of the same energy was (half of each, shuffled)."""

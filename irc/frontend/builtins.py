@@ -323,6 +323,12 @@ def _cce(c):
     return c.op("tg.categorical_crossentropy", c.tensor("p"), c.tensor("y"))
 
 
+@builtin("crossentropy_logits", "x, y")
+def _cce_logits(c):
+    x = c.tensor("x")
+    return c.op("tg.crossentropy_logits", x, c.tensor("y"))
+
+
 PADDINGS = ("valid", "same", "full")
 
 
