@@ -78,7 +78,7 @@ def fuse_block(block: Block) -> bool:
             g = group_of[p]
             if groups[g][0].results[0].type.shape != shape:
                 continue
-            if _joinable(op, g, group_of, groups, block) and not _used_before(groups[g], op, position, block):
+            if _joinable(op, g, groups, block, position) and not _used_before(groups[g], op, position, block):
                 target = g
                 break
         if target is None:
@@ -96,14 +96,15 @@ def fuse_block(block: Block) -> bool:
     return changed
 
 
-def _joinable(op: Op, g: int, group_of: dict, groups: dict, block: Block) -> bool:
+def _joinable(op: Op, g: int, groups: dict, block: Block, position: dict) -> bool:
     """No operand of op outside group g depends on g through an outside op."""
     members = set(groups[g])
+    first = min(position[m] for m in members)
     for v in op.operands:
         p = getattr(v, "op", None)
         if p is None or p in members or p.parent is not block:
             continue
-        if _reaches(members, p, block):
+        if _reaches(members, p, block, position, first):
             return False
     return True
 
@@ -121,14 +122,15 @@ def _used_before(members: list, op: Op, position: dict, block: Block) -> bool:
     return False
 
 
-def _reaches(members: set, target: Op, block: Block) -> bool:
-    """Whether `target` depends on some op of `members` (within `block`)."""
+def _reaches(members: set, target: Op, block: Block, position: dict, first: int) -> bool:
+    """Whether `target` depends on some op of `members` (within `block`); ops
+    before the group's first member cannot, so the search stops there."""
     seen, stack = set(), [target]
     while stack:
         op = stack.pop()
         if op in members:
             return True
-        if op in seen:
+        if op in seen or position[op] < first:
             continue
         seen.add(op)
         for v in _inputs(op):

@@ -17,26 +17,29 @@ class Builder:
     def __init__(self, block: Optional[Block] = None, pos: Optional[int] = None, loc: Optional[Loc] = None):
         self.block = block
         self.pos = pos  # insertion index in block; None: append at the end
+        # insert before this op (found when inserting: passes set a builder
+        # before every op they visit but insert before few of them)
+        self.anchor: Optional[Op] = None
         self.loc = loc
 
     # -- insertion point ---------------------------------------------------------
     def set_insertion_end(self, block: Block) -> None:
-        self.block, self.pos = block, None
+        self.block, self.pos, self.anchor = block, None, None
 
     def set_insertion_before(self, op: Op) -> None:
-        self.block, self.pos = op.parent, op.parent.index_of(op)
+        self.block, self.pos, self.anchor = op.parent, None, op
 
     def set_insertion_after(self, op: Op) -> None:
-        self.block, self.pos = op.parent, op.parent.index_of(op) + 1
+        self.block, self.pos, self.anchor = op.parent, op.parent.index_of(op) + 1, None
 
     @contextmanager
     def at_end(self, block: Block):
-        saved = (self.block, self.pos)
+        saved = (self.block, self.pos, self.anchor)
         self.set_insertion_end(block)
         try:
             yield self
         finally:
-            self.block, self.pos = saved
+            self.block, self.pos, self.anchor = saved
 
     @contextmanager
     def at_loc(self, loc: Optional[Loc]):
@@ -52,7 +55,9 @@ class Builder:
     def insert(self, op: Op) -> Op:
         if self.block is None:
             raise ValueError("builder has no insertion block")
-        if self.pos is None:
+        if self.anchor is not None:
+            self.block.insert_before(self.anchor, op)
+        elif self.pos is None:
             self.block.append(op)
         else:
             self.block.insert(self.pos, op)

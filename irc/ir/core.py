@@ -301,10 +301,11 @@ class Block:
         return self.insert(self.index_of(anchor) + 1, op)
 
     def index_of(self, op: Op) -> int:
-        for i, o in enumerate(self.ops):
-            if o is op:
-                return i
-        raise ValueError(f"{op.name} is not in this block")
+        # list.index compares by identity first (Op defines no __eq__), in C.
+        try:
+            return self.ops.index(op)
+        except ValueError:
+            raise ValueError(f"{op.name} is not in this block") from None
 
     def remove(self, op: Op) -> None:
         del self.ops[self.index_of(op)]
