@@ -27,6 +27,7 @@ PIPELINE = [
     "cse",
     "dce",
     "fuse-elementwise",  # elementwise chains -> one tg.fused loop nest each
+    "dce",  # scalar constants now copied into the fused bodies
     "plan-memory",  # results that may overwrite a dead operand's buffer
 ]
 

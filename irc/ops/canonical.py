@@ -215,6 +215,26 @@ def sum_of_broadcast_scalar(b, op):
     return [b.mul(c, count)]
 
 
+def index_of_broadcast(b, op):
+    """tg.index(tg.broadcast_to(%s){shape}){items} -> tg.broadcast_to(%s){shape=result}
+    when the items only add unit axes or keep whole axes (None, ..., :)"""
+    bc = producer(op.operands[0], "tg.broadcast_to")
+    if bc is None:
+        return None
+    if any(it not in (("none",), ("ellipsis",), ("slice", None, None, 1)) for it in op.attrs.get("items", ())):
+        return None
+    from irc.ops.registry import infer_types
+
+    shape = op.results[0].type.shape
+    try:
+        t = infer_types("tg.broadcast_to", [bc.operands[0].type], {"shape": shape})
+    except Exception:
+        return None
+    if t != [op.results[0].type]:
+        return None
+    return [b.broadcast_to(bc.operands[0], shape=shape)]
+
+
 def argmax_of_softmax(b, op):
     """tg.argmax(tg.softmax(%x){axis=a}){axis=a} -> tg.argmax(%x){axis=a}   (softmax is increasing)"""
     sm = producer(op.operands[0], "tg.softmax")
@@ -244,7 +264,7 @@ PATTERNS = {
     "tg.flatten": [flatten_noop],
     "tg.broadcast_to": [same_type_noop],
     "tg.cast": [same_type_noop],
-    "tg.index": [same_type_noop],
+    "tg.index": [same_type_noop, index_of_broadcast],
     "tg.sum": [sum_of_broadcast_scalar],
 }
 
