@@ -11,6 +11,22 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported on first access.
 _LAZY = {
     "CompileError": "irc.ir.errors",
+    # .tg models (irc/api.py)
+    "load": "irc.api",
+    "loads": "irc.api",
+    "CallError": "irc.api",
+    "CompiledModule": "irc.api",
+    "verify_grad": "irc.gradcheck",
+    # the Theano-style builder (irc/symbolic.py)
+    **{name: "irc.symbolic" for name in (
+        "Variable", "SharedVariable", "Dim", "In", "Function",
+        "tensor", "scalar", "vector", "matrix", "tensor3", "tensor4", "shared",
+        "grad", "scan", "clone", "function", "pp", "debugprint", "graph",
+        "neg", "abs", "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "softplus", "square",
+        "sin", "cos", "sign", "maximum", "minimum", "where", "clip", "cast",
+        "sum", "mean", "max", "min", "argmax", "argmin", "dot", "matmul", "transpose", "reshape",
+        "flatten", "concat", "stack", "arange", "one_hot", "zeros", "ones", "full",
+        "softmax", "log_softmax", "categorical_crossentropy", "conv1d", "conv2d", "max_pool2d")},
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -460,9 +460,17 @@ def verify_grad(
 ) -> list:
     """Check every top-level tg.grad of entry function `fn_name` (None: of every
     entry function) of `source` (`.tg` text or a front-end tg Module) against
-    central differences. `args` (a list or {name: value}; only with fn_name) and
+    central differences. `source` may also be a Python function of symbolic
+    variables (irc.symbolic), as in Theano: `verify_grad(lambda x, w: irc.tanh(x @ w),
+    [x0, w0])` checks the gradient of sum(u * f) for a random u at the arrays
+    given as `args`. `args` (a list or {name: value}; only with fn_name) and
     `shared` ({name: value}) replace generated inputs. Returns GradCheck records,
     one per (tg.grad, wrt operand)."""
+    if callable(source):
+        # Theano's order: verify_grad(fun, pt); pt arrives as the second argument.
+        pt = args if args is not None else fn_name
+        return _verify_grad_callable(source, pt, seed=seed, n_dirs=n_dirs, eps=eps, rel_tol=rel_tol,
+                                     abs_tol=abs_tol)
     rng = np.random.default_rng(seed)
     m = prepare(source, filename, defines)
     if base_dir is None:
@@ -594,3 +602,39 @@ __all__ = [
     "verify_grad",
     "verify_grad_fn",
 ]
+
+
+def _verify_grad_callable(fun, pt, *, seed, n_dirs, eps, rel_tol, abs_tol) -> list:
+    """Theano's verify_grad for the Python builder: the gradient of
+    sum(u * fun(*xs)), u fixed and random, against central differences of the
+    same cost along random directions, in float64 on the interpreter."""
+    import irc.symbolic as S
+
+    if pt is None:
+        raise ValueError("verify_grad(fun, pt): give the point as a list of arrays")
+    arrays = [np.asarray(a, dtype=np.float64) for a in pt]
+    xs = [S.tensor(f"x{i}", "float64", a.shape) for i, a in enumerate(arrays)]
+    out = fun(*xs)
+    rng = np.random.default_rng(seed)
+    out_shape = S.function(xs, out)(*arrays)
+    u = S.shared(rng.normal(size=np.shape(out_shape)), name="u")
+    cost = S.sum(out * u)
+    grads = S.grad(cost, xs)
+    f_cost = S.function(xs, cost)
+    f_grad = S.function(xs, grads if isinstance(grads, (list, tuple)) else [grads])
+    gs = f_grad(*arrays)
+    records = []
+    for i, (a, g) in enumerate(zip(arrays, gs)):
+        worst_rel, worst_abs, ok = 0.0, 0.0, True
+        for _ in range(n_dirs):
+            v = rng.normal(size=a.shape)
+            plus = [x + eps * v if j == i else x for j, x in enumerate(arrays)]
+            minus = [x - eps * v if j == i else x for j, x in enumerate(arrays)]
+            fd = (float(f_cost(*plus)) - float(f_cost(*minus))) / (2 * eps)
+            an = float(np.sum(np.asarray(g) * v))
+            err = abs(fd - an)
+            scale = max(abs(fd), abs(an), 1e-12)
+            worst_rel, worst_abs = max(worst_rel, err / scale), max(worst_abs, err)
+            ok &= err <= rel_tol * scale + abs_tol * (1 + abs(float(f_cost(*arrays))))
+        records.append(GradCheck("<function>", 0, None, f"x{i}", worst_rel, worst_abs, bool(ok)))
+    return records

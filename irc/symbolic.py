@@ -20,11 +20,14 @@ shape error is raised at once as a CompileError located at the user's line:
 every node records the file, line and column of the Python expression that
 created it (frames of the irc package are skipped).
 
-`function(...)` emits one module: a tg.global per shared variable used, one
+`function(...)` emits one module: a tg.global per shared variable used
+(init = "value": the backend starts from the variable's current value), one
 public func.func with the inputs as arguments, tg.read and tg.dim at its
 entry, the op nodes in creation order (the order in which the `.tg` front end
 emits the same program), tg.update before func.return. Then
-irc.pipeline.run_pipeline and a backend from irc.api._make_backend.
+irc.pipeline.run_pipeline and a backend from irc.api._make_backend. Nodes
+created while a scan's step function is traced belong to its body (they are
+emitted inside the tg.scan region); using one outside is an error.
 
 Python values follow NumPy 2: Python scalars are weak (they take the dtype of
 the tensor they meet, irc.frontend.irgen.weak_dtype), NumPy scalars and
@@ -288,29 +291,38 @@ class Variable:
     def __getitem__(self, key):
         return _getitem(self, key, _user_loc())
 
-    # -- methods (NumPy's names) ---------------------------------------------------------
-    def sum(self, axis=None, keepdims=False):
-        return _reduce("sum", self, axis, keepdims, _user_loc())
+    # -- methods (NumPy's names and signatures, so np.sum(x), np.mean(x, axis=1) work) ------
+    def sum(self, axis=None, dtype=None, out=None, keepdims=False):
+        loc = _user_loc()
+        return _reduce("sum", _numpy_args(self, dtype, out, loc), axis, keepdims, loc)
 
-    def mean(self, axis=None, keepdims=False):
-        return _reduce("mean", self, axis, keepdims, _user_loc())
+    def mean(self, axis=None, dtype=None, out=None, keepdims=False):
+        loc = _user_loc()
+        return _reduce("mean", _numpy_args(self, dtype, out, loc), axis, keepdims, loc)
 
-    def max(self, axis=None, keepdims=False):
-        return _reduce("max", self, axis, keepdims, _user_loc())
+    def max(self, axis=None, out=None, keepdims=False):
+        loc = _user_loc()
+        return _reduce("max", _numpy_args(self, None, out, loc), axis, keepdims, loc)
 
-    def min(self, axis=None, keepdims=False):
-        return _reduce("min", self, axis, keepdims, _user_loc())
+    def min(self, axis=None, out=None, keepdims=False):
+        loc = _user_loc()
+        return _reduce("min", _numpy_args(self, None, out, loc), axis, keepdims, loc)
 
-    def argmax(self, axis=None, keepdims=False):
-        return _argreduce("argmax", self, axis, keepdims, _user_loc())
+    def argmax(self, axis=None, out=None, keepdims=False):
+        loc = _user_loc()
+        return _argreduce("argmax", _numpy_args(self, None, out, loc), axis, keepdims, loc)
 
-    def argmin(self, axis=None, keepdims=False):
-        return _argreduce("argmin", self, axis, keepdims, _user_loc())
+    def argmin(self, axis=None, out=None, keepdims=False):
+        loc = _user_loc()
+        return _argreduce("argmin", _numpy_args(self, None, out, loc), axis, keepdims, loc)
 
-    def reshape(self, *shape):
+    def reshape(self, *shape, order="C"):
+        loc = _user_loc()
+        if order != "C":
+            raise CompileError("reshape: only order='C' is supported", loc)
         if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
             shape = shape[0]
-        return _reshape(self, shape, _user_loc())
+        return _reshape(self, shape, loc)
 
     def flatten(self):
         """All elements in one axis (NumPy's x.flatten(); irc.flatten(x, axis) keeps leading axes)."""
@@ -331,10 +343,10 @@ class Variable:
     def astype(self, dtype):
         return _op("tg.cast", self, dtype=_dtype(dtype).name, loc=_user_loc())
 
-    def clip(self, lo, hi):
+    def clip(self, lo, hi, out=None):
         loc = _user_loc()
-        return _op("tg.clip", self, as_variable(lo, like=self, loc=loc), as_variable(hi, like=self, loc=loc),
-                   loc=loc)
+        x = _numpy_args(self, None, out, loc)
+        return _op("tg.clip", x, as_variable(lo, like=x, loc=loc), as_variable(hi, like=x, loc=loc), loc=loc)
 
     def eval(self, inputs_to_values=None):
         """Compile and run this expression: `y.eval({x: value})` (Theano's eval)."""
@@ -349,6 +361,15 @@ class Variable:
 
     def __str__(self):
         return pp(self)
+
+
+def _numpy_args(x, dtype, out, loc):
+    """x converted to `dtype` (NumPy's dtype= of reductions); out= is refused."""
+    if out is not None:
+        raise CompileError("out= is not supported: symbolic expressions make new values", loc)
+    if dtype is not None and _dtype(dtype) != x.type.dtype:
+        return _op("tg.cast", x, dtype=_dtype(dtype).name, loc=loc)
+    return x
 
 
 class SharedVariable(Variable):
@@ -1617,16 +1638,6 @@ class _Emitter:
                 raise CompileError(f"the outputs depend on the input '{v.name or v}', which is not among the "
                                    "inputs of the function", v.loc or self.loc,
                                    "add it to the inputs, or replace it with givens={...}")
-        if self.on_unused_input != "ignore":
-            for v, name, _ in self.inputs:
-                if id(v) not in leaves:
-                    msg = f"input '{name}' is not used to compute the outputs or updates"
-                    if self.on_unused_input == "raise":
-                        raise CompileError(msg, v.loc or self.loc, "pass on_unused_input='ignore' to allow it")
-                    import warnings
-
-                    warnings.warn(msg, stacklevel=3)
-
         module = Module(self.loc)
         taken = {self.fname}
         shared = [v for v in sorted(leaves.values(), key=lambda v: first[id(v)]) if v.kind == "shared"]
@@ -1663,7 +1674,19 @@ class _Emitter:
         func = Op("func.func", (), (), {"sym_name": self.fname, "visibility": "public", "arg_defaults": defaults,
                                         "res_types": tuple(v.type for v in results)}, [Region([block])], self.loc)
         module.body.append(func)
-        self._check_dims(func)
+        used_dims = self._check_dims(func)
+        if self.on_unused_input != "ignore":
+            # An input used only for a named dim of its shape (n_steps=x.shape[0]) is used,
+            # unless an input used for its value gives that dim too.
+            used_dims -= {d for v, _, _ in self.inputs if id(v) in leaves for d in v.type.shape}
+            for v, name, _ in self.inputs:
+                if id(v) not in leaves and not any(d in used_dims for d in v.type.shape if isinstance(d, str)):
+                    msg = f"input '{name}' is not used to compute the outputs or updates"
+                    if self.on_unused_input == "raise":
+                        raise CompileError(msg, v.loc or self.loc, "pass on_unused_input='ignore' to allow it")
+                    import warnings
+
+                    warnings.warn(msg, stacklevel=3)
         return module
 
     def _emit_scope(self, scope, block):
@@ -1694,8 +1717,10 @@ class _Emitter:
             raise CompileError(_LEAK, v.loc or self.loc, _LEAK_HINT)
         return r
 
-    def _check_dims(self, func):
+    def _check_dims(self, func) -> set:
+        """Check that every named dim the function uses is bound by an input; return them."""
         bound = {d for v, _, _ in self.inputs for d in v.type.shape if isinstance(d, str)}
+        used = set()
         for op in func.walk():
             names = set()
             for r in op.results:
@@ -1711,6 +1736,8 @@ class _Emitter:
                 raise CompileError(f"the named dim '{missing[0]}' is not bound by any input of the function",
                                    op.loc or self.loc,
                                    "named dims take their values from the shapes of the arguments")
+            used |= names
+        return used
 
 
 def _attr_dim_names(v) -> set:
@@ -1764,7 +1791,7 @@ def _function_inputs(inputs, loc) -> list:
             default = default.item() if isinstance(default, np.number) else default
         out.append((v, _sym_name(name or v.name, taken, f"arg{k}"), default))
     seen_default = False
-    for v, name, d in out:
+    for _, name, d in out:
         if d is None and seen_default:
             raise CompileError(f"input '{name}' without a default follows one with a default", loc)
         seen_default = seen_default or d is not None
@@ -2083,6 +2110,7 @@ def _dot(module) -> str:
     """Graphviz DOT text of a module's functions: ops as boxes, arguments and
     shared reads as ellipses, edges along the data, scan bodies as clusters."""
     lines = ["digraph irc {", '  node [fontname="Helvetica", fontsize=10];', "  rankdir=TB;"]
+    edges = []  # at top level: an edge inside a cluster would pull its nodes into it
     ids: dict = {}
     counter = itertools.count()
 
@@ -2102,7 +2130,7 @@ def _dot(module) -> str:
                 label = f"{op.attrs['sym'].name}: {op.results[0].type}"
                 lines.append(f"{pad}{n} [shape=ellipse, style=filled, fillcolor=lightyellow, label={q(label)}];")
             elif op.name == "tg.constant" and op.attrs["value"].size == 1:
-                label = f"{op.attrs['value'].reshape(()).item()!r}"
+                label = str(op.attrs["value"].reshape(())[()])
                 lines.append(f"{pad}{n} [shape=plaintext, label={q(label)}];")
             else:
                 types = ", ".join(str(r.type) for r in op.results)
@@ -2110,10 +2138,10 @@ def _dot(module) -> str:
                 if op.name == "tg.update":
                     label = f"{op.name} @{op.attrs['sym'].name}"
                 lines.append(f"{pad}{n} [shape=box, label=\"{label}\"];")
-            for k, v in enumerate(op.operands):
+            for v in op.operands:
                 src = ids.get(v)
                 if src is not None:
-                    lines.append(f"{pad}{src} -> {n};")
+                    edges.append(f"  {src} -> {n};")
             for r in op.results:
                 ids[r] = n
             for reg in op.regions:
@@ -2124,7 +2152,7 @@ def _dot(module) -> str:
                     block(bb, indent + 1)
                     lines.append(f"{pad}}}")
                     if bb.args:
-                        lines.append(f"{pad}{n} -> {ids[bb.args[0]]} [style=dotted, arrowhead=none];")
+                        edges.append(f"  {n} -> {ids[bb.args[0]]} [style=dotted, arrowhead=none];")
 
     for op in module.body.ops:
         if op.name == "func.func":
@@ -2133,6 +2161,7 @@ def _dot(module) -> str:
             lines.append(f"    label={q('@' + op.attrs['sym_name'])};")
             block(op.regions[0].block, 2)
             lines.append("  }")
+    lines += edges
     lines.append("}")
     return "\n".join(lines) + "\n"
 
