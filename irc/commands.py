@@ -129,7 +129,7 @@ def cmd_run(args) -> int:
         kwargs[name.strip()] = _parse_arg_value(value.strip())
     try:
         out = getattr(m, args.fn)(**kwargs)
-    except api.CallError as e:
+    except (api.CallError, IndexError) as e:  # wrong arguments; a run-time check of the model
         raise UsageError(str(e)) from None
     sig = m.signature(args.fn)
     results = out if isinstance(out, tuple) else (() if out is None else (out,))

@@ -20,11 +20,13 @@ from irc.ir.dims import eval_dim
 from irc.ops.registry import REGISTRY, semantic_attrs
 
 
-class InterpError(RuntimeError):
-    """A failure while running IR (e.g. an index out of range at run time)."""
+class InterpError(IndexError):
+    """A failure while running IR, e.g. a run-time index out of range. It is an
+    IndexError, like the compiled backends' run-time checks, and its text
+    names the model's line: `FILE:LINE:COL: error: message`."""
 
     def __init__(self, message, loc=None):
-        super().__init__(message)
+        super().__init__(f"{loc}: error: {message}" if loc is not None else message)
         self.message = message
         self.loc = loc
 
