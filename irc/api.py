@@ -315,16 +315,9 @@ class CompiledModule:
         """IR text: stage "tg" (front end) or "opt" (after the pipeline), or the
         module right after the pipeline pass `after`; only function `fn` if given."""
         from irc.ir.printer import print_module, print_op
-        from irc.pipeline import run_pipeline
+        from irc.pipeline import module_at
 
-        if after is not None:
-            m = run_pipeline(self._tg.clone(), until=after)
-        elif stage == "tg":
-            m = self._tg
-        elif stage == "opt":
-            m = self._opt
-        else:
-            raise ValueError(f"unknown stage '{stage}' (tg or opt)")
+        m = module_at(self._tg, self._opt, after, stage)
         if fn is None:
             return print_module(m)
         op = m.lookup(fn)

@@ -55,3 +55,16 @@ def run_pipeline(module: Module, until: str | None = None, verify_each: bool | N
     pm = PassManager(parse_pipeline(",".join(names)), verify_each=verify_each, **pm_options)
     pm.run(module)
     return module
+
+
+def module_at(tg: Module, opt: Module, after: str | None = None, stage: str = "opt") -> Module:
+    """The module of a compiled function or model at a stage: "tg" (as the front
+    end or builder made it), "opt" (after the pipeline), or right after the
+    pipeline pass `after` (recomputed from the tg module)."""
+    if after is not None:
+        return run_pipeline(tg.clone(), until=after)
+    if stage == "tg":
+        return tg
+    if stage == "opt":
+        return opt
+    raise ValueError(f"unknown stage '{stage}' (tg or opt)")

@@ -1915,18 +1915,9 @@ class Function:
         """The IR text: stage "tg" (as built), "opt" (after the pipeline), or
         the module right after the pipeline pass `after`."""
         from irc.ir.printer import print_module
+        from irc.pipeline import module_at
 
-        if after is not None:
-            from irc.pipeline import run_pipeline
-
-            m = run_pipeline(self._tg.clone(), until=after)
-        elif stage == "tg":
-            m = self._tg
-        elif stage == "opt":
-            m = self._opt
-        else:
-            raise ValueError(f"unknown stage '{stage}' (tg or opt)")
-        return print_module(m, locs=locs)
+        return print_module(module_at(self._tg, self._opt, after, stage), locs=locs)
 
     def __repr__(self):
         return f"<irc.Function {self.signature} ({self.backend})>"
