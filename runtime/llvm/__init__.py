@@ -1,0 +1,16 @@
+"""The LLVM CPU backend: loop IR -> LLVM IR (codegen, transcendentals) -> O3 for
+the host CPU -> MCJIT (jit), BLAS through scipy-openblas32 (blas), threads on
+pthreads for large parallel loop nests, an on-disk compile cache, and the
+backend object with the call path (backend).
+
+Importing this package is cheap; llvmlite is imported by the modules that
+need it.
+"""
+
+
+def __getattr__(name):
+    if name in ("LLVMBackend", "CallError"):
+        from . import backend
+
+        return getattr(backend, name)
+    raise AttributeError(name)
