@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
 from irc.ir.core import Block, Module, Op, Region, Value
 from irc.ir.errors import CompileError
@@ -209,7 +208,7 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
     contribute (Theano's truncate_gradient)."""
     ns, nc = op.attrs["n_seqs"], op.attrs["n_carries"]
     length, truncate = op.attrs["length"], op.attrs.get("truncate")
-    seqs, inits = list(op.operands[:ns]), list(op.operands[ns:])
+    seqs = list(op.operands[:ns])
     free = [v for v in free_values(op) if v not in op.operands]
     body = op.regions[0].block
     out_results = op.results[nc:]
@@ -318,6 +317,3 @@ def sum_to(b: OpBuilder, g: Value, like: Value) -> Value:
         raise CompileError(f"grad: cannot reduce a gradient of shape {g.type} to {like.type}", b.loc)
     return g
 
-
-def scalar_const(b: OpBuilder, value, like: Value) -> Value:
-    return b.const(np.asarray(value), like.type.dtype)

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from irc.ir.builder import Builder
 from irc.ir.core import Op, Value
 from irc.ir.errors import CompileError
-from irc.ir.types import TensorType, TypeError_
+from irc.ir.types import TypeError_
 
 # Traits -------------------------------------------------------------------
 PURE = "pure"  # no side effects: CSE may merge it, DCE may drop it

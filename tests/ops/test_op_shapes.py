@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-import irc.ops as ops
+import irc.ops as ops  # noqa: F401  (registers every op)
 from irc.ir.core import freeze_attr
 from irc.ir.dims import eval_dim
 from irc.ir.types import DTYPES, TensorType, TypeError_
