@@ -63,7 +63,10 @@ def test_readme_command_works(irc_exe):
     assert command[0] == "irc"
     proc = subprocess.run([irc_exe, *command[1:]], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("module {")
+    # The main job trains the MLP and ends with its test accuracy.
+    final = proc.stdout.strip().splitlines()[-1]
+    assert "test accuracy" in final
+    assert float(final.rsplit("test accuracy", 1)[1].split()[0]) >= 0.96
 
 
 def test_pipeline_output(capsys):
