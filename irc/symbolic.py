@@ -66,6 +66,7 @@ from typing import Optional
 import numpy as np
 
 import irc.ops  # noqa: F401  (registers the ops)
+from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
 from irc.frontend.irgen import default_dtype, weak_dtype
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, freeze_attr
@@ -660,30 +661,14 @@ def _form(v):
     return None
 
 
-def _constant_form(f) -> bool:
-    return all(isinstance(k, int) for k in f)
-
-
 def _track_affine(sym, a, b, r):
     """Integer scalars computed from inputs, dims and literals stay affine
     forms, so that x[i*B:(i+1)*B] gets a length known at compile time."""
     if r.type.rank != 0 or not r.type.dtype.is_int:
         return
     fa, fb = _form(a), _form(b)
-    if fa is None or fb is None:
-        return
-    if sym in ("+", "-"):
-        out = dict(fa)
-        for k, c in fb.items():
-            out[k] = (D.dim_add if sym == "+" else D.dim_sub)(out.get(k, 0), c)
-        r._affine = {k: c for k, c in out.items() if c != 0}
-    elif sym == "*":
-        # Keys are Variables (compared by identity: == on them is elementwise) or the int 1.
-        if _constant_form(fa):
-            fa, fb = fb, fa
-        if _constant_form(fb):
-            c = fb.get(1, 0)
-            r._affine = {k: D.dim_mul(x, c) for k, x in fa.items() if D.dim_mul(x, c) != 0}
+    if fa is not None and fb is not None:
+        r._affine = combine_affine(sym, fa, fb)
 
 
 def _binop(sym, a, b, loc=None) -> Variable:
@@ -890,114 +875,40 @@ def _idx(v):
 
 
 def _getitem(x: Variable, key, loc) -> Variable:
-    """NumPy indexing, lowered as the `.tg` front end does: one tg.index for
-    the static items, then tg.dynamic_slice / tg.dynamic_index for run-time
-    items, or tg.gather for integer arrays."""
-    items = list(key) if isinstance(key, tuple) else [key]
-    rank = x.type.rank
-    n_real = _py.sum(1 for it in items if it is not None and it is not Ellipsis)
-    if _py.sum(1 for it in items if it is Ellipsis) > 1:
-        raise CompileError("an index can have only one '...'", loc)
-    if n_real > rank:
-        raise CompileError(f"too many indices ({n_real}) for a tensor of type {x.type}", loc)
-    static, dynamic, arrays = [], [], []
-    out_axis = in_axis = 0
-    for it in items:
+    """NumPy indexing, lowered as the `.tg` front end does (irc/frontend/indexing.py)."""
+    items = []
+    for it in (list(key) if isinstance(key, tuple) else [key]):
         if it is None:
-            static.append(("none",))
-            out_axis += 1
-            continue
-        if it is Ellipsis:
-            skip = rank - n_real
-            static.append(("ellipsis",))
-            out_axis += skip
-            in_axis += skip
-            continue
-        size = x.type.shape[in_axis]
-        if isinstance(it, slice):
-            start, stop, step = _idx(it.start), _idx(it.stop), _idx(it.step)
-            if step is not None and (not _is_int(step) or step == 0):
-                raise CompileError("a slice step must be a non-zero integer", loc)
-            if isinstance(start, (Variable, Dim)) or isinstance(stop, (Variable, Dim)):
-                if step not in (None, 1):
-                    raise CompileError("a slice with a run-time or named-dim bound must have step 1", loc)
-                length = _slice_length(start, stop, size, loc)
-                static.append(("slice", None, None, 1))
-                dynamic.append(("slice", out_axis, (start, length)))
-            else:
-                for bound in (start, stop):
-                    if bound is not None and not _is_int(bound):
-                        raise CompileError(f"a slice bound must be an integer, got {_describe(bound)}", loc)
-                static.append(("slice", start, stop, step if step is not None else 1))
-            out_axis += 1
-            in_axis += 1
-            continue
-        v = _idx(it)
-        if isinstance(v, (bool, np.bool_)):
-            raise CompileError("boolean indices are not supported", loc, "use irc.where(mask, x, 0)")
-        if isinstance(v, int):
-            if isinstance(size, int) and not -size <= v < size:
-                raise CompileError(f"index {v} is out of range for axis {in_axis} of size {size}", loc)
-            static.append(("int", v))
-        elif isinstance(v, (Dim, list, np.ndarray)):
-            v = as_variable(v, loc=loc)
-        if isinstance(v, Variable):
-            if not v.type.dtype.is_int:
-                raise CompileError(f"indices must be integers, got {v.type}", loc)
-            static.append(("slice", None, None, 1))
-            if v.type.rank == 0:
-                dynamic.append(("index", out_axis, v))
-            else:
-                arrays.append((out_axis, v))
-            out_axis += 1
-        elif not isinstance(v, int):
-            raise CompileError(f"cannot index with {_describe(v)}", loc)
-        in_axis += 1
-
-    r = x
-    if any(s != ("slice", None, None, 1) for s in static) or not static:
-        r = _op("tg.index", r, items=tuple(static), loc=loc)
-    if arrays and dynamic:
-        raise CompileError("integer-array indices cannot be mixed with run-time scalar indices or slices", loc)
-    if arrays:
-        axes = [a for a, _ in arrays]
-        if axes != list(range(axes[0], axes[0] + len(axes))):
-            raise CompileError("integer-array indices must be next to each other (x[:, i, j], not x[i, :, j])", loc)
-        return _op("tg.gather", r, *[v for _, v in arrays], axes=tuple(axes), loc=loc)
-    slices = [(ax, p) for kind, ax, p in dynamic if kind == "slice"]
-    if slices:
-        starts = []
-        for _, (start, _length) in slices:
-            starts.append(start if isinstance(start, Variable) else as_variable(0 if start is None else start,
-                                                                                loc=loc))
-        if any(not s.type.dtype.is_int for s in starts):
-            raise CompileError("slice bounds must be integers", loc)
-        r = _op("tg.dynamic_slice", r, *starts, axes=tuple(ax for ax, _ in slices),
-                sizes=tuple(p[1] for _, p in slices), loc=loc)
-    idx = [(ax, v) for kind, ax, v in dynamic if kind == "index"]
-    if idx:
-        r = _op("tg.dynamic_index", r, *[v for _, v in idx], axes=tuple(ax for ax, _ in idx), loc=loc)
-    return r
+            items.append(NONE)
+        elif it is Ellipsis:
+            items.append(ELLIPSIS)
+        elif isinstance(it, slice):
+            items.append(Slice(_idx(it.start), _idx(it.stop), _idx(it.step), loc))
+        else:
+            items.append((bool(it) if isinstance(it, np.bool_) else _idx(it), loc))
+    return lower_index(_IndexHost(), x, items, loc)
 
 
-def _slice_length(start, stop, size, loc):
-    hint = "write it as x[s:s+K] with K an integer or a named dim"
-    if (_is_int(start) and start < 0) or (_is_int(stop) and stop < 0):
-        raise CompileError("negative bounds are not supported in a slice with run-time bounds", loc)
-    fs = {} if start is None else _form(start)
-    fe = {1: size} if stop is None else _form(stop)
-    if fs is None or fe is None:
-        raise CompileError("cannot work out the length of this slice at compile time", loc, hint)
-    diff = dict(fe)
-    for k, c in fs.items():
-        diff[k] = D.dim_sub(diff.get(k, 0), c)
-    diff = {k: c for k, c in diff.items() if c != 0}
-    if any(not (isinstance(k, int) and k == 1) for k in diff):
-        raise CompileError("cannot work out the length of this slice at compile time", loc, hint)
-    length = diff.get(1, 0)
-    if isinstance(length, int) and length < 0:
-        raise CompileError(f"this slice has a negative length ({length})", loc)
-    return length
+class _IndexHost(IndexHost):
+    """Indexing (irc/frontend/indexing.py) on builder Variables."""
+
+    def is_tensor(self, v):
+        return isinstance(v, Variable)
+
+    def is_dim(self, v):
+        return isinstance(v, Dim)
+
+    def to_tensor(self, v, loc):
+        return as_variable(v, loc=loc)
+
+    def form(self, v):
+        return _form(v)
+
+    def describe(self, v):
+        return _describe(v)
+
+    def emit(self, opname, *operands, loc, **attrs):
+        return _op(opname, *operands, loc=loc, **attrs)
 
 
 # -- built-in functions (the names of the .tg built-ins) -----------------------------------------

@@ -27,6 +27,7 @@ import numpy as np
 
 from irc.frontend import ast as A
 from irc.frontend.builtins import BUILTINS, call_builtin
+from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
 from irc.ir.errors import CompileError
@@ -636,27 +637,26 @@ class IRGen:
     def _track_affine(self, op, a, b, r):
         """Keep integer scalars computed from arguments, dims and literals as
         affine forms, so slices like X[i*B:(i+1)*B] get a static length."""
-        aff = self.ctx.affine
         if r.type.rank != 0 or not r.type.dtype.is_int:
             return
-        fa, fb = aff.get(a), aff.get(b)
-        if fa is None:
-            fa = self._const_form(a)
-        if fb is None:
-            fb = self._const_form(b)
-        if fa is None or fb is None:
-            return
-        if op in ("+", "-"):
-            out = dict(fa)
-            for k, c in fb.items():
-                out[k] = (D.dim_add if op == "+" else D.dim_sub)(out.get(k, 0), c)
-            aff[r] = {k: c for k, c in out.items() if c != 0}
-        elif op == "*":
-            if list(fa) == [1]:
-                fa, fb = fb, fa
-            if list(fb) == [1] or not fb:
-                c = fb.get(1, 0)
-                aff[r] = {k: D.dim_mul(x, c) for k, x in fa.items() if D.dim_mul(x, c) != 0}
+        fa, fb = self.affine_form(a), self.affine_form(b)
+        if fa is not None and fb is not None:
+            f = combine_affine(op, fa, fb)
+            if f is not None:
+                self.ctx.affine[r] = f
+
+    def affine_form(self, v):
+        """The affine form {Value | 1: dim} of an integer, dim or int scalar, else None."""
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, int):
+            return {1: v} if v else {}
+        if isinstance(v, Dim):
+            return {1: v.d}
+        if isinstance(v, Value):
+            f = self.ctx.affine.get(v)
+            return f if f is not None else self._const_form(v)
+        return None
 
     def _const_form(self, v: Value):
         op = v.owner if hasattr(v, "op") else None
@@ -894,16 +894,52 @@ class IRGen:
 
     # -- indexing -----------------------------------------------------------------
     def ev_Index(self, n: A.Index):
-        from irc.frontend.indexing import lower_index
-
         base = self.ev(n.value)
         if not isinstance(base, Value):
             if isinstance(base, list):
                 base = self.as_tensor(base, n.value.loc)
             else:
                 raise self.err(f"cannot index {describe(base)}", n.loc)
+        items = []
+        for it in n.items:
+            if isinstance(it, A.NoneLit):
+                items.append(NONE)
+            elif isinstance(it, A.Ellipsis_):
+                items.append(ELLIPSIS)
+            elif isinstance(it, A.Slice):
+                items.append(Slice(None if it.start is None else self.ev(it.start),
+                                   None if it.stop is None else self.ev(it.stop),
+                                   None if it.step is None else self.ev_static(it.step), it.loc))
+            else:
+                items.append((self.ev(it), it.loc))
         with self.b.at_loc(n.loc):
-            return lower_index(self, base, n.items, n.loc)
+            return lower_index(_IndexHost(self), base, items, n.loc)
+
+
+class _IndexHost(IndexHost):
+    """Indexing (irc/frontend/indexing.py) on the generator's values."""
+
+    def __init__(self, gen: IRGen):
+        self.gen = gen
+
+    def is_tensor(self, v):
+        return isinstance(v, Value)
+
+    def is_dim(self, v):
+        return isinstance(v, Dim)
+
+    def to_tensor(self, v, loc):
+        return self.gen.as_tensor(v, loc)
+
+    def form(self, v):
+        return self.gen.affine_form(v)
+
+    def describe(self, v):
+        return describe(v)
+
+    def emit(self, opname, *operands, loc, **attrs):
+        with self.gen.b.at_loc(loc):
+            return self.gen.b.op(opname, *operands, **attrs)
 
 
 def weak_dtype(tensor_dtype: DType, value) -> DType:
