@@ -19,9 +19,15 @@ from irc.pipeline import run_pipeline
 
 
 def mlp_source(layers: int, width: int = 64) -> str:
-    lines = [f"shared W0: f32[64, {width}] = glorot_uniform()", f"shared b0: f32[{width}] = zeros()"]
+    lines = [
+        f"shared W0: f32[64, {width}] = glorot_uniform()",
+        f"shared b0: f32[{width}] = zeros()",
+    ]
     for i in range(1, layers):
-        lines += [f"shared W{i}: f32[{width}, {width}] = glorot_uniform()", f"shared b{i}: f32[{width}] = zeros()"]
+        lines += [
+            f"shared W{i}: f32[{width}, {width}] = glorot_uniform()",
+            f"shared b{i}: f32[{width}] = zeros()",
+        ]
     lines += [f"shared Wo: f32[{width}, 10] = glorot_uniform()", "shared bo: f32[10] = zeros()"]
     params = [f"W{i}" for i in range(layers)] + [f"b{i}" for i in range(layers)] + ["Wo", "bo"]
     body = ["    h = x"]
@@ -33,8 +39,12 @@ def mlp_source(layers: int, width: int = 64) -> str:
     for p in params:
         body.append(f"    {p} <- {p} - lr * g{p}")
     body.append("    return loss")
-    return "\n".join(lines) + "\nfn train(x: f32[N, 64], y: i32[N], lr: f32 = 0.1) -> f32 {\n" + \
-        "\n".join(body) + "\n}\n"
+    return (
+        "\n".join(lines)
+        + "\nfn train(x: f32[N, 64], y: i32[N], lr: f32 = 0.1) -> f32 {\n"
+        + "\n".join(body)
+        + "\n}\n"
+    )
 
 
 def count_ops(module) -> int:
@@ -62,10 +72,14 @@ def main():
     for layers in (args.layers, 10 * args.layers):
         before, after, t = measure(layers, args.repeat)
         rows.append((layers, before, after, t))
-        print(f"{layers:4d} layers: {before:6d} ops in, {after:6d} ops out, pass time {t * 1e3:8.1f} ms "
-              f"({t / before * 1e6:.1f} us per input op)")
+        print(
+            f"{layers:4d} layers: {before:6d} ops in, {after:6d} ops out, pass time {t * 1e3:8.1f} ms "
+            f"({t / before * 1e6:.1f} us per input op)"
+        )
     (_, b1, _, t1), (_, b2, _, t2) = rows
-    print(f"graph {b2 / b1:.1f}x larger -> pass time {t2 / t1:.1f}x (per op: {(t2 / b2) / (t1 / b1):.2f}x)")
+    print(
+        f"graph {b2 / b1:.1f}x larger -> pass time {t2 / t1:.1f}x (per op: {(t2 / b2) / (t1 / b1):.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -33,11 +33,18 @@ class CallError(ValueError, TypeError):
 
 
 def _is_source(s: str) -> bool:
-    return "\n" in s or "{" in s or s.lstrip().startswith(("shared", "fn ", "def ", "const ", "seed "))
+    return (
+        "\n" in s or "{" in s or s.lstrip().startswith(("shared", "fn ", "def ", "const ", "seed "))
+    )
 
 
-def load(path_or_source, backend: str = DEFAULT_BACKEND, define: Optional[dict] = None, seed: Optional[int] = None,
-         device: Optional[str] = None):
+def load(
+    path_or_source,
+    backend: str = DEFAULT_BACKEND,
+    define: Optional[dict] = None,
+    seed: Optional[int] = None,
+    device: Optional[str] = None,
+):
     """Compile a `.tg` file (or source text) for a backend; returns a CompiledModule."""
     if isinstance(path_or_source, os.PathLike) or not _is_source(str(path_or_source)):
         path = os.fspath(path_or_source)
@@ -46,12 +53,20 @@ def load(path_or_source, backend: str = DEFAULT_BACKEND, define: Optional[dict] 
                 text = f.read()
         except OSError as e:
             raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
-        return _build(text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device)
+        return _build(
+            text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device
+        )
     return loads(path_or_source, backend=backend, define=define, seed=seed, device=device)
 
 
-def loads(text: str, backend: str = DEFAULT_BACKEND, define: Optional[dict] = None, seed: Optional[int] = None,
-          filename: str = "<string>", device: Optional[str] = None):
+def loads(
+    text: str,
+    backend: str = DEFAULT_BACKEND,
+    define: Optional[dict] = None,
+    seed: Optional[int] = None,
+    filename: str = "<string>",
+    device: Optional[str] = None,
+):
     """Compile `.tg` source text; `load(...)` paths resolve from the working directory."""
     return _build(text, filename, os.getcwd(), backend, define, seed, device)
 
@@ -100,7 +115,9 @@ def _build(text, filename, base_dir, backend, define, seed, device):
     opt = run_pipeline(tg.clone())
     module_seed = opt.attrs.get("seed", 0) if seed is None else seed
     state = initial_values(opt, base_dir, module_seed)
-    return CompiledModule(text, filename, define, tg, opt, _make_backend(backend, opt, state, device), backend)
+    return CompiledModule(
+        text, filename, define, tg, opt, _make_backend(backend, opt, state, device), backend
+    )
 
 
 def _make_backend(name, module, state, device):
@@ -164,8 +181,10 @@ class EntryFunction:
             values[p.name] = a
         for k, a in kwargs.items():
             if not any(p.name == k for p in params):
-                raise CallError(f"{self.name}() has no argument '{k}' (arguments: "
-                                f"{', '.join(p.name for p in params)})")
+                raise CallError(
+                    f"{self.name}() has no argument '{k}' (arguments: "
+                    f"{', '.join(p.name for p in params)})"
+                )
             if k in values:
                 raise CallError(f"{self.name}(): argument '{k}' given twice")
             values[k] = a
@@ -198,25 +217,40 @@ def check_arg(fn_name, name, t: TensorType, value, env: dict, where: dict) -> np
         try:
             arr = np.asarray(value)
         except Exception:
-            raise CallError(f"{fn_name}(): argument '{name}' cannot be converted to an array") from None
+            raise CallError(
+                f"{fn_name}(): argument '{name}' cannot be converted to an array"
+            ) from None
         if arr.dtype == object:
             raise CallError(f"{fn_name}(): argument '{name}' is not numeric")
-        if arr.dtype.kind == "f" and t.dtype.is_float or arr.dtype.kind in "iu" and t.dtype.kind in "if":
+        if (
+            arr.dtype.kind == "f"
+            and t.dtype.is_float
+            or arr.dtype.kind in "iu"
+            and t.dtype.kind in "if"
+        ):
             arr = arr.astype(want)  # Python numbers and lists take the argument's dtype
     if arr.dtype != want:
         if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, want, "same_kind"):
-            raise CallError(f"{fn_name}(): argument '{name}' must be {t.dtype} ({t}), got an array of {arr.dtype}")
+            raise CallError(
+                f"{fn_name}(): argument '{name}' must be {t.dtype} ({t}), got an array of {arr.dtype}"
+            )
     if arr.ndim != t.rank:
-        raise CallError(f"{fn_name}(): argument '{name}' must have rank {t.rank} ({t}), got shape {list(arr.shape)}")
+        raise CallError(
+            f"{fn_name}(): argument '{name}' must have rank {t.rank} ({t}), got shape {list(arr.shape)}"
+        )
     for axis, (d, n) in enumerate(zip(t.shape, arr.shape)):
         if isinstance(d, int):
             if d != n:
-                raise CallError(f"{fn_name}(): argument '{name}' must be {t}, got shape {list(arr.shape)} "
-                                f"(axis {axis} is {n}, expected {d})")
+                raise CallError(
+                    f"{fn_name}(): argument '{name}' must be {t}, got shape {list(arr.shape)} "
+                    f"(axis {axis} is {n}, expected {d})"
+                )
         elif d in env:
             if env[d] != n:
-                raise CallError(f"{fn_name}(): argument '{name}': dimension {d} is {env[d]} "
-                                f"(from argument '{where[d]}') but {n} here (shape {list(arr.shape)})")
+                raise CallError(
+                    f"{fn_name}(): argument '{name}': dimension {d} is {env[d]} "
+                    f"(from argument '{where[d]}') but {n} here (shape {list(arr.shape)})"
+                )
         else:
             env[d] = n
             where[d] = name
@@ -227,7 +261,9 @@ def check_arg(fn_name, name, t: TensorType, value, env: dict, where: dict) -> np
 class CompiledModule:
     """A `.tg` module compiled for a backend. See the module docstring."""
 
-    def __init__(self, text, filename, define, tg_ir: Module, opt_ir: Module, backend, backend_name: str):
+    def __init__(
+        self, text, filename, define, tg_ir: Module, opt_ir: Module, backend, backend_name: str
+    ):
         self._text, self._filename, self._define = text, filename, define
         self._tg = tg_ir
         self._opt = opt_ir
@@ -238,14 +274,20 @@ class CompiledModule:
             for op in opt_ir.functions()
             if op.attrs.get("visibility") == "public"
         }
-        self._globals = {op.attrs["sym_name"]: op.attrs["type"] for op in opt_ir.body.ops if op.name == "tg.global"}
+        self._globals = {
+            op.attrs["sym_name"]: op.attrs["type"]
+            for op in opt_ir.body.ops
+            if op.name == "tg.global"
+        }
 
     # entry functions --------------------------------------------------------------
     def __getattr__(self, name):
         fns = self.__dict__.get("_functions", {})
         if name in fns:
             return fns[name]
-        raise AttributeError(f"module has no entry function '{name}' (functions: {', '.join(fns) or 'none'})")
+        raise AttributeError(
+            f"module has no entry function '{name}' (functions: {', '.join(fns) or 'none'})"
+        )
 
     @property
     def functions(self) -> dict:
@@ -256,7 +298,9 @@ class CompiledModule:
 
     def _function(self, fn: str) -> EntryFunction:
         if fn not in self._functions:
-            raise KeyError(f"no entry function '{fn}' (functions: {', '.join(self._functions) or 'none'})")
+            raise KeyError(
+                f"no entry function '{fn}' (functions: {', '.join(self._functions) or 'none'})"
+            )
         return self._functions[fn]
 
     # shared variables -------------------------------------------------------------
@@ -283,7 +327,9 @@ class CompiledModule:
 
     def _global(self, name) -> TensorType:
         if name not in self._globals:
-            raise KeyError(f"no shared variable '{name}' (shared: {', '.join(self._globals) or 'none'})")
+            raise KeyError(
+                f"no shared variable '{name}' (shared: {', '.join(self._globals) or 'none'})"
+            )
         return self._globals[name]
 
     def save(self, path) -> None:

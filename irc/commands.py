@@ -24,10 +24,18 @@ class UsageError(Exception):
 
 def _add_model_args(p: argparse.ArgumentParser, backend=True) -> None:
     p.add_argument("file", help="the .tg model")
-    p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a const of the model (repeatable)")
+    p.add_argument(
+        "-D",
+        dest="defines",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a const of the model (repeatable)",
+    )
     if backend:
-        p.add_argument("--backend", default=None, help="interp, cpu or opencl (default: the API's default)")
+        p.add_argument(
+            "--backend", default=None, help="interp, cpu or opencl (default: the API's default)"
+        )
         p.add_argument("--device", default=None, help="OpenCL device (name substring)")
         p.add_argument("--seed", type=int, default=None, help="seed of the random initialisers")
 
@@ -88,8 +96,13 @@ def cmd_compile(args) -> int:
 def _args_run(p):
     _add_model_args(p)
     p.add_argument("--fn", required=True, help="the entry function to call")
-    p.add_argument("--arg", action="append", default=[], metavar="NAME=FILE.npy|VALUE",
-                   help="an argument: a .npy/.npz file or a number or list literal (repeatable)")
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME=FILE.npy|VALUE",
+        help="an argument: a .npy/.npz file or a number or list literal (repeatable)",
+    )
     p.add_argument("--out", default=None, help="save the results to this .npz file")
 
 
@@ -104,13 +117,17 @@ def _parse_arg_value(text: str):
         if isinstance(data, np.lib.npyio.NpzFile):
             with data:
                 if len(data.files) != 1:
-                    raise UsageError(f"{text} holds {len(data.files)} arrays; pass a .npy file or a one-array .npz")
+                    raise UsageError(
+                        f"{text} holds {len(data.files)} arrays; pass a .npy file or a one-array .npz"
+                    )
                 return data[data.files[0]]
         return data
     try:
         return np.asarray(pyast.literal_eval(text))
     except (ValueError, SyntaxError):
-        raise UsageError(f"cannot read the value '{text}': give a number, a list literal or a .npy file") from None
+        raise UsageError(
+            f"cannot read the value '{text}': give a number, a list literal or a .npy file"
+        ) from None
 
 
 def cmd_run(args) -> int:
@@ -120,7 +137,9 @@ def cmd_run(args) -> int:
 
     m = _load(args)
     if args.fn not in m.functions:
-        raise UsageError(f"{args.file} has no entry function '{args.fn}' (functions: {', '.join(m.functions)})")
+        raise UsageError(
+            f"{args.file} has no entry function '{args.fn}' (functions: {', '.join(m.functions)})"
+        )
     kwargs = {}
     for item in args.arg:
         name, eq, value = item.partition("=")
@@ -158,13 +177,27 @@ def describe_array(a) -> str:
 def _args_dump(p):
     _add_model_args(p, backend=False)
     p.add_argument("--fn", default=None, help="only this function")
-    p.add_argument("--stage", default="opt", help="ast, tg (front end), opt (after the pipeline), or a "
-                   "backend stage: loops, llvm, asm (cpu), opencl")
-    p.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
-                   help="print the module after this pipeline pass (repeatable)")
-    p.add_argument("--print-ir-after-all", action="store_true", help="print the module after every pass")
-    p.add_argument("--print-ir-after-change", action="store_true",
-                   help="print only when the pass changed the module")
+    p.add_argument(
+        "--stage",
+        default="opt",
+        help="ast, tg (front end), opt (after the pipeline), or a "
+        "backend stage: loops, llvm, asm (cpu), opencl",
+    )
+    p.add_argument(
+        "--print-ir-after",
+        action="append",
+        default=[],
+        metavar="PASS",
+        help="print the module after this pipeline pass (repeatable)",
+    )
+    p.add_argument(
+        "--print-ir-after-all", action="store_true", help="print the module after every pass"
+    )
+    p.add_argument(
+        "--print-ir-after-change",
+        action="store_true",
+        help="print only when the pass changed the module",
+    )
     p.add_argument("--time-passes", action="store_true", help="print the time of each pass")
     p.add_argument("--print-locs", action="store_true", help="print loc(...) on every op")
     p.add_argument("--backend", default=None, help=argparse.SUPPRESS)
@@ -189,15 +222,23 @@ def cmd_dump(args) -> int:
     if args.stage not in ("tg", "opt"):
         return _dump_backend_stage(args, text)
     if args.stage == "opt":
-        run_pipeline(module, print_ir_after=args.print_ir_after, print_ir_after_all=args.print_ir_after_all,
-                     print_ir_after_change=args.print_ir_after_change, time_passes=args.time_passes,
-                     print_locs=args.print_locs, out=sys.stdout)
+        run_pipeline(
+            module,
+            print_ir_after=args.print_ir_after,
+            print_ir_after_all=args.print_ir_after_all,
+            print_ir_after_change=args.print_ir_after_change,
+            time_passes=args.time_passes,
+            print_locs=args.print_locs,
+            out=sys.stdout,
+        )
     if args.fn is not None:
         op = module.lookup(args.fn)
         if op is None or op.name != "func.func":
             raise UsageError(f"no function '{args.fn}' at stage {args.stage}")
         print(print_op(op, locs=args.print_locs))
-    elif args.stage == "tg" or not (args.print_ir_after or args.print_ir_after_all or args.print_ir_after_change):
+    elif args.stage == "tg" or not (
+        args.print_ir_after or args.print_ir_after_all or args.print_ir_after_change
+    ):
         text = print_module(module, locs=args.print_locs)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -225,8 +266,13 @@ def _dump_backend_stage(args, text) -> int:
 
 def _args_inspect(p):
     _add_model_args(p, backend=False)
-    p.add_argument("--dim", action="append", default=[], metavar="NAME=SIZE",
-                   help="evaluate the cost estimates at this size of a named dim (repeatable)")
+    p.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="evaluate the cost estimates at this size of a named dim (repeatable)",
+    )
 
 
 def cmd_inspect(args) -> int:
@@ -256,12 +302,22 @@ def cmd_inspect(args) -> int:
         dims[name.strip()] = int(value)
     print("after the pipeline, per entry function (estimates: 1 FLOP per scalar operation):")
     for fn in m._opt.functions():
-        counts = Counter(op.name for op in fn.walk() if op is not fn and op.name not in ("func.return",)
-                         and op.parent_op().name != "tg.fused")
-        body = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        counts = Counter(
+            op.name
+            for op in fn.walk()
+            if op is not fn
+            and op.name not in ("func.return",)
+            and op.parent_op().name != "tg.fused"
+        )
+        body = ", ".join(
+            f"{k.split('.', 1)[1]} {v}"
+            for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        )
         cost = func_cost(fn)
         print(f"  {fn.attrs['sym_name']}: {cost['kernels']} kernels, {cost['fused']} of them fused")
-        print(f"    FLOPs {_quantity(cost['flops'], dims)}; bytes moved {_quantity(cost['bytes'], dims)}")
+        print(
+            f"    FLOPs {_quantity(cost['flops'], dims)}; bytes moved {_quantity(cost['bytes'], dims)}"
+        )
         print(f"    {sum(counts.values())} ops: {body}")
     return 0
 
@@ -292,8 +348,12 @@ def _size(n: int) -> str:
 
 def _args_check(p):
     _add_model_args(p, backend=False)
-    p.add_argument("--size", type=int, default=4, help="size of the named dims of the random inputs "
-                   "(distinct dims get size, size+1, ...)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=4,
+        help="size of the named dims of the random inputs (distinct dims get size, size+1, ...)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs and directions")
     p.add_argument("--dirs", type=int, default=3, help="random directions per gradient")
 
@@ -301,8 +361,14 @@ def _args_check(p):
 def cmd_check(args) -> int:
     from irc.gradcheck import check_module
 
-    records = check_module(_read(args.file), args.file, _defines(args), size=args.size, seed=args.seed,
-                           n_dirs=args.dirs)
+    records = check_module(
+        _read(args.file),
+        args.file,
+        _defines(args),
+        size=args.size,
+        seed=args.seed,
+        n_dirs=args.dirs,
+    )
     if not records:
         print(f"{args.file}: no grad(...) in any entry function")
         return 0
@@ -317,20 +383,39 @@ def cmd_check(args) -> int:
 
 
 def _args_train(p):
-    p.add_argument("file", help="a .tg model with fn train(...) -> f32, or a shipped example's name (mlp)")
-    p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a const of the model (repeatable)")
-    p.add_argument("--data", default=None,
-                   help="digits, reber, signal or FILE.npz (default: the model's '# data:' line)")
+    p.add_argument(
+        "file", help="a .tg model with fn train(...) -> f32, or a shipped example's name (mlp)"
+    )
+    p.add_argument(
+        "-D",
+        dest="defines",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a const of the model (repeatable)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="digits, reber, signal or FILE.npz (default: the model's '# data:' line)",
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="default: the lr argument's default in train")
+    p.add_argument(
+        "--lr", type=float, default=None, help="default: the lr argument's default in train"
+    )
     p.add_argument("--backend", default=None, help="interp, cpu or opencl")
     p.add_argument("--device", default=None, help="OpenCL device (name substring)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the initialisers and the shuffling")
-    p.add_argument("--save", metavar="CKPT.npz", help="write a checkpoint after each epoch (atomically)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of the initialisers and the shuffling"
+    )
+    p.add_argument(
+        "--save", metavar="CKPT.npz", help="write a checkpoint after each epoch (atomically)"
+    )
     p.add_argument("--resume", metavar="CKPT.npz", help="start from a checkpoint")
-    p.add_argument("--plot", metavar="FILE.png", help="draw the loss and accuracy curves (needs matplotlib)")
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="draw the loss and accuracy curves (needs matplotlib)"
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -338,9 +423,21 @@ def cmd_train(args) -> int:
     from irc.train import TrainError, train
 
     try:
-        r = train(args.file, data=args.data, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                  backend=args.backend, device=args.device, seed=args.seed, save=args.save,
-                  resume=args.resume, plot=args.plot, progress=args.progress, define=_defines(args))
+        r = train(
+            args.file,
+            data=args.data,
+            epochs=args.epochs,
+            batch=args.batch,
+            lr=args.lr,
+            backend=args.backend,
+            device=args.device,
+            seed=args.seed,
+            save=args.save,
+            resume=args.resume,
+            plot=args.plot,
+            progress=args.progress,
+            define=_defines(args),
+        )
     except TrainError as e:
         raise UsageError(str(e)) from None
     return 130 if r["interrupted"] else 0
@@ -348,9 +445,21 @@ def cmd_train(args) -> int:
 
 MODEL_COMMANDS = {
     "compile": (_args_compile, cmd_compile, "check a .tg model and build every entry function"),
-    "run": (_args_run, cmd_run, "call one entry function of a .tg model once and print the results"),
+    "run": (
+        _args_run,
+        cmd_run,
+        "call one entry function of a .tg model once and print the results",
+    ),
     "dump": (_args_dump, cmd_dump, "print a .tg model's AST or IR at a stage of the pipeline"),
-    "inspect": (_args_inspect, cmd_inspect, "summarise a .tg model: functions, shared variables, ops"),
-    "check": (_args_check, cmd_check, "check every grad(...) of a .tg model against finite differences"),
+    "inspect": (
+        _args_inspect,
+        cmd_inspect,
+        "summarise a .tg model: functions, shared variables, ops",
+    ),
+    "check": (
+        _args_check,
+        cmd_check,
+        "check every grad(...) of a .tg model against finite differences",
+    ),
     "train": (_args_train, cmd_train, "train a .tg model with SGD on its data, showing progress"),
 }

@@ -469,8 +469,9 @@ def verify_grad(
     if callable(source):
         # Theano's order: verify_grad(fun, pt); pt arrives as the second argument.
         pt = args if args is not None else fn_name
-        return _verify_grad_callable(source, pt, seed=seed, n_dirs=n_dirs, eps=eps, rel_tol=rel_tol,
-                                     abs_tol=abs_tol)
+        return _verify_grad_callable(
+            source, pt, seed=seed, n_dirs=n_dirs, eps=eps, rel_tol=rel_tol, abs_tol=abs_tol
+        )
     rng = np.random.default_rng(seed)
     m = prepare(source, filename, defines)
     if base_dir is None:

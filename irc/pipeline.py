@@ -41,7 +41,9 @@ def pass_names() -> list:
 VERIFY_EACH = os.environ.get("IRC_DEBUG", "") not in ("", "0")
 
 
-def run_pipeline(module: Module, until: str | None = None, verify_each: bool | None = None, **pm_options) -> Module:
+def run_pipeline(
+    module: Module, until: str | None = None, verify_each: bool | None = None, **pm_options
+) -> Module:
     """Run the pipeline over `module` in place (stopping after the first pass
     named `until`, if given) and return it. pm_options go to PassManager
     (print_ir_after, print_ir_after_all, time_passes, out, ...)."""

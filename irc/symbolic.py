@@ -71,24 +71,86 @@ from irc.frontend.irgen import default_dtype, weak_dtype
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, freeze_attr
 from irc.ir.errors import CompileError
-from irc.ir.types import BOOL, DTYPES, F32, I32, DType, TensorType, TypeError_, broadcast_shapes, dtype_of_numpy
+from irc.ir.types import (
+    BOOL,
+    DTYPES,
+    F32,
+    I32,
+    DType,
+    TensorType,
+    TypeError_,
+    broadcast_shapes,
+    dtype_of_numpy,
+)
 from irc.ops.registry import REGISTRY, infer_types, lookup
 
 __all__ = [
     # variables
-    "Variable", "SharedVariable", "Dim", "In", "Function",
-    "tensor", "scalar", "vector", "matrix", "tensor3", "tensor4", "shared",
+    "Variable",
+    "SharedVariable",
+    "Dim",
+    "In",
+    "Function",
+    "tensor",
+    "scalar",
+    "vector",
+    "matrix",
+    "tensor3",
+    "tensor4",
+    "shared",
     # graph operations
-    "grad", "scan", "clone", "function",
+    "grad",
+    "scan",
+    "clone",
+    "function",
     # inspection
-    "pp", "debugprint", "graph",
+    "pp",
+    "debugprint",
+    "graph",
     # built-ins of the .tg language
-    "neg", "abs", "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "softplus", "square",
-    "sin", "cos", "sign", "maximum", "minimum", "where", "clip", "cast",
-    "sum", "mean", "max", "min", "argmax", "argmin",
-    "dot", "matmul", "transpose", "reshape", "flatten", "concat", "stack", "arange", "one_hot",
-    "zeros", "ones", "full",
-    "softmax", "log_softmax", "categorical_crossentropy", "conv1d", "conv2d", "max_pool2d",
+    "neg",
+    "abs",
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "softplus",
+    "square",
+    "sin",
+    "cos",
+    "sign",
+    "maximum",
+    "minimum",
+    "where",
+    "clip",
+    "cast",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "argmax",
+    "argmin",
+    "dot",
+    "matmul",
+    "transpose",
+    "reshape",
+    "flatten",
+    "concat",
+    "stack",
+    "arange",
+    "one_hot",
+    "zeros",
+    "ones",
+    "full",
+    "softmax",
+    "log_softmax",
+    "categorical_crossentropy",
+    "conv1d",
+    "conv2d",
+    "max_pool2d",
 ]
 
 # -- source locations ----------------------------------------------------------------
@@ -158,9 +220,25 @@ _ids = itertools.count()
 _anon = itertools.count()
 
 # Operators and the ops they make; `//` and `%` have no tg op.
-_BINOPS = {"+": "tg.add", "-": "tg.sub", "*": "tg.mul", "/": "tg.div", "//": "tg.floordiv", "%": "tg.mod",
-           "@": "tg.matmul", "**": "tg.pow", "&": "tg.and", "|": "tg.or", "^": "tg.xor", "==": "tg.eq",
-           "!=": "tg.ne", "<": "tg.lt", "<=": "tg.le", ">": "tg.gt", ">=": "tg.ge"}
+_BINOPS = {
+    "+": "tg.add",
+    "-": "tg.sub",
+    "*": "tg.mul",
+    "/": "tg.div",
+    "//": "tg.floordiv",
+    "%": "tg.mod",
+    "@": "tg.matmul",
+    "**": "tg.pow",
+    "&": "tg.and",
+    "|": "tg.or",
+    "^": "tg.xor",
+    "==": "tg.eq",
+    "!=": "tg.ne",
+    "<": "tg.lt",
+    "<=": "tg.le",
+    ">": "tg.gt",
+    ">=": "tg.ge",
+}
 
 
 def _operand_ok(v) -> bool:
@@ -180,10 +258,24 @@ class Variable:
     step arguments); `name` names it in dumps and errors (settable)."""
 
     __array_ufunc__ = None  # NumPy defers to the reflected operators below
-    __slots__ = ("type", "kind", "owner", "index", "name", "loc", "scope", "dim", "_id", "_affine", "_auto",
-                 "__weakref__")
+    __slots__ = (
+        "type",
+        "kind",
+        "owner",
+        "index",
+        "name",
+        "loc",
+        "scope",
+        "dim",
+        "_id",
+        "_affine",
+        "_auto",
+        "__weakref__",
+    )
 
-    def __init__(self, type: TensorType, kind: str, name=None, loc=None, owner=None, index=0, scope=None):
+    def __init__(
+        self, type: TensorType, kind: str, name=None, loc=None, owner=None, index=0, scope=None
+    ):
         self.type = type
         self.kind = kind  # "input" | "shared" | "dim" | "arg" | "op"
         self.owner = owner
@@ -223,55 +315,122 @@ class Variable:
             raise TypeError("len() of a scalar")
         d = self.type.shape[0]
         if not isinstance(d, int):
-            raise TypeError(f"the leading dimension of {self.type} is the named dim {d}, known only at call time")
+            raise TypeError(
+                f"the leading dimension of {self.type} is the named dim {d}, known only at call time"
+            )
         return d
 
     def __iter__(self):
-        raise TypeError("a symbolic tensor cannot be iterated over; index it, or use irc.scan for a loop")
+        raise TypeError(
+            "a symbolic tensor cannot be iterated over; index it, or use irc.scan for a loop"
+        )
 
     def __bool__(self):
-        raise TypeError("a symbolic tensor has no truth value; use irc.where(cond, a, b) for a symbolic choice")
+        raise TypeError(
+            "a symbolic tensor has no truth value; use irc.where(cond, a, b) for a symbolic choice"
+        )
 
     def __array__(self, *args, **kwargs):
-        raise TypeError("a symbolic tensor has no value: compile it with irc.function, or call .eval()")
+        raise TypeError(
+            "a symbolic tensor has no value: compile it with irc.function, or call .eval()"
+        )
 
     def __int__(self):
-        raise TypeError("a symbolic tensor has no value: compile it with irc.function, or call .eval()")
+        raise TypeError(
+            "a symbolic tensor has no value: compile it with irc.function, or call .eval()"
+        )
 
     __float__ = __index__ = __int__
 
     def __setitem__(self, key, value):
-        raise TypeError("symbolic tensors are immutable; build a new expression (irc.where, irc.concat)")
+        raise TypeError(
+            "symbolic tensors are immutable; build a new expression (irc.where, irc.concat)"
+        )
 
     # -- operators ---------------------------------------------------------------------
-    def __add__(self, o): return _binop_or_ni("+", self, o)
-    def __radd__(self, o): return _binop_or_ni("+", o, self)
-    def __sub__(self, o): return _binop_or_ni("-", self, o)
-    def __rsub__(self, o): return _binop_or_ni("-", o, self)
-    def __mul__(self, o): return _binop_or_ni("*", self, o)
-    def __rmul__(self, o): return _binop_or_ni("*", o, self)
-    def __truediv__(self, o): return _binop_or_ni("/", self, o)
-    def __rtruediv__(self, o): return _binop_or_ni("/", o, self)
-    def __floordiv__(self, o): return _binop_or_ni("//", self, o)
-    def __rfloordiv__(self, o): return _binop_or_ni("//", o, self)
-    def __mod__(self, o): return _binop_or_ni("%", self, o)
-    def __rmod__(self, o): return _binop_or_ni("%", o, self)
-    def __pow__(self, o): return _binop_or_ni("**", self, o)
-    def __rpow__(self, o): return _binop_or_ni("**", o, self)
-    def __matmul__(self, o): return _binop_or_ni("@", self, o)
-    def __rmatmul__(self, o): return _binop_or_ni("@", o, self)
-    def __and__(self, o): return _binop_or_ni("&", self, o)
-    def __rand__(self, o): return _binop_or_ni("&", o, self)
-    def __or__(self, o): return _binop_or_ni("|", self, o)
-    def __ror__(self, o): return _binop_or_ni("|", o, self)
-    def __xor__(self, o): return _binop_or_ni("^", self, o)
-    def __rxor__(self, o): return _binop_or_ni("^", o, self)
-    def __lt__(self, o): return _binop_or_ni("<", self, o)
-    def __le__(self, o): return _binop_or_ni("<=", self, o)
-    def __gt__(self, o): return _binop_or_ni(">", self, o)
-    def __ge__(self, o): return _binop_or_ni(">=", self, o)
-    def __eq__(self, o): return _binop_or_ni("==", self, o)  # noqa: E704  (elementwise, as in NumPy)
-    def __ne__(self, o): return _binop_or_ni("!=", self, o)
+    def __add__(self, o):
+        return _binop_or_ni("+", self, o)
+
+    def __radd__(self, o):
+        return _binop_or_ni("+", o, self)
+
+    def __sub__(self, o):
+        return _binop_or_ni("-", self, o)
+
+    def __rsub__(self, o):
+        return _binop_or_ni("-", o, self)
+
+    def __mul__(self, o):
+        return _binop_or_ni("*", self, o)
+
+    def __rmul__(self, o):
+        return _binop_or_ni("*", o, self)
+
+    def __truediv__(self, o):
+        return _binop_or_ni("/", self, o)
+
+    def __rtruediv__(self, o):
+        return _binop_or_ni("/", o, self)
+
+    def __floordiv__(self, o):
+        return _binop_or_ni("//", self, o)
+
+    def __rfloordiv__(self, o):
+        return _binop_or_ni("//", o, self)
+
+    def __mod__(self, o):
+        return _binop_or_ni("%", self, o)
+
+    def __rmod__(self, o):
+        return _binop_or_ni("%", o, self)
+
+    def __pow__(self, o):
+        return _binop_or_ni("**", self, o)
+
+    def __rpow__(self, o):
+        return _binop_or_ni("**", o, self)
+
+    def __matmul__(self, o):
+        return _binop_or_ni("@", self, o)
+
+    def __rmatmul__(self, o):
+        return _binop_or_ni("@", o, self)
+
+    def __and__(self, o):
+        return _binop_or_ni("&", self, o)
+
+    def __rand__(self, o):
+        return _binop_or_ni("&", o, self)
+
+    def __or__(self, o):
+        return _binop_or_ni("|", self, o)
+
+    def __ror__(self, o):
+        return _binop_or_ni("|", o, self)
+
+    def __xor__(self, o):
+        return _binop_or_ni("^", self, o)
+
+    def __rxor__(self, o):
+        return _binop_or_ni("^", o, self)
+
+    def __lt__(self, o):
+        return _binop_or_ni("<", self, o)
+
+    def __le__(self, o):
+        return _binop_or_ni("<=", self, o)
+
+    def __gt__(self, o):
+        return _binop_or_ni(">", self, o)
+
+    def __ge__(self, o):
+        return _binop_or_ni(">=", self, o)
+
+    def __eq__(self, o):
+        return _binop_or_ni("==", self, o)  # noqa: E704  (elementwise, as in NumPy)
+
+    def __ne__(self, o):
+        return _binop_or_ni("!=", self, o)
 
     def __neg__(self):
         loc = _user_loc()
@@ -347,7 +506,13 @@ class Variable:
     def clip(self, lo, hi, out=None):
         loc = _user_loc()
         x = _numpy_args(self, None, out, loc)
-        return _op("tg.clip", x, as_variable(lo, like=x, loc=loc), as_variable(hi, like=x, loc=loc), loc=loc)
+        return _op(
+            "tg.clip",
+            x,
+            as_variable(lo, like=x, loc=loc),
+            as_variable(hi, like=x, loc=loc),
+            loc=loc,
+        )
 
     def eval(self, inputs_to_values=None):
         """Compile and run this expression: `y.eval({x: value})` (Theano's eval)."""
@@ -380,7 +545,9 @@ class SharedVariable(Variable):
     __slots__ = ("_value", "_holder", "_version")
 
     def __init__(self, value: np.ndarray, name=None, loc=None):
-        super().__init__(TensorType(dtype_of_numpy(value.dtype), tuple(value.shape)), "shared", name, loc)
+        super().__init__(
+            TensorType(dtype_of_numpy(value.dtype), tuple(value.shape)), "shared", name, loc
+        )
         self._value = value
         self._holder = None  # (Function, symbol) holding a newer value than _value
         self._version = 0
@@ -401,8 +568,10 @@ class SharedVariable(Variable):
         arr = np.asarray(value)
         want = self.type.dtype.np
         if tuple(arr.shape) != tuple(self.type.shape):
-            raise ValueError(f"shared variable '{self.name}' is {self.type}; got shape {list(arr.shape)} "
-                             "(a shared variable's shape is fixed when it is created)")
+            raise ValueError(
+                f"shared variable '{self.name}' is {self.type}; got shape {list(arr.shape)} "
+                "(a shared variable's shape is fixed when it is created)"
+            )
         if arr.dtype != want and not np.can_cast(arr.dtype, want, "same_kind"):
             raise ValueError(f"shared variable '{self.name}' is {self.type}; got dtype {arr.dtype}")
         if borrow and arr.dtype == want and arr.flags.c_contiguous:
@@ -457,15 +626,32 @@ class Dim:
             return NotImplemented
         return _binop(sym, a, b)
 
-    def __add__(self, o): return self._arith("+", self, o)
-    def __radd__(self, o): return self._arith("+", o, self)
-    def __sub__(self, o): return self._arith("-", self, o)
-    def __rsub__(self, o): return self._arith("-", o, self)
-    def __mul__(self, o): return self._arith("*", self, o)
-    def __rmul__(self, o): return self._arith("*", o, self)
-    def __floordiv__(self, o): return self._arith("//", self, o)
-    def __truediv__(self, o): return self._arith("/", self, o)
-    def __rtruediv__(self, o): return self._arith("/", o, self)
+    def __add__(self, o):
+        return self._arith("+", self, o)
+
+    def __radd__(self, o):
+        return self._arith("+", o, self)
+
+    def __sub__(self, o):
+        return self._arith("-", self, o)
+
+    def __rsub__(self, o):
+        return self._arith("-", o, self)
+
+    def __mul__(self, o):
+        return self._arith("*", self, o)
+
+    def __rmul__(self, o):
+        return self._arith("*", o, self)
+
+    def __floordiv__(self, o):
+        return self._arith("//", self, o)
+
+    def __truediv__(self, o):
+        return self._arith("/", self, o)
+
+    def __rtruediv__(self, o):
+        return self._arith("/", o, self)
 
     def __neg__(self):
         return _make_dim(D.dim_sub(0, self.d))
@@ -534,8 +720,10 @@ def _auto_hint(inputs):
     for v in inputs:
         if v._auto:
             dims = ", ".join(repr(d) if isinstance(d, str) else str(d) for d in v.type.shape)
-            return (f"'{v.name or 'this input'}' has made-up dims ({dims}); give them: "
-                    f"irc.tensor({v.name!r}, dims=(...)) with names shared across inputs, or sizes")
+            return (
+                f"'{v.name or 'this input'}' has made-up dims ({dims}); give them: "
+                f"irc.tensor({v.name!r}, dims=(...)) with names shared across inputs, or sizes"
+            )
     return None
 
 
@@ -590,7 +778,9 @@ def _np_dtype(dt, loc) -> DType:
     try:
         return dtype_of_numpy(dt)
     except TypeError_ as e:
-        raise CompileError(e.message, loc, "convert it with .astype(np.float32) (or int32, ...)") from None
+        raise CompileError(
+            e.message, loc, "convert it with .astype(np.float32) (or int32, ...)"
+        ) from None
 
 
 def _const(arr: np.ndarray, loc) -> Variable:
@@ -605,7 +795,9 @@ def _dim_variable(d, dt: DType, loc) -> Variable:
     return v
 
 
-def as_variable(v, dtype: Optional[DType] = None, like: Optional[Variable] = None, loc=None) -> Variable:
+def as_variable(
+    v, dtype: Optional[DType] = None, like: Optional[Variable] = None, loc=None
+) -> Variable:
     """A Variable for `v`: Variables as they are; Python numbers and lists as
     constants of `dtype`, or weakly typed against `like` (NumPy 2), else f32
     for floats and i32 for ints; NumPy values keep their dtype; a Dim
@@ -626,14 +818,18 @@ def as_variable(v, dtype: Optional[DType] = None, like: Optional[Variable] = Non
         return _const(np.asarray(v, dtype=dtype.np), loc)
     if isinstance(v, (list, tuple)):
         items = list(v)
-        if items and all(isinstance(x, (bool, int, float)) and not isinstance(x, np.generic) for x in items):
+        if items and all(
+            isinstance(x, (bool, int, float)) and not isinstance(x, np.generic) for x in items
+        ):
             arr = np.asarray(items)
             if dtype is not None:
                 dt = dtype
             elif like is not None:
                 dt = weak_dtype(like.type.dtype, items[0])
             else:
-                dt = {"f": F32, "i": I32, "u": I32, "b": BOOL}.get(arr.dtype.kind) or _np_dtype(arr.dtype, loc)
+                dt = {"f": F32, "i": I32, "u": I32, "b": BOOL}.get(arr.dtype.kind) or _np_dtype(
+                    arr.dtype, loc
+                )
             return _const(arr.astype(dt.np), loc)
         if not items:
             raise CompileError("cannot make a tensor of an empty list", loc)
@@ -702,7 +898,9 @@ def _dtype(v) -> DType:
     try:
         return dtype_of_numpy(np.dtype(v))
     except (TypeError, TypeError_):
-        raise TypeError(f"unknown dtype {v!r} (irc has {', '.join(DTYPES)}, or NumPy's names for them)") from None
+        raise TypeError(
+            f"unknown dtype {v!r} (irc has {', '.join(DTYPES)}, or NumPy's names for them)"
+        ) from None
 
 
 def _tensor_arg(fname, p, v, loc, like=None, dtype=None) -> Variable:
@@ -727,7 +925,9 @@ def _static_int(v, fname, p, loc, allow_none=False):
     if v is None and allow_none:
         return None
     if not _is_int(v):
-        raise CompileError(f"{fname}(): '{p}' must be an integer known at compile time, got {_describe(v)}", loc)
+        raise CompileError(
+            f"{fname}(): '{p}' must be an integer known at compile time, got {_describe(v)}", loc
+        )
     return int(v)
 
 
@@ -753,7 +953,9 @@ def _int_list(v, fname, p, loc, allow_none=False, n=None):
 def _dim(v, fname, p, loc):
     d = _dim_of(v)
     if d is None:
-        raise CompileError(f"{fname}(): '{p}' must be an integer or a named dim, got {_describe(v)}", loc)
+        raise CompileError(
+            f"{fname}(): '{p}' must be an integer or a named dim, got {_describe(v)}", loc
+        )
     return d
 
 
@@ -763,7 +965,9 @@ def _dim_list(v, fname, p, loc) -> tuple:
     for x in items:
         d = _dim_of(x)
         if d is None:
-            raise CompileError(f"{fname}(): '{p}' must list integers or named dims, got {_describe(x)}", loc)
+            raise CompileError(
+                f"{fname}(): '{p}' must list integers or named dims, got {_describe(x)}", loc
+            )
         out.append(d)
     return tuple(out)
 
@@ -790,10 +994,15 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
         else:
             dd = _dim_of(d)
             if dd is None or (isinstance(dd, int) and dd < 0):
-                raise CompileError(f"irc.{kind}(): bad dimension {d!r} (an integer or a name such as 'N')", loc)
+                raise CompileError(
+                    f"irc.{kind}(): bad dimension {d!r} (an integer or a name such as 'N')", loc
+                )
             if isinstance(dd, str) and not D.is_name(dd):
-                raise CompileError(f"irc.{kind}(): an input's dims must be integers or names, got {dd}", loc,
-                                   "compute derived sizes from the inputs (x.shape[0] * 2) instead")
+                raise CompileError(
+                    f"irc.{kind}(): an input's dims must be integers or names, got {dd}",
+                    loc,
+                    "compute derived sizes from the inputs (x.shape[0] * 2) instead",
+                )
             d = dd
         shape.append(d)
     v = Variable(TensorType(dt, tuple(shape)), "input", name, loc)
@@ -808,7 +1017,9 @@ def tensor(name=None, dtype="float32", dims=None) -> Variable:
     A dim is an integer or a name (a named dim, bound by the arguments at call
     time; equal names must agree), or None for a made-up name."""
     if dims is None:
-        raise TypeError("irc.tensor(name, dtype, dims): give the dims, e.g. ('N', 64) (or use irc.matrix ...)")
+        raise TypeError(
+            "irc.tensor(name, dtype, dims): give the dims, e.g. ('N', 64) (or use irc.matrix ...)"
+        )
     return _input("tensor", name, dtype, dims, None, _user_loc())
 
 
@@ -841,7 +1052,9 @@ def shared(value, name=None, dtype=None, borrow=False) -> SharedVariable:
     as literals in `.tg`; `dtype=` converts."""
     loc = _user_loc()
     if isinstance(value, Variable):
-        raise TypeError("irc.shared() takes a value (a NumPy array or numbers), not a symbolic tensor")
+        raise TypeError(
+            "irc.shared() takes a value (a NumPy array or numbers), not a symbolic tensor"
+        )
     if isinstance(value, (np.ndarray, np.generic)):
         arr = np.array(value, copy=not borrow) if not borrow else np.asarray(value)
     else:
@@ -877,7 +1090,7 @@ def _idx(v):
 def _getitem(x: Variable, key, loc) -> Variable:
     """NumPy indexing, lowered as the `.tg` front end does (irc/frontend/indexing.py)."""
     items = []
-    for it in (list(key) if isinstance(key, tuple) else [key]):
+    for it in list(key) if isinstance(key, tuple) else [key]:
         if it is None:
             items.append(NONE)
         elif it is Ellipsis:
@@ -918,20 +1131,60 @@ def _unary(opname, x, loc):
     return _op(opname, _tensor_arg(opname[3:], "x", x, loc), loc=loc)
 
 
-def neg(x): return _unary("tg.neg", x, _user_loc())
-def abs(x): return _unary("tg.abs", x, _user_loc())  # noqa: A001
-def exp(x): return _unary("tg.exp", x, _user_loc())
-def log(x): return _unary("tg.log", x, _user_loc())
-def log1p(x): return _unary("tg.log1p", x, _user_loc())
-def sqrt(x): return _unary("tg.sqrt", x, _user_loc())
-def tanh(x): return _unary("tg.tanh", x, _user_loc())
-def sigmoid(x): return _unary("tg.sigmoid", x, _user_loc())
-def relu(x): return _unary("tg.relu", x, _user_loc())
-def softplus(x): return _unary("tg.softplus", x, _user_loc())
-def square(x): return _unary("tg.square", x, _user_loc())
-def sin(x): return _unary("tg.sin", x, _user_loc())
-def cos(x): return _unary("tg.cos", x, _user_loc())
-def sign(x): return _unary("tg.sign", x, _user_loc())
+def neg(x):
+    return _unary("tg.neg", x, _user_loc())
+
+
+def abs(x):
+    return _unary("tg.abs", x, _user_loc())  # noqa: A001
+
+
+def exp(x):
+    return _unary("tg.exp", x, _user_loc())
+
+
+def log(x):
+    return _unary("tg.log", x, _user_loc())
+
+
+def log1p(x):
+    return _unary("tg.log1p", x, _user_loc())
+
+
+def sqrt(x):
+    return _unary("tg.sqrt", x, _user_loc())
+
+
+def tanh(x):
+    return _unary("tg.tanh", x, _user_loc())
+
+
+def sigmoid(x):
+    return _unary("tg.sigmoid", x, _user_loc())
+
+
+def relu(x):
+    return _unary("tg.relu", x, _user_loc())
+
+
+def softplus(x):
+    return _unary("tg.softplus", x, _user_loc())
+
+
+def square(x):
+    return _unary("tg.square", x, _user_loc())
+
+
+def sin(x):
+    return _unary("tg.sin", x, _user_loc())
+
+
+def cos(x):
+    return _unary("tg.cos", x, _user_loc())
+
+
+def sign(x):
+    return _unary("tg.sign", x, _user_loc())
 
 
 def maximum(a, b):
@@ -955,8 +1208,13 @@ def where(cond, a, b):
 def clip(x, lo, hi):
     loc = _user_loc()
     x = _tensor_arg("clip", "x", x, loc)
-    return _op("tg.clip", x, _tensor_arg("clip", "lo", lo, loc, like=x), _tensor_arg("clip", "hi", hi, loc, like=x),
-               loc=loc)
+    return _op(
+        "tg.clip",
+        x,
+        _tensor_arg("clip", "lo", lo, loc, like=x),
+        _tensor_arg("clip", "hi", hi, loc, like=x),
+        loc=loc,
+    )
 
 
 def cast(x, dtype):
@@ -968,13 +1226,20 @@ def cast(x, dtype):
 def _reduce(name, x, axis, keepdims, loc):
     x = _tensor_arg(name, "x", x, loc)
     ax = None if axis is None else _int_list(axis, name, "axis", loc)
-    return _op("tg." + name, x, axis=ax, keepdims=_static_bool(keepdims, name, "keepdims", loc), loc=loc)
+    return _op(
+        "tg." + name, x, axis=ax, keepdims=_static_bool(keepdims, name, "keepdims", loc), loc=loc
+    )
 
 
 def _argreduce(name, x, axis, keepdims, loc):
     x = _tensor_arg(name, "x", x, loc)
-    return _op("tg." + name, x, axis=_static_int(axis, name, "axis", loc, allow_none=True),
-               keepdims=_static_bool(keepdims, name, "keepdims", loc), loc=loc)
+    return _op(
+        "tg." + name,
+        x,
+        axis=_static_int(axis, name, "axis", loc, allow_none=True),
+        keepdims=_static_bool(keepdims, name, "keepdims", loc),
+        loc=loc,
+    )
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001
@@ -1015,13 +1280,21 @@ def matmul(a, b):
 
 def transpose(x, perm=None):
     loc = _user_loc()
-    return _op("tg.transpose", _tensor_arg("transpose", "x", x, loc),
-               perm=_int_list(perm, "transpose", "perm", loc, allow_none=True), loc=loc)
+    return _op(
+        "tg.transpose",
+        _tensor_arg("transpose", "x", x, loc),
+        perm=_int_list(perm, "transpose", "perm", loc, allow_none=True),
+        loc=loc,
+    )
 
 
 def _reshape(x, shape, loc):
-    return _op("tg.reshape", _tensor_arg("reshape", "x", x, loc), shape=_dim_list(shape, "reshape", "shape", loc),
-               loc=loc)
+    return _op(
+        "tg.reshape",
+        _tensor_arg("reshape", "x", x, loc),
+        shape=_dim_list(shape, "reshape", "shape", loc),
+        loc=loc,
+    )
 
 
 def reshape(x, shape):
@@ -1032,25 +1305,41 @@ def reshape(x, shape):
 def flatten(x, axis=1):
     """Keep x.shape[:axis], multiply the rest into one axis (the .tg built-in)."""
     loc = _user_loc()
-    return _op("tg.flatten", _tensor_arg("flatten", "x", x, loc), axis=_static_int(axis, "flatten", "axis", loc),
-               loc=loc)
+    return _op(
+        "tg.flatten",
+        _tensor_arg("flatten", "x", x, loc),
+        axis=_static_int(axis, "flatten", "axis", loc),
+        loc=loc,
+    )
 
 
 def _tensor_seq(fname, xs, loc):
     if not isinstance(xs, (list, tuple)):
-        raise CompileError(f"{fname}(): 'xs' must be a list of tensors: {fname}([a, b], axis=0)", loc)
+        raise CompileError(
+            f"{fname}(): 'xs' must be a list of tensors: {fname}([a, b], axis=0)", loc
+        )
     like = next((x for x in xs if isinstance(x, Variable)), None)
     return [x if isinstance(x, Variable) else as_variable(x, like=like, loc=loc) for x in xs]
 
 
 def concat(xs, axis=0):
     loc = _user_loc()
-    return _op("tg.concat", *_tensor_seq("concat", xs, loc), axis=_static_int(axis, "concat", "axis", loc), loc=loc)
+    return _op(
+        "tg.concat",
+        *_tensor_seq("concat", xs, loc),
+        axis=_static_int(axis, "concat", "axis", loc),
+        loc=loc,
+    )
 
 
 def stack(xs, axis=0):
     loc = _user_loc()
-    return _op("tg.stack", *_tensor_seq("stack", xs, loc), axis=_static_int(axis, "stack", "axis", loc), loc=loc)
+    return _op(
+        "tg.stack",
+        *_tensor_seq("stack", xs, loc),
+        axis=_static_int(axis, "stack", "axis", loc),
+        loc=loc,
+    )
 
 
 def arange(n):
@@ -1062,8 +1351,13 @@ def arange(n):
 def one_hot(y, n, dtype=None):
     loc = _user_loc()
     dt = _dtype(dtype).name if dtype is not None else "f32"
-    return _op("tg.one_hot", _tensor_arg("one_hot", "y", y, loc), n=_dim(n, "one_hot", "n", loc), dtype=dt,
-               loc=loc)
+    return _op(
+        "tg.one_hot",
+        _tensor_arg("one_hot", "y", y, loc),
+        n=_dim(n, "one_hot", "n", loc),
+        dtype=dt,
+        loc=loc,
+    )
 
 
 def _fill(fname, shape, value, dtype, loc):
@@ -1089,14 +1383,22 @@ def full(shape, value, dtype=None):
 
 def softmax(x, axis=-1):
     loc = _user_loc()
-    return _op("tg.softmax", _tensor_arg("softmax", "x", x, loc), axis=_static_int(axis, "softmax", "axis", loc),
-               loc=loc)
+    return _op(
+        "tg.softmax",
+        _tensor_arg("softmax", "x", x, loc),
+        axis=_static_int(axis, "softmax", "axis", loc),
+        loc=loc,
+    )
 
 
 def log_softmax(x, axis=-1):
     loc = _user_loc()
-    return _op("tg.log_softmax", _tensor_arg("log_softmax", "x", x, loc),
-               axis=_static_int(axis, "log_softmax", "axis", loc), loc=loc)
+    return _op(
+        "tg.log_softmax",
+        _tensor_arg("log_softmax", "x", x, loc),
+        axis=_static_int(axis, "log_softmax", "axis", loc),
+        loc=loc,
+    )
 
 
 def categorical_crossentropy(p, y):
@@ -1104,7 +1406,12 @@ def categorical_crossentropy(p, y):
     [...] (or target distributions [..., K])."""
     loc = _user_loc()
     f = "categorical_crossentropy"
-    return _op("tg.categorical_crossentropy", _tensor_arg(f, "p", p, loc), _tensor_arg(f, "y", y, loc), loc=loc)
+    return _op(
+        "tg.categorical_crossentropy",
+        _tensor_arg(f, "p", p, loc),
+        _tensor_arg(f, "y", y, loc),
+        loc=loc,
+    )
 
 
 _PADDINGS = ("valid", "same", "full")
@@ -1113,7 +1420,9 @@ _PADDINGS = ("valid", "same", "full")
 def _padding(fname, padding, n, loc):
     if isinstance(padding, str):
         if padding not in _PADDINGS:
-            raise CompileError(f"{fname}(): 'padding' must be one of {', '.join(map(repr, _PADDINGS))}", loc)
+            raise CompileError(
+                f"{fname}(): 'padding' must be one of {', '.join(map(repr, _PADDINGS))}", loc
+            )
         return padding
     return _int_list(padding, fname, "padding", loc, n=n)
 
@@ -1124,9 +1433,15 @@ def conv1d(x, w, stride=1, padding="valid", flip=False):
     x = _tensor_arg("conv1d", "x", x, loc)
     w = _tensor_arg("conv1d", "w", w, loc, like=x)
     pad = _padding("conv1d", padding, 1, loc)
-    return _op("tg.conv1d", x, w, stride=_static_int(stride, "conv1d", "stride", loc),
-               padding=pad if isinstance(pad, str) else pad[0], flip=_static_bool(flip, "conv1d", "flip", loc),
-               loc=loc)
+    return _op(
+        "tg.conv1d",
+        x,
+        w,
+        stride=_static_int(stride, "conv1d", "stride", loc),
+        padding=pad if isinstance(pad, str) else pad[0],
+        flip=_static_bool(flip, "conv1d", "flip", loc),
+        loc=loc,
+    )
 
 
 def conv2d(x, w, stride=1, padding="valid", flip=False):
@@ -1135,8 +1450,15 @@ def conv2d(x, w, stride=1, padding="valid", flip=False):
     loc = _user_loc()
     x = _tensor_arg("conv2d", "x", x, loc)
     w = _tensor_arg("conv2d", "w", w, loc, like=x)
-    return _op("tg.conv2d", x, w, stride=_int_list(stride, "conv2d", "stride", loc, n=2),
-               padding=_padding("conv2d", padding, 2, loc), flip=_static_bool(flip, "conv2d", "flip", loc), loc=loc)
+    return _op(
+        "tg.conv2d",
+        x,
+        w,
+        stride=_int_list(stride, "conv2d", "stride", loc, n=2),
+        padding=_padding("conv2d", padding, 2, loc),
+        flip=_static_bool(flip, "conv2d", "flip", loc),
+        loc=loc,
+    )
 
 
 def max_pool2d(x, size, stride=None):
@@ -1164,7 +1486,9 @@ def grad(cost, wrt, disconnected="raise", disconnected_inputs=None):
     if disconnected not in _DISCONNECTED:
         raise ValueError('grad(): disconnected must be "raise" or "zero"')
     if not isinstance(cost, Variable):
-        raise CompileError(f"grad: the cost must be a tensor expression, got {_describe(cost)}", loc)
+        raise CompileError(
+            f"grad: the cost must be a tensor expression, got {_describe(cost)}", loc
+        )
     single = not isinstance(wrt, (list, tuple))
     ws = [wrt] if single else list(wrt)
     for w in ws:
@@ -1191,8 +1515,11 @@ def _as_list(v):
 
 def _param_names(fn, n) -> list:
     try:
-        params = [p.name for p in _inspect.signature(fn).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [
+            p.name
+            for p in _inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
     except (TypeError, ValueError):
         params = []
     return (params + [None] * n)[:n]
@@ -1201,13 +1528,19 @@ def _param_names(fn, n) -> list:
 def _step_outputs(result, loc) -> list:
     if isinstance(result, dict):
         if result:
-            raise CompileError("scan: updates inside a step function are not supported", loc,
-                               "return the new values as outputs and update after the scan")
+            raise CompileError(
+                "scan: updates inside a step function are not supported",
+                loc,
+                "return the new values as outputs and update after the scan",
+            )
         return []
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
         if result[1]:
-            raise CompileError("scan: updates inside a step function are not supported", loc,
-                               "return the new values as outputs and update after the scan")
+            raise CompileError(
+                "scan: updates inside a step function are not supported",
+                loc,
+                "return the new values as outputs and update after the scan",
+            )
         result = result[0]
     if result is None:
         return []
@@ -1216,8 +1549,17 @@ def _step_outputs(result, loc) -> list:
     return [result]
 
 
-def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None, truncate_gradient=-1,
-         go_backwards=False, name=None, return_list=False):
+def scan(
+    fn,
+    sequences=None,
+    outputs_info=None,
+    non_sequences=None,
+    n_steps=None,
+    truncate_gradient=-1,
+    go_backwards=False,
+    name=None,
+    return_list=False,
+):
     """The symbolic loop, with Theano's conventions.
 
     `fn(*sequence_slices, *previous_outputs, *non_sequences)` is called once,
@@ -1235,12 +1577,17 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
         if isinstance(s, dict):
             taps = s.get("taps", [0])
             if taps is not None and list(taps) != [0]:
-                raise CompileError("scan: only taps=[0] are supported for sequences", loc,
-                                   "pass shifted sequences instead: x[1:], x[:-1]")
+                raise CompileError(
+                    "scan: only taps=[0] are supported for sequences",
+                    loc,
+                    "pass shifted sequences instead: x[1:], x[:-1]",
+                )
             s = s["input"]
         s = as_variable(s, loc=loc)
         if s.type.rank == 0:
-            raise CompileError(f"scan: sequence {k} is a scalar ({s.type}); scan iterates over a leading axis", loc)
+            raise CompileError(
+                f"scan: sequence {k} is a scalar ({s.type}); scan iterates over a leading axis", loc
+            )
         if go_backwards:
             s = _op("tg.index", s, items=(("slice", None, None, -1),), loc=loc)
         seqs.append(s)
@@ -1251,8 +1598,11 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
             if isinstance(o, dict):
                 taps = o.get("taps", [-1])
                 if taps is not None and list(taps) != [-1]:
-                    raise CompileError("scan: only taps=[-1] are supported for outputs", loc,
-                                       "carry a tuple of the last values instead")
+                    raise CompileError(
+                        "scan: only taps=[-1] are supported for outputs",
+                        loc,
+                        "carry a tuple of the last values instead",
+                    )
                 o = o.get("initial")
             entries.append(None if o is None else as_variable(o, loc=loc))
     inits = [e for e in (entries or []) if e is not None]
@@ -1263,18 +1613,27 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
         if length is None:
             length = d
         elif d != length:
-            raise CompileError(f"scan: sequences have different lengths: sequence 0 has {length} steps, "
-                               f"sequence {k} has {d}", loc)
+            raise CompileError(
+                f"scan: sequences have different lengths: sequence 0 has {length} steps, "
+                f"sequence {k} has {d}",
+                loc,
+            )
     if n_steps is not None:
         if isinstance(n_steps, Variable):
-            raise CompileError("scan: n_steps must be an integer or a named dim, not a symbolic value", loc,
-                               "a named dim of an input works: n_steps=x.shape[0]")
+            raise CompileError(
+                "scan: n_steps must be an integer or a named dim, not a symbolic value",
+                loc,
+                "a named dim of an input works: n_steps=x.shape[0]",
+            )
         st = _dim(n_steps, "scan", "n_steps", loc)
         if isinstance(st, int) and st < 0:
             raise CompileError("scan: n_steps must not be negative", loc)
         if length is not None and st != length:
-            raise CompileError(f"scan: n_steps = {st} but the sequences have {length} steps", loc,
-                               "slice the sequences to the number of steps")
+            raise CompileError(
+                f"scan: n_steps = {st} but the sequences have {length} steps",
+                loc,
+                "slice the sequences to the number of steps",
+            )
         length = st
     if length is None:
         raise CompileError("scan: without sequences, n_steps gives the number of steps", loc)
@@ -1283,13 +1642,20 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     elif _is_int(truncate_gradient) and truncate_gradient >= 1:
         truncate = int(truncate_gradient)
     else:
-        raise CompileError("scan: truncate_gradient must be -1 (no truncation) or a positive integer", loc)
+        raise CompileError(
+            "scan: truncate_gradient must be -1 (no truncation) or a positive integer", loc
+        )
 
     tr = _Trace(_current_scope())
     names = _param_names(fn, len(seqs) + len(inits))
-    args = [Variable(s.type.with_shape(s.type.shape[1:]), "arg", n or s.name, loc, scope=tr)
-            for s, n in zip(seqs, names)]
-    args += [Variable(i.type, "arg", n or i.name, loc, scope=tr) for i, n in zip(inits, names[len(seqs):])]
+    args = [
+        Variable(s.type.with_shape(s.type.shape[1:]), "arg", n or s.name, loc, scope=tr)
+        for s, n in zip(seqs, names)
+    ]
+    args += [
+        Variable(i.type, "arg", n or i.name, loc, scope=tr)
+        for i, n in zip(inits, names[len(seqs) :])
+    ]
     for p in args:
         if p.type.rank == 0 and p.type.dtype.is_int:
             p._affine = {p: 1}
@@ -1299,9 +1665,12 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
         if entries is None:
             entries = [None] * len(outs)
         if len(entries) != len(outs):
-            raise CompileError(f"scan: the step function returns {len(outs)} output(s) but outputs_info has "
-                               f"{len(entries)} entries", loc,
-                               "one entry per output: the initial value of a carried output, None for the others")
+            raise CompileError(
+                f"scan: the step function returns {len(outs)} output(s) but outputs_info has "
+                f"{len(entries)} entries",
+                loc,
+                "one entry per output: the initial value of a carried output, None for the others",
+            )
         nexts, stacked = [], []
         for k, (o, e) in enumerate(zip(outs, entries)):
             if e is None:
@@ -1309,9 +1678,12 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
             else:
                 v = as_variable(o, dtype=e.type.dtype, loc=loc)
                 if v.type != e.type:
-                    raise CompileError(f"scan: output {k} is carried; it starts as {e.type} (outputs_info) but "
-                                       f"the step function returns {v.type}", v.loc or loc,
-                                       "the next value must have the type of the initial value")
+                    raise CompileError(
+                        f"scan: output {k} is carried; it starts as {e.type} (outputs_info) but "
+                        f"the step function returns {v.type}",
+                        v.loc or loc,
+                        "the next value must have the type of the initial value",
+                    )
                 nexts.append(v)
             if not _visible(v.scope, tr):
                 raise CompileError(_LEAK, v.loc or loc, _LEAK_HINT)
@@ -1319,11 +1691,23 @@ def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None
     finally:
         _TRACES.pop()
     types = [i.type for i in inits] + [v.type.with_shape((length,) + v.type.shape) for v in stacked]
-    attrs = {"n_seqs": len(seqs), "n_carries": len(inits), "length": length, "truncate": truncate,
-             "reverse": False}
-    a = _apply("tg.scan", seqs + inits, attrs, loc, types=types, body=_ScanBody(tr, args, nexts + stacked, loc))
+    attrs = {
+        "n_seqs": len(seqs),
+        "n_carries": len(inits),
+        "length": length,
+        "truncate": truncate,
+        "reverse": False,
+    }
+    a = _apply(
+        "tg.scan",
+        seqs + inits,
+        attrs,
+        loc,
+        types=types,
+        body=_ScanBody(tr, args, nexts + stacked, loc),
+    )
     tr.scan = a
-    results = a.outputs[len(inits):]
+    results = a.outputs[len(inits) :]
     if name is not None:
         for i, r in enumerate(results):
             r.name = name if len(results) == 1 else f"{name}{i}"
@@ -1368,7 +1752,9 @@ def _clone_graph(roots: list, pairs: list) -> list:
 
     dep = {}
     for a in applies:
-        dep[id(a)] = any(vdep(i) for i in a.inputs) or (a.body is not None and any(vdep(y) for y in a.body.yields))
+        dep[id(a)] = any(vdep(i) for i in a.inputs) or (
+            a.body is not None and any(vdep(y) for y in a.body.yields)
+        )
     rebuilt = set()  # ids of the traces of rebuilt scans; outer scans first
     for a in reversed(applies):
         if a.body is not None and (dep[id(a)] or (a.scope is not None and id(a.scope) in rebuilt)):
@@ -1412,7 +1798,9 @@ def _clone_graph(roots: list, pairs: list) -> list:
             na = _rebuild_scan(a, nv, scope_of(a.scope), trace_of(a.body.trace))
         else:
             ins = [nv(i) for i in a.inputs]
-            if all(n is o for n, o in zip(ins, a.inputs)) and not (a.scope is not None and id(a.scope) in rebuilt):
+            if all(n is o for n, o in zip(ins, a.inputs)) and not (
+                a.scope is not None and id(a.scope) in rebuilt
+            ):
                 continue
             na = _apply(a.op, ins, a.attrs, a.loc, scope=scope_of(a.scope))
             if a.op in _INFIX_SYM:
@@ -1431,19 +1819,35 @@ def _rebuild_scan(a, nv, scope, tr) -> Apply:
     length = a.attrs["length"]
     for s in ins[:ns]:
         if s.type.shape[0] != ins[0].type.shape[0]:
-            raise CompileError(f"scan: after substitution the sequences have different lengths "
-                               f"({ins[0].type} and {s.type})", a.loc)
+            raise CompileError(
+                f"scan: after substitution the sequences have different lengths "
+                f"({ins[0].type} and {s.type})",
+                a.loc,
+            )
     if ns:
         length = ins[0].type.shape[0]
     yields = [nv(y) for y in a.body.yields]
     for k, (init, nxt) in enumerate(zip(ins[ns:], yields[:nc])):
         if init.type != nxt.type:
-            raise CompileError(f"scan: after substitution carried value {k} starts as {init.type} but its next "
-                               f"value is {nxt.type}", a.loc)
+            raise CompileError(
+                f"scan: after substitution carried value {k} starts as {init.type} but its next "
+                f"value is {nxt.type}",
+                a.loc,
+            )
     args = [nv(p) for p in a.body.args]
-    types = [i.type for i in ins[ns:]] + [y.type.with_shape((length,) + y.type.shape) for y in yields[nc:]]
+    types = [i.type for i in ins[ns:]] + [
+        y.type.with_shape((length,) + y.type.shape) for y in yields[nc:]
+    ]
     attrs = dict(a.attrs, length=length)
-    na = _apply("tg.scan", ins, attrs, a.loc, scope=scope, types=types, body=_ScanBody(tr, args, yields, a.body.loc))
+    na = _apply(
+        "tg.scan",
+        ins,
+        attrs,
+        a.loc,
+        scope=scope,
+        types=types,
+        body=_ScanBody(tr, args, yields, a.body.loc),
+    )
     tr.scan = na
     return na
 
@@ -1459,11 +1863,16 @@ def _replacements(replace, loc, what="replace") -> list:
         except (TypeError, ValueError):
             raise TypeError(f"{what}: expected (variable, replacement) pairs or a dict") from None
         if not isinstance(k, Variable):
-            raise TypeError(f"{what}: the variable to replace must be a symbolic variable, got {_describe(k)}")
+            raise TypeError(
+                f"{what}: the variable to replace must be a symbolic variable, got {_describe(k)}"
+            )
         v = as_variable(v, dtype=k.type.dtype, loc=loc)
         if v.type.dtype != k.type.dtype or v.type.rank != k.type.rank:
-            raise CompileError(f"{what}: '{k.name or k}' ({k.type}) cannot be replaced by a value of type {v.type}",
-                               loc, "a replacement must have the same dtype and rank (cast or reshape it)")
+            raise CompileError(
+                f"{what}: '{k.name or k}' ({k.type}) cannot be replaced by a value of type {v.type}",
+                loc,
+                "a replacement must have the same dtype and rank (cast or reshape it)",
+            )
         if any(k is p for p, _ in out):
             raise CompileError(f"{what}: '{k.name or k}' is replaced twice", loc)
         out.append((k, v))
@@ -1509,7 +1918,13 @@ class _Emitter:
     outputs and updates."""
 
     def __init__(self, fname, inputs, outputs, updates, loc, on_unused_input="raise"):
-        self.fname, self.inputs, self.outputs, self.updates, self.loc = fname, inputs, outputs, updates, loc
+        self.fname, self.inputs, self.outputs, self.updates, self.loc = (
+            fname,
+            inputs,
+            outputs,
+            updates,
+            loc,
+        )
         self.on_unused_input = on_unused_input
 
     def emit(self):
@@ -1546,44 +1961,86 @@ class _Emitter:
         given = {id(v) for v, _, _ in self.inputs}
         for v in sorted(leaves.values(), key=lambda v: first[id(v)]):
             if v.kind == "input" and id(v) not in given:
-                raise CompileError(f"the outputs depend on the input '{v.name or v}', which is not among the "
-                                   "inputs of the function", v.loc or self.loc,
-                                   "add it to the inputs, or replace it with givens={...}")
+                raise CompileError(
+                    f"the outputs depend on the input '{v.name or v}', which is not among the "
+                    "inputs of the function",
+                    v.loc or self.loc,
+                    "add it to the inputs, or replace it with givens={...}",
+                )
         module = Module(self.loc)
         taken = {self.fname}
-        shared = [v for v in sorted(leaves.values(), key=lambda v: first[id(v)]) if v.kind == "shared"]
+        shared = [
+            v for v in sorted(leaves.values(), key=lambda v: first[id(v)]) if v.kind == "shared"
+        ]
         self.syms = []
         sym_of = {}
         for sv in shared:
             sym = _sym_name(sv.name, taken, "shared")
             sym_of[id(sv)] = sym
             self.syms.append((sv, sym))
-            module.body.append(Op("tg.global", (), (), {"sym_name": sym, "type": sv.type, "init": "value",
-                                                        "init_args": ()}, (), sv.loc))
+            module.body.append(
+                Op(
+                    "tg.global",
+                    (),
+                    (),
+                    {"sym_name": sym, "type": sv.type, "init": "value", "init_args": ()},
+                    (),
+                    sv.loc,
+                )
+            )
         block = Block([v.type for v, _, _ in self.inputs], [n for _, n, _ in self.inputs])
         env = {id(v): arg for (v, _, _), arg in zip(self.inputs, block.args)}
         self.dims: dict = {}
         for v in sorted(leaves.values(), key=lambda v: first[id(v)]):
             if v.kind == "shared":
                 sym = sym_of[id(v)]
-                op = block.append(Op("tg.read", (), [v.type], {"sym": SymbolRef(sym)}, (), v.loc, [sym]))
+                op = block.append(
+                    Op("tg.read", (), [v.type], {"sym": SymbolRef(sym)}, (), v.loc, [sym])
+                )
                 env[id(v)] = op.results[0]
             elif v.kind == "dim":
                 key = (v.dim, v.type.dtype.name)
                 if key not in self.dims:
-                    op = block.append(Op("tg.dim", (), [v.type], {"dim": v.dim, "dtype": v.type.dtype.name}, (),
-                                         v.loc))
+                    op = block.append(
+                        Op(
+                            "tg.dim",
+                            (),
+                            [v.type],
+                            {"dim": v.dim, "dtype": v.type.dtype.name},
+                            (),
+                            v.loc,
+                        )
+                    )
                     self.dims[key] = op.results[0]
         self.env = ChainMap(env)
         self._emit_scope(None, block)
         for sv, val in self.updates:
-            block.append(Op("tg.update", [self._value(val)], [], {"sym": SymbolRef(sym_of[id(sv)])}, (),
-                            val.loc or self.loc))
+            block.append(
+                Op(
+                    "tg.update",
+                    [self._value(val)],
+                    [],
+                    {"sym": SymbolRef(sym_of[id(sv)])},
+                    (),
+                    val.loc or self.loc,
+                )
+            )
         results = [self._value(v) for v in self.outputs]
         block.append(Op("func.return", results, [], {}, (), self.loc))
         defaults = tuple(d for _, _, d in self.inputs)
-        func = Op("func.func", (), (), {"sym_name": self.fname, "visibility": "public", "arg_defaults": defaults,
-                                        "res_types": tuple(v.type for v in results)}, [Region([block])], self.loc)
+        func = Op(
+            "func.func",
+            (),
+            (),
+            {
+                "sym_name": self.fname,
+                "visibility": "public",
+                "arg_defaults": defaults,
+                "res_types": tuple(v.type for v in results),
+            },
+            [Region([block])],
+            self.loc,
+        )
         module.body.append(func)
         used_dims = self._check_dims(func)
         if self.on_unused_input != "ignore":
@@ -1591,10 +2048,14 @@ class _Emitter:
             # unless an input used for its value gives that dim too.
             used_dims -= {d for v, _, _ in self.inputs if id(v) in leaves for d in v.type.shape}
             for v, name, _ in self.inputs:
-                if id(v) not in leaves and not any(d in used_dims for d in v.type.shape if isinstance(d, str)):
+                if id(v) not in leaves and not any(
+                    d in used_dims for d in v.type.shape if isinstance(d, str)
+                ):
                     msg = f"input '{name}' is not used to compute the outputs or updates"
                     if self.on_unused_input == "raise":
-                        raise CompileError(msg, v.loc or self.loc, "pass on_unused_input='ignore' to allow it")
+                        raise CompileError(
+                            msg, v.loc or self.loc, "pass on_unused_input='ignore' to allow it"
+                        )
                     import warnings
 
                     warnings.warn(msg, stacklevel=3)
@@ -1604,18 +2065,35 @@ class _Emitter:
         for a in self.buckets.get(id(scope) if scope is not None else None, []):
             operands = [self._value(v) for v in a.inputs]
             if a.body is None:
-                op = Op(a.op, operands, [o.type for o in a.outputs], a.attrs, (), a.loc, [o.name for o in a.outputs])
+                op = Op(
+                    a.op,
+                    operands,
+                    [o.type for o in a.outputs],
+                    a.attrs,
+                    (),
+                    a.loc,
+                    [o.name for o in a.outputs],
+                )
             else:
                 body = a.body
                 blk = Block([p.type for p in body.args], [p.name for p in body.args])
                 self.env = self.env.new_child({id(p): arg for p, arg in zip(body.args, blk.args)})
                 try:
                     self._emit_scope(body.trace, blk)
-                    blk.append(Op("tg.yield", [self._value(y) for y in body.yields], [], {}, (), body.loc))
+                    blk.append(
+                        Op("tg.yield", [self._value(y) for y in body.yields], [], {}, (), body.loc)
+                    )
                 finally:
                     self.env = self.env.parents
-                op = Op("tg.scan", operands, [o.type for o in a.outputs], a.attrs, [Region([blk])], a.loc,
-                        [o.name for o in a.outputs])
+                op = Op(
+                    "tg.scan",
+                    operands,
+                    [o.type for o in a.outputs],
+                    a.attrs,
+                    [Region([blk])],
+                    a.loc,
+                    [o.name for o in a.outputs],
+                )
             block.append(op)
             for o, r in zip(a.outputs, op.results):
                 self.env[id(o)] = r
@@ -1644,9 +2122,11 @@ class _Emitter:
                 names |= D.dim_names(op.attrs["dim"])
             missing = sorted(names - bound)
             if missing:
-                raise CompileError(f"the named dim '{missing[0]}' is not bound by any input of the function",
-                                   op.loc or self.loc,
-                                   "named dims take their values from the shapes of the arguments")
+                raise CompileError(
+                    f"the named dim '{missing[0]}' is not bound by any input of the function",
+                    op.loc or self.loc,
+                    "named dims take their values from the shapes of the arguments",
+                )
             used |= names
         return used
 
@@ -1686,19 +2166,35 @@ def _function_inputs(inputs, loc) -> list:
         else:
             v = it
         if not isinstance(v, Variable):
-            raise TypeError(f"irc.function: input {k} must be a symbolic variable, got {_describe(v)}")
+            raise TypeError(
+                f"irc.function: input {k} must be a symbolic variable, got {_describe(v)}"
+            )
         if v.kind == "shared":
-            raise CompileError(f"the shared variable '{v.name}' cannot be an input: every function that uses it "
-                               "reads it", loc, "pass its value with givens, or make a plain input")
+            raise CompileError(
+                f"the shared variable '{v.name}' cannot be an input: every function that uses it "
+                "reads it",
+                loc,
+                "pass its value with givens, or make a plain input",
+            )
         if v.kind != "input":
-            raise CompileError(f"input {k} ({v.type}) is computed from other variables and cannot be an input", loc,
-                               "inputs are made with irc.tensor, irc.scalar, irc.vector, ...; "
-                               "substitute intermediate values with givens")
+            raise CompileError(
+                f"input {k} ({v.type}) is computed from other variables and cannot be an input",
+                loc,
+                "inputs are made with irc.tensor, irc.scalar, irc.vector, ...; "
+                "substitute intermediate values with givens",
+            )
         if any(v is w for w, _, _ in out):
             raise CompileError(f"the input '{v.name or k}' is given twice", loc)
         if default is not None:
-            if v.type.rank != 0 or isinstance(default, bool) or not isinstance(default, (int, float, np.number)):
-                raise CompileError(f"the default of input '{v.name or k}' must be a number, for a scalar input", loc)
+            if (
+                v.type.rank != 0
+                or isinstance(default, bool)
+                or not isinstance(default, (int, float, np.number))
+            ):
+                raise CompileError(
+                    f"the default of input '{v.name or k}' must be a number, for a scalar input",
+                    loc,
+                )
             default = default.item() if isinstance(default, np.number) else default
         out.append((v, _sym_name(name or v.name, taken, f"arg{k}"), default))
     seen_default = False
@@ -1718,31 +2214,49 @@ def _function_updates(updates, loc) -> list:
         try:
             sv, val = pair
         except (TypeError, ValueError):
-            raise TypeError("irc.function: updates are (shared variable, new value) pairs or a dict") from None
+            raise TypeError(
+                "irc.function: updates are (shared variable, new value) pairs or a dict"
+            ) from None
         if not isinstance(sv, SharedVariable):
-            raise CompileError(f"only shared variables can be updated, got {_describe(sv)}", loc,
-                               "make it with irc.shared(value)")
+            raise CompileError(
+                f"only shared variables can be updated, got {_describe(sv)}",
+                loc,
+                "make it with irc.shared(value)",
+            )
         if any(sv is s for s, _ in out):
             raise CompileError(f"the shared variable '{sv.name}' is updated twice", loc)
         v = as_variable(val, dtype=sv.type.dtype, loc=loc)
         where = v.loc or loc
         if v.type.dtype != sv.type.dtype:
-            raise CompileError(f"update of '{sv.name}' ({sv.type}) with a value of type {v.type}", where,
-                               f"cast it: (...).astype('{sv.type.dtype}')")
+            raise CompileError(
+                f"update of '{sv.name}' ({sv.type}) with a value of type {v.type}",
+                where,
+                f"cast it: (...).astype('{sv.type.dtype}')",
+            )
         if v.type.shape != sv.type.shape:
             try:
                 fits = broadcast_shapes(v.type.shape, sv.type.shape) == sv.type.shape
             except TypeError_:
                 fits = False
             if not fits:
-                raise CompileError(f"update of '{sv.name}' ({sv.type}) with a value of type {v.type}", where)
+                raise CompileError(
+                    f"update of '{sv.name}' ({sv.type}) with a value of type {v.type}", where
+                )
             v = _op("tg.broadcast_to", v, shape=sv.type.shape, loc=where)
         out.append((sv, v))
     return out
 
 
-def function(inputs, outputs=None, updates=None, givens=None, backend="interp", name=None, on_unused_input="raise",
-             device=None) -> "Function":
+def function(
+    inputs,
+    outputs=None,
+    updates=None,
+    givens=None,
+    backend="interp",
+    name=None,
+    on_unused_input="raise",
+    device=None,
+) -> "Function":
     """Compile a callable: `f = irc.function([x, y], loss, updates=[(W, W - lr * gW)])`.
 
     inputs: symbolic variables (irc.In(v, value=...) for a default); outputs:
@@ -1764,16 +2278,20 @@ def function(inputs, outputs=None, updates=None, givens=None, backend="interp", 
     outs = [outputs] if single else _as_list(outputs)
     for k, o in enumerate(outs):
         if not isinstance(o, Variable):
-            raise TypeError(f"irc.function: output {k} must be a symbolic variable, got {_describe(o)}")
+            raise TypeError(
+                f"irc.function: output {k} must be a symbolic variable, got {_describe(o)}"
+            )
     ups = _function_updates(updates, loc)
     pairs = _replacements(givens, loc, "givens")
     for k, _ in pairs:
         if any(k is v for v, _, _ in ins):
-            raise CompileError(f"givens: '{k.name or k}' is an input of the function and cannot also be replaced",
-                               loc)
+            raise CompileError(
+                f"givens: '{k.name or k}' is an input of the function and cannot also be replaced",
+                loc,
+            )
     if pairs:
         new = _clone_graph(outs + [v for _, v in ups], pairs)
-        outs, ups = new[: len(outs)], [(sv, v) for (sv, _), v in zip(ups, new[len(outs):])]
+        outs, ups = new[: len(outs)], [(sv, v) for (sv, _), v in zip(ups, new[len(outs) :])]
     fname = _sym_name(name, set(), "f") if name else "f"
     em = _Emitter(fname, ins, outs, ups, loc, on_unused_input)
     module = em.emit()
@@ -1781,7 +2299,9 @@ def function(inputs, outputs=None, updates=None, givens=None, backend="interp", 
     from irc.pipeline import run_pipeline
 
     opt = run_pipeline(module.clone())
-    return Function(fname, module, opt, backend, device, em.syms, [sv for sv, _ in ups], single, ins, outs, loc)
+    return Function(
+        fname, module, opt, backend, device, em.syms, [sv for sv, _ in ups], single, ins, outs, loc
+    )
 
 
 class Function:
@@ -1837,11 +2357,40 @@ class Function:
 # -- inspection ------------------------------------------------------------------------------------
 
 # Python's precedences, so pp's text reads as Python.
-_PREC = {"tg.or": 7, "tg.xor": 8, "tg.and": 9, "tg.add": 11, "tg.sub": 11, "tg.mul": 12, "tg.div": 12,
-         "tg.matmul": 12, "tg.pow": 14, "tg.lt": 6, "tg.le": 6, "tg.gt": 6, "tg.ge": 6, "tg.eq": 6, "tg.ne": 6}
-_SYM = {"tg.or": "|", "tg.xor": "^", "tg.and": "&", "tg.add": "+", "tg.sub": "-", "tg.mul": "*", "tg.div": "/",
-        "tg.matmul": "@", "tg.pow": "**", "tg.lt": "<", "tg.le": "<=", "tg.gt": ">", "tg.ge": ">=", "tg.eq": "==",
-        "tg.ne": "!="}
+_PREC = {
+    "tg.or": 7,
+    "tg.xor": 8,
+    "tg.and": 9,
+    "tg.add": 11,
+    "tg.sub": 11,
+    "tg.mul": 12,
+    "tg.div": 12,
+    "tg.matmul": 12,
+    "tg.pow": 14,
+    "tg.lt": 6,
+    "tg.le": 6,
+    "tg.gt": 6,
+    "tg.ge": 6,
+    "tg.eq": 6,
+    "tg.ne": 6,
+}
+_SYM = {
+    "tg.or": "|",
+    "tg.xor": "^",
+    "tg.and": "&",
+    "tg.add": "+",
+    "tg.sub": "-",
+    "tg.mul": "*",
+    "tg.div": "/",
+    "tg.matmul": "@",
+    "tg.pow": "**",
+    "tg.lt": "<",
+    "tg.le": "<=",
+    "tg.gt": ">",
+    "tg.ge": ">=",
+    "tg.eq": "==",
+    "tg.ne": "!=",
+}
 
 
 def _fmt_attr(v) -> str:
@@ -1950,9 +2499,17 @@ def pp(expr) -> str:
             inits = ", ".join(fmt(s) for s in ins[ns:])
             k = v.index - nc
             which = f"[{k}]" if k >= 0 else f".final[{v.index}]"
-            return f"scan(steps={a.attrs['length']}, sequences=[{seqs}], carries=[{inits}]){which}", 16
+            return (
+                f"scan(steps={a.attrs['length']}, sequences=[{seqs}], carries=[{inits}]){which}",
+                16,
+            )
         d = lookup(op)
-        return call(op.split(".", 1)[1], [fmt(i) for i in ins], a.attrs, d.defaults if d is not None else None)
+        return call(
+            op.split(".", 1)[1],
+            [fmt(i) for i in ins],
+            a.attrs,
+            d.defaults if d is not None else None,
+        )
 
     return fmt(expr)
 
@@ -1970,8 +2527,10 @@ def _expr_function(obj, name="expr"):
         if v.kind == "input":
             leaves[id(v)] = v
     taken: set = set()
-    ins = [(v, _sym_name(v.name, taken, f"arg{k}"), None)
-           for k, v in enumerate(sorted(leaves.values(), key=lambda v: v._id))]
+    ins = [
+        (v, _sym_name(v.name, taken, f"arg{k}"), None)
+        for k, v in enumerate(sorted(leaves.values(), key=lambda v: v._id))
+    ]
     loc = outs[0].loc if outs else None
     module = _Emitter(name, ins, outs, [], loc, "ignore").emit()
     _verify(module)
@@ -2030,7 +2589,9 @@ def _dot(module) -> str:
             n = f"n{next(counter)}"
             if op.name == "tg.read":
                 label = f"{op.attrs['sym'].name}: {op.results[0].type}"
-                lines.append(f"{pad}{n} [shape=ellipse, style=filled, fillcolor=lightyellow, label={q(label)}];")
+                lines.append(
+                    f"{pad}{n} [shape=ellipse, style=filled, fillcolor=lightyellow, label={q(label)}];"
+                )
             elif op.name == "tg.constant" and op.attrs["value"].size == 1:
                 label = str(op.attrs["value"].reshape(())[()])
                 lines.append(f"{pad}{n} [shape=plaintext, label={q(label)}];")
@@ -2039,7 +2600,7 @@ def _dot(module) -> str:
                 label = op.name + (f"\\n{types}" if types else "")
                 if op.name == "tg.update":
                     label = f"{op.name} @{op.attrs['sym'].name}"
-                lines.append(f"{pad}{n} [shape=box, label=\"{label}\"];")
+                lines.append(f'{pad}{n} [shape=box, label="{label}"];')
             for v in op.operands:
                 src = ids.get(v)
                 if src is not None:
@@ -2068,10 +2629,12 @@ def _dot(module) -> str:
     return "\n".join(lines) + "\n"
 
 
-_NO_GRAPHVIZ = ("irc.graph: drawing {path} needs Graphviz, which is not installed: install the `dot` program "
-                "(apt install graphviz, brew install graphviz, conda install graphviz; the `graphviz` Python "
-                "package needs it too), or give a .dot path to write the DOT text, or call irc.graph(f) "
-                "without a path to get it as a string")
+_NO_GRAPHVIZ = (
+    "irc.graph: drawing {path} needs Graphviz, which is not installed: install the `dot` program "
+    "(apt install graphviz, brew install graphviz, conda install graphviz; the `graphviz` Python "
+    "package needs it too), or give a .dot path to write the DOT text, or call irc.graph(f) "
+    "without a path to get it as a string"
+)
 
 
 def _render(dot: str, fmt: str, path: str) -> bytes:

@@ -102,8 +102,10 @@ class Canonicalize(Pass):
             out = (out,)
         b = OpBuilder(loc=op.loc)
         b.set_insertion_before(op)
-        return [b.op("tg.constant", value=np.asarray(v, dtype=r.type.dtype.np))
-                for r, v in zip(op.results, out)]
+        return [
+            b.op("tg.constant", value=np.asarray(v, dtype=r.type.dtype.np))
+            for r, v in zip(op.results, out)
+        ]
 
 
 def _has_names(v) -> bool:

@@ -46,7 +46,9 @@ class Decompose(Pass):
                 continue
             for r, v in zip(op.results, new):
                 if v.type != r.type:
-                    raise AssertionError(f"decomposition of {op.name} changed the type {r.type} -> {v.type}")
+                    raise AssertionError(
+                        f"decomposition of {op.name} changed the type {r.type} -> {v.type}"
+                    )
                 r.replace_all_uses_with(v)
             op.erase()
             changed = True

@@ -55,8 +55,11 @@ class FuseElementwise(Pass):
         changed = False
         blocks = [b for op in module.walk() for r in op.regions for b in r.blocks]
         for block in blocks:
-            if block.parent is not None and block.parent.parent is not None \
-                    and block.parent.parent.name == "tg.fused":
+            if (
+                block.parent is not None
+                and block.parent.parent is not None
+                and block.parent.parent.name == "tg.fused"
+            ):
                 continue
             changed |= fuse_block(block)
         return changed
@@ -78,7 +81,9 @@ def fuse_block(block: Block) -> bool:
             g = group_of[p]
             if groups[g][0].results[0].type.shape != shape:
                 continue
-            if _joinable(op, g, groups, block, position) and not _used_before(groups[g], op, position, block):
+            if _joinable(op, g, groups, block, position) and not _used_before(
+                groups[g], op, position, block
+            ):
                 target = g
                 break
         if target is None:
@@ -185,8 +190,11 @@ def build_fused(block: Block, ops: list, reduce_op) -> Op:
             if v not in inputs:
                 inputs.append(v)
     # Results: values used outside the group (in block order).
-    outs = [op.results[0] for op in ops
-            if reduce_op is None and any(u not in members for u, _ in op.results[0].uses)]
+    outs = [
+        op.results[0]
+        for op in ops
+        if reduce_op is None and any(u not in members for u, _ in op.results[0].uses)
+    ]
     if reduce_op is not None:
         outs = [ops[-1].results[0]]
     body = Block([TensorType(v.type.dtype, ()) for v in inputs])
@@ -196,15 +204,25 @@ def build_fused(block: Block, ops: list, reduce_op) -> Op:
         body.append(cop)
         mapping[c] = cop.results[0]
     for op in ops:
-        new = Op(op.name, [mapping[v] for v in op.operands], [TensorType(op.results[0].type.dtype, ())],
-                 dict(op.attrs), (), op.loc, [op.results[0].name_hint])
+        new = Op(
+            op.name,
+            [mapping[v] for v in op.operands],
+            [TensorType(op.results[0].type.dtype, ())],
+            dict(op.attrs),
+            (),
+            op.loc,
+            [op.results[0].name_hint],
+        )
         body.append(new)
         mapping[op.results[0]] = new.results[0]
     body.append(Op("tg.yield", [mapping[v] for v in outs], (), {}, (), ops[-1].loc))
     attrs = {"shape": tuple(shape), "reduce": None}
     if reduce_op is not None:
-        attrs.update(reduce=REDUCE_OPS[reduce_op.name], axis=reduce_op.attrs.get("axis"),
-                     keepdims=bool(reduce_op.attrs.get("keepdims", False)))
+        attrs.update(
+            reduce=REDUCE_OPS[reduce_op.name],
+            axis=reduce_op.attrs.get("axis"),
+            keepdims=bool(reduce_op.attrs.get("keepdims", False)),
+        )
         res_types = [TensorType(outs[0].type.dtype, result_shape(shape, attrs))]
         anchor, replaced = reduce_op, [reduce_op.results[0]]
     else:
@@ -212,8 +230,15 @@ def build_fused(block: Block, ops: list, reduce_op) -> Op:
         anchor, replaced = ops[-1], outs
     for v in inputs:
         broadcast_shapes(v.type.shape, shape)  # checked when grouping; asserts the invariant
-    fused = Op("tg.fused", inputs, res_types, attrs, [Region([body])], anchor.loc,
-               [v.name_hint for v in replaced])
+    fused = Op(
+        "tg.fused",
+        inputs,
+        res_types,
+        attrs,
+        [Region([body])],
+        anchor.loc,
+        [v.name_hint for v in replaced],
+    )
     block.insert(block.index_of(anchor) + 1, fused)
     for old, new in zip(replaced, fused.results):
         old.replace_all_uses_with(new)

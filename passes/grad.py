@@ -133,7 +133,9 @@ def expand_grad(gop: Op) -> None:
     gop.erase()
 
 
-def backprop(b: OpBuilder, block: Block, stop: Op, loss: Value, wrt: list, seed: Value = None) -> list:
+def backprop(
+    b: OpBuilder, block: Block, stop: Op, loss: Value, wrt: list, seed: Value = None
+) -> list:
     """Cotangents of `wrt` (None where disconnected) for the scalar `loss`,
     considering the ops of `block` before `stop` (None: all of them)."""
     if seed is None:
@@ -231,7 +233,7 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
             b.pos += 1
         for r, nr in zip(op.results, fwd.results):
             r.replace_all_uses_with(nr)
-        saved = fwd.results[len(op.results):]
+        saved = fwd.results[len(op.results) :]
 
     # 2. Backward scan.
     zero_outs = [g if g is not None else zeros_like(b, r) for r, g in zip(out_results, gs[nc:])]
@@ -263,19 +265,28 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
     nexts, outs = yielded[:nc], yielded[nc:]
     seed_c, seed_y = list(gc), list(gy_t)
     if truncate is not None:
-        start = inner.sub(inner.op("tg.dim", dim=length, dtype="i32"), inner.const(truncate, step.type.dtype))
+        start = inner.sub(
+            inner.op("tg.dim", dim=length, dtype="i32"), inner.const(truncate, step.type.dtype)
+        )
         active = inner.ge(step, start)
         seed_c = [inner.where(active, g, inner.const(0.0, g.type.dtype)) for g in seed_c]
         seed_y = [inner.where(active, g, inner.const(0.0, g.type.dtype)) for g in seed_y]
     wrt = c_t + x_t + dfree
-    grads = backprop_seeds(inner, bblock, None, list(zip(nexts, seed_c)) + list(zip(outs, seed_y)), wrt)
+    grads = backprop_seeds(
+        inner, bblock, None, list(zip(nexts, seed_c)) + list(zip(outs, seed_y)), wrt
+    )
     g_c = [g if g is not None else zeros_like(inner, v) for g, v in zip(grads[:nc], c_t)]
-    g_x = [g if g is not None else zeros_like(inner, v) for g, v in zip(grads[nc:nc + ns], x_t)]
-    g_o = [acc if g is None else inner.add(acc, g) for acc, g in zip(gfree, grads[nc + ns:])]
+    g_x = [g if g is not None else zeros_like(inner, v) for g, v in zip(grads[nc : nc + ns], x_t)]
+    g_o = [acc if g is None else inner.add(acc, g) for acc, g in zip(gfree, grads[nc + ns :])]
     inner.create("tg.yield", g_c + g_o + g_x, [])
     res_types = [v.type for v in bcarries] + [s.type for s in seqs]
-    attrs = {"n_seqs": len(bseqs), "n_carries": len(bcarries), "length": length, "truncate": None,
-             "reverse": True}
+    attrs = {
+        "n_seqs": len(bseqs),
+        "n_carries": len(bcarries),
+        "length": length,
+        "truncate": None,
+        "reverse": True,
+    }
     bop = b.create("tg.scan", bseqs + bcarries, res_types, attrs, [Region([bblock])])
     r = iter(bop.results)
     g_inits = [next(r) for _ in range(nc)]
@@ -314,6 +325,7 @@ def sum_to(b: OpBuilder, g: Value, like: Value) -> Value:
     if axes:
         g = b.sum(g, axis=axes, keepdims=True)
     if g.type.shape != target:
-        raise CompileError(f"grad: cannot reduce a gradient of shape {g.type} to {like.type}", b.loc)
+        raise CompileError(
+            f"grad: cannot reduce a gradient of shape {g.type} to {like.type}", b.loc
+        )
     return g
-

@@ -39,8 +39,11 @@ class Inline(Pass):
         for op in list(module.body.ops):
             if op.name == "func.func" and op.attrs.get("visibility") == "private":
                 name = op.attrs["sym_name"]
-                if not any(o.name == "func.call" and o.attrs["callee"].name == name
-                           for f in module.body.ops for o in f.walk()):
+                if not any(
+                    o.name == "func.call" and o.attrs["callee"].name == name
+                    for f in module.body.ops
+                    for o in f.walk()
+                ):
                     op.drop_all_references()
                     module.body.remove(op)
                     changed = True
@@ -50,13 +53,19 @@ class Inline(Pass):
         changed = False
         while True:
             calls = [op for op in func.walk() if op.name == "func.call"]
-            calls = [c for c in calls if symbols.get(c.attrs["callee"].name) is not None
-                     and symbols[c.attrs["callee"].name].attrs.get("visibility") == "private"]
+            calls = [
+                c
+                for c in calls
+                if symbols.get(c.attrs["callee"].name) is not None
+                and symbols[c.attrs["callee"].name].attrs.get("visibility") == "private"
+            ]
             if not calls:
                 return changed
             depth += 1
             if depth > 1000:
-                raise CompileError("inlining does not terminate (recursive functions?)", calls[0].loc)
+                raise CompileError(
+                    "inlining does not terminate (recursive functions?)", calls[0].loc
+                )
             for call in calls:
                 self._inline_call(call, symbols[call.attrs["callee"].name])
             changed = True

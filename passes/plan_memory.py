@@ -71,9 +71,13 @@ def plan_block(block: Block) -> bool:
         for r in op.results:
             choice = -1
             # Shared variables first: updating W in place keeps its buffer for good.
-            order = sorted(range(len(op.operands)),
-                           key=lambda i: getattr(op.operands[i], "op", None) is None
-                           or op.operands[i].op.name != "tg.read")
+            order = sorted(
+                range(len(op.operands)),
+                key=lambda i: (
+                    getattr(op.operands[i], "op", None) is None
+                    or op.operands[i].op.name != "tg.read"
+                ),
+            )
             for i in order:
                 v = op.operands[i]
                 if i in taken or v.type != r.type or not _reusable(v, op, r, block, position):

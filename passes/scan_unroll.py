@@ -45,7 +45,11 @@ class ScanUnroll(Pass):
             if isinstance(length, int) and length <= self.max_steps:
                 full_unroll(op)
                 changed = True
-            elif self.factor > 1 and not op.attrs.get("reverse", False) and _chunks(length, self.factor) != 0:
+            elif (
+                self.factor > 1
+                and not op.attrs.get("reverse", False)
+                and _chunks(length, self.factor) != 0
+            ):
                 partial_unroll(op, self.factor)
                 changed = True
         return changed
@@ -121,11 +125,15 @@ def partial_unroll(op: Op, k: int) -> None:
         step_outs.append(res[nc:])
     outs = [inner.stack(*[so[i] for so in step_outs], axis=0) for i in range(len(op.results) - nc)]
     inner.create("tg.yield", carries + outs, [])
-    res_types = [v.type for v in inits] + [o.type.with_shape((chunks,) + o.type.shape) for o in outs]
+    res_types = [v.type for v in inits] + [
+        o.type.with_shape((chunks,) + o.type.shape) for o in outs
+    ]
     attrs = dict(op.attrs, length=chunks)
     main_op = b.create("tg.scan", chunked + inits, res_types, attrs, [Region([block])])
     finals = list(main_op.results[:nc])
-    main_outs = [b.reshape(r, shape=(main,) + tuple(r.type.shape[2:])) for r in main_op.results[nc:]]
+    main_outs = [
+        b.reshape(r, shape=(main,) + tuple(r.type.shape[2:])) for r in main_op.results[nc:]
+    ]
 
     if rest == 0:
         for r, v in zip(op.results, finals + main_outs):
@@ -136,8 +144,9 @@ def partial_unroll(op: Op, k: int) -> None:
     # Remainder: the original body over the last length % k steps.
     start = b.dim(dim=main, dtype="i32")
     tails = [b.dynamic_slice(s, start, axes=(0,), sizes=(rest,)) for s in seqs]
-    tail_types = [v.type for v in inits] + [r.type.with_shape((rest,) + r.type.shape[1:])
-                                            for r in op.results[nc:]]
+    tail_types = [v.type for v in inits] + [
+        r.type.with_shape((rest,) + r.type.shape[1:]) for r in op.results[nc:]
+    ]
     tail_op = op.clone()
     tail_op.attrs["length"] = rest
     for i, v in enumerate(tails + finals):

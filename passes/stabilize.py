@@ -86,7 +86,9 @@ PATTERNS = {
 @dataclass
 class Stabilize(Pass):
     name = "stabilize"
-    summary = "rewrite log(softmax), crossentropy(softmax), log(sigmoid), log(1+x) into stable forms"
+    summary = (
+        "rewrite log(softmax), crossentropy(softmax), log(sigmoid), log(1+x) into stable forms"
+    )
 
     def run(self, module: Module) -> bool:
         changed = False
@@ -104,6 +106,3 @@ class Stabilize(Pass):
                     changed = True
                     break
         return changed
-
-
-

@@ -69,8 +69,14 @@ class Interpreter:
                 updates[op.attrs["sym"].name] = values[op.operands[0]]
             elif name == "func.call":
                 callee = self.symbols[op.attrs["callee"].name]
-                res = self._run_block(callee.regions[0].block, [values[v] for v in op.operands], state, env,
-                                      updates, {})
+                res = self._run_block(
+                    callee.regions[0].block,
+                    [values[v] for v in op.operands],
+                    state,
+                    env,
+                    updates,
+                    {},
+                )
                 for r, v in zip(op.results, res):
                     values[r] = v
             elif name == "tg.scan":
@@ -87,7 +93,9 @@ class Interpreter:
         d = REGISTRY.get(op.name)
         if d is None or d.numpy is None:
             if op.name == "tg.grad":
-                raise InterpError("tg.grad must be expanded by the grad pass before it can run", op.loc)
+                raise InterpError(
+                    "tg.grad must be expanded by the grad pass before it can run", op.loc
+                )
             raise InterpError(f"the interpreter cannot run {op.name}", op.loc)
         attrs = semantic_attrs(op)
         for k in d.dim_attrs:
@@ -124,9 +132,15 @@ class Interpreter:
         reduce = op.attrs.get("reduce")
         if reduce is not None:
             axis = op.attrs.get("axis")
-            outs = [_REDUCE[reduce](outs[0], axis=axis, keepdims=bool(op.attrs.get("keepdims", False)))]
-        return [np.broadcast_to(np.asarray(v, dtype=r.type.dtype.np), eval_shape(r.type.shape, env)).copy()
-                for v, r in zip(outs, op.results)]
+            outs = [
+                _REDUCE[reduce](outs[0], axis=axis, keepdims=bool(op.attrs.get("keepdims", False)))
+            ]
+        return [
+            np.broadcast_to(
+                np.asarray(v, dtype=r.type.dtype.np), eval_shape(r.type.shape, env)
+            ).copy()
+            for v, r in zip(outs, op.results)
+        ]
 
     def _scan(self, op: Op, values, state, env, updates):
         ns, nc = op.attrs["n_seqs"], op.attrs["n_carries"]
@@ -134,7 +148,9 @@ class Interpreter:
         seqs = [values[v] for v in op.operands[:ns]]
         for s in seqs:
             if s.shape[0] != length:
-                raise InterpError(f"scan sequence has {s.shape[0]} steps, expected {length}", op.loc)
+                raise InterpError(
+                    f"scan sequence has {s.shape[0]} steps, expected {length}", op.loc
+                )
         carries = [values[v] for v in op.operands[ns:]]
         body = op.regions[0].block
         outs = op.results[nc:]

@@ -30,8 +30,11 @@ def initial_values(module: Module, base_dir: str, seed: int) -> dict:
 def _args(op: Op):
     pos, kw = [], {}
     for a in op.attrs.get("init_args", ()):
-        if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str) and a[0] in (
-            "mean", "std", "lo", "hi", "value", "key"
+        if (
+            isinstance(a, tuple)
+            and len(a) == 2
+            and isinstance(a[0], str)
+            and a[0] in ("mean", "std", "lo", "hi", "value", "key")
         ):
             kw[a[0]] = a[1]
         else:
@@ -93,15 +96,21 @@ def _load(op: Op, base_dir: str, file: str, key):
     except FileNotFoundError:
         raise CompileError(f"load: file not found: {path}", op.loc) from None
     except ValueError as e:
-        raise CompileError(f"load: cannot read {path}: {e} (pickled data is refused)", op.loc) from None
+        raise CompileError(
+            f"load: cannot read {path}: {e} (pickled data is refused)", op.loc
+        ) from None
     except OSError as e:
         raise CompileError(f"load: cannot read {path}: {e}", op.loc) from None
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
             if key is None:
-                raise CompileError(f"load: {file} is an archive; name the array: load(\"{file}\", \"key\")", op.loc)
+                raise CompileError(
+                    f'load: {file} is an archive; name the array: load("{file}", "key")', op.loc
+                )
             if key not in data.files:
-                raise CompileError(f"load: {file} has no array '{key}' (it has: {', '.join(data.files)})", op.loc)
+                raise CompileError(
+                    f"load: {file} has no array '{key}' (it has: {', '.join(data.files)})", op.loc
+                )
             try:
                 arr = data[key]
             except ValueError as e:
@@ -109,7 +118,11 @@ def _load(op: Op, base_dir: str, file: str, key):
     else:
         arr = data
     if tuple(arr.shape) != tuple(t.shape):
-        raise CompileError(f"load: '{key or file}' has shape {list(arr.shape)} but the variable is {t}", op.loc)
+        raise CompileError(
+            f"load: '{key or file}' has shape {list(arr.shape)} but the variable is {t}", op.loc
+        )
     if not np.can_cast(arr.dtype, t.dtype.np, "same_kind"):
-        raise CompileError(f"load: '{key or file}' has dtype {arr.dtype}, cannot convert to {t.dtype}", op.loc)
+        raise CompileError(
+            f"load: '{key or file}' has dtype {arr.dtype}, cannot convert to {t.dtype}", op.loc
+        )
     return np.asarray(arr, dtype=t.dtype.np, order="C")

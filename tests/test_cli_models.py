@@ -22,7 +22,17 @@ def test_compile_run_inspect(irc_exe, tmp_path):
     x = np.random.default_rng(0).random((3, 64), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "out.npz"
-    p = irc(irc_exe, "run", MLP, "--fn", "predict", "--arg", f"x={tmp_path / 'x.npy'}", "--out", str(out))
+    p = irc(
+        irc_exe,
+        "run",
+        MLP,
+        "--fn",
+        "predict",
+        "--arg",
+        f"x={tmp_path / 'x.npy'}",
+        "--out",
+        str(out),
+    )
     assert p.returncode == 0, p.stderr
     assert "result 0: int32[3]" in p.stdout
     assert np.load(out)["result0"].shape == (3,)
@@ -37,7 +47,10 @@ def test_dump_stages(irc_exe):
     p = irc(irc_exe, "dump", MLP, "--stage", "tg")
     assert "func.call" in p.stdout and "tg.grad" in p.stdout
     p = irc(irc_exe, "dump", MLP, "--print-ir-after", "grad", "--fn", "train")
-    assert "// ----- IR dump after grad -----" in p.stdout and "tg.grad" not in p.stdout.split("dump after grad")[1]
+    assert (
+        "// ----- IR dump after grad -----" in p.stdout
+        and "tg.grad" not in p.stdout.split("dump after grad")[1]
+    )
     p = irc(irc_exe, "dump", MLP, "--time-passes", "--fn", "train")
     assert "pass execution times" in p.stdout and "total" in p.stdout
     p = irc(irc_exe, "dump", MLP, "--print-ir-after", "nope")

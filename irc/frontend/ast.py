@@ -195,7 +195,9 @@ def dump_ast(node, indent: int = 0) -> str:
         if f.name == "loc":
             continue
         v = getattr(node, f.name)
-        if isinstance(v, Node) or (isinstance(v, list) and any(isinstance(x, (Node, tuple)) for x in v)):
+        if isinstance(v, Node) or (
+            isinstance(v, list) and any(isinstance(x, (Node, tuple)) for x in v)
+        ):
             children.append((f.name, v))
         elif isinstance(v, dict) and v:
             children.append((f.name, list(v.items())))

@@ -15,8 +15,22 @@ from irc.ir.types import DType
 
 _REQUIRED = object()
 
-UNARY = ["neg", "abs", "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "softplus", "square",
-         "sin", "cos", "sign"]
+UNARY = [
+    "neg",
+    "abs",
+    "exp",
+    "log",
+    "log1p",
+    "sqrt",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "softplus",
+    "square",
+    "sin",
+    "cos",
+    "sign",
+]
 BINARY = ["maximum", "minimum"]
 REDUCTIONS = ["sum", "mean", "max", "min"]
 
@@ -50,23 +64,28 @@ def call_builtin(gen, name, args, kwargs, loc, node):
     params, fn = BUILTINS[name]
     bound = {}
     if len(args) > len(params):
-        raise CompileError(f"{name}() takes at most {len(params)} argument(s), got {len(args)}", loc,
-                           f"{name}({', '.join(p for p, _ in params)})")
+        raise CompileError(
+            f"{name}() takes at most {len(params)} argument(s), got {len(args)}",
+            loc,
+            f"{name}({', '.join(p for p, _ in params)})",
+        )
     for (p, _), a in zip(params, args):
         bound[p] = a
     names = [p for p, _ in params]
     for k, (v, kloc) in kwargs.items():
         if k not in names:
-            raise CompileError(f"{name}() has no argument '{k}'", kloc,
-                               f"{name}({', '.join(names)})")
+            raise CompileError(
+                f"{name}() has no argument '{k}'", kloc, f"{name}({', '.join(names)})"
+            )
         if k in bound:
             raise CompileError(f"{name}(): argument '{k}' given twice", kloc)
         bound[k] = v
     for p, default in params:
         if p not in bound:
             if default is _REQUIRED:
-                raise CompileError(f"{name}() is missing argument '{p}'", loc,
-                                   f"{name}({', '.join(names)})")
+                raise CompileError(
+                    f"{name}() is missing argument '{p}'", loc, f"{name}({', '.join(names)})"
+                )
             bound[p] = default
     arg_locs = {p: (a.loc if hasattr(a, "loc") else loc) for (p, _), a in zip(params, node.args)}
     for k, (_, kloc) in kwargs.items():
@@ -91,7 +110,9 @@ class Call:
         from irc.frontend.irgen import describe
 
         if isinstance(v, (str, DType)) or v is None or isinstance(v, tuple):
-            raise CompileError(f"{self.name}(): argument '{p}' must be a tensor, got {describe(v)}", self.where(p))
+            raise CompileError(
+                f"{self.name}(): argument '{p}' must be a tensor, got {describe(v)}", self.where(p)
+            )
         return self.gen.as_tensor(v, self.where(p), dtype=dtype, like=like)
 
     def raw(self, p):
@@ -102,7 +123,9 @@ class Call:
         if v is None and allow_none:
             return None
         if isinstance(v, bool) or not isinstance(v, int):
-            raise CompileError(f"{self.name}(): '{p}' must be an integer known at compile time", self.where(p))
+            raise CompileError(
+                f"{self.name}(): '{p}' must be an integer known at compile time", self.where(p)
+            )
         return v
 
     def dim(self, p):
@@ -110,7 +133,9 @@ class Call:
 
         d = dim_of(self.bound[p])
         if d is None:
-            raise CompileError(f"{self.name}(): '{p}' must be an integer or a named dim", self.where(p))
+            raise CompileError(
+                f"{self.name}(): '{p}' must be an integer or a named dim", self.where(p)
+            )
         return d
 
     def int_list(self, p, allow_none=False, n=None):
@@ -124,7 +149,9 @@ class Call:
             if n and len(v) != n:
                 raise CompileError(f"{self.name}(): '{p}' must have {n} items", self.where(p))
             return tuple(v)
-        raise CompileError(f"{self.name}(): '{p}' must be an integer or a list of integers", self.where(p))
+        raise CompileError(
+            f"{self.name}(): '{p}' must be an integer or a list of integers", self.where(p)
+        )
 
     def dim_list(self, p):
         from irc.frontend.irgen import dim_of
@@ -135,7 +162,9 @@ class Call:
         for x in items:
             d = dim_of(x)
             if d is None:
-                raise CompileError(f"{self.name}(): '{p}' must list integers or named dims", self.where(p))
+                raise CompileError(
+                    f"{self.name}(): '{p}' must list integers or named dims", self.where(p)
+                )
             out.append(d)
         return tuple(out)
 
@@ -148,8 +177,10 @@ class Call:
     def string(self, p, choices):
         v = self.bound[p]
         if v not in choices:
-            raise CompileError(f"{self.name}(): '{p}' must be one of {', '.join(map(repr, choices))}",
-                               self.where(p))
+            raise CompileError(
+                f"{self.name}(): '{p}' must be one of {', '.join(map(repr, choices))}",
+                self.where(p),
+            )
         return v
 
     def op(self, name, *operands, **attrs):
@@ -163,12 +194,14 @@ def _operands_like(c: Call, *names):
 
 
 for _u in UNARY:
+
     def _mk(opname):
         return lambda c: c.op("tg." + opname, c.tensor("x"))
 
     builtin(_u, "x")(_mk(_u))
 
 for _bn in BINARY:
+
     def _mkb(opname):
         return lambda c: c.op("tg." + opname, *_operands_like(c, "a", "b"))
 
@@ -192,7 +225,9 @@ def _clip(c):
 def _cast(c):
     dt = c.raw("dtype")
     if not isinstance(dt, DType):
-        raise CompileError("cast(x, dtype): dtype must be one of f32, f64, i32, i64, bool", c.where("dtype"))
+        raise CompileError(
+            "cast(x, dtype): dtype must be one of f32, f64, i32, i64, bool", c.where("dtype")
+        )
     return c.op("tg.cast", c.tensor("x"), dtype=dt.name)
 
 
@@ -204,22 +239,33 @@ def _axis(c, p="axis"):
 
 
 for _r in REDUCTIONS:
+
     def _mkr(opname):
-        return lambda c: c.op("tg." + opname, c.tensor("x"), axis=_axis(c), keepdims=c.static_bool("keepdims"))
+        return lambda c: c.op(
+            "tg." + opname, c.tensor("x"), axis=_axis(c), keepdims=c.static_bool("keepdims")
+        )
 
     builtin(_r, "x, axis=None, keepdims=False")(_mkr(_r))
 
 
 @builtin("argmax", "x, axis=None, keepdims=False")
 def _argmax(c):
-    return c.op("tg.argmax", c.tensor("x"), axis=c.static_int("axis", allow_none=True),
-                keepdims=c.static_bool("keepdims"))
+    return c.op(
+        "tg.argmax",
+        c.tensor("x"),
+        axis=c.static_int("axis", allow_none=True),
+        keepdims=c.static_bool("keepdims"),
+    )
 
 
 @builtin("argmin", "x, axis=None, keepdims=False")
 def _argmin(c):
-    return c.op("tg.argmin", c.tensor("x"), axis=c.static_int("axis", allow_none=True),
-                keepdims=c.static_bool("keepdims"))
+    return c.op(
+        "tg.argmin",
+        c.tensor("x"),
+        axis=c.static_int("axis", allow_none=True),
+        keepdims=c.static_bool("keepdims"),
+    )
 
 
 @builtin("dot", "a, b")
@@ -252,7 +298,9 @@ def _flatten(c):
 def _tensor_seq(c, p):
     v = c.raw(p)
     if not isinstance(v, (list, tuple)):
-        raise CompileError(f"{c.name}(): '{p}' must be a list of tensors: {c.name}([a, b], axis=0)", c.where(p))
+        raise CompileError(
+            f"{c.name}(): '{p}' must be a list of tensors: {c.name}([a, b], axis=0)", c.where(p)
+        )
     like = next((x for x in v if isinstance(x, Value)), None)
     return [x if isinstance(x, Value) else c.gen.as_tensor(x, c.where(p), like=like) for x in v]
 
@@ -344,16 +392,28 @@ def _conv1d(c):
     x = c.tensor("x")
     w = c.tensor("w", like=x)
     pad = _padding(c, 1)
-    return c.op("tg.conv1d", x, w, stride=c.static_int("stride"), padding=pad if isinstance(pad, str) else pad[0],
-                flip=c.static_bool("flip"))
+    return c.op(
+        "tg.conv1d",
+        x,
+        w,
+        stride=c.static_int("stride"),
+        padding=pad if isinstance(pad, str) else pad[0],
+        flip=c.static_bool("flip"),
+    )
 
 
 @builtin("conv2d", "x, w, stride=1, padding='valid', flip=False")
 def _conv2d(c):
     x = c.tensor("x")
     w = c.tensor("w", like=x)
-    return c.op("tg.conv2d", x, w, stride=c.int_list("stride", n=2), padding=_padding(c, 2),
-                flip=c.static_bool("flip"))
+    return c.op(
+        "tg.conv2d",
+        x,
+        w,
+        stride=c.int_list("stride", n=2),
+        padding=_padding(c, 2),
+        flip=c.static_bool("flip"),
+    )
 
 
 @builtin("max_pool2d", "x, size, stride=None")

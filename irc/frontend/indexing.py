@@ -87,14 +87,18 @@ def lower_index(host: IndexHost, base, items: list, loc):
             runtime = [b for b in (start, stop) if host.is_tensor(b) or host.is_dim(b)]
             if runtime:
                 if step not in (None, 1):
-                    raise CompileError("a slice with a run-time or named-dim bound must have step 1", it.loc)
+                    raise CompileError(
+                        "a slice with a run-time or named-dim bound must have step 1", it.loc
+                    )
                 length = _slice_length(host, start, stop, size, it.loc)
                 static.append(FULL)
                 dynamic.append(("slice", out_axis, (start, length, it.loc)))
             else:
                 for bound in (start, stop):
                     if bound is not None and not _is_int(bound):
-                        raise CompileError(f"a slice bound must be an integer, got {host.describe(bound)}", it.loc)
+                        raise CompileError(
+                            f"a slice bound must be an integer, got {host.describe(bound)}", it.loc
+                        )
                 static.append(("slice", start, stop, step if step is not None else 1))
             out_axis += 1
             in_axis += 1
@@ -104,7 +108,9 @@ def lower_index(host: IndexHost, base, items: list, loc):
             raise CompileError("boolean indices are not supported", vloc, "use where(mask, x, 0)")
         if _is_int(v):
             if isinstance(size, int) and not -size <= v < size:
-                raise CompileError(f"index {v} is out of range for axis {in_axis} of size {size}", vloc)
+                raise CompileError(
+                    f"index {v} is out of range for axis {in_axis} of size {size}", vloc
+                )
             static.append(("int", v))
         else:
             if not host.is_tensor(v):
@@ -128,11 +134,15 @@ def _emit(host: IndexHost, x, static, dynamic, arrays, loc):
     if any(item != FULL for item in static) or not static:
         x = host.emit("tg.index", x, loc=loc, items=tuple(static))
     if arrays and dynamic:
-        raise CompileError("integer-array indices cannot be mixed with run-time scalar indices or slices", loc)
+        raise CompileError(
+            "integer-array indices cannot be mixed with run-time scalar indices or slices", loc
+        )
     if arrays:
         axes = [a for a, _ in arrays]
         if axes != list(range(axes[0], axes[0] + len(axes))):
-            raise CompileError("integer-array indices must be next to each other (x[:, i, j], not x[i, :, j])", loc)
+            raise CompileError(
+                "integer-array indices must be next to each other (x[:, i, j], not x[i, :, j])", loc
+            )
         return host.emit("tg.gather", x, *[v for _, v in arrays], loc=loc, axes=tuple(axes))
     slices = [(ax, p) for kind, ax, p in dynamic if kind == "slice"]
     if slices:
@@ -142,11 +152,19 @@ def _emit(host: IndexHost, x, static, dynamic, arrays, loc):
             if not s.type.dtype.is_int:
                 raise CompileError("slice bounds must be integers", sloc)
             starts.append(s)
-        x = host.emit("tg.dynamic_slice", x, *starts, loc=loc, axes=tuple(ax for ax, _ in slices),
-                      sizes=tuple(p[1] for _, p in slices))
+        x = host.emit(
+            "tg.dynamic_slice",
+            x,
+            *starts,
+            loc=loc,
+            axes=tuple(ax for ax, _ in slices),
+            sizes=tuple(p[1] for _, p in slices),
+        )
     idx = [(ax, p) for kind, ax, p in dynamic if kind == "index"]
     if idx:
-        x = host.emit("tg.dynamic_index", x, *[p[0] for _, p in idx], loc=loc, axes=tuple(ax for ax, _ in idx))
+        x = host.emit(
+            "tg.dynamic_index", x, *[p[0] for _, p in idx], loc=loc, axes=tuple(ax for ax, _ in idx)
+        )
     return x
 
 

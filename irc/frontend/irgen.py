@@ -31,7 +31,16 @@ from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affi
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
 from irc.ir.errors import CompileError
-from irc.ir.types import DTYPES, F32, I32, DType, TensorType, TypeError_, broadcast_shapes, dtype_of_numpy
+from irc.ir.types import (
+    DTYPES,
+    F32,
+    I32,
+    DType,
+    TensorType,
+    TypeError_,
+    broadcast_shapes,
+    dtype_of_numpy,
+)
 from irc.ops.registry import OpBuilder
 
 INITIALISERS = ("zeros", "ones", "full", "normal", "uniform", "glorot_uniform", "load")
@@ -151,8 +160,10 @@ class IRGen:
         if unknown:
             name = sorted(unknown)[0]
             consts = ", ".join(sorted(self.consts)) or "none"
-            raise self.err(f"-D {name}: the module has no const named '{name}' (consts: {consts})",
-                           Loc(self.file, 1, 1))
+            raise self.err(
+                f"-D {name}: the module has no const named '{name}' (consts: {consts})",
+                Loc(self.file, 1, 1),
+            )
         self.module.attrs["seed"] = self.seed
         for decl in self.program.decls:
             if isinstance(decl, A.FuncDecl) and decl.kind == "fn":
@@ -173,17 +184,24 @@ class IRGen:
         finally:
             self.ctx = saved
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.err("a const must be an integer or a float computed from literals and other consts",
-                           node.loc)
+            raise self.err(
+                "a const must be an integer or a float computed from literals and other consts",
+                node.loc,
+            )
         return v
 
     def _shared(self, decl: A.SharedDecl):
         t = self.resolve_type(decl.type, None)
         if not t.is_static:
-            raise self.err(f"shared variable '{decl.name}' must have a static shape, got {t}", decl.type.loc)
+            raise self.err(
+                f"shared variable '{decl.name}' must have a static shape, got {t}", decl.type.loc
+            )
         if decl.init not in INITIALISERS:
-            raise self.err(f"unknown initialiser '{decl.init}'", decl.init_loc,
-                           "initialisers: " + ", ".join(sorted(INITIALISERS)))
+            raise self.err(
+                f"unknown initialiser '{decl.init}'",
+                decl.init_loc,
+                "initialisers: " + ", ".join(sorted(INITIALISERS)),
+            )
         args = [self._init_arg(a) for a in decl.args]
         kwargs = {k: self._init_arg(v) for k, v, _ in decl.kwargs}
         if decl.init == "full" and len(args) + len(kwargs) != 1:
@@ -198,8 +216,14 @@ class IRGen:
             if k not in ("mean", "std", "lo", "hi", "value", "key"):
                 raise self.err(f"unknown argument '{k}' of {decl.init}()", decl.init_loc)
         init_args = tuple(args) + tuple((k, v) for k, v in kwargs.items())
-        op = Op("tg.global", (), (), {"sym_name": decl.name, "type": t, "init": decl.init,
-                                        "init_args": init_args}, (), decl.loc)
+        op = Op(
+            "tg.global",
+            (),
+            (),
+            {"sym_name": decl.name, "type": t, "init": decl.init, "init_args": init_args},
+            (),
+            decl.loc,
+        )
         self.module.body.append(op)
         self.shared[decl.name] = SharedRef(decl.name, t, decl.loc)
 
@@ -250,7 +274,14 @@ class IRGen:
     # -- functions --------------------------------------------------------------------
     def _new_func(self, name, decl, param_types, visibility):
         block = Block(param_types, [p.name for p in decl.params])
-        op = Op("func.func", (), (), {"sym_name": name, "visibility": visibility}, [Region([block])], decl.loc)
+        op = Op(
+            "func.func",
+            (),
+            (),
+            {"sym_name": name, "visibility": visibility},
+            [Region([block])],
+            decl.loc,
+        )
         return op
 
     def _function(self, decl: A.FuncDecl):
@@ -261,19 +292,27 @@ class IRGen:
             named |= {n for d in t.shape for n in D.dim_names(d)}
             for d in t.shape:
                 if isinstance(d, str) and not D.is_name(d):
-                    raise self.err(f"an argument's dimensions must be integers or names, got {d}", p.type.loc,
-                                   "compute derived sizes in the body instead")
+                    raise self.err(
+                        f"an argument's dimensions must be integers or names, got {d}",
+                        p.type.loc,
+                        "compute derived sizes in the body instead",
+                    )
             ptypes.append(t)
         defaults = []
         for p, t in zip(decl.params, ptypes):
             if p.default is None:
                 if defaults and defaults[-1] is not None:
-                    raise self.err(f"argument '{p.name}' without a default follows one with a default", p.loc)
+                    raise self.err(
+                        f"argument '{p.name}' without a default follows one with a default", p.loc
+                    )
                 defaults.append(None)
                 continue
             v = self.ev_static(p.default)
             if t.rank != 0 or isinstance(v, (str, list)) or v is None:
-                raise self.err("only scalar arguments can have a default, and it must be a number", p.default.loc)
+                raise self.err(
+                    "only scalar arguments can have a default, and it must be a number",
+                    p.default.loc,
+                )
             defaults.append(v)
         op = self._new_func(decl.name, decl, ptypes, "public")
         op.attrs["arg_defaults"] = tuple(defaults)
@@ -295,7 +334,9 @@ class IRGen:
             ret = self._stmts(decl.body, allow_return=True)
             if ret is None:
                 if decl.ret:
-                    raise self.err(f"'{decl.name}' declares a result but has no return statement", decl.loc)
+                    raise self.err(
+                        f"'{decl.name}' declares a result but has no return statement", decl.loc
+                    )
                 values, ret_loc = [], decl.loc
             else:
                 values, ret_loc = ret
@@ -315,12 +356,17 @@ class IRGen:
             return [self.as_tensor(v, loc) for v in values]
         want = [self.resolve_type(t, dim_map) for t in decl.ret]
         if len(want) != len(values):
-            raise self.err(f"'{decl.name}' declares {len(want)} result(s) but returns {len(values)}", loc)
+            raise self.err(
+                f"'{decl.name}' declares {len(want)} result(s) but returns {len(values)}", loc
+            )
         out = []
         for w, v, te in zip(want, values, decl.ret):
             for n in {n for d in w.shape for n in D.dim_names(d)} - self.ctx.named_dims:
-                raise self.err(f"unknown dimension '{n}' in the result type", te.loc,
-                               "a result's named dims must appear in the arguments")
+                raise self.err(
+                    f"unknown dimension '{n}' in the result type",
+                    te.loc,
+                    "a result's named dims must appear in the arguments",
+                )
             if not isinstance(v, Value):
                 v = self.as_tensor(v, loc, dtype=w.dtype)
             if v.type != w:
@@ -334,7 +380,9 @@ class IRGen:
         result = None
         for i, st in enumerate(stmts):
             if result is not None:
-                raise self.err("statement after return" if allow_return else "statement after yield", st.loc)
+                raise self.err(
+                    "statement after return" if allow_return else "statement after yield", st.loc
+                )
             self.b.loc = st.loc
             if isinstance(st, A.Assign):
                 self._assign(st)
@@ -358,21 +406,28 @@ class IRGen:
             return list(values[0])
         for v, node in zip(values, nodes):
             if isinstance(v, tuple):
-                raise self.err(f"this expression gives {len(v)} values; unpack them first", node.loc)
+                raise self.err(
+                    f"this expression gives {len(v)} values; unpack them first", node.loc
+                )
         return values
 
     def _assign(self, st: A.Assign):
         v = self.ev(st.value)
         if len(st.targets) == 1:
             if isinstance(v, tuple):
-                raise self.err(f"this expression gives {len(v)} values; unpack them: "
-                               f"{', '.join('v%d' % i for i in range(len(v)))} = ...", st.loc)
+                raise self.err(
+                    f"this expression gives {len(v)} values; unpack them: "
+                    f"{', '.join('v%d' % i for i in range(len(v)))} = ...",
+                    st.loc,
+                )
             values = [v]
         else:
             if not isinstance(v, tuple):
                 raise self.err(f"cannot unpack one value into {len(st.targets)} names", st.loc)
             if len(v) != len(st.targets):
-                raise self.err(f"cannot unpack {len(v)} values into {len(st.targets)} names", st.loc)
+                raise self.err(
+                    f"cannot unpack {len(v)} values into {len(st.targets)} names", st.loc
+                )
             values = list(v)
         for name, val in zip(st.targets, values):
             self._check_bindable(name, st.loc)
@@ -396,23 +451,31 @@ class IRGen:
         ref = self.shared.get(st.target)
         if ref is None:
             if self.scope.lookup(st.target) is not None:
-                raise self.err(f"'{st.target}' is not a shared variable; only shared variables can be updated",
-                               st.loc, f"bind it with '{st.target} = ...'")
+                raise self.err(
+                    f"'{st.target}' is not a shared variable; only shared variables can be updated",
+                    st.loc,
+                    f"bind it with '{st.target} = ...'",
+                )
             raise self.err(f"unknown shared variable '{st.target}'", st.loc)
         if any(n == st.target for n, _, _ in self.ctx.updates):
             raise self.err(f"'{st.target}' is updated twice in one function", st.loc)
         v = self.ev(st.value)
         v = self.as_tensor(v, st.loc, dtype=ref.type.dtype)
         if v.type.dtype != ref.type.dtype:
-            raise self.err(f"update of '{st.target}' ({ref.type}) with a value of type {v.type}", st.loc,
-                           f"cast it: cast(..., {ref.type.dtype})")
+            raise self.err(
+                f"update of '{st.target}' ({ref.type}) with a value of type {v.type}",
+                st.loc,
+                f"cast it: cast(..., {ref.type.dtype})",
+            )
         if v.type.shape != ref.type.shape:
             try:
                 fits = broadcast_shapes(v.type.shape, ref.type.shape) == ref.type.shape
             except TypeError_:
                 fits = False
             if not fits:
-                raise self.err(f"update of '{st.target}' ({ref.type}) with a value of type {v.type}", st.loc)
+                raise self.err(
+                    f"update of '{st.target}' ({ref.type}) with a value of type {v.type}", st.loc
+                )
             with self.b.at_loc(st.loc):
                 v = self.b.op("tg.broadcast_to", v, shape=ref.type.shape)
         self.ctx.updates.append((st.target, v, st.loc))
@@ -442,7 +505,9 @@ class IRGen:
         if self.ctx is not None:
             known += list(self.ctx.named_dims)
         close = difflib.get_close_matches(name, known, n=1)
-        raise self.err(f"unknown name '{name}'", loc, f"did you mean '{close[0]}'?" if close else None)
+        raise self.err(
+            f"unknown name '{name}'", loc, f"did you mean '{close[0]}'?" if close else None
+        )
 
     def read_shared(self, name) -> Value:
         v = self.ctx.reads.get(name)
@@ -477,7 +542,9 @@ class IRGen:
             self.ctx.affine[v] = {v: 1}
 
     # -- conversion -----------------------------------------------------------------
-    def as_tensor(self, v, loc, dtype: Optional[DType] = None, like: Optional[Value] = None) -> Value:
+    def as_tensor(
+        self, v, loc, dtype: Optional[DType] = None, like: Optional[Value] = None
+    ) -> Value:
         """Materialise a compile-time value as a tensor. Python numbers take
         `dtype`, or NumPy 2's weak-scalar promotion against `like`."""
         if isinstance(v, Value):
@@ -498,9 +565,15 @@ class IRGen:
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):
                 arr = np.asarray(items)
-                dt = dtype or (weak_dtype(like.type.dtype, items[0]) if like is not None and items
-                               else dtype_of_numpy(np.float32 if arr.dtype.kind == "f" else
-                                                   (np.int32 if arr.dtype.kind in "iu" else arr.dtype)))
+                dt = dtype or (
+                    weak_dtype(like.type.dtype, items[0])
+                    if like is not None and items
+                    else dtype_of_numpy(
+                        np.float32
+                        if arr.dtype.kind == "f"
+                        else (np.int32 if arr.dtype.kind in "iu" else arr.dtype)
+                    )
+                )
                 with self.b.at_loc(loc):
                     return self.b.op("tg.constant", value=arr.astype(dt.np))
             tensors = [self.as_tensor(x, loc, dtype=dtype, like=like) for x in v]
@@ -512,7 +585,9 @@ class IRGen:
         """Evaluate an expression that must be known at compile time."""
         v = self.ev(node)
         if isinstance(v, Value):
-            raise self.err("this must be known at compile time (a literal, const or named dim)", node.loc)
+            raise self.err(
+                "this must be known at compile time (a literal, const or named dim)", node.loc
+            )
         return v
 
     # -- expressions --------------------------------------------------------------------
@@ -570,9 +645,24 @@ class IRGen:
             return v
         return self.as_tensor(v, loc)
 
-    BINOPS = {"+": "tg.add", "-": "tg.sub", "*": "tg.mul", "/": "tg.div", "//": "tg.floordiv", "%": "tg.mod",
-              "@": "tg.matmul", "**": "tg.pow", "&": "tg.and", "|": "tg.or", "==": "tg.eq", "!=": "tg.ne",
-              "<": "tg.lt", "<=": "tg.le", ">": "tg.gt", ">=": "tg.ge"}
+    BINOPS = {
+        "+": "tg.add",
+        "-": "tg.sub",
+        "*": "tg.mul",
+        "/": "tg.div",
+        "//": "tg.floordiv",
+        "%": "tg.mod",
+        "@": "tg.matmul",
+        "**": "tg.pow",
+        "&": "tg.and",
+        "|": "tg.or",
+        "==": "tg.eq",
+        "!=": "tg.ne",
+        "<": "tg.lt",
+        "<=": "tg.le",
+        ">": "tg.gt",
+        ">=": "tg.ge",
+    }
 
     def ev_BinOp(self, n):
         a = self.ev(n.left)
@@ -585,12 +675,28 @@ class IRGen:
     def fold_static(self, op, a, b, loc):
         """Fold an operator over compile-time values (numbers and dims)."""
         num = (int, float)
-        if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool):
+        if (
+            isinstance(a, num)
+            and isinstance(b, num)
+            and not isinstance(a, bool)
+            and not isinstance(b, bool)
+        ):
             try:
-                return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
-                        "//": lambda: a // b, "%": lambda: a % b, "**": lambda: a ** b,
-                        "==": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b, "<=": lambda: a <= b,
-                        ">": lambda: a > b, ">=": lambda: a >= b}[op]()
+                return {
+                    "+": lambda: a + b,
+                    "-": lambda: a - b,
+                    "*": lambda: a * b,
+                    "/": lambda: a / b,
+                    "//": lambda: a // b,
+                    "%": lambda: a % b,
+                    "**": lambda: a**b,
+                    "==": lambda: a == b,
+                    "!=": lambda: a != b,
+                    "<": lambda: a < b,
+                    "<=": lambda: a <= b,
+                    ">": lambda: a > b,
+                    ">=": lambda: a >= b,
+                }[op]()
             except ZeroDivisionError:
                 raise self.err("division by zero", loc) from None
             except KeyError:
@@ -610,7 +716,12 @@ class IRGen:
         return NotImplemented
 
     def binop(self, op, a, b, loc):
-        if isinstance(a, (str, list, DType)) or a is None or isinstance(b, (str, list, DType)) or b is None:
+        if (
+            isinstance(a, (str, list, DType))
+            or a is None
+            or isinstance(b, (str, list, DType))
+            or b is None
+        ):
             bad = a if not isinstance(a, (Value, int, float, Dim)) else b
             raise self.err(f"operator '{op}' cannot take {describe(bad)}", loc)
         if isinstance(a, tuple) or isinstance(b, tuple):
@@ -660,7 +771,11 @@ class IRGen:
 
     def _const_form(self, v: Value):
         op = v.owner if hasattr(v, "op") else None
-        if op is not None and getattr(op, "name", None) == "tg.constant" and op.attrs["value"].ndim == 0:
+        if (
+            op is not None
+            and getattr(op, "name", None) == "tg.constant"
+            and op.attrs["value"].ndim == 0
+        ):
             x = op.attrs["value"].item()
             if isinstance(x, int) and not isinstance(x, bool):
                 return {1: x} if x else {}
@@ -670,8 +785,11 @@ class IRGen:
         if n.func in self.defs:
             return self.call_def(n)
         if n.func in self.fns:
-            raise self.err(f"'{n.func}' is an entry function (fn) and cannot be called from the model",
-                           n.loc, "make it a def to reuse it")
+            raise self.err(
+                f"'{n.func}' is an entry function (fn) and cannot be called from the model",
+                n.loc,
+                "make it a def to reuse it",
+            )
         if n.func == "grad":
             return self.grad(n)
         if n.func in BUILTINS:
@@ -686,7 +804,9 @@ class IRGen:
             with self.b.at_loc(n.loc):
                 return call_builtin(self, n.func, args, kwargs, n.loc, n)
         close = difflib.get_close_matches(n.func, list(BUILTINS) + list(self.defs), n=1)
-        raise self.err(f"unknown function '{n.func}'", n.loc, f"did you mean '{close[0]}'?" if close else None)
+        raise self.err(
+            f"unknown function '{n.func}'", n.loc, f"did you mean '{close[0]}'?" if close else None
+        )
 
     def grad(self, n: A.Call):
         if self.ctx is None:
@@ -702,7 +822,9 @@ class IRGen:
                 raise self.err('disconnected must be "raise" or "zero"', v.loc)
         loss = self.ev(n.args[0])
         if not isinstance(loss, Value):
-            raise self.err(f"grad: the loss must be a tensor expression, got {describe(loss)}", n.args[0].loc)
+            raise self.err(
+                f"grad: the loss must be a tensor expression, got {describe(loss)}", n.args[0].loc
+            )
         wrt = []
         for a in n.args[1:]:
             v = self.ev(a)
@@ -732,7 +854,9 @@ class IRGen:
         else:
             args = list(n.args)
         if len(args) != len(decl.params):
-            raise self.err(f"'{decl.name}' takes {len(decl.params)} argument(s), got {len(args)}", n.loc)
+            raise self.err(
+                f"'{decl.name}' takes {len(decl.params)} argument(s), got {len(args)}", n.loc
+            )
         for p, a in zip(decl.params, args):
             if a is None and p.default is None:
                 raise self.err(f"missing argument '{p.name}' of '{decl.name}'", n.loc)
@@ -747,7 +871,10 @@ class IRGen:
             want_dtype = DTYPES[p.type.dtype]
             t = self.as_tensor(v, loc, dtype=want_dtype)
             if t.type.dtype != want_dtype:
-                raise self.err(f"argument '{p.name}' of '{decl.name}' expects {p.type.dtype}, got {t.type}", loc)
+                raise self.err(
+                    f"argument '{p.name}' of '{decl.name}' expects {p.type.dtype}, got {t.type}",
+                    loc,
+                )
             self._unify(decl, p, t.type, dim_map, loc)
             actual.append(t)
         key = (decl.name, tuple(a.type for a in actual))
@@ -759,13 +886,17 @@ class IRGen:
             name = decl.name if idx == 0 else f"{decl.name}_{idx}"
             func = self._new_func(name, decl, [a.type for a in actual], "private")
             # Instances go before the entry functions that call them.
-            first_fn = next((i for i, o in enumerate(self.module.body.ops) if o.name == "func.func"), None)
+            first_fn = next(
+                (i for i, o in enumerate(self.module.body.ops) if o.name == "func.func"), None
+            )
             if first_fn is None:
                 self.module.body.append(func)
             else:
                 self.module.body.insert(first_fn, func)
             self.instances[key] = func
-            named = set(self.ctx.named_dims) | {x for a in actual for d in a.type.shape for x in D.dim_names(d)}
+            named = set(self.ctx.named_dims) | {
+                x for a in actual for d in a.type.shape for x in D.dim_names(d)
+            }
             self.instantiating.append(decl.name)
             saved_depth = self.scan_depth
             self.scan_depth = 0
@@ -777,7 +908,9 @@ class IRGen:
             func.attrs["res_types"] = tuple(v.type for v in results)
         res_types = list(func.attrs["res_types"])
         with self.b.at_loc(n.loc):
-            op = self.b.create("func.call", actual, res_types, {"callee": SymbolRef(func.attrs["sym_name"])})
+            op = self.b.create(
+                "func.call", actual, res_types, {"callee": SymbolRef(func.attrs["sym_name"])}
+            )
         if not res_types:
             raise self.err(f"'{decl.name}' returns nothing and cannot be used as a value", n.loc)
         return op.results[0] if len(op.results) == 1 else tuple(op.results)
@@ -786,20 +919,28 @@ class IRGen:
         te = p.type
         want_rank = len(te.dims or [])
         if want_rank != actual.rank:
-            raise self.err(f"argument '{p.name}' of '{decl.name}' expects rank {want_rank} "
-                           f"({type_text(te)}), got {actual}", loc)
+            raise self.err(
+                f"argument '{p.name}' of '{decl.name}' expects rank {want_rank} "
+                f"({type_text(te)}), got {actual}",
+                loc,
+            )
         for de, d in zip(te.dims or [], actual.shape):
             if de.op == "name" and de.args[0] not in self.consts:
                 n = de.args[0]
                 if n in dim_map and dim_map[n] != d:
-                    raise self.err(f"argument '{p.name}' of '{decl.name}': dimension {n} is {dim_map[n]} "
-                                   f"elsewhere but {d} here ({actual})", loc)
+                    raise self.err(
+                        f"argument '{p.name}' of '{decl.name}': dimension {n} is {dim_map[n]} "
+                        f"elsewhere but {d} here ({actual})",
+                        loc,
+                    )
                 dim_map[n] = d
             else:
                 want = self.resolve_dim(de, dim_map)
                 if want != d:
-                    raise self.err(f"argument '{p.name}' of '{decl.name}' expects {type_text(te)}, got {actual}",
-                                   loc)
+                    raise self.err(
+                        f"argument '{p.name}' of '{decl.name}' expects {type_text(te)}, got {actual}",
+                        loc,
+                    )
 
     # -- scan -----------------------------------------------------------------------
     def ev_Scan(self, n: A.Scan):
@@ -811,7 +952,9 @@ class IRGen:
             if not isinstance(v, Value):
                 v = self.as_tensor(v, loc)
             if v.type.rank == 0:
-                raise self.err(f"sequence '{name}' is a scalar; scan iterates over a leading axis", node.loc)
+                raise self.err(
+                    f"sequence '{name}' is a scalar; scan iterates over a leading axis", node.loc
+                )
             seqs.append((name, v, loc))
         inits = []
         for name, node, loc in n.carries:
@@ -827,8 +970,11 @@ class IRGen:
             if length is None:
                 length = d
             elif d != length:
-                raise self.err(f"sequences have different lengths: '{seqs[0][0]}' has {length} steps, "
-                               f"'{name}' has {d}", loc)
+                raise self.err(
+                    f"sequences have different lengths: '{seqs[0][0]}' has {length} steps, "
+                    f"'{name}' has {d}",
+                    loc,
+                )
         if "steps" in n.options:
             node = n.options["steps"]
             s = dim_of(self.ev_static(node))
@@ -845,7 +991,9 @@ class IRGen:
             truncate = self.ev_static(node)
             if not isinstance(truncate, int) or isinstance(truncate, bool) or truncate < 1:
                 raise self.err("truncate must be a positive integer", node.loc)
-        arg_types = [v.type.with_shape(v.type.shape[1:]) for _, v, _ in seqs] + [v.type for _, v, _ in inits]
+        arg_types = [v.type.with_shape(v.type.shape[1:]) for _, v, _ in seqs] + [
+            v.type for _, v, _ in inits
+        ]
         block = Block(arg_types, names)
         # Generate the body in a child scope; outer names stay visible.
         saved = (self.scope, self.b.block, self.b.pos)
@@ -861,26 +1009,40 @@ class IRGen:
                 raise self.err("a scan body must end with 'yield'", n.loc)
             outs, yloc = res
             nexts = []
-            for (nm, init, loc) in inits:
+            for nm, init, loc in inits:
                 nv = self.scope.vars[nm]
                 nv = self.as_tensor(nv, loc, dtype=init.type.dtype)
                 if nv.type != init.type:
-                    raise self.err(f"carried value '{nm}' starts as {init.type} but its next value is {nv.type}",
-                                   self._rebind_loc(n.body, nm) or loc,
-                                   "the next value must have the type of the initial value")
+                    raise self.err(
+                        f"carried value '{nm}' starts as {init.type} but its next value is {nv.type}",
+                        self._rebind_loc(n.body, nm) or loc,
+                        "the next value must have the type of the initial value",
+                    )
                 nexts.append(nv)
             out_vals = [self.as_tensor(v, yloc) for v in outs]
             self.b.create("tg.yield", nexts + out_vals, [], {}, loc=yloc)
         finally:
             self.scan_depth -= 1
             self.scope, self.b.block, self.b.pos = saved
-        res_types = [v.type for _, v, _ in inits] + [v.type.with_shape((length,) + v.type.shape) for v in out_vals]
-        attrs = {"n_seqs": len(seqs), "n_carries": len(inits), "length": length, "truncate": truncate,
-                 "reverse": False}
+        res_types = [v.type for _, v, _ in inits] + [
+            v.type.with_shape((length,) + v.type.shape) for v in out_vals
+        ]
+        attrs = {
+            "n_seqs": len(seqs),
+            "n_carries": len(inits),
+            "length": length,
+            "truncate": truncate,
+            "reverse": False,
+        }
         with self.b.at_loc(n.loc):
-            op = self.b.create("tg.scan", [v for _, v, _ in seqs] + [v for _, v, _ in inits], res_types, attrs,
-                               [Region([block])])
-        outs = op.results[len(inits):]
+            op = self.b.create(
+                "tg.scan",
+                [v for _, v, _ in seqs] + [v for _, v, _ in inits],
+                res_types,
+                attrs,
+                [Region([block])],
+            )
+        outs = op.results[len(inits) :]
         if not outs:
             return ()
         return outs[0] if len(outs) == 1 else tuple(outs)
@@ -907,9 +1069,14 @@ class IRGen:
             elif isinstance(it, A.Ellipsis_):
                 items.append(ELLIPSIS)
             elif isinstance(it, A.Slice):
-                items.append(Slice(None if it.start is None else self.ev(it.start),
-                                   None if it.stop is None else self.ev(it.stop),
-                                   None if it.step is None else self.ev_static(it.step), it.loc))
+                items.append(
+                    Slice(
+                        None if it.start is None else self.ev(it.start),
+                        None if it.stop is None else self.ev(it.stop),
+                        None if it.step is None else self.ev_static(it.step),
+                        it.loc,
+                    )
+                )
             else:
                 items.append((self.ev(it), it.loc))
         with self.b.at_loc(n.loc):

@@ -11,7 +11,14 @@ import functools
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import (
+    LarkError,
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from irc.frontend import ast as A
 from irc.ir.core import Loc
@@ -25,7 +32,9 @@ def _grammar_text() -> str:
         return (files("irc.grammar") / "tg.lark").read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
         # Running from a source tree without an install.
-        return (Path(__file__).resolve().parents[2] / "grammar" / "tg.lark").read_text(encoding="utf-8")
+        return (Path(__file__).resolve().parents[2] / "grammar" / "tg.lark").read_text(
+            encoding="utf-8"
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,16 +53,38 @@ def _parser() -> Lark:
 
 # Readable names for the terminals Lark reports as expected.
 _TOKEN_NAMES = {
-    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
-    "DTYPE": "a dtype", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
-    "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "COLON": "':'", "SEMICOLON": "';'",
-    "EQUAL": "'='", "MINUS": "'-'", "PLUS": "'+'", "STAR": "'*'", "SLASH": "'/'",
-    "__ANON_0": "'->'", "COMPARE": "a comparison", "$END": "end of file",
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "DTYPE": "a dtype",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "COMMA": "','",
+    "COLON": "':'",
+    "SEMICOLON": "';'",
+    "EQUAL": "'='",
+    "MINUS": "'-'",
+    "PLUS": "'+'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "__ANON_0": "'->'",
+    "COMPARE": "a comparison",
+    "$END": "end of file",
 }
 
 
 def _describe_expected(expected) -> str:
-    names = sorted({_TOKEN_NAMES.get(t, t.lower().strip("_") if not t.startswith("__") else t) for t in expected})
+    names = sorted(
+        {
+            _TOKEN_NAMES.get(t, t.lower().strip("_") if not t.startswith("__") else t)
+            for t in expected
+        }
+    )
     names = [n for n in names if not n.startswith("__")]
     if not names:
         return ""
@@ -69,8 +100,14 @@ def parse_source(text: str, filename: str) -> A.Program:
         tree = _parser().parse(text)
         return _ToAST(filename).transform(tree)
     except UnexpectedCharacters as e:
-        ch = text[e.pos_in_stream] if e.pos_in_stream is not None and e.pos_in_stream < len(text) else "?"
-        raise CompileError(f"unexpected character {ch!r}", Loc(filename, e.line, e.column)) from None
+        ch = (
+            text[e.pos_in_stream]
+            if e.pos_in_stream is not None and e.pos_in_stream < len(text)
+            else "?"
+        )
+        raise CompileError(
+            f"unexpected character {ch!r}", Loc(filename, e.line, e.column)
+        ) from None
     except UnexpectedToken as e:
         tok = e.token
         if tok.type == "$END":
@@ -84,9 +121,13 @@ def parse_source(text: str, filename: str) -> A.Program:
     except UnexpectedEOF as e:
         line, col = _end_pos(text)
         exp = _describe_expected(e.expected)
-        raise CompileError("unexpected end of file" + (f"; {exp}" if exp else ""), Loc(filename, line, col)) from None
+        raise CompileError(
+            "unexpected end of file" + (f"; {exp}" if exp else ""), Loc(filename, line, col)
+        ) from None
     except UnexpectedInput as e:
-        raise CompileError("syntax error", Loc(filename, getattr(e, "line", 1), getattr(e, "column", 1))) from None
+        raise CompileError(
+            "syntax error", Loc(filename, getattr(e, "line", 1), getattr(e, "column", 1))
+        ) from None
     except VisitError as e:
         if isinstance(e.orig_exc, CompileError):
             raise e.orig_exc from None
@@ -319,4 +360,3 @@ class _ToAST(Transformer):
 
     def scan_opts(self, meta, c):
         return list(c)
-

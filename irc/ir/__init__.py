@@ -7,7 +7,24 @@ from irc.ir.builder import Builder
 from irc.ir.rewriter import Rewriter
 
 __all__ = [
-    "Block", "BlockArgument", "Loc", "Module", "Op", "OpResult", "Region", "SymbolRef", "Value",
-    "BOOL", "DTYPES", "F32", "F64", "I32", "I64", "DType", "TensorType", "TypeError_",
-    "Builder", "Rewriter",
+    "Block",
+    "BlockArgument",
+    "Loc",
+    "Module",
+    "Op",
+    "OpResult",
+    "Region",
+    "SymbolRef",
+    "Value",
+    "BOOL",
+    "DTYPES",
+    "F32",
+    "F64",
+    "I32",
+    "I64",
+    "DType",
+    "TensorType",
+    "TypeError_",
+    "Builder",
+    "Rewriter",
 ]

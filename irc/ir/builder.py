@@ -14,7 +14,9 @@ from irc.ir.types import TensorType
 
 
 class Builder:
-    def __init__(self, block: Optional[Block] = None, pos: Optional[int] = None, loc: Optional[Loc] = None):
+    def __init__(
+        self, block: Optional[Block] = None, pos: Optional[int] = None, loc: Optional[Loc] = None
+    ):
         self.block = block
         self.pos = pos  # insertion index in block; None: append at the end
         # insert before this op (found when inserting: passes set a builder

@@ -26,7 +26,9 @@ class Rewriter(Builder):
         """Replace every result of `op` by `new_values`, then erase `op`."""
         new_values = list(new_values)
         if len(new_values) != len(op.results):
-            raise ValueError(f"replacing {op.name}: {len(op.results)} results, {len(new_values)} values")
+            raise ValueError(
+                f"replacing {op.name}: {len(op.results)} results, {len(new_values)} values"
+            )
         for r, v in zip(op.results, new_values):
             r.replace_all_uses_with(v)
         self.erase_op(op)

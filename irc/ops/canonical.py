@@ -166,8 +166,9 @@ def same_type_noop(b, op):
     x = op.operands[0]
     if x.type != op.results[0].type:
         return None
-    if op.name == "tg.index" and any(it != ("slice", None, None, 1) and it != ("ellipsis",)
-                                      for it in op.attrs.get("items", ())):
+    if op.name == "tg.index" and any(
+        it != ("slice", None, None, 1) and it != ("ellipsis",) for it in op.attrs.get("items", ())
+    ):
         return None
     return [x]
 
@@ -181,7 +182,7 @@ def broadcast_operand(b, op):
         bc = producer(v, "tg.broadcast_to")
         if bc is None:
             continue
-        trial = new[:i] + [bc.operands[0]] + new[i + 1:]
+        trial = new[:i] + [bc.operands[0]] + new[i + 1 :]
         try:
             from irc.ops.registry import infer_types
 
@@ -211,7 +212,11 @@ def sum_of_broadcast_scalar(b, op):
     n = 1
     for d in bc.results[0].type.shape:
         n = D.dim_mul(n, d)
-    count = b.const(n, c.type.dtype) if isinstance(n, int) else b.op("tg.dim", dim=n, dtype=c.type.dtype.name)
+    count = (
+        b.const(n, c.type.dtype)
+        if isinstance(n, int)
+        else b.op("tg.dim", dim=n, dtype=c.type.dtype.name)
+    )
     return [b.mul(c, count)]
 
 
@@ -221,7 +226,10 @@ def index_of_broadcast(b, op):
     bc = producer(op.operands[0], "tg.broadcast_to")
     if bc is None:
         return None
-    if any(it not in (("none",), ("ellipsis",), ("slice", None, None, 1)) for it in op.attrs.get("items", ())):
+    if any(
+        it not in (("none",), ("ellipsis",), ("slice", None, None, 1))
+        for it in op.attrs.get("items", ())
+    ):
         return None
     from irc.ops.registry import infer_types
 

@@ -156,8 +156,10 @@ def int_pair(v, what: str) -> tuple:
     """An int or a pair of ints as a 2-tuple of ints."""
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         return (int(v), int(v))
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(
-        isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v
+    if (
+        isinstance(v, (tuple, list))
+        and len(v) == 2
+        and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v)
     ):
         return (int(v[0]), int(v[1]))
     raise TypeError_(f"{what} must be an integer or a pair of integers, got {v!r}")

@@ -22,7 +22,9 @@ from irc.ops.registry import PURE, TERMINATOR, OpDef, defop
 def _verify_scan(op):
     ns, nc = op.attrs.get("n_seqs", 0), op.attrs.get("n_carries", 0)
     if ns + nc != len(op.operands):
-        raise TypeError_(f"tg.scan has {len(op.operands)} operands, expected n_seqs + n_carries = {ns + nc}")
+        raise TypeError_(
+            f"tg.scan has {len(op.operands)} operands, expected n_seqs + n_carries = {ns + nc}"
+        )
     if len(op.regions) != 1 or len(op.regions[0].blocks) != 1:
         raise TypeError_("tg.scan needs one region with one block")
     body = op.regions[0].block
@@ -48,7 +50,9 @@ def _verify_scan(op):
         raise TypeError_(f"tg.yield has {len(term.operands)} operands, expected {len(op.results)}")
     for init, nxt, r in zip(op.operands[ns:], term.operands[:nc], op.results[:nc]):
         if init.type != nxt.type:
-            raise TypeError_(f"carried value changes type: starts as {init.type}, next value is {nxt.type}")
+            raise TypeError_(
+                f"carried value changes type: starts as {init.type}, next value is {nxt.type}"
+            )
         if r.type != init.type:
             raise TypeError_(f"final carry result {r.type} differs from the carry type {init.type}")
     for out, r in zip(term.operands[nc:], op.results[nc:]):
@@ -57,8 +61,15 @@ def _verify_scan(op):
             raise TypeError_(f"scan result type {r.type} differs from stacked output {want}")
 
 
-SCAN = defop(OpDef("tg.scan", traits=frozenset({PURE}), verify=_verify_scan, dim_attrs=("length",),
-                   doc="symbolic loop over sequences with carried values"))
+SCAN = defop(
+    OpDef(
+        "tg.scan",
+        traits=frozenset({PURE}),
+        verify=_verify_scan,
+        dim_attrs=("length",),
+        doc="symbolic loop over sequences with carried values",
+    )
+)
 YIELD = defop(OpDef("tg.yield", infer=lambda ts, a: [], traits=frozenset({TERMINATOR})))
 
 
@@ -80,14 +91,29 @@ def _grad_infer(types, attrs):
     return list(wrt)
 
 
-GRAD = defop(OpDef("tg.grad", infer=_grad_infer, traits=frozenset({PURE}), defaults={"disconnected": "raise"},
-                   doc="gradient of operand 0 (a scalar) with respect to the others; expanded by the grad pass"))
+GRAD = defop(
+    OpDef(
+        "tg.grad",
+        infer=_grad_infer,
+        traits=frozenset({PURE}),
+        defaults={"disconnected": "raise"},
+        doc="gradient of operand 0 (a scalar) with respect to the others; expanded by the grad pass",
+    )
+)
 
 
 def _dim_infer(types, attrs):
     return [TensorType(DTYPES[attrs.get("dtype", "i32")], ())]
 
 
-DIM = defop(OpDef("tg.dim", infer=_dim_infer, arity=0, dim_attrs=("dim",), defaults={"dtype": "i32"},
-                  numpy=lambda dim, dtype="i32": np.asarray(dim, dtype=DTYPES[dtype].np),
-                  doc="the value of a named dim at run time"))
+DIM = defop(
+    OpDef(
+        "tg.dim",
+        infer=_dim_infer,
+        arity=0,
+        dim_attrs=("dim",),
+        defaults={"dtype": "i32"},
+        numpy=lambda dim, dtype="i32": np.asarray(dim, dtype=DTYPES[dtype].np),
+        doc="the value of a named dim at run time",
+    )
+)

@@ -18,9 +18,25 @@ from irc.ir import dims as D
 from irc.ir.core import Op
 from irc.ops.registry import ELEMENTWISE, lookup
 
-FREE = {"tg.read", "tg.update", "tg.constant", "tg.dim", "tg.reshape", "tg.flatten", "func.return", "func.call",
-        "tg.yield", "tg.grad", "tg.arange"}
-ROWWISE = {"tg.softmax": 5, "tg.log_softmax": 5, "tg.crossentropy_logits": 5, "tg.categorical_crossentropy": 2}
+FREE = {
+    "tg.read",
+    "tg.update",
+    "tg.constant",
+    "tg.dim",
+    "tg.reshape",
+    "tg.flatten",
+    "func.return",
+    "func.call",
+    "tg.yield",
+    "tg.grad",
+    "tg.arange",
+}
+ROWWISE = {
+    "tg.softmax": 5,
+    "tg.log_softmax": 5,
+    "tg.crossentropy_logits": 5,
+    "tg.categorical_crossentropy": 2,
+}
 
 
 def numel(shape) -> object:
@@ -55,7 +71,9 @@ def op_flops(op: Op):
     if name in ("tg.conv2d", "tg.conv1d"):  # (x, w) -> y: 2 * |y| * C*KH*KW
         return D.dim_mul(2, D.dim_mul(numel(out.shape), numel(op.operands[1].type.shape[1:])))
     if name == "tg.conv2d_input_grad":  # (g, w): as much work as the forward conv
-        return D.dim_mul(2, D.dim_mul(numel(op.operands[0].type.shape), numel(op.operands[1].type.shape[1:])))
+        return D.dim_mul(
+            2, D.dim_mul(numel(op.operands[0].type.shape), numel(op.operands[1].type.shape[1:]))
+        )
     if name == "tg.conv2d_filter_grad":  # (x, g) -> dw [F, C, KH, KW]
         g = op.operands[1].type
         return D.dim_mul(2, D.dim_mul(numel(g.shape), numel(out.shape[1:])))
@@ -64,8 +82,17 @@ def op_flops(op: Op):
     d = lookup(name)
     if d is not None and ELEMENTWISE in d.traits:
         return numel(out.shape)
-    if name in ("tg.sum", "tg.mean", "tg.max", "tg.min", "tg.argmax", "tg.argmin", "tg.max_pool2d",
-                "tg.max_pool2d_grad", "tg.scatter_add"):
+    if name in (
+        "tg.sum",
+        "tg.mean",
+        "tg.max",
+        "tg.min",
+        "tg.argmax",
+        "tg.argmin",
+        "tg.max_pool2d",
+        "tg.max_pool2d_grad",
+        "tg.scatter_add",
+    ):
         return numel(op.operands[0].type.shape)
     return 0
 

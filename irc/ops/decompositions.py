@@ -31,8 +31,11 @@ def mean(b, op):
         count = D.dim_mul(count, x.type.shape[a])
     s = b.sum(x, axis=op.attrs.get("axis"), keepdims=op.attrs.get("keepdims", False))
     dt = x.type.dtype
-    inv = b.const(1.0 / count, dt) if isinstance(count, int) and count else \
-        b.div(b.const(1.0, dt), b.op("tg.dim", dim=count, dtype=dt.name))
+    inv = (
+        b.const(1.0 / count, dt)
+        if isinstance(count, int) and count
+        else b.div(b.const(1.0, dt), b.op("tg.dim", dim=count, dtype=dt.name))
+    )
     return [b.mul(s, inv)]
 
 

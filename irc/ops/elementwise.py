@@ -34,17 +34,13 @@ def _short(name: str) -> str:
 def binary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
     """Register a broadcasting binary op whose reference is the NumPy function `fn`."""
     infer = named_infer(sym or _short(name), elementwise_infer(fn))
-    return defop(
-        OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=2, doc=doc, **kw)
-    )
+    return defop(OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=2, doc=doc, **kw))
 
 
 def unary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
     """Register a unary op whose reference is the NumPy function `fn`."""
     infer = named_infer(sym or _short(name), elementwise_infer(fn))
-    return defop(
-        OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=1, doc=doc, **kw)
-    )
+    return defop(OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=1, doc=doc, **kw))
 
 
 # -- gradient rules ---------------------------------------------------------------------
@@ -205,37 +201,71 @@ def _vjp_cast(b, op, g):
     return [g if g.type.dtype == x.type.dtype else b.cast(g, dtype=x.type.dtype.name)]
 
 
-
 # -- arithmetic ---------------------------------------------------------------------
-ADD = binary("tg.add", np.add, ELEMENTWISE_COMMUTATIVE, "+", "a + b", domain=(-2.0, 2.0),
-             vjp=_vjp_add)
+ADD = binary(
+    "tg.add", np.add, ELEMENTWISE_COMMUTATIVE, "+", "a + b", domain=(-2.0, 2.0), vjp=_vjp_add
+)
 SUB = binary("tg.sub", np.subtract, sym="-", doc="a - b", domain=(-2.0, 2.0), vjp=_vjp_sub)
-MUL = binary("tg.mul", np.multiply, ELEMENTWISE_COMMUTATIVE, "*", "a * b", domain=(-2.0, 2.0),
-             vjp=_vjp_mul)
-DIV = binary("tg.div", np.true_divide, sym="/", doc="a / b, true division (i32 / i32 is f64)",
-             domain=(0.5, 2.0), vjp=_vjp_div)
-POW = binary("tg.pow", np.power, sym="**", doc="a ** b (NumPy power)", domain=(0.5, 2.0),
-             vjp=_vjp_pow)
-MAXIMUM = binary("tg.maximum", np.maximum, ELEMENTWISE_COMMUTATIVE, doc="elementwise max",
-                 domain=(-2.0, 2.0), vjp=_minmax_vjp("tg.gt"))
-MINIMUM = binary("tg.minimum", np.minimum, ELEMENTWISE_COMMUTATIVE, doc="elementwise min",
-                 domain=(-2.0, 2.0), vjp=_minmax_vjp("tg.lt"))
+MUL = binary(
+    "tg.mul", np.multiply, ELEMENTWISE_COMMUTATIVE, "*", "a * b", domain=(-2.0, 2.0), vjp=_vjp_mul
+)
+DIV = binary(
+    "tg.div",
+    np.true_divide,
+    sym="/",
+    doc="a / b, true division (i32 / i32 is f64)",
+    domain=(0.5, 2.0),
+    vjp=_vjp_div,
+)
+POW = binary(
+    "tg.pow", np.power, sym="**", doc="a ** b (NumPy power)", domain=(0.5, 2.0), vjp=_vjp_pow
+)
+MAXIMUM = binary(
+    "tg.maximum",
+    np.maximum,
+    ELEMENTWISE_COMMUTATIVE,
+    doc="elementwise max",
+    domain=(-2.0, 2.0),
+    vjp=_minmax_vjp("tg.gt"),
+)
+MINIMUM = binary(
+    "tg.minimum",
+    np.minimum,
+    ELEMENTWISE_COMMUTATIVE,
+    doc="elementwise min",
+    domain=(-2.0, 2.0),
+    vjp=_minmax_vjp("tg.lt"),
+)
 
 # -- comparisons and logic: bool results, not differentiable ------------------------
 LT = binary("tg.lt", np.less, ELEMENTWISE_NO_GRAD, "<", "a < b", domain=(-2.0, 2.0))
 LE = binary("tg.le", np.less_equal, ELEMENTWISE_NO_GRAD, "<=", "a <= b", domain=(-2.0, 2.0))
 GT = binary("tg.gt", np.greater, ELEMENTWISE_NO_GRAD, ">", "a > b", domain=(-2.0, 2.0))
 GE = binary("tg.ge", np.greater_equal, ELEMENTWISE_NO_GRAD, ">=", "a >= b", domain=(-2.0, 2.0))
-EQ = binary("tg.eq", np.equal, ELEMENTWISE_NO_GRAD | {COMMUTATIVE}, "==", "a == b",
-            domain=(-2.0, 2.0))
-NE = binary("tg.ne", np.not_equal, ELEMENTWISE_NO_GRAD | {COMMUTATIVE}, "!=", "a != b",
-            domain=(-2.0, 2.0))
+EQ = binary(
+    "tg.eq", np.equal, ELEMENTWISE_NO_GRAD | {COMMUTATIVE}, "==", "a == b", domain=(-2.0, 2.0)
+)
+NE = binary(
+    "tg.ne", np.not_equal, ELEMENTWISE_NO_GRAD | {COMMUTATIVE}, "!=", "a != b", domain=(-2.0, 2.0)
+)
 # On bool operands bitwise and/or are logical and/or (and give bool); on integers
 # they are bitwise, as `&`/`|` in NumPy. Floats are rejected.
-AND = binary("tg.and", np.bitwise_and, ELEMENTWISE_NO_GRAD | {COMMUTATIVE}, "&",
-             "a & b: logical on bool, bitwise on integers", domain=(-2.0, 2.0))
-OR = binary("tg.or", np.bitwise_or, ELEMENTWISE_NO_GRAD | {COMMUTATIVE}, "|",
-            "a | b: logical on bool, bitwise on integers", domain=(-2.0, 2.0))
+AND = binary(
+    "tg.and",
+    np.bitwise_and,
+    ELEMENTWISE_NO_GRAD | {COMMUTATIVE},
+    "&",
+    "a & b: logical on bool, bitwise on integers",
+    domain=(-2.0, 2.0),
+)
+OR = binary(
+    "tg.or",
+    np.bitwise_or,
+    ELEMENTWISE_NO_GRAD | {COMMUTATIVE},
+    "|",
+    "a | b: logical on bool, bitwise on integers",
+    domain=(-2.0, 2.0),
+)
 
 
 # -- unary ----------------------------------------------------------------------------
@@ -260,18 +290,36 @@ NEG = unary("tg.neg", np.negative, sym="-", doc="-x", domain=(-2.0, 2.0), vjp=_v
 ABS = unary("tg.abs", np.abs, doc="|x|", domain=(-2.0, 2.0), vjp=_vjp_abs)
 EXP = unary("tg.exp", np.exp, doc="e ** x", domain=(-2.0, 2.0), vjp=_vjp_exp)
 LOG = unary("tg.log", np.log, doc="natural logarithm", domain=(0.1, 4.0), vjp=_vjp_log)
-LOG1P = unary("tg.log1p", np.log1p, doc="log(1 + x), accurate near 0", domain=(-0.5, 2.0),
-              vjp=_vjp_log1p)
+LOG1P = unary(
+    "tg.log1p", np.log1p, doc="log(1 + x), accurate near 0", domain=(-0.5, 2.0), vjp=_vjp_log1p
+)
 SQRT = unary("tg.sqrt", np.sqrt, doc="square root", domain=(0.1, 4.0), vjp=_vjp_sqrt)
 TANH = unary("tg.tanh", np.tanh, doc="hyperbolic tangent", domain=(-2.0, 2.0), vjp=_vjp_tanh)
-SIGMOID = unary("tg.sigmoid", _sigmoid, doc="1 / (1 + exp(-x)), without overflow",
-                domain=(-4.0, 4.0), vjp=_vjp_sigmoid)
-RELU = unary("tg.relu", _relu, doc="max(x, 0), keeping x's dtype", domain=(-2.0, 2.0),
-             vjp=_vjp_relu)
-SOFTPLUS = unary("tg.softplus", _softplus, doc="log(1 + exp(x)), computed stably",
-                 domain=(-4.0, 4.0), vjp=_vjp_softplus)
-NOT = unary("tg.not", np.invert, ELEMENTWISE_NO_GRAD, "~",
-            "~x: logical not on bool, bitwise on integers", domain=(-2.0, 2.0))
+SIGMOID = unary(
+    "tg.sigmoid",
+    _sigmoid,
+    doc="1 / (1 + exp(-x)), without overflow",
+    domain=(-4.0, 4.0),
+    vjp=_vjp_sigmoid,
+)
+RELU = unary(
+    "tg.relu", _relu, doc="max(x, 0), keeping x's dtype", domain=(-2.0, 2.0), vjp=_vjp_relu
+)
+SOFTPLUS = unary(
+    "tg.softplus",
+    _softplus,
+    doc="log(1 + exp(x)), computed stably",
+    domain=(-4.0, 4.0),
+    vjp=_vjp_softplus,
+)
+NOT = unary(
+    "tg.not",
+    np.invert,
+    ELEMENTWISE_NO_GRAD,
+    "~",
+    "~x: logical not on bool, bitwise on integers",
+    domain=(-2.0, 2.0),
+)
 SQUARE = unary("tg.square", np.square, doc="x * x", domain=(-2.0, 2.0), vjp=_vjp_square)
 SIN = unary("tg.sin", np.sin, doc="sine", domain=(-3.0, 3.0), vjp=_vjp_sin)
 COS = unary("tg.cos", np.cos, doc="cosine", domain=(-3.0, 3.0), vjp=_vjp_cos)

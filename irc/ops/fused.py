@@ -40,7 +40,9 @@ def _verify_fused(op):
         raise TypeError_("tg.fused needs one region with one block")
     body = op.regions[0].block
     if len(body.args) != len(op.operands):
-        raise TypeError_(f"tg.fused body has {len(body.args)} arguments for {len(op.operands)} operands")
+        raise TypeError_(
+            f"tg.fused body has {len(body.args)} arguments for {len(op.operands)} operands"
+        )
     for v, a in zip(op.operands, body.args):
         if a.type != TensorType(v.type.dtype, ()):
             raise TypeError_(f"tg.fused body argument {a.type} for operand {v.type}")
@@ -67,5 +69,12 @@ def _verify_fused(op):
                 raise TypeError_(f"tg.fused body op {inner.name} must work on scalars")
 
 
-FUSED = defop(OpDef("tg.fused", traits=frozenset({PURE}), verify=_verify_fused, dim_attrs=("shape",),
-                    doc="a fused group of elementwise ops, optionally ending in a reduction"))
+FUSED = defop(
+    OpDef(
+        "tg.fused",
+        traits=frozenset({PURE}),
+        verify=_verify_fused,
+        dim_attrs=("shape",),
+        doc="a fused group of elementwise ops, optionally ending in a reduction",
+    )
+)

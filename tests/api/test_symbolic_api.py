@@ -46,11 +46,14 @@ def test_variables_and_types():
     assert x.name == "x"
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: irc.matrix("x", dims=("N",)), "has 2 dims, got 1"),
-    (lambda: irc.vector("x", dims=("T*B",)), "must be integers or names"),
-    (lambda: irc.vector("x", dims=(-1,)), "bad dimension"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: irc.matrix("x", dims=("N",)), "has 2 dims, got 1"),
+        (lambda: irc.vector("x", dims=("T*B",)), "must be integers or names"),
+        (lambda: irc.vector("x", dims=(-1,)), "bad dimension"),
+    ],
+)
 def test_variable_errors(make, message):
     with pytest.raises(CompileError, match=re.escape(message)):
         make()
@@ -83,7 +86,11 @@ I = np.array([2, 0, 1], np.int32)  # noqa: E741
 
 
 def _vars():
-    return irc.matrix("x", dims=("N", 4)), irc.vector("v", dims=(4,)), irc.vector("i", "int32", ("N",))
+    return (
+        irc.matrix("x", dims=("N", 4)),
+        irc.vector("v", dims=(4,)),
+        irc.vector("i", "int32", ("N",)),
+    )
 
 
 CASES = {
@@ -91,8 +98,8 @@ CASES = {
     "2 * x": (lambda x, v, i: 2 * x, lambda: 2 * X),
     "x / 2": (lambda x, v, i: x / 2, lambda: X / 2),
     "1 - x": (lambda x, v, i: 1 - x, lambda: 1 - X),
-    "x ** 2": (lambda x, v, i: x ** 2, lambda: X ** 2),
-    "2 ** v": (lambda x, v, i: 2 ** v, lambda: 2 ** V),
+    "x ** 2": (lambda x, v, i: x**2, lambda: X**2),
+    "2 ** v": (lambda x, v, i: 2**v, lambda: 2**V),
     "-x": (lambda x, v, i: -x, lambda: -X),
     "+x": (lambda x, v, i: +x, lambda: X),
     "abs(x)": (lambda x, v, i: abs(x), lambda: np.abs(X)),
@@ -110,7 +117,10 @@ CASES = {
     "i / 2": (lambda x, v, i: i / 2, lambda: I / 2),
     "np.float64(2) * x": (lambda x, v, i: np.float64(2) * x, lambda: np.float64(2) * X),
     "array + x": (lambda x, v, i: np.ones(4, np.float32) + x, lambda: np.ones(4, np.float32) + X),
-    "x + [1, 2, 3, 4]": (lambda x, v, i: x + [1, 2, 3, 4], lambda: X + np.array([1, 2, 3, 4], np.float32)),
+    "x + [1, 2, 3, 4]": (
+        lambda x, v, i: x + [1, 2, 3, 4],
+        lambda: X + np.array([1, 2, 3, 4], np.float32),
+    ),
     "x[:, 0]": (lambda x, v, i: x[:, 0], lambda: X[:, 0]),
     "x[-1]": (lambda x, v, i: x[-1], lambda: X[-1]),
     "x[1:, ::2]": (lambda x, v, i: x[1:, ::2], lambda: X[1:, ::2]),
@@ -121,7 +131,10 @@ CASES = {
     "x[arange, i]": (lambda x, v, i: x[irc.arange(x.shape[0]), i], lambda: X[np.arange(3), I]),
     "x.sum()": (lambda x, v, i: x.sum(), lambda: X.sum()),
     "x.sum(axis=1)": (lambda x, v, i: x.sum(axis=1), lambda: X.sum(axis=1)),
-    "x.mean(0, keepdims)": (lambda x, v, i: x.mean(axis=0, keepdims=True), lambda: X.mean(axis=0, keepdims=True)),
+    "x.mean(0, keepdims)": (
+        lambda x, v, i: x.mean(axis=0, keepdims=True),
+        lambda: X.mean(axis=0, keepdims=True),
+    ),
     "x.max(1)": (lambda x, v, i: x.max(axis=1), lambda: X.max(axis=1)),
     "x.min()": (lambda x, v, i: x.min(), lambda: X.min()),
     "x.argmax(1)": (lambda x, v, i: x.argmax(axis=1), lambda: X.argmax(axis=1).astype(np.int32)),
@@ -184,10 +197,16 @@ BUILTINS = {
     "transpose": (lambda x: irc.transpose(x), lambda: X.T),
     "reshape": (lambda x: irc.reshape(x, [2, x.shape[0] * 2]), lambda: X.reshape(2, 6)),
     "flatten": (lambda x: irc.flatten(x[None], 1), lambda: X.reshape(1, 12)),
-    "concat": (lambda x: irc.concat([x, x * 2], axis=1), lambda: np.concatenate([X, X * 2], axis=1)),
+    "concat": (
+        lambda x: irc.concat([x, x * 2], axis=1),
+        lambda: np.concatenate([X, X * 2], axis=1),
+    ),
     "stack": (lambda x: irc.stack([x, 1.0 - x]), lambda: np.stack([X, 1 - X])),
     "arange": (lambda x: irc.arange(x.shape[1]), lambda: np.arange(4, dtype=np.int32)),
-    "one_hot": (lambda x: irc.one_hot(x.argmax(axis=1), 4), lambda: np.eye(4, dtype=np.float32)[X.argmax(1)]),
+    "one_hot": (
+        lambda x: irc.one_hot(x.argmax(axis=1), 4),
+        lambda: np.eye(4, dtype=np.float32)[X.argmax(1)],
+    ),
     "zeros": (lambda x: irc.zeros([x.shape[0], 2]), lambda: np.zeros((3, 2), np.float32)),
     "ones": (lambda x: irc.ones([2], "int32"), lambda: np.ones(2, np.int32)),
     "full": (lambda x: irc.full([2, 2], 7.0), lambda: np.full((2, 2), 7, np.float32)),
@@ -274,7 +293,7 @@ def test_named_dims_fold():
 def test_dynamic_index_and_slice():
     data = irc.shared(np.arange(40, dtype=np.float32).reshape(10, 4), name="data")
     i = irc.scalar("i", "int32")
-    f = irc.function([i], [data[i], data[i * 3:i * 3 + 3], data[2 * i + 1:(i + 1) * 2 + 1, -1]])
+    f = irc.function([i], [data[i], data[i * 3 : i * 3 + 3], data[2 * i + 1 : (i + 1) * 2 + 1, -1]])
     row, block, col = f(2)
     ref = np.arange(40, dtype=np.float32).reshape(10, 4)
     np.testing.assert_array_equal(row, ref[2])
@@ -282,15 +301,18 @@ def test_dynamic_index_and_slice():
     np.testing.assert_array_equal(col, ref[5:7, -1])
 
 
-@pytest.mark.parametrize("index, message", [
-    (lambda x, i: x[0, 0, 0], "too many indices (3)"),
-    (lambda x, i: x[:, 7], "out of range for axis 1 of size 4"),
-    (lambda x, i: x[True], "boolean indices"),
-    (lambda x, i: x[..., ...], "only one '...'"),
-    (lambda x, i: x[i:i * 2], "cannot work out the length"),
-    (lambda x, i: x[:, 1.5], "cannot index with the number 1.5"),
-    (lambda x, i: x[x > 0], "indices must be integers"),
-])
+@pytest.mark.parametrize(
+    "index, message",
+    [
+        (lambda x, i: x[0, 0, 0], "too many indices (3)"),
+        (lambda x, i: x[:, 7], "out of range for axis 1 of size 4"),
+        (lambda x, i: x[True], "boolean indices"),
+        (lambda x, i: x[..., ...], "only one '...'"),
+        (lambda x, i: x[i : i * 2], "cannot work out the length"),
+        (lambda x, i: x[:, 1.5], "cannot index with the number 1.5"),
+        (lambda x, i: x[x > 0], "indices must be integers"),
+    ],
+)
 def test_index_errors(index, message):
     x = irc.matrix("x", dims=("N", 4))
     i = irc.scalar("i", "int32")
@@ -321,7 +343,9 @@ def test_shape_error_points_at_the_users_line():
     assert e.loc.file == __file__ and e.loc.line == line + 1
     assert e.loc.col == len("        y = irc.tanh(") + 1
     text = e.format()
-    assert text.splitlines()[0].endswith("error: `@`: inner dimensions differ: f32[N, 64] @ f32[100, 10]")
+    assert text.splitlines()[0].endswith(
+        "error: `@`: inner dimensions differ: f32[N, 64] @ f32[100, 10]"
+    )
     assert "y = irc.tanh(x @ w)" in text and "^" in text
 
 
@@ -420,7 +444,9 @@ def test_update_conversions_and_errors():
     u = irc.shared(np.zeros(3, np.float32), name="u")
     irc.function([], updates={u: 1})()  # a number takes u's dtype, broadcasts to its shape
     np.testing.assert_array_equal(u.get_value(), np.ones(3, np.float32))
-    with pytest.raises(CompileError, match=re.escape("update of 'u' (f32[3]) with a value of type f64[3]")):
+    with pytest.raises(
+        CompileError, match=re.escape("update of 'u' (f32[3]) with a value of type f64[3]")
+    ):
         irc.function([], updates={u: u * np.float64(2)})
     with pytest.raises(CompileError, match=re.escape("with a value of type f32[4]")):
         irc.function([], updates={u: irc.ones([4])})
@@ -440,7 +466,9 @@ def test_givens_minibatches():
     x = irc.matrix("x", dims=("N", 2))
     total = irc.shared(np.float32(0), name="total")
     i = irc.scalar("i", "int32")
-    f = irc.function([i], x.sum(), updates={total: total + x.sum()}, givens={x: X[i * 3:(i + 1) * 3]})
+    f = irc.function(
+        [i], x.sum(), updates={total: total + x.sum()}, givens={x: X[i * 3 : (i + 1) * 3]}
+    )
     assert f(1) == data[3:6].sum()
     assert f(2) == data[6:9].sum()
     assert total.get_value() == data[3:9].sum()  # givens apply to updates too
@@ -464,7 +492,7 @@ def test_clone():
     x = irc.scalar("x")
     y = irc.scalar("y")
     e = x * 2 + 1
-    e2 = irc.clone(e, replace={x: y ** 2})
+    e2 = irc.clone(e, replace={x: y**2})
     assert irc.pp(e2) == "y ** 2.0 * 2.0 + 1.0"
     assert irc.pp(e) == "x * 2.0 + 1.0"
     assert irc.function([y], e2)(3.0) == 19
@@ -548,7 +576,9 @@ def test_grad_forms():
     assert irc.grad(x.sum(), []) == []
     with pytest.raises(CompileError, match="the loss must be a scalar"):
         irc.grad(x, x)
-    with pytest.raises(CompileError, match="cannot differentiate with respect to a value of type i32"):
+    with pytest.raises(
+        CompileError, match="cannot differentiate with respect to a value of type i32"
+    ):
         irc.grad(x.sum(), irc.vector("i", "int32", ("N",)))
     with pytest.raises(CompileError, match="cannot differentiate with respect to the number 3"):
         irc.grad(x.sum(), 3)
@@ -567,9 +597,16 @@ def test_scan_forms():
 
     (cs, dbl), upd = irc.scan(step, sequences=xs, outputs_info=[np.float32(0), None])
     assert upd == {} and cs.type.shape == ("T",)
-    (rb,), _ = irc.scan(lambda x, s: s + x, sequences=[{"input": xs, "taps": [0]}],
-                        outputs_info=[{"initial": 0.0, "taps": [-1]}], go_backwards=True, return_list=True)
-    powers, _ = irc.scan(lambda p, a: p * a, outputs_info=[irc.ones([])], non_sequences=[a], n_steps=4)
+    (rb,), _ = irc.scan(
+        lambda x, s: s + x,
+        sequences=[{"input": xs, "taps": [0]}],
+        outputs_info=[{"initial": 0.0, "taps": [-1]}],
+        go_backwards=True,
+        return_list=True,
+    )
+    powers, _ = irc.scan(
+        lambda p, a: p * a, outputs_info=[irc.ones([])], non_sequences=[a], n_steps=4
+    )
     both, _ = irc.scan(lambda x, y: x * y, sequences=[xs, xs[::-1]])
     f = irc.function([xs, a], [cs, dbl, rb, powers, both])
     got = f([1, 2, 3], 2)
@@ -614,14 +651,17 @@ fn g(xs: f32[T]) -> f32 {
     m = api.loads(src)
     w = irc.shared(np.float32(0.5), name="w")
     xs = irc.vector("xs", dims=("T",))
-    hs, _ = irc.scan(lambda x, h: irc.tanh(h * w + x), sequences=xs, outputs_info=[0.0], truncate_gradient=2)
+    hs, _ = irc.scan(
+        lambda x, h: irc.tanh(h * w + x), sequences=xs, outputs_info=[0.0], truncate_gradient=2
+    )
     g = irc.function([xs], irc.grad(irc.sum(hs), w), name="g")
     norm = re.compile(r"%[A-Za-z0-9_.]+")
     want = print_op(m._opt.lookup("g"))
     got = print_op(g._opt.lookup("g"))
     names_w, names_g = {}, {}
-    assert norm.sub(lambda mt: names_g.setdefault(mt.group(0), f"%{len(names_g)}"), got) == \
-        norm.sub(lambda mt: names_w.setdefault(mt.group(0), f"%{len(names_w)}"), want)
+    assert norm.sub(
+        lambda mt: names_g.setdefault(mt.group(0), f"%{len(names_g)}"), got
+    ) == norm.sub(lambda mt: names_w.setdefault(mt.group(0), f"%{len(names_w)}"), want)
     data = np.array([1, -2, 0.5, 3], np.float32)
     assert g(data) == m.g(data)
 
@@ -650,20 +690,44 @@ def test_grad_inside_a_step_function():
     np.testing.assert_allclose(gs.eval({xs: data}), data * (1 - np.tanh(2 * data) ** 2), rtol=1e-6)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda xs, ys: irc.scan(lambda x, h: h.sum(), sequences=xs, outputs_info=[irc.zeros([2])]),
-     "output 0 is carried; it starts as f32[2] (outputs_info) but the step function returns f32"),
-    (lambda xs, ys: irc.scan(lambda x: x, outputs_info=[None]), "without sequences, n_steps"),
-    (lambda xs, ys: irc.scan(lambda x, y: x, sequences=[xs, ys]), "sequences have different lengths"),
-    (lambda xs, ys: irc.scan(lambda x: x, sequences=xs, n_steps=3), "n_steps = 3 but the sequences have T"),
-    (lambda xs, ys: irc.scan(lambda x: [x, x], sequences=xs, outputs_info=[None]),
-     "returns 2 output(s) but outputs_info has 1"),
-    (lambda xs, ys: irc.scan(lambda x: (x, {xs: x}), sequences=xs), "updates inside a step function"),
-    (lambda xs, ys: irc.scan(lambda x: x, sequences=xs.sum()), "is a scalar"),
-    (lambda xs, ys: irc.scan(lambda x: x, sequences=[{"input": xs, "taps": [-1]}]), "taps=[0]"),
-    (lambda xs, ys: irc.scan(lambda x: x, sequences=xs, truncate_gradient=0), "truncate_gradient"),
-    (lambda xs, ys: irc.scan(lambda x: x, sequences=xs, n_steps=xs.sum()), "not a symbolic value"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda xs, ys: irc.scan(
+                lambda x, h: h.sum(), sequences=xs, outputs_info=[irc.zeros([2])]
+            ),
+            "output 0 is carried; it starts as f32[2] (outputs_info) but the step function returns f32",
+        ),
+        (lambda xs, ys: irc.scan(lambda x: x, outputs_info=[None]), "without sequences, n_steps"),
+        (
+            lambda xs, ys: irc.scan(lambda x, y: x, sequences=[xs, ys]),
+            "sequences have different lengths",
+        ),
+        (
+            lambda xs, ys: irc.scan(lambda x: x, sequences=xs, n_steps=3),
+            "n_steps = 3 but the sequences have T",
+        ),
+        (
+            lambda xs, ys: irc.scan(lambda x: [x, x], sequences=xs, outputs_info=[None]),
+            "returns 2 output(s) but outputs_info has 1",
+        ),
+        (
+            lambda xs, ys: irc.scan(lambda x: (x, {xs: x}), sequences=xs),
+            "updates inside a step function",
+        ),
+        (lambda xs, ys: irc.scan(lambda x: x, sequences=xs.sum()), "is a scalar"),
+        (lambda xs, ys: irc.scan(lambda x: x, sequences=[{"input": xs, "taps": [-1]}]), "taps=[0]"),
+        (
+            lambda xs, ys: irc.scan(lambda x: x, sequences=xs, truncate_gradient=0),
+            "truncate_gradient",
+        ),
+        (
+            lambda xs, ys: irc.scan(lambda x: x, sequences=xs, n_steps=xs.sum()),
+            "not a symbolic value",
+        ),
+    ],
+)
 def test_scan_errors(build, message):
     xs = irc.vector("xs", dims=("T",))
     ys = irc.vector("ys", dims=("U",))
@@ -764,7 +828,7 @@ def test_pp():
     x = irc.matrix("x", dims=("N", 4))
     v = irc.vector("v", dims=(4,))
     i = irc.scalar("i", "int32")
-    assert irc.pp(-(x + 1) ** 2) == "-(x + 1.0) ** 2.0"
+    assert irc.pp(-((x + 1) ** 2)) == "-(x + 1.0) ** 2.0"
     assert irc.pp((x - 1) - (v - 2)) == "x - 1.0 - (v - 2.0)"
     assert irc.pp(x[None, :, 0]) == "x[None, :, 0]"
     assert irc.pp(x.T @ x) == "x.T @ x"
@@ -800,7 +864,11 @@ def test_graph_dot(tmp_path):
     xs = irc.tensor3("xs", dims=("T", "B", 3))
     W = irc.shared(np.ones((4, 4), np.float32), name="W")
     U = irc.shared(np.ones((3, 4), np.float32), name="U")
-    hs, _ = irc.scan(lambda x, h: irc.tanh(h @ W + x @ U), sequences=xs, outputs_info=[irc.zeros([xs.shape[1], 4])])
+    hs, _ = irc.scan(
+        lambda x, h: irc.tanh(h @ W + x @ U),
+        sequences=xs,
+        outputs_info=[irc.zeros([xs.shape[1], 4])],
+    )
     cost = hs.sum()
     f = irc.function([xs], cost, updates=[(W, W - 0.1 * irc.grad(cost, W))])
     dot = irc.graph(f)
@@ -816,11 +884,15 @@ def test_graph_without_graphviz(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setitem(sys.modules, "graphviz", None)  # import graphviz -> ImportError
     x = irc.vector("x", dims=("N",))
-    with pytest.raises(RuntimeError, match="needs Graphviz, which is not installed: install the `dot` program"):
+    with pytest.raises(
+        RuntimeError, match="needs Graphviz, which is not installed: install the `dot` program"
+    ):
         irc.graph(x * 2, tmp_path / "g.svg")
 
 
-@pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="Graphviz `dot` not installed")
+@pytest.mark.skipif(
+    __import__("shutil").which("dot") is None, reason="Graphviz `dot` not installed"
+)
 def test_graph_renders_svg(tmp_path):
     x = irc.vector("x", dims=("N",))
     path = irc.graph(irc.function([x], irc.exp(x).sum()), tmp_path / "g.svg")
@@ -855,7 +927,9 @@ def test_other_backends_match_the_interpreter(backend):
         b = irc.shared(np.zeros(10, np.float32), name="b")
         loss = irc.categorical_crossentropy(irc.softmax(x @ W + b), y).mean()
         gW, gb = irc.grad(loss, [W, b])
-        train = irc.function([x, y], loss, updates=[(W, W - 0.5 * gW), (b, b - 0.5 * gb)], backend=name)
+        train = irc.function(
+            [x, y], loss, updates=[(W, W - 0.5 * gW), (b, b - 0.5 * gb)], backend=name
+        )
         losses[name] = [train(xb, yb) for _ in range(5)] + [W.get_value()]
     for a, b_ in zip(losses["interp"], losses[backend]):
         np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-6)

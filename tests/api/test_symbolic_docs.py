@@ -59,7 +59,9 @@ def run(text: str) -> list:
             try:
                 exec(compile("\n" * (first - 1) + code, NAME, "exec"), ns)  # noqa: S102
             except Exception as e:
-                raise AssertionError(f"{NAME}:{first}: the snippet failed: {type(e).__name__}: {e}") from e
+                raise AssertionError(
+                    f"{NAME}:{first}: the snippet failed: {type(e).__name__}: {e}"
+                ) from e
         results.append((b, expected, buf.getvalue()))
     return results
 
@@ -70,7 +72,9 @@ def test_python_api_doc_runs():
     assert len(results) >= 15
     for (_, _, first, _, _), expected, out in results:
         if expected is not None:
-            assert out.rstrip("\n") == expected[4].rstrip("\n"), f"output of the snippet at {NAME}:{first}"
+            assert out.rstrip("\n") == expected[4].rstrip("\n"), (
+                f"output of the snippet at {NAME}:{first}"
+            )
 
 
 def update():

@@ -182,8 +182,12 @@ def dense_model(m, names, body):
     predict = S.function([x], S.argmax(body(x, *params), axis=1), name="predict")
     loss = S.mean(S.categorical_crossentropy(body(x, *params), y))
     grads = S.grad(loss, params)
-    train = S.function([x, y, S.In(lr, value=0.1)], loss,
-                       updates=[(p, p - lr * g) for p, g in zip(params, grads)], name="train")
+    train = S.function(
+        [x, y, S.In(lr, value=0.1)],
+        loss,
+        updates=[(p, p - lr * g) for p, g in zip(params, grads)],
+        name="train",
+    )
     return params, predict, train
 
 
@@ -249,12 +253,18 @@ def test_lenet(digits):
     predict = S.function([x], S.argmax(probs(x), axis=1), name="predict")
     loss = S.mean(S.categorical_crossentropy(probs(x), y))
     grads = S.grad(loss, params)
-    train = S.function([x, y, S.In(lr, value=0.1)], loss,
-                       updates=[(p, p - lr * g) for p, g in zip(params, grads)], name="train")
+    train = S.function(
+        [x, y, S.In(lr, value=0.1)],
+        loss,
+        updates=[(p, p - lr * g) for p, g in zip(params, grads)],
+        name="train",
+    )
     same_function(m, predict, "predict")
     same_function(m, train, "train")
     xtr, ytr, xte, _ = digits
-    check_training(m, params, predict, train, xtr.reshape(-1, 1, 8, 8), ytr, xte.reshape(-1, 1, 8, 8), steps=2)
+    check_training(
+        m, params, predict, train, xtr.reshape(-1, 1, 8, 8), ytr, xte.reshape(-1, 1, 8, 8), steps=2
+    )
 
 
 def test_rnn_with_scan():
@@ -278,14 +288,22 @@ def test_rnn_with_scan():
     loss = S.mean(S.categorical_crossentropy(S.reshape(ps, [T * B, D]), S.reshape(ys, [T * B])))
     f_loss = S.function([xs, ys, s0], loss, name="loss")
     grads = S.grad(loss, params)
-    train = S.function([xs, ys, s0, S.In(lr, value=0.1)], loss,
-                       updates=[(p, p - lr * g) for p, g in zip(params, grads)], name="train")
+    train = S.function(
+        [xs, ys, s0, S.In(lr, value=0.1)],
+        loss,
+        updates=[(p, p - lr * g) for p, g in zip(params, grads)],
+        name="train",
+    )
     same_function(m, f_loss, "loss")
     same_function(m, train, "train")
     data = reber_batch(8, T=20, seed=1)
     h0 = np.zeros((8, 16), np.float32)
     for _ in range(3):
-        np.testing.assert_array_equal(train(data["xs"], data["ys"], h0), m.train(data["xs"], data["ys"], h0))
+        np.testing.assert_array_equal(
+            train(data["xs"], data["ys"], h0), m.train(data["xs"], data["ys"], h0)
+        )
     for p in params:
         np.testing.assert_array_equal(p.get_value(), m[p.name])
-    np.testing.assert_array_equal(f_loss(data["xs"], data["ys"], h0), m.loss(data["xs"], data["ys"], h0))
+    np.testing.assert_array_equal(
+        f_loss(data["xs"], data["ys"], h0), m.loss(data["xs"], data["ys"], h0)
+    )

@@ -102,7 +102,7 @@ def np_conv_valid(x, k):
     out = np.zeros((n, f, h - kh + 1, w - kw + 1), np.float64)
     for i in range(h - kh + 1):
         for j in range(w - kw + 1):
-            out[:, :, i, j] = np.einsum("nchw,fchw->nf", x[:, :, i:i + kh, j:j + kw], k)
+            out[:, :, i, j] = np.einsum("nchw,fchw->nf", x[:, :, i : i + kh, j : j + kw], k)
     return out
 
 
@@ -263,8 +263,10 @@ def test_shared_access_save_restore(tmp_path):
 
 def test_compile_error_is_located():
     with pytest.raises(CompileError) as e:
-        api.loads("fn f(x: f32[N, 64], W: f32[100, 10]) -> f32[N, 10] {\n    return x @ W\n}\n",
-                  filename="m.tg")
+        api.loads(
+            "fn f(x: f32[N, 64], W: f32[100, 10]) -> f32[N, 10] {\n    return x @ W\n}\n",
+            filename="m.tg",
+        )
     err = e.value
     assert (err.file, err.line, err.column) == ("m.tg", 2, 12)
     assert "inner dimensions differ: f32[N, 64] @ f32[100, 10]" in err.message

@@ -25,10 +25,58 @@ fn train(x: f32[N, 3], y: i32[N], lr: f32 = 0.5) -> f32 {
 }
 """
 
-TOKENS = ["fn", "def", "shared", "const", "seed", "scan", "grad", "return", "yield", "in", "steps", "truncate",
-          "f32", "i32", "bool", "x", "W", "N", "(", ")", "[", "]", "{", "}", ",", ":", ";", "=", "<-", "->",
-          "+", "-", "*", "/", "@", "**", "<", "==", "&", "|", "~", "1", "2.5", '"s"', "None", "...", "\n",
-          "true", "#c\n", "$"]
+TOKENS = [
+    "fn",
+    "def",
+    "shared",
+    "const",
+    "seed",
+    "scan",
+    "grad",
+    "return",
+    "yield",
+    "in",
+    "steps",
+    "truncate",
+    "f32",
+    "i32",
+    "bool",
+    "x",
+    "W",
+    "N",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    ";",
+    "=",
+    "<-",
+    "->",
+    "+",
+    "-",
+    "*",
+    "/",
+    "@",
+    "**",
+    "<",
+    "==",
+    "&",
+    "|",
+    "~",
+    "1",
+    "2.5",
+    '"s"',
+    "None",
+    "...",
+    "\n",
+    "true",
+    "#c\n",
+    "$",
+]
 
 
 def compile_quietly(src):
@@ -53,10 +101,13 @@ def test_random_token_streams(tokens):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, len(VALID) - 1), st.integers(0, 12), st.text(alphabet="(){}[],:;=+-*@<>~#.0123456789xNW \n",
-                                                                  max_size=6))
+@given(
+    st.integers(0, len(VALID) - 1),
+    st.integers(0, 12),
+    st.text(alphabet="(){}[],:;=+-*@<>~#.0123456789xNW \n", max_size=6),
+)
 def test_mutated_programs(pos, cut, insert):
-    compile_quietly(VALID[:pos] + insert + VALID[pos + cut:])
+    compile_quietly(VALID[:pos] + insert + VALID[pos + cut :])
 
 
 def test_deep_nesting_is_an_error_not_a_crash():

@@ -8,8 +8,10 @@ import irc
 
 def test_verify_grad_of_a_python_function():
     rng = np.random.default_rng(0)
-    records = irc.verify_grad(lambda x, w: irc.tanh(x @ w) * irc.sigmoid(x @ w), [rng.normal(size=(3, 4)),
-                                                                                 rng.normal(size=(4, 5))])
+    records = irc.verify_grad(
+        lambda x, w: irc.tanh(x @ w) * irc.sigmoid(x @ w),
+        [rng.normal(size=(3, 4)), rng.normal(size=(4, 5))],
+    )
     assert [r.wrt for r in records] == ["x0", "x1"]
     assert all(r.ok for r in records), records
 

@@ -98,9 +98,7 @@ def test_crossentropy_shape_errors():
 
 
 def test_reshape():
-    assert infer("tg.reshape", T(F32, "T", "B", "D"), shape=("T*B", "D")) == [
-        T(F32, "B*T", "D")
-    ]
+    assert infer("tg.reshape", T(F32, "T", "B", "D"), shape=("T*B", "D")) == [T(F32, "B*T", "D")]
     assert infer("tg.reshape", T(F32, "T", "B", 4), shape=(-1, 2))[0].shape == ("2*B*T", 2)
     assert infer("tg.reshape", T(F32, "N", 6), shape=(-1, 3))[0].shape == ("2*N", 3)
     assert infer("tg.reshape", T(F32, 2, 6), shape=(3, -1))[0].shape == (3, 4)
@@ -215,9 +213,7 @@ def test_gather():
         T(F32, "N")
     ]
     assert "must be integer" in error("tg.gather", T(F32, 5, 4), T(F32, 5), axes=(0,))
-    assert "consecutive" in error(
-        "tg.gather", T(F32, 5, 4, 3), T(I32, 2), T(I32, 2), axes=(0, 2)
-    )
+    assert "consecutive" in error("tg.gather", T(F32, 5, 4, 3), T(I32, 2), T(I32, 2), axes=(0, 2))
     assert "shapes cannot be broadcast" in error(
         "tg.gather", T(F32, 5, 4), T(I32, 2), T(I32, 3), axes=(0, 1)
     )
@@ -315,8 +311,9 @@ def _pads_ref(h, k, s, padding, i):
 def conv2d_loops(x, w, stride, padding, flip):
     n, c, h, wd = x.shape
     f, _, kh, kw = w.shape
-    (pt, pb), (pl, pr) = _pads_ref(h, kh, stride[0], padding, 0), _pads_ref(
-        wd, kw, stride[1], padding, 1
+    (pt, pb), (pl, pr) = (
+        _pads_ref(h, kh, stride[0], padding, 0),
+        _pads_ref(wd, kw, stride[1], padding, 1),
     )
     xp = np.zeros((n, c, h + pt + pb, wd + pl + pr), dtype=np.float64)
     xp[:, :, pt : pt + h, pl : pl + wd] = x

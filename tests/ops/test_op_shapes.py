@@ -221,14 +221,18 @@ CASES["tg.scatter_add"] = [
 ]
 CASES["tg.conv2d_input_grad"] = [
     C([f("N", 4, "H", "W"), f(4, 3, 3, 2)], {"shape": ("H", "W"), "padding": "same"}, ENV),
-    C([f(2, 3, 4, 8), a("f64", 3, 2, 3, 3)],
-      {"shape": (7, 6), "padding": (1, 2), "stride": (2, 1), "flip": True}),
+    C(
+        [f(2, 3, 4, 8), a("f64", 3, 2, 3, 3)],
+        {"shape": (7, 6), "padding": (1, 2), "stride": (2, 1), "flip": True},
+    ),
     C([f(2, 4, 3, 3), f(4, 2, 3, 4)], {"shape": (5, 8), "padding": "same", "stride": (2, 3)}),
 ]
 CASES["tg.conv2d_filter_grad"] = [
     C([f("N", 3, "H", "W"), f("N", 4, "H", "W")], {"shape": (3, 2), "padding": "same"}, ENV),
-    C([f(2, 2, 7, 6), a("f64", 2, 3, 4, 8)],
-      {"shape": (3, 3), "padding": (1, 2), "stride": (2, 1), "flip": True}),
+    C(
+        [f(2, 2, 7, 6), a("f64", 2, 3, 4, 8)],
+        {"shape": (3, 3), "padding": (1, 2), "stride": (2, 1), "flip": True},
+    ),
     C([f(2, 3, 9, 8), f(2, 4, 7, 7)], {"shape": (3, 2)}),
 ]
 CASES["tg.max_pool2d_grad"] = [
@@ -288,9 +292,7 @@ def _case_ids():
 
 
 def test_every_op_has_a_case():
-    missing = [
-        n for n, d in REGISTRY.items() if n.startswith("tg.") and d.numpy and n not in CASES
-    ]
+    missing = [n for n, d in REGISTRY.items() if n.startswith("tg.") and d.numpy and n not in CASES]
     assert not missing, f"ops without a shape test case in tests/ops/test_op_shapes.py: {missing}"
 
 

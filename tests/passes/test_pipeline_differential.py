@@ -11,11 +11,38 @@ from irc.passes import PassManager, parse_pipeline
 from irc.pipeline import run_pipeline
 from irc.runtime.interp import Interpreter
 
-UNARY = ["exp({})", "tanh({})", "sigmoid({})", "relu({})", "log(abs({}) + 1.0)", "-{}", "({} * 2.0)",
-         "({} + 1.0)", "softplus({})", "({} * {} )", "sqrt(abs({}) + 0.5)"]
-BINARY = ["({} + {})", "({} - {})", "({} * {})", "maximum({}, {})", "where({} > {}, {}, {})", "({} / (abs({}) + 1.0))"]
-REDUCE = ["sum({}, axis=1, keepdims=true)", "mean({}, axis=0, keepdims=true)", "max({}, axis=1, keepdims=true)"]
-OTHER = ["softmax({})", "({} @ W)", "transpose(transpose({}))", "reshape(reshape({}, [N * 4]), [N, 4])"]
+UNARY = [
+    "exp({})",
+    "tanh({})",
+    "sigmoid({})",
+    "relu({})",
+    "log(abs({}) + 1.0)",
+    "-{}",
+    "({} * 2.0)",
+    "({} + 1.0)",
+    "softplus({})",
+    "({} * {} )",
+    "sqrt(abs({}) + 0.5)",
+]
+BINARY = [
+    "({} + {})",
+    "({} - {})",
+    "({} * {})",
+    "maximum({}, {})",
+    "where({} > {}, {}, {})",
+    "({} / (abs({}) + 1.0))",
+]
+REDUCE = [
+    "sum({}, axis=1, keepdims=true)",
+    "mean({}, axis=0, keepdims=true)",
+    "max({}, axis=1, keepdims=true)",
+]
+OTHER = [
+    "softmax({})",
+    "({} @ W)",
+    "transpose(transpose({}))",
+    "reshape(reshape({}, [N * 4]), [N, 4])",
+]
 
 
 @st.composite

@@ -28,7 +28,9 @@ fn log1p_(x: f32[N]) -> f32[N] { return log(1 + x) }
 
 def logits():
     rng = np.random.default_rng(0)
-    return (rng.normal(size=(4, 5)) * 1e3).astype(np.float32), rng.integers(0, 5, 4).astype(np.int32)
+    return (rng.normal(size=(4, 5)) * 1e3).astype(np.float32), rng.integers(0, 5, 4).astype(
+        np.int32
+    )
 
 
 def ref_log_softmax(x):
@@ -52,7 +54,9 @@ def test_large_logits_give_finite_losses_and_gradients():
     loss, g = m.logsig(xs)
     ref = -np.logaddexp(0, -xs.astype(np.float64))
     np.testing.assert_allclose(loss, ref.sum(), rtol=1e-6)
-    np.testing.assert_allclose(g, np.exp(-np.logaddexp(0, xs.astype(np.float64))), atol=1e-6)  # sigmoid(-x)
+    np.testing.assert_allclose(
+        g, np.exp(-np.logaddexp(0, xs.astype(np.float64))), atol=1e-6
+    )  # sigmoid(-x)
     tiny = np.array([1e-10, 1e-7], np.float32)
     np.testing.assert_allclose(m.log1p_(tiny), np.log1p(tiny.astype(np.float64)), rtol=1e-6)
 

@@ -93,7 +93,9 @@ def test_truncation_matches_hand_truncated_reference(rnn):
     assert not np.allclose(full, got[0])  # truncation changes the result
     # No more steps than the truncation: the full gradient.
     xs2, s02, c2 = inputs(T=3)
-    np.testing.assert_allclose(rnn.grads_truncated(xs2, s02, c2)[0], rnn.grads(xs2, s02, c2)[0], rtol=1e-12)
+    np.testing.assert_allclose(
+        rnn.grads_truncated(xs2, s02, c2)[0], rnn.grads(xs2, s02, c2)[0], rtol=1e-12
+    )
 
 
 def test_gradient_of_last_step_only(rnn):
@@ -198,13 +200,25 @@ def test_nested_scan_forward():
 def test_several_carries_power_and_nested_gradients_pass_finite_differences():
     records = check_module(SEVERAL, "several.tg")
     names = {(r.function, r.wrt) for r in records}
-    assert {("g", "A"), ("g", "ws"), ("g", "k0"), ("power_grad", "A"), ("nested_grad", "A"),
-            ("nested_grad", "xs")} <= names
+    assert {
+        ("g", "A"),
+        ("g", "ws"),
+        ("g", "k0"),
+        ("power_grad", "A"),
+        ("nested_grad", "A"),
+        ("nested_grad", "xs"),
+    } <= names
     assert all(r.ok for r in records), "\n".join(map(str, records))
 
 
-@pytest.mark.parametrize("pipeline", ["scan-unroll{max-steps=16}", "scan-unroll{max-steps=2,factor=3}",
-                                      "scan-unroll{max-steps=2,factor=2}"])
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        "scan-unroll{max-steps=16}",
+        "scan-unroll{max-steps=2,factor=3}",
+        "scan-unroll{max-steps=2,factor=2}",
+    ],
+)
 def test_unrolling_is_numerically_equivalent(rnn, pipeline):
     xs, s0, c = inputs(T=7)
     for T in (7, 6, 1):
@@ -226,4 +240,3 @@ def test_static_scans_are_unrolled_by_the_pipeline():
     m = api.loads(SEVERAL)
     text = m.ir(fn="power")
     assert "tg.scan" not in text and text.count("tg.matmul") >= 6
-
