@@ -21,15 +21,11 @@ from typing import Optional
 import numpy as np
 
 from irc.ir.core import Module
-from irc.ir.errors import CompileError
+from irc.ir.errors import CallError, CompileError
 from irc.ir.types import TensorType
 
 BACKENDS = ("interp", "cpu", "opencl")
 DEFAULT_BACKEND = "interp"
-
-
-class CallError(ValueError, TypeError):
-    """Wrong arguments at call time: count, names, shapes, dtypes or named dims."""
 
 
 def _is_source(s: str) -> bool:
@@ -125,6 +121,11 @@ def _make_backend(name, module, state, device):
         from irc.runtime.interp import InterpBackend
 
         return InterpBackend(module, state)
+    if name == "opencl":
+        from irc.runtime.opencl.backend import OpenCLBackend
+
+        # device=None: IRC_OPENCL_DEVICE, then the first device (runtime/opencl/device.py)
+        return OpenCLBackend(module, state, device=device)
     raise CompileError(f"the '{name}' backend is not available yet; use backend=\"interp\"")
 
 

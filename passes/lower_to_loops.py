@@ -32,10 +32,16 @@ What it does, per function:
     otherwise updates are copied into the shared buffers after the outputs.
     Reshape and flatten are views. All allocations are in the entry block.
   * Matrix products become mem.gemm (BLAS) for f32/f64 (a transpose feeding
-    a product becomes a trans flag), loops otherwise; conv1d/conv2d are
-    im2col + one gemm per image; scan is a loop.for whose carries live in
-    buffers (the final carries are the carry buffers) and whose outputs are
-    written into the stacked results.
+    a product becomes a trans flag), loops otherwise; W <- W - s * (a @ b) is
+    one gemm (alpha = -s, beta = 1) into W; conv1d/conv2d are im2col + one
+    gemm per image; scan is a loop.for whose carries live in buffers (the
+    final carries are the carry buffers) and whose outputs are written into
+    the stacked results.
+  * Scans are first rewritten (tg to tg, see hoist_scan, sink_accumulations,
+    sink_outputs): work that does not depend on the carries moves before the
+    loop as batched ops over all steps, per-step outputs computed from other
+    outputs move after it, and gradient accumulators acc + x_t^T @ d_t become
+    one product after the loop. What stays in the loop is the recurrence.
 
 The table LOWERINGS maps each tg op to its rule; a test checks every tg op in
 the registry has one. Imports only irc.ir, irc.ops and the pass manager.
@@ -73,6 +79,7 @@ class LowerToLoops(Pass):
 
 def lower_module(module: Module) -> Module:
     """Lower every function of `module` in place; returns it."""
+    rewrite_scans(module)
     for op in list(module.body.ops):
         if op.name != "func.func":
             continue
@@ -214,6 +221,10 @@ class Emitter:
 # -- scalar rules: one tg elementwise op on scalars ------------------------------------------
 
 FLOAT_UNARY = {"exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "softplus", "sin", "cos"}
+# tg elementwise ops scalar_rule knows (a new elementwise op needs a line there)
+SCALAR_RULE_OPS = {"lt", "le", "gt", "ge", "eq", "ne", "where", "cast", "clip", "relu", "add", "sub", "mul",
+                   "div", "pow", "maximum", "minimum", "and", "or", "neg", "abs", "square", "sign",
+                   "not"} | FLOAT_UNARY
 
 
 def scalar_rule(em: Emitter, name: str, args: list, rtype: DType, attrs: dict) -> Value:
@@ -257,11 +268,10 @@ class FuncLowerer:
         key = ("dim", d)
         v = self.cache.get(key)
         if v is None:
-            for n in dim_names(d):
+            for n in sorted(dim_names(d)):
                 if n not in self.dim_names:
-                    raise CompileError(
-                        f"lower-to-loops: the dim {n} is not bound by the arguments of "
-                        f"@{self.func.attrs['sym_name']}", self.loc)
+                    # not bound by an argument: the caller passes it (env)
+                    self.dim_names.append(n)
             v = self.pro.create("loop.dim", [], [IDX], {"dim": d}, (), self.loc).results[0]
             self.cache[key] = v
         return v
@@ -385,6 +395,8 @@ class FuncLowerer:
         self.inline: set = set()
         self.group_root: dict = {}
         self.absorbed: set = set()
+        self.gemm_updates: dict = {}  # update value -> (scale value, matmul result)
+        self.deferred_matmuls: set = set()
         self.plan_groups(body)
         pos = {op: i for i, op in enumerate(body.ops)}
 
@@ -409,7 +421,8 @@ class FuncLowerer:
             if not isinstance(v, OpResult) or v in self.inline or v.op.parent is not body:
                 continue
             r = v.op
-            if not (_fusible(r) and _is_elementwise(r) or r.name == "tg.broadcast_to"):
+            if not (_is_elementwise(r) or r.name == "tg.broadcast_to"
+                    or (r.name == "tg.fused" and not r.attrs.get("reduce") and len(r.results) == 1)):
                 continue
             if v.type != self.globals[sym].attrs["type"] or v in self.dest:
                 continue
@@ -432,6 +445,10 @@ class FuncLowerer:
                     break
             if safe:
                 self.inplace_updates[v] = sym
+                axpy = _match_axpy(r, reads.get(sym, []))
+                if axpy is not None:
+                    self.gemm_updates[v] = axpy
+                    self.deferred_matmuls.add(axpy[1])
 
     # -- values -------------------------------------------------------------------------------------
     def buf(self, em: Emitter, v: Value, vals) -> Value:
@@ -522,9 +539,20 @@ class FuncLowerer:
                 continue
             if not _is_elementwise(inner):
                 raise CompileError(f"lower-to-loops: {inner.name} inside tg.fused", inner.loc)
-            env[inner.results[0]] = scalar_rule(em, inner.name, [env[x] for x in inner.operands],
+            env[inner.results[0]] = scalar_rule(em, inner.name, [self._region_arg(em, env, x, vals, memo)
+                                                                 for x in inner.operands],
                                                 inner.results[0].type.dtype, inner.attrs)
         raise CompileError("tg.fused region without tg.yield", op.loc)
+
+    def _region_arg(self, em, env, x, vals, memo):
+        """A scalar a fused region reads: its own values, or (after CSE merged a
+        constant with an outer one) a rank-0 value from outside."""
+        got = env.get(x)
+        if got is not None:
+            return got
+        if x.type.rank != 0:
+            raise CompileError("lower-to-loops: a tg.fused region reads a tensor from outside", self.loc)
+        return self.expr(em, x, [], vals, memo)
 
     def leaves(self, op: Op, out: list, seen: set) -> None:
         """Materialised values an inline group rooted at op reads."""
@@ -603,6 +631,394 @@ def _gemm_ok(op: Op) -> bool:
         x.type.dtype == op.results[0].type.dtype for x in op.operands)
 
 
+# -- scan hoisting -------------------------------------------------------------------------------
+
+
+def rewrite_scans(module: Module) -> None:
+    """The scan rewrites below on every function, then CSE (the backward scan of
+    BPTT recomputes forward values: hoisted, they are the forward's own ops)."""
+    found = False
+    for f in module.functions():
+        for op in [o for o in f.walk() if o.name == "tg.scan"]:
+            hoist_scan(op)
+            sink_accumulations(op)
+            sink_outputs(op)
+            drop_unused_sequences(op)
+            found = True
+    if found:
+        from irc.passes.cse import CSE
+
+        CSE().run(module)
+        for f in module.functions():
+            _dce(f.regions[0].block)
+
+
+def hoist_scan(scan: Op) -> None:
+    """Move the part of a scan body that does not depend on the carries out of
+    the loop, computed for every step at once, and feed it back in as extra
+    sequences (loop-invariant ops move out as they are).
+
+        scan (x in xs; s = s0) { s = tanh(s @ W + x @ U) ... }
+     -> xu = xs @ U                  (one [T*B, D] @ [D, H] product)
+        scan (x in xs, u in xu; s = s0) { s = tanh(s @ W + u) ... }
+
+    This turns the recomputation in the backward scan of BPTT (everything that
+    depends only on saved carries and sequences) into a few large products."""
+    from irc.ops.registry import OpBuilder, semantic_attrs
+
+    ns, nc = scan.attrs["n_seqs"], scan.attrs["n_carries"]
+    body = scan.regions[0].block
+    length = scan.attrs["length"]
+    batched = {a: s for a, s in zip(body.args[:ns], scan.operands[:ns])}
+    inside = set(body.args)
+    for o in body.ops:
+        for inner in o.walk():
+            inside.update(inner.results)
+            for r in inner.regions:
+                for bl in r.blocks:
+                    inside.update(bl.args)
+    b = OpBuilder()
+    b.set_insertion_before(scan)
+    hoisted = []  # body ops replaced by an outer value
+    for op in list(body.ops):
+        if op.name == "tg.yield":
+            break
+        if op.regions and op.name != "tg.fused" or len(op.results) != 1 or not op.operands:
+            continue
+        d = REGISTRY.get(op.name)
+        if d is None or "pure" not in d.traits:
+            continue
+        if any(v in inside and v not in batched for v in op.operands):
+            continue  # depends on a carry
+        v = op.results[0]
+        b.loc = op.loc
+        try:
+            if not any(x in batched for x in op.operands):
+                new = op.clone({})  # loop-invariant: the same op before the scan
+                b.insert(new)
+                v.replace_all_uses_with(new.results[0])
+                hoisted.append(op)
+                continue
+            nv = _batched_op(b, op, batched, length)
+        except Exception:  # a form the rules below do not cover stays in the loop
+            nv = None
+        if nv is not None:
+            batched[v] = nv
+            hoisted.append(op)
+    if not hoisted:
+        return
+    # Hoisted values still used in the body become new sequences.
+    new_args = []
+    for op in hoisted:
+        v = op.results[0]
+        if v in batched and v.uses:
+            new_args.append((v, batched[v]))
+    for k, (v, outer) in enumerate(new_args):
+        from irc.ir.core import BlockArgument
+
+        a = BlockArgument(body, ns + k, v.type, v.name_hint)
+        body.args.insert(ns + k, a)
+        v.replace_all_uses_with(a)
+        scan.operands.insert(ns + k, outer)
+    for i, a in enumerate(body.args):
+        a.index = i
+    # rebuild the operand use lists (operands were inserted in the middle)
+    ops = list(scan.operands)
+    for x in ops:
+        x.uses = [(o, j) for (o, j) in x.uses if o is not scan]
+    scan.operands = []
+    for x in ops:
+        scan.add_operand(x)
+    attrs = dict(scan.attrs)
+    attrs["n_seqs"] = ns + len(new_args)
+    scan.attrs = attrs
+    for op in reversed(hoisted):
+        if all(not r.uses for r in op.results):
+            op.erase()
+
+
+def sink_accumulations(scan: Op) -> None:
+    """Carries that only accumulate, acc <- acc + g, become one operation after
+    the loop when g is a product or a batch sum (the weight gradients of BPTT):
+
+        acc <- acc + x_t^T @ d_t   ->  D = stacked d_t;  acc = acc0 + X^T @ D   (one gemm, K = T*B)
+        acc <- acc + a_t           ->  acc = acc0 + sum(A, axis=0)   (a_t a sequence slice;
+                                       a gemm too when A is a batched x_t^T @ y_t)
+
+    where X^T @ D reads the sequence X = transpose(Z, (0, 2, 1)) as Z reshaped to
+    [T*B, P]. The accumulating add and its product leave the loop body."""
+    from irc.ir.core import OpResult as _R
+    from irc.ops.registry import OpBuilder
+
+    ns, nc = scan.attrs["n_seqs"], scan.attrs["n_carries"]
+    body = scan.regions[0].block
+    y_op = body.terminator
+    length = scan.attrs["length"]
+    b = OpBuilder()
+    b.set_insertion_after(scan)
+    b.loc = scan.loc
+    seq_of = {a: s for a, s in zip(body.args[:ns], scan.operands[:ns])}
+    for k in range(nc):
+        c = body.args[ns + k]
+        nxt = y_op.operands[k]
+        r = scan.results[k]
+        if not isinstance(nxt, _R) or nxt.op.parent is not body or nxt.op.name != "tg.add":
+            continue
+        if len(c.uses) != 1 or c.uses[0][0] is not nxt.op or len(nxt.uses) != 1 or c.type.rank != 2:
+            continue
+        x0, x1 = nxt.op.operands
+        g = x1 if x0 is c else x0 if x1 is c else None
+        if g is None or g.type != c.type:
+            continue
+        after = None  # builds the sum over the steps after the loop, given the new outputs
+        if g in seq_of:
+            A = seq_of[g]
+
+            def after(outs, A=A):
+                return _sum_steps(b, A)
+        elif isinstance(g, _R) and g.op.parent is body and len(g.uses) == 1:
+            gop = g.op
+            if gop.name == "tg.matmul" and gop.operands[0] in seq_of and not gop.operands[1] in seq_of:
+                X = seq_of[gop.operands[0]]
+                y = gop.operands[1]
+                if not (isinstance(X, _R) and X.op.name == "tg.transpose" and tuple(X.op.attrs.get("perm") or ())
+                        == (0, 2, 1) and y.type.rank == 2 and X.type.rank == 3):
+                    continue
+                Z = X.op.operands[0]
+
+                def after(outs, Z=Z, y=y):
+                    Y = outs[y]
+                    zf = b.reshape(Z, shape=(dim_mul(Z.type.shape[0], Z.type.shape[1]), Z.type.shape[2]))
+                    yf = b.reshape(Y, shape=(dim_mul(Y.type.shape[0], Y.type.shape[1]), Y.type.shape[2]))
+                    return b.matmul(b.transpose(zf, perm=(1, 0)), yf)
+
+                stack = [y]
+            else:
+                continue
+        else:
+            continue
+        # stack the per-step values the sum needs as extra scan outputs
+        outs = {}
+        if g not in seq_of:
+            from irc.ir.core import OpResult as NewResult
+
+            for y in stack:
+                if y in seq_of:
+                    outs[y] = seq_of[y]
+                    continue
+                y_op.add_operand(y)
+                t = y.type.with_shape((length,) + y.type.shape)
+                nr = NewResult(scan, len(scan.results), t)
+                scan.results.append(nr)
+                outs[y] = nr
+        total = after(outs)
+        if total is None or total.type != r.type:
+            continue
+        init = scan.operands[ns + k]
+        final = b.add(init, total)
+        r.replace_all_uses_with(final)
+        # the carry now passes through unchanged
+        y_op.set_operand(k, c)
+        nxt.op.erase()
+        if isinstance(g, _R) and g.op.parent is body and not g.uses:
+            g.op.erase()
+
+
+def sink_outputs(scan: Op) -> None:
+    """Per-step outputs computed from other per-step outputs and loop
+    invariants only leave the loop, computed for all steps at once afterwards:
+
+        scan (...; s = s0) { s = tanh(...); yield s, softmax(c + s @ V) }
+     -> ss = scan (...; s = s0) { s = tanh(...); yield s }
+        ps = softmax(c + ss @ V)             (one [T*B, H] @ [H, K] product)"""
+    from irc.ops.registry import OpBuilder
+
+    ns, nc = scan.attrs["n_seqs"], scan.attrs["n_carries"]
+    body = scan.regions[0].block
+    y_op = body.terminator
+    length = scan.attrs["length"]
+    inside = set(body.args)
+    for o in body.ops:
+        for inner in o.walk():
+            inside.update(inner.results)
+    stacked = {}  # body value -> its stacked scan result
+    for j, y in enumerate(y_op.operands[nc:]):
+        if y not in stacked:
+            stacked[y] = scan.results[nc + j]
+    # ops computable from stacked values and invariants
+    avail = dict(stacked)
+    cand = []
+    for op in body.ops:
+        if op.name == "tg.yield" or op.regions and op.name != "tg.fused" or len(op.results) != 1:
+            continue
+        d = REGISTRY.get(op.name)
+        if d is None or "pure" not in d.traits or not op.operands:
+            continue
+        if all(x in avail or x not in inside for x in op.operands) and any(x in avail for x in op.operands):
+            avail[op.results[0]] = None  # placeholder: computed after the loop
+            cand.append(op)
+    # keep those whose results only feed outputs or other sunk ops
+    removable = set()
+    for op in reversed(cand):
+        v = op.results[0]
+        ok = bool(v.uses)
+        for u, i in v.uses:
+            if u is y_op:
+                ok = ok and i >= nc
+            elif u not in removable:
+                ok = False
+        if ok:
+            removable.add(op)
+    if not removable:
+        return
+    b = OpBuilder()
+    b.set_insertion_after(scan)
+    outer = dict(stacked)
+    done = []
+    for op in cand:
+        if op not in removable:
+            continue
+        if any(x in inside and x not in outer for x in op.operands):
+            continue
+        b.loc = op.loc
+        try:
+            nv = _batched_op(b, op, outer, length)
+        except Exception:
+            nv = None
+        if nv is None:
+            continue
+        outer[op.results[0]] = nv
+        done.append(op)
+    if not done:
+        return
+    sunk = {op.results[0] for op in done}
+    # outputs that are sunk values: their results now come from after the loop
+    keep_pos = []
+    for j, y in enumerate(y_op.operands[nc:]):
+        r = scan.results[nc + j]
+        if y in sunk:
+            r.replace_all_uses_with(outer[y])
+        else:
+            keep_pos.append(j)
+    new_yield = list(y_op.operands[:nc]) + [y_op.operands[nc + j] for j in keep_pos]
+    y_op.drop_operands()
+    for x in new_yield:
+        y_op.add_operand(x)
+    scan.results = scan.results[:nc] + [scan.results[nc + j] for j in keep_pos]
+    for i, r in enumerate(scan.results):
+        r.index = i
+    for op in reversed(done):
+        if all(not r.uses for r in op.results):
+            op.erase()
+
+
+def drop_unused_sequences(scan: Op) -> None:
+    """Sequences whose slices the body no longer reads leave the scan."""
+    ns = scan.attrs["n_seqs"]
+    body = scan.regions[0].block
+    keep = [i for i in range(ns) if body.args[i].uses]
+    if len(keep) == ns:
+        return
+    ops = list(scan.operands)
+    args = list(body.args)
+    new_ops = [ops[i] for i in keep] + ops[ns:]
+    new_args = [args[i] for i in keep] + args[ns:]
+    scan.drop_operands()
+    for x in new_ops:
+        scan.add_operand(x)
+    body.args[:] = new_args
+    for i, a in enumerate(body.args):
+        a.index = i
+    attrs = dict(scan.attrs)
+    attrs["n_seqs"] = len(keep)
+    scan.attrs = attrs
+
+
+def _dce(block: Block) -> None:
+    """Remove pure ops nothing uses (left behind by the scan rewrites)."""
+    changed = True
+    while changed:
+        changed = False
+        for op in reversed(list(block.ops)):
+            d = REGISTRY.get(op.name)
+            if d is None or "pure" not in d.traits or not op.results or any(r.uses for r in op.results):
+                continue
+            if op.name == "tg.scan":
+                continue
+            op.erase()
+            changed = True
+
+
+def _sum_steps(b, A):
+    if isinstance(A, OpResult) and A.op.name == "tg.matmul":
+        P, Q = A.op.operands
+        if (isinstance(P, OpResult) and P.op.name == "tg.transpose" and tuple(P.op.attrs.get("perm") or ())
+                == (0, 2, 1) and P.type.rank == 3 and Q.type.rank == 3):
+            Z = P.op.operands[0]
+            zf = b.reshape(Z, shape=(dim_mul(Z.type.shape[0], Z.type.shape[1]), Z.type.shape[2]))
+            qf = b.reshape(Q, shape=(dim_mul(Q.type.shape[0], Q.type.shape[1]), Q.type.shape[2]))
+            return b.matmul(b.transpose(zf, perm=(1, 0)), qf)
+    return b.sum(A, axis=(0,), keepdims=False)
+
+
+def _batched_op(b, op, batched, length):
+    """op applied to every step at once (operands in `batched` get a leading
+    axis of `length`), or None when there is no rule for it."""
+    from irc.ops.registry import semantic_attrs
+
+    v = op.results[0]
+    R = v.type.rank
+    opnds = [batched.get(x, x) for x in op.operands]
+    isb = [x in batched for x in op.operands]
+    attrs = semantic_attrs(op)
+    name = op.name
+
+    def shift(axis, rank):
+        if axis is None:
+            return tuple(range(1, rank + 1))
+        if isinstance(axis, (tuple, list)):
+            return tuple(norm_axis(a, rank) + 1 for a in axis)
+        return norm_axis(axis, rank) + 1
+
+    if _is_elementwise(op) or name == "tg.fused":
+        # every batched operand must have the full rank, so the new axis lines up
+        if any(f and x.type.rank != (len(op.attrs["shape"]) if name == "tg.fused" else R)
+               for f, x in zip(isb, op.operands)):
+            return None
+        if name == "tg.fused":
+            from irc.ops.fused import result_shape
+
+            shape = tuple(op.attrs["shape"])
+            attrs["shape"] = (length,) + shape
+            if attrs.get("reduce"):
+                attrs["axis"] = shift(attrs.get("axis"), len(shape))
+            t = v.type.with_shape(result_shape(attrs["shape"], attrs))
+            return b.create(name, opnds, [t], attrs, [op.regions[0].clone({})]).results[0]
+        return b.op(name, *opnds, **attrs)
+    if name == "tg.matmul":
+        (x, y), (bx, by) = op.operands, isb
+        if by and y.type.rank < 2 or (bx and by and x.type.rank < 2):
+            return None
+        return b.op(name, *opnds, **attrs)
+    if name in ("tg.softmax", "tg.log_softmax"):
+        attrs["axis"] = shift(attrs.get("axis", -1), R)
+        return b.op(name, *opnds, **attrs)
+    if name in REDUCE_KINDS:
+        attrs["axis"] = shift(attrs.get("axis"), op.operands[0].type.rank)
+        return b.op(name, *opnds, **attrs)
+    if name == "tg.transpose":
+        perm = attrs.get("perm")
+        perm = tuple(range(R))[::-1] if perm is None else tuple(norm_axis(p, R) for p in perm)
+        attrs["perm"] = (0,) + tuple(p + 1 for p in perm)
+        return b.op(name, *opnds, **attrs)
+    if name in ("tg.crossentropy_logits", "tg.categorical_crossentropy") and all(isb):
+        return b.op(name, *opnds, **attrs)
+    if name in ("tg.broadcast_to", "tg.reshape"):
+        attrs["shape"] = (length,) + tuple(attrs["shape"])
+        return b.op(name, *opnds, **attrs)
+    return None
+
+
 # -- rules ----------------------------------------------------------------------------------------
 
 
@@ -626,9 +1042,86 @@ def lower_fusible(fl: FuncLowerer, em: Emitter, op: Op, vals) -> None:
             vals[r] = o
         return
     v = op.results[0]
+    if v in fl.gemm_updates:
+        # W <- W - s * (a @ b): one gemm with alpha = -s, beta = 1 into W's buffer
+        s, g = fl.gemm_updates[v]
+        out = fl.result_buf(v)
+        if s is None:  # acc + a @ b: accumulate into acc's buffer
+            emit_matmul(fl, em, g.op, vals, out, alpha=1.0, beta=1.0)
+        elif isinstance(s, OpResult) and s.op.name == "tg.constant":
+            emit_matmul(fl, em, g.op, vals, out, alpha=-float(s.op.attrs["value"].reshape(())), beta=1.0)
+        else:
+            sv = em.cast(fl.expr(em, s, [], vals, {}), v.type.dtype)
+            emit_matmul(fl, em, g.op, vals, out, alpha=-1.0, beta=1.0, scale=sv)
+        vals[v] = out
+        return
     out = fl.result_buf(v, fl.dying_inputs(op, v, vals))
     em.nest(v.type.shape, lambda e, idx: e.store(fl.expr(e, v, idx, vals, {}, force=True), out, idx))
     vals[v] = out
+
+
+def _match_axpy(r: Op, reads: list):
+    """(s, g) when r computes W - s * g with W a read of the updated variable, s a
+    scalar and g a 2-d float matmul used only here (so the update can be a gemm)."""
+    v = r.results[0]
+    if r.name == "tg.fused":
+        block = r.regions[0].block
+        arg_of = dict(zip(block.args, r.operands))
+        body = [o for o in block.ops if o.name != "tg.yield"]
+        y = block.terminator.operands[0] if block.terminator.operands else None
+        if len(body) != 2 or y is None or not isinstance(y, OpResult):
+            return None
+        sub = y.op
+        mul = body[0] if body[1] is sub else None
+        if sub.name != "tg.sub" or mul is None or mul.name != "tg.mul" or sub.operands[1] is not mul.results[0]:
+            return None
+        w = arg_of.get(sub.operands[0])
+        pair = [arg_of.get(x) for x in mul.operands]
+    elif r.name == "tg.sub":
+        m = r.operands[1]
+        if not (isinstance(m, OpResult) and m.op.name == "tg.mul" and len(m.uses) == 1):
+            return None
+        w = r.operands[0]
+        pair = list(m.op.operands)
+    else:
+        return None
+    if w is None or w not in reads or None in pair:
+        return None
+    for s, g in (pair, pair[::-1]):
+        if s.type.rank != 0 or not isinstance(g, OpResult) or g.op.name != "tg.matmul":
+            continue
+        if len(g.uses) != 1 or g.type != v.type or v.type.rank != 2 or s.type.dtype != v.type.dtype:
+            continue
+        a, b = g.op.operands
+        if a.type.rank == 2 and b.type.rank == 2 and _gemm_ok(g.op):
+            return s, g
+    return None
+
+
+def _match_accumulate(v: Value, acc: Value):
+    """The matmul g when v = acc + g (tg.add or a fused add), g a 2-d float matmul
+    used only here: v can be one gemm with beta = 1 into acc's buffer."""
+    if not isinstance(v, OpResult):
+        return None
+    r = v.op
+    if r.name == "tg.fused" and not r.attrs.get("reduce") and len(r.results) == 1:
+        block = r.regions[0].block
+        arg_of = dict(zip(block.args, r.operands))
+        body = [o for o in block.ops if o.name != "tg.yield"]
+        y = block.terminator.operands
+        if len(body) != 1 or body[0].name != "tg.add" or list(y) != [body[0].results[0]]:
+            return None
+        pair = [arg_of.get(x) for x in body[0].operands]
+    elif r.name == "tg.add":
+        pair = list(r.operands)
+    else:
+        return None
+    for a, g in (pair, pair[::-1]):
+        if a is acc and isinstance(g, OpResult) and g.op.name == "tg.matmul" and len(g.uses) == 1 \
+                and g.type == v.type and v.type.rank == 2 and _gemm_ok(g.op) \
+                and all(x.type.rank == 2 for x in g.op.operands):
+            return g
+    return None
 
 
 def lower_read(fl, em, op, vals):
@@ -812,7 +1305,7 @@ def lower_argreduce(fl, em, op, vals):
                 xnan = e2.s("ne", xv, xv, t=BOOL_T)
                 bnan = e2.s("ne", best, best, t=BOOL_T)
                 better = e2.s("or", better, e2.s("and", xnan, e2.s("not", bnan)))
-            return [e2.s("select", better, xv, best), e2.s("select", better, i, bi)]
+            return [e2.s("select", better, xv, best, t=xv.type), e2.s("select", better, i, bi, t=IDX)]
 
         _, bi = e.loop(e.dim(1), e.dim(shape[ax]), step, inits=[best0, e.dim(0)])
         res = e.cast(bi, I32)
@@ -827,11 +1320,18 @@ def lower_argreduce(fl, em, op, vals):
 
 
 def lower_matmul(fl, em, op, vals):
-    a, b = op.operands
     v = op.results[0]
-    rt = v.type.dtype
+    if v in fl.deferred_matmuls:
+        return  # computed by the update it feeds (see plan_updates)
     out = fl.result_buf(v)
     vals[v] = out
+    emit_matmul(fl, em, op, vals, out)
+
+
+def emit_matmul(fl, em, op, vals, out, alpha=1.0, beta=0.0, scale=None):
+    """out = alpha * scale * (a @ b) + beta * out for the tg.matmul op."""
+    a, b = op.operands
+    v = op.results[0]
     ash = a.type.shape if a.type.rank > 1 else (1,) + a.type.shape
     bsh = b.type.shape if b.type.rank > 1 else b.type.shape + (1,)
     M, K, N = ash[-2], ash[-1], bsh[-1]
@@ -856,9 +1356,11 @@ def lower_matmul(fl, em, op, vals):
     if not bbatch:
         # Fold a's batch axes into M: [..., M, K] @ [K, N] is one product.
         Mt = _prod(list(abatch) + [M])
-        em.op("mem.gemm", [ab, bb, out, d(Mt), d(N), d(K), d(lda), d(ldb), d(N), d(0), d(0), d(0)],
-              trans_a=trans_a, trans_b=trans_b, alpha=1.0, beta=0.0)
+        extra = [scale] if scale is not None else []
+        em.op("mem.gemm", [ab, bb, out, d(Mt), d(N), d(K), d(lda), d(ldb), d(N), d(0), d(0), d(0)] + extra,
+              trans_a=trans_a, trans_b=trans_b, alpha=float(alpha), beta=float(beta))
         return
+    assert scale is None and beta == 0.0
     # Broadcast batch: one gemm per output batch element.
     rank = len(obatch)
 
@@ -974,25 +1476,24 @@ def lower_crossentropy(fl, em, op, vals):
     p, y = op.operands
     v = op.results[0]
     rt = v.type.dtype
+    pt = p.type.dtype  # NumPy takes the log (softmax) in p's dtype, then promotes
     pb, yb = fl.buf(em, p, vals), fl.buf(em, y, vals)
     out = fl.result_buf(v)
     logits = op.name == "tg.crossentropy_logits"
     ax = p.type.rank - 1
-    K = p.type.shape[-1]
     int_labels = y.type.dtype.is_int
 
     def row(e, at, n, oidx):
         def px(e2, i):
-            return e2.cast(e2.load(pb, at(i)), rt)
+            return e2.load(pb, at(i))
 
         if logits:
-            (m,) = e.loop(e.dim(0), e.dim(n), lambda e2, i, acc: [e2.s("maximum", acc, px(e2, i))],
-                          inits=[e.const(-np.inf, rt)])
-            s = _row_sum(e, n, lambda e2, i: e2.s("exp", e2.s("sub", px(e2, i), m)), rt)
-            lse = e.s("add", m, e.s("log", s))
+            m = _row_max(e, pb, at, n, pt)
+            s = _row_sum(e, n, lambda e2, i: e2.s("exp", e2.s("sub", px(e2, i), m)), pt)
+            ls = e.s("log", s)
 
             def logp(e2, i):
-                return e2.s("sub", px(e2, i), lse)
+                return e2.s("sub", e2.s("sub", px(e2, i), m), ls)
         else:
             def logp(e2, i):
                 return e2.s("log", px(e2, i))
@@ -1001,9 +1502,10 @@ def lower_crossentropy(fl, em, op, vals):
             lab = e.cast(e.load(yb, oidx), I64)
             ok = e.s("and", e.s("ge", lab, e.dim(0), t=BOOL_T), e.s("lt", lab, e.dim(n), t=BOOL_T))
             e.assert_(ok, f"{op.name}: label out of range [0, {n})")
-            loss = e.s("neg", logp(e, lab))
+            loss = e.s("neg", e.cast(logp(e, lab), rt))
         else:
-            tot = _row_sum(e, n, lambda e2, i: e2.s("mul", e2.cast(e2.load(yb, at(i)), rt), logp(e2, i)), rt)
+            tot = _row_sum(e, n, lambda e2, i: e2.s("mul", e2.cast(e2.load(yb, at(i)), rt),
+                                                    e2.cast(logp(e2, i), rt)), rt)
             loss = e.s("neg", tot)
         e.store(loss, out, oidx)
 
@@ -1014,6 +1516,7 @@ def lower_crossentropy(fl, em, op, vals):
 def _static_start(item, d):
     """(start index as a dim, step) of a slice item on an axis of size d."""
     _, start, stop, step = item
+    step = 1 if step is None else step
     if isinstance(d, int):
         s, _, st = slice(start, stop, step).indices(d)
         return s, st
@@ -1026,57 +1529,64 @@ def _static_start(item, d):
     return (dim_add(d, start) if start < 0 else start), step
 
 
-def lower_index(fl, em, op, vals):
-    x = op.operands[0]
-    v = op.results[0]
-    items = [tuple(it) for it in op.attrs.get("items", ())]
+def _index_plan(em, items, xt):
+    """Per axis of x: ("out", out_axis, start, step) or ("fixed", index dim); asserts
+    the fixed indices on named dims are in range."""
+    items = [tuple(it) for it in items]
     used = sum(1 for it in items if it[0] in ("int", "slice"))
     if not any(it[0] == "ellipsis" for it in items):
         items.append(("ellipsis",))
-    plan = []  # per input axis: ("out", out_axis, start, step) | ("fixed", index dim)
+    plan = []
     oaxis = 0
     axis = 0
     for it in items:
         if it[0] == "none":
             oaxis += 1
         elif it[0] == "ellipsis":
-            for _ in range(x.type.rank - used):
+            for _ in range(xt.rank - used):
                 plan.append(("out", oaxis, 0, 1))
                 oaxis += 1
                 axis += 1
         elif it[0] == "int":
-            k, d = it[1], x.type.shape[axis]
-            plan.append(("fixed", k if k >= 0 else dim_add(d, k), k, d))
+            k, d = it[1], xt.shape[axis]
+            fixed = k if k >= 0 else dim_add(d, k)
+            plan.append(("fixed", fixed))
+            if not isinstance(d, int):
+                i = em.dim(fixed)
+                ok = em.s("and", em.s("ge", i, em.dim(0), t=BOOL_T), em.s("lt", i, em.dim(d), t=BOOL_T))
+                em.assert_(ok, f"index {k} is out of range for an axis of size {d}")
             axis += 1
         else:
-            start, step = _static_start(it, x.type.shape[axis])
+            start, step = _static_start(it, xt.shape[axis])
             plan.append(("out", oaxis, start, step))
             oaxis += 1
             axis += 1
-    xb = fl.buf(em, x, vals)
+    return plan
+
+
+def _index_src(e, plan, idx):
+    src = []
     for p in plan:
-        if p[0] == "fixed" and not isinstance(p[3], int):
-            i = em.dim(p[1]) if not isinstance(p[1], int) else em.dim(p[1])
-            ok = em.s("and", em.s("ge", i, em.dim(0), t=BOOL_T), em.s("lt", i, em.dim(p[3]), t=BOOL_T))
-            em.assert_(ok, f"index {p[2]} is out of range for an axis of size {p[3]}")
+        if p[0] == "fixed":
+            src.append(e.dim(p[1]))
+        else:
+            _, oa, start, step = p
+            i = idx[oa]
+            if step != 1:
+                i = e.mul_i(i, e.const(step, I64))
+            if start != 0:
+                i = e.add_i(i, e.dim(start))
+            src.append(i)
+    return src
+
+
+def lower_index(fl, em, op, vals):
+    x = op.operands[0]
+    v = op.results[0]
+    plan = _index_plan(em, op.attrs.get("items", ()), x.type)
+    xb = fl.buf(em, x, vals)
     out = fl.result_buf(v)
-
-    def body(e, idx):
-        src = []
-        for p in plan:
-            if p[0] == "fixed":
-                src.append(e.dim(p[1]))
-            else:
-                _, oa, start, step = p
-                i = idx[oa]
-                if step != 1:
-                    i = e.mul_i(i, e.const(step, I64))
-                if start != 0:
-                    i = e.add_i(i, e.dim(start))
-                src.append(i)
-        e.store(e.load(xb, src), out, idx)
-
-    em.nest(v.type.shape, body)
+    em.nest(v.type.shape, lambda e, idx: e.store(e.load(xb, _index_src(e, plan, idx)), out, idx))
     vals[v] = out
 
 
@@ -1122,7 +1632,7 @@ def lower_dynamic_index(fl, em, op, vals):
     for a, s in zip(axes, ids):
         i = _load_index(em, fl.buf(em, s, vals))
         n = em.dim(x.type.shape[a])
-        i = em.s("select", em.s("lt", i, em.dim(0), t=BOOL_T), em.add_i(i, n), i)
+        i = em.s("select", em.s("lt", i, em.dim(0), t=BOOL_T), em.add_i(i, n), i, t=IDX)
         ok = em.s("and", em.s("ge", i, em.dim(0), t=BOOL_T), em.s("lt", i, n, t=BOOL_T))
         em.assert_(ok, f"index is out of range for axis {a} of size {x.type.shape[a]}")
         fixed[a] = i
@@ -1158,7 +1668,7 @@ def lower_gather(fl, em, op, vals):
         for j, (ib, iv) in enumerate(zip(ibs, ids)):
             i = e.cast(e.load(ib, fl.index_map(e, iv.type.shape, bshape, bidx)), I64)
             n = e.dim(x.type.shape[a0 + j])
-            i = e.s("select", e.s("lt", i, e.dim(0), t=BOOL_T), e.add_i(i, n), i)
+            i = e.s("select", e.s("lt", i, e.dim(0), t=BOOL_T), e.add_i(i, n), i, t=IDX)
             ok = e.s("and", e.s("ge", i, e.dim(0), t=BOOL_T), e.s("lt", i, n, t=BOOL_T))
             e.assert_(ok, f"index is out of range for axis {a0 + j} of size {x.type.shape[a0 + j]}")
             src.append(i)
@@ -1320,7 +1830,7 @@ def lower_conv(fl, em, op, vals):
             clamped = e.s("minimum", e.s("maximum", pos, e.dim(0)), e.dim(dim_sub(ins[i], 1)))
             src.append(clamped)
         val = e.load(xb, src)
-        e.store(e.s("select", valid, val, zero), colsv, idx)
+        e.store(e.s("select", valid, val, zero, t=zero.type), colsv, idx)
 
     em.nest([Nn] + outs + [C] + ks, im2col)
     d = em.dim
@@ -1334,6 +1844,281 @@ def lower_conv(fl, em, op, vals):
 
     out = fl.result_buf(v)
     em.nest([Nn], per_image, parallel=False)
+    vals[v] = out
+
+
+def _conv_setup(fl, em, op, x_shape, k_shape, nd=2):
+    stride = op.attrs.get("stride", 1)
+    if nd == 1:
+        strides = (stride[0] if isinstance(stride, tuple) else stride,)
+    else:
+        strides = int_pair(stride, "stride")
+    padding = op.attrs.get("padding", "valid")
+    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+        padding = (int(padding),) * nd
+    flip = bool(op.attrs.get("flip", False))
+    pads = _conv_pads(em, padding, nd, list(x_shape), list(k_shape), strides)
+    return strides, pads, flip
+
+
+def _im2col_index(e, o, kk, strides, pads, ks, ins, flip, nd):
+    """(input positions clamped into range, in-range flag) of taps kk at outputs o."""
+    src, valid = [], None
+    for i in range(nd):
+        ki = kk[i]
+        if flip:
+            ki = e.s("sub", e.dim(dim_sub(ks[i], 1)), ki)
+        pos = e.s("sub", e.add_i(e.mul_i(o[i], e.const(strides[i], I64)), ki), pads[i])
+        ok = e.s("and", e.s("ge", pos, e.dim(0), t=BOOL_T), e.s("lt", pos, e.dim(ins[i]), t=BOOL_T))
+        valid = ok if valid is None else e.s("and", valid, ok)
+        src.append(e.s("minimum", e.s("maximum", pos, e.dim(0)), e.dim(dim_sub(ins[i], 1))))
+    return src, valid
+
+
+def _im2col(fl, em, xb, rt, Nn, C, ins, ks, outs, strides, pads, flip, nd):
+    """cols [N, prod(outs), C*prod(ks)] with zero padding."""
+    P, CK = _prod(outs), _prod([C] + ks)
+    cols = fl.alloc(TensorType(rt, (Nn, P, CK)))
+    colsv = em.val("mem.view", [cols], TensorType(rt, tuple([Nn] + outs + [C] + ks)))
+    zero = em.const(0, rt)
+
+    def body(e, idx):
+        n, o, c, kk = idx[0], idx[1:1 + nd], idx[1 + nd], idx[2 + nd:]
+        src, valid = _im2col_index(e, o, kk, strides, pads, ks, ins, flip, nd)
+        val = e.load(xb, [n, c] + src)
+        e.store(e.s("select", valid, val, zero, t=zero.type), colsv, idx)
+
+    em.nest([Nn] + outs + [C] + ks, body)
+    return cols, P, CK
+
+
+def _as_dtype(fl, em, x, vals, rt):
+    b = fl.buf(em, x, vals)
+    return b if x.type.dtype == rt else _cast_copy(fl, em, b, rt)
+
+
+def lower_conv_input_grad(fl, em, op, vals):
+    """dx = col2im(g^T @ w): one gemm per image, then the taps added back."""
+    g, w = op.operands
+    v = op.results[0]
+    rt = v.type.dtype
+    gb, wb = _as_dtype(fl, em, g, vals, rt), _as_dtype(fl, em, w, vals, rt)
+    Nn, F = g.type.shape[:2]
+    C = w.type.shape[1]
+    ks = list(w.type.shape[2:])
+    ins = list(v.type.shape[2:])
+    outs = list(g.type.shape[2:])
+    nd = len(ks)
+    strides, pads, flip = _conv_setup(fl, em, op, ins, ks, nd)
+    P, CK = _prod(outs), _prod([C] + ks)
+    cols = fl.alloc(TensorType(rt, (Nn, P, CK)))
+    d = em.dim
+
+    def per_image(e, idx):
+        n = idx[0]
+        oa = e.mul_i(n, e.dim(dim_mul(F, P)))
+        oc = e.mul_i(n, e.dim(dim_mul(P, CK)))
+        # cols_n [P, CK] = g_n^T [P, F] @ w [F, CK]
+        e.op("mem.gemm", [gb, wb, cols, d(P), d(CK), d(F), d(P), d(CK), d(CK), oa, d(0), oc],
+             trans_a=True, trans_b=False, alpha=1.0, beta=0.0)
+
+    em.nest([Nn], per_image, parallel=False)
+    out = fl.result_buf(v)
+    zero = em.const(0, rt)
+    colsv = em.val("mem.view", [cols], TensorType(rt, tuple([Nn] + outs + [C] + ks)))
+
+    def per_n(e, nidx):
+        n = nidx[0]
+        e.nest(v.type.shape[1:], lambda e2, idx: e2.store(zero, out, [n] + idx), parallel=False)
+
+        def tap(e2, idx):
+            o, c, kk = idx[:nd], idx[nd], idx[nd + 1:]
+            src, valid = _im2col_index(e2, o, kk, strides, pads, ks, ins, flip, nd)
+            val = e2.load(colsv, [n] + idx)
+            cur = e2.load(out, [n, c] + src)
+            e2.store(e2.s("add", cur, e2.s("select", valid, val, zero, t=zero.type)), out, [n, c] + src)
+
+        e.nest(outs + [C] + ks, tap, parallel=False)
+
+    em.nest([Nn], per_n)
+    vals[v] = out
+
+
+def lower_conv_filter_grad(fl, em, op, vals):
+    """dw = sum_n g_n @ im2col(x)_n: one accumulating gemm per image."""
+    x, g = op.operands
+    v = op.results[0]
+    rt = v.type.dtype
+    xb, gb = _as_dtype(fl, em, x, vals, rt), _as_dtype(fl, em, g, vals, rt)
+    Nn, C = x.type.shape[:2]
+    F = g.type.shape[1]
+    ins = list(x.type.shape[2:])
+    ks = list(v.type.shape[2:])
+    outs = list(g.type.shape[2:])
+    nd = len(ks)
+    strides, pads, flip = _conv_setup(fl, em, op, ins, ks, nd)
+    cols, P, CK = _im2col(fl, em, xb, rt, Nn, C, ins, ks, outs, strides, pads, flip, nd)
+    out = fl.result_buf(v)
+    zero = em.const(0, rt)
+    em.nest(v.type.shape, lambda e, idx: e.store(zero, out, idx))
+    d = em.dim
+
+    def per_image(e, idx):
+        n = idx[0]
+        oa = e.mul_i(n, e.dim(dim_mul(F, P)))
+        ob = e.mul_i(n, e.dim(dim_mul(P, CK)))
+        # dw [F, CK] += g_n [F, P] @ cols_n [P, CK]
+        e.op("mem.gemm", [gb, cols, out, d(F), d(CK), d(P), d(P), d(CK), d(CK), oa, ob, d(0)],
+             trans_a=False, trans_b=False, alpha=1.0, beta=1.0)
+
+    em.nest([Nn], per_image, parallel=False)
+    vals[v] = out
+
+
+def _pool_attrs(op):
+    size = int_pair(op.attrs.get("size"), "size")
+    stride = op.attrs.get("stride")
+    stride = size if stride is None else int_pair(stride, "stride")
+    return size, stride
+
+
+def _window_argmax(e, xb, lead, oh, ow, size, stride, cdt):
+    """(h, w) of the first maximum of a pooling window (NaN counts as the maximum)."""
+    h0 = e.mul_i(oh, e.const(stride[0], I64))
+    w0 = e.mul_i(ow, e.const(stride[1], I64))
+    best = e.cast(e.load(xb, lead + [h0, w0]), cdt)
+    bh, bw = h0, w0
+    for u in range(size[0]):
+        for w in range(size[1]):
+            if u == 0 and w == 0:
+                continue
+            hi = e.add_i(h0, e.const(u, I64)) if u else h0
+            wi = e.add_i(w0, e.const(w, I64)) if w else w0
+            xv = e.cast(e.load(xb, lead + [hi, wi]), cdt)
+            better = e.s("gt", xv, best, t=BOOL_T)
+            if cdt.is_float:
+                better = e.s("or", better, e.s("and", e.s("ne", xv, xv, t=BOOL_T),
+                                                e.s("eq", best, best, t=BOOL_T)))
+            best = e.s("select", better, xv, best, t=xv.type)
+            bh = e.s("select", better, hi, bh, t=IDX)
+            bw = e.s("select", better, wi, bw, t=IDX)
+    return bh, bw
+
+
+def lower_max_pool2d_grad(fl, em, op, vals):
+    x, g = op.operands
+    v = op.results[0]
+    size, stride = _pool_attrs(op)
+    xb, gb = fl.buf(em, x, vals), fl.buf(em, g, vals)
+    out = fl.result_buf(v)
+    rt = v.type.dtype
+    cdt = I32 if x.type.dtype.is_bool else x.type.dtype
+    zero = em.const(0, rt)
+    lead_shape = list(x.type.shape[:-2])
+
+    def per_lead(e, lead):
+        e.nest(x.type.shape[-2:], lambda e2, hw: e2.store(zero, out, lead + hw), parallel=False)
+
+        def win(e2, ohw):
+            bh, bw = _window_argmax(e2, xb, lead, ohw[0], ohw[1], size, stride, cdt)
+            gv = e2.cast(e2.load(gb, lead + ohw), rt)
+            cur = e2.load(out, lead + [bh, bw])
+            e2.store(e2.s("add", cur, gv), out, lead + [bh, bw])
+
+        e.nest(g.type.shape[-2:], win, parallel=False)
+
+    em.nest(lead_shape, per_lead)
+    vals[v] = out
+
+
+def lower_max_pool2d_select(fl, em, op, vals):
+    x, u = op.operands
+    v = op.results[0]
+    size, stride = _pool_attrs(op)
+    xb, ub = fl.buf(em, x, vals), fl.buf(em, u, vals)
+    out = fl.result_buf(v)
+    cdt = I32 if x.type.dtype.is_bool else x.type.dtype
+
+    def body(e, idx):
+        lead, ohw = idx[:-2], idx[-2:]
+        bh, bw = _window_argmax(e, xb, lead, ohw[0], ohw[1], size, stride, cdt)
+        e.store(e.load(ub, lead + [bh, bw]), out, idx)
+
+    em.nest(v.type.shape, body)
+    vals[v] = out
+
+
+def _zero_fill(em, out):
+    zero = em.const(0, out.type.dtype)
+    em.nest(out.type.shape, lambda e, idx: e.store(zero, out, idx))
+
+
+def lower_index_grad(fl, em, op, vals):
+    g = op.operands[0]
+    v = op.results[0]
+    plan = _index_plan(em, op.attrs.get("items", ()), v.type)
+    gb = fl.buf(em, g, vals)
+    out = fl.result_buf(v)
+    _zero_fill(em, out)
+    em.nest(g.type.shape, lambda e, idx: e.store(e.load(gb, idx), out, _index_src(e, plan, idx)))
+    vals[v] = out
+
+
+def lower_dynamic_slice_grad(fl, em, op, vals):
+    g, *starts = op.operands
+    v = op.results[0]
+    axes = op.attrs.get("axes", ())
+    if isinstance(axes, int):
+        axes = (axes,)
+    axes = [norm_axis(a, v.type.rank) for a in axes]
+    gb = fl.buf(em, g, vals)
+    offs = {}
+    for a, s in zip(axes, starts):
+        st = _load_index(em, fl.buf(em, s, vals))
+        end = em.add_i(st, em.dim(g.type.shape[a]))
+        ok = em.s("and", em.s("ge", st, em.dim(0), t=BOOL_T), em.s("le", end, em.dim(v.type.shape[a]), t=BOOL_T))
+        em.assert_(ok, f"dynamic slice is out of range for axis {a} of size {v.type.shape[a]}")
+        offs[a] = st
+    out = fl.result_buf(v)
+    _zero_fill(em, out)
+
+    def body(e, idx):
+        dst = [e.add_i(i, offs[k]) if k in offs else i for k, i in enumerate(idx)]
+        e.store(e.load(gb, idx), out, dst)
+
+    em.nest(g.type.shape, body)
+    vals[v] = out
+
+
+def lower_scatter_add(fl, em, op, vals):
+    g, *ids = op.operands
+    v = op.results[0]
+    axes = op.attrs.get("axes", (0,))
+    if isinstance(axes, int):
+        axes = (axes,)
+    axes = [norm_axis(a, v.type.rank) for a in axes]
+    a0, k = axes[0], len(axes)
+    gb = fl.buf(em, g, vals)
+    ibs = [fl.buf(em, i, vals) for i in ids]
+    bshape = g.type.shape[a0: g.type.rank - (v.type.rank - a0 - k)]
+    out = fl.result_buf(v)
+    _zero_fill(em, out)
+
+    def body(e, idx):
+        pre, bidx, post = idx[:a0], idx[a0: a0 + len(bshape)], idx[a0 + len(bshape):]
+        dst = list(pre)
+        for j, (ib, iv) in enumerate(zip(ibs, ids)):
+            i = e.cast(e.load(ib, fl.index_map(e, iv.type.shape, bshape, bidx)), I64)
+            n = e.dim(v.type.shape[a0 + j])
+            i = e.s("select", e.s("lt", i, e.dim(0), t=BOOL_T), e.add_i(i, n), i, t=IDX)
+            ok = e.s("and", e.s("ge", i, e.dim(0), t=BOOL_T), e.s("lt", i, n, t=BOOL_T))
+            e.assert_(ok, f"index is out of range for axis {a0 + j} of size {v.type.shape[a0 + j]}")
+            dst.append(i)
+        dst += list(post)
+        e.store(e.s("add", e.load(out, dst), e.load(gb, idx)), out, dst)
+
+    # repeated indices accumulate: one thread, in order
+    em.nest(g.type.shape, body, parallel=False)
     vals[v] = out
 
 
@@ -1377,15 +2162,34 @@ def lower_scan(fl, em, op, vals):
         nexts = set(yield_op.operands[:nc])
         for y, sb in zip(yield_op.operands[nc:], stacked):
             if isinstance(y, OpResult) and y.op.parent is body and y not in fl.dest and y not in nexts \
-                    and y.op.name not in ("tg.reshape", "tg.flatten", "tg.read"):
-                saved[y] = e.val("mem.subview", [sb, t], y.type)
+                    and y.op.name not in ("tg.reshape", "tg.flatten", "tg.read") and y not in saved:
+                saved[y] = e.val("mem.subview", [sb, t], y.type)  # (a value yielded twice: the first slot)
         fl.dest.update(saved)
+        # Accumulating carries (acc = acc + ..., the gradients of scan BPTT) are
+        # computed in place in their carry buffer; acc + a @ b is one gemm.
+        for k, (arg, nxt) in enumerate(zip(body.args[ns:], yield_op.operands[:nc])):
+            if not (isinstance(nxt, OpResult) and nxt.op.parent is body and nxt not in fl.dest):
+                continue
+            if len(arg.uses) != 1 or arg.uses[0][0] is not nxt.op or nxt.type != arg.type:
+                continue
+            if list(yield_op.operands).count(nxt) != 1:
+                continue
+            g = _match_accumulate(nxt, arg)
+            if g is not None:
+                fl.dest[nxt] = carries[k]
+                fl.gemm_updates[nxt] = (None, g)
+                fl.deferred_matmuls.add(g)
+            elif _is_elementwise(nxt.op) or (nxt.op.name == "tg.fused" and not nxt.op.attrs.get("reduce")
+                                              and len(nxt.op.results) == 1):
+                fl.dest[nxt] = carries[k]
         ys = fl.lower_block(e, body, inner)
         for y in saved:
             fl.dest.pop(y, None)
         ybufs = [fl.buf(e, y, inner) for y in ys]
+        written = set()
         for yb, sb, y in zip(ybufs[nc:], stacked, ys[nc:]):
-            if y in saved and saved[y] is yb:
+            if y in saved and saved[y] is yb and y not in written:
+                written.add(y)  # computed in place into this slot
                 continue
             e.op("mem.copy", [yb, e.val("mem.subview", [sb, t], y.type)])
         # Next carries: values that are themselves carry buffers are copied via temps.
@@ -1451,6 +2255,13 @@ LOWERINGS: dict = {
     "tg.conv1d": lower_conv,
     "tg.conv2d": lower_conv,
     "tg.scan": lower_scan,
+    "tg.conv2d_input_grad": lower_conv_input_grad,
+    "tg.conv2d_filter_grad": lower_conv_filter_grad,
+    "tg.max_pool2d_grad": lower_max_pool2d_grad,
+    "tg.max_pool2d_select": lower_max_pool2d_select,
+    "tg.index_grad": lower_index_grad,
+    "tg.dynamic_slice_grad": lower_dynamic_slice_grad,
+    "tg.scatter_add": lower_scatter_add,
     "tg.dim": lower_dim,
     "tg.grad": lower_grad,
     "func.call": lower_call,
@@ -1470,9 +2281,10 @@ def missing_lowerings() -> list:
     for name, d in REGISTRY.items():
         if not name.startswith("tg.") or name in skip:
             continue
-        if name in LOWERINGS:
-            continue
         if d.has(ELEMENTWISE):
+            if name.split(".", 1)[1] in SCALAR_RULE_OPS:
+                continue
+        elif name in LOWERINGS:
             continue
         out.append(name)
     return out

@@ -76,3 +76,9 @@ class CompileError(Exception):
 
     def __str__(self) -> str:
         return self.format()
+
+
+class CallError(ValueError, TypeError):
+    """Wrong arguments at call time: count, names, shapes, dtypes or named dims.
+    Raised at the call boundary by irc.api and by every backend (so it lives
+    here, below them all); exported as irc.CallError."""

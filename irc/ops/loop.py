@@ -53,10 +53,11 @@ Ops (operands; attributes; results):
   mem.store %v, %b, %i...             b[i...] = v.
   mem.copy %src, %dst                 dst = src, element for element in row-major order
                                       (same element count and dtype).
-  mem.gemm %A, %B, %C, %M, %N, %K, %lda, %ldb, %ldc, %offA, %offB, %offC
+  mem.gemm %A, %B, %C, %M, %N, %K, %lda, %ldb, %ldc, %offA, %offB, %offC[, %scale]
            {trans_a, trans_b, alpha, beta}
-                                      row-major C = alpha * op(A) @ op(B) + beta * C on
-                                      f32/f64 buffers, offsets in elements (BLAS gemm).
+                                      row-major C = alpha * scale * op(A) @ op(B) + beta * C
+                                      on f32/f64 buffers, offsets in elements (BLAS gemm);
+                                      scale, when given, is a scalar of their dtype.
   loop.dim {dim}                   -> i64 value of a dim: an int or a named-dim
                                       expression ("N", "B*T", "(H-2)//2+1").
   loop.for %lo, %hi, %init... {parallel}
@@ -277,12 +278,12 @@ def _copy_verify(op):
 
 
 def _gemm_verify(op):
-    if len(op.operands) != 12:
-        raise TypeError_("mem.gemm takes A, B, C, M, N, K, lda, ldb, ldc, offA, offB, offC")
+    if len(op.operands) not in (12, 13):
+        raise TypeError_("mem.gemm takes A, B, C, M, N, K, lda, ldb, ldc, offA, offB, offC[, scale]")
     a, b, c = (v.type for v in op.operands[:3])
     if not (a.dtype == b.dtype == c.dtype and a.dtype.is_float):
         raise TypeError_("mem.gemm needs f32 or f64 buffers of one dtype")
-    if any(v.type != _I64 for v in op.operands[3:]):
+    if any(v.type != _I64 for v in op.operands[3:12]):
         raise TypeError_("mem.gemm sizes, strides and offsets are i64")
 
 
@@ -300,7 +301,7 @@ defop(OpDef("mem.load", traits=frozenset(), verify=_load_verify, doc="scalar b[i
 defop(OpDef("mem.store", traits=EFFECT, verify=_store_verify, doc="b[i...] = v"))
 defop(OpDef("mem.copy", traits=EFFECT, arity=2, verify=_copy_verify,
             doc="dst = src, element for element"))
-defop(OpDef("mem.gemm", traits=EFFECT, arity=12, verify=_gemm_verify,
+defop(OpDef("mem.gemm", traits=EFFECT, verify=_gemm_verify,
             doc="row-major C = alpha * op(A) @ op(B) + beta * C (BLAS gemm)",
             defaults={"trans_a": False, "trans_b": False, "alpha": 1.0, "beta": 0.0}))
 

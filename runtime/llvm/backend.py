@@ -41,7 +41,8 @@ from irc.ir.printer import print_module
 from irc.runtime.interp import InterpError
 
 from . import jit
-from .blas import bind_symbols, set_blas_threads
+from .blas import bind_symbols
+from .threads import pool_address
 
 try:  # the project's CallError, once it lives below irc.api (see the report)
     from irc.ir.errors import CallError  # type: ignore[attr-defined]
@@ -155,6 +156,7 @@ class LLVMBackend:
         self.key = jit.cache_key(self.loop_text, IRC_VERSION)
         self._llvm_mod = None
         bind_symbols()
+        pool_address()
         obj, meta = self._object(cache)
         self.linked = jit.linked(self.key, obj) if cache else jit.Linked(obj)
         self.functions = {}
@@ -219,12 +221,11 @@ class LLVMBackend:
 
     # -- threads ----------------------------------------------------------------------------------
     def set_threads(self, n: int) -> None:
-        """Threads for parallel loop nests (1 switches threading off); also sets
-        OpenBLAS's (process-wide) thread count."""
+        """Threads for parallel loop nests and large matrix products (1 switches
+        threading off). OpenBLAS itself always runs on one thread."""
         n = max(1, int(n))
         self.threads = n
         self.ctx[0] = n
-        set_blas_threads(n)
 
     # -- state ------------------------------------------------------------------------------------
     def get(self, name: str) -> np.ndarray:
@@ -312,9 +313,6 @@ class LLVMBackend:
                     ptrs[base + j] = _ptr(o) if o.size else 0
                 outs.append(o)
             rc = f.cfunc(f.ptrs_addr, f.dims_addr, f.ws_addr, self.ctx_addr)
-            # do not keep the arguments alive longer than needed
-            for k in range(f.n_in):
-                last[k] = None
         if rc:
             msg = f.messages[rc - 1] if 0 < rc <= len(f.messages) else f"error {rc}"
             raise InterpError(f"{fn_name}: {msg}")

@@ -19,7 +19,8 @@ _BOUND = False
 
 BLAS_SYMBOLS = ("scipy_cblas_sgemm", "scipy_cblas_dgemm")
 PROCESS_SYMBOLS = {
-    None: ("pthread_create", "pthread_join", "malloc", "free"),
+    None: ("pthread_create", "pthread_join", "pthread_detach", "usleep", "getpid", "sched_yield",
+           "malloc", "free"),
     "m": ("tanh", "log1p", "exp", "log", "pow", "sin", "cos", "expf", "logf", "powf", "sinf", "cosf"),
 }
 
@@ -55,6 +56,9 @@ def bind_symbols() -> None:
     lib = load_openblas()
     for name in BLAS_SYMBOLS:
         llvm.add_symbol(name, _addr(lib, name))
+    # One thread inside OpenBLAS: generated code splits large products over its
+    # own pthreads, and an idle OpenBLAS pool spins on the cores it needs.
+    lib.scipy_openblas_set_num_threads(ctypes.c_int(1))
     for libname, names in PROCESS_SYMBOLS.items():
         handle = ctypes.CDLL(ctypes.util.find_library(libname) if libname else None)
         for name in names:

@@ -8,21 +8,25 @@ Each entry function `f` of the loop module becomes
         variable of the module (tg.global order);
   dims: the i64 values of the function's `dims` attribute;
   ws:   the workspace every mem.alloc is carved from (64-byte aligned pieces, in
-        the order of the allocs; `workspace_size` gives its size);
+        the order of the allocs; i64 @f__ws(ptr %dims) gives its size);
   ctx:  {i64 nthreads};
-  returns 0, or k > 0 when the k-th loop.assert (in `assert_messages`) failed.
+  returns 0, or k > 0 when the k-th loop.assert of f (pre-order) failed.
 
-Each top-level parallel loop nest is outlined into its own function whose buffer
-pointers are `noalias` (unless two of them share storage and one is written),
-so the vectoriser needs no run-time alias checks; when the nest is big enough
-(an estimate of its work, computed at run time from the dims) and ctx.nthreads
-> 1, its outer range is split into chunks (64-aligned) run on pthreads. Only
-loops whose iterations are independent are split, and no floating-point
-reduction crosses a chunk boundary, so results do not depend on the thread count.
+Each top-level parallel loop nest is outlined into its own (noinline) kernel
+whose buffer pointers are `noalias` (unless two of them share storage and one
+is written), so the vectoriser needs no run-time alias checks. When the nest
+is big enough (an estimate of its work, computed at run time from the dims) and
+ctx.nthreads > 1, its outer range is split into chunks (64-aligned) handed to
+the persistent thread pool of threads.py (__irc_parfor). Only loops whose
+iterations are independent are split and no floating-point reduction crosses a
+chunk, so results do not depend on the thread count. Large products are cut
+into blocks of C whose size depends on the shape only, then spread over the
+pool (__irc_gemm_<dtype>), for the same reason.
 
 Scalar ops map to builder calls through the tables below (SCALAR_FLOAT, ...);
 the transcendental functions come from transcendentals.py. mem.gemm calls
-scipy_cblas_sgemm / scipy_cblas_dgemm (bound by blas.py).
+scipy_cblas_sgemm / scipy_cblas_dgemm (bound by blas.py); irc_pool_run comes
+from threads.py.
 Imports llvmlite and irc.ir / irc.ops only.
 """
 
@@ -50,9 +54,9 @@ MEMTYPE = {"f32": F32, "f64": F64, "i32": I32, "i64": I64, "bool": I8}
 SIZE = {"f32": 4, "f64": 8, "i32": 4, "i64": 8, "bool": 1}
 ALIGN = 64
 MAX_THREADS = 16
-# Work (elements x op weight) below which a loop nest stays on one thread: a
-# pthread create + join costs ~20-40 us here.
-PAR_THRESHOLD = 1 << 18
+# Work (elements x op weight) below which a loop nest stays on one thread:
+# handing chunks to the (spinning) pool of threads.py costs about a microsecond.
+PAR_THRESHOLD = 1 << 15
 
 BUFFER_OPS = {"mem.alloc", "mem.global", "mem.constant", "mem.view", "mem.subview"}
 
@@ -422,11 +426,12 @@ def int_pow(g: Gen, b, x, y, ty):
         bd = ir.IRBuilder(done)
         res = bd.phi(ty)
         # negative exponents: 1 for x == 1, +-1 for x == -1, else 0
-        neg = bd.select(bd.icmp_signed("==", a0, one), one,
-                        bd.select(bd.icmp_signed("==", a0, ir.Constant(ty, -1)),
-                                  bd.select(bd.icmp_signed("==", bd.and_(n0, one), zero), one, ir.Constant(ty, -1)),
+        bb.position_before(bb.block.terminator)
+        neg = bb.select(bb.icmp_signed("==", a0, one), one,
+                        bb.select(bb.icmp_signed("==", a0, ir.Constant(ty, -1)),
+                                  bb.select(bb.icmp_signed("==", bb.and_(n0, one), zero), one, ir.Constant(ty, -1)),
                                   zero))
-        res.add_incoming(bd.select(bd.icmp_signed("==", n0, zero), one, neg), e)
+        res.add_incoming(bb.select(bb.icmp_signed("==", n0, zero), one, neg), e)
         res.add_incoming(acc2, loop)
         bd.ret(res)
     return b.call(fn, [x, y])
@@ -502,12 +507,43 @@ def h_copy(g: Gen, op):
     g.b.call(fn, [g.vmap[dst], g.vmap[src], nbytes, ir.Constant(I1, 0)])
 
 
-def h_gemm(g: Gen, op):
-    A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc = op.operands
-    dn = dtype_name(C.type)
+GEMM_PAR_THRESHOLD = 1 << 18  # multiply-adds below which a product stays on one thread
+
+
+def _gemm_fn(g: Gen, dn):
     ty = LLTYPE[dn]
     name = "scipy_cblas_sgemm" if dn == "f32" else "scipy_cblas_dgemm"
-    fn = g.mg.decl(name, VOID, [I32, I32, I32, I32, I32, I32, ty, PTR, I32, PTR, I32, ty, PTR, I32])
+    return g.mg.decl(name, VOID, [I32, I32, I32, I32, I32, I32, ty, PTR, I32, PTR, I32, ty, PTR, I32])
+
+
+def _gemm_args_type(dn):
+    ty = LLTYPE[dn]
+    # ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
+    return ir.LiteralStructType([I32, I32, I32, I32, I32, ty, PTR, I32, PTR, I32, ty, PTR, I32])
+
+
+def _gemm_thunk(g: Gen, dn):
+    """void* thunk(ptr args): one BLAS call from a packed argument struct."""
+    name = f"__irc_gemm_thunk_{dn}"
+    fn = g.mg.m.globals.get(name)
+    if fn is None:
+        st = _gemm_args_type(dn)
+        fn = ir.Function(g.mg.m, ir.FunctionType(PTR, [PTR]), name)
+        fn.linkage = "internal"
+        tb = ir.IRBuilder(fn.append_basic_block("e"))
+        z = ir.Constant(I32, 0)
+        vals = [tb.load(tb.gep(fn.args[0], [z, ir.Constant(I32, k)], source_etype=st), typ=t)
+                for k, t in enumerate(st.elements)]
+        tb.call(_gemm_fn(g, dn), [ir.Constant(I32, 101)] + vals)
+        tb.ret(ir.Constant(PTR, None))
+    return fn
+
+
+def h_gemm(g: Gen, op):
+    A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc = op.operands[:12]
+    dn = dtype_name(C.type)
+    ty = LLTYPE[dn]
+    fn = _gemm_fn(g, dn)
     b = g.b
 
     def i32(v):
@@ -516,30 +552,185 @@ def h_gemm(g: Gen, op):
     def at(buf, off):
         return b.gep(g.vmap[buf], [g.vmap[off]], inbounds=True, source_etype=ty)
 
-    ta = 112 if op.attrs.get("trans_a") else 111
-    tb = 112 if op.attrs.get("trans_b") else 111
+    trans_a, trans_b = bool(op.attrs.get("trans_a")), bool(op.attrs.get("trans_b"))
+    ta = ir.Constant(I32, 112 if trans_a else 111)
+    tb = ir.Constant(I32, 112 if trans_b else 111)
+    beta_v = float(op.attrs.get("beta", 0.0))
+    beta = ir.Constant(ty, beta_v)
+    alpha = ir.Constant(ty, float(op.attrs.get("alpha", 1.0)))
+    if len(op.operands) > 12:  # a run-time factor of alpha
+        alpha = b.fmul(alpha, g.vmap[op.operands[12]])
     # BLAS wants ld >= max(1, cols); a zero-sized product has nothing to do.
-    nonempty = b.and_(b.and_(b.icmp_signed(">", g.vmap[M], ir.Constant(I64, 0)),
-                             b.icmp_signed(">", g.vmap[N], ir.Constant(I64, 0))),
-                      ir.Constant(I1, 1))
+    nonempty = b.and_(b.icmp_signed(">", g.vmap[M], ir.Constant(I64, 0)),
+                      b.icmp_signed(">", g.vmap[N], ir.Constant(I64, 0)))
+
+    def ld(v):
+        return b.select(b.icmp_signed("<", i32(v), ir.Constant(I32, 1)), ir.Constant(I32, 1), i32(v))
+
     with b.if_then(nonempty):
         kpos = b.icmp_signed(">", g.vmap[K], ir.Constant(I64, 0))
-        beta = ir.Constant(ty, float(op.attrs.get("beta", 0.0)))
-
-        def ld(v):
-            return b.select(b.icmp_signed("<", i32(v), ir.Constant(I32, 1)), ir.Constant(I32, 1), i32(v))
-
         with b.if_else(kpos) as (then, other):
             with then:
-                b.call(fn, [ir.Constant(I32, 101), ir.Constant(I32, ta), ir.Constant(I32, tb), i32(M), i32(N), i32(K),
-                            ir.Constant(ty, float(op.attrs.get("alpha", 1.0))), at(A, oa), ld(lda),
-                            at(B, ob), ld(ldb), beta, at(C, oc), ld(ldc)])
+                args = [ta, tb, i32(M), i32(N), i32(K), alpha, at(A, oa), ld(lda), at(B, ob), ld(ldb), beta,
+                        at(C, oc), ld(ldc)]
+                if getattr(g, "nthreads", None) is None:
+                    b.call(fn, [ir.Constant(I32, 101)] + args)
+                else:
+                    b.call(_gemm_helper(g.mg, dn), [g.nthreads] + args)
             with other:
-                # K == 0: C = beta * C (beta is 0 here): zero the M x N block
-                z = g.mg.decl("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
-                # rows are contiguous when ldc == N (always the case for our lowering)
-                nb = b.mul(b.mul(g.vmap[M], g.vmap[N]), ir.Constant(I64, SIZE[dn]))
-                b.call(z, [at(C, oc), ir.Constant(I8, 0), nb, ir.Constant(I1, 0)])
+                if beta_v == 0.0:
+                    # K == 0: C = 0 (rows are contiguous: ldc == N in our lowering)
+                    z = g.mg.decl("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
+                    nb = b.mul(b.mul(g.vmap[M], g.vmap[N]), ir.Constant(I64, SIZE[dn]))
+                    b.call(z, [at(C, oc), ir.Constant(I8, 0), nb, ir.Constant(I1, 0)])
+
+
+class _FnCtx:
+    """The little of Gen that helper-function builders need."""
+
+    def __init__(self, mg, fn):
+        self.mg = mg
+        self.fn = fn
+
+
+GEMM_BLOCK = 64  # rows (or columns) of C per BLAS call when a product is split
+
+
+def _gemm_range_thunk(mg: ModuleGen, dn):
+    """void* thunk(ptr r), r = {ptr blocks, i64 first, i64 last}: the BLAS calls of
+    blocks [first, last), one after the other."""
+    name = f"__irc_gemm_range_{dn}"
+    fn = mg.m.globals.get(name)
+    if fn is not None:
+        return fn
+    st = _gemm_args_type(dn)
+    rt = ir.LiteralStructType([PTR, I64, I64])
+    fn = ir.Function(mg.m, ir.FunctionType(PTR, [PTR]), name)
+    fn.linkage = "internal"
+    e = fn.append_basic_block("e")
+    loop = fn.append_basic_block("loop")
+    done = fn.append_basic_block("done")
+    b = ir.IRBuilder(e)
+    z = ir.Constant(I32, 0)
+    r = fn.args[0]
+    blocks = b.load(b.gep(r, [z, z], source_etype=rt), typ=PTR)
+    first = b.load(b.gep(r, [z, ir.Constant(I32, 1)], source_etype=rt), typ=I64)
+    last = b.load(b.gep(r, [z, ir.Constant(I32, 2)], source_etype=rt), typ=I64)
+    b.cbranch(b.icmp_signed("<", first, last), loop, done)
+    b.position_at_end(loop)
+    k = b.phi(I64)
+    k.add_incoming(first, e)
+    b.call(_gemm_thunk(_FnCtx(mg, fn), dn), [b.gep(blocks, [k], source_etype=st)])
+    k2 = b.add(k, ir.Constant(I64, 1))
+    k.add_incoming(k2, loop)
+    b.cbranch(b.icmp_signed("<", k2, last), loop, done)
+    b.position_at_end(done)
+    b.ret(ir.Constant(PTR, None))
+    return fn
+
+
+def _gemm_helper(mg: ModuleGen, dn):
+    """void __irc_gemm_<dn>(i64 nthreads, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc).
+
+    A product of at least GEMM_PAR_THRESHOLD multiply-adds is cut into blocks of
+    GEMM_BLOCK rows of C (columns when C is wider than tall; at most MAX_THREADS
+    blocks), one BLAS call each over the whole K. The blocks depend only on the
+    shape, never on the thread count, so neither do the results; threads (ctx)
+    take contiguous runs of blocks. OpenBLAS itself runs single-threaded."""
+    name = f"__irc_gemm_{dn}"
+    fn = mg.m.globals.get(name)
+    if fn is not None:
+        return fn
+    ty = LLTYPE[dn]
+    st = _gemm_args_type(dn)
+    fn = ir.Function(mg.m, ir.FunctionType(VOID, [I64] + list(st.elements)), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    g = _FnCtx(mg, fn)
+    b = ir.IRBuilder(fn.append_basic_block("e"))
+    nthreads = fn.args[0]
+    args = list(fn.args[1:])
+    ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc = args
+    blas = _gemm_fn(g, dn)
+    M64, N64, K64 = (b.sext(v, I64) for v in (M, N, K))
+    rows = b.icmp_signed(">=", M64, N64)
+    dim = b.select(rows, M64, N64)
+    work = b.mul(b.mul(M64, N64), K64)
+    # block size: GEMM_BLOCK, or larger (16-aligned) to keep at most MAX_THREADS blocks
+    per = floordiv(b, b.add(dim, ir.Constant(I64, MAX_THREADS - 1)), ir.Constant(I64, MAX_THREADS))
+    per = b.and_(b.add(per, ir.Constant(I64, 15)), ir.Constant(I64, -16))
+    per = b.select(b.icmp_signed("<", per, ir.Constant(I64, GEMM_BLOCK)), ir.Constant(I64, GEMM_BLOCK), per)
+    nblk = floordiv(b, b.add(dim, b.sub(per, ir.Constant(I64, 1))), per)
+    split = b.and_(b.icmp_signed(">=", work, ir.Constant(I64, GEMM_PAR_THRESHOLD)),
+                   b.icmp_signed(">", nblk, ir.Constant(I64, 1)))
+    one_bb = fn.append_basic_block("one")
+    split_bb = fn.append_basic_block("split")
+    b.cbranch(split, split_bb, one_bb)
+    ob = ir.IRBuilder(one_bb)
+    ob.call(blas, [ir.Constant(I32, 101)] + args)
+    ob.ret_void()
+    b.position_at_end(split_bb)
+    arr_t = ir.ArrayType(st, MAX_THREADS)
+    rt = ir.LiteralStructType([PTR, I64, I64])
+    rarr_t = ir.ArrayType(rt, MAX_THREADS)
+    blocks = opaque_alloca(b, arr_t)
+    ranges = opaque_alloca(b, rarr_t)
+    trans_a = b.icmp_signed("==", ta, ir.Constant(I32, 112))
+    trans_b = b.icmp_signed("==", tb, ir.Constant(I32, 112))
+    z = ir.Constant(I32, 0)
+    lda64, ldb64, ldc64 = (b.sext(v, I64) for v in (lda, ldb, ldc))
+    # 1. the blocks
+    pre = b.block
+    loop = fn.append_basic_block("blocks")
+    after = fn.append_basic_block("blocked")
+    b.branch(loop)
+    b.position_at_end(loop)
+    t = b.phi(I64)
+    t.add_incoming(ir.Constant(I64, 0), pre)
+    lo = b.mul(t, per)
+    hi = b.add(lo, per)
+    hi = b.select(b.icmp_signed(">", hi, dim), dim, hi)
+    cnt = b.trunc(b.sub(hi, lo), I32)
+    a_off = b.select(rows, b.select(trans_a, lo, b.mul(lo, lda64)), ir.Constant(I64, 0))
+    b_off = b.select(rows, ir.Constant(I64, 0), b.select(trans_b, b.mul(lo, ldb64), lo))
+    c_off = b.select(rows, b.mul(lo, ldc64), lo)
+    vals = [ta, tb, b.select(rows, cnt, M), b.select(rows, N, cnt), K, alpha,
+            b.gep(A, [a_off], source_etype=ty), lda, b.gep(B, [b_off], source_etype=ty), ldb, beta,
+            b.gep(C, [c_off], source_etype=ty), ldc]
+    p = b.gep(blocks, [ir.Constant(I64, 0), t], source_etype=arr_t)
+    for k, v in enumerate(vals):
+        b.store(v, b.gep(p, [z, ir.Constant(I32, k)], source_etype=st))
+    t2 = b.add(t, ir.Constant(I64, 1))
+    t.add_incoming(t2, loop)
+    b.cbranch(b.icmp_signed("<", t2, nblk), loop, after)
+    b.position_at_end(after)
+    # 2. contiguous runs of blocks per thread; run 0 here
+    nt = b.select(b.icmp_signed(">", nthreads, nblk), nblk, nthreads)
+    nt = b.select(b.icmp_signed("<", nt, ir.Constant(I64, 1)), ir.Constant(I64, 1), nt)
+    rthunk = _gemm_range_thunk(mg, dn)
+
+    def rng(t):
+        return b.gep(ranges, [ir.Constant(I64, 0), t], source_etype=rarr_t)
+
+    pre = b.block
+    fill = fn.append_basic_block("ranges")
+    filled = fn.append_basic_block("filled")
+    b.branch(fill)
+    b.position_at_end(fill)
+    t = b.phi(I64)
+    t.add_incoming(ir.Constant(I64, 0), pre)
+    r = rng(t)
+    b.store(blocks, b.gep(r, [z, z], source_etype=rt))
+    b.store(floordiv(b, b.mul(t, nblk), nt), b.gep(r, [z, ir.Constant(I32, 1)], source_etype=rt))
+    b.store(floordiv(b, b.mul(b.add(t, ir.Constant(I64, 1)), nblk), nt),
+            b.gep(r, [z, ir.Constant(I32, 2)], source_etype=rt))
+    t2 = b.add(t, ir.Constant(I64, 1))
+    t.add_incoming(t2, b.block)
+    b.cbranch(b.icmp_signed("<", t2, nt), fill, filled)
+    b.position_at_end(filled)
+    b.call(_pool_run(mg), [rthunk, ranges, _sizeof(b, rt), nt])
+    b.ret_void()
+    return fn
 
 
 def h_assert(g: Gen, op):
@@ -665,6 +856,32 @@ def work_estimate(g: Gen, b, block: Block):
     return c if dyn is None else b.add(dyn, c)
 
 
+def _static_trips(op: Op):
+    """Trip count of a loop.for whose bounds are integer dims, else None."""
+    lo, hi = op.operands[:2]
+    vals = []
+    for v in (lo, hi):
+        if not (isinstance(v, OpResult) and v.op.name == "loop.dim" and isinstance(v.op.attrs["dim"], int)):
+            return None
+        vals.append(v.op.attrs["dim"])
+    return max(0, vals[1] - vals[0])
+
+
+def _small_static(op: Op, limit: int = 4096) -> bool:
+    """A loop nest whose every loop has a static trip count and that runs at most
+    `limit` innermost iterations in all: not worth a kernel and thread dispatch."""
+    total = 1
+    for o in op.walk():
+        if o.name == "loop.for":
+            t = _static_trips(o)
+            if t is None:
+                return False
+            total *= max(t, 1)
+        elif o.name == "mem.gemm":
+            return False
+    return total <= limit
+
+
 class FunctionGen:
     def __init__(self, mg: ModuleGen, op: Op):
         self.mg = mg
@@ -705,7 +922,7 @@ class FunctionGen:
             if o.name == "func.return":
                 g.b.ret(ir.Constant(I32, 0))
                 break
-            if o.name == "loop.for" and o.attrs.get("parallel"):
+            if o.name == "loop.for" and o.attrs.get("parallel") and not _small_static(o):
                 self.outline(o)
             else:
                 g.emit_op(o)
@@ -728,7 +945,7 @@ class FunctionGen:
 
     def outline(self, loop: Op):
         """Emit a top-level parallel loop nest as a kernel function, called on
-        one thread or split over ctx.nthreads pthreads."""
+        one thread or split over ctx.nthreads threads of the pool."""
         mg, g = self.mg, self.g
         # Constants and dims are rebuilt inside the kernel (so LLVM sees them);
         # buffers and computed scalars are parameters.
@@ -744,6 +961,7 @@ class FunctionGen:
             ptypes.append(PTR if is_buffer(v) else LLTYPE[v.type.dtype.name])
         kfn = ir.Function(mg.m, ir.FunctionType(I32, ptypes), kname)
         kfn.linkage = "internal"
+        kfn.attributes.add("noinline")  # one copy, called by the thunk and the one-thread path
         roots = {}
         for v in free:
             if is_buffer(v):
@@ -821,77 +1039,100 @@ class FunctionGen:
         b.position_at_end(cont)
 
     def parallel_call(self, kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo, hi, n):
-        mg, g = self.mg, self.g
+        g = self.g
         b = g.b
         z = ir.Constant(I32, 0)
-        # allocas belong in the prologue so they are not re-executed per call site
-        shared = g.pro.alloca(shared_ty)
-        chunks = g.pro.alloca(ir.ArrayType(chunk_ty, MAX_THREADS))
-        tids = g.pro.alloca(ir.ArrayType(I64, MAX_THREADS))
+        shared = opaque_alloca(g.pro, shared_ty)  # in the prologue: one slot per call site
         for k, v in enumerate(call_args):
             b.store(v, b.gep(shared, [z, ir.Constant(I32, k)], source_etype=shared_ty))
-        nt = b.select(b.icmp_signed(">", g.nthreads, ir.Constant(I64, MAX_THREADS)),
-                      ir.Constant(I64, MAX_THREADS), g.nthreads)
-        nt = b.select(b.icmp_signed(">", nt, n), n, nt)
-        # chunk size rounded up to a multiple of 64 iterations when that keeps every chunk non-empty
-        per = floordiv(b, b.add(n, b.sub(nt, ir.Constant(I64, 1))), nt)
-        per64 = b.and_(b.add(per, ir.Constant(I64, 63)), ir.Constant(I64, -64))
-        use64 = b.icmp_signed("<", b.mul(per64, b.sub(nt, ir.Constant(I64, 1))), n)
-        per = b.select(use64, per64, per)
-        pthread_create = mg.decl("pthread_create", I32, [PTR, PTR, PTR, PTR])
-        pthread_join = mg.decl("pthread_join", I32, [I64, PTR])
+        return b.call(_parfor_helper(self.mg), [thunk, shared, lo, hi, g.nthreads])
 
-        def chunk_ptr(t):
-            return b.gep(chunks, [ir.Constant(I64, 0), t], source_etype=ir.ArrayType(chunk_ty, MAX_THREADS))
 
-        # fill chunks and start threads 1..nt-1; chunk 0 runs here
-        loop = g.fn.append_basic_block("spawn")
-        after = g.fn.append_basic_block("spawned")
-        pre = b.block
-        b.branch(loop)
-        b.position_at_end(loop)
-        t = b.phi(I64)
-        t.add_incoming(ir.Constant(I64, 0), pre)
-        c = chunk_ptr(t)
-        clo = b.add(lo, b.mul(t, per))
-        chi = b.add(clo, per)
-        chi = b.select(b.icmp_signed(">", chi, hi), hi, chi)
-        b.store(shared, b.gep(c, [z, z], source_etype=chunk_ty))
-        b.store(clo, b.gep(c, [z, ir.Constant(I32, 1)], source_etype=chunk_ty))
-        b.store(chi, b.gep(c, [z, ir.Constant(I32, 2)], source_etype=chunk_ty))
-        b.store(ir.Constant(I32, 0), b.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
-        with b.if_then(b.icmp_signed(">", t, ir.Constant(I64, 0))):
-            tid = b.gep(tids, [ir.Constant(I64, 0), t], source_etype=ir.ArrayType(I64, MAX_THREADS))
-            b.call(pthread_create, [tid, ir.Constant(PTR, None), thunk, c])
-        t2 = b.add(t, ir.Constant(I64, 1))
-        t.add_incoming(t2, b.block)
-        b.cbranch(b.icmp_signed("<", t2, nt), loop, after)
-        b.position_at_end(after)
-        b.call(thunk, [chunk_ptr(ir.Constant(I64, 0))])
-        # join and collect statuses
-        jl = g.fn.append_basic_block("join")
-        jdone = g.fn.append_basic_block("joindone")
-        pre = b.block
-        st0 = b.load(b.gep(chunk_ptr(ir.Constant(I64, 0)), [z, ir.Constant(I32, 3)], source_etype=chunk_ty), typ=I32)
-        b.cbranch(b.icmp_signed(">", nt, ir.Constant(I64, 1)), jl, jdone)
-        b.position_at_end(jl)
-        t = b.phi(I64)
-        acc = b.phi(I32)
-        t.add_incoming(ir.Constant(I64, 1), pre)
-        acc.add_incoming(st0, pre)
-        tid = b.load(b.gep(tids, [ir.Constant(I64, 0), t], source_etype=ir.ArrayType(I64, MAX_THREADS)), typ=I64)
-        b.call(pthread_join, [tid, ir.Constant(PTR, None)])
-        s = b.load(b.gep(chunk_ptr(t), [z, ir.Constant(I32, 3)], source_etype=chunk_ty), typ=I32)
-        acc2 = b.select(b.icmp_signed("!=", acc, ir.Constant(I32, 0)), acc, s)
-        t2 = b.add(t, ir.Constant(I64, 1))
-        t.add_incoming(t2, b.block)
-        acc.add_incoming(acc2, b.block)
-        b.cbranch(b.icmp_signed("<", t2, nt), jl, jdone)
-        b.position_at_end(jdone)
-        res = b.phi(I32)
-        res.add_incoming(st0, pre)
-        res.add_incoming(acc2, jl)
-        return res
+def _pool_run(mg: ModuleGen):
+    """void irc_pool_run(ptr task, ptr args, i64 stride, i64 n) (threads.py)."""
+    return mg.decl("irc_pool_run", VOID, [ir.PointerType(ir.FunctionType(PTR, [PTR])), PTR, I64, I64])
+
+
+def _sizeof(b, ty):
+    return b.ptrtoint(b.gep(ir.Constant(PTR, None), [ir.Constant(I64, 1)], source_etype=ty), I64)
+
+
+def _parfor_helper(mg: ModuleGen):
+    """i32 __irc_parfor(ptr thunk, ptr shared, i64 lo, i64 hi, i64 nthreads): run
+    thunk on chunks {shared, lo_k, hi_k, status} of [lo, hi) (64-aligned when that
+    keeps every chunk non-empty) on the thread pool, chunk 0 on this thread;
+    returns the first non-zero status."""
+    fn = mg.m.globals.get("__irc_parfor")
+    if fn is not None:
+        return fn
+    tfn_ty = ir.FunctionType(PTR, [PTR])
+    fn = ir.Function(mg.m, ir.FunctionType(I32, [ir.PointerType(tfn_ty), PTR, I64, I64, I64]), "__irc_parfor")
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    thunk, shared, lo, hi, nthreads = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("e"))
+    chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
+    arr_t = ir.ArrayType(chunk_ty, MAX_THREADS)
+    chunks = opaque_alloca(b, arr_t)
+    z = ir.Constant(I32, 0)
+    n = b.sub(hi, lo)
+    nt = b.select(b.icmp_signed(">", nthreads, ir.Constant(I64, MAX_THREADS)), ir.Constant(I64, MAX_THREADS), nthreads)
+    nt = b.select(b.icmp_signed(">", nt, n), n, nt)
+    per = floordiv(b, b.add(n, b.sub(nt, ir.Constant(I64, 1))), nt)
+    per64 = b.and_(b.add(per, ir.Constant(I64, 63)), ir.Constant(I64, -64))
+    use64 = b.icmp_signed("<", b.mul(per64, b.sub(nt, ir.Constant(I64, 1))), n)
+    per = b.select(use64, per64, per)
+    nblk = floordiv(b, b.add(n, b.sub(per, ir.Constant(I64, 1))), per)
+
+    def chunk_ptr(t):
+        return b.gep(chunks, [ir.Constant(I64, 0), t], source_etype=arr_t)
+
+    pre = b.block
+    loop = fn.append_basic_block("fill")
+    after = fn.append_basic_block("filled")
+    b.branch(loop)
+    b.position_at_end(loop)
+    t = b.phi(I64)
+    t.add_incoming(ir.Constant(I64, 0), pre)
+    c = chunk_ptr(t)
+    clo = b.add(lo, b.mul(t, per))
+    chi = b.add(clo, per)
+    chi = b.select(b.icmp_signed(">", chi, hi), hi, chi)
+    b.store(shared, b.gep(c, [z, z], source_etype=chunk_ty))
+    b.store(clo, b.gep(c, [z, ir.Constant(I32, 1)], source_etype=chunk_ty))
+    b.store(chi, b.gep(c, [z, ir.Constant(I32, 2)], source_etype=chunk_ty))
+    b.store(ir.Constant(I32, 0), b.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
+    t2 = b.add(t, ir.Constant(I64, 1))
+    t.add_incoming(t2, b.block)
+    b.cbranch(b.icmp_signed("<", t2, nblk), loop, after)
+    b.position_at_end(after)
+    b.call(_pool_run(mg), [thunk, chunks, _sizeof(b, chunk_ty), nblk])
+    # the first non-zero status
+    sl = fn.append_basic_block("status")
+    sdone = fn.append_basic_block("statusdone")
+    pre = b.block
+    b.branch(sl)
+    b.position_at_end(sl)
+    t = b.phi(I64)
+    acc = b.phi(I32)
+    t.add_incoming(ir.Constant(I64, 0), pre)
+    acc.add_incoming(ir.Constant(I32, 0), pre)
+    st = b.load(b.gep(chunk_ptr(t), [z, ir.Constant(I32, 3)], source_etype=chunk_ty), typ=I32)
+    acc2 = b.select(b.icmp_signed("!=", acc, ir.Constant(I32, 0)), acc, st)
+    t2 = b.add(t, ir.Constant(I64, 1))
+    t.add_incoming(t2, b.block)
+    acc.add_incoming(acc2, b.block)
+    b.cbranch(b.icmp_signed("<", t2, nblk), sl, sdone)
+    b.position_at_end(sdone)
+    b.ret(acc2)
+    return fn
+
+
+def opaque_alloca(b, ty):
+    """An alloca whose value has the opaque `ptr` type (llvmlite types it)."""
+    al = b.alloca(ty)
+    al.type = PTR
+    return al
 
 
 def generate(module: Module, triple: str = "", data_layout: str = ""):

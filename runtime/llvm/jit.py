@@ -26,6 +26,22 @@ import threading
 import llvmlite.binding as llvm
 
 CODEGEN_VERSION = "1"
+
+
+def _source_hash() -> str:
+    """A hash of the code generator's own source: editing it invalidates the cache."""
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in ("codegen.py", "transcendentals.py", "jit.py", "threads.py"):
+        try:
+            with open(os.path.join(here, name), "rb") as f:
+                h.update(f.read())
+        except OSError:
+            h.update(name.encode())
+    return h.hexdigest()[:16]
+
+
+_SOURCE_HASH = None
 _MAGIC = b"IRCOBJ1\n"
 _lock = threading.Lock()
 _TM = None
@@ -41,13 +57,18 @@ def host_cpu() -> tuple:
     return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
 
 
+def _new_target_machine():
+    init()
+    cpu, features = host_cpu()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
+
+
 def target_machine():
+    """The shared target machine of code generation (never given to an engine)."""
     global _TM
     if _TM is None:
-        init()
-        cpu, features = host_cpu()
-        target = llvm.Target.from_triple(llvm.get_process_triple())
-        _TM = target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
+        _TM = _new_target_machine()
     return _TM
 
 
@@ -80,9 +101,12 @@ def cache_dir() -> str:
 
 
 def cache_key(loop_ir_text: str, version: str) -> str:
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        _SOURCE_HASH = _source_hash()
     cpu, features = host_cpu()
     h = hashlib.sha256()
-    for part in (loop_ir_text, version, CODEGEN_VERSION, ".".join(map(str, llvm.llvm_version_info)),
+    for part in (loop_ir_text, version, CODEGEN_VERSION, _SOURCE_HASH, ".".join(map(str, llvm.llvm_version_info)),
                  cpu, features):
         h.update(part.encode())
         h.update(b"\0")
@@ -105,14 +129,18 @@ def cache_read(key: str):
         meta = json.loads(data[start: start + n].decode())
     except ValueError:
         return None
-    return data[start + n:], meta
+    obj = data[start + n:]
+    # a damaged object file could crash the linker: check it before use
+    if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(obj).hexdigest():
+        return None
+    return obj, meta
 
 
 def cache_write(key: str, obj: bytes, meta: dict) -> None:
     d = cache_dir()
     try:
         os.makedirs(d, exist_ok=True)
-        head = json.dumps(meta).encode()
+        head = json.dumps(dict(meta, sha256=hashlib.sha256(obj).hexdigest())).encode()
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".o", dir=d)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -130,7 +158,8 @@ class Linked:
     """An MCJIT engine holding one object file; addresses by symbol name."""
 
     def __init__(self, obj: bytes):
-        tm = target_machine()
+        # An MCJIT engine owns (and frees) its target machine: give it its own.
+        tm = _new_target_machine()
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
         self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         self.engine.finalize_object()

@@ -1,0 +1,12 @@
+"""tests/scan/test_scan.py, run on the OpenCL backend (see conftest.py): every model and
+expectation of the interpreter test must hold on the device too."""
+
+from opencl_helpers import load_test_module
+
+globals().update(
+    {
+        k: v
+        for k, v in vars(load_test_module("scan/test_scan.py", "_opencl_scan")).items()
+        if not k.startswith("__")
+    }
+)

@@ -1,0 +1,14 @@
+"""tests/api/test_symbolic_models.py, run on the OpenCL backend (see conftest.py): every model and
+expectation of the interpreter test must hold on the device too."""
+
+from opencl_helpers import load_test_module
+
+globals().update(
+    {
+        k: v
+        for k, v in vars(
+            load_test_module("api/test_symbolic_models.py", "_opencl_symbolic_models")
+        ).items()
+        if not k.startswith("__")
+    }
+)
