@@ -121,12 +121,16 @@ def _make_backend(name, module, state, device):
         from irc.runtime.interp import InterpBackend
 
         return InterpBackend(module, state)
+    if name == "cpu":
+        from irc.runtime.llvm.backend import LLVMBackend
+
+        return LLVMBackend(module, state)
     if name == "opencl":
         from irc.runtime.opencl.backend import OpenCLBackend
 
         # device=None: IRC_OPENCL_DEVICE, then the first device (runtime/opencl/device.py)
         return OpenCLBackend(module, state, device=device)
-    raise CompileError(f"the '{name}' backend is not available yet; use backend=\"interp\"")
+    raise ValueError(f"unknown backend '{name}' (choose from {', '.join(BACKENDS)})")
 
 
 @dataclass
