@@ -2252,7 +2252,7 @@ def function(
     outputs=None,
     updates=None,
     givens=None,
-    backend="interp",
+    backend=None,
     name=None,
     on_unused_input="raise",
     device=None,
@@ -2267,8 +2267,9 @@ def function(
     compiling. Arguments are checked at each call: count, dtype, rank, static
     sizes and the agreement of named dims (irc.api.CallError)."""
     loc = _user_loc()
-    from irc.api import BACKENDS
+    from irc.api import BACKENDS, DEFAULT_BACKEND
 
+    backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
     if on_unused_input not in ("raise", "warn", "ignore"):

@@ -47,8 +47,13 @@ def irc_exe():
 def pytest_configure(config):
     # The pass manager verifies the IR after every pipeline pass in the tests
     # (irc/pipeline.py: VERIFY_EACH), so a pass that breaks the IR fails loudly.
+    # Tests that do not name a backend check the reference interpreter; the
+    # compiled backends have their own folders (tests/llvm, tests/opencl) that
+    # rerun the interpreter tests on them.
     try:
+        import irc.api
         import irc.pipeline
     except ImportError:
         return
     irc.pipeline.VERIFY_EACH = True
+    irc.api.DEFAULT_BACKEND = "interp"
