@@ -1,6 +1,6 @@
 """The op registry and its families. Importing irc.ops registers every op."""
 
-from irc.ops import control, elementwise, func, fused, nn, tensor  # noqa: F401  (register ops)
+from irc.ops import control, elementwise, func, fused, loop, nn, tensor  # noqa: F401  (register ops)
 from irc.ops.registry import REGISTRY, OpBuilder, OpDef, get, lookup, verify_op
 
 __all__ = ["REGISTRY", "OpBuilder", "OpDef", "get", "lookup", "verify_op"]

@@ -70,6 +70,22 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _only_functions(text: str, fn: str) -> str:
+    """The `define`s of an LLVM IR text that belong to entry function fn (fn, its
+    kernels fn__k*, its workspace size fn__ws)."""
+    out, keep = [], False
+    for line in text.splitlines():
+        if line.startswith("define"):
+            name = line.split("@", 1)[1].split("(", 1)[0].strip('"')
+            keep = name == fn or name.startswith(fn + "__")
+        if keep:
+            out.append(line)
+            if line == "}":
+                out.append("")
+                keep = False
+    return "\n".join(out)
+
+
 def _ptr(a: np.ndarray) -> int:
     if a.flags.writeable:
         try:
@@ -208,16 +224,24 @@ class LLVMBackend:
             self._llvm_mod = jit.optimize(self.llvm_ir())
         return self._llvm_mod
 
-    def dump(self, stage: str = "loops") -> str:
+    def dump(self, stage: str = "loops", fn: str | None = None) -> str:
+        """Text of a stage: "loops" (loop IR), "llvm" (optimised LLVM IR), "llvm-raw"
+        (LLVM IR before optimisation) or "asm"; with `fn`, only that entry function
+        (and, for LLVM stages, its kernels and helpers' definitions it calls)."""
+        if fn is not None and fn not in self.functions:
+            raise KeyError(f"no entry function '{fn}' (functions: {', '.join(self.functions)})")
         if stage == "loops":
+            if fn is not None:
+                from irc.ir.printer import print_op
+
+                return print_op(self.loop_module.lookup(fn)) + "\n"
             return self.loop_text
-        if stage == "llvm":
-            return str(self._llvm())
-        if stage == "llvm-raw":
-            return self.llvm_ir()
+        if stage in ("llvm", "llvm-raw"):
+            text = str(self._llvm()) if stage == "llvm" else self.llvm_ir()
+            return text if fn is None else _only_functions(text, fn)
         if stage == "asm":
             return jit.emit_assembly(self._llvm())
-        raise ValueError(f"unknown stage '{stage}' (loops, llvm, asm)")
+        raise ValueError(f"unknown stage '{stage}' (loops, llvm, llvm-raw, asm)")
 
     # -- threads ----------------------------------------------------------------------------------
     def set_threads(self, n: int) -> None:

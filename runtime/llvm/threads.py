@@ -17,10 +17,10 @@ and loops (the RNN step's 32x128x128 products) worth it.
 One caller at a time: a second thread calling while the pool is busy runs its
 tasks itself (a try-lock), so concurrent calls never wait on each other. The
 caller runs a task whose worker has not claimed it yet. When the caller still
-had to wait for a worker, after finishing its own share, longer than that share
-took (and > ~0.4 ms: another process has the worker's core), the pool runs
-everything on the calling thread for the next ~8 ms. After fork() the child
-starts a new pool (the pid is checked).
+had to wait for a worker, after finishing its own share, more than 4x as long as
+that share took and more than ~2 ms (another process holds the worker's core
+for whole time slices), the pool runs everything on the calling thread for the
+next ~8 ms. After fork() the child starts a new pool (the pid is checked).
 
 Imports llvmlite only (and jit for compiling).
 """
@@ -35,7 +35,7 @@ from llvmlite import ir
 MAX_TASKS = 16
 SPIN = 1 << 16  # pause iterations before an idle worker starts sleeping
 NAP_US = 50  # then it polls every NAP_US microseconds
-WAIT_LIMIT = 1 << 20  # cycles (~0.4 ms, or its own share's time if longer) the caller may wait...
+WAIT_LIMIT = 1 << 22  # cycles (~2 ms, or 4x its own share's time if longer) the caller may wait...
 BACKOFF = 1 << 24  # ...before running alone for this many cycles (~8 ms)
 
 I8 = ir.IntType(8)
@@ -296,7 +296,7 @@ def build_module(triple: str) -> ir.Module:
     b.cbranch(b.icmp_signed("<", k2, ntask), wl, fin)
     b.position_at_end(fin)
     t_end = b.call(rdtsc, [])
-    own = b.sub(t_wait, t_start)
+    own = b.shl(b.sub(t_wait, t_start), ir.Constant(I64, 2))
     limit = b.select(b.icmp_unsigned(">", own, ir.Constant(I64, WAIT_LIMIT)), own, ir.Constant(I64, WAIT_LIMIT))
     with b.if_then(b.icmp_unsigned(">", b.sub(t_end, t_wait), limit)):
         b.store(b.add(t_end, ir.Constant(I64, BACKOFF)), backoff)

@@ -65,6 +65,11 @@ def test_dump_stages():
     assert "ymm" in asm or "zmm" in asm
     with pytest.raises(ValueError):
         m._backend.dump("nope")
+    only = m._backend.dump("loops", fn="chain")
+    assert "func.func @chain" in only and "@stats" not in only
+    assert "define" in m._backend.dump("llvm", fn="stats") and "@chain(" not in m._backend.dump("llvm", fn="stats")
+    with pytest.raises(KeyError):
+        m._backend.dump("loops", fn="nope")
 
 
 def test_thread_count_does_not_change_results():
