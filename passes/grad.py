@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from irc.ir.core import Block, Module, Op, Region, Value
 from irc.ir.errors import CompileError
 from irc.ir.types import TypeError_
-from irc.ops.registry import NO_GRAD, OpBuilder, lookup
+from irc.ops.registry import NO_GRAD, PURE, OpBuilder, lookup
 from irc.passes.pass_manager import Pass, register
 
 
@@ -202,9 +202,10 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
     """Backpropagation through time for tg.scan.
 
     The forward scan is rebuilt to also stack each step's incoming carries
-    (the only values kept from the forward pass; the body's intermediates
-    are recomputed step by step in the backward scan). The backward scan
-    runs in reverse over (saved carries, sequences, output cotangents) and
+    and every value its body computes: that is what the backward pass keeps
+    (memory: one [length, ...] tensor per carry and per body value), and the
+    backward scan recomputes nothing. The backward scan runs in reverse over
+    (saved carries, sequences, output cotangents, saved body values) and
     carries the carry cotangents and the accumulated cotangents of the outer
     values the body reads. With truncate = k only the last k steps
     contribute (Theano's truncate_gradient)."""
@@ -215,16 +216,17 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
     body = op.regions[0].block
     out_results = op.results[nc:]
 
-    # 1. Forward scan that also stacks the incoming carries.
-    saved = []
-    if nc:
-        fwd = op.clone()
-        fbody = fwd.regions[0].block
-        fy = fbody.terminator
-        for a in fbody.args[ns:]:
-            fy.add_operand(a)
-        for t in (a.type for a in fbody.args[ns:]):
-            fwd.results.append(_new_result(fwd, t.with_shape((length,) + t.shape)))
+    # 1. A forward scan that also stacks, per step, the incoming carries and
+    #    every value the body computes (so the backward scan recomputes nothing).
+    keep = [r for fop in body.ops if fop.name not in ("tg.yield", "tg.constant") for r in fop.results]
+    saved, saved_vals = [], []
+    if nc or keep:
+        fmap: dict = {}
+        fwd = op.clone(fmap)
+        fy = fwd.regions[0].block.terminator
+        for v in list(fwd.regions[0].block.args[ns:]) + [fmap[r] for r in keep]:
+            fy.add_operand(v)
+            fwd.results.append(_new_result(fwd, v.type.with_shape((length,) + v.type.shape)))
         # Insert at op's position; the builder may point into the same block
         # (after op), and its position must move past the new op too.
         at = op.parent.index_of(op)
@@ -233,14 +235,15 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
             b.pos += 1
         for r, nr in zip(op.results, fwd.results):
             r.replace_all_uses_with(nr)
-        saved = fwd.results[len(op.results) :]
+        n = len(op.results)
+        saved, saved_vals = fwd.results[n : n + nc], fwd.results[n + nc :]
 
     # 2. Backward scan.
     zero_outs = [g if g is not None else zeros_like(b, r) for r, g in zip(out_results, gs[nc:])]
     g_final = [g if g is not None else zeros_like(b, r) for r, g in zip(op.results[:nc], gs[:nc])]
     dfree = [v for v in free if differentiable(v)]
     g_free0 = [zeros_like(b, v) for v in dfree]
-    bseqs = list(saved) + seqs + zero_outs
+    bseqs = list(saved) + seqs + zero_outs + list(saved_vals)
     if truncate is not None:
         bseqs.append(b.arange(n=length, dtype="i32"))
     bcarries = g_final + g_free0
@@ -250,6 +253,7 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
     c_t = [next(it) for _ in saved]
     x_t = [next(it) for _ in seqs]
     gy_t = [next(it) for _ in zero_outs]
+    v_t = [next(it) for _ in saved_vals]
     step = next(it) if truncate is not None else None
     gc = [next(it) for _ in g_final]
     gfree = [next(it) for _ in dfree]
@@ -275,10 +279,17 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
     grads = backprop_seeds(
         inner, bblock, None, list(zip(nexts, seed_c)) + list(zip(outs, seed_y)), wrt
     )
+    # The body's values come from the forward pass: the clones made above only
+    # served as the structure the vjp rules walk, and die here.
+    stored = {mapping[r]: a for r, a in zip(keep, v_t)}
+    for clone, a in stored.items():
+        clone.replace_all_uses_with(a)
+    grads = [stored.get(g, g) for g in grads]
     g_c = [g if g is not None else zeros_like(inner, v) for g, v in zip(grads[:nc], c_t)]
     g_x = [g if g is not None else zeros_like(inner, v) for g, v in zip(grads[nc : nc + ns], x_t)]
     g_o = [acc if g is None else inner.add(acc, g) for acc, g in zip(gfree, grads[nc + ns :])]
     inner.create("tg.yield", g_c + g_o + g_x, [])
+    _erase_dead(bblock)
     res_types = [v.type for v in bcarries] + [s.type for s in seqs]
     attrs = {
         "n_seqs": len(bseqs),
@@ -293,6 +304,14 @@ def scan_vjp(b: OpBuilder, op: Op, gs: list) -> list:
     g_free = {v: next(r) for v in dfree}
     g_seqs = [next(r) for _ in range(ns)]
     return g_seqs + g_inits + [g_free.get(v) for v in free]
+
+
+def _erase_dead(block: Block) -> None:
+    """Erase the pure ops of block whose results nothing uses (last first)."""
+    for o in reversed(list(block.ops)):
+        d = lookup(o.name)
+        if d is not None and PURE in d.traits and o.results and not any(r.uses for r in o.results):
+            o.erase()
 
 
 def _new_result(op: Op, t):
