@@ -66,6 +66,8 @@ from typing import Optional
 import numpy as np
 
 import irc.ops  # noqa: F401  (registers the ops)
+from irc import SYMBOLIC_API
+from irc.frontend.builtins import OPERATORS
 from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
 from irc.frontend.irgen import default_dtype, weak_dtype
 from irc.ir import dims as D
@@ -84,74 +86,7 @@ from irc.ir.types import (
 )
 from irc.ops.registry import REGISTRY, infer_types, lookup
 
-__all__ = [
-    # variables
-    "Variable",
-    "SharedVariable",
-    "Dim",
-    "In",
-    "Function",
-    "tensor",
-    "scalar",
-    "vector",
-    "matrix",
-    "tensor3",
-    "tensor4",
-    "shared",
-    # graph operations
-    "grad",
-    "scan",
-    "clone",
-    "function",
-    # inspection
-    "pp",
-    "debugprint",
-    "graph",
-    # built-ins of the .tg language
-    "neg",
-    "abs",
-    "exp",
-    "log",
-    "log1p",
-    "sqrt",
-    "tanh",
-    "sigmoid",
-    "relu",
-    "softplus",
-    "square",
-    "sin",
-    "cos",
-    "sign",
-    "maximum",
-    "minimum",
-    "where",
-    "clip",
-    "cast",
-    "sum",
-    "mean",
-    "max",
-    "min",
-    "argmax",
-    "argmin",
-    "dot",
-    "matmul",
-    "transpose",
-    "reshape",
-    "flatten",
-    "concat",
-    "stack",
-    "arange",
-    "one_hot",
-    "zeros",
-    "ones",
-    "full",
-    "softmax",
-    "log_softmax",
-    "categorical_crossentropy",
-    "conv1d",
-    "conv2d",
-    "max_pool2d",
-]
+__all__ = list(SYMBOLIC_API)  # the one list, shared with irc/__init__.py
 
 # -- source locations ----------------------------------------------------------------
 
@@ -219,26 +154,8 @@ _LEAK_HINT = "return it from the step function: scan stacks each step's outputs"
 _ids = itertools.count()
 _anon = itertools.count()
 
-# Operators and the ops they make; `//` and `%` have no tg op.
-_BINOPS = {
-    "+": "tg.add",
-    "-": "tg.sub",
-    "*": "tg.mul",
-    "/": "tg.div",
-    "//": "tg.floordiv",
-    "%": "tg.mod",
-    "@": "tg.matmul",
-    "**": "tg.pow",
-    "&": "tg.and",
-    "|": "tg.or",
-    "^": "tg.xor",
-    "==": "tg.eq",
-    "!=": "tg.ne",
-    "<": "tg.lt",
-    "<=": "tg.le",
-    ">": "tg.gt",
-    ">=": "tg.ge",
-}
+# The .tg operators, plus `^` which only Python has.
+_BINOPS = {**OPERATORS, "^": "tg.xor"}
 
 
 def _operand_ok(v) -> bool:

@@ -15,6 +15,27 @@ from irc.ir.types import DType
 
 _REQUIRED = object()
 
+# Infix operators and the tg ops they make (the registry decides which exist:
+# an operator whose op is not registered is refused where it is used).
+OPERATORS = {
+    "+": "tg.add",
+    "-": "tg.sub",
+    "*": "tg.mul",
+    "/": "tg.div",
+    "//": "tg.floordiv",
+    "%": "tg.mod",
+    "@": "tg.matmul",
+    "**": "tg.pow",
+    "&": "tg.and",
+    "|": "tg.or",
+    "==": "tg.eq",
+    "!=": "tg.ne",
+    "<": "tg.lt",
+    "<=": "tg.le",
+    ">": "tg.gt",
+    ">=": "tg.ge",
+}
+
 UNARY = [
     "neg",
     "abs",

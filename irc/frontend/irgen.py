@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from irc.frontend import ast as A
-from irc.frontend.builtins import BUILTINS, call_builtin
+from irc.frontend.builtins import BUILTINS, OPERATORS, call_builtin
 from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
@@ -645,24 +645,7 @@ class IRGen:
             return v
         return self.as_tensor(v, loc)
 
-    BINOPS = {
-        "+": "tg.add",
-        "-": "tg.sub",
-        "*": "tg.mul",
-        "/": "tg.div",
-        "//": "tg.floordiv",
-        "%": "tg.mod",
-        "@": "tg.matmul",
-        "**": "tg.pow",
-        "&": "tg.and",
-        "|": "tg.or",
-        "==": "tg.eq",
-        "!=": "tg.ne",
-        "<": "tg.lt",
-        "<=": "tg.le",
-        ">": "tg.gt",
-        ">=": "tg.ge",
-    }
+    BINOPS = OPERATORS
 
     def ev_BinOp(self, n):
         a = self.ev(n.left)
