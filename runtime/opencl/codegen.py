@@ -76,6 +76,14 @@ def dim_param(name: str) -> str:
     return f"d_{name}"
 
 
+# Names that kernel text uses literally (schedule.py): parameters `chunk` and `groups`,
+# locals `lid`, `g`, `end`, `red{k}`. fresh() names are `{prefix}{n}` and root names
+# `a_*`, `g_*`, `c{n}`, `t{n}`, `out{j}`, `irc_*`; every name goes through
+# KernelWriter.taken, so none of these can collide (issue 15: `c1` was both a constant
+# buffer parameter and a chunk start).
+FIXED_NAMES = frozenset({"chunk", "groups", "lid", "g", "end"})
+
+
 def dim_c(d) -> str:
     """C expression (long) of a dim: an int, a name or an expression over names."""
     if isinstance(d, int):
@@ -534,11 +542,39 @@ class KernelWriter:
         self.has_assert = False
         self.status_param = None
         self.pre_lines: list = []  # re-computed device scalars, before the body
+        # Every C name declared in this kernel (parameters and locals). Parameters are
+        # added lazily, after locals may already be named, so both sides claim their name
+        # here: a local never takes a parameter's name nor a parameter a local's.
+        self.taken: set = set(FIXED_NAMES)
 
     # -- naming --------------------------------------------------------------------------------
     def fresh(self, prefix="v") -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
+        """A new local name `{prefix}{n}`, distinct from every name of this kernel."""
+        while True:
+            self.counter += 1
+            name = f"{prefix}{self.counter}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+    def claim(self, base: str) -> str:
+        """`base`, or `base_k` if a parameter or local of this kernel already has it."""
+        name, k = base, 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def add_param(self, key, name: str, kind: str, source, dtype=None) -> Param:
+        """Register a parameter under a fixed C name that the kernel text uses as is
+        (dims, chunk, groups): such names can never be taken by fresh() or claim()."""
+        if key not in self.params:
+            if name in self.taken and name not in FIXED_NAMES:
+                raise CodegenError(f"kernel {self.name}: the parameter name {name} is taken")
+            self.taken.add(name)
+            self.params[key] = Param(name, kind, source, dtype)
+        return self.params[key]
 
     def line(self, text: str) -> None:
         self.lines.append("    " * self.depth + text)
@@ -552,7 +588,7 @@ class KernelWriter:
         key = ("buf", root.id)
         p = self.params.get(key)
         if p is None:
-            p = Param(root.cname, "buf", root, root.dtype)
+            p = Param(self.claim(root.cname), "buf", root, root.dtype)
             self.params[key] = p
         return p
 
@@ -566,8 +602,7 @@ class KernelWriter:
 
     def dim_expr(self, d) -> str:
         for n in sorted(dims_used(d)):
-            if ("dim", n) not in self.params:
-                self.params[("dim", n)] = Param(dim_param(n), "dim", n)
+            self.add_param(("dim", n), dim_param(n), "dim", n)
         text = dim_c(d)
         if "irc_floordiv_i64" in text:
             self.helpers.add("floordiv_i64")
