@@ -16,21 +16,22 @@ bounds are named dims read at run time, scalar ops), the input of the backends.
                                                                  ...
 
 What it does, per function:
-  * Fusion: elementwise ops (the ELEMENTWISE trait, broadcast_to, scalar
-    constants, tg.dim) whose every user is an elementwise op of the same shape
-    in the same block are not materialised: they are evaluated inside their
-    users' loop nest, so a chain of elementwise ops is one loop nest ("one
-    group"). A group may also feed a sum/mean/max/min reduction directly.
-    `tg.fused` ops (from a fusion pass: a region of rank-0 tg ops over an
-    iteration `shape`, optionally reduced) are lowered the same way.
+  * Fusion is fuse-elementwise's: each tg.fused op (a region of rank-0 tg
+    ops over an iteration `shape`, optionally reduced) is one loop nest. What
+    that pass leaves single (an elementwise op, broadcast_to, scalar
+    constants, tg.dim) is evaluated inside its users' loop nest when every
+    user is fusible with the same shape, or a reduction (plan_groups): a
+    broadcast is never materialised.
   * Buffers: every materialised value gets a buffer. Results returned by the
-    function are computed directly into the output buffers; a group whose
-    input dies in it and has its shape and dtype writes in place into that
-    input; an update `W <- f(W, ...)` computed by an elementwise group writes
-    in place into W's buffer when every read of the old W comes before it
-    (Theano semantics: all reads see the value from before the call);
-    otherwise updates are copied into the shared buffers after the outputs.
-    Reshape and flatten are views. All allocations are in the entry block.
+    function are computed directly into the output buffers. In-place reuse is
+    plan-memory's (the `inplace` marks): a result overwrites the operand it
+    names when this lowering can honour it (the buffer is the function's own,
+    no view aliases it, and no other op reads it); an update `W <- f(W, ...)`
+    marked so writes W's buffer when every read of the old W is evaluated
+    before it (Theano semantics: all reads see the value from before the
+    call); otherwise updates are copied into the shared buffers after the
+    outputs. Reshape and flatten are views. All allocations are in the entry
+    block.
   * Matrix products become mem.gemm (BLAS) for f32/f64 (a transpose feeding
     a product becomes a trans flag), loops otherwise; W <- W - s * (a @ b) is
     one gemm (alpha = -s, beta = 1) into W; conv1d/conv2d are im2col + one
@@ -247,7 +248,10 @@ class FuncLowerer:
                 self.group_root[op] = next(iter(roots))
 
     def plan_updates(self, body: Block) -> None:
-        """Find updates that can be computed in place into the shared buffer."""
+        """Updates computed in place into the shared buffer: those plan-memory
+        marked (the producer's `inplace` names its read of W), where this
+        lowering's evaluation order keeps every read of the old W before the
+        producer (an inlined user is evaluated at its group's root)."""
         self.inline: set = set()
         self.group_root: dict = {}
         self.absorbed: set = set()
@@ -277,10 +281,12 @@ class FuncLowerer:
             if not isinstance(v, OpResult) or v in self.inline or v.op.parent is not body:
                 continue
             r = v.op
+            # plan-memory's decision: r's result overwrites the read of W it takes.
+            plan = r.attrs.get("inplace") or ()
+            k = plan[r.results.index(v)] if plan else -1
+            w = r.operands[k] if k >= 0 else None
             if not (
-                is_elementwise(r)
-                or r.name == "tg.broadcast_to"
-                or (r.name == "tg.fused" and not r.attrs.get("reduce") and len(r.results) == 1)
+                isinstance(w, OpResult) and w.op.name == "tg.read" and w.op.attrs["sym"].name == sym
             ):
                 continue
             if v.type != self.globals[sym].attrs["type"] or v in self.dest:
