@@ -18,15 +18,15 @@ of it, so what stays in the loop is the recurrence:
       %c = tg.add %a, %b : f32[B, H]                   %c = tg.add %a, %u : f32[B, H]
       ...                                              ...
 
-Unused ops left behind are removed here; the pipeline runs cse and dce after
-it. Imports only irc.ir, irc.ops and the pass manager.
+The pipeline runs cse and dce right after it (irc/pipeline.py): they merge the
+hoisted recomputations with the forward's ops and drop what is left unused. Imports only irc.ir, irc.ops and the pass manager.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from irc.ir.core import Block, Module, Op, OpResult
+from irc.ir.core import Module, Op, OpResult
 from irc.ir.dims import dim_mul
 from irc.ops.common import norm_axis
 from irc.ops.lowering.emit import REDUCE_KINDS, is_elementwise
@@ -45,8 +45,9 @@ class ScanHoist(Pass):
 
 
 def rewrite_scans(module: Module) -> bool:
-    """The scan rewrites below on every function, then CSE (the backward scan of
-    BPTT recomputes forward values: hoisted, they are the forward's own ops)."""
+    """The scan rewrites below on every scan of every function; whether any ran.
+    The pipeline runs cse and dce next (the backward scan of BPTT recomputes
+    forward values: hoisted, CSE finds they are the forward's own ops)."""
     found = False
     for f in module.functions():
         for op in [o for o in f.walk() if o.name == "tg.scan"]:
@@ -55,12 +56,6 @@ def rewrite_scans(module: Module) -> bool:
             sink_outputs(op)
             drop_unused_sequences(op)
             found = True
-    if found:
-        from irc.passes.cse import CSE
-
-        CSE().run(module)
-        for f in module.functions():
-            _dce(f.regions[0].block)
     return found
 
 
@@ -77,7 +72,7 @@ def hoist_scan(scan: Op) -> None:
     depends only on saved carries and sequences) into a few large products."""
     from irc.ops.registry import OpBuilder
 
-    ns, nc = scan.attrs["n_seqs"], scan.attrs["n_carries"]
+    ns = scan.attrs["n_seqs"]
     body = scan.regions[0].block
     length = scan.attrs["length"]
     batched = {a: s for a, s in zip(body.args[:ns], scan.operands[:ns])}
@@ -257,7 +252,7 @@ def sink_outputs(scan: Op) -> None:
         ps = softmax(c + ss @ V)             (one [T*B, H] @ [H, K] product)"""
     from irc.ops.registry import OpBuilder
 
-    ns, nc = scan.attrs["n_seqs"], scan.attrs["n_carries"]
+    nc = scan.attrs["n_carries"]
     body = scan.regions[0].block
     y_op = body.terminator
     length = scan.attrs["length"]
@@ -358,26 +353,6 @@ def drop_unused_sequences(scan: Op) -> None:
     attrs = dict(scan.attrs)
     attrs["n_seqs"] = len(keep)
     scan.attrs = attrs
-
-
-def _dce(block: Block) -> None:
-    """Remove pure ops nothing uses (left behind by the scan rewrites)."""
-    changed = True
-    while changed:
-        changed = False
-        for op in reversed(list(block.ops)):
-            d = REGISTRY.get(op.name)
-            if (
-                d is None
-                or "pure" not in d.traits
-                or not op.results
-                or any(r.uses for r in op.results)
-            ):
-                continue
-            if op.name == "tg.scan":
-                continue
-            op.erase()
-            changed = True
 
 
 def _sum_steps(b, A):
