@@ -29,8 +29,6 @@ PIPELINE = [
     "fuse-elementwise",  # elementwise chains -> one tg.fused loop nest each
     "dce",  # scalar constants now copied into the fused bodies
     "scan-hoist",  # scan-body work that needs no carry moves before/after the loop
-    "cse",  # the backward scan's recomputed forward values are the forward's own ops
-    "dce",
     "plan-memory",  # results that may overwrite a dead operand's buffer (lowering obeys)
 ]
 

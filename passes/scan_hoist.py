@@ -18,8 +18,10 @@ of it, so what stays in the loop is the recurrence:
       %c = tg.add %a, %b : f32[B, H]                   %c = tg.add %a, %u : f32[B, H]
       ...                                              ...
 
-The pipeline runs cse and dce right after it (irc/pipeline.py): they merge the
-hoisted recomputations with the forward's ops and drop what is left unused. Imports only irc.ir, irc.ops and the pass manager.
+When it rewrote a scan, the pass ends with the cse and dce passes (the same
+classes as the pipeline's): they merge the hoisted recomputations with the
+forward's own ops and drop what is left unused. A model without scans pays
+nothing. Imports only irc.ir, irc.ops and the pass manager.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from irc.ir.dims import dim_mul
 from irc.ops.common import norm_axis
 from irc.ops.lowering.emit import REDUCE_KINDS, is_elementwise
 from irc.ops.registry import REGISTRY
+from irc.passes.cse import CSE
+from irc.passes.dce import DCE
 from irc.passes.pass_manager import Pass, register
 
 
@@ -41,13 +45,18 @@ class ScanHoist(Pass):
     summary = "move scan-body work that does not need the loop before or after it"
 
     def run(self, module: Module) -> bool:
-        return rewrite_scans(module)
+        if not rewrite_scans(module):
+            return False
+        # Only when a scan was rewritten (so a model without scans pays nothing):
+        # CSE merges the backward scan's hoisted recomputations with the forward's
+        # own ops, DCE drops what the rewrites left unused.
+        CSE().run(module)
+        DCE().run(module)
+        return True
 
 
 def rewrite_scans(module: Module) -> bool:
-    """The scan rewrites below on every scan of every function; whether any ran.
-    The pipeline runs cse and dce next (the backward scan of BPTT recomputes
-    forward values: hoisted, CSE finds they are the forward's own ops)."""
+    """The scan rewrites below on every scan of every function; whether any ran."""
     found = False
     for f in module.functions():
         for op in [o for o in f.walk() if o.name == "tg.scan"]:
