@@ -83,7 +83,8 @@ Ops (operands; attributes; results):
                                    -> integer floor division and modulo (Python's),
                                       for index arithmetic.
 
-Imports only irc.ir and irc.ops.registry.
+Also the loop-IR helpers both backends use (storage_root, written_buffers,
+free_values). Imports only irc.ir and irc.ops.registry.
 """
 
 from __future__ import annotations
@@ -308,3 +309,41 @@ defop(OpDef("mem.gemm", traits=EFFECT, verify=_gemm_verify,
             defaults={"trans_a": False, "trans_b": False, "alpha": 1.0, "beta": 0.0}))
 
 LOOP_OPS = frozenset(n for n in REGISTRY if n.split(".")[0] in ("loop", "mem", "scalar"))
+
+
+# -- helpers on loop IR shared by the backends ------------------------------------------------
+
+
+def storage_root(v):
+    """The buffer whose storage v is: v itself, or what its views and subviews view."""
+    while getattr(v, "op", None) is not None and v.op.name in ("mem.view", "mem.subview"):
+        v = v.op.operands[0]
+    return v
+
+
+def written_buffers(op) -> set:
+    """Storage roots of the buffers op (or any op nested in it) writes."""
+    out = set()
+    for o in op.walk():
+        if o.name in ("mem.store", "mem.copy"):
+            out.add(storage_root(o.operands[1]))
+        elif o.name == "mem.gemm":
+            out.add(storage_root(o.operands[2]))
+    return out
+
+
+def free_values(op) -> list:
+    """Values op's regions use that are defined outside op, in first-use order."""
+    inside = set()
+    for o in op.walk():
+        inside.update(o.results)
+        for r in o.regions:
+            for bl in r.blocks:
+                inside.update(bl.args)
+    out, seen = [], set()
+    for o in op.walk():
+        for v in o.operands:
+            if v not in inside and v not in seen:
+                seen.add(v)
+                out.append(v)
+    return out

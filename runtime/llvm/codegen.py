@@ -38,6 +38,7 @@ from llvmlite import ir
 
 from irc.ir.core import Block, Module, Op, OpResult, Value
 from irc.ir.types import DType
+from irc.ops.loop import free_values, storage_root, written_buffers
 from . import transcendentals as tr
 
 I1 = ir.IntType(1)
@@ -84,12 +85,6 @@ def is_buffer(v: Value) -> bool:
     # block arguments: function parameters are buffers, loop indices/carries scalars
     owner = v.block.parent_op() if v.block is not None else None
     return owner is not None and owner.name == "func.func"
-
-
-def storage_root(v: Value) -> Value:
-    while isinstance(v, OpResult) and v.op.name in ("mem.view", "mem.subview"):
-        v = v.op.operands[0]
-    return v
 
 
 class ModuleGen:
@@ -805,34 +800,6 @@ OP_TABLE = {
 
 
 # -- entry functions and kernels -------------------------------------------------------------------
-
-
-def free_values(op: Op) -> list:
-    inside = set()
-    for o in op.walk():
-        inside.update(o.results)
-        for r in o.regions:
-            for bl in r.blocks:
-                inside.update(bl.args)
-    out, seen = [], set()
-    for o in op.walk():
-        for v in o.operands:
-            if v not in inside and v not in seen:
-                seen.add(v)
-                out.append(v)
-    return out
-
-
-def written_buffers(op: Op) -> set:
-    out = set()
-    for o in op.walk():
-        if o.name == "mem.store":
-            out.add(storage_root(o.operands[1]))
-        elif o.name == "mem.copy":
-            out.add(storage_root(o.operands[1]))
-        elif o.name == "mem.gemm":
-            out.add(storage_root(o.operands[2]))
-    return out
 
 
 def work_estimate(g: Gen, b, block: Block):

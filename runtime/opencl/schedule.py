@@ -51,6 +51,7 @@ import numpy as np
 from irc.ir.core import Op, OpResult, Value
 from irc.ir.dims import eval_dim
 from irc.ir.types import DType
+from irc.ops.loop import storage_root, written_buffers
 from irc.ops.registry import REGISTRY
 
 from .codegen import (
@@ -435,7 +436,7 @@ class FunctionScheduler:
         self.top_of: dict = {}  # op -> its host-level ancestor (memo)
         self.body = func.regions[0].block
         self.s.has_asserts = any(o.name == "loop.assert" for o in func.walk())
-        self.written = self._written_bases()
+        self.written = written_buffers(self.func)
 
     # -- the context protocol of KernelWriter --------------------------------------------------------
     def bufref(self, v):
@@ -467,15 +468,6 @@ class FunctionScheduler:
         r = Root(len(self.s.roots), kind, cname, dtype, **kw)
         self.s.roots.append(r)
         return r
-
-    def _written_bases(self) -> set:
-        out = set()
-        for o in self.func.walk():
-            if o.name == "mem.store" or o.name == "mem.copy":
-                out.add(base_value(o.operands[1]))
-            elif o.name == "mem.gemm":
-                out.add(base_value(o.operands[2]))
-        return out
 
     # -- driver --------------------------------------------------------------------------------------
     def run(self) -> FunctionSchedule:
@@ -557,7 +549,7 @@ class FunctionScheduler:
             ref = self.refs.get(buf)
             if (
                 ref is not None
-                and base_value(buf) not in self.written
+                and storage_root(buf) not in self.written
                 and all(v in self.hostvals or v in self.remats for v in idx)
             ):
                 self.remats[op.results[0]] = op
@@ -1201,12 +1193,6 @@ def zero(expr: str) -> bool:
     return expr in ("0", "0L")
 
 
-def base_value(v: Value) -> Value:
-    while isinstance(v, OpResult) and v.op.name in ("mem.view", "mem.subview"):
-        v = v.op.operands[0]
-    return v
-
-
 def numel_hv(shape) -> HostVal:
     n = hv_const(1)
     for d in shape:
@@ -1225,11 +1211,11 @@ def partitioned(nest: Op, var: Value, sched: FunctionScheduler) -> bool:
             return False
         if o.name == "mem.store":
             accesses.append((o.operands[1], list(o.operands[2:])))
-            written.add(base_value(o.operands[1]))
+            written.add(storage_root(o.operands[1]))
         elif o.name == "mem.load":
             accesses.append((o.operands[0], list(o.operands[1:])))
     for wb in written:
-        same = [(b, idx) for b, idx in accesses if base_value(b) is wb]
+        same = [(b, idx) for b, idx in accesses if storage_root(b) is wb]
         bufs = {b for b, _ in same}
         if len(bufs) != 1:
             return False
