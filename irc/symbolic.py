@@ -154,6 +154,35 @@ _LEAK_HINT = "return it from the step function: scan stacks each step's outputs"
 _ids = itertools.count()
 _anon = itertools.count()
 
+# The unknown dims of inputs made without dims= (irc/ir/dims.py, Unifier): bound as
+# expressions meet them; Variables and Dims resolve through it lazily.
+_UNIFIER = D.Unifier()
+_NAMED: set = set()  # dim names given by users (dims=): unknowns never take them
+
+
+class DTypeName(str):
+    """A dtype as Theano gives it: a string ("float32", so x.dtype.startswith("int")
+    works) that also compares equal to NumPy dtypes and has their attributes."""
+
+    __slots__ = ()
+
+    def __eq__(self, o):
+        if isinstance(o, str):
+            return str.__eq__(self, o)
+        try:
+            return np.dtype(str(self)) == np.dtype(o)
+        except TypeError:
+            return NotImplemented
+
+    def __ne__(self, o):
+        r = self.__eq__(o)
+        return r if r is NotImplemented else not r
+
+    __hash__ = str.__hash__
+
+    def __getattr__(self, name):
+        return getattr(np.dtype(str(self)), name)
+
 # The .tg operators, plus `^` which only Python has.
 _BINOPS = {**OPERATORS, "^": "tg.xor"}
 
@@ -176,7 +205,8 @@ class Variable:
 
     __array_ufunc__ = None  # NumPy defers to the reflected operators below
     __slots__ = (
-        "type",
+        "_type",
+        "_tcache",
         "kind",
         "owner",
         "index",
@@ -193,7 +223,8 @@ class Variable:
     def __init__(
         self, type: TensorType, kind: str, name=None, loc=None, owner=None, index=0, scope=None
     ):
-        self.type = type
+        self._type = type
+        self._tcache = None  # (unifier version, resolved type)
         self.kind = kind  # "input" | "shared" | "dim" | "arg" | "op"
         self.owner = owner
         self.index = index
@@ -207,11 +238,27 @@ class Variable:
 
     __hash__ = object.__hash__
 
+    @property
+    def type(self) -> TensorType:
+        """The TensorType, with the unknown dims bound so far substituted."""
+        t = self._type
+        if not _UNIFIER.binding or not t.shape or t.is_static:
+            return t
+        c = self._tcache
+        if c is None or c[0] != _UNIFIER.version:
+            c = self._tcache = (_UNIFIER.version, _resolve_type(t))
+        return c[1]
+
+    @type.setter
+    def type(self, t: TensorType):
+        self._type, self._tcache = t, None
+
     # -- NumPy-like attributes ---------------------------------------------------------
     @property
-    def dtype(self) -> np.dtype:
-        """The NumPy dtype (it compares equal to its name: x.dtype == "float32")."""
-        return self.type.dtype.np
+    def dtype(self) -> DTypeName:
+        """The dtype's name, a string that also compares equal to NumPy dtypes
+        (x.dtype == "float32", x.dtype == np.float32, x.dtype.startswith("float"))."""
+        return DTypeName(self.type.dtype.np.name)
 
     @property
     def ndim(self) -> int:
@@ -505,10 +552,15 @@ class Dim:
     dims (`x.shape[0] * x.shape[1]`) and becomes a tensor (tg.dim) when it
     meets one."""
 
-    __slots__ = ("d",)
+    __slots__ = ("_d",)
 
     def __init__(self, d):
-        self.d = D.parse_dim(d) if isinstance(d, str) else d
+        self._d = D.parse_dim(d) if isinstance(d, str) else d
+
+    @property
+    def d(self):
+        """The dim, int or canonical text (unknown dims bound so far substituted)."""
+        return _UNIFIER.resolve(self._d)
 
     def __str__(self):
         return str(self.d)
@@ -578,6 +630,37 @@ def _make_dim(d):
     return d if isinstance(d, int) else Dim(d)
 
 
+def _unify_shapes(a: tuple, b: tuple) -> bool:
+    """Whether two shapes agree, binding unknown dims to make them (nothing
+    bound when they cannot)."""
+    mark = _UNIFIER.mark()
+    with D.unifying(_UNIFIER):
+        ok = D.same_shape(tuple(a), tuple(b))
+    if not ok:
+        _UNIFIER.rollback(mark)
+    return ok
+
+
+def _unify_types(a: TensorType, b: TensorType) -> bool:
+    return a.dtype == b.dtype and _unify_shapes(a.shape, b.shape)
+
+
+def _resolve_type(t: TensorType) -> TensorType:
+    return t.with_shape(tuple(_UNIFIER.resolve(d) for d in t.shape))
+
+
+def _resolve_attr(v):
+    """A dim attribute (an int, dim text, or nested tuples of them) resolved."""
+    if isinstance(v, tuple):
+        return tuple(_resolve_attr(x) for x in v)
+    if isinstance(v, str):
+        try:
+            return _UNIFIER.resolve(D.parse_dim(v))
+        except ValueError:
+            return v
+    return v
+
+
 def _dim_of(v):
     """The dim (int or canonical str) of an int, Dim or dim text; else None."""
     if isinstance(v, (bool, np.bool_)):
@@ -635,11 +718,10 @@ _CURRENT = object()
 
 def _auto_hint(inputs):
     for v in inputs:
-        if v._auto:
-            dims = ", ".join(repr(d) if isinstance(d, str) else str(d) for d in v.type.shape)
+        if v._auto and v.owner is None:
             return (
-                f"'{v.name or 'this input'}' has made-up dims ({dims}); give them: "
-                f"irc.tensor({v.name!r}, dims=(...)) with names shared across inputs, or sizes"
+                f"'{v.name or 'this input'}' was made without dims; what its uses so far "
+                f"have bound makes it {v.type}"
             )
     return None
 
@@ -657,9 +739,12 @@ def _apply(opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, bod
     full.update(attrs or {})
     full = {k: freeze_attr(v) for k, v in full.items()}
     if types is None:
+        mark = _UNIFIER.mark()
         try:
-            types = infer_types(opname, [v.type for v in inputs], full)
+            with D.unifying(_UNIFIER):
+                types = infer_types(opname, [v.type for v in inputs], full)
         except TypeError_ as e:
+            _UNIFIER.rollback(mark)  # a failed op binds nothing
             raise CompileError(e.message, loc, _auto_hint(inputs)) from None
     a = Apply()
     a.op, a.inputs, a.attrs, a.loc, a.scope, a.body = opname, list(inputs), full, loc, scope, body
@@ -904,10 +989,17 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
     if rank is not None and len(dims) != rank:
         raise CompileError(f"irc.{kind}() has {rank} dims, got {len(dims)}: {tuple(dims)}", loc)
     base = re.sub(r"\W", "_", name) if name else f"v{next(_anon)}"
+    if base[0].isdigit():
+        base = "v" + base
+    if any(d is None for d in dims):  # unknown dims: base_0, base_1 (base2_0 ... if taken)
+        stem, k = base, 1
+        while any(f"{base}_{i}" in _UNIFIER.unknown or f"{base}_{i}" in _NAMED for i in range(len(dims))):
+            k += 1
+            base = f"{stem}{k}"
     shape, auto = [], False
     for i, d in enumerate(dims):
         if d is None:
-            d, auto = f"{base}_{i}", True
+            d, auto = _UNIFIER.fresh(f"{base}_{i}", _NAMED), True
         else:
             dd = _dim_of(d)
             if dd is None or (isinstance(dd, int) and dd < 0):
@@ -920,6 +1012,15 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
                     loc,
                     "compute derived sizes from the inputs (x.shape[0] * 2) instead",
                 )
+            if isinstance(dd, str):
+                if dd in _UNIFIER.unknown:
+                    raise CompileError(
+                        f"irc.{kind}(): the dim name {dd} is taken by an unknown dim of an input "
+                        "made without dims",
+                        loc,
+                        "choose another name",
+                    )
+                _NAMED.add(dd)
             d = dd
         shape.append(d)
     v = Variable(TensorType(dt, tuple(shape)), "input", name, loc)
@@ -1529,7 +1630,7 @@ def scan(
         d = s.type.shape[0]
         if length is None:
             length = d
-        elif d != length:
+        elif not _unify_shapes((d,), (length,)):
             raise CompileError(
                 f"scan: sequences have different lengths: sequence 0 has {length} steps, "
                 f"sequence {k} has {d}",
@@ -1545,7 +1646,7 @@ def scan(
         st = _dim(n_steps, "scan", "n_steps", loc)
         if isinstance(st, int) and st < 0:
             raise CompileError("scan: n_steps must not be negative", loc)
-        if length is not None and st != length:
+        if length is not None and not _unify_shapes((st,), (length,)):
             raise CompileError(
                 f"scan: n_steps = {st} but the sequences have {length} steps",
                 loc,
@@ -1594,7 +1695,7 @@ def scan(
                 v = as_variable(o, loc=loc)
             else:
                 v = as_variable(o, dtype=e.type.dtype, loc=loc)
-                if v.type != e.type:
+                if not _unify_types(v.type, e.type):
                     raise CompileError(
                         f"scan: output {k} is carried; it starts as {e.type} (outputs_info) but "
                         f"the step function returns {v.type}",
@@ -1735,7 +1836,7 @@ def _rebuild_scan(a, nv, scope, tr) -> Apply:
     ns, nc = a.attrs["n_seqs"], a.attrs["n_carries"]
     length = a.attrs["length"]
     for s in ins[:ns]:
-        if s.type.shape[0] != ins[0].type.shape[0]:
+        if not _unify_shapes(s.type.shape[:1], ins[0].type.shape[:1]):
             raise CompileError(
                 f"scan: after substitution the sequences have different lengths "
                 f"({ins[0].type} and {s.type})",
@@ -1745,7 +1846,7 @@ def _rebuild_scan(a, nv, scope, tr) -> Apply:
         length = ins[0].type.shape[0]
     yields = [nv(y) for y in a.body.yields]
     for k, (init, nxt) in enumerate(zip(ins[ns:], yields[:nc])):
-        if init.type != nxt.type:
+        if not _unify_types(init.type, nxt.type):
             raise CompileError(
                 f"scan: after substitution carried value {k} starts as {init.type} but its next "
                 f"value is {nxt.type}",
@@ -1916,19 +2017,17 @@ class _Emitter:
                 )
                 env[id(v)] = op.results[0]
             elif v.kind == "dim":
-                key = (v.dim, v.type.dtype.name)
+                d = _UNIFIER.resolve(v.dim)
+                key = (d, v.type.dtype.name)
                 if key not in self.dims:
-                    op = block.append(
-                        Op(
-                            "tg.dim",
-                            (),
-                            [v.type],
-                            {"dim": v.dim, "dtype": v.type.dtype.name},
-                            (),
-                            v.loc,
+                    if isinstance(d, int):  # an unknown dim bound to a size
+                        value = np.asarray(d, dtype=v.type.dtype.np)
+                        op = Op("tg.constant", (), [v.type], {"value": value}, (), v.loc)
+                    else:
+                        op = Op(
+                            "tg.dim", (), [v.type], {"dim": d, "dtype": v.type.dtype.name}, (), v.loc
                         )
-                    )
-                    self.dims[key] = op.results[0]
+                    self.dims[key] = block.append(op).results[0]
         self.env = ChainMap(env)
         self._emit_scope(None, block)
         for sv, val in self.updates:
@@ -1981,12 +2080,19 @@ class _Emitter:
     def _emit_scope(self, scope, block):
         for a in self.buckets.get(id(scope) if scope is not None else None, []):
             operands = [self._value(v) for v in a.inputs]
+            attrs = a.attrs
+            od = lookup(a.op)
+            if od is not None and od.dim_attrs and _UNIFIER.binding:
+                attrs = dict(attrs)
+                for k in od.dim_attrs:
+                    if k in attrs:
+                        attrs[k] = _resolve_attr(attrs[k])
             if a.body is None:
                 op = Op(
                     a.op,
                     operands,
                     [o.type for o in a.outputs],
-                    a.attrs,
+                    attrs,
                     (),
                     a.loc,
                     [o.name for o in a.outputs],
@@ -2006,7 +2112,7 @@ class _Emitter:
                     "tg.scan",
                     operands,
                     [o.type for o in a.outputs],
-                    a.attrs,
+                    attrs,
                     [Region([blk])],
                     a.loc,
                     [o.name for o in a.outputs],
@@ -2017,7 +2123,7 @@ class _Emitter:
 
     def _value(self, v):
         if v.kind == "dim":
-            return self.dims[(v.dim, v.type.dtype.name)]
+            return self.dims[(_UNIFIER.resolve(v.dim), v.type.dtype.name)]
         r = self.env.get(id(v))
         if r is None:
             raise CompileError(_LEAK, v.loc or self.loc, _LEAK_HINT)
@@ -2150,7 +2256,7 @@ def _function_updates(updates, loc) -> list:
                 where,
                 f"cast it: (...).astype('{sv.type.dtype}')",
             )
-        if v.type.shape != sv.type.shape:
+        if not _unify_shapes(v.type.shape, sv.type.shape):
             try:
                 fits = broadcast_shapes(v.type.shape, sv.type.shape) == sv.type.shape
             except TypeError_:
@@ -2199,24 +2305,34 @@ def function(
             raise TypeError(
                 f"irc.function: output {k} must be a symbolic variable, got {_describe(o)}"
             )
-    ups = _function_updates(updates, loc)
-    pairs = _replacements(givens, loc, "givens")
-    for k, _ in pairs:
-        if any(k is v for v, _, _ in ins):
-            raise CompileError(
-                f"givens: '{k.name or k}' is an input of the function and cannot also be replaced",
-                loc,
-            )
-    if pairs:
-        new = _clone_graph(outs + [v for _, v in ups], pairs)
-        outs, ups = new[: len(outs)], [(sv, v) for (sv, _), v in zip(ups, new[len(outs) :])]
-    fname = _sym_name(name, set(), "f") if name else "f"
-    em = _Emitter(fname, ins, outs, ups, loc, on_unused_input)
-    module = em.emit()
-    _verify(module)
-    from irc.pipeline import run_pipeline
+    # What this function binds of the unknown dims (through givens, updates) holds for
+    # this function only: the graph may be compiled again with other givens.
+    mark = _UNIFIER.mark()
+    try:
+        ups = _function_updates(updates, loc)
+        pairs = _replacements(givens, loc, "givens")
+        for k, v in pairs:
+            if any(k is w for w, _, _ in ins):
+                raise CompileError(
+                    f"givens: '{k.name or k}' is an input of the function and cannot also be "
+                    "replaced",
+                    loc,
+                )
+            for dk, dv in zip(k.type.shape, v.type.shape):
+                if _UNIFIER.free(dk):  # x: f32[x_0, 64] given a [100, 64] slice: x_0 = 100
+                    _unify_shapes((dk,), (dv,))
+        if pairs:
+            new = _clone_graph(outs + [v for _, v in ups], pairs)
+            outs, ups = new[: len(outs)], [(sv, v) for (sv, _), v in zip(ups, new[len(outs) :])]
+        fname = _sym_name(name, set(), "f") if name else "f"
+        em = _Emitter(fname, ins, outs, ups, loc, on_unused_input)
+        module = em.emit()
+        _verify(module)
+        from irc.pipeline import run_pipeline
 
-    opt = run_pipeline(module.clone())
+        opt = run_pipeline(module.clone())
+    finally:
+        _UNIFIER.rollback(mark)
     return Function(
         fname, module, opt, backend, device, em.syms, [sv for sv, _ in ups], single, ins, outs, loc
     )
