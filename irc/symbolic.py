@@ -440,17 +440,64 @@ class Variable:
         loc = _user_loc()
         return _argreduce("argmin", _numpy_args(self, None, out, loc), axis, keepdims, loc)
 
-    def reshape(self, *shape, order="C"):
+    def reshape(self, *shape, order="C", ndim=None):
+        """NumPy's reshape (Theano's `ndim=`, the length of the shape, is checked)."""
         loc = _user_loc()
         if order != "C":
             raise CompileError("reshape: only order='C' is supported", loc)
         if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
             shape = shape[0]
+        if ndim is not None and ndim != len(shape):
+            raise CompileError(f"reshape: ndim={ndim} but the shape has {len(shape)} dims", loc)
         return _reshape(self, shape, loc)
 
-    def flatten(self):
-        """All elements in one axis (NumPy's x.flatten(); irc.flatten(x, axis) keeps leading axes)."""
-        return _op("tg.flatten", self, axis=0, loc=_user_loc())
+    def flatten(self, ndim=1):
+        """x.flatten(): all elements in one axis (NumPy's). x.flatten(ndim) keeps the
+        first ndim - 1 axes and multiplies the rest into the last (Theano's); the
+        same as irc.flatten(x, ndim - 1)."""
+        loc = _user_loc()
+        if isinstance(ndim, str):  # NumPy's positional order
+            if ndim != "C":
+                raise CompileError("flatten: only order='C' is supported", loc)
+            ndim = 1
+        n = _static_int(ndim, "flatten", "ndim", loc)
+        if not 1 <= n <= _py.max(self.type.rank, 1):
+            raise CompileError(f"flatten: ndim={n} for a tensor of rank {self.type.rank}", loc)
+        return _op("tg.flatten", self, axis=n - 1, loc=loc)
+
+    def dimshuffle(self, *pattern):
+        """Theano's dimshuffle: a permutation of the axes with 'x' for a new axis
+        of length 1 (`b.dimshuffle('x', 0, 'x', 'x')`); an axis left out must have
+        length 1. Made of irc's indexing and transpose."""
+        loc = _user_loc()
+        if len(pattern) == 1 and isinstance(pattern[0], (list, tuple)):
+            pattern = tuple(pattern[0])
+        rank = self.type.rank
+        axes = [p for p in pattern if p != "x"]
+        if not all(_is_int(a) and 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+            raise CompileError(
+                f"dimshuffle{tuple(pattern)}: expected each axis 0..{rank - 1} at most once "
+                "and 'x' for new axes",
+                loc,
+            )
+        x = self
+        dropped = [i for i in range(rank) if i not in axes]
+        for i in dropped:
+            if not _unify_shapes((self.type.shape[i],), (1,)):
+                raise CompileError(
+                    f"dimshuffle{tuple(pattern)}: axis {i} of {self.type} is left out but its "
+                    "length is not 1",
+                    loc,
+                )
+        if dropped:
+            x = _getitem(x, tuple(0 if i in dropped else slice(None) for i in range(rank)), loc)
+        kept = [i for i in range(rank) if i in axes]
+        perm = [kept.index(a) for a in axes]
+        if perm != sorted(perm):
+            x = _op("tg.transpose", x, perm=tuple(perm), loc=loc)
+        if "x" in pattern:
+            x = _getitem(x, tuple(None if p == "x" else slice(None) for p in pattern), loc)
+        return x
 
     def transpose(self, *axes):
         if len(axes) == 1 and (isinstance(axes[0], (list, tuple)) or axes[0] is None):
@@ -2327,7 +2374,16 @@ def function(
         fname = _sym_name(name, set(), "f") if name else "f"
         em = _Emitter(fname, ins, outs, ups, loc, on_unused_input)
         module = em.emit()
-        _verify(module)
+        try:
+            _verify(module)
+        except CompileError as e:
+            free = sorted(n for n in _UNIFIER.unknown if re.search(rf"\b{n}\b", e.message))
+            if free and e.hint is None:  # a check deferred until the dims were known
+                e.hint = (
+                    f"{', '.join(free)}: dims of inputs made without dims=, known only when the "
+                    "function is called; give them (dims=) or replace the input with givens"
+                )
+            raise
         from irc.pipeline import run_pipeline
 
         opt = run_pipeline(module.clone())
