@@ -217,6 +217,7 @@ class Variable:
         "_id",
         "_affine",
         "_auto",
+        "_keep",
         "__weakref__",
     )
 
@@ -235,6 +236,7 @@ class Variable:
         self._id = next(_ids)
         self._affine = None  # integer scalars: an affine form {Variable | 1: dim}
         self._auto = False  # input with dims made up because none were given
+        self._keep = None  # owners of the unknown dims a "dim" value mentions (kept alive)
 
     __hash__ = object.__hash__
 
@@ -599,10 +601,11 @@ class Dim:
     dims (`x.shape[0] * x.shape[1]`) and becomes a tensor (tg.dim) when it
     meets one."""
 
-    __slots__ = ("_d",)
+    __slots__ = ("_d", "_keep")
 
     def __init__(self, d):
         self._d = D.parse_dim(d) if isinstance(d, str) else d
+        self._keep = _UNIFIER.owners(self._d)  # the unknown dims' owners stay alive
 
     @property
     def d(self):
@@ -692,8 +695,31 @@ def _unify_types(a: TensorType, b: TensorType) -> bool:
     return a.dtype == b.dtype and _unify_shapes(a.shape, b.shape)
 
 
+def _attr_owners(v) -> list:
+    if isinstance(v, tuple):
+        return [o for x in v for o in _attr_owners(x)]
+    if isinstance(v, str):
+        try:
+            return _UNIFIER.owners(D.parse_dim(v))
+        except ValueError:
+            return []
+    return []
+
+
 def _resolve_type(t: TensorType) -> TensorType:
     return t.with_shape(tuple(_UNIFIER.resolve(d) for d in t.shape))
+
+
+def _map_attr(v, f):
+    """A dim attribute (an int, dim text, or nested tuples of them) with f applied."""
+    if isinstance(v, tuple):
+        return tuple(_map_attr(x, f) for x in v)
+    if isinstance(v, str):
+        try:
+            return f(D.parse_dim(v))
+        except ValueError:
+            return v
+    return v
 
 
 def _resolve_attr(v):
@@ -754,7 +780,7 @@ class Apply:
     """One op applied to input Variables: `op` (e.g. "tg.matmul"), `attrs`
     (with the op's defaults), `outputs`. tg.scan also has `body`."""
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "loc", "scope", "body", "_id")
+    __slots__ = ("op", "inputs", "attrs", "outputs", "loc", "scope", "body", "_id", "_keep")
 
     def __repr__(self):
         return f"<irc.Apply {self.op} ({len(self.inputs)} inputs)>"
@@ -795,6 +821,13 @@ def _apply(opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, bod
             raise CompileError(e.message, loc, _auto_hint(inputs)) from None
     a = Apply()
     a.op, a.inputs, a.attrs, a.loc, a.scope, a.body = opname, list(inputs), full, loc, scope, body
+    # Unknown dims named in dim attributes (arange(x.shape[0])): keep their owners alive.
+    a._keep = [
+        o
+        for k in (d.dim_attrs if d is not None else ())
+        if k in full
+        for o in _attr_owners(full[k])
+    ] or None
     a.outputs = [Variable(t, "op", None, loc, a, i, scope) for i, t in enumerate(types)]
     a._id = next(_ids)
     return a
@@ -839,6 +872,7 @@ def _const(arr: np.ndarray, loc) -> Variable:
 def _dim_variable(d, dt: DType, loc) -> Variable:
     v = Variable(TensorType(dt, ()), "dim", None, loc)
     v.dim = d
+    v._keep = _UNIFIER.owners(d)
     if dt.is_int:
         v._affine = {1: d}
     return v
@@ -1039,8 +1073,14 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
     if base[0].isdigit():
         base = "v" + base
     if any(d is None for d in dims):  # unknown dims: base_0, base_1 (base2_0 ... if taken)
+
+        def taken(b):
+            return any(f"{b}_{i}" in _UNIFIER.unknown or f"{b}_{i}" in _NAMED for i in range(len(dims)))
+
+        if taken(base):
+            _collect_garbage()  # the graphs of an earlier `x` may be garbage: reuse x_0
         stem, k = base, 1
-        while any(f"{base}_{i}" in _UNIFIER.unknown or f"{base}_{i}" in _NAMED for i in range(len(dims))):
+        while taken(base):
             k += 1
             base = f"{stem}{k}"
     shape, auto = [], False
@@ -1072,9 +1112,28 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
         shape.append(d)
     v = Variable(TensorType(dt, tuple(shape)), "input", name, loc)
     v._auto = auto
+    if auto:
+        _UNIFIER.adopt([d for d in shape if isinstance(d, str) and d in _UNIFIER.unknown], v)
     if v.type.rank == 0 and dt.is_int:
         v._affine = {v: 1}
     return v
+
+
+_LAST_GC = [0.0, 0.0]  # when the last collection ended, and how long it took
+
+
+def _collect_garbage():
+    """gc.collect(), unless the last one was recent (it may cost tens of ms: at most a
+    tenth of the time goes to it). Graphs are cycles (Variable <-> Apply), so the
+    unknown dims of a dead graph are released only by the cycle collector."""
+    import gc
+    import time
+
+    start = time.monotonic()
+    if start - _LAST_GC[0] > _py.max(0.05, 10 * _LAST_GC[1]):
+        gc.collect()
+        _LAST_GC[0] = time.monotonic()
+        _LAST_GC[1] = _LAST_GC[0] - start
 
 
 def tensor(name=None, dtype="float32", dims=None) -> Variable:
@@ -1811,14 +1870,44 @@ def _clone_graph(roots: list, pairs: list) -> list:
     rebuilt with a fresh body."""
     rep = {id(k): v for k, v in pairs}
     applies = _collect_applies(roots)
+    # The unknown dims of a replaced variable become the replacement's dims where
+    # they appear as values (x.shape[0]) or attributes (arange(x.shape[0])).
+    dim_map = {}
+    for k, v in pairs:
+        for dk, dv in zip(k.type.shape, v.type.shape):
+            if isinstance(dk, str) and dk in _UNIFIER.unknown and dk != dv:
+                dim_map[dk] = dv
+
+    def mapped(d):
+        d = _UNIFIER.resolve(d)
+        if isinstance(d, int) or not (D.dim_names(d) & dim_map.keys()):
+            return d
+        text = re.sub(r"[A-Za-z_]\w*", lambda m: f"({dim_map.get(m.group(0), m.group(0))})", d)
+        return D.parse_dim(text)
+
+    def map_attrs(a):
+        """a's attributes with the dims mapped; a.attrs itself when none changes."""
+        od = lookup(a.op)
+        if not dim_map or od is None:
+            return a.attrs
+        changed = {
+            k: _map_attr(a.attrs[k], mapped)
+            for k in od.dim_attrs
+            if k in a.attrs and _map_attr(a.attrs[k], mapped) != a.attrs[k]
+        }
+        return {**a.attrs, **changed} if changed else a.attrs
 
     def vdep(v):
+        if v.kind == "dim":
+            return bool(D.dim_names(_UNIFIER.resolve(v.dim)) & dim_map.keys())
         return id(v) in rep or (v.owner is not None and dep[id(v.owner)])
 
     dep = {}
     for a in applies:
-        dep[id(a)] = any(vdep(i) for i in a.inputs) or (
-            a.body is not None and any(vdep(y) for y in a.body.yields)
+        dep[id(a)] = (
+            any(vdep(i) for i in a.inputs)
+            or (a.body is not None and any(vdep(y) for y in a.body.yields))
+            or map_attrs(a) is not a.attrs
         )
     rebuilt = set()  # ids of the traces of rebuilt scans; outer scans first
     for a in reversed(applies):
@@ -1834,6 +1923,12 @@ def _clone_graph(roots: list, pairs: list) -> list:
             return r
         if v.kind == "arg" and id(v.scope) in rebuilt:
             trace_of(v.scope)
+        if v.kind == "dim" and vdep(v) and id(v) not in new:
+            d = mapped(v.dim)
+            if isinstance(d, int):
+                new[id(v)] = _const(np.asarray(d, dtype=v.type.dtype.np), v.loc)
+            else:
+                new[id(v)] = _dim_variable(d, v.type.dtype, v.loc)
         return new.get(id(v), v)
 
     def scope_of(s):
@@ -1860,14 +1955,17 @@ def _clone_graph(roots: list, pairs: list) -> list:
         if a.body is not None:
             if id(a.body.trace) not in rebuilt:
                 continue
-            na = _rebuild_scan(a, nv, scope_of(a.scope), trace_of(a.body.trace))
+            na = _rebuild_scan(a, nv, scope_of(a.scope), trace_of(a.body.trace), mapped)
         else:
             ins = [nv(i) for i in a.inputs]
-            if all(n is o for n, o in zip(ins, a.inputs)) and not (
-                a.scope is not None and id(a.scope) in rebuilt
+            attrs = map_attrs(a)
+            if (
+                all(n is o for n, o in zip(ins, a.inputs))
+                and attrs is a.attrs
+                and not (a.scope is not None and id(a.scope) in rebuilt)
             ):
                 continue
-            na = _apply(a.op, ins, a.attrs, a.loc, scope=scope_of(a.scope))
+            na = _apply(a.op, ins, attrs, a.loc, scope=scope_of(a.scope))
             if a.op in _INFIX_SYM:
                 _track_affine(_INFIX_SYM[a.op], ins[0], ins[1], na.outputs[0])
             elif a.op == "tg.neg" and ins[0]._affine is not None:
@@ -1878,10 +1976,10 @@ def _clone_graph(roots: list, pairs: list) -> list:
     return [nv(r) for r in roots]
 
 
-def _rebuild_scan(a, nv, scope, tr) -> Apply:
+def _rebuild_scan(a, nv, scope, tr, mapped) -> Apply:
     ins = [nv(i) for i in a.inputs]
     ns, nc = a.attrs["n_seqs"], a.attrs["n_carries"]
-    length = a.attrs["length"]
+    length = mapped(a.attrs["length"])
     for s in ins[:ns]:
         if not _unify_shapes(s.type.shape[:1], ins[0].type.shape[:1]):
             raise CompileError(
@@ -2377,7 +2475,7 @@ def function(
         try:
             _verify(module)
         except CompileError as e:
-            free = sorted(n for n in _UNIFIER.unknown if re.search(rf"\b{n}\b", e.message))
+            free = sorted(n for n in list(_UNIFIER.unknown) if re.search(rf"\b{n}\b", e.message))
             if free and e.hint is None:  # a check deferred until the dims were known
                 e.hint = (
                     f"{', '.join(free)}: dims of inputs made without dims=, known only when the "

@@ -241,6 +241,11 @@ class Unifier:
 
     Bindings are undoable (`mark`/`rollback`): a failed op leaves no binding
     behind, and `irc.function` binds the dims of `givens` locally.
+
+    A name is released, to be used again, when its owner (the object it was
+    made for, held weakly) is garbage: whoever mentions a name must keep its
+    owner alive (`owners`), and a binding keeps the owners of the names it
+    mentions alive for as long as the bound name lives.
     """
 
     def __init__(self):
@@ -248,6 +253,8 @@ class Unifier:
         self.binding: dict = {}  # unknown name -> Dim (may mention other unknowns)
         self.trail: list = []  # names bound, in order, for rollback
         self.version = 0  # bumped on every change: caches of resolved types check it
+        self.owner: dict = {}  # unknown name -> weakref to the object it was made for
+        self.refs: dict = {}  # bound name -> owners its binding mentions (kept alive)
 
     def fresh(self, hint: str, taken=()) -> str:
         """A new unknown named `hint` (made unique: hint, hint_1, ...)."""
@@ -258,12 +265,40 @@ class Unifier:
         self.unknown.add(name)
         return name
 
+    def adopt(self, names, owner) -> None:
+        """Tie the lifetime of the unknowns `names` to `owner`."""
+        import weakref
+
+        for n in names:
+            self.owner[n] = weakref.ref(owner, lambda _r, n=n: self._release(n))
+
+    def _release(self, name: str) -> None:
+        self.unknown.discard(name)
+        self.binding.pop(name, None)
+        self.refs.pop(name, None)
+        self.owner.pop(name, None)
+        self.version += 1
+
+    def owners(self, d: Dim) -> list:
+        """The live owners of the unknowns `d` mentions (to keep them alive)."""
+        if isinstance(d, int):
+            return []
+        out = []
+        for n in dim_names(d):
+            r = self.owner.get(n)
+            o = r() if r is not None else None
+            if o is not None:
+                out.append(o)
+        return out
+
     def mark(self) -> int:
         return len(self.trail)
 
     def rollback(self, mark: int) -> None:
         while len(self.trail) > mark:
-            del self.binding[self.trail.pop()]
+            name = self.trail.pop()
+            self.binding.pop(name, None)
+            self.refs.pop(name, None)
         self.version += 1
 
     def resolve(self, d: Dim) -> Dim:
@@ -287,6 +322,7 @@ class Unifier:
         if name in dim_names(d):  # u = u + 1 has no solution; u = u is caught before
             return False
         self.binding[name] = d
+        self.refs[name] = self.owners(d)
         self.trail.append(name)
         self.version += 1
         return True

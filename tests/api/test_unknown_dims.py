@@ -197,3 +197,14 @@ def test_dimshuffle_and_flatten_ndim():
     assert t.ndim == 2
     with pytest.raises(CompileError):
         irc.shared(rand(3, 2)).dimshuffle(1)  # axis 0 has length 3, cannot be dropped
+
+
+def test_clone_maps_the_unknown_dims_of_a_replaced_variable():
+    x = irc.matrix("x")
+    total = (x.sum(axis=1) * irc.arange(x.shape[0])).sum() + x.shape[0]
+    z = irc.matrix("z")
+    cloned = irc.clone(total, replace={x: z * 2})
+    zv = rand(3, 4)
+    want = ((2 * zv).sum(1) * np.arange(3)).sum() + 3
+    np.testing.assert_allclose(irc.function([z], cloned)(zv), want, rtol=1e-5)
+    assert x.type.shape[0] != z.type.shape[0]  # the original is unchanged
