@@ -1,7 +1,7 @@
 """Inputs made without dims= (Theano's way): their dims are unknowns that unify with
 what they meet (irc/ir/dims.py Unifier), and those still unknown when irc.function
-is called are bound by the arguments at each call. Results are checked against NumPy;
-tests/llvm and tests/opencl rerun this file on the compiled backends."""
+is called are bound by the arguments at each call. Results are checked against NumPy
+on every backend (tests/conftest.py ON_EVERY_BACKEND)."""
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
-"""irc.theano: Theano's names over irc, each checked against NumPy (on the backend
-that irc.api.DEFAULT_BACKEND names: the interpreter here, the cpu backend in
-tests/llvm/test_cpu_theano_api.py), and the Theano features irc does not have
-raising NotImplementedError that names them."""
+"""irc.theano: Theano's names over irc, each checked against NumPy on the interpreter
+(the tutorials of test_theano_tutorials.py run on the compiled backends), and the
+Theano features irc does not have raising NotImplementedError that names them."""
 
 import importlib
 from collections import OrderedDict
