@@ -534,6 +534,13 @@ class Variable:
         return fn(*[v for _, v in pairs])
 
     # -- display -----------------------------------------------------------------------
+    def __reduce__(self):
+        """Pickled as Theano users expect: a shared variable with its value, an input
+        with its dims, an expression as the tg IR of its graph (irc/pickling.py)."""
+        from irc.pickling import reduce_variable
+
+        return reduce_variable(self)
+
     def __repr__(self):
         what = self.name or (self.owner.op if self.owner is not None else self.kind)
         return f"<irc.{type(self).__name__} {what}: {self.type}>"
@@ -674,6 +681,11 @@ class Dim:
 
     def __neg__(self):
         return _make_dim(D.dim_sub(0, self.d))
+
+    def __reduce__(self):
+        from irc.pickling import reduce_dim
+
+        return reduce_dim(self)
 
 
 def _make_dim(d):
@@ -2505,6 +2517,7 @@ class Function:
         sym_of = {id(sv): sym for sv, sym in syms}
         self._updated = [(sv, sym_of[id(sv)]) for sv in updated]
         self._single = single
+        self._ins = list(inputs)  # (Variable, argument name, default), for pickling
         self.inputs = [v for v, _, _ in inputs]
         self.outputs = list(outputs)
         self.backend = backend
@@ -2529,6 +2542,12 @@ class Function:
             self._synced[id(sv)] = sv._version
         out = [r[()] if r.ndim == 0 else r for r in results]
         return out[0] if self._single else out
+
+    def __reduce__(self):
+        """Pickled as its tg IR, inputs, outputs and backend; compiled again on load."""
+        from irc.pickling import reduce_function
+
+        return reduce_function(self)
 
     def ir(self, after: Optional[str] = None, stage: str = "opt", locs: bool = False) -> str:
         """The IR text: stage "tg" (as built), "opt" (after the pipeline), or

@@ -11,6 +11,7 @@ images: 3x3 'half' convolutions keep the size, pooling halves it, 8 -> 4 -> 2).
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import timeit
 
@@ -63,9 +64,11 @@ class LeNetConvPoolLayer(object):
 
 
 def evaluate_lenet5(learning_rate=0.1, n_epochs=20, nkerns=(16, 32), batch_size=20,
-                    verbose=True):  # fmt: skip
-    """Minibatch SGD with early stopping; returns (layers, best validation error,
-    test error of the best model)."""
+                    verbose=True, best_model=None):  # fmt: skip
+    """Minibatch SGD with early stopping; returns (model, best validation error,
+    test error of the best model), the model being (x, layers, batch_size): its
+    input, its layers, and the minibatch size its reshape was written for. The best
+    model is pickled to the file `best_model` (when given)."""
     rng = numpy.random.RandomState(23455)
     datasets = load_data()
     train_set_x, train_set_y = datasets[0]
@@ -158,6 +161,9 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=20, nkerns=(16, 32), batch_size=
                     test_losses = [test_model(i) for i in range(n_test_batches)]
                     test_score = numpy.mean(test_losses)
                     best_params = [p.get_value() for p in params]
+                    if best_model is not None:
+                        with open(best_model, "wb") as f:
+                            pickle.dump((x, [layer0, layer1, layer2, layer3], batch_size), f)
             if patience <= iter:
                 done_looping = True
                 break
@@ -168,7 +174,25 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=20, nkerns=(16, 32), batch_size=
             f"LeNet: best validation error {best_validation_loss * 100:.2f} %, test error "
             f"{test_score * 100:.2f} %, {epoch} epochs in {timeit.default_timer() - start_time:.1f} s"
         )
-    return (layer0, layer1, layer2, layer3), best_validation_loss, test_score
+    return (x, [layer0, layer1, layer2, layer3], batch_size), best_validation_loss, test_score
+
+
+def predict(model, x_values):
+    """Labels for x_values, minibatch by minibatch (the model's reshape takes
+    batch_size images), with an index and givens as in training."""
+    x, layers, batch_size = model
+    data = theano.shared(numpy.asarray(x_values, dtype=theano.config.floatX), borrow=True)
+    index = T.lscalar()
+    predict_model = theano.function(
+        [index], layers[-1].y_pred, givens={x: data[index * batch_size : (index + 1) * batch_size]}
+    )
+    return numpy.concatenate([predict_model(i) for i in range(len(x_values) // batch_size)])
+
+
+def predict_from(best_model, x_values):
+    """Load the pickled best LeNet and label x_values."""
+    with open(best_model, "rb") as f:
+        return predict(pickle.load(f), x_values)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ tests/theano/test_tutorials.py runs it (and its MLP and LeNet siblings).
 
 from __future__ import annotations
 
+import pickle
 import sys
 import timeit
 
@@ -75,9 +76,11 @@ def load_data(n_valid=297):
     ]
 
 
-def sgd_optimization_digits(learning_rate=0.13, n_epochs=100, batch_size=20, verbose=True):
+def sgd_optimization_digits(learning_rate=0.13, n_epochs=100, batch_size=20, verbose=True,
+                            best_model=None):  # fmt: skip
     """Minibatch SGD with early stopping; returns (classifier, best validation
-    error, test error of the best model)."""
+    error, test error of the best model). The best model is pickled to the file
+    `best_model` (when given), as the tutorial does."""
     datasets = load_data()
     train_set_x, train_set_y = datasets[0]
     valid_set_x, valid_set_y = datasets[1]
@@ -155,6 +158,9 @@ def sgd_optimization_digits(learning_rate=0.13, n_epochs=100, batch_size=20, ver
                     test_losses = [test_model(i) for i in range(n_test_batches)]
                     test_score = numpy.mean(test_losses)
                     best_params = [p.get_value() for p in classifier.params]
+                    if best_model is not None:  # save the best model
+                        with open(best_model, "wb") as f:
+                            pickle.dump(classifier, f)
             if patience <= iter:
                 done_looping = True
                 break
@@ -173,6 +179,13 @@ def predict(classifier, x_values):
     """Labels for x_values, compiled from the classifier's own graph."""
     predict_model = theano.function(inputs=[classifier.input], outputs=classifier.y_pred)
     return predict_model(x_values)
+
+
+def predict_from(best_model, x_values):
+    """The tutorial's predict(): load the pickled best model and label x_values."""
+    with open(best_model, "rb") as f:
+        classifier = pickle.load(f)
+    return predict(classifier, x_values)
 
 
 if __name__ == "__main__":

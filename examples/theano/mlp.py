@@ -9,6 +9,7 @@ tutorial does, and trains on the digits that ship with irc.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import timeit
 
@@ -68,9 +69,10 @@ class MLP(object):
 
 
 def test_mlp(learning_rate=0.1, L1_reg=0.00, L2_reg=0.0001, n_epochs=60, batch_size=20,
-             n_hidden=64, verbose=True):  # fmt: skip
+             n_hidden=64, verbose=True, best_model=None):  # fmt: skip
     """Minibatch SGD with early stopping; returns (classifier, best validation
-    error, test error of the best model)."""
+    error, test error of the best model). The best model is pickled to the file
+    `best_model` (when given)."""
     datasets = load_data()
     train_set_x, train_set_y = datasets[0]
     valid_set_x, valid_set_y = datasets[1]
@@ -144,6 +146,9 @@ def test_mlp(learning_rate=0.1, L1_reg=0.00, L2_reg=0.0001, n_epochs=60, batch_s
                     test_losses = [test_model(i) for i in range(n_test_batches)]
                     test_score = numpy.mean(test_losses)
                     best_params = [p.get_value() for p in classifier.params]
+                    if best_model is not None:
+                        with open(best_model, "wb") as f:
+                            pickle.dump(classifier, f)
             if patience <= iter:
                 done_looping = True
                 break
@@ -155,6 +160,18 @@ def test_mlp(learning_rate=0.1, L1_reg=0.00, L2_reg=0.0001, n_epochs=60, batch_s
             f"{test_score * 100:.2f} %, {epoch} epochs in {timeit.default_timer() - start_time:.1f} s"
         )
     return classifier, best_validation_loss, test_score
+
+
+def predict(classifier, x_values):
+    """Labels for x_values, compiled from the classifier's own graph."""
+    predict_model = theano.function(inputs=[classifier.input], outputs=classifier.y_pred)
+    return predict_model(x_values)
+
+
+def predict_from(best_model, x_values):
+    """Load the pickled best MLP and label x_values."""
+    with open(best_model, "rb") as f:
+        return predict(pickle.load(f), x_values)
 
 
 if __name__ == "__main__":
