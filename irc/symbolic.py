@@ -183,6 +183,7 @@ class DTypeName(str):
     def __getattr__(self, name):
         return getattr(np.dtype(str(self)), name)
 
+
 # The .tg operators, plus `^` which only Python has.
 _BINOPS = {**OPERATORS, "^": "tg.xor"}
 
@@ -1087,7 +1088,9 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
     if any(d is None for d in dims):  # unknown dims: base_0, base_1 (base2_0 ... if taken)
 
         def taken(b):
-            return any(f"{b}_{i}" in _UNIFIER.unknown or f"{b}_{i}" in _NAMED for i in range(len(dims)))
+            return any(
+                f"{b}_{i}" in _UNIFIER.unknown or f"{b}_{i}" in _NAMED for i in range(len(dims))
+            )
 
         if taken(base):
             _collect_garbage()  # the graphs of an earlier `x` may be garbage: reuse x_0
@@ -2182,7 +2185,12 @@ class _Emitter:
                         op = Op("tg.constant", (), [v.type], {"value": value}, (), v.loc)
                     else:
                         op = Op(
-                            "tg.dim", (), [v.type], {"dim": d, "dtype": v.type.dtype.name}, (), v.loc
+                            "tg.dim",
+                            (),
+                            [v.type],
+                            {"dim": d, "dtype": v.type.dtype.name},
+                            (),
+                            v.loc,
                         )
                     self.dims[key] = block.append(op).results[0]
         self.env = ChainMap(env)

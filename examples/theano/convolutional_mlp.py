@@ -103,7 +103,9 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=20, nkerns=(16, 32), batch_size=
     # the HiddenLayer being fully-connected, it operates on 2D matrices of shape
     # (batch_size, num_pixels): (batch_size, nkerns[1] * 2 * 2) here
     layer2_input = layer1.output.flatten(2)
-    layer2 = HiddenLayer(rng, input=layer2_input, n_in=nkerns[1] * 2 * 2, n_out=64, activation=T.tanh)
+    layer2 = HiddenLayer(
+        rng, input=layer2_input, n_in=nkerns[1] * 2 * 2, n_out=64, activation=T.tanh
+    )
     layer3 = LogisticRegression(input=layer2.output, n_in=64, n_out=10)
     cost = layer3.negative_log_likelihood(y)
 
@@ -125,7 +127,9 @@ def evaluate_lenet5(learning_rate=0.1, n_epochs=20, nkerns=(16, 32), batch_size=
     )
     params = layer3.params + layer2.params + layer1.params + layer0.params
     grads = T.grad(cost, params)
-    updates = [(param_i, param_i - learning_rate * grad_i) for param_i, grad_i in zip(params, grads)]
+    updates = [
+        (param_i, param_i - learning_rate * grad_i) for param_i, grad_i in zip(params, grads)
+    ]
     train_model = theano.function(
         [index],
         cost,

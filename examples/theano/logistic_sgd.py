@@ -44,7 +44,8 @@ class LogisticRegression(object):
         """The fraction of the minibatch the model gets wrong."""
         if y.ndim != self.y_pred.ndim:
             raise TypeError(
-                "y should have the same shape as self.y_pred", ("y", y.type, "y_pred", self.y_pred.type)
+                "y should have the same shape as self.y_pred",
+                ("y", y.type, "y_pred", self.y_pred.type),
             )
         if y.dtype.startswith("int"):
             return T.mean(T.neq(self.y_pred, y))

@@ -88,7 +88,9 @@ def test_mlp(learning_rate=0.1, L1_reg=0.00, L2_reg=0.0001, n_epochs=60, batch_s
     rng = numpy.random.RandomState(1234)
 
     classifier = MLP(rng=rng, input=x, n_in=8 * 8, n_hidden=n_hidden, n_out=10)
-    cost = classifier.negative_log_likelihood(y) + L1_reg * classifier.L1 + L2_reg * classifier.L2_sqr
+    cost = (
+        classifier.negative_log_likelihood(y) + L1_reg * classifier.L1 + L2_reg * classifier.L2_sqr
+    )
 
     test_model = theano.function(
         inputs=[index],
@@ -108,8 +110,7 @@ def test_mlp(learning_rate=0.1, L1_reg=0.00, L2_reg=0.0001, n_epochs=60, batch_s
     )
     gparams = [T.grad(cost, param) for param in classifier.params]
     updates = [
-        (param, param - learning_rate * gparam)
-        for param, gparam in zip(classifier.params, gparams)
+        (param, param - learning_rate * gparam) for param, gparam in zip(classifier.params, gparams)
     ]
     train_model = theano.function(
         inputs=[index],

@@ -30,7 +30,9 @@ def _one_edit(a: str, b: str) -> bool:
     if len(a) == len(b):
         diff = [i for i in range(len(a)) if a[i] != b[i]]
         return len(diff) == 1 or (
-            len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
             and a[diff[1]] == b[diff[0]]
         )
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
@@ -52,6 +54,7 @@ def did_you_mean(name: str, candidates, strict: bool = False) -> str | None:
     if not near and not strict:
         near = difflib.get_close_matches(name, cands, n=1)
     return f"did you mean '{near[0]}'?" if near else None
+
 
 # Infix operators and the tg ops they make (the registry decides which exist:
 # an operator whose op is not registered is refused where it is used).

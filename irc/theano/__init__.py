@@ -58,8 +58,10 @@ class _Config:
         if name == "floatX" and value not in ("float32", "float64"):
             raise ValueError(f"config.floatX must be 'float32' or 'float64', got {value!r}")
         if name == "device" and value not in self._DEVICES:
-            _unsupported(f"config.device = {value!r} (Theano's GPU back end; use "
-                         "config.backend = 'opencl' for irc's OpenCL backend)")
+            _unsupported(
+                f"config.device = {value!r} (Theano's GPU back end; use "
+                "config.backend = 'opencl' for irc's OpenCL backend)"
+            )
         if name == "backend" and value is not None:
             from irc.api import BACKENDS
 
@@ -110,8 +112,10 @@ def function(
     """theano.function over irc.function: updates (pairs or a dict) and givens as in
     Theano. The backend is `backend=`, else config.backend, else irc's default."""
     if mode not in _MODES and not (isinstance(mode, str) and mode.upper() in _MODES[1:]):
-        _unsupported(f"theano.function(mode={mode!r}) (irc compiles one way; "
-                     "use backend= to choose interp, cpu or opencl)")
+        _unsupported(
+            f"theano.function(mode={mode!r}) (irc compiles one way; "
+            "use backend= to choose interp, cpu or opencl)"
+        )
     if profile:
         _unsupported("theano.function(profile=...) (use Python's profilers on the call)")
     return _S.function(

@@ -24,7 +24,12 @@ def roundtrip(obj):
 
 
 def test_shared_variable_keeps_value_name_dtype_and_shape():
-    for value in (rand(3, 2), np.arange(4, dtype=np.int32), np.float64(2.5), np.array([True, False])):
+    for value in (
+        rand(3, 2),
+        np.arange(4, dtype=np.int32),
+        np.float64(2.5),
+        np.array([True, False]),
+    ):
         v = irc.shared(value, name="v")
         w = roundtrip(v)
         assert isinstance(w, irc.SharedVariable) and w.name == "v" and w.type == v.type

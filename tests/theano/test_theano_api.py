@@ -150,7 +150,9 @@ def test_conv2d_and_pooling():
     Wv = rand(3, 2, 3, 3)
     W = theano.shared(Wv, name="W")
     xv = rand(2, 2, 6, 6)
-    out_valid = conv2d(input=images, filters=W, filter_shape=(3, 2, 3, 3), input_shape=(None, 2, 6, 6))
+    out_valid = conv2d(
+        input=images, filters=W, filter_shape=(3, 2, 3, 3), input_shape=(None, 2, 6, 6)
+    )
     out_half = conv2d(images, W, border_mode="half", subsample=(2, 2))
     out_full = conv2d(images, W, border_mode="full", filter_flip=False)
     pooled = pool.pool_2d(input=out_valid, ws=(2, 2), ignore_border=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from irc import symbolic as _S
 from irc.theano import config as _config
-from irc.theano import grad
+from irc.theano import grad  # noqa: F401  (T.grad is theano.grad)
 from irc.theano._compat import check_dtype as _check_dtype
 from irc.theano._compat import unsupported as _unsupported
 
@@ -277,4 +277,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'irc.theano.tensor' has no attribute {name!r}")
 
 
-from irc.theano.tensor import nnet, signal  # noqa: E402,F811  (they use the names above)
+from irc.theano.tensor import nnet, signal  # noqa: E402,F401  (T.nnet, T.signal; they use the names above)

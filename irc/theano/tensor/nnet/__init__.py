@@ -54,9 +54,7 @@ def _hint(x, shape, what):
         raise ValueError(f"conv2d: {what}={shape} has {len(shape)} dims, the tensor has {x.ndim}")
     want = tuple(d if isinstance(d, int) else w for d, w in zip(shape, x.type.shape))
     if not _S._unify_shapes(x.type.shape, want):
-        raise _S.CompileError(
-            f"conv2d: {what}={shape} does not match {x.type}", _S._user_loc()
-        )
+        raise _S.CompileError(f"conv2d: {what}={shape} does not match {x.type}", _S._user_loc())
 
 
 def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="valid",
@@ -114,4 +112,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'irc.theano.tensor.nnet' has no attribute {name!r}")
 
 
-from irc.theano.tensor.nnet import conv  # noqa: E402  (the older module spelling)
+from irc.theano.tensor.nnet import conv  # noqa: E402,F401  (T.nnet.conv, the older spelling)
