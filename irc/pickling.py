@@ -256,12 +256,13 @@ class _Rebuilder:
             a = S._apply(op.name, ins, self.attrs(op), op.loc, scope=scope, types=types, body=body)
             if body is not None:
                 body.trace.scan = a
-            for r, o in zip(op.results, a.outputs):
+            outs = a.take()
+            for r, o in zip(op.results, outs):
                 env[r] = o
                 if r.name_hint and not r.name_hint.isdigit():
                     o.name = r.name_hint
             if op.name in _AFFINE:
-                S._track_affine(_AFFINE[op.name], ins[0], ins[1], a.outputs[0])
+                S._track_affine(_AFFINE[op.name], ins[0], ins[1], outs[0])
         raise pickle.UnpicklingError("a pickled function body has no terminator")
 
     def scan_body(self, op, scope):

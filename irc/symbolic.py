@@ -60,6 +60,7 @@ import re
 import shutil
 import subprocess
 import sys
+import weakref
 from collections import OrderedDict
 from typing import Optional
 
@@ -791,9 +792,29 @@ class _ScanBody:
 
 class Apply:
     """One op applied to input Variables: `op` (e.g. "tg.matmul"), `attrs`
-    (with the op's defaults), `outputs`. tg.scan also has `body`."""
+    (with the op's defaults), `outputs`. tg.scan also has `body`.
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "loc", "scope", "body", "_id", "_keep")
+    An Apply holds its outputs weakly (their types in `_types`): a Variable keeps
+    its Apply and inputs alive, not the other way round, so a graph nobody holds
+    is freed at once (and the names of its unknown dims with it) rather than by
+    the cycle collector."""
+
+    __slots__ = (
+        "op", "inputs", "attrs", "_outs", "_types", "_hold", "loc", "scope", "body", "_id",
+        "_keep",
+    )  # fmt: skip
+
+    @property
+    def outputs(self) -> list:
+        """The output Variables (None for one nobody holds any more)."""
+        if self._hold is not None:
+            return list(self._hold)
+        return [r() for r in self._outs]
+
+    def take(self) -> list:
+        """The outputs of a new Apply, strongly, ending its hold on them."""
+        outs, self._hold = self._hold, None
+        return outs
 
     def __repr__(self):
         return f"<irc.Apply {self.op} ({len(self.inputs)} inputs)>"
@@ -841,13 +862,16 @@ def _apply(opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, bod
         if k in full
         for o in _attr_owners(full[k])
     ] or None
-    a.outputs = [Variable(t, "op", None, loc, a, i, scope) for i, t in enumerate(types)]
+    outs = [Variable(t, "op", None, loc, a, i, scope) for i, t in enumerate(types)]
+    a._outs = [weakref.ref(o) for o in outs]
+    a._types = list(types)
+    a._hold = outs  # until the caller takes them (Apply.take)
     a._id = next(_ids)
     return a
 
 
 def _op(opname, *inputs, loc=None, **attrs) -> Variable:
-    return _apply(opname, list(inputs), attrs, loc).outputs[0]
+    return _apply(opname, list(inputs), attrs, loc).take()[0]
 
 
 # -- Python values as tensors -----------------------------------------------------------------
@@ -1092,8 +1116,10 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
                 f"{b}_{i}" in _UNIFIER.unknown or f"{b}_{i}" in _NAMED for i in range(len(dims))
             )
 
-        if taken(base):
-            _collect_garbage()  # the graphs of an earlier `x` may be garbage: reuse x_0
+        if taken(base):  # the graphs of an earlier `x` may be garbage: reuse x_0
+            _collect_garbage(young=True)
+            if taken(base):
+                _collect_garbage()
         stem, k = base, 1
         while taken(base):
             k += 1
@@ -1137,13 +1163,17 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
 _LAST_GC = [0.0, 0.0]  # when the last collection ended, and how long it took
 
 
-def _collect_garbage():
-    """gc.collect(), unless the last one was recent (it may cost tens of ms: at most a
-    tenth of the time goes to it). Graphs are cycles (Variable <-> Apply), so the
-    unknown dims of a dead graph are released only by the cycle collector."""
+def _collect_garbage(young=False):
+    """Collect cyclic garbage: the young generations (cheap), or all of them unless
+    the last full collection was recent (it may cost tens of ms: at most a tenth of
+    the time goes to it). Most graphs are freed when nobody holds them, but those
+    in cycles (scans, compiled functions, tracebacks) only by the cycle collector."""
     import gc
     import time
 
+    if young:
+        gc.collect(1)
+        return
     start = time.monotonic()
     if start - _LAST_GC[0] > _py.max(0.05, 10 * _LAST_GC[1]):
         gc.collect()
@@ -1635,10 +1665,10 @@ def grad(cost, wrt, disconnected="raise", disconnected_inputs=None):
             raise CompileError(f"grad: cannot differentiate with respect to {_describe(w)}", loc)
     if not ws:
         return []
-    a = _apply("tg.grad", [cost] + ws, {"disconnected": _DISCONNECTED[disconnected]}, loc)
-    for w, g in zip(ws, a.outputs):
+    outs = _apply("tg.grad", [cost] + ws, {"disconnected": _DISCONNECTED[disconnected]}, loc).take()
+    for w, g in zip(ws, outs):
         g.name = "g" + w.name if w.name else None
-    return a.outputs[0] if single else list(a.outputs)
+    return outs[0] if single else outs
 
 
 # -- scan --------------------------------------------------------------------------------------
@@ -1846,7 +1876,7 @@ def scan(
         body=_ScanBody(tr, args, nexts + stacked, loc),
     )
     tr.scan = a
-    results = a.outputs[len(inits) :]
+    results = a.take()[len(inits) :]
     if name is not None:
         for i, r in enumerate(results):
             r.name = name if len(results) == 1 else f"{name}{i}"
@@ -1930,6 +1960,7 @@ def _clone_graph(roots: list, pairs: list) -> list:
             rebuilt.add(id(a.body.trace))
 
     new: dict = {}
+    keep: list = []
     traces: dict = {}
 
     def nv(v):
@@ -1981,13 +2012,20 @@ def _clone_graph(roots: list, pairs: list) -> list:
             ):
                 continue
             na = _apply(a.op, ins, attrs, a.loc, scope=scope_of(a.scope))
-            if a.op in _INFIX_SYM:
-                _track_affine(_INFIX_SYM[a.op], ins[0], ins[1], na.outputs[0])
-            elif a.op == "tg.neg" and ins[0]._affine is not None:
-                na.outputs[0]._affine = {k: D.dim_sub(0, c) for k, c in ins[0]._affine.items()}
-        for o, n in zip(a.outputs, na.outputs):
-            n.name = o.name
-            new[id(o)] = n
+        outs = na.take()
+        if a.op in _INFIX_SYM:
+            _track_affine(
+                _INFIX_SYM[a.op], outs[0].owner.inputs[0], outs[0].owner.inputs[1], outs[0]
+            )
+        elif a.op == "tg.neg" and outs[0].owner.inputs[0]._affine is not None:
+            outs[0]._affine = {
+                k: D.dim_sub(0, c) for k, c in outs[0].owner.inputs[0]._affine.items()
+            }
+        for o, n in zip(a.outputs, outs):
+            if o is not None:  # an output nobody holds is not needed
+                n.name = o.name
+                new[id(o)] = n
+                keep.append(o)  # its id stays its own while `new` is keyed by it
     return [nv(r) for r in roots]
 
 
@@ -2194,6 +2232,7 @@ class _Emitter:
                         )
                     self.dims[key] = block.append(op).results[0]
         self.env = ChainMap(env)
+        self.keep: list = []  # outputs keyed by id in env: their ids stay theirs
         self._emit_scope(None, block)
         for sv, val in self.updates:
             block.append(
@@ -2252,16 +2291,11 @@ class _Emitter:
                 for k in od.dim_attrs:
                     if k in attrs:
                         attrs[k] = _resolve_attr(attrs[k])
+            outputs = a.outputs
+            types = [_resolve_type(t) for t in a._types]
+            names = [o.name if o is not None else None for o in outputs]
             if a.body is None:
-                op = Op(
-                    a.op,
-                    operands,
-                    [o.type for o in a.outputs],
-                    attrs,
-                    (),
-                    a.loc,
-                    [o.name for o in a.outputs],
-                )
+                op = Op(a.op, operands, types, attrs, (), a.loc, names)
             else:
                 body = a.body
                 blk = Block([p.type for p in body.args], [p.name for p in body.args])
@@ -2273,18 +2307,12 @@ class _Emitter:
                     )
                 finally:
                     self.env = self.env.parents
-                op = Op(
-                    "tg.scan",
-                    operands,
-                    [o.type for o in a.outputs],
-                    attrs,
-                    [Region([blk])],
-                    a.loc,
-                    [o.name for o in a.outputs],
-                )
+                op = Op("tg.scan", operands, types, attrs, [Region([blk])], a.loc, names)
             block.append(op)
-            for o, r in zip(a.outputs, op.results):
-                self.env[id(o)] = r
+            for o, r in zip(outputs, op.results):
+                if o is not None:
+                    self.env[id(o)] = r
+                    self.keep.append(o)
 
     def _value(self, v):
         if v.kind == "dim":
