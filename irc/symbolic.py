@@ -20,6 +20,14 @@ shape error is raised at once as a CompileError located at the user's line:
 every node records the file, line and column of the Python expression that
 created it (frames of the irc package are skipped).
 
+Inputs made without dims= have unknown dims (irc/ir/dims.py, Unifier): the
+type rules compare dims with same_dim while _apply infers types, which binds
+unknowns instead of failing (`x @ W` makes x's columns W's rows); Variables
+and Dims resolve their types through the bindings lazily. A failed op binds
+nothing (rollback); `function` binds the dims of givens for itself only. An
+unknown's name is reused once nothing mentions it (its owner input is held
+weakly; an Apply holds its outputs weakly, so graphs die by reference count).
+
 `function(...)` emits one module: a tg.global per shared variable used
 (init = "value": the backend starts from the variable's current value), one
 public func.func with the inputs as arguments, tg.read and tg.dim at its
@@ -44,6 +52,8 @@ function); after the call, the updated variables record that this function
 holds their newest value. The host copy is fetched only when needed
 (get_value, or a call of another function): one copy of the array each
 time. A function called repeatedly on its own moves no data.
+
+Pickling (`__reduce__` of Variable, Dim and Function) is irc/pickling.py's.
 
 Imports irc.ir, irc.ops and irc.frontend (weak dtypes) at module level;
 irc.pipeline, irc.api and the printer when compiling. Never imported by
