@@ -302,6 +302,12 @@ class CompiledModule:
             if op.name == "tg.global"
         }
 
+    def __reduce__(self):
+        """Pickled as its source, defines, backend and shared values (irc/pickling.py)."""
+        from irc.pickling import reduce_module
+
+        return reduce_module(self)
+
     # entry functions --------------------------------------------------------------
     def __getattr__(self, name):
         fns = self.__dict__.get("_functions", {})

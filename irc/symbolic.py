@@ -20,6 +20,14 @@ shape error is raised at once as a CompileError located at the user's line:
 every node records the file, line and column of the Python expression that
 created it (frames of the irc package are skipped).
 
+Inputs made without dims= have unknown dims (irc/ir/dims.py, Unifier): the
+type rules compare dims with same_dim while _apply infers types, which binds
+unknowns instead of failing (`x @ W` makes x's columns W's rows); Variables
+and Dims resolve their types through the bindings lazily. A failed op binds
+nothing (rollback); `function` binds the dims of givens for itself only. An
+unknown's name is reused once nothing mentions it (its owner input is held
+weakly; an Apply holds its outputs weakly, so graphs die by reference count).
+
 `function(...)` emits one module: a tg.global per shared variable used
 (init = "value": the backend starts from the variable's current value), one
 public func.func with the inputs as arguments, tg.read and tg.dim at its
@@ -45,6 +53,8 @@ holds their newest value. The host copy is fetched only when needed
 (get_value, or a call of another function): one copy of the array each
 time. A function called repeatedly on its own moves no data.
 
+Pickling (`__reduce__` of Variable, Dim and Function) is irc/pickling.py's.
+
 Imports irc.ir, irc.ops and irc.frontend (weak dtypes) at module level;
 irc.pipeline, irc.api and the printer when compiling. Never imported by
 the layers below irc.api.
@@ -60,6 +70,7 @@ import re
 import shutil
 import subprocess
 import sys
+import weakref
 from collections import OrderedDict
 from typing import Optional
 
@@ -154,6 +165,36 @@ _LEAK_HINT = "return it from the step function: scan stacks each step's outputs"
 _ids = itertools.count()
 _anon = itertools.count()
 
+# The unknown dims of inputs made without dims= (irc/ir/dims.py, Unifier): bound as
+# expressions meet them; Variables and Dims resolve through it lazily.
+_UNIFIER = D.Unifier()
+_NAMED: set = set()  # dim names given by users (dims=): unknowns never take them
+
+
+class DTypeName(str):
+    """A dtype as Theano gives it: a string ("float32", so x.dtype.startswith("int")
+    works) that also compares equal to NumPy dtypes and has their attributes."""
+
+    __slots__ = ()
+
+    def __eq__(self, o):
+        if isinstance(o, str):
+            return str.__eq__(self, o)
+        try:
+            return np.dtype(str(self)) == np.dtype(o)
+        except TypeError:
+            return NotImplemented
+
+    def __ne__(self, o):
+        r = self.__eq__(o)
+        return r if r is NotImplemented else not r
+
+    __hash__ = str.__hash__
+
+    def __getattr__(self, name):
+        return getattr(np.dtype(str(self)), name)
+
+
 # The .tg operators, plus `^` which only Python has.
 _BINOPS = {**OPERATORS, "^": "tg.xor"}
 
@@ -176,7 +217,8 @@ class Variable:
 
     __array_ufunc__ = None  # NumPy defers to the reflected operators below
     __slots__ = (
-        "type",
+        "_type",
+        "_tcache",
         "kind",
         "owner",
         "index",
@@ -187,13 +229,15 @@ class Variable:
         "_id",
         "_affine",
         "_auto",
+        "_keep",
         "__weakref__",
     )
 
     def __init__(
         self, type: TensorType, kind: str, name=None, loc=None, owner=None, index=0, scope=None
     ):
-        self.type = type
+        self._type = type
+        self._tcache = None  # (unifier version, resolved type)
         self.kind = kind  # "input" | "shared" | "dim" | "arg" | "op"
         self.owner = owner
         self.index = index
@@ -204,14 +248,31 @@ class Variable:
         self._id = next(_ids)
         self._affine = None  # integer scalars: an affine form {Variable | 1: dim}
         self._auto = False  # input with dims made up because none were given
+        self._keep = None  # owners of the unknown dims a "dim" value mentions (kept alive)
 
     __hash__ = object.__hash__
 
+    @property
+    def type(self) -> TensorType:
+        """The TensorType, with the unknown dims bound so far substituted."""
+        t = self._type
+        if not _UNIFIER.binding or not t.shape or t.is_static:
+            return t
+        c = self._tcache
+        if c is None or c[0] != _UNIFIER.version:
+            c = self._tcache = (_UNIFIER.version, _resolve_type(t))
+        return c[1]
+
+    @type.setter
+    def type(self, t: TensorType):
+        self._type, self._tcache = t, None
+
     # -- NumPy-like attributes ---------------------------------------------------------
     @property
-    def dtype(self) -> np.dtype:
-        """The NumPy dtype (it compares equal to its name: x.dtype == "float32")."""
-        return self.type.dtype.np
+    def dtype(self) -> DTypeName:
+        """The dtype's name, a string that also compares equal to NumPy dtypes
+        (x.dtype == "float32", x.dtype == np.float32, x.dtype.startswith("float"))."""
+        return DTypeName(self.type.dtype.np.name)
 
     @property
     def ndim(self) -> int:
@@ -393,17 +454,64 @@ class Variable:
         loc = _user_loc()
         return _argreduce("argmin", _numpy_args(self, None, out, loc), axis, keepdims, loc)
 
-    def reshape(self, *shape, order="C"):
+    def reshape(self, *shape, order="C", ndim=None):
+        """NumPy's reshape (Theano's `ndim=`, the length of the shape, is checked)."""
         loc = _user_loc()
         if order != "C":
             raise CompileError("reshape: only order='C' is supported", loc)
         if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
             shape = shape[0]
+        if ndim is not None and ndim != len(shape):
+            raise CompileError(f"reshape: ndim={ndim} but the shape has {len(shape)} dims", loc)
         return _reshape(self, shape, loc)
 
-    def flatten(self):
-        """All elements in one axis (NumPy's x.flatten(); irc.flatten(x, axis) keeps leading axes)."""
-        return _op("tg.flatten", self, axis=0, loc=_user_loc())
+    def flatten(self, ndim=1):
+        """x.flatten(): all elements in one axis (NumPy's). x.flatten(ndim) keeps the
+        first ndim - 1 axes and multiplies the rest into the last (Theano's); the
+        same as irc.flatten(x, ndim - 1)."""
+        loc = _user_loc()
+        if isinstance(ndim, str):  # NumPy's positional order
+            if ndim != "C":
+                raise CompileError("flatten: only order='C' is supported", loc)
+            ndim = 1
+        n = _static_int(ndim, "flatten", "ndim", loc)
+        if not 1 <= n <= _py.max(self.type.rank, 1):
+            raise CompileError(f"flatten: ndim={n} for a tensor of rank {self.type.rank}", loc)
+        return _op("tg.flatten", self, axis=n - 1, loc=loc)
+
+    def dimshuffle(self, *pattern):
+        """Theano's dimshuffle: a permutation of the axes with 'x' for a new axis
+        of length 1 (`b.dimshuffle('x', 0, 'x', 'x')`); an axis left out must have
+        length 1. Made of irc's indexing and transpose."""
+        loc = _user_loc()
+        if len(pattern) == 1 and isinstance(pattern[0], (list, tuple)):
+            pattern = tuple(pattern[0])
+        rank = self.type.rank
+        axes = [p for p in pattern if p != "x"]
+        if not all(_is_int(a) and 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+            raise CompileError(
+                f"dimshuffle{tuple(pattern)}: expected each axis 0..{rank - 1} at most once "
+                "and 'x' for new axes",
+                loc,
+            )
+        x = self
+        dropped = [i for i in range(rank) if i not in axes]
+        for i in dropped:
+            if not _unify_shapes((self.type.shape[i],), (1,)):
+                raise CompileError(
+                    f"dimshuffle{tuple(pattern)}: axis {i} of {self.type} is left out but its "
+                    "length is not 1",
+                    loc,
+                )
+        if dropped:
+            x = _getitem(x, tuple(0 if i in dropped else slice(None) for i in range(rank)), loc)
+        kept = [i for i in range(rank) if i in axes]
+        perm = [kept.index(a) for a in axes]
+        if perm != sorted(perm):
+            x = _op("tg.transpose", x, perm=tuple(perm), loc=loc)
+        if "x" in pattern:
+            x = _getitem(x, tuple(None if p == "x" else slice(None) for p in pattern), loc)
+        return x
 
     def transpose(self, *axes):
         if len(axes) == 1 and (isinstance(axes[0], (list, tuple)) or axes[0] is None):
@@ -438,6 +546,13 @@ class Variable:
         return fn(*[v for _, v in pairs])
 
     # -- display -----------------------------------------------------------------------
+    def __reduce__(self):
+        """Pickled as Theano users expect: a shared variable with its value, an input
+        with its dims, an expression as the tg IR of its graph (irc/pickling.py)."""
+        from irc.pickling import reduce_variable
+
+        return reduce_variable(self)
+
     def __repr__(self):
         what = self.name or (self.owner.op if self.owner is not None else self.kind)
         return f"<irc.{type(self).__name__} {what}: {self.type}>"
@@ -505,10 +620,16 @@ class Dim:
     dims (`x.shape[0] * x.shape[1]`) and becomes a tensor (tg.dim) when it
     meets one."""
 
-    __slots__ = ("d",)
+    __slots__ = ("_d", "_keep")
 
     def __init__(self, d):
-        self.d = D.parse_dim(d) if isinstance(d, str) else d
+        self._d = D.parse_dim(d) if isinstance(d, str) else d
+        self._keep = _UNIFIER.owners(self._d)  # the unknown dims' owners stay alive
+
+    @property
+    def d(self):
+        """The dim, int or canonical text (unknown dims bound so far substituted)."""
+        return _UNIFIER.resolve(self._d)
 
     def __str__(self):
         return str(self.d)
@@ -573,9 +694,68 @@ class Dim:
     def __neg__(self):
         return _make_dim(D.dim_sub(0, self.d))
 
+    def __reduce__(self):
+        from irc.pickling import reduce_dim
+
+        return reduce_dim(self)
+
 
 def _make_dim(d):
     return d if isinstance(d, int) else Dim(d)
+
+
+def _unify_shapes(a: tuple, b: tuple) -> bool:
+    """Whether two shapes agree, binding unknown dims to make them (nothing
+    bound when they cannot)."""
+    mark = _UNIFIER.mark()
+    with D.unifying(_UNIFIER):
+        ok = D.same_shape(tuple(a), tuple(b))
+    if not ok:
+        _UNIFIER.rollback(mark)
+    return ok
+
+
+def _unify_types(a: TensorType, b: TensorType) -> bool:
+    return a.dtype == b.dtype and _unify_shapes(a.shape, b.shape)
+
+
+def _attr_owners(v) -> list:
+    if isinstance(v, tuple):
+        return [o for x in v for o in _attr_owners(x)]
+    if isinstance(v, str):
+        try:
+            return _UNIFIER.owners(D.parse_dim(v))
+        except ValueError:
+            return []
+    return []
+
+
+def _resolve_type(t: TensorType) -> TensorType:
+    return t.with_shape(tuple(_UNIFIER.resolve(d) for d in t.shape))
+
+
+def _map_attr(v, f):
+    """A dim attribute (an int, dim text, or nested tuples of them) with f applied."""
+    if isinstance(v, tuple):
+        return tuple(_map_attr(x, f) for x in v)
+    if isinstance(v, str):
+        try:
+            return f(D.parse_dim(v))
+        except ValueError:
+            return v
+    return v
+
+
+def _resolve_attr(v):
+    """A dim attribute (an int, dim text, or nested tuples of them) resolved."""
+    if isinstance(v, tuple):
+        return tuple(_resolve_attr(x) for x in v)
+    if isinstance(v, str):
+        try:
+            return _UNIFIER.resolve(D.parse_dim(v))
+        except ValueError:
+            return v
+    return v
 
 
 def _dim_of(v):
@@ -622,9 +802,29 @@ class _ScanBody:
 
 class Apply:
     """One op applied to input Variables: `op` (e.g. "tg.matmul"), `attrs`
-    (with the op's defaults), `outputs`. tg.scan also has `body`."""
+    (with the op's defaults), `outputs`. tg.scan also has `body`.
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "loc", "scope", "body", "_id")
+    An Apply holds its outputs weakly (their types in `_types`): a Variable keeps
+    its Apply and inputs alive, not the other way round, so a graph nobody holds
+    is freed at once (and the names of its unknown dims with it) rather than by
+    the cycle collector."""
+
+    __slots__ = (
+        "op", "inputs", "attrs", "_outs", "_types", "_hold", "loc", "scope", "body", "_id",
+        "_keep",
+    )  # fmt: skip
+
+    @property
+    def outputs(self) -> list:
+        """The output Variables (None for one nobody holds any more)."""
+        if self._hold is not None:
+            return list(self._hold)
+        return [r() for r in self._outs]
+
+    def take(self) -> list:
+        """The outputs of a new Apply, strongly, ending its hold on them."""
+        outs, self._hold = self._hold, None
+        return outs
 
     def __repr__(self):
         return f"<irc.Apply {self.op} ({len(self.inputs)} inputs)>"
@@ -635,11 +835,10 @@ _CURRENT = object()
 
 def _auto_hint(inputs):
     for v in inputs:
-        if v._auto:
-            dims = ", ".join(repr(d) if isinstance(d, str) else str(d) for d in v.type.shape)
+        if v._auto and v.owner is None:
             return (
-                f"'{v.name or 'this input'}' has made-up dims ({dims}); give them: "
-                f"irc.tensor({v.name!r}, dims=(...)) with names shared across inputs, or sizes"
+                f"'{v.name or 'this input'}' was made without dims; what its uses so far "
+                f"have bound makes it {v.type}"
             )
     return None
 
@@ -657,19 +856,32 @@ def _apply(opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, bod
     full.update(attrs or {})
     full = {k: freeze_attr(v) for k, v in full.items()}
     if types is None:
+        mark = _UNIFIER.mark()
         try:
-            types = infer_types(opname, [v.type for v in inputs], full)
+            with D.unifying(_UNIFIER):
+                types = infer_types(opname, [v.type for v in inputs], full)
         except TypeError_ as e:
+            _UNIFIER.rollback(mark)  # a failed op binds nothing
             raise CompileError(e.message, loc, _auto_hint(inputs)) from None
     a = Apply()
     a.op, a.inputs, a.attrs, a.loc, a.scope, a.body = opname, list(inputs), full, loc, scope, body
-    a.outputs = [Variable(t, "op", None, loc, a, i, scope) for i, t in enumerate(types)]
+    # Unknown dims named in dim attributes (arange(x.shape[0])): keep their owners alive.
+    a._keep = [
+        o
+        for k in (d.dim_attrs if d is not None else ())
+        if k in full
+        for o in _attr_owners(full[k])
+    ] or None
+    outs = [Variable(t, "op", None, loc, a, i, scope) for i, t in enumerate(types)]
+    a._outs = [weakref.ref(o) for o in outs]
+    a._types = list(types)
+    a._hold = outs  # until the caller takes them (Apply.take)
     a._id = next(_ids)
     return a
 
 
 def _op(opname, *inputs, loc=None, **attrs) -> Variable:
-    return _apply(opname, list(inputs), attrs, loc).outputs[0]
+    return _apply(opname, list(inputs), attrs, loc).take()[0]
 
 
 # -- Python values as tensors -----------------------------------------------------------------
@@ -707,6 +919,7 @@ def _const(arr: np.ndarray, loc) -> Variable:
 def _dim_variable(d, dt: DType, loc) -> Variable:
     v = Variable(TensorType(dt, ()), "dim", None, loc)
     v.dim = d
+    v._keep = _UNIFIER.owners(d)
     if dt.is_int:
         v._affine = {1: d}
     return v
@@ -904,10 +1117,27 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
     if rank is not None and len(dims) != rank:
         raise CompileError(f"irc.{kind}() has {rank} dims, got {len(dims)}: {tuple(dims)}", loc)
     base = re.sub(r"\W", "_", name) if name else f"v{next(_anon)}"
+    if base[0].isdigit():
+        base = "v" + base
+    if any(d is None for d in dims):  # unknown dims: base_0, base_1 (base2_0 ... if taken)
+
+        def taken(b):
+            return any(
+                f"{b}_{i}" in _UNIFIER.unknown or f"{b}_{i}" in _NAMED for i in range(len(dims))
+            )
+
+        if taken(base):  # the graphs of an earlier `x` may be garbage: reuse x_0
+            _collect_garbage(young=True)
+            if taken(base):
+                _collect_garbage()
+        stem, k = base, 1
+        while taken(base):
+            k += 1
+            base = f"{stem}{k}"
     shape, auto = [], False
     for i, d in enumerate(dims):
         if d is None:
-            d, auto = f"{base}_{i}", True
+            d, auto = _UNIFIER.fresh(f"{base}_{i}", _NAMED), True
         else:
             dd = _dim_of(d)
             if dd is None or (isinstance(dd, int) and dd < 0):
@@ -920,13 +1150,45 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
                     loc,
                     "compute derived sizes from the inputs (x.shape[0] * 2) instead",
                 )
+            if isinstance(dd, str):
+                if dd in _UNIFIER.unknown:
+                    raise CompileError(
+                        f"irc.{kind}(): the dim name {dd} is taken by an unknown dim of an input "
+                        "made without dims",
+                        loc,
+                        "choose another name",
+                    )
+                _NAMED.add(dd)
             d = dd
         shape.append(d)
     v = Variable(TensorType(dt, tuple(shape)), "input", name, loc)
     v._auto = auto
+    if auto:
+        _UNIFIER.adopt([d for d in shape if isinstance(d, str) and d in _UNIFIER.unknown], v)
     if v.type.rank == 0 and dt.is_int:
         v._affine = {v: 1}
     return v
+
+
+_LAST_GC = [0.0, 0.0]  # when the last collection ended, and how long it took
+
+
+def _collect_garbage(young=False):
+    """Collect cyclic garbage: the young generations (cheap), or all of them unless
+    the last full collection was recent (it may cost tens of ms: at most a tenth of
+    the time goes to it). Most graphs are freed when nobody holds them, but those
+    in cycles (scans, compiled functions, tracebacks) only by the cycle collector."""
+    import gc
+    import time
+
+    if young:
+        gc.collect(1)
+        return
+    start = time.monotonic()
+    if start - _LAST_GC[0] > _py.max(0.05, 10 * _LAST_GC[1]):
+        gc.collect()
+        _LAST_GC[0] = time.monotonic()
+        _LAST_GC[1] = _LAST_GC[0] - start
 
 
 def tensor(name=None, dtype="float32", dims=None) -> Variable:
@@ -1413,10 +1675,10 @@ def grad(cost, wrt, disconnected="raise", disconnected_inputs=None):
             raise CompileError(f"grad: cannot differentiate with respect to {_describe(w)}", loc)
     if not ws:
         return []
-    a = _apply("tg.grad", [cost] + ws, {"disconnected": _DISCONNECTED[disconnected]}, loc)
-    for w, g in zip(ws, a.outputs):
+    outs = _apply("tg.grad", [cost] + ws, {"disconnected": _DISCONNECTED[disconnected]}, loc).take()
+    for w, g in zip(ws, outs):
         g.name = "g" + w.name if w.name else None
-    return a.outputs[0] if single else list(a.outputs)
+    return outs[0] if single else outs
 
 
 # -- scan --------------------------------------------------------------------------------------
@@ -1529,7 +1791,7 @@ def scan(
         d = s.type.shape[0]
         if length is None:
             length = d
-        elif d != length:
+        elif not _unify_shapes((d,), (length,)):
             raise CompileError(
                 f"scan: sequences have different lengths: sequence 0 has {length} steps, "
                 f"sequence {k} has {d}",
@@ -1545,7 +1807,7 @@ def scan(
         st = _dim(n_steps, "scan", "n_steps", loc)
         if isinstance(st, int) and st < 0:
             raise CompileError("scan: n_steps must not be negative", loc)
-        if length is not None and st != length:
+        if length is not None and not _unify_shapes((st,), (length,)):
             raise CompileError(
                 f"scan: n_steps = {st} but the sequences have {length} steps",
                 loc,
@@ -1594,7 +1856,7 @@ def scan(
                 v = as_variable(o, loc=loc)
             else:
                 v = as_variable(o, dtype=e.type.dtype, loc=loc)
-                if v.type != e.type:
+                if not _unify_types(v.type, e.type):
                     raise CompileError(
                         f"scan: output {k} is carried; it starts as {e.type} (outputs_info) but "
                         f"the step function returns {v.type}",
@@ -1624,7 +1886,7 @@ def scan(
         body=_ScanBody(tr, args, nexts + stacked, loc),
     )
     tr.scan = a
-    results = a.outputs[len(inits) :]
+    results = a.take()[len(inits) :]
     if name is not None:
         for i, r in enumerate(results):
             r.name = name if len(results) == 1 else f"{name}{i}"
@@ -1663,14 +1925,44 @@ def _clone_graph(roots: list, pairs: list) -> list:
     rebuilt with a fresh body."""
     rep = {id(k): v for k, v in pairs}
     applies = _collect_applies(roots)
+    # The unknown dims of a replaced variable become the replacement's dims where
+    # they appear as values (x.shape[0]) or attributes (arange(x.shape[0])).
+    dim_map = {}
+    for k, v in pairs:
+        for dk, dv in zip(k.type.shape, v.type.shape):
+            if isinstance(dk, str) and dk in _UNIFIER.unknown and dk != dv:
+                dim_map[dk] = dv
+
+    def mapped(d):
+        d = _UNIFIER.resolve(d)
+        if isinstance(d, int) or not (D.dim_names(d) & dim_map.keys()):
+            return d
+        text = re.sub(r"[A-Za-z_]\w*", lambda m: f"({dim_map.get(m.group(0), m.group(0))})", d)
+        return D.parse_dim(text)
+
+    def map_attrs(a):
+        """a's attributes with the dims mapped; a.attrs itself when none changes."""
+        od = lookup(a.op)
+        if not dim_map or od is None:
+            return a.attrs
+        changed = {
+            k: _map_attr(a.attrs[k], mapped)
+            for k in od.dim_attrs
+            if k in a.attrs and _map_attr(a.attrs[k], mapped) != a.attrs[k]
+        }
+        return {**a.attrs, **changed} if changed else a.attrs
 
     def vdep(v):
+        if v.kind == "dim":
+            return bool(D.dim_names(_UNIFIER.resolve(v.dim)) & dim_map.keys())
         return id(v) in rep or (v.owner is not None and dep[id(v.owner)])
 
     dep = {}
     for a in applies:
-        dep[id(a)] = any(vdep(i) for i in a.inputs) or (
-            a.body is not None and any(vdep(y) for y in a.body.yields)
+        dep[id(a)] = (
+            any(vdep(i) for i in a.inputs)
+            or (a.body is not None and any(vdep(y) for y in a.body.yields))
+            or map_attrs(a) is not a.attrs
         )
     rebuilt = set()  # ids of the traces of rebuilt scans; outer scans first
     for a in reversed(applies):
@@ -1678,6 +1970,7 @@ def _clone_graph(roots: list, pairs: list) -> list:
             rebuilt.add(id(a.body.trace))
 
     new: dict = {}
+    keep: list = []
     traces: dict = {}
 
     def nv(v):
@@ -1686,6 +1979,12 @@ def _clone_graph(roots: list, pairs: list) -> list:
             return r
         if v.kind == "arg" and id(v.scope) in rebuilt:
             trace_of(v.scope)
+        if v.kind == "dim" and vdep(v) and id(v) not in new:
+            d = mapped(v.dim)
+            if isinstance(d, int):
+                new[id(v)] = _const(np.asarray(d, dtype=v.type.dtype.np), v.loc)
+            else:
+                new[id(v)] = _dim_variable(d, v.type.dtype, v.loc)
         return new.get(id(v), v)
 
     def scope_of(s):
@@ -1712,30 +2011,40 @@ def _clone_graph(roots: list, pairs: list) -> list:
         if a.body is not None:
             if id(a.body.trace) not in rebuilt:
                 continue
-            na = _rebuild_scan(a, nv, scope_of(a.scope), trace_of(a.body.trace))
+            na = _rebuild_scan(a, nv, scope_of(a.scope), trace_of(a.body.trace), mapped)
         else:
             ins = [nv(i) for i in a.inputs]
-            if all(n is o for n, o in zip(ins, a.inputs)) and not (
-                a.scope is not None and id(a.scope) in rebuilt
+            attrs = map_attrs(a)
+            if (
+                all(n is o for n, o in zip(ins, a.inputs))
+                and attrs is a.attrs
+                and not (a.scope is not None and id(a.scope) in rebuilt)
             ):
                 continue
-            na = _apply(a.op, ins, a.attrs, a.loc, scope=scope_of(a.scope))
-            if a.op in _INFIX_SYM:
-                _track_affine(_INFIX_SYM[a.op], ins[0], ins[1], na.outputs[0])
-            elif a.op == "tg.neg" and ins[0]._affine is not None:
-                na.outputs[0]._affine = {k: D.dim_sub(0, c) for k, c in ins[0]._affine.items()}
-        for o, n in zip(a.outputs, na.outputs):
-            n.name = o.name
-            new[id(o)] = n
+            na = _apply(a.op, ins, attrs, a.loc, scope=scope_of(a.scope))
+        outs = na.take()
+        if a.op in _INFIX_SYM:
+            _track_affine(
+                _INFIX_SYM[a.op], outs[0].owner.inputs[0], outs[0].owner.inputs[1], outs[0]
+            )
+        elif a.op == "tg.neg" and outs[0].owner.inputs[0]._affine is not None:
+            outs[0]._affine = {
+                k: D.dim_sub(0, c) for k, c in outs[0].owner.inputs[0]._affine.items()
+            }
+        for o, n in zip(a.outputs, outs):
+            if o is not None:  # an output nobody holds is not needed
+                n.name = o.name
+                new[id(o)] = n
+                keep.append(o)  # its id stays its own while `new` is keyed by it
     return [nv(r) for r in roots]
 
 
-def _rebuild_scan(a, nv, scope, tr) -> Apply:
+def _rebuild_scan(a, nv, scope, tr, mapped) -> Apply:
     ins = [nv(i) for i in a.inputs]
     ns, nc = a.attrs["n_seqs"], a.attrs["n_carries"]
-    length = a.attrs["length"]
+    length = mapped(a.attrs["length"])
     for s in ins[:ns]:
-        if s.type.shape[0] != ins[0].type.shape[0]:
+        if not _unify_shapes(s.type.shape[:1], ins[0].type.shape[:1]):
             raise CompileError(
                 f"scan: after substitution the sequences have different lengths "
                 f"({ins[0].type} and {s.type})",
@@ -1745,7 +2054,7 @@ def _rebuild_scan(a, nv, scope, tr) -> Apply:
         length = ins[0].type.shape[0]
     yields = [nv(y) for y in a.body.yields]
     for k, (init, nxt) in enumerate(zip(ins[ns:], yields[:nc])):
-        if init.type != nxt.type:
+        if not _unify_types(init.type, nxt.type):
             raise CompileError(
                 f"scan: after substitution carried value {k} starts as {init.type} but its next "
                 f"value is {nxt.type}",
@@ -1916,20 +2225,24 @@ class _Emitter:
                 )
                 env[id(v)] = op.results[0]
             elif v.kind == "dim":
-                key = (v.dim, v.type.dtype.name)
+                d = _UNIFIER.resolve(v.dim)
+                key = (d, v.type.dtype.name)
                 if key not in self.dims:
-                    op = block.append(
-                        Op(
+                    if isinstance(d, int):  # an unknown dim bound to a size
+                        value = np.asarray(d, dtype=v.type.dtype.np)
+                        op = Op("tg.constant", (), [v.type], {"value": value}, (), v.loc)
+                    else:
+                        op = Op(
                             "tg.dim",
                             (),
                             [v.type],
-                            {"dim": v.dim, "dtype": v.type.dtype.name},
+                            {"dim": d, "dtype": v.type.dtype.name},
                             (),
                             v.loc,
                         )
-                    )
-                    self.dims[key] = op.results[0]
+                    self.dims[key] = block.append(op).results[0]
         self.env = ChainMap(env)
+        self.keep: list = []  # outputs keyed by id in env: their ids stay theirs
         self._emit_scope(None, block)
         for sv, val in self.updates:
             block.append(
@@ -1981,16 +2294,18 @@ class _Emitter:
     def _emit_scope(self, scope, block):
         for a in self.buckets.get(id(scope) if scope is not None else None, []):
             operands = [self._value(v) for v in a.inputs]
+            attrs = a.attrs
+            od = lookup(a.op)
+            if od is not None and od.dim_attrs and _UNIFIER.binding:
+                attrs = dict(attrs)
+                for k in od.dim_attrs:
+                    if k in attrs:
+                        attrs[k] = _resolve_attr(attrs[k])
+            outputs = a.outputs
+            types = [_resolve_type(t) for t in a._types]
+            names = [o.name if o is not None else None for o in outputs]
             if a.body is None:
-                op = Op(
-                    a.op,
-                    operands,
-                    [o.type for o in a.outputs],
-                    a.attrs,
-                    (),
-                    a.loc,
-                    [o.name for o in a.outputs],
-                )
+                op = Op(a.op, operands, types, attrs, (), a.loc, names)
             else:
                 body = a.body
                 blk = Block([p.type for p in body.args], [p.name for p in body.args])
@@ -2002,22 +2317,16 @@ class _Emitter:
                     )
                 finally:
                     self.env = self.env.parents
-                op = Op(
-                    "tg.scan",
-                    operands,
-                    [o.type for o in a.outputs],
-                    a.attrs,
-                    [Region([blk])],
-                    a.loc,
-                    [o.name for o in a.outputs],
-                )
+                op = Op("tg.scan", operands, types, attrs, [Region([blk])], a.loc, names)
             block.append(op)
-            for o, r in zip(a.outputs, op.results):
-                self.env[id(o)] = r
+            for o, r in zip(outputs, op.results):
+                if o is not None:
+                    self.env[id(o)] = r
+                    self.keep.append(o)
 
     def _value(self, v):
         if v.kind == "dim":
-            return self.dims[(v.dim, v.type.dtype.name)]
+            return self.dims[(_UNIFIER.resolve(v.dim), v.type.dtype.name)]
         r = self.env.get(id(v))
         if r is None:
             raise CompileError(_LEAK, v.loc or self.loc, _LEAK_HINT)
@@ -2150,7 +2459,7 @@ def _function_updates(updates, loc) -> list:
                 where,
                 f"cast it: (...).astype('{sv.type.dtype}')",
             )
-        if v.type.shape != sv.type.shape:
+        if not _unify_shapes(v.type.shape, sv.type.shape):
             try:
                 fits = broadcast_shapes(v.type.shape, sv.type.shape) == sv.type.shape
             except TypeError_:
@@ -2199,24 +2508,43 @@ def function(
             raise TypeError(
                 f"irc.function: output {k} must be a symbolic variable, got {_describe(o)}"
             )
-    ups = _function_updates(updates, loc)
-    pairs = _replacements(givens, loc, "givens")
-    for k, _ in pairs:
-        if any(k is v for v, _, _ in ins):
-            raise CompileError(
-                f"givens: '{k.name or k}' is an input of the function and cannot also be replaced",
-                loc,
-            )
-    if pairs:
-        new = _clone_graph(outs + [v for _, v in ups], pairs)
-        outs, ups = new[: len(outs)], [(sv, v) for (sv, _), v in zip(ups, new[len(outs) :])]
-    fname = _sym_name(name, set(), "f") if name else "f"
-    em = _Emitter(fname, ins, outs, ups, loc, on_unused_input)
-    module = em.emit()
-    _verify(module)
-    from irc.pipeline import run_pipeline
+    # What this function binds of the unknown dims (through givens, updates) holds for
+    # this function only: the graph may be compiled again with other givens.
+    mark = _UNIFIER.mark()
+    try:
+        ups = _function_updates(updates, loc)
+        pairs = _replacements(givens, loc, "givens")
+        for k, v in pairs:
+            if any(k is w for w, _, _ in ins):
+                raise CompileError(
+                    f"givens: '{k.name or k}' is an input of the function and cannot also be "
+                    "replaced",
+                    loc,
+                )
+            for dk, dv in zip(k.type.shape, v.type.shape):
+                if _UNIFIER.free(dk):  # x: f32[x_0, 64] given a [100, 64] slice: x_0 = 100
+                    _unify_shapes((dk,), (dv,))
+        if pairs:
+            new = _clone_graph(outs + [v for _, v in ups], pairs)
+            outs, ups = new[: len(outs)], [(sv, v) for (sv, _), v in zip(ups, new[len(outs) :])]
+        fname = _sym_name(name, set(), "f") if name else "f"
+        em = _Emitter(fname, ins, outs, ups, loc, on_unused_input)
+        module = em.emit()
+        try:
+            _verify(module)
+        except CompileError as e:
+            free = sorted(n for n in list(_UNIFIER.unknown) if re.search(rf"\b{n}\b", e.message))
+            if free and e.hint is None:  # a check deferred until the dims were known
+                e.hint = (
+                    f"{', '.join(free)}: dims of inputs made without dims=, known only when the "
+                    "function is called; give them (dims=) or replace the input with givens"
+                )
+            raise
+        from irc.pipeline import run_pipeline
 
-    opt = run_pipeline(module.clone())
+        opt = run_pipeline(module.clone())
+    finally:
+        _UNIFIER.rollback(mark)
     return Function(
         fname, module, opt, backend, device, em.syms, [sv for sv, _ in ups], single, ins, outs, loc
     )
@@ -2235,6 +2563,7 @@ class Function:
         sym_of = {id(sv): sym for sv, sym in syms}
         self._updated = [(sv, sym_of[id(sv)]) for sv in updated]
         self._single = single
+        self._ins = list(inputs)  # (Variable, argument name, default), for pickling
         self.inputs = [v for v, _, _ in inputs]
         self.outputs = list(outputs)
         self.backend = backend
@@ -2259,6 +2588,12 @@ class Function:
             self._synced[id(sv)] = sv._version
         out = [r[()] if r.ndim == 0 else r for r in results]
         return out[0] if self._single else out
+
+    def __reduce__(self):
+        """Pickled as its tg IR, inputs, outputs and backend; compiled again on load."""
+        from irc.pickling import reduce_function
+
+        return reduce_function(self)
 
     def ir(self, after: Optional[str] = None, stage: str = "opt", locs: bool = False) -> str:
         """The IR text: stage "tg" (as built), "opt" (after the pipeline), or

@@ -60,6 +60,7 @@ ON_EVERY_BACKEND = {
     "ops/test_add_an_op.py": ALL_BACKENDS,
     "api/test_symbolic_api.py": ("interp", "cpu"),
     "api/test_symbolic_docs.py": ("interp", "cpu"),
+    "api/test_unknown_dims.py": ALL_BACKENDS,
 }
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 

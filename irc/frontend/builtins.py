@@ -15,6 +15,47 @@ from irc.ir.types import DType
 
 _REQUIRED = object()
 
+# The words of the language (grammar/tg.lark), for "did you mean" hints.
+KEYWORDS = (
+    "fn", "def", "return", "shared", "const", "scan", "yield", "in", "seed", "steps",
+    "truncate", "true", "false", "True", "False", "None",
+)  # fmt: skip
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether b is a at most one edit away: one character inserted, deleted,
+    replaced, or two neighbours swapped (`ture` for `true`)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return a == b
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long_[i]:
+        i += 1
+    return short[i:] == long_[i + 1 :]
+
+
+def did_you_mean(name: str, candidates, strict: bool = False) -> str | None:
+    """A "did you mean 'x'?" hint: a candidate one edit away (or differing only in
+    case), else (unless strict) the closest by difflib; None when nothing is close."""
+    import difflib
+
+    cands = list(dict.fromkeys(c for c in candidates if c != name))
+    near = [c for c in cands if c.lower() == name.lower()] or [
+        c for c in cands if _one_edit(name, c)
+    ]
+    if not near and not strict:
+        near = difflib.get_close_matches(name, cands, n=1)
+    return f"did you mean '{near[0]}'?" if near else None
+
+
 # Infix operators and the tg ops they make (the registry decides which exist:
 # an operator whose op is not registered is refused where it is used).
 OPERATORS = {

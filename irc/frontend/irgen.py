@@ -19,14 +19,13 @@ Imports irc.ir, irc.ops and irc.frontend only.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from irc.frontend import ast as A
-from irc.frontend.builtins import BUILTINS, OPERATORS, call_builtin
+from irc.frontend.builtins import BUILTINS, KEYWORDS, OPERATORS, call_builtin, did_you_mean
 from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
@@ -504,10 +503,8 @@ class IRGen:
                 s = s.parent
         if self.ctx is not None:
             known += list(self.ctx.named_dims)
-        close = difflib.get_close_matches(name, known, n=1)
-        raise self.err(
-            f"unknown name '{name}'", loc, f"did you mean '{close[0]}'?" if close else None
-        )
+        known += list(KEYWORDS) + list(self.defs) + list(self.fns) + list(BUILTINS)
+        raise self.err(f"unknown name '{name}'", loc, did_you_mean(name, known))
 
     def read_shared(self, name) -> Value:
         v = self.ctx.reads.get(name)
@@ -786,10 +783,8 @@ class IRGen:
                 kwargs[k] = (self.ev(v), kloc)
             with self.b.at_loc(n.loc):
                 return call_builtin(self, n.func, args, kwargs, n.loc, n)
-        close = difflib.get_close_matches(n.func, list(BUILTINS) + list(self.defs), n=1)
-        raise self.err(
-            f"unknown function '{n.func}'", n.loc, f"did you mean '{close[0]}'?" if close else None
-        )
+        hint = did_you_mean(n.func, list(BUILTINS) + list(self.defs) + list(self.fns))
+        raise self.err(f"unknown function '{n.func}'", n.loc, hint)
 
     def grad(self, n: A.Call):
         if self.ctx is None:

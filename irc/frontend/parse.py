@@ -8,6 +8,7 @@ error into a located CompileError. Imports only irc.ir and irc.frontend.ast.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -21,6 +22,7 @@ from lark.exceptions import (
 )
 
 from irc.frontend import ast as A
+from irc.frontend.builtins import KEYWORDS, did_you_mean
 from irc.ir.core import Loc
 from irc.ir.errors import CompileError, register_source
 
@@ -93,6 +95,21 @@ def _describe_expected(expected) -> str:
     return "expected " + ", ".join(names)
 
 
+def _keyword_hint(text: str, tok):
+    """A "did you mean 'return'?" hint when the word before (or at) an unexpected
+    token is a misspelt keyword (`retrun x`)."""
+    pos = getattr(tok, "start_pos", None)
+    if pos is None:
+        return None
+    words = re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text[:pos])
+    for word in ([str(tok.value)] if tok.type == "NAME" else []) + words[-1:]:
+        if word not in KEYWORDS and len(word) >= 3:
+            hint = did_you_mean(word, KEYWORDS, strict=True)
+            if hint:
+                return hint
+    return None
+
+
 def parse_source(text: str, filename: str) -> A.Program:
     """Parse `.tg` text into an AST, raising CompileError on any mistake."""
     register_source(filename, text)
@@ -117,7 +134,9 @@ def parse_source(text: str, filename: str) -> A.Program:
             msg = f"unexpected {tok.value!r}"
             line, col = tok.line, tok.column
         exp = _describe_expected(e.expected)
-        raise CompileError(msg + (f"; {exp}" if exp else ""), Loc(filename, line, col)) from None
+        raise CompileError(
+            msg + (f"; {exp}" if exp else ""), Loc(filename, line, col), _keyword_hint(text, tok)
+        ) from None
     except UnexpectedEOF as e:
         line, col = _end_pos(text)
         exp = _describe_expected(e.expected)

@@ -6,7 +6,9 @@ division by a positive constant) may appear as an atom. Examples: `N`, `T*B`,
 `H-4`, `(H-2)//2`. Canonical strings compare equal exactly when the
 polynomials are equal, so type equality stays string equality.
 
-Owns: dim_add, dim_sub, dim_mul, dim_floordiv, parse_dim, eval_dim, dim_names.
+Owns: dim_add, dim_sub, dim_mul, dim_floordiv, parse_dim, eval_dim, dim_names, and the
+unification of unknown dims (Unifier, unifying, same_dim) that the type rules use to
+compare dims.
 Imports nothing of the project.
 """
 
@@ -221,3 +223,172 @@ def _eval(text: str, env: dict) -> int:
     if missing:
         raise KeyError(missing[0])
     return int(eval(text, {"__builtins__": {}}, {n: int(env[n]) for n in names}))  # noqa: S307
+
+
+# -- unknown dims and their unification (the Python API without dims=) ----------------
+
+
+class Unifier:
+    """Unknown dims: names that stand for a size nobody has given yet, bound
+    by unification as they meet other dims (as named dims are in `.tg`).
+
+    The Python API (irc/symbolic.py) makes one for the inputs made without
+    `dims=`: `x @ W` with W f32[8, 3] binds x's last dim to 8, two unknowns that
+    meet become one. Types keep the names; `resolve` substitutes the bindings
+    (Variables resolve their types lazily, so a later binding reaches earlier
+    expressions). An unknown still free when a function is compiled is an
+    ordinary named dim there, bound by the arguments at each call.
+
+    Bindings are undoable (`mark`/`rollback`): a failed op leaves no binding
+    behind, and `irc.function` binds the dims of `givens` locally.
+
+    A name is released, to be used again, when its owner (the object it was
+    made for, held weakly) is garbage: whoever mentions a name must keep its
+    owner alive (`owners`), and a binding keeps the owners of the names it
+    mentions alive for as long as the bound name lives.
+    """
+
+    def __init__(self):
+        self.unknown: set = set()  # the names that are unknowns
+        self.binding: dict = {}  # unknown name -> Dim (may mention other unknowns)
+        self.trail: list = []  # names bound, in order, for rollback
+        self.version = 0  # bumped on every change: caches of resolved types check it
+        self.owner: dict = {}  # unknown name -> weakref to the object it was made for
+        self.refs: dict = {}  # bound name -> owners its binding mentions (kept alive)
+
+    def fresh(self, hint: str, taken=()) -> str:
+        """A new unknown named `hint` (made unique: hint, hint_1, ...)."""
+        name, k = hint, 0
+        while name in self.unknown or name in taken:
+            k += 1
+            name = f"{hint}_{k}"
+        self.unknown.add(name)
+        return name
+
+    def adopt(self, names, owner) -> None:
+        """Tie the lifetime of the unknowns `names` to `owner`."""
+        import weakref
+
+        for n in names:
+            self.owner[n] = weakref.ref(owner, lambda _r, n=n: self._release(n))
+
+    def _release(self, name: str) -> None:
+        self.unknown.discard(name)
+        self.binding.pop(name, None)
+        self.refs.pop(name, None)
+        self.owner.pop(name, None)
+        self.version += 1
+
+    def owners(self, d: Dim) -> list:
+        """The live owners of the unknowns `d` mentions (to keep them alive)."""
+        if isinstance(d, int):
+            return []
+        out = []
+        for n in dim_names(d):
+            r = self.owner.get(n)
+            o = r() if r is not None else None
+            if o is not None:
+                out.append(o)
+        return out
+
+    def mark(self) -> int:
+        return len(self.trail)
+
+    def rollback(self, mark: int) -> None:
+        while len(self.trail) > mark:
+            name = self.trail.pop()
+            self.binding.pop(name, None)
+            self.refs.pop(name, None)
+        self.version += 1
+
+    def resolve(self, d: Dim) -> Dim:
+        """`d` with every bound unknown replaced by its binding (recursively)."""
+        if isinstance(d, int) or not self.binding:
+            return d
+        if d.isidentifier():
+            b = self.binding.get(d)
+            return d if b is None else self.resolve(b)
+        names = dim_names(d)
+        if not any(n in self.binding for n in names):
+            return d
+        text = re.sub(r"[A-Za-z_][A-Za-z_0-9]*", lambda m: f"({self.resolve(m.group(0))})", d)
+        return parse_dim(text)
+
+    def free(self, d: Dim) -> set:
+        """The unknowns `d` still depends on (after resolving)."""
+        return {n for n in dim_names(self.resolve(d)) if n in self.unknown}
+
+    def _bind(self, name: str, d: Dim) -> bool:
+        if name in dim_names(d):  # u = u + 1 has no solution; u = u is caught before
+            return False
+        self.binding[name] = d
+        self.refs[name] = self.owners(d)
+        self.trail.append(name)
+        self.version += 1
+        return True
+
+    def unify(self, a: Dim, b: Dim) -> bool:
+        """Make `a` and `b` equal by binding unknowns. True when they are equal
+        now, or cannot be decided yet (a product of unknowns against a size:
+        the compiled function's verifier checks it once the dims are known);
+        False on a genuine conflict."""
+        a, b = self.resolve(a), self.resolve(b)
+        if a == b:
+            return True
+        for x, y in ((a, b), (b, a)):
+            if isinstance(x, str) and x in self.unknown:
+                return self._bind(x, y)
+        if not (self.free(a) or self.free(b)):
+            return False
+        p = _add(_poly_of(a), _poly_of(b), -1)  # a - b == 0
+        # One unknown of degree 1 with a coefficient dividing the rest: solve for it.
+        for m, c in p.items():
+            if len(m) == 1 and m[0] in self.unknown:
+                u = m[0]
+                rest = {k: v for k, v in p.items() if k != m}
+                if any(u in k or any(u in dim_names(x) for x in k) for k in rest):
+                    continue
+                if all(v % c == 0 for v in rest.values()):
+                    return self._bind(u, _to_dim({k: -v // c for k, v in rest.items()}))
+        # Two products: cancel their common factors (u0*u1 == 64*u0 gives u1 == 64).
+        pa, pb = _poly_of(a), _poly_of(b)
+        if len(pa) == 1 and len(pb) == 1:
+            (ma, ca), (mb, cb) = next(iter(pa.items())), next(iter(pb.items()))
+            la, lb = list(ma), list(mb)
+            for x in ma:
+                if x in lb:
+                    la.remove(x)
+                    lb.remove(x)
+            if len(la) < len(ma):
+                return self.unify(_to_dim({tuple(la): ca}), _to_dim({tuple(lb): cb}))
+        return True  # undecidable until call time; the verifier checks it
+
+
+_ACTIVE: list = []  # the unifier in force while the Python API infers types
+
+
+class unifying:
+    """`with unifying(u):` dims compared by `same_dim` may bind u's unknowns."""
+
+    def __init__(self, unifier: Unifier):
+        self.unifier = unifier
+
+    def __enter__(self):
+        _ACTIVE.append(self.unifier)
+        return self.unifier
+
+    def __exit__(self, *exc):
+        _ACTIVE.pop()
+        return False
+
+
+def same_dim(a: Dim, b: Dim) -> bool:
+    """Whether two dims are equal: equal canonical forms; where unknown dims are
+    in force (`unifying`), also when unification can make them equal."""
+    if a == b:
+        return True
+    return bool(_ACTIVE) and _ACTIVE[-1].unify(a, b)
+
+
+def same_shape(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(same_dim(x, y) for x, y in zip(a, b))

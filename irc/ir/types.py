@@ -3,7 +3,8 @@ NumPy's broadcasting and promotion rules over them.
 
 Owns: DType, TensorType, broadcast_shapes, promote_dtypes, parse helpers for the
 type syntax shared by `.tg` source and IR text (`f32[N, 784]`, `i32`).
-Must not import anything else of the project.
+Imports only irc.ir.dims (same_dim: dims compare by unification where unknown
+dims are in force).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from typing import Iterable, Union
 
 import numpy as np
+
+from irc.ir.dims import same_dim
 
 Dim = Union[int, str]  # an integer extent or a named dim bound at call time
 
@@ -127,7 +130,9 @@ def broadcast_shapes(*shapes: tuple) -> tuple:
 
     A named dim matches itself and broadcasts against 1. A named dim against a
     different integer or name is an error: irc cannot prove the sizes agree for
-    every binding of the name (unify the names in the model instead).
+    every binding of the name (unify the names in the model instead). Unknown
+    dims (irc.ir.dims.Unifier, in force) unify instead, as in Theano: an
+    unknown dim is not 1 unless it is given as 1.
     """
     rank = max((len(s) for s in shapes), default=0)
     out = []
@@ -140,7 +145,7 @@ def broadcast_shapes(*shapes: tuple) -> tuple:
             d = s[i]
             if d == 1:
                 continue
-            if cur == 1 or cur == d:
+            if cur == 1 or same_dim(cur, d):
                 cur = d
                 continue
             raise TypeError_(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from irc.ir.dims import dim_add, dim_floordiv, dim_mul, dim_sub
+from irc.ir.dims import dim_add, dim_floordiv, dim_mul, dim_sub, same_dim, same_shape
 from irc.ir.types import TensorType, TypeError_, promote_dtypes
 from irc.ops.common import as_dims, fmt_shape, int_pair, named_infer, norm_axis
 from irc.ops.cost import (
@@ -114,7 +114,7 @@ def _crossentropy_infer(types, attrs):
     if p.rank == 0:
         raise TypeError_(f"predictions need a class axis, got {p}")
     if y.dtype.is_int:
-        if y.shape != p.shape[:-1]:
+        if not same_shape(y.shape, p.shape[:-1]):
             shape = "[" + ", ".join(map(str, p.shape[:-1])) + "]"
             raise TypeError_(
                 f"integer labels {y} do not match predictions {p} "
@@ -122,7 +122,7 @@ def _crossentropy_infer(types, attrs):
             )
         return [TensorType(p.dtype, p.shape[:-1])]
     if y.dtype.is_float:
-        if y.shape != p.shape:
+        if not same_shape(y.shape, p.shape):
             raise TypeError_(f"target distributions {y} do not match predictions {p}")
         return [TensorType(promote_dtypes(p.dtype, y.dtype), p.shape[:-1])]
     raise TypeError_(f"targets must be integer labels or float distributions, got {y}")
@@ -277,7 +277,7 @@ def _conv_infer(nd, name):
             raise TypeError_(f"the filters must have rank {rank} (F, C, kernel...), got {w}")
         if not (x.dtype.is_float and w.dtype.is_float):
             raise TypeError_(f"needs float operands, got {x} and {w}")
-        if x.shape[1] != w.shape[1]:
+        if not same_dim(x.shape[1], w.shape[1]):
             raise TypeError_(
                 f"the input has {x.shape[1]} channels but the filters expect {w.shape[1]}: "
                 f"{x} and {w}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.ir.dims import dim_add, dim_mul, parse_dim
+from irc.ir.dims import dim_add, dim_mul, parse_dim, same_dim, same_shape
 from irc.ir.types import (
     I32,
     TensorType,
@@ -73,7 +73,7 @@ def _matmul_infer(types, attrs):
         raise TypeError_(f"`@`: operands must have at least one dimension: {a} @ {b}")
     ash = a.shape if a.rank > 1 else (1,) + a.shape
     bsh = b.shape if b.rank > 1 else b.shape + (1,)
-    if ash[-1] != bsh[-2]:
+    if not same_dim(ash[-1], bsh[-2]):
         raise TypeError_(f"`@`: inner dimensions differ: {a} @ {b}")
     batch = broadcast_shapes(ash[:-2], bsh[:-2])
     shape = batch + ((ash[-2],) if a.rank > 1 else ()) + ((bsh[-1],) if b.rank > 1 else ())
@@ -388,7 +388,7 @@ def _reshape_infer(types, attrs):
                 f"({total} elements divided by {_product(known)})"
             )
         shape = shape[: holes[0]] + (q,) + shape[holes[0] + 1 :]
-    elif _product(shape) != total:
+    elif not same_dim(_product(shape), total):
         raise TypeError_(
             f"cannot reshape {x} ({total} elements) to {fmt_shape(shape)} "
             f"({_product(shape)} elements)"
@@ -472,7 +472,7 @@ def _concat_infer(types, attrs):
         if t.rank != r:
             raise TypeError_(f"operands differ in rank: {types[0]} and {t}")
         for i in range(r):
-            if i != axis and t.shape[i] != types[0].shape[i]:
+            if i != axis and not same_dim(t.shape[i], types[0].shape[i]):
                 raise TypeError_(f"operands differ in dimension {i}: {types[0]} and {t}")
     n = 0
     for t in types:
@@ -519,7 +519,7 @@ def _stack_infer(types, attrs):
     if not types:
         raise TypeError_("needs at least one operand")
     for t in types[1:]:
-        if t.shape != types[0].shape:
+        if not same_shape(t.shape, types[0].shape):
             raise TypeError_(f"operands differ in shape: {types[0]} and {t}")
     r = types[0].rank
     axis = norm_axis(attrs.get("axis", 0), r + 1)
@@ -615,7 +615,7 @@ def _broadcast_to_infer(types, attrs):
         out = broadcast_shapes(x.shape, shape)
     except TypeError_:
         out = None
-    if out != shape:
+    if out is None or not same_shape(out, shape):
         raise TypeError_(f"cannot broadcast {x} to {fmt_shape(shape)}")
     return [x.with_shape(shape)]
 

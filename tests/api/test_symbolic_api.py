@@ -360,12 +360,15 @@ def test_error_inside_a_helper_points_into_the_helper():
     assert info.value.loc.line == _layer.__code__.co_firstlineno + 1
 
 
-def test_made_up_dims_get_a_hint():
+def test_unknown_dims_conflict_gets_a_hint():
     x = irc.matrix("x")
     W = irc.shared(np.zeros((64, 10), np.float32), name="W")
+    x @ W  # binds x's last dim to 64
     with pytest.raises(CompileError) as info:
-        x @ W
-    assert "made-up dims ('x_0', 'x_1')" in info.value.hint
+        x @ irc.shared(np.zeros((32, 10), np.float32), name="W2")
+    assert "inner dimensions differ" in info.value.message
+    assert "'x' was made without dims" in info.value.hint
+    assert ", 64]" in info.value.hint
 
 
 def test_pass_errors_point_at_the_grad_call():

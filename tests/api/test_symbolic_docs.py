@@ -36,8 +36,23 @@ def blocks(text: str) -> list:
     return out
 
 
-def run(text: str) -> list:
-    """Run the python blocks; returns (python block, output block or None, stdout) triples."""
+def run(text: str, name: str = NAME) -> list:
+    """Run the python blocks; returns (python block, output block or None, stdout) triples.
+
+    The document gets its own table of unknown dims (irc.symbolic._UNIFIER), so the
+    names it prints (`u_0`) do not depend on what ran before it in this process."""
+    import irc.ir.dims
+    import irc.symbolic
+
+    saved = irc.symbolic._UNIFIER, irc.symbolic._NAMED
+    irc.symbolic._UNIFIER, irc.symbolic._NAMED = irc.ir.dims.Unifier(), set()
+    try:
+        return _run(text, name)
+    finally:
+        irc.symbolic._UNIFIER, irc.symbolic._NAMED = saved
+
+
+def _run(text: str, NAME: str) -> list:
     import irc
     import irc.symbolic
     from irc.ir.errors import register_source
@@ -95,6 +110,9 @@ def update():
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--update"]:
+        import irc.api
+
+        irc.api.DEFAULT_BACKEND = "interp"  # as tests/conftest.py
         update()
     else:
         print(__doc__)
