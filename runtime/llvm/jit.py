@@ -41,6 +41,10 @@ def _source_hash() -> str:
     return h.hexdigest()[:16]
 
 
+class CacheMiss(Exception):
+    """A cache entry that is missing, damaged or does not fit: compile instead."""
+
+
 _SOURCE_HASH = None
 _MAGIC = b"IRCOBJ1\n"
 _lock = threading.Lock()
@@ -100,6 +104,15 @@ def cache_dir() -> str:
     return os.path.join(base, "irc")
 
 
+def target_id() -> str:
+    """What the object code depends on besides its IR: LLVM, host CPU, code generator."""
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        _SOURCE_HASH = _source_hash()
+    cpu, features = host_cpu()
+    return "|".join((CODEGEN_VERSION, _SOURCE_HASH, ".".join(map(str, llvm.llvm_version_info)), cpu, features))
+
+
 def cache_key(loop_ir_text: str, version: str) -> str:
     global _SOURCE_HASH
     if _SOURCE_HASH is None:
@@ -136,22 +149,37 @@ def cache_read(key: str):
     return obj, meta
 
 
-def cache_write(key: str, obj: bytes, meta: dict) -> None:
+def blob_read(name: str):
+    """The bytes of cache file `name`, or None (missing or unreadable)."""
+    try:
+        with open(os.path.join(cache_dir(), name), "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def blob_write(name: str, data: bytes) -> None:
+    """Write cache file `name` atomically (a temporary file renamed into place);
+    a read-only or full disk only costs the next load a compile."""
     d = cache_dir()
     try:
-        os.makedirs(d, exist_ok=True)
-        head = json.dumps(dict(meta, sha256=hashlib.sha256(obj).hexdigest())).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".o", dir=d)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC + struct.pack("<Q", len(head)) + head + obj)
-            os.replace(tmp, os.path.join(d, key + ".o"))
+                f.write(data)
+            os.replace(tmp, os.path.join(d, name))
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
     except OSError:
-        pass  # a read-only or full disk only costs the next load a compile
+        pass
+
+
+def cache_write(key: str, obj: bytes, meta: dict) -> None:
+    head = json.dumps(dict(meta, sha256=hashlib.sha256(obj).hexdigest())).encode()
+    blob_write(key + ".o", _MAGIC + struct.pack("<Q", len(head)) + head + obj)
 
 
 class Linked:
