@@ -55,10 +55,9 @@ from irc.runtime.binding import (
     spec_of_loop_function,
     spec_to_json,
 )
-from irc.runtime.interp import InterpError
 
 from . import jit
-from .blas import bind_symbols
+from .blas import bind_blas, bind_process_symbols
 from .threads import pool_address
 
 try:
@@ -155,6 +154,9 @@ class _Function:
         return self.ws_addr
 
     def failed(self, rc: int):
+        # imported here: runtime.interp imports every op definition, which a cached load skips
+        from irc.runtime.interp import InterpError
+
         msg = self.messages[rc - 1] if 0 < rc <= len(self.messages) else f"error {rc}"
         return InterpError(f"{self.name}: {msg}")
 
@@ -322,8 +324,15 @@ class LLVMBackend:
             self.state[n] = arr
 
     def _link(self, obj, cache):
-        bind_symbols()
-        pool_address()
+        # what the object calls must be bound before MCJIT resolves it; OpenBLAS
+        # and the thread pool only when it calls them (a model without a matrix
+        # product or a parallel loop pays for neither)
+        if obj is not None:
+            bind_process_symbols()
+            if b"scipy_cblas_" in obj:
+                bind_blas()
+            if b"irc_pool_run" in obj:
+                pool_address()
         return jit.linked(self.key, obj) if cache else jit.Linked(obj)
 
     def _finish(self, specs, threads):

@@ -57,8 +57,15 @@ def init() -> None:
     llvm.initialize_native_asmprinter()
 
 
+_HOST = None
+
+
 def host_cpu() -> tuple:
-    return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    """(CPU name, feature string) of the host, asked once (each ask costs ~10 ms)."""
+    global _HOST
+    if _HOST is None:
+        _HOST = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    return _HOST
 
 
 def _new_target_machine():
