@@ -3,7 +3,8 @@ host CPU and its features, object emission, MCJIT loading of object code, and
 the on-disk compile cache.
 
 Cache: object code plus a JSON header (per function: assertion messages) in
-$XDG_CACHE_HOME/irc (or ~/.cache/irc), one file per key, where the key hashes
+irc's private cache folder (irc/cachedir.py: $XDG_CACHE_HOME/irc or
+~/.cache/irc, 0700, owner checked), one file per key, where the key hashes
 the loop IR text, irc's version, the codegen version, LLVM's version and the
 host CPU name and features. Files are written to a temporary name in the same
 folder and renamed into place (atomic; concurrent writers are harmless). A
@@ -11,7 +12,7 @@ second load of the same model therefore does no LLVM code generation or
 optimisation, only the MCJIT link of the object; an in-process table also
 reuses the linked engine itself.
 
-Imports llvmlite and the standard library only.
+Imports llvmlite, irc.cachedir and the standard library only.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import threading
 
 import llvmlite.binding as llvm
+
+from irc import cachedir
 
 CODEGEN_VERSION = "1"
 
@@ -107,8 +109,7 @@ def emit_assembly(mod) -> str:
 
 
 def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "irc")
+    return cachedir.cache_dir()
 
 
 def target_id() -> str:
@@ -135,11 +136,8 @@ def cache_key(loop_ir_text: str, version: str) -> str:
 
 def cache_read(key: str):
     """(object bytes, metadata dict) or None."""
-    path = os.path.join(cache_dir(), key + ".o")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+    data = cachedir.read(key + ".o")
+    if data is None:
         return None
     if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 8:
         return None
@@ -157,31 +155,13 @@ def cache_read(key: str):
 
 
 def blob_read(name: str):
-    """The bytes of cache file `name`, or None (missing or unreadable)."""
-    try:
-        with open(os.path.join(cache_dir(), name), "rb") as f:
-            return f.read()
-    except OSError:
-        return None
+    """The bytes of cache file `name`, or None (irc/cachedir.py: private folder only)."""
+    return cachedir.read(name)
 
 
 def blob_write(name: str, data: bytes) -> None:
-    """Write cache file `name` atomically (a temporary file renamed into place);
-    a read-only or full disk only costs the next load a compile."""
-    d = cache_dir()
-    try:
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, os.path.join(d, name))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    except OSError:
-        pass
+    """Write cache file `name` atomically (irc/cachedir.py)."""
+    cachedir.write(name, data)
 
 
 def cache_write(key: str, obj: bytes, meta: dict) -> None:
