@@ -165,10 +165,18 @@ def bind_names(spec: CallSpec, args: tuple, kwargs: dict) -> list:
 # -- generated checks ---------------------------------------------------------------------------------
 
 
-def check_source(spec: CallSpec, args: str = "args", indent: str = "    ") -> tuple:
+def check_source(
+    spec: CallSpec, args: str = "args", indent: str = "    ", scalar_slots: dict | None = None
+) -> tuple:
     """Python source lines checking the positional sequence `args` (in a function
     that also has `env`, the explicit dims, in scope), and the namespace they need.
-    Afterwards local a0..aN-1 hold the converted arrays and `key` the dims tuple."""
+    Afterwards local a0..aN-1 hold the converted arrays and `key` the dims tuple.
+
+    scalar_slots {k: local name}: for a float rank-0 input k, a Python float or a
+    NumPy float scalar is kept in that local (for the caller to store into a
+    ctypes value of the argument's C type: the same rounding as NumPy's cast)
+    and a{k} is set to None instead of an array; anything else takes the
+    general path."""
     n = len(spec.in_names)
     ns = {
         "ndarray": np.ndarray,
@@ -193,6 +201,16 @@ def check_source(spec: CallSpec, args: str = "args", indent: str = "    ") -> tu
             f"if {a}.__class__ is not ndarray or {a}.dtype is not T{k} "
             f"or not {a}.flags.c_contiguous: {a} = convert(spec, {k}, {a})"
         )
+        if t.rank == 0 and scalar_slots and k in scalar_slots:
+            ns["float"] = float
+            ns["f32"], ns["f64"] = np.float32, np.float64
+            lines[-1] = (
+                f"c = {a}.__class__\n{indent}if c is float or c is f32 or c is f64:"
+                f" {scalar_slots[k]} = {a}; {a} = None\n{indent}else:\n{indent}    "
+                + lines[-1]
+                + f"\n{indent}    if {a}.ndim: raise rank_error(spec, {k}, {a})"
+            )
+            continue
         if t.rank == 0:
             lines.append(f"if {a}.ndim: raise rank_error(spec, {k}, {a})")
             continue

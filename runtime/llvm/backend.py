@@ -128,7 +128,10 @@ class _Function:
         self.ptrs_addr = ctypes.addressof(self.ptrs)
         self.dims_arr = (ctypes.c_int64 * max(1, len(self.dims)))()
         self.dims_addr = ctypes.addressof(self.dims_arr)
-        self.last_in = [None] * self.n_in
+        # a ctypes slot per float scalar input (the fast path of a Python or NumPy float)
+        self.slots = {k: (ctypes.c_float if t.dtype.name == "f32" else ctypes.c_double)()
+                      for k, t in enumerate(self.in_types) if t.rank == 0 and t.dtype.is_float}
+        self.last_in = [0] * self.n_in  # 0: never None (None means "in the slot")
         self.last_out = [None] * self.n_out
         self.last_key = [None]
         self.plans: dict = {}
@@ -171,8 +174,12 @@ def _make_caller(backend, f: _Function, api_spec: CallSpec | None = None):
     a method `__call__(self, *args, **kwargs)` that returns what irc.api
     returns (a scalar for a 0-d result, a tuple for several, None for none);
     otherwise `call(args, env=None)` -> list of arrays."""
-    lines, ns = check_source(f.spec, "args", "    ")
+    slots = {k: f"v{k}" for k, t in enumerate(f.in_types) if t.rank == 0 and t.dtype.is_float}
+    lines, ns = check_source(f.spec, "args", "    ", slots)
     n_in, n_out = f.n_in, f.n_out
+    for k in slots:
+        ns[f"slot{k}"] = f.slots[k]
+        ns[f"slot_addr{k}"] = ctypes.addressof(f.slots[k])
     ns.update(
         f=f,
         lock=backend.lock,
@@ -213,8 +220,13 @@ def _make_caller(backend, f: _Function, api_spec: CallSpec | None = None):
     body.append(w + "ws_addr = f.ws_addr if need <= f.ws.size else f.grow_workspace(need)")
     for k in range(n_in):
         body.append(w + f"if a{k} is not last_in[{k}]:")
-        body.append(w + f"    ptrs[{k}] = ptr(a{k}) if a{k}.size else 0")
+        if k in slots:  # a{k} None: the value v{k} goes into slot k (a float scalar)
+            body.append(w + f"    ptrs[{k}] = slot_addr{k} if a{k} is None else ptr(a{k})")
+        else:
+            body.append(w + f"    ptrs[{k}] = ptr(a{k}) if a{k}.size else 0")
         body.append(w + f"    last_in[{k}] = a{k}")
+        if k in slots:
+            body.append(w + f"if a{k} is None: slot{k}.value = v{k}")
     for j in range(n_out):
         ns[f"O{j}"] = f.out_types[j].dtype.np
         body.append(w + f"o{j} = last_out[{j}]")

@@ -200,3 +200,30 @@ def test_backend_call_shares_the_checks(mod):
         be.call("step", [np.ones((2, 3), np.float32), np.zeros(3, np.int32), np.float32(1)])
     with pytest.raises(irc.CallError, match="no entry function"):
         be.call("nope", [])
+
+
+def test_scalar_fast_path_values_and_threads(mod):
+    """Float scalars go through a ctypes slot written under the call's lock: the
+    same rounding as NumPy's cast, and concurrent calls never see each other's."""
+    import threading
+
+    x = np.linspace(-2, 2, 64, dtype=np.float32)
+    for a in (1.1, np.float64(1.1), np.float32(1.1), 1, np.int32(1), True, np.array(1.1)):
+        want = mod.chain(x, np.asarray(a).astype(np.float32), np.float32(0.3))
+        np.testing.assert_array_equal(mod.chain(x, a, 0.3), want)
+    errors = []
+
+    def worker(a):
+        want = mod.chain(x, np.float32(a), np.float32(-a))
+        for _ in range(300):
+            got = mod.chain(x, a, -a)
+            if not np.array_equal(got, want):
+                errors.append(a)
+                return
+
+    ts = [threading.Thread(target=worker, args=(0.5 + k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
