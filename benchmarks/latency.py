@@ -10,7 +10,9 @@ kernels, measured as a new user meets it (issue #14's table).
 - call overhead: one call of the chain on 10 floats through the API
   (m.chain(x, a, b), checks included), and the same chain in NumPy.
 
-Fresh processes get byte-compiled sources (a pip install compiles them; an
+Each figure is wall time and, as `[cpu]`, CPU time (user + system of the
+process; for the call, of the calling thread's process): on a shared machine
+the CPU figures move less with the load. Fresh processes get byte-compiled sources (a pip install compiles them; an
 editable install with PYTHONDONTWRITEBYTECODE=1 would not): PYTHONPYCACHEPREFIX
 points at a folder of this run, filled by a first, untimed process. Each figure
 is the minimum and the median over `reps` runs.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,14 +63,14 @@ irc.loads(CHAIN_TG, backend="cpu").chain(np.ones(4, np.float32), 1.0, 0.0)
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp()  # empty again
 x = np.random.default_rng(0).normal(size=(128, 784)).astype(np.float32)
 y = np.zeros(128, np.int32)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 m = irc.loads(MLP_TG, backend="cpu")
 m.train(x, y, 0.1)
-print(time.perf_counter() - t0)
+print(time.perf_counter() - t0, time.process_time() - c0)
 """
 
 _CALL = """
-import sys, timeit
+import sys, time, timeit
 import numpy as np
 import irc
 sys.path.insert(0, {here!r})
@@ -79,9 +82,11 @@ f = m.chain
 for _ in range(2000):
     f(x, a, b)
 n = 5000
-t_irc = min(timeit.repeat(lambda: f(x, a, b), number=n, repeat=7)) / n
-t_np = min(timeit.repeat(lambda: chain_numpy(x, a, b), number=n, repeat=7)) / n
-print(t_irc, t_np)
+figs = []
+for timer in (time.perf_counter, time.process_time):
+    figs.append(min(timeit.repeat(lambda: f(x, a, b), number=n, repeat=7, timer=timer)) / n)
+    figs.append(min(timeit.repeat(lambda: chain_numpy(x, a, b), number=n, repeat=7, timer=timer)) / n)
+print(*figs)
 """
 
 
@@ -93,13 +98,16 @@ def _env(extra: dict) -> dict:
 
 
 def _run(python, code, env) -> tuple:
-    """(wall seconds of the whole process, its stdout)."""
+    """(wall seconds of the whole process, its CPU seconds (user + system), its stdout)."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
-    return wall, out.stdout
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, cpu, out.stdout
 
 
 def measure(reps: int = 5, python: str = sys.executable, env_extra: dict | None = None) -> dict:
@@ -111,18 +119,22 @@ def measure(reps: int = 5, python: str = sys.executable, env_extra: dict | None 
         load = _LOAD.format(here=HERE)
         first = dict(env, XDG_CACHE_HOME=os.path.join(root, "first"))
         _run(python, load, first)  # byte-compiles the sources, as an install would
-        res = {"cold": [], "cached": [], "cold, warm process": [], "call": [], "call (numpy)": []}
+        names = ["cold", "cached", "cold, warm process", "call", "call (numpy)"]
+        res = {f: [] for k in names for f in (k, f"{k} [cpu]")}
         for r in range(reps):
             e = dict(env, XDG_CACHE_HOME=os.path.join(root, f"cache{r}"))
-            res["cold"].append(_run(python, load, e)[0])
-            res["cached"].append(_run(python, load, e)[0])
-            wp = _run(python, _WARM_PROCESS.format(here=HERE), e)[1]
-            res["cold, warm process"].append(float(wp.split()[-1]))
+            for k in ("cold", "cached"):
+                wall, cpu, _ = _run(python, load, e)
+                res[k].append(wall)
+                res[f"{k} [cpu]"].append(cpu)
+            wall, cpu = map(float, _run(python, _WARM_PROCESS.format(here=HERE), e)[2].split())
+            res["cold, warm process"].append(wall)
+            res["cold, warm process [cpu]"].append(cpu)
         e = dict(env, XDG_CACHE_HOME=os.path.join(root, "calls"))
         for r in range(max(1, reps // 2)):
-            t_irc, t_np = map(float, _run(python, _CALL.format(here=HERE), e)[1].split())
-            res["call"].append(t_irc)
-            res["call (numpy)"].append(t_np)
+            figs = list(map(float, _run(python, _CALL.format(here=HERE), e)[2].split()))
+            for k, v in zip(["call", "call (numpy)", "call [cpu]", "call (numpy) [cpu]"], figs):
+                res[k].append(v)
         return res
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -132,7 +144,7 @@ def table(res: dict) -> str:
     lines = ["| figure | min | median | target |", "|---|---|---|---|"]
     for k, ts in res.items():
         unit, scale = ("µs", 1e6) if k.startswith("call") else ("s", 1.0)
-        tgt = TARGETS.get(k)
+        tgt = TARGETS.get(k.replace(" [cpu]", ""))
         tcell = ""
         if tgt is not None:
             verdict = "ok" if statistics.median(ts) <= tgt else "ok (min only)" if min(ts) <= tgt else "MISSED"
