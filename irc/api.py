@@ -50,9 +50,12 @@ def load(
     define: Optional[dict] = None,
     seed: Optional[int] = None,
     device: Optional[str] = None,
+    threads: Optional[int] = None,
 ):
     """Compile a `.tg` file (or source text) for a backend ("cpu" by default,
-    "interp" or "opencl"); returns a CompiledModule."""
+    "interp" or "opencl"); returns a CompiledModule. `threads`: the cpu backend's
+    thread count for this module (default: irc.set_num_threads / IRC_NUM_THREADS /
+    the usable cores)."""
     if isinstance(path_or_source, os.PathLike) or not _is_source(str(path_or_source)):
         path = os.fspath(path_or_source)
         try:
@@ -61,9 +64,12 @@ def load(
         except OSError as e:
             raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
         return _build(
-            text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device
+            text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device,
+            threads,
         )
-    return loads(path_or_source, backend=backend, define=define, seed=seed, device=device)
+    return loads(
+        path_or_source, backend=backend, define=define, seed=seed, device=device, threads=threads
+    )
 
 
 def loads(
@@ -73,9 +79,10 @@ def loads(
     seed: Optional[int] = None,
     filename: str = "<string>",
     device: Optional[str] = None,
+    threads: Optional[int] = None,
 ):
     """Compile `.tg` source text; `load(...)` paths resolve from the working directory."""
-    return _build(text, filename, os.getcwd(), backend, define, seed, device)
+    return _build(text, filename, os.getcwd(), backend, define, seed, device, threads)
 
 
 def compile_to_ir(text: str, filename: str, define=None) -> Module:
@@ -112,10 +119,13 @@ def parse_define_value(text: str):
             raise CompileError(f"-D: '{text}' is not a number") from None
 
 
-def _build(text, filename, base_dir, backend, define, seed, device):
+def _build(text, filename, base_dir, backend, define, seed, device, threads=None):
     backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    bad_threads = isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    if threads is not None and bad_threads:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     defines = _check_defines(define)
     key = None
     if backend == "cpu" and os.environ.get("IRC_NO_CACHE") != "1":
@@ -124,6 +134,7 @@ def _build(text, filename, base_dir, backend, define, seed, device):
         key = cache.module_key(text, filename, defines, backend)
         m = _from_cache(key, text, filename, define, base_dir, seed)
         if m is not None:
+            _pin_threads(m._backend, threads)
             return m
     from irc.pipeline import run_pipeline
     from irc.runtime.state import initial_values
@@ -133,10 +144,18 @@ def _build(text, filename, base_dir, backend, define, seed, device):
     module_seed = opt.attrs.get("seed", 0) if seed is None else seed
     state = initial_values(opt, base_dir, module_seed)
     be = _make_backend(backend, opt, state, device)
+    _pin_threads(be, threads)
     m = CompiledModule(text, filename, define, tg, opt, be, backend)
     if key is not None:
         _to_cache(key, m)
     return m
+
+
+def _pin_threads(be, threads) -> None:
+    if threads is not None and hasattr(be, "set_threads"):
+        from irc.runtime.llvm.threads import pin
+
+        pin(be, threads)  # this module keeps its own count, whatever set_num_threads says
 
 
 def _to_cache(key, m: "CompiledModule") -> None:

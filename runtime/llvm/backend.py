@@ -36,7 +36,6 @@ Imports irc.ir, irc.ops, irc.passes (lower-to-loops) and runtime modules only.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 import threading
 
@@ -58,7 +57,7 @@ from irc.runtime.binding import (
 
 from . import jit
 from .blas import bind_blas, bind_process_symbols
-from .threads import pool_address
+from .threads import follow, num_threads, pool_address
 
 try:
     from irc import __version__ as IRC_VERSION
@@ -72,15 +71,13 @@ DEFAULT_THREADS = None
 
 
 def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
+    """irc.set_num_threads / IRC_NUM_THREADS / the usable cores (threads.py)."""
+    return num_threads()
 
 
 def _only_functions(text: str, fn: str) -> str:
     """The `define`s of an LLVM IR text that belong to entry function fn (fn, its
-    kernels fn__k*, its workspace size fn__ws)."""
+    kernels fn.k*, its workspace size fn.ws)."""
     out, keep = [], False
     for line in text.splitlines():
         if line.startswith("define"):
@@ -269,6 +266,8 @@ class LLVMBackend:
         self._loop_thunk = None
         globs = [op for op in self._loop_module.body.ops if op.name == "tg.global"]
         self._init_state([(op.attrs["sym_name"], op.attrs["type"]) for op in globs], state)
+        from .codegen import ws_symbol  # (not needed, nor imported, on a module-cache hit)
+
         self._loop_text = print_module(self._loop_module)
         self.key = jit.cache_key(self._loop_text, IRC_VERSION)
         self._llvm_mod = None
@@ -279,7 +278,7 @@ class LLVMBackend:
             spec = spec_of_loop_function(op)
             n_in = op.attrs["n_inputs"]
             outs = [a.type for a in op.regions[0].block.args[n_in:]]
-            specs.append((spec, outs, meta["messages"][spec.name]))
+            specs.append((spec, outs, meta["messages"][spec.name], ws_symbol(spec.name)))
         self._finish(specs, threads)
 
     @classmethod
@@ -298,7 +297,8 @@ class LLVMBackend:
         try:
             self._init_state([(n, parse_type(t)) for n, t in entry["globals"]], state)
             specs = [
-                (spec_from_json(e["spec"]), [parse_type(t) for t in e["outs"]], list(e["messages"]))
+                (spec_from_json(e["spec"]), [parse_type(t) for t in e["outs"]],
+                 [str(m) for m in e["messages"]], str(e["ws"]))
                 for e in entry["functions"]
             ]
         except (KeyError, TypeError, ValueError, CompileError) as e:
@@ -321,7 +321,7 @@ class LLVMBackend:
             "globals": [[n, str(self.global_types[n])] for n in self.global_names],
             "functions": [
                 {"spec": spec_to_json(f.spec), "outs": [str(t) for t in f.out_types],
-                 "messages": f.messages}
+                 "messages": f.messages, "ws": f.ws_symbol}
                 for f in self.functions.values()
             ],
         }
@@ -351,11 +351,15 @@ class LLVMBackend:
         self.ctx = (ctypes.c_int64 * 4)()
         self.ctx_addr = ctypes.addressof(self.ctx)
         self.functions = {}
-        for spec, outs, messages in specs:
+        for spec, outs, messages, ws in specs:
             name = spec.name
-            self.functions[name] = _Function(self, spec, outs, messages, self.linked.address(name),
-                                             self.linked.address(name + "__ws"))
-        self.set_threads(default_threads() if threads is None else threads)
+            f = _Function(self, spec, outs, messages, self.linked.address(name), self.linked.address(ws))
+            f.ws_symbol = ws
+            self.functions[name] = f
+        if threads is None:  # follow irc.set_num_threads
+            follow(self)
+            threads = num_threads()
+        self.set_threads(threads)
 
     @property
     def loop_text(self) -> str:
