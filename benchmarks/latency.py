@@ -12,9 +12,10 @@ kernels, measured as a new user meets it (issue #14's table).
 
 Each figure is wall time and, as `[cpu]`, CPU time (user + system of the
 process; for the call, of the calling thread's process): on a shared machine
-the CPU figures move less with the load. Fresh processes get byte-compiled sources (a pip install compiles them; an
-editable install with PYTHONDONTWRITEBYTECODE=1 would not): PYTHONPYCACHEPREFIX
-points at a folder of this run, filled by a first, untimed process. Each figure
+the CPU figures move less with the load. Fresh processes get byte-compiled
+sources (a pip install compiles them; an editable install with
+PYTHONDONTWRITEBYTECODE=1 would not): PYTHONPYCACHEPREFIX points at a folder
+of this run, filled by a first, untimed process. Each figure
 is the minimum and the median over `reps` runs.
 
     python benchmarks/latency.py [--reps 5]       # just this section
@@ -85,7 +86,8 @@ n = 5000
 figs = []
 for timer in (time.perf_counter, time.process_time):
     figs.append(min(timeit.repeat(lambda: f(x, a, b), number=n, repeat=7, timer=timer)) / n)
-    figs.append(min(timeit.repeat(lambda: chain_numpy(x, a, b), number=n, repeat=7, timer=timer)) / n)
+    g = lambda: chain_numpy(x, a, b)  # noqa: E731
+    figs.append(min(timeit.repeat(g, number=n, repeat=7, timer=timer)) / n)
 print(*figs)
 """
 
@@ -147,10 +149,17 @@ def table(res: dict) -> str:
         tgt = TARGETS.get(k.replace(" [cpu]", ""))
         tcell = ""
         if tgt is not None:
-            verdict = "ok" if statistics.median(ts) <= tgt else "ok (min only)" if min(ts) <= tgt else "MISSED"
+            verdict = (
+                "ok"
+                if statistics.median(ts) <= tgt
+                else "ok (min only)"
+                if min(ts) <= tgt
+                else "MISSED"
+            )
             tcell = f"<= {tgt * scale:g} {unit} {verdict}"
         lines.append(
-            f"| {k} | {min(ts) * scale:.3g} {unit} | {statistics.median(ts) * scale:.3g} {unit} | {tcell} |"
+            f"| {k} | {min(ts) * scale:.3g} {unit} "
+            f"| {statistics.median(ts) * scale:.3g} {unit} | {tcell} |"
         )
     return "\n".join(lines)
 

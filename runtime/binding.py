@@ -54,7 +54,7 @@ class CallSpec:
             self.defaults = [None] * len(self.in_names)
 
 
-# -- errors and conversion (the slow paths of the generated code) ------------------------------------
+# -- errors and conversion (the slow paths of the generated code) ----------------------------------
 
 
 def convert(spec: CallSpec, k: int, a) -> np.ndarray:
@@ -72,13 +72,19 @@ def convert(spec: CallSpec, k: int, a) -> np.ndarray:
         if arr.dtype == object:
             raise CallError(f"{spec.name}(): argument '{name}' is not numeric")
         # Python numbers and lists take the argument's dtype
-        if arr.dtype.kind == "f" and t.dtype.is_float or arr.dtype.kind in "iu" and t.dtype.kind in "if":
+        if (
+            arr.dtype.kind == "f"
+            and t.dtype.is_float
+            or arr.dtype.kind in "iu"
+            and t.dtype.kind in "if"
+        ):
             return np.asarray(arr, dtype=want, order="C")
         a = arr
     if a.dtype != want:
         if a.dtype.kind not in "biuf" or not np.can_cast(a.dtype, want, "same_kind"):
             raise CallError(
-                f"{spec.name}(): argument '{name}' must be {t.dtype} ({t}), got an array of {a.dtype}"
+                f"{spec.name}(): argument '{name}' must be {t.dtype} ({t}), "
+                f"got an array of {a.dtype}"
             )
     # np.asarray, not ascontiguousarray: the latter turns a 0-d array into 1-d.
     return np.asarray(a, dtype=want, order="C")
@@ -128,7 +134,9 @@ def check_expr(spec: CallSpec, expr: str, n: int, dims: dict) -> None:
     try:
         ok = eval_dim(expr, dims) == n
     except KeyError:
-        raise CallError(f"{spec.name}(): the dims of {expr} are not bound by the arguments") from None
+        raise CallError(
+            f"{spec.name}(): the dims of {expr} are not bound by the arguments"
+        ) from None
     if not ok:
         raise CallError(f"{spec.name}(): dimension {expr} does not match the other dims")
 
@@ -145,9 +153,7 @@ def bind_names(spec: CallSpec, args: tuple, kwargs: dict) -> list:
     values = dict(zip(names, args))
     for k, a in kwargs.items():
         if k not in names:
-            raise CallError(
-                f"{spec.name}() has no argument '{k}' (arguments: {', '.join(names)})"
-            )
+            raise CallError(f"{spec.name}() has no argument '{k}' (arguments: {', '.join(names)})")
         if k in values:
             raise CallError(f"{spec.name}(): argument '{k}' given twice")
         values[k] = a
@@ -162,7 +168,7 @@ def bind_names(spec: CallSpec, args: tuple, kwargs: dict) -> list:
     return out
 
 
-# -- generated checks ---------------------------------------------------------------------------------
+# -- generated checks ------------------------------------------------------------------------------
 
 
 def check_source(
@@ -245,9 +251,7 @@ def make_binder(spec: CallSpec):
     """bind(args, env=None) -> (list of arrays, dims key): the checked call."""
     lines, ns = check_source(spec)
     arrays = ", ".join(f"a{k}" for k in range(len(spec.in_names)))
-    src = "\n".join(
-        ["def bind(args, env=None):", *lines, f"    return [{arrays}], key"]
-    )
+    src = "\n".join(["def bind(args, env=None):", *lines, f"    return [{arrays}], key"])
     exec(compile(src, f"<irc binder {spec.name}>", "exec"), ns)  # noqa: S102 - our own source
     return ns["bind"]
 

@@ -63,7 +63,7 @@ def stamp(grammar: str) -> str:
     return h.hexdigest()
 
 
-# -- JSON with tuples and non-string keys ---------------------------------------------------------------
+# -- JSON with tuples and non-string keys ----------------------------------------------------------
 
 
 def _encode(x):

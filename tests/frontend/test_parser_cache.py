@@ -7,9 +7,6 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
-
-import pytest
 
 from irc.frontend import lark_table
 from irc.frontend.parse import _grammar_text
@@ -82,7 +79,10 @@ def test_tables_load_and_parse_like_a_fresh_build():
     g = _grammar_text()
     fresh = Lark(g, **lark_table.OPTIONS)
     stored = lark_table.loads(lark_table.dumps(fresh, g), g)
-    for src in (SRC, open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "mlp.tg")).read()):
+    for src in (
+        SRC,
+        open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "mlp.tg")).read(),
+    ):
         assert stored.parse(src) == fresh.parse(src)
 
 

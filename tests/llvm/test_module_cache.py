@@ -37,7 +37,12 @@ def cache_home(tmp_path, monkeypatch):
 def _run(m):
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     y, s = m.step(x, np.array([1, 2], np.int32))
-    return y.copy(), float(s), m["W"].copy(), m.chain(np.linspace(-2, 2, 5, dtype=np.float32), 1.5, -0.25)
+    return (
+        y.copy(),
+        float(s),
+        m["W"].copy(),
+        m.chain(np.linspace(-2, 2, 5, dtype=np.float32), 1.5, -0.25),
+    )
 
 
 def _no_compiling(monkeypatch):
@@ -67,7 +72,10 @@ def test_cached_load_skips_front_end_and_passes(cache_home, monkeypatch):
     # inspection rebuilds the IR from the source on demand
     assert "tg.global" in m.ir()
     assert "loop." in m._backend.dump("loops")
-    assert str(m.step.signature) == "fn step(x: f32[N, 3], k: i32[N], lr: f32 = 0.5) -> (f32[N, 4], f32)"
+    assert (
+        str(m.step.signature)
+        == "fn step(x: f32[N, 3], k: i32[N], lr: f32 = 0.5) -> (f32[N, 4], f32)"
+    )
 
 
 def test_key_covers_source_defines_and_seed(cache_home):
@@ -87,7 +95,9 @@ def test_key_covers_source_defines_and_seed(cache_home):
     [
         lambda e: b"not json",
         lambda e: b"",
-        lambda e: json.dumps(dict(e, backend={k: v for k, v in e["backend"].items() if k != "key"})).encode(),
+        lambda e: json.dumps(
+            dict(e, backend={k: v for k, v in e["backend"].items() if k != "key"})
+        ).encode(),
         lambda e: json.dumps({k: v for k, v in e.items() if k != "functions"}).encode(),
         lambda e: json.dumps(dict(e, functions=[{"spec": {"name": "step"}}])).encode(),
         lambda e: json.dumps(dict(e, globals_ir="tg.bogus {")).encode(),
@@ -140,7 +150,7 @@ def test_cache_off_switch(cache_home, monkeypatch):
     assert not list(cache_home.glob("*.irm"))
 
 
-# -- the generated call path ------------------------------------------------------------------------
+# -- the generated call path -----------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
