@@ -237,11 +237,11 @@ def machine() -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    ap.add_argument("--only", default="", help="comma-separated: chain,mlp,cnn,rnn,compile")
+    ap.add_argument("--only", default="", help="comma-separated: chain,mlp,cnn,rnn,compile,latency")
     ap.add_argument("--threads", type=int, default=None, help="irc threads (default: all cpus)")
     ap.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
     args = ap.parse_args(argv)
-    only = set(filter(None, args.only.split(","))) or {"chain", "mlp", "cnn", "rnn", "compile"}
+    only = set(filter(None, args.only.split(","))) or {"chain", "mlp", "cnn", "rnn", "compile", "latency"}
     rep = 5 if args.quick else 25
     if args.threads is not None:
         import irc.runtime.llvm.backend as be
@@ -268,6 +268,18 @@ def main(argv=None):
         rows.append(("rnn", r, err))
         print("rnn", r, flush=True)
     compile_times = bench_compile() if "compile" in only else None
+    latency = ""
+    if "latency" in only:
+        import latency as LAT
+
+        latency = (
+            "\n## Latency (issue #14: fresh processes, import included)\n\n"
+            + LAT.__doc__.split("\n\n")[1].strip()
+            + "\n\n"
+            + LAT.table(LAT.measure(3 if args.quick else 5))
+            + "\n"
+        )
+        print(latency, flush=True)
     load1 = os.getloadavg()[0]
 
     frameworks = sorted({k for _, r, _ in rows for k in r} - {"irc", "irc (api)", "numpy"})
@@ -305,7 +317,7 @@ included), `irc (api)` the CompiledModule call (irc.api's argument binding on to
 `max diff` the largest difference of the first step's results (loss, weights) from NumPy.
 
 {table}
-{comp}
+{comp}{latency}
 See benchmarks/NOTES.md for the analysis.
 """
     if not args.no_write:

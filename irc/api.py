@@ -23,6 +23,14 @@ import numpy as np
 from irc.ir.core import Module
 from irc.ir.errors import CallError, CompileError
 from irc.ir.types import TensorType
+from irc.runtime.binding import (
+    CallSpec,
+    bind_names,
+    convert,
+    make_binder,
+    spec_of_tg_function,
+    spec_to_json,
+)
 
 BACKENDS = ("interp", "cpu", "opencl")
 # The backend of irc.load / loads / function and the CLI when none is named.
@@ -118,19 +126,96 @@ def _build(text, filename, base_dir, backend, define, seed, device, threads=None
     bad_threads = isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
     if threads is not None and bad_threads:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    defines = _check_defines(define)
+    key = None
+    if backend == "cpu" and os.environ.get("IRC_NO_CACHE") != "1":
+        from irc import cache
+
+        key = cache.module_key(text, filename, defines, backend)
+        m = _from_cache(key, text, filename, define, base_dir, seed)
+        if m is not None:
+            _pin_threads(m._backend, threads)
+            return m
     from irc.pipeline import run_pipeline
     from irc.runtime.state import initial_values
 
-    tg = compile_to_ir(text, filename, define)
+    tg = compile_to_ir(text, filename, defines)
     opt = run_pipeline(tg.clone())
     module_seed = opt.attrs.get("seed", 0) if seed is None else seed
     state = initial_values(opt, base_dir, module_seed)
     be = _make_backend(backend, opt, state, device)
+    _pin_threads(be, threads)
+    m = CompiledModule(text, filename, define, tg, opt, be, backend)
+    if key is not None:
+        _to_cache(key, m)
+    return m
+
+
+def _pin_threads(be, threads) -> None:
     if threads is not None and hasattr(be, "set_threads"):
         from irc.runtime.llvm.threads import pin
 
         pin(be, threads)  # this module keeps its own count, whatever set_num_threads says
-    return CompiledModule(text, filename, define, tg, opt, be, backend)
+
+
+def _to_cache(key, m: "CompiledModule") -> None:
+    from irc import cache
+    from irc.ir.core import Module
+    from irc.ir.printer import print_module
+
+    globs = Module()
+    for op in m._opt.body.ops:
+        if op.name == "tg.global":
+            globs.body.append(op.clone())
+    cache.write(
+        key,
+        {
+            "seed": m._opt.attrs.get("seed", 0),
+            "globals_ir": print_module(globs),
+            "functions": [
+                {"spec": spec_to_json(f.spec), "results": [str(t) for t in f.signature.results]}
+                for f in m._functions.values()
+            ],
+            "backend": m._backend.cache_entry(),
+        },
+    )
+
+
+def _from_cache(key, text, filename, define, base_dir, seed):
+    """The CompiledModule of a whole-module cache hit (irc/cache.py), or None."""
+    from irc import cache
+    from irc.runtime.llvm.jit import CacheMiss
+
+    entry = cache.read(key)
+    if entry is None:
+        return None
+    try:
+        from irc.ir.parser import parse_module, parse_type
+        from irc.runtime.binding import spec_from_json
+        from irc.runtime.llvm.backend import LLVMBackend
+        from irc.runtime.state import initial_values
+
+        globs = parse_module(entry["globals_ir"], "<cache>")
+        funcs = [
+            (spec_from_json(f["spec"]), [parse_type(t) for t in f["results"]])
+            for f in entry["functions"]
+        ]
+        module_seed = entry["seed"] if seed is None else seed
+        if not isinstance(module_seed, int):
+            return None
+    except (KeyError, TypeError, ValueError, AttributeError, CompileError):
+        return None
+    # state errors (a load(...) file gone) are the user's: raised as on a cold load
+    state = initial_values(globs, base_dir, module_seed)
+    m = CompiledModule.__new__(CompiledModule)
+    try:
+        be = LLVMBackend.from_cache(entry["backend"], state, lambda: m._lower())
+    except (CacheMiss, KeyError, TypeError, ValueError):
+        return None
+    m._setup(text, filename, define, None, None, be, "cpu", funcs,
+             [(op.attrs["sym_name"], op.attrs["type"]) for op in globs.body.ops
+              if op.name == "tg.global"])
+    return m
 
 
 def _make_backend(name, module, state, device):
@@ -176,49 +261,50 @@ class Signature:
 
 
 class EntryFunction:
-    """A compiled entry function: call it with NumPy arrays, lists or numbers."""
+    """A compiled entry function: call it with NumPy arrays, lists or numbers.
 
-    def __init__(self, module: "CompiledModule", func_op):
+    The checks are runtime/binding.py's, generated for this signature; on the
+    cpu backend the whole call (checks, marshalling, the native call) is one
+    generated method (LLVMBackend.entry), installed as this object's __call__."""
+
+    def __init__(self, module, spec, results=None):
+        """module: a CompiledModule (or anything with `_backend`); spec: a CallSpec
+        with the result types, or the tg function op itself."""
+        if not isinstance(spec, CallSpec):
+            results = spec.attrs.get("res_types", ())
+            spec = spec_of_tg_function(spec)
         self._module = module
-        self.name = func_op.attrs["sym_name"]
-        block = func_op.regions[0].block
-        defaults = func_op.attrs.get("arg_defaults", (None,) * len(block.args))
+        self.name = spec.name
+        self.spec = spec
         self.signature = Signature(
             self.name,
-            [ArgInfo(a.name_hint, a.type, d, d is not None) for a, d in zip(block.args, defaults)],
-            list(func_op.attrs.get("res_types", ())),
+            [
+                ArgInfo(n, t, d, d is not None)
+                for n, t, d in zip(spec.in_names, spec.in_types, spec.defaults)
+            ],
+            list(results),
         )
         self.__doc__ = str(self.signature)
+        self._binder = make_binder(spec)
+        backend = module._backend
+        fast = backend.entry(self.name, spec) if hasattr(backend, "entry") else None
+        if fast is not None:
+            # a class of its own: Python looks __call__ up on the type
+            self.__class__ = type("EntryFunction", (EntryFunction,), {"__call__": fast})
 
     def __repr__(self):
         return f"<irc function {self.signature}>"
 
     def bind(self, args, kwargs) -> tuple:
         """Check and convert arguments: (list of arrays, dims env)."""
-        params = self.signature.args
-        if len(args) > len(params):
-            raise CallError(f"{self.name}() takes {len(params)} argument(s), got {len(args)}")
-        values = {}
-        for p, a in zip(params, args):
-            values[p.name] = a
-        for k, a in kwargs.items():
-            if not any(p.name == k for p in params):
-                raise CallError(
-                    f"{self.name}() has no argument '{k}' (arguments: "
-                    f"{', '.join(p.name for p in params)})"
-                )
-            if k in values:
-                raise CallError(f"{self.name}(): argument '{k}' given twice")
-            values[k] = a
-        env: dict = {}
-        where: dict = {}
-        arrays = []
-        for p in params:
-            if p.name not in values:
-                if not p.has_default:
-                    raise CallError(f"{self.name}() is missing argument '{p.name}' ({p.type})")
-                values[p.name] = p.default
-            arrays.append(check_arg(self.name, p.name, p.type, values[p.name], env, where))
+        if kwargs or len(args) != len(self.spec.in_names):
+            args = bind_names(self.spec, args, kwargs)
+        arrays, key = self._binder(args)
+        env = dict(zip(self.spec.dims, key))
+        for a, t in zip(arrays, self.spec.in_types):
+            for d, n in zip(t.shape, a.shape):
+                if isinstance(d, str) and d not in env:
+                    env[d] = n  # a dim expression ("T*B"): its value, checked by the binder
         return arrays, env
 
     def __call__(self, *args, **kwargs):
@@ -231,31 +317,9 @@ class EntryFunction:
 
 
 def check_arg(fn_name, name, t: TensorType, value, env: dict, where: dict) -> np.ndarray:
-    """Convert one argument to a contiguous array of type t, binding named dims."""
-    want = t.dtype.np
-    if isinstance(value, np.ndarray):
-        arr = value
-    else:
-        try:
-            arr = np.asarray(value)
-        except Exception:
-            raise CallError(
-                f"{fn_name}(): argument '{name}' cannot be converted to an array"
-            ) from None
-        if arr.dtype == object:
-            raise CallError(f"{fn_name}(): argument '{name}' is not numeric")
-        if (
-            arr.dtype.kind == "f"
-            and t.dtype.is_float
-            or arr.dtype.kind in "iu"
-            and t.dtype.kind in "if"
-        ):
-            arr = arr.astype(want)  # Python numbers and lists take the argument's dtype
-    if arr.dtype != want:
-        if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, want, "same_kind"):
-            raise CallError(
-                f"{fn_name}(): argument '{name}' must be {t.dtype} ({t}), got an array of {arr.dtype}"
-            )
+    """Convert one argument to a contiguous array of type t, binding named dims
+    (the rules of runtime/binding.py, for callers that check one value at a time)."""
+    arr = convert(CallSpec(fn_name, [name], [t], []), 0, value)
     if arr.ndim != t.rank:
         raise CallError(
             f"{fn_name}(): argument '{name}' must have rank {t.rank} ({t}), got shape {list(arr.shape)}"
@@ -276,8 +340,7 @@ def check_arg(fn_name, name, t: TensorType, value, env: dict, where: dict) -> np
         else:
             env[d] = n
             where[d] = name
-    # np.asarray, not ascontiguousarray: the latter turns a 0-d array into 1-d.
-    return np.asarray(arr, dtype=want, order="C")
+    return arr
 
 
 class CompiledModule:
@@ -286,21 +349,52 @@ class CompiledModule:
     def __init__(
         self, text, filename, define, tg_ir: Module, opt_ir: Module, backend, backend_name: str
     ):
-        self._text, self._filename, self._define = text, filename, define
-        self._tg = tg_ir
-        self._opt = opt_ir
-        self._backend = backend
-        self.backend = backend_name
-        self._functions = {
-            op.attrs["sym_name"]: EntryFunction(self, op)
+        funcs = [
+            (spec_of_tg_function(op), op.attrs.get("res_types", ()))
             for op in opt_ir.functions()
             if op.attrs.get("visibility") == "public"
-        }
-        self._globals = {
-            op.attrs["sym_name"]: op.attrs["type"]
+        ]
+        globs = [
+            (op.attrs["sym_name"], op.attrs["type"])
             for op in opt_ir.body.ops
             if op.name == "tg.global"
-        }
+        ]
+        self._setup(text, filename, define, tg_ir, opt_ir, backend, backend_name, funcs, globs)
+
+    def _setup(self, text, filename, define, tg_ir, opt_ir, backend, backend_name, funcs, globs):
+        self._text, self._filename, self._define = text, filename, define
+        self._tg_ir = tg_ir
+        self._opt_ir = opt_ir
+        self._backend = backend
+        self.backend = backend_name
+        self._functions = {}
+        for spec, results in funcs:
+            self._functions[spec.name] = ef = EntryFunction(self, spec, results)
+            # an instance attribute (no __getattr__ on each access) unless it would
+            # hide a method of the class
+            if not hasattr(type(self), spec.name) and not spec.name.startswith("_"):
+                self.__dict__[spec.name] = ef
+        self._globals = dict(globs)
+
+    # the IR: kept from the compile, or rebuilt from the source after a cache hit
+    @property
+    def _tg(self) -> Module:
+        if self._tg_ir is None:
+            self._tg_ir = compile_to_ir(self._text, self._filename, self._define)
+        return self._tg_ir
+
+    @property
+    def _opt(self) -> Module:
+        if self._opt_ir is None:
+            from irc.pipeline import run_pipeline
+
+            self._opt_ir = run_pipeline(self._tg.clone())
+        return self._opt_ir
+
+    def _lower(self) -> Module:
+        from irc.passes.lower_to_loops import lower_module
+
+        return lower_module(self._opt.clone())
 
     def __reduce__(self):
         """Pickled as its source, defines, backend and shared values (irc/pickling.py)."""

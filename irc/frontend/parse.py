@@ -41,16 +41,11 @@ def _grammar_text() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _parser() -> Lark:
-    # cache=True stores the built LALR tables in the temp dir keyed by the
-    # grammar's hash, so only the first process pays for table construction.
-    return Lark(
-        _grammar_text(),
-        parser="lalr",
-        propagate_positions=True,
-        strict=True,
-        cache=True,
-        maybe_placeholders=True,
-    )
+    # Built LALR tables from a shipped or per-user JSON file, never Lark's
+    # cache=True (a pickle in the shared temp dir): see lark_table.py.
+    from irc.frontend.lark_table import load_parser
+
+    return load_parser(_grammar_text())
 
 
 # Readable names for the terminals Lark reports as expected.

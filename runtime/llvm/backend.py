@@ -9,10 +9,12 @@ plus dump(stage) with stage "loops" (loop IR), "llvm" (optimised LLVM IR) or
 "asm" (assembly), and threads (the thread count of parallel loop nests;
 set_threads(1) is the one-thread switch).
 
-The call path: arguments are checked against the function's types (dtype,
-rank, static sizes, agreement of named dims); an array of the wrong dtype
-that converts same-kind, or a non-contiguous one, is copied, anything else
-raises CallError. Pointers go into a preallocated ctypes array (kept for an
+The call path: one generated Python function per entry function (see
+_make_caller): the checks of runtime/binding.py, shared with every backend
+(dtype, rank, static sizes, agreement of named dims; an array of the wrong
+dtype that converts same-kind, or a non-contiguous one, is copied, anything
+else raises CallError), then the marshalling unrolled. irc.api calls the same
+generated code with its argument names and defaults (entry()). Pointers go into a preallocated ctypes array (kept for an
 argument that is the same object as in the previous call), the named dims into
 an int64 array, and the compiled function is called once. Output arrays are
 allocated per call, except that the previous call's output is reused when
@@ -22,6 +24,11 @@ is one buffer per function, grown when the dims need more.
 Shared variables live in NumPy arrays owned by the backend; compiled code
 updates them in place (after every read of the old value, see lower-to-loops).
 A backend object runs one call at a time (a lock guards it).
+
+A backend is built from the tg module (lower-to-loops, then LLVM or the object
+cache), or, by irc.api's whole-module cache, from a cache entry
+(cache_entry / from_cache): specs and the object key, no IR at all; the loop
+IR is then rebuilt only if an inspection (dump) asks for it.
 
 Imports irc.ir, irc.ops, irc.passes (lower-to-loops) and runtime modules only.
 """
@@ -36,21 +43,21 @@ import numpy as np
 
 from irc.ir.core import Module
 from irc.ir.dims import eval_dim
+from irc.ir.errors import CallError, CompileError
+from irc.ir.parser import parse_type
 from irc.ir.printer import print_module
-from irc.runtime.interp import InterpError
+from irc.runtime.binding import (
+    CallSpec,
+    bind_names,
+    check_source,
+    spec_from_json,
+    spec_of_loop_function,
+    spec_to_json,
+)
 
 from . import jit
-from .blas import bind_symbols
-from .codegen import ws_symbol
+from .blas import bind_blas, bind_process_symbols
 from .threads import follow, num_threads, pool_address
-
-try:  # the project's CallError, once it lives below irc.api (see the report)
-    from irc.ir.errors import CallError  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until then, an equivalent class
-
-    class CallError(ValueError, TypeError):
-        """Wrong arguments at call time: count, names, shapes, dtypes or named dims."""
-
 
 try:
     from irc import __version__ as IRC_VERSION
@@ -94,27 +101,21 @@ def _ptr(a: np.ndarray) -> int:
 
 
 class _Function:
-    """Everything one call of a compiled entry function needs, precomputed."""
+    """Everything one call of a compiled entry function needs, precomputed: its
+    CallSpec (the inputs), output types, assertion messages, the ctypes buffers
+    the compiled function reads (pointers, dims, context) and the plan cache
+    {dims key: (output shapes, workspace bytes)}."""
 
-    def __init__(self, backend, op, addr, ws_addr, messages):
-        self.name = op.attrs["sym_name"]
-        block = op.regions[0].block
-        self.n_in = op.attrs["n_inputs"]
-        self.n_out = op.attrs["n_outputs"]
-        self.dims = list(op.attrs.get("dims", ()))
-        self.messages = messages
-        arg_types = [a.type for a in block.args]
-        self.in_types = arg_types[: self.n_in]
-        self.out_types = arg_types[self.n_in:]
-        self.in_names = [a.name_hint or f"arg{k}" for k, a in enumerate(block.args[: self.n_in])]
-        self.in_np = [t.dtype.np for t in self.in_types]
-        # per input: tuple of (axis, int size | dim name | None for an expression)
-        self.in_spec = []
-        for t in self.in_types:
-            spec = []
-            for ax, d in enumerate(t.shape):
-                spec.append((ax, d))
-            self.in_spec.append(tuple(spec))
+    def __init__(self, backend, spec: CallSpec, out_types, messages, addr, ws_addr):
+        self.name = spec.name
+        self.spec = spec
+        self.n_in = len(spec.in_types)
+        self.n_out = len(out_types)
+        self.dims = list(spec.dims)
+        self.messages = list(messages)
+        self.in_types = spec.in_types
+        self.out_types = list(out_types)
+        self.in_names = spec.in_names
         self.cfunc = _CFUNC(addr)
         self.wsfunc = _WSFUNC(ws_addr)
         nglob = len(backend.global_names)
@@ -124,24 +125,129 @@ class _Function:
         self.ptrs_addr = ctypes.addressof(self.ptrs)
         self.dims_arr = (ctypes.c_int64 * max(1, len(self.dims)))()
         self.dims_addr = ctypes.addressof(self.dims_arr)
-        self.last_in = [None] * self.n_in
+        # a ctypes slot per float scalar input (the fast path of a Python or NumPy float)
+        self.slots = {k: (ctypes.c_float if t.dtype.name == "f32" else ctypes.c_double)()
+                      for k, t in enumerate(self.in_types) if t.rank == 0 and t.dtype.is_float}
+        self.last_in = [0] * self.n_in  # 0: never None (None means "in the slot")
         self.last_out = [None] * self.n_out
+        self.last_key = [None]
         self.plans: dict = {}
         self.ws = np.zeros(0, np.uint8)
         self.ws_addr = 0
+        self.call = _make_caller(backend, self)
 
     def plan(self, key):
-        """(output shapes, workspace bytes) for a tuple of dim values."""
-        p = self.plans.get(key)
-        if p is None:
-            env = dict(zip(self.dims, key))
-            shapes = [tuple(eval_dim(d, env) for d in t.shape) for t in self.out_types]
-            for k, v in enumerate(key):
-                self.dims_arr[k] = v
-            need = int(self.wsfunc(self.dims_addr))
-            p = (shapes, need)
-            self.plans[key] = p
+        """(output shapes, workspace bytes) for a tuple of dim values; sets dims_arr."""
+        env = dict(zip(self.dims, key))
+        shapes = [tuple(eval_dim(d, env) for d in t.shape) for t in self.out_types]
+        for k, v in enumerate(key):
+            self.dims_arr[k] = v
+        self.last_key[0] = key
+        need = int(self.wsfunc(self.dims_addr))
+        p = (shapes, need)
+        self.plans[key] = p
         return p
+
+    def grow_workspace(self, need: int) -> int:
+        self.ws = np.empty(need + 64, np.uint8)
+        self.ws_addr = (_ptr(self.ws) + 63) & ~63
+        return self.ws_addr
+
+    def failed(self, rc: int):
+        # imported here: runtime.interp imports every op definition, which a cached load skips
+        from irc.runtime.interp import InterpError
+
+        msg = self.messages[rc - 1] if 0 < rc <= len(self.messages) else f"error {rc}"
+        return InterpError(f"{self.name}: {msg}")
+
+
+def _make_caller(backend, f: _Function, api_spec: CallSpec | None = None):
+    """Generate the call of one function: the shared checks (runtime/binding.py),
+    then the marshalling, unrolled for this signature. Pointers of arguments
+    that are the same objects as in the previous call, and the dims of the same
+    key, are not written again; an output array is reused when nobody else
+    holds it any more (refcount: last_out + the local name + getrefcount's
+    argument). With `api_spec` (names and defaults of irc.api's signature):
+    a method `__call__(self, *args, **kwargs)` that returns what irc.api
+    returns (a scalar for a 0-d result, a tuple for several, None for none);
+    otherwise `call(args, env=None)` -> list of arrays."""
+    slots = {k: f"v{k}" for k, t in enumerate(f.in_types) if t.rank == 0 and t.dtype.is_float}
+    lines, ns = check_source(f.spec, "args", "    ", slots)
+    n_in, n_out = f.n_in, f.n_out
+    for k in slots:
+        ns[f"slot{k}"] = f.slots[k]
+        ns[f"slot_addr{k}"] = ctypes.addressof(f.slots[k])
+    ns.update(
+        f=f,
+        lock=backend.lock,
+        plans=f.plans,
+        last_in=f.last_in,
+        last_out=f.last_out,
+        last_key=f.last_key,
+        ptrs=f.ptrs,
+        dims_arr=f.dims_arr,
+        cfunc=f.cfunc,
+        ptrs_addr=f.ptrs_addr,
+        dims_addr=f.dims_addr,
+        ctx_addr=backend.ctx_addr,
+        ptr=_ptr,
+        getrefcount=sys.getrefcount,
+        empty=np.empty,
+        bind_names=bind_names,
+        api_spec=api_spec,
+    )
+    body = []
+    if api_spec is not None:
+        head = ["def __call__(self, *args, **kwargs):",
+                f"    if kwargs or len(args) != {n_in}: args = bind_names(api_spec, args, kwargs)",
+                "    env = None"]
+    else:
+        head = ["def call(args, env=None):"]
+    body += lines
+    body.append("    with lock:")
+    w = "        "
+    body.append(w + "p = plans.get(key)")
+    body.append(w + "if p is None: p = f.plan(key)")
+    if f.dims:
+        body.append(w + "elif key != last_key[0]:")
+        for k in range(len(f.dims)):
+            body.append(w + f"    dims_arr[{k}] = key[{k}]")
+        body.append(w + "    last_key[0] = key")
+    body.append(w + "shapes, need = p")
+    body.append(w + "ws_addr = f.ws_addr if need <= f.ws.size else f.grow_workspace(need)")
+    for k in range(n_in):
+        body.append(w + f"if a{k} is not last_in[{k}]:")
+        if k in slots:  # a{k} None: the value v{k} goes into slot k (a float scalar)
+            body.append(w + f"    ptrs[{k}] = slot_addr{k} if a{k} is None else ptr(a{k})")
+        else:
+            body.append(w + f"    ptrs[{k}] = ptr(a{k}) if a{k}.size else 0")
+        body.append(w + f"    last_in[{k}] = a{k}")
+        if k in slots:
+            body.append(w + f"if a{k} is None: slot{k}.value = v{k}")
+    for j in range(n_out):
+        ns[f"O{j}"] = f.out_types[j].dtype.np
+        body.append(w + f"o{j} = last_out[{j}]")
+        body.append(
+            w + f"if o{j} is None or o{j}.shape != shapes[{j}] or getrefcount(o{j}) != 3:"
+        )
+        body.append(w + f"    o{j} = last_out[{j}] = empty(shapes[{j}], O{j})")
+        body.append(w + f"    ptrs[{n_in + j}] = ptr(o{j}) if o{j}.size else 0")
+    body.append(w + "rc = cfunc(ptrs_addr, dims_addr, ws_addr, ctx_addr)")
+    body.append("    if rc: raise f.failed(rc)")
+    outs = [f"o{j}" for j in range(n_out)]
+    if api_spec is None:
+        body.append(f"    return [{', '.join(outs)}]")
+    else:
+        vals = [f"o{j}[()]" if f.out_types[j].rank == 0 else f"o{j}" for j in range(n_out)]
+        if n_out == 0:
+            body.append("    return None")
+        elif n_out == 1:
+            body.append(f"    return {vals[0]}")
+        else:
+            body.append(f"    return ({', '.join(vals)},)")
+    src = "\n".join(head + body)
+    exec(compile(src, f"<irc cpu call {f.name}>", "exec"), ns)  # noqa: S102 - our own source
+    return ns["__call__" if api_spec is not None else "call"]
 
 
 class LLVMBackend:
@@ -152,51 +258,141 @@ class LLVMBackend:
     def __init__(self, module: Module, state: dict, threads: int | None = None, cache: bool = True):
         self.lock = threading.Lock()
         if module.attrs.get("stage") == "loops":
-            self.loop_module = module
+            self._loop_module = module
         else:
             from irc.passes.lower_to_loops import lower_module
 
-            self.loop_module = lower_module(module.clone())
-        self.global_names = [op.attrs["sym_name"] for op in self.loop_module.body.ops if op.name == "tg.global"]
-        self.global_types = {op.attrs["sym_name"]: op.attrs["type"] for op in self.loop_module.body.ops
-                             if op.name == "tg.global"}
+            self._loop_module = lower_module(module.clone())
+        self._loop_thunk = None
+        globs = [op for op in self._loop_module.body.ops if op.name == "tg.global"]
+        self._init_state([(op.attrs["sym_name"], op.attrs["type"]) for op in globs], state)
+        from .codegen import ws_symbol  # (not needed, nor imported, on a module-cache hit)
+
+        self._loop_text = print_module(self._loop_module)
+        self.key = jit.cache_key(self._loop_text, IRC_VERSION)
+        self._llvm_mod = None
+        obj, meta = self._object(cache)
+        self.linked = self._link(obj, cache)
+        specs = []
+        for op in self._loop_module.functions():
+            spec = spec_of_loop_function(op)
+            n_in = op.attrs["n_inputs"]
+            outs = [a.type for a in op.regions[0].block.args[n_in:]]
+            specs.append((spec, outs, meta["messages"][spec.name], ws_symbol(spec.name)))
+        self._finish(specs, threads)
+
+    @classmethod
+    def from_cache(cls, entry: dict, state: dict, loop_thunk, threads: int | None = None):
+        """A backend from a whole-module cache entry (see cache_entry) without the
+        loop IR: the object code comes from the disk cache by its key. Raises
+        CacheMiss when the object is gone or the entry does not fit. `loop_thunk()`
+        builds the loop module when an inspection (dump, llvm_ir) needs it."""
+        self = cls.__new__(cls)
+        self.lock = threading.Lock()
+        self._loop_module = None
+        self._loop_text = None
+        self._loop_thunk = loop_thunk
+        self.key = entry["key"]
+        self._llvm_mod = None
+        try:
+            self._init_state([(n, parse_type(t)) for n, t in entry["globals"]], state)
+            specs = [
+                (spec_from_json(e["spec"]), [parse_type(t) for t in e["outs"]],
+                 [str(m) for m in e["messages"]], str(e["ws"]))
+                for e in entry["functions"]
+            ]
+        except (KeyError, TypeError, ValueError, CompileError) as e:
+            raise jit.CacheMiss(f"malformed module cache entry: {e!r}") from None
+        if jit.cached_engine(self.key) is None:
+            got = jit.cache_read(self.key)
+            if got is None:
+                raise jit.CacheMiss("object code not in the cache")
+            obj = got[0]
+        else:
+            obj = None
+        self.linked = self._link(obj, True)
+        self._finish(specs, threads)
+        return self
+
+    def cache_entry(self) -> dict:
+        """What from_cache needs, as JSON-able data."""
+        return {
+            "key": self.key,
+            "globals": [[n, str(self.global_types[n])] for n in self.global_names],
+            "functions": [
+                {"spec": spec_to_json(f.spec), "outs": [str(t) for t in f.out_types],
+                 "messages": f.messages, "ws": f.ws_symbol}
+                for f in self.functions.values()
+            ],
+        }
+
+    def _init_state(self, globs, state):
+        self.global_names = [n for n, _ in globs]
+        self.global_types = dict(globs)
         self.state = {}
-        for n in self.global_names:
-            t = self.global_types[n]
+        for n, t in globs:
             v = state.get(n)
             arr = np.zeros(tuple(t.shape), t.dtype.np) if v is None else np.array(v, dtype=t.dtype.np, order="C")
             self.state[n] = arr
-        self.loop_text = print_module(self.loop_module)
-        self.key = jit.cache_key(self.loop_text, IRC_VERSION)
-        self._llvm_mod = None
-        bind_symbols()
-        pool_address()
-        obj, meta = self._object(cache)
-        self.linked = jit.linked(self.key, obj) if cache else jit.Linked(obj)
-        self.functions = {}
-        for op in self.loop_module.functions():
-            name = op.attrs["sym_name"]
-            self.functions[name] = _Function(self, op, self.linked.address(name),
-                                             self.linked.address(ws_symbol(name)), meta["messages"][name])
+
+    def _link(self, obj, cache):
+        # what the object calls must be bound before MCJIT resolves it; OpenBLAS
+        # and the thread pool only when it calls them (a model without a matrix
+        # product or a parallel loop pays for neither)
+        if obj is not None:
+            bind_process_symbols()
+            if b"scipy_cblas_" in obj:
+                bind_blas()
+            if b"irc_pool_run" in obj:
+                pool_address()
+        return jit.linked(self.key, obj) if cache else jit.Linked(obj)
+
+    def _finish(self, specs, threads):
         self.ctx = (ctypes.c_int64 * 4)()
         self.ctx_addr = ctypes.addressof(self.ctx)
+        self.functions = {}
+        for spec, outs, messages, ws in specs:
+            name = spec.name
+            f = _Function(self, spec, outs, messages, self.linked.address(name), self.linked.address(ws))
+            f.ws_symbol = ws
+            self.functions[name] = f
         if threads is None:  # follow irc.set_num_threads
             follow(self)
             threads = num_threads()
         self.set_threads(threads)
 
+    @property
+    def loop_text(self) -> str:
+        if self._loop_text is None:
+            self._loop_text = print_module(self.loop_module)
+        return self._loop_text
+
+    @property
+    def loop_module(self) -> Module:
+        if self._loop_module is None:
+            self._loop_module = self._loop_thunk()
+        return self._loop_module
+
+    def entry(self, fn_name: str, api_spec: CallSpec):
+        """irc.api's call of fn_name as one generated method (see _make_caller), or
+        None when the API's signature does not match the compiled one."""
+        f = self.functions[fn_name]
+        if [str(t) for t in api_spec.in_types] != [str(t) for t in f.spec.in_types]:
+            return None
+        return _make_caller(self, f, api_spec)
+
     # -- compilation ------------------------------------------------------------------------------
     def _object(self, cache: bool):
+        """(object code or None when the engine is already linked, metadata). The
+        metadata is always recomputed from the loop IR, never taken from the file."""
+        meta = self._meta()
         if cache:
-            eng = jit.cached_engine(self.key)
-            if eng is not None:
-                return None, self._meta()
+            if jit.cached_engine(self.key) is not None:
+                return None, meta
             got = jit.cache_read(self.key)
             if got is not None:
-                return got
-        mod = self._llvm()
-        obj = jit.emit_object(mod)
-        meta = self._meta()
+                return got[0], meta
+        obj = jit.emit_object(self._llvm())
         if cache:
             jit.cache_write(self.key, obj, meta)
         return obj, meta
@@ -271,92 +467,4 @@ class LLVMBackend:
         f = self.functions.get(fn_name)
         if f is None:
             raise CallError(f"no entry function '{fn_name}'")
-        if len(args) != f.n_in:
-            raise CallError(f"{fn_name}() takes {f.n_in} argument(s), got {len(args)}")
-        bound: dict = {}
-        ptrs = f.ptrs
-        last = f.last_in
-        for k in range(f.n_in):
-            a = args[k]
-            want = f.in_np[k]
-            if not (type(a) is np.ndarray and a.dtype == want and a.flags.c_contiguous):
-                a = self._convert(f, k, a)
-            shape = a.shape
-            spec = f.in_spec[k]
-            if len(shape) != len(spec):
-                raise CallError(f"{fn_name}(): argument '{f.in_names[k]}' must have rank {len(spec)} "
-                                f"({f.in_types[k]}), got shape {list(shape)}")
-            for ax, d in spec:
-                n = shape[ax]
-                if d.__class__ is int:
-                    if n != d:
-                        raise CallError(f"{fn_name}(): argument '{f.in_names[k]}' must be {f.in_types[k]}, "
-                                        f"got shape {list(shape)} (axis {ax} is {n}, expected {d})")
-                else:
-                    got = bound.get(d)
-                    if got is None:
-                        bound[d] = n
-                    elif got != n:
-                        raise CallError(f"{fn_name}(): argument '{f.in_names[k]}': dimension {d} is {got} "
-                                        f"but {n} here (shape {list(shape)})")
-            if a is not last[k]:
-                ptrs[k] = _ptr(a) if a.size else 0
-                last[k] = a
-        try:
-            key = tuple([bound[d] for d in f.dims])
-        except KeyError as e:
-            if env and all(d in env for d in f.dims):
-                key = tuple(int(env[d]) for d in f.dims)
-            else:
-                raise CallError(f"{fn_name}(): the dim {e.args[0]} is not bound by the arguments") from None
-        # dims given as expressions ("T*B" in an argument type) must agree too
-        for d, n in bound.items():
-            if not d.isidentifier():
-                try:
-                    if eval_dim(d, dict(zip(f.dims, key))) != n:
-                        raise CallError(f"{fn_name}(): dimension {d} does not match the other dims")
-                except KeyError:
-                    raise CallError(f"{fn_name}(): the dims of {d} are not bound by the arguments") from None
-        with self.lock:
-            shapes, need = f.plan(key)
-            dims_arr = f.dims_arr
-            for k, v in enumerate(key):
-                dims_arr[k] = v
-            if need > f.ws.size:
-                f.ws = np.empty(need + 64, np.uint8)
-                f.ws_addr = (_ptr(f.ws) + 63) & ~63
-            outs = []
-            base = f.n_in
-            for j, shape in enumerate(shapes):
-                prev = f.last_out[j]
-                # reuse the previous output when only we hold it (refcount: list + argument)
-                if prev is not None and prev.shape == shape and sys.getrefcount(prev) == 3:
-                    o = prev
-                else:
-                    o = np.empty(shape, f.out_types[j].dtype.np)
-                    f.last_out[j] = o
-                    ptrs[base + j] = _ptr(o) if o.size else 0
-                outs.append(o)
-            rc = f.cfunc(f.ptrs_addr, f.dims_addr, f.ws_addr, self.ctx_addr)
-        if rc:
-            msg = f.messages[rc - 1] if 0 < rc <= len(f.messages) else f"error {rc}"
-            raise InterpError(f"{fn_name}: {msg}")
-        return outs
-
-    def _convert(self, f, k, a):
-        want = f.in_np[k]
-        name = f.in_names[k]
-        if not isinstance(a, np.ndarray):
-            try:
-                a = np.asarray(a)
-            except Exception:
-                raise CallError(f"{f.name}(): argument '{name}' cannot be converted to an array") from None
-            if a.dtype == object:
-                raise CallError(f"{f.name}(): argument '{name}' is not numeric")
-            if a.dtype.kind in "biuf" and (a.dtype.kind == "f") <= (want.kind == "f"):
-                return np.ascontiguousarray(a, dtype=want) if a.ndim else np.asarray(a, dtype=want)
-        if a.dtype != want:
-            if a.dtype.kind not in "biuf" or not np.can_cast(a.dtype, want, "same_kind"):
-                raise CallError(f"{f.name}(): argument '{name}' must be {f.in_types[k].dtype} "
-                                f"({f.in_types[k]}), got an array of {a.dtype}")
-        return np.array(a, dtype=want, order="C") if a.ndim else np.asarray(a, dtype=want)
+        return f.call(args, env)

@@ -9,13 +9,13 @@ Imports llvmlite only.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 import llvmlite.binding as llvm
 
 _LIB = None
 _BOUND = False
+_BLAS_BOUND = False
 
 BLAS_SYMBOLS = ("scipy_cblas_sgemm", "scipy_cblas_dgemm")
 PROCESS_SYMBOLS = {
@@ -34,15 +34,38 @@ def load_openblas():
     """The ctypes handle of libscipy_openblas.so (loaded once)."""
     global _LIB
     if _LIB is None:
-        try:
-            import scipy_openblas32
-        except ImportError:
-            raise BlasUnavailable(
-                "the cpu backend needs the scipy-openblas32 package (pip install scipy-openblas32)"
-            ) from None
-        path = os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")
-        _LIB = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        _LIB = ctypes.CDLL(_library_path(), mode=ctypes.RTLD_GLOBAL)
     return _LIB
+
+
+def _library_path() -> str:
+    """libscipy_openblas.so of the scipy-openblas32 wheel, found without importing
+    the package (its __init__ costs ~25 ms of start-up: importlib.metadata and more)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None:
+        raise BlasUnavailable(
+            "the cpu backend needs the scipy-openblas32 package (pip install scipy-openblas32)"
+        )
+    for top in spec.submodule_search_locations or ():
+        path = os.path.join(top, "lib", "libscipy_openblas.so")
+        if os.path.exists(path):
+            return path
+    import scipy_openblas32  # an unusual layout: ask the package
+
+    return os.path.join(scipy_openblas32.get_lib_dir(), "libscipy_openblas.so")
+
+
+def _find_library(name: str):
+    # the usual glibc soname first: ctypes.util.find_library runs `ldconfig -p` (~20 ms)
+    try:
+        ctypes.CDLL(f"lib{name}.so.6")
+        return f"lib{name}.so.6"
+    except OSError:
+        from ctypes import util
+
+        return util.find_library(name)
 
 
 def _addr(lib, name):
@@ -51,8 +74,14 @@ def _addr(lib, name):
 
 def bind_symbols() -> None:
     """Make BLAS, pthread and libm symbols resolvable by the JIT (idempotent)."""
-    global _BOUND
-    if _BOUND:
+    bind_process_symbols()
+    bind_blas()
+
+
+def bind_blas() -> None:
+    """Load OpenBLAS and bind its symbols (idempotent; only objects that call it need it)."""
+    global _BLAS_BOUND
+    if _BLAS_BOUND:
         return
     lib = load_openblas()
     for name in BLAS_SYMBOLS:
@@ -60,8 +89,16 @@ def bind_symbols() -> None:
     # One thread inside OpenBLAS: generated code splits large products over its
     # own pthreads, and an idle OpenBLAS pool spins on the cores it needs.
     lib.scipy_openblas_set_num_threads(ctypes.c_int(1))
+    _BLAS_BOUND = True
+
+
+def bind_process_symbols() -> None:
+    """Bind the pthread and libm symbols generated code calls (idempotent)."""
+    global _BOUND
+    if _BOUND:
+        return
     for libname, names in PROCESS_SYMBOLS.items():
-        handle = ctypes.CDLL(ctypes.util.find_library(libname) if libname else None)
+        handle = ctypes.CDLL(_find_library(libname) if libname else None)
         for name in names:
             try:
                 llvm.add_symbol(name, _addr(handle, name))

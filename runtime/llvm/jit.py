@@ -3,7 +3,8 @@ host CPU and its features, object emission, MCJIT loading of object code, and
 the on-disk compile cache.
 
 Cache: object code plus a JSON header (per function: assertion messages) in
-$XDG_CACHE_HOME/irc (or ~/.cache/irc), one file per key, where the key hashes
+irc's private cache folder (irc/cachedir.py: $XDG_CACHE_HOME/irc or
+~/.cache/irc, 0700, owner checked), one file per key, where the key hashes
 the loop IR text, irc's version, the codegen version, LLVM's version and the
 host CPU name and features. Files are written to a temporary name in the same
 folder and renamed into place (atomic; concurrent writers are harmless). A
@@ -11,7 +12,7 @@ second load of the same model therefore does no LLVM code generation or
 optimisation, only the MCJIT link of the object; an in-process table also
 reuses the linked engine itself.
 
-Imports llvmlite and the standard library only.
+Imports llvmlite, irc.cachedir and the standard library only.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import threading
 
 import llvmlite.binding as llvm
+
+from irc import cachedir
 
 CODEGEN_VERSION = "1"
 
@@ -41,6 +43,10 @@ def _source_hash() -> str:
     return h.hexdigest()[:16]
 
 
+class CacheMiss(Exception):
+    """A cache entry that is missing, damaged or does not fit: compile instead."""
+
+
 _SOURCE_HASH = None
 _MAGIC = b"IRCOBJ1\n"
 _lock = threading.Lock()
@@ -53,8 +59,15 @@ def init() -> None:
     llvm.initialize_native_asmprinter()
 
 
+_HOST = None
+
+
 def host_cpu() -> tuple:
-    return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    """(CPU name, feature string) of the host, asked once (each ask costs ~10 ms)."""
+    global _HOST
+    if _HOST is None:
+        _HOST = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    return _HOST
 
 
 def _new_target_machine():
@@ -96,8 +109,16 @@ def emit_assembly(mod) -> str:
 
 
 def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "irc")
+    return cachedir.cache_dir()
+
+
+def target_id() -> str:
+    """What the object code depends on besides its IR: LLVM, host CPU, code generator."""
+    global _SOURCE_HASH
+    if _SOURCE_HASH is None:
+        _SOURCE_HASH = _source_hash()
+    cpu, features = host_cpu()
+    return "|".join((CODEGEN_VERSION, _SOURCE_HASH, ".".join(map(str, llvm.llvm_version_info)), cpu, features))
 
 
 def cache_key(loop_ir_text: str, version: str) -> str:
@@ -115,11 +136,8 @@ def cache_key(loop_ir_text: str, version: str) -> str:
 
 def cache_read(key: str):
     """(object bytes, metadata dict) or None."""
-    path = os.path.join(cache_dir(), key + ".o")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+    data = cachedir.read(key + ".o")
+    if data is None:
         return None
     if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 8:
         return None
@@ -136,22 +154,19 @@ def cache_read(key: str):
     return obj, meta
 
 
+def blob_read(name: str):
+    """The bytes of cache file `name`, or None (irc/cachedir.py: private folder only)."""
+    return cachedir.read(name)
+
+
+def blob_write(name: str, data: bytes) -> None:
+    """Write cache file `name` atomically (irc/cachedir.py)."""
+    cachedir.write(name, data)
+
+
 def cache_write(key: str, obj: bytes, meta: dict) -> None:
-    d = cache_dir()
-    try:
-        os.makedirs(d, exist_ok=True)
-        head = json.dumps(dict(meta, sha256=hashlib.sha256(obj).hexdigest())).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".o", dir=d)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC + struct.pack("<Q", len(head)) + head + obj)
-            os.replace(tmp, os.path.join(d, key + ".o"))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    except OSError:
-        pass  # a read-only or full disk only costs the next load a compile
+    head = json.dumps(dict(meta, sha256=hashlib.sha256(obj).hexdigest())).encode()
+    blob_write(key + ".o", _MAGIC + struct.pack("<Q", len(head)) + head + obj)
 
 
 class Linked:

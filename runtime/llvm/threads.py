@@ -464,19 +464,26 @@ def pin(backend, n: int) -> None:
 
 
 def pool_address() -> int:
-    """Compile the pool (once per process), bind `irc_pool_run` for generated code."""
+    """Compile the pool (once per process; its object code comes from the disk
+    cache after the first time), bind `irc_pool_run` for generated code."""
     global _ENGINE, ADDRESS
     with _lock:
         if ADDRESS is None:
             from . import jit
+            from .blas import bind_process_symbols
 
             jit.init()
-            triple = llvm.get_process_triple()
-            mod = jit.optimize(str(build_module(triple)))
-            tm = jit._new_target_machine()
-            eng = llvm.create_mcjit_compiler(mod, tm)
-            eng.finalize_object()
-            ADDRESS = eng.get_function_address("irc_pool_run")
+            bind_process_symbols()
+            # this file's source is part of every cache key (jit._source_hash)
+            key = jit.cache_key("irc_pool_run", "threads")
+            got = jit.cache_read(key)
+            if got is None:
+                obj = jit.emit_object(jit.optimize(str(build_module(llvm.get_process_triple()))))
+                jit.cache_write(key, obj, {})
+            else:
+                obj = got[0]
+            eng = jit.Linked(obj)
+            ADDRESS = eng.address("irc_pool_run")
             _ENGINE = eng
             llvm.add_symbol("irc_pool_run", ADDRESS)
         return ADDRESS

@@ -63,13 +63,8 @@ from .schedule import (
     schedule_module,
 )
 
-try:  # the project's CallError, once it lives below irc.api
-    from irc.ir.errors import CallError  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-
-    class CallError(ValueError, TypeError):
-        """Wrong arguments at call time: count, names, shapes, dtypes or named dims."""
-
+from irc.ir.errors import CallError
+from irc.runtime.binding import CallSpec, make_binder
 
 MAX_PLANS = 8  # plans (buffers + kernel objects) kept per function, least recently used dropped
 _MF = None
@@ -101,6 +96,8 @@ class _Function:
         self.s = sched
         self.name = sched.name
         self.in_np = [t.dtype.np for t in sched.in_types]
+        # the call boundary: runtime/binding.py's checks, shared with the cpu backend and irc.api
+        self.bind = make_binder(CallSpec(sched.name, sched.in_names, sched.in_types, sched.dims))
         self.out_np = [t.dtype.np for t in sched.out_types]
         cl = _cl()
         ctx = backend.dev.context
@@ -727,7 +724,7 @@ class OpenCLBackend:
         f = self.functions.get(fn_name)
         if f is None:
             raise CallError(f"no entry function '{fn_name}'")
-        arrays, key = bind_args(f, args, env)
+        arrays, key = f.bind(args, env)
         enqueue = cl._cl.enqueue_nd_range_kernel
         with self.lock:
             plan = f.plan(key)
@@ -791,88 +788,3 @@ class OpenCLBackend:
 class _CheckFailed(Exception):
     pass
 
-
-# -- the call boundary -------------------------------------------------------------------------------------
-
-
-def bind_args(f: _Function, args: list, env: dict | None):
-    """Check and convert arguments as the cpu backend does: (arrays, dims key)."""
-    s = f.s
-    if len(args) != s.n_in:
-        raise CallError(f"{f.name}() takes {s.n_in} argument(s), got {len(args)}")
-    bound: dict = {}
-    arrays = []
-    for k in range(s.n_in):
-        a = args[k]
-        want = f.in_np[k]
-        if not (type(a) is np.ndarray and a.dtype == want and a.flags.c_contiguous):
-            a = _convert(f, k, a)
-        t = s.in_types[k]
-        if a.ndim != t.rank:
-            raise CallError(
-                f"{f.name}(): argument '{s.in_names[k]}' must have rank {t.rank} ({t}), "
-                f"got shape {list(a.shape)}"
-            )
-        for ax, d in enumerate(t.shape):
-            n = a.shape[ax]
-            if isinstance(d, int):
-                if n != d:
-                    raise CallError(
-                        f"{f.name}(): argument '{s.in_names[k]}' must be {t}, got shape "
-                        f"{list(a.shape)} (axis {ax} is {n}, expected {d})"
-                    )
-            else:
-                got = bound.get(d)
-                if got is None:
-                    bound[d] = n
-                elif got != n:
-                    raise CallError(
-                        f"{f.name}(): argument '{s.in_names[k]}': dimension {d} is {got} "
-                        f"but {n} here (shape {list(a.shape)})"
-                    )
-        arrays.append(a)
-    try:
-        key = tuple(bound[d] for d in s.dims)
-    except KeyError as e:
-        if env and all(d in env for d in s.dims):
-            key = tuple(int(env[d]) for d in s.dims)
-        else:
-            raise CallError(
-                f"{f.name}(): the dim {e.args[0]} is not bound by the arguments"
-            ) from None
-    denv = dict(zip(s.dims, key))
-    for d, n in bound.items():
-        if not d.isidentifier():
-            try:
-                if eval_dim(d, denv) != n:
-                    raise CallError(f"{f.name}(): dimension {d} does not match the other dims")
-            except KeyError:
-                raise CallError(
-                    f"{f.name}(): the dims of {d} are not bound by the arguments"
-                ) from None
-    return arrays, key
-
-
-def _convert(f: _Function, k: int, a):
-    s = f.s
-    want = f.in_np[k]
-    name = s.in_names[k]
-    if not isinstance(a, np.ndarray):
-        try:
-            a = np.asarray(a)
-        except (TypeError, ValueError):
-            raise CallError(
-                f"{f.name}(): argument '{name}' cannot be converted to an array"
-            ) from None
-        if a.dtype == object:
-            raise CallError(f"{f.name}(): argument '{name}' is not numeric")
-        if a.dtype.kind in "biuf" and (a.dtype.kind == "f") <= (want.kind == "f"):
-            return np.ascontiguousarray(a, dtype=want) if a.ndim else np.asarray(a, dtype=want)
-    if a.dtype != want and (
-        a.dtype.kind not in "biuf" or not np.can_cast(a.dtype, want, "same_kind")
-    ):
-        raise CallError(
-            f"{f.name}(): argument '{name}' must be {s.in_types[k].dtype} "
-            f"({s.in_types[k]}), got an array of {a.dtype}"
-        )
-    return np.array(a, dtype=want, order="C") if a.ndim else np.asarray(a, dtype=want)

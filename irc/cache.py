@@ -1,0 +1,94 @@
+"""The whole-module cache of irc.load / irc.loads: a cached load skips the
+front end, every pass and lower-to-loops, and maps the stored object code and
+call metadata.
+
+Key: a SHA-256 of the source text, its file name, the defines, the backend,
+irc's version, a stamp of irc's own code (size and mtime of every source file
+of the installed package, so editing the compiler invalidates entries) and the
+target (the cpu backend's: LLVM version, host CPU and features, code
+generator's hash; runtime/llvm/jit.py target_id).
+
+Entry: `<key>.irm` in the cache dir (runtime/llvm/jit.py cache_dir:
+$XDG_CACHE_HOME/irc or ~/.cache/irc, created 0700), JSON: the entry functions'
+signatures, the shared variables (their declarations as tg IR text, so the
+initial values are computed as on a cold load: random initialisers from the
+seed, `load(...)` files read again), the module's seed and the backend's part
+(LLVMBackend.cache_entry: call specs, assertion messages, the object code's
+key; the object itself is the `.o` file of the object cache). Written
+atomically (temporary file + rename). Anything missing, unreadable,
+malformed or not fitting is a miss: the module is compiled and the entry
+rewritten, never an error.
+
+Only the cpu backend is cached here (the interpreter runs the IR itself, the
+OpenCL backend has its own program cache).
+
+Imports irc.ir, irc.runtime (binding, llvm.jit) and the standard library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+FORMAT = "irc-module-1"
+_STAMP = None
+
+
+def _code_stamp() -> str:
+    """Size and mtime of every source file of irc's packages (computed once)."""
+    global _STAMP
+    if _STAMP is None:
+        import importlib.util
+
+        import irc
+
+        h = hashlib.sha256(irc.__version__.encode())
+        for pkg in ("irc", "irc.passes", "irc.runtime", "irc.grammar"):
+            spec = importlib.util.find_spec(pkg)
+            for top in (spec and spec.submodule_search_locations) or ():
+                for dirpath, dirnames, files in os.walk(top):
+                    dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+                    for name in sorted(files):
+                        if name.endswith((".py", ".lark")):
+                            st = os.stat(os.path.join(dirpath, name))
+                            h.update(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        _STAMP = h.hexdigest()
+    return _STAMP
+
+
+def module_key(text: str, filename: str, define: dict, backend: str) -> str:
+    from irc.runtime.llvm import jit
+
+    h = hashlib.sha256()
+    defines = json.dumps(sorted((k, v) for k, v in (define or {}).items()))
+    for part in (FORMAT, text, filename, defines, backend, _code_stamp(), jit.target_id()):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def read(key: str):
+    """The entry dict for key, or None (missing, unreadable or malformed)."""
+    from irc.runtime.llvm import jit
+
+    data = jit.blob_read(key + ".irm")
+    if data is None:
+        return None
+    try:
+        entry = json.loads(data.decode("utf-8"))
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key:
+        return None
+    return entry
+
+
+def write(key: str, entry: dict) -> None:
+    from irc.runtime.llvm import jit
+
+    try:
+        data = json.dumps(dict(entry, format=FORMAT, key=key)).encode("utf-8")
+    except (TypeError, ValueError):
+        return  # a default that is not plain data: such modules are not cached
+    jit.blob_write(key + ".irm", data)
