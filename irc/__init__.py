@@ -83,6 +83,7 @@ _LAZY = {
     "CallError": "irc.api",
     "CompiledModule": "irc.api",
     "verify_grad": "irc.gradcheck",
+    "verify": "irc.verify_backends",
     # the Theano-style builder: every name irc.symbolic exports
     **{name: "irc.symbolic" for name in SYMBOLIC_API},
 }

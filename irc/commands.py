@@ -15,6 +15,8 @@ import os
 import sys
 from collections import Counter
 
+import irc.tools_cli as _tools  # irc verify, irc profile (issue 15)
+
 STAGES = ("ast", "tg", "opt")
 
 
@@ -462,4 +464,6 @@ MODEL_COMMANDS = {
         "check every grad(...) of a .tg model against finite differences",
     ),
     "train": (_args_train, cmd_train, "train a .tg model with SGD on its data, showing progress"),
+    "verify": (_tools.args_verify, _tools.cmd_verify, "compare every backend with the interpreter"),
+    "profile": (_tools.args_profile, _tools.cmd_profile, "time each kernel and source line"),
 }
