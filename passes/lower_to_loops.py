@@ -1743,6 +1743,9 @@ def lower_max_pool2d(fl, em, op, vals):
     out = fl.result_buf(v)
     dt = v.type.dtype
     cdt = I32 if dt.is_bool else dt
+    for d, k in zip(x.type.shape[-2:], size):  # as the interpreter: a window larger than a
+        if not isinstance(d, int):  # named dim's input is a run-time error (issue 15)
+            em.assert_(em.s("ge", em.dim(d), em.dim(k), t=BOOL_T), f"{op.name}: pool window {size} is larger than the input")
 
     def body(e, idx):
         lead, oh, ow = idx[:-2], idx[-2], idx[-1]
