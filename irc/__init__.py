@@ -84,6 +84,7 @@ _LAZY = {
     "CompiledModule": "irc.api",
     "verify_grad": "irc.gradcheck",
     "verify": "irc.verify_backends",
+    "NanGuardError": "irc.nanguard",
     # the Theano-style builder: every name irc.symbolic exports
     **{name: "irc.symbolic" for name in SYMBOLIC_API},
 }

@@ -42,9 +42,12 @@ def load(
     define: Optional[dict] = None,
     seed: Optional[int] = None,
     device: Optional[str] = None,
+    nan_guard: bool = False,
 ):
     """Compile a `.tg` file (or source text) for a backend ("cpu" by default,
-    "interp" or "opencl"); returns a CompiledModule."""
+    "interp" or "opencl"); returns a CompiledModule. nan_guard=True: each call
+    raises irc.NanGuardError at the first op that produces a NaN or Inf
+    (irc/nanguard.py)."""
     if isinstance(path_or_source, os.PathLike) or not _is_source(str(path_or_source)):
         path = os.fspath(path_or_source)
         try:
@@ -53,9 +56,18 @@ def load(
         except OSError as e:
             raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
         return _build(
-            text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device
+            text,
+            path,
+            os.path.dirname(os.path.abspath(path)),
+            backend,
+            define,
+            seed,
+            device,
+            nan_guard,
         )
-    return loads(path_or_source, backend=backend, define=define, seed=seed, device=device)
+    return loads(
+        path_or_source, backend=backend, define=define, seed=seed, device=device, nan_guard=nan_guard
+    )
 
 
 def loads(
@@ -65,9 +77,10 @@ def loads(
     seed: Optional[int] = None,
     filename: str = "<string>",
     device: Optional[str] = None,
+    nan_guard: bool = False,
 ):
     """Compile `.tg` source text; `load(...)` paths resolve from the working directory."""
-    return _build(text, filename, os.getcwd(), backend, define, seed, device)
+    return _build(text, filename, os.getcwd(), backend, define, seed, device, nan_guard)
 
 
 def compile_to_ir(text: str, filename: str, define=None) -> Module:
@@ -104,7 +117,7 @@ def parse_define_value(text: str):
             raise CompileError(f"-D: '{text}' is not a number") from None
 
 
-def _build(text, filename, base_dir, backend, define, seed, device):
+def _build(text, filename, base_dir, backend, define, seed, device, nan_guard=False):
     backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
@@ -115,9 +128,13 @@ def _build(text, filename, base_dir, backend, define, seed, device):
     opt = run_pipeline(tg.clone())
     module_seed = opt.attrs.get("seed", 0) if seed is None else seed
     state = initial_values(opt, base_dir, module_seed)
-    return CompiledModule(
-        text, filename, define, tg, opt, _make_backend(backend, opt, state, device), backend
-    )
+    if nan_guard:  # nothing of this is imported or compiled when the guard is off
+        from irc.nanguard import guarded_backend
+
+        be = guarded_backend(tg, backend, state, device, _make_backend)
+    else:
+        be = _make_backend(backend, opt, state, device)
+    return CompiledModule(text, filename, define, tg, opt, be, backend)
 
 
 def _make_backend(name, module, state, device):

@@ -68,6 +68,8 @@ def _load(args):
         kwargs["backend"] = args.backend
     if getattr(args, "device", None):
         kwargs["device"] = args.device
+    if getattr(args, "nan_guard", False):
+        kwargs["nan_guard"] = True
     if not os.path.exists(args.file):
         raise UsageError(f"cannot read {args.file}: no such file")
     try:
@@ -106,6 +108,9 @@ def _args_run(p):
         help="an argument: a .npy/.npz file or a number or list literal (repeatable)",
     )
     p.add_argument("--out", default=None, help="save the results to this .npz file")
+    p.add_argument(
+        "--nan-guard", action="store_true", help="stop at the first op that produces a NaN or Inf"
+    )
 
 
 def _parse_arg_value(text: str):
@@ -148,10 +153,15 @@ def cmd_run(args) -> int:
         if not eq:
             raise UsageError(f"--arg expects NAME=VALUE, got '{item}'")
         kwargs[name.strip()] = _parse_arg_value(value.strip())
+    from irc.nanguard import NanGuardError
+
     try:
         out = getattr(m, args.fn)(**kwargs)
     except (api.CallError, IndexError) as e:  # wrong arguments; a run-time check of the model
         raise UsageError(str(e)) from None
+    except NanGuardError as e:  # --nan-guard: the first op that produced a NaN or Inf
+        print(e.format(), file=sys.stderr)
+        return 1
     sig = m.signature(args.fn)
     results = out if isinstance(out, tuple) else (() if out is None else (out,))
     for i, (r, t) in enumerate(zip(results, sig.results)):
@@ -419,9 +429,16 @@ def _args_train(p):
         "--plot", metavar="FILE.png", help="draw the loss and accuracy curves (needs matplotlib)"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--nan-guard", action="store_true", help="stop at the first op that produces a NaN or Inf"
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="after training, profile one step (irc profile)"
+    )
 
 
 def cmd_train(args) -> int:
+    from irc.nanguard import NanGuardError
     from irc.train import TrainError, train
 
     try:
@@ -439,9 +456,14 @@ def cmd_train(args) -> int:
             plot=args.plot,
             progress=args.progress,
             define=_defines(args),
+            nan_guard=args.nan_guard,
+            profile=args.profile,
         )
     except TrainError as e:
         raise UsageError(str(e)) from None
+    except NanGuardError as e:  # --nan-guard: the first op that produced a NaN or Inf
+        print(f"\n{e.format()}", file=sys.stderr)
+        return 1
     return 130 if r["interrupted"] else 0
 
 

@@ -13,7 +13,7 @@ Values inside scan bodies are not probed (they exist once per step); a differenc
 a NaN there is reported at the scan.
 
 Owns: Probe (a probe module with the map from its extra outputs to the ops),
-probe_module, build_module (a CompiledModule from tg IR, for a backend).
+probe_module, probe_all, build_module (a CompiledModule from tg IR, for a backend).
 Sits beside irc.api (imports irc.api, irc.pipeline, irc.passes, irc.ir); nothing below
 irc.api may import it.
 """
@@ -89,11 +89,25 @@ def probe_module(tg: Module, fn: str, take_updates: bool = False) -> Probe:
     func = m.lookup(fn)
     if func is None:
         raise KeyError(f"no entry function '{fn}'")
+    return _probe_func(m, func, take_updates)
+
+
+def probe_all(tg: Module, take_updates: bool = False) -> tuple:
+    """(module, {fn: Probe}): a copy of `tg` with every entry function probed."""
+    m = tg.clone()
+    _inline(m)
+    probes = {}
+    for func in m.functions():
+        if func.attrs.get("visibility") == "public":
+            probes[func.attrs["sym_name"]] = _probe_func(m, func, take_updates)
+    return m, probes
+
+
+def _probe_func(m: Module, func: Op, take_updates: bool) -> Probe:
     block = func.regions[0].block
     ret = block.terminator
     outs: list[Value] = list(ret.operands)
-    n_results = len(outs)
-    probe = Probe(m, fn, n_results)
+    probe = Probe(m, func.attrs["sym_name"], len(outs))
     for op in list(block.ops):
         if op.name in _SKIP:
             continue

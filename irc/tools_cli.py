@@ -60,6 +60,13 @@ def args_profile(p):
     _add_model_args(p)
     p.add_argument("--fn", default="train", help="the entry function to profile (default: train)")
     p.add_argument("--steps", type=int, default=20, help="timed calls of the whole function")
+    p.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="size of a named dim of the random inputs (default 32; repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
 
 
@@ -77,6 +84,12 @@ def cmd_profile(args) -> int:
         raise UsageError(
             f"{args.file} has no entry function '{args.fn}' (functions: {', '.join(m.functions)})"
         )
-    prof = profile_module(m, args.fn, steps=args.steps, seed=args.seed or 0)
+    dims = {}
+    for item in args.dim:
+        name, eq, value = item.partition("=")
+        if not eq or not value.strip().isdigit() or int(value) <= 0:
+            raise UsageError(f"--dim expects NAME=SIZE with SIZE > 0, got '{item}'")
+        dims[name.strip()] = int(value)
+    prof = profile_module(m, args.fn, steps=args.steps, seed=args.seed or 0, dims=dims)
     print(json.dumps(prof.to_dict(), indent=2) if args.json else prof.table())
     return 0
