@@ -64,11 +64,12 @@ def test_off_by_default_changes_nothing():
     assert np.isnan(m.f(np.array([1.0, -2.0], np.float32)))
 
 
-@pytest.mark.parametrize("example", ["mlp", "rnn", "lenet", "conv1d", "logreg"])
+@pytest.mark.parametrize(
+    "example",
+    ["mlp", "rnn"] + [pytest.param(e, marks=pytest.mark.slow) for e in ("lenet", "conv1d", "logreg")],
+)
 def test_examples_run_guarded(example):
     """Every example trains a step under the guard with the same result as without."""
-    from irc.verify_backends import verify
-
     path = os.path.join(ROOT, "examples", f"{example}.tg")
     g = irc.load(path, backend="cpu", nan_guard=True)
     p = irc.load(path, backend="cpu")
@@ -78,7 +79,6 @@ def test_examples_run_guarded(example):
     np.testing.assert_allclose(g.train(*args), p.train(*args), rtol=1e-5)
     for n in g.shared:
         np.testing.assert_allclose(g[n], p[n], rtol=1e-5, atol=1e-7)
-    del verify
 
 
 def test_cli_run_nan_guard(tmp_path, irc_exe):

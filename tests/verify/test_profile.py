@@ -23,9 +23,9 @@ def _example(name):
     "example,backend",
     [
         ("mlp", "cpu"),
-        ("lenet", "cpu"),
-        ("rnn", "cpu"),
-        ("conv1d", "interp"),
+        pytest.param("lenet", "cpu", marks=pytest.mark.slow),
+        pytest.param("rnn", "cpu", marks=pytest.mark.slow),
+        pytest.param("conv1d", "interp", marks=pytest.mark.slow),
         pytest.param("logreg", "opencl", marks=needs_opencl),
     ],
 )
@@ -66,15 +66,7 @@ def test_machine_peaks_are_positive():
     assert pk["gflops"] > 0.1 and pk["gbps"] > 0.1
 
 
-def test_cli_profile_table_and_json(irc_exe):
-    r = subprocess.run(
-        [irc_exe, "profile", _example("mlp"), "--fn", "train", "--steps", "3", "--dim", "N=8"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    assert "profile of train(N=8)" in r.stdout and "mlp.tg:14" in r.stdout
+def test_cli_profile_json(irc_exe):
     r = subprocess.run(
         [irc_exe, "profile", _example("mlp"), "--fn", "train", "--steps", "3", "--json"],
         capture_output=True,
@@ -93,6 +85,19 @@ def test_cli_profile_table_and_json(irc_exe):
     assert r.returncode == 1 and "no entry function 'nope'" in r.stderr
 
 
+@pytest.mark.slow
+def test_cli_profile_table(irc_exe):
+    r = subprocess.run(
+        [irc_exe, "profile", _example("mlp"), "--fn", "train", "--steps", "3", "--dim", "N=8"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "profile of train(N=8)" in r.stdout and "mlp.tg:14" in r.stdout
+
+
+@pytest.mark.slow
 def test_cli_train_profile(irc_exe):
     r = subprocess.run(
         [irc_exe, "train", "mlp", "--epochs", "1", "--profile", "--no-progress"],
