@@ -151,3 +151,21 @@ def test_runtime_error_on_every_backend_is_agreement():
         pytest.skip("the drawn H leaves the pool a window")  # pragma: no cover
     assert report.ok, text
     assert "raises too" in text
+
+
+def _doc_programs():
+    import re
+
+    out = []
+    for path in [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+        with open(path, encoding="utf-8") as f:
+            for i, block in enumerate(re.findall(r"```tg\n(.*?)```", f.read(), re.S)):
+                out.append(pytest.param(block, id=f"{os.path.basename(path)}#{i}"))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("src", _doc_programs())
+def test_documentation_programs_agree_on_every_backend(src):
+    report = verify(src, backends=["interp", "cpu", "opencl"])
+    assert report.ok, str(report)
