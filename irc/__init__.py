@@ -85,6 +85,9 @@ _LAZY = {
     "verify_grad": "irc.gradcheck",
     "verify": "irc.verify_backends",
     "NanGuardError": "irc.nanguard",
+    # the cpu backend's thread count (runtime/llvm/threads.py)
+    "set_num_threads": "irc.runtime.llvm.threads",
+    "get_num_threads": "irc.runtime.llvm.threads",
     # the Theano-style builder: every name irc.symbolic exports
     **{name: "irc.symbolic" for name in SYMBOLIC_API},
 }

@@ -43,11 +43,13 @@ def load(
     seed: Optional[int] = None,
     device: Optional[str] = None,
     nan_guard: bool = False,
+    threads: Optional[int] = None,
 ):
     """Compile a `.tg` file (or source text) for a backend ("cpu" by default,
-    "interp" or "opencl"); returns a CompiledModule. nan_guard=True: each call
-    raises irc.NanGuardError at the first op that produces a NaN or Inf
-    (irc/nanguard.py)."""
+    "interp" or "opencl"); returns a CompiledModule. `threads`: the cpu backend's
+    thread count for this module (default: irc.set_num_threads / IRC_NUM_THREADS /
+    the usable cores). nan_guard=True: each call raises irc.NanGuardError at the
+    first op that produces a NaN or Inf (irc/nanguard.py)."""
     if isinstance(path_or_source, os.PathLike) or not _is_source(str(path_or_source)):
         path = os.fspath(path_or_source)
         try:
@@ -63,10 +65,17 @@ def load(
             define,
             seed,
             device,
+            threads,
             nan_guard,
         )
     return loads(
-        path_or_source, backend=backend, define=define, seed=seed, device=device, nan_guard=nan_guard
+        path_or_source,
+        backend=backend,
+        define=define,
+        seed=seed,
+        device=device,
+        threads=threads,
+        nan_guard=nan_guard,
     )
 
 
@@ -77,10 +86,11 @@ def loads(
     seed: Optional[int] = None,
     filename: str = "<string>",
     device: Optional[str] = None,
+    threads: Optional[int] = None,
     nan_guard: bool = False,
 ):
     """Compile `.tg` source text; `load(...)` paths resolve from the working directory."""
-    return _build(text, filename, os.getcwd(), backend, define, seed, device, nan_guard)
+    return _build(text, filename, os.getcwd(), backend, define, seed, device, threads, nan_guard)
 
 
 def compile_to_ir(text: str, filename: str, define=None) -> Module:
@@ -117,10 +127,13 @@ def parse_define_value(text: str):
             raise CompileError(f"-D: '{text}' is not a number") from None
 
 
-def _build(text, filename, base_dir, backend, define, seed, device, nan_guard=False):
+def _build(text, filename, base_dir, backend, define, seed, device, threads=None, nan_guard=False):
     backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    bad_threads = isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    if threads is not None and bad_threads:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     from irc.pipeline import run_pipeline
     from irc.runtime.state import initial_values
 
@@ -134,6 +147,10 @@ def _build(text, filename, base_dir, backend, define, seed, device, nan_guard=Fa
         be = guarded_backend(tg, backend, state, device, _make_backend)
     else:
         be = _make_backend(backend, opt, state, device)
+    if threads is not None and hasattr(be, "set_threads"):
+        from irc.runtime.llvm.threads import pin
+
+        pin(be, threads)  # this module keeps its own count, whatever set_num_threads says
     return CompiledModule(text, filename, define, tg, opt, be, backend)
 
 

@@ -435,12 +435,21 @@ def _args_train(p):
     p.add_argument(
         "--profile", action="store_true", help="after training, profile one step (irc profile)"
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads of the cpu backend (default: $IRC_NUM_THREADS, else the usable cores)",
+    )
 
 
 def cmd_train(args) -> int:
     from irc.nanguard import NanGuardError
     from irc.train import TrainError, train
 
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
     try:
         r = train(
             args.file,
@@ -458,6 +467,7 @@ def cmd_train(args) -> int:
             define=_defines(args),
             nan_guard=args.nan_guard,
             profile=args.profile,
+            threads=args.threads,
         )
     except TrainError as e:
         raise UsageError(str(e)) from None

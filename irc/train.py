@@ -352,6 +352,7 @@ def train(
     out=None,
     define: dict | None = None,
     device: str | None = None,
+    threads: int | None = None,
     nan_guard: bool = False,
     profile: bool = False,
 ) -> dict:
@@ -359,7 +360,7 @@ def train(
     {loss, accuracy, history: [{epoch, loss, accuracy, seconds}], batch_losses,
     epochs (completed), interrupted, seconds, examples_per_second, settings}.
     Raises TrainError for a mistake in the request, CompileError for one in the model.
-    backend=None takes irc.api's default; define, device and nan_guard go to
+    backend=None takes irc.api's default; define, device, threads and nan_guard go to
     irc.api.load (a NaN then raises irc.NanGuardError at its op). profile=True
     profiles one training step on a batch after training (irc/profile.py), printed
     and returned as result["profile"]."""
@@ -374,7 +375,13 @@ def train(
         _check_plot_available()  # before training, not after it
     try:
         m = irc.api.load(
-            path, backend=backend, define=define, seed=seed, device=device, nan_guard=nan_guard
+            path,
+            backend=backend,
+            define=define,
+            seed=seed,
+            device=device,
+            threads=threads,
+            nan_guard=nan_guard,
         )
     except ValueError as e:
         if type(e) is ValueError:  # an unknown backend name

@@ -66,7 +66,7 @@ SCALAR_INT = {"add": "add", "sub": "sub", "mul": "mul", "and": "and_", "or": "or
 FCMP = {"lt": ("<", "o"), "le": ("<=", "o"), "gt": (">", "o"), "ge": (">=", "o"), "eq": ("==", "o"),
         "ne": ("!=", "u")}
 ICMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-WEIGHT = {"exp": 12, "log": 14, "log1p": 18, "tanh": 16, "sigmoid": 14, "softplus": 30, "pow": 40,
+WEIGHT = {"exp": 12, "log": 14, "log1p": 18, "tanh": 16, "pow": 40,
           "sin": 30, "cos": 30, "div": 4, "sqrt": 4}
 
 
@@ -334,8 +334,6 @@ def float_op(g: Gen, b, short, args, rt, op):
         return b.select(b.fcmp_unordered("uno", x, x), x, r)
     if short in ("sin", "cos"):
         return _intr(b, short, ty, args)
-    if short == "relu":
-        return _intr(b, "maximum", ty, [args[0], ir.Constant(ty, 0.0)])
     f = tr.UNARY.get((short, rt.name))
     if f is not None:
         return f(b, args[0])
@@ -355,7 +353,7 @@ def int_op(g: Gen, b, short, args, rt):
             return b.or_(*args)
         if short == "not":
             return b.not_(x)
-        if short in ("abs", "square", "sign", "relu"):
+        if short in ("abs", "square", "sign"):
             return x
         if short == "ne":
             return b.xor(*args)
@@ -376,8 +374,6 @@ def int_op(g: Gen, b, short, args, rt):
         return b.select(b.icmp_signed(">", args[0], args[1]), args[0], args[1])
     if short == "minimum":
         return b.select(b.icmp_signed("<", args[0], args[1]), args[0], args[1])
-    if short == "relu":
-        return b.select(b.icmp_signed(">", x, zero), x, zero)
     if short == "sign":
         return b.sub(b.zext(b.icmp_signed(">", x, zero), ty), b.zext(b.icmp_signed("<", x, zero), ty))
     if short == "floordiv":

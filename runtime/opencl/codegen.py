@@ -165,22 +165,6 @@ inline {T} irc_min_{S}({T} a, {T} b) {{ return (a < b || a != a) ? a : b; }}  //
         """\
 inline {T} irc_sign_{S}({T} x) {{ return x > 0 ? ({T})1 : (x < 0 ? ({T})-1 : x); }}  // keeps 0 and NaN""",
     ),
-    "sigmoid": (
-        (),
-        """\
-inline {T} irc_sigmoid_{S}({T} x) {{  // 1 / (1 + exp(-x)) without overflow (f64)
-    const {T} e = exp(-fabs(x));
-    const {T} r = ({T})1 / (({T})1 + e);
-    return x >= 0 ? r : e * r;
-}}""",
-    ),
-    "softplus": (
-        (),
-        """\
-inline {T} irc_softplus_{S}({T} x) {{  // log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
-    return fmax(x, ({T})0) + log1p(exp(-fabs(x)));
-}}""",
-    ),
 }
 
 _INT_HELPERS = {
@@ -310,23 +294,6 @@ inline float irc_tanh_f32(float x) {  // odd polynomial below 0.625, else 1 - 2 
     return x != x ? x : r;
 }""",
     ),
-    "sigmoid": (
-        ("exp_f32",),
-        """\
-inline float irc_sigmoid_f32(float x) {  // 1 / (1 + exp(-x)) without overflow
-    const float e = irc_exp_f32(-as_float(as_int(x) & 0x7FFFFFFF));
-    const float r = 1.0f / (1.0f + e);
-    return (x >= 0.0f || x != x) ? r : e * r;
-}""",
-    ),
-    "softplus": (
-        ("exp_f32", "log1p_f32"),
-        """\
-inline float irc_softplus_f32(float x) {  // log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
-    const float e = irc_exp_f32(-as_float(as_int(x) & 0x7FFFFFFF));
-    return (x > 0.0f ? x : 0.0f) + irc_log1p_f32(e);
-}""",
-    ),
     "abs": ((), "inline float irc_abs_f32(float x) { return as_float(as_int(x) & 0x7FFFFFFF); }"),
 }
 
@@ -428,14 +395,6 @@ def render_minimum(w, a, rt, at):
     return w.call("min", rt, a)
 
 
-def render_relu(w, a, rt, at):
-    if rt.is_bool:
-        return a[0]
-    if rt.is_int:
-        return f"{paren(a[0])} > 0 ? {paren(a[0])} : 0"
-    return w.call("max", rt, [a[0], literal(0, rt)])
-
-
 def render_neg(w, a, rt, at):
     return f"!{paren(a[0])}" if rt.is_bool else f"-{paren(a[0])}"
 
@@ -514,12 +473,11 @@ def cast_expr(x: str, src: DType, dst: DType) -> str:
 SCALAR = {
     "add": render_add, "sub": _infix("-"), "mul": render_mul, "div": render_div,
     "floordiv": render_floordiv, "mod": render_mod, "pow": render_pow,
-    "maximum": render_maximum, "minimum": render_minimum, "relu": render_relu,
+    "maximum": render_maximum, "minimum": render_minimum,
     "neg": render_neg, "abs": render_abs, "square": render_square, "sign": render_sign,
     "not": render_not, "and": render_and, "or": render_or,
     "exp": _builtin("exp"), "log": _builtin("log"), "log1p": _builtin("log1p"),
     "sqrt": _builtin("sqrt"), "tanh": _builtin("tanh"), "sin": _builtin("sin"), "cos": _builtin("cos"),
-    "sigmoid": _helper("sigmoid"), "softplus": _helper("softplus"),
     "lt": _infix("<"), "le": _infix("<="), "gt": _infix(">"), "ge": _infix(">="),
     "eq": _infix("=="), "ne": _infix("!="),
     "select": render_select, "cast": render_cast,

@@ -6,7 +6,7 @@ start and a constant buffer both named c1. On the cpu backend, an entry named
 
 import numpy as np
 import pytest
-from conftest import needs_opencl
+from verify_helpers import needs_opencl
 
 import irc
 

@@ -6,7 +6,7 @@ results. The full run over every example is slow; a sample runs by default."""
 import numpy as np
 import pytest
 from badcalls import run_bad_calls
-from conftest import OPENCL_REASON
+from verify_helpers import OPENCL_REASON
 
 import irc
 

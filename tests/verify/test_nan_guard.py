@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import needs_opencl
+from verify_helpers import needs_opencl
 
 import irc
 

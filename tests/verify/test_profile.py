@@ -7,7 +7,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import needs_opencl
+from verify_helpers import needs_opencl
 
 import irc
 from irc.profile import machine_peaks, profile_module
