@@ -128,4 +128,4 @@ def guarded_backend(tg, backend: str, state: dict, device, make_backend):
     return NanGuardBackend(make_backend(backend, opt, state, device), probes, names)
 
 
-__all__ = ["NanGuardError", "NanGuardBackend", "guarded_backend"]
+__all__ = ["NanGuardBackend", "NanGuardError", "guarded_backend"]

@@ -149,7 +149,14 @@ class Profile:
                 for k in self.kernels
             ],
             "lines": [
-                {"line": key, "seconds": s, "share": s / total, "flops": f, "bytes": b, "kernels": n}
+                {
+                    "line": key,
+                    "seconds": s,
+                    "share": s / total,
+                    "flops": f,
+                    "bytes": b,
+                    "kernels": n,
+                }
                 for key, s, f, b, n in self.lines()
             ],
         }

@@ -27,7 +27,6 @@ def args_verify(p):
 
 def cmd_verify(args) -> int:
     import json
-
     import os
 
     from irc.commands import UsageError, _defines

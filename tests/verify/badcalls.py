@@ -47,14 +47,25 @@ def mutations(sig, args, rng):
             out.append((f"{name}: strided view (step 2 on the last axis)", put(wide[..., ::2])))
             out.append((f"{name}: Fortran order", put(np.asfortranarray(x))))
             if x.ndim >= 2:
-                out.append((f"{name}: one more element on the last axis", put(
-                    np.concatenate([x, x[..., :1]], axis=-1))))
-                out.append((f"{name}: transposed view", put(np.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1))))
+                out.append(
+                    (
+                        f"{name}: one more element on the last axis",
+                        put(np.concatenate([x, x[..., :1]], axis=-1)),
+                    )
+                )
+                out.append(
+                    (
+                        f"{name}: transposed view",
+                        put(np.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1)),
+                    )
+                )
         else:
             out.append((f"{name}: array where a scalar is expected", put(np.stack([x, x]))))
         out.append((f"{name}: complex dtype", put(x.astype(np.complex64))))
         out.append((f"{name}: string", put(np.full(x.shape, "a"))))
-        out.append((f"{name}: object", put(np.array(x.tolist() if x.ndim else x.item(), dtype=object))))
+        out.append(
+            (f"{name}: object", put(np.array(x.tolist() if x.ndim else x.item(), dtype=object)))
+        )
         out.append((f"{name}: None", put(None)))
         if x.dtype.kind == "f":
             out.append((f"{name}: float64 data", put(x.astype(np.float64))))
@@ -78,8 +89,12 @@ def mutations(sig, args, rng):
             out.append((f"{name}: int64 label 2^40", put(huge)))
     out.append(("one argument too many", list(args) + [np.float32(1.0)]))
     if args:
-        out.append(("one argument missing", list(args)[:-1] if not sig.args[-1].has_default
-                    else list(args)[:-2]))
+        out.append(
+            (
+                "one argument missing",
+                list(args)[:-1] if not sig.args[-1].has_default else list(args)[:-2],
+            )
+        )
     return out
 
 
@@ -92,8 +107,7 @@ def _call(m, fn, args, state):
 
 
 def run_bad_calls(examples, backends, seed=0, limit=None) -> dict:
-    tally = {"calls": 0, "clean_errors": 0, "agreed": 0, "crashes": 0, "silent": 0,
-             "failures": []}
+    tally = {"calls": 0, "clean_errors": 0, "agreed": 0, "crashes": 0, "silent": 0, "failures": []}
     rng = np.random.default_rng(seed)
     for ex in examples:
         path = os.path.join(ROOT, "examples", f"{ex}.tg")
@@ -134,7 +148,9 @@ def run_bad_calls(examples, backends, seed=0, limit=None) -> dict:
                         continue
                     if ref_err is not None:
                         tally["silent"] += 1
-                        tally["failures"].append(f"{what} [{b}]: returned, interp raised {ref_err!r}")
+                        tally["failures"].append(
+                            f"{what} [{b}]: returned, interp raised {ref_err!r}"
+                        )
                         continue
                     whys = [w for w in (compare(g, r) for g, r in zip(got, want)) if w]
                     if whys or len(got) != len(want):

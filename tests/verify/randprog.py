@@ -27,11 +27,28 @@ SHARED = {
     "b": ("f32[4]", "uniform(-0.5, 0.5)"),
     "F": ("f32[3, 2, 3, 3]", "normal(0.0, 0.3)"),
 }
-UNARY = ["tanh({})", "sigmoid({})", "relu({})", "abs({})", "sin({})", "({} * {})",
-         "softplus({})", "exp(-({} * {}))", "sqrt({} * {} + 1.0)", "log1p({} * {})",
-         "(-{})", "cos({})"]
-BINARY = ["({} + {})", "({} - {})", "({} * {})", "maximum({}, {})", "minimum({}, {})",
-          "({} / (1.0 + {} * {}))"]
+UNARY = [
+    "tanh({})",
+    "sigmoid({})",
+    "relu({})",
+    "abs({})",
+    "sin({})",
+    "({} * {})",
+    "softplus({})",
+    "exp(-({} * {}))",
+    "sqrt({} * {} + 1.0)",
+    "log1p({} * {})",
+    "(-{})",
+    "cos({})",
+]
+BINARY = [
+    "({} + {})",
+    "({} - {})",
+    "({} * {})",
+    "maximum({}, {})",
+    "minimum({}, {})",
+    "({} / (1.0 + {} * {}))",
+]
 REDUCE = ["sum", "mean", "max", "min"]
 PLAIN = {"N", "T", "H", "Q", "1", "2", "3", "4"}  # sizes that can appear in fn signatures
 
@@ -85,7 +102,9 @@ class Gen:
             w = self.any_val(lambda t: t == s)
             dw = self.vals[w][1]
         elif kind == "suffix":
-            cands = [k for k, (t, _) in self.vals.items() if 0 < len(t) < len(s) and s[-len(t):] == t]
+            cands = [
+                k for k, (t, _) in self.vals.items() if 0 < len(t) < len(s) and s[-len(t) :] == t
+            ]
             if s[-1] == "4":
                 cands.append(self.shared("b"))
             if not cands:
@@ -94,8 +113,11 @@ class Gen:
             dw = self.vals[w][1] if w in self.vals else frozenset({"b"})
         else:
             ax = self.draw(st.integers(0, len(s) - 1))
-            w = self.new(f"{self.pick(REDUCE)}({v}, axis={ax}, keepdims=true)",
-                         s[:ax] + ("1",) + s[ax + 1:], d)
+            w = self.new(
+                f"{self.pick(REDUCE)}({v}, axis={ax}, keepdims=true)",
+                s[:ax] + ("1",) + s[ax + 1 :],
+                d,
+            )
             dw = d
         op = self.pick(BINARY)
         if op.count("{}") == 3:
@@ -115,8 +137,8 @@ class Gen:
             return self.new(f"{op}({v})", (), d)
         ax = self.draw(st.integers(0, len(s) - 1))
         if form == "axis":
-            return self.new(f"{op}({v}, axis={ax})", s[:ax] + s[ax + 1:], d)
-        return self.new(f"{op}({v}, axis={ax}, keepdims=true)", s[:ax] + ("1",) + s[ax + 1:], d)
+            return self.new(f"{op}({v}, axis={ax})", s[:ax] + s[ax + 1 :], d)
+        return self.new(f"{op}({v}, axis={ax}, keepdims=true)", s[:ax] + ("1",) + s[ax + 1 :], d)
 
     def matmul(self):
         v = self.any_val(lambda s: len(s) >= 1 and s[-1] in ("3", "4"))
@@ -142,7 +164,9 @@ class Gen:
         if v is None:
             return self.unary()
         s, d = self.vals[v]
-        form = self.pick(["first", "last", "slice", "col"] if len(s) >= 2 else ["first", "last", "slice"])
+        form = self.pick(
+            ["first", "last", "slice", "col"] if len(s) >= 2 else ["first", "last", "slice"]
+        )
         if form == "first":
             return self.new(f"{v}[0]", s[1:], d)
         if form == "last":
@@ -168,8 +192,11 @@ class Gen:
         self.args["img"] = "f32[N, 2, H, Q]"
         self.shared("F")
         pad = self.pick(['"same"', '"valid"'])
-        c = self.new(f"relu(conv2d(img, F, padding={pad}))",
-                     ("N", "3", "H'", "W'") if pad == '"valid"' else ("N", "3", "H", "W"), {"F"})
+        c = self.new(
+            f"relu(conv2d(img, F, padding={pad}))",
+            ("N", "3", "H'", "W'") if pad == '"valid"' else ("N", "3", "H", "W"),
+            {"F"},
+        )
         p = self.new(f"max_pool2d({c}, [2, 2])", ("N", "3", "Hp", "Wp"), {"F"})
         return self.new(f"mean(mean({p}, axis=3), axis=2)", ("N", "3"), {"F"})
 
@@ -227,16 +254,24 @@ class Gen:
     def program(self) -> str:
         draw = self.draw
         self.vals["x"] = (("N", "3"), frozenset())
-        features = draw(st.lists(st.sampled_from(["conv", "scan", "matmul", "grad"]), max_size=3,
-                                 unique=True))
+        features = draw(
+            st.lists(st.sampled_from(["conv", "scan", "matmul", "grad"]), max_size=3, unique=True)
+        )
         if "conv" in features:
             self.conv()
         if "scan" in features:
             self.scan()
         if "matmul" in features or draw(st.booleans()):
             self.matmul()
-        steps = [self.unary, self.binary, self.reduce, self.matmul, self.transpose, self.index,
-                 self.reshape]
+        steps = [
+            self.unary,
+            self.binary,
+            self.reduce,
+            self.matmul,
+            self.transpose,
+            self.index,
+            self.reshape,
+        ]
         for _ in range(draw(st.integers(1, 6))):
             self.pick(steps)()
         if "grad" in features or draw(st.booleans()):
@@ -261,12 +296,17 @@ class Gen:
             else:
                 res.append(f"sum({k})")
                 types.append("f32")
-        head = [f"shared {k}: {t} = {init}" for k, (t, init) in SHARED.items()
-                if k in self.used_shared]
+        head = [
+            f"shared {k}: {t} = {init}" for k, (t, init) in SHARED.items() if k in self.used_shared
+        ]
         args = ", ".join(f"{k}: {t}" for k, t in self.args.items())
         rt = types[0] if len(types) == 1 else f"({', '.join(types)})"
-        return "\n".join(head + [f"fn f({args}) -> {rt} {{"] + self.lines +
-                         [f"    return {', '.join(res)}", "}", ""])
+        return "\n".join(
+            head
+            + [f"fn f({args}) -> {rt} {{"]
+            + self.lines
+            + [f"    return {', '.join(res)}", "}", ""]
+        )
 
 
 def _shared_shape(w):

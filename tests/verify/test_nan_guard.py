@@ -66,7 +66,8 @@ def test_off_by_default_changes_nothing():
 
 @pytest.mark.parametrize(
     "example",
-    ["mlp", "rnn"] + [pytest.param(e, marks=pytest.mark.slow) for e in ("lenet", "conv1d", "logreg")],
+    ["mlp", "rnn"]
+    + [pytest.param(e, marks=pytest.mark.slow) for e in ("lenet", "conv1d", "logreg")],
 )
 def test_examples_run_guarded(example):
     """Every example trains a step under the guard with the same result as without."""
@@ -105,8 +106,19 @@ def test_cli_run_nan_guard(tmp_path, irc_exe):
 def test_cli_train_nan_guard(tmp_path, irc_exe):
     """A learning rate that blows the MLP up: the guard names the first op."""
     r = subprocess.run(
-        [irc_exe, "train", "mlp", "--epochs", "1", "--lr", "1e38", "--nan-guard",
-         "--no-progress", "--backend", "cpu"],
+        [
+            irc_exe,
+            "train",
+            "mlp",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e38",
+            "--nan-guard",
+            "--no-progress",
+            "--backend",
+            "cpu",
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -18,7 +18,7 @@ def _check(src, seed):
     assert report.ok, f"{src}\n{report}"  # the seed (inputs and dims) is in the report
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(programs(), st.integers(0, 2**16))
 def test_random_programs_agree_quick(src, seed):
     _check(src, seed)

@@ -31,9 +31,10 @@ fn f(x: f32[N, 3]) -> f32 {
 def broken_tanh(monkeypatch, backend="cpu"):
     """The `backend` backend is the interpreter with tanh off by 0.01 (a stand-in for a
     backend bug: the reference stays right)."""
+    from irc.runtime.interp import InterpBackend
+
     from irc import api
     from irc.ops.registry import REGISTRY
-    from irc.runtime.interp import InterpBackend
 
     orig_make = api._make_backend
     d = REGISTRY["tg.tanh"]
@@ -157,9 +158,11 @@ def _doc_programs():
     import re
 
     out = []
-    for path in [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+    for path in [os.path.join(ROOT, "README.md")] + sorted(
+        glob.glob(os.path.join(ROOT, "docs", "*.md"))
+    ):
         with open(path, encoding="utf-8") as f:
-            for i, block in enumerate(re.findall(r"```tg\n(.*?)```", f.read(), re.S)):
+            for i, block in enumerate(re.findall(r"```tg\n(.*?)```", f.read(), re.DOTALL)):
                 out.append(pytest.param(block, id=f"{os.path.basename(path)}#{i}"))
     return out
 
