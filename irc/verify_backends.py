@@ -455,6 +455,12 @@ def _locate(res, tg, text, filename, base_dir, define, seed, device, name, args,
         why = compare(got[p.output], want[p.output])
         if why:
             res.first = f"{p.describe()}: {why}"
+            if p.op.regions:  # a scan: its body's values are per step, not probed
+                lines = sorted(
+                    {o.loc.line for o in p.op.walk() if o is not p.op and o.loc is not None}
+                )
+                if lines:
+                    res.first += f" (inside its body, lines {lines[0]}-{lines[-1]})"
             if p.loc is not None:
                 line = source_line(p.loc.file, p.loc.line)
                 if line is None and p.loc.file == filename:

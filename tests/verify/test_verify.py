@@ -172,3 +172,21 @@ def _doc_programs():
 def test_documentation_programs_agree_on_every_backend(src):
     report = verify(src, backends=["interp", "cpu", "opencl"])
     assert report.ok, str(report)
+
+
+def test_difference_inside_a_scan_is_located_at_the_scan(monkeypatch):
+    src = """shared U: f32[4, 4] = normal(0.0, 0.3)
+fn f(xs: f32[T, N, 4], h0: f32[N, 4]) -> f32 {
+    hs = scan (x in xs; h = h0) {
+        h = tanh(x + h @ U)
+        yield h
+    }
+    return sum(hs)
+}
+"""
+    with broken_tanh(monkeypatch):
+        report = verify(src, backends=["interp", "cpu"], filename="scan.tg")
+    cpu = report.functions[0].backends[1]
+    assert not cpu.ok
+    assert cpu.first.startswith("scan.tg:3:10: tg.scan"), cpu.first
+    assert "inside its body, lines 4-5" in cpu.first
