@@ -83,6 +83,8 @@ _LAZY = {
     "CallError": "irc.api",
     "CompiledModule": "irc.api",
     "verify_grad": "irc.gradcheck",
+    "verify": "irc.verify_backends",
+    "NanGuardError": "irc.nanguard",
     # the cpu backend's thread count (runtime/llvm/threads.py)
     "set_num_threads": "irc.runtime.llvm.threads",
     "get_num_threads": "irc.runtime.llvm.threads",

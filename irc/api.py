@@ -50,12 +50,14 @@ def load(
     define: Optional[dict] = None,
     seed: Optional[int] = None,
     device: Optional[str] = None,
+    nan_guard: bool = False,
     threads: Optional[int] = None,
 ):
     """Compile a `.tg` file (or source text) for a backend ("cpu" by default,
     "interp" or "opencl"); returns a CompiledModule. `threads`: the cpu backend's
     thread count for this module (default: irc.set_num_threads / IRC_NUM_THREADS /
-    the usable cores)."""
+    the usable cores). nan_guard=True: each call raises irc.NanGuardError at the
+    first op that produces a NaN or Inf (irc/nanguard.py)."""
     if isinstance(path_or_source, os.PathLike) or not _is_source(str(path_or_source)):
         path = os.fspath(path_or_source)
         try:
@@ -64,11 +66,24 @@ def load(
         except OSError as e:
             raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
         return _build(
-            text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device,
+            text,
+            path,
+            os.path.dirname(os.path.abspath(path)),
+            backend,
+            define,
+            seed,
+            device,
             threads,
+            nan_guard,
         )
     return loads(
-        path_or_source, backend=backend, define=define, seed=seed, device=device, threads=threads
+        path_or_source,
+        backend=backend,
+        define=define,
+        seed=seed,
+        device=device,
+        threads=threads,
+        nan_guard=nan_guard,
     )
 
 
@@ -80,9 +95,10 @@ def loads(
     filename: str = "<string>",
     device: Optional[str] = None,
     threads: Optional[int] = None,
+    nan_guard: bool = False,
 ):
     """Compile `.tg` source text; `load(...)` paths resolve from the working directory."""
-    return _build(text, filename, os.getcwd(), backend, define, seed, device, threads)
+    return _build(text, filename, os.getcwd(), backend, define, seed, device, threads, nan_guard)
 
 
 def compile_to_ir(text: str, filename: str, define=None) -> Module:
@@ -119,7 +135,7 @@ def parse_define_value(text: str):
             raise CompileError(f"-D: '{text}' is not a number") from None
 
 
-def _build(text, filename, base_dir, backend, define, seed, device, threads=None):
+def _build(text, filename, base_dir, backend, define, seed, device, threads=None, nan_guard=False):
     backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
@@ -128,7 +144,9 @@ def _build(text, filename, base_dir, backend, define, seed, device, threads=None
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     defines = _check_defines(define)
     key = None
-    if backend == "cpu" and os.environ.get("IRC_NO_CACHE") != "1":
+    # A guarded module is a different program (every intermediate value checked): never
+    # served from, nor written to, the whole-module cache.
+    if backend == "cpu" and not nan_guard and os.environ.get("IRC_NO_CACHE") != "1":
         from irc import cache
 
         key = cache.module_key(text, filename, defines, backend)
@@ -143,7 +161,12 @@ def _build(text, filename, base_dir, backend, define, seed, device, threads=None
     opt = run_pipeline(tg.clone())
     module_seed = opt.attrs.get("seed", 0) if seed is None else seed
     state = initial_values(opt, base_dir, module_seed)
-    be = _make_backend(backend, opt, state, device)
+    if nan_guard:  # nothing of this is imported or compiled when the guard is off
+        from irc.nanguard import guarded_backend
+
+        be = guarded_backend(tg, backend, state, device, _make_backend)
+    else:
+        be = _make_backend(backend, opt, state, device)
     _pin_threads(be, threads)
     m = CompiledModule(text, filename, define, tg, opt, be, backend)
     if key is not None:

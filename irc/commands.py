@@ -15,6 +15,8 @@ import os
 import sys
 from collections import Counter
 
+import irc.tools_cli as _tools  # irc verify, irc profile (issue 15)
+
 STAGES = ("ast", "tg", "opt")
 
 
@@ -66,6 +68,8 @@ def _load(args):
         kwargs["backend"] = args.backend
     if getattr(args, "device", None):
         kwargs["device"] = args.device
+    if getattr(args, "nan_guard", False):
+        kwargs["nan_guard"] = True
     if not os.path.exists(args.file):
         raise UsageError(f"cannot read {args.file}: no such file")
     try:
@@ -104,6 +108,9 @@ def _args_run(p):
         help="an argument: a .npy/.npz file or a number or list literal (repeatable)",
     )
     p.add_argument("--out", default=None, help="save the results to this .npz file")
+    p.add_argument(
+        "--nan-guard", action="store_true", help="stop at the first op that produces a NaN or Inf"
+    )
 
 
 def _parse_arg_value(text: str):
@@ -146,10 +153,15 @@ def cmd_run(args) -> int:
         if not eq:
             raise UsageError(f"--arg expects NAME=VALUE, got '{item}'")
         kwargs[name.strip()] = _parse_arg_value(value.strip())
+    from irc.nanguard import NanGuardError
+
     try:
         out = getattr(m, args.fn)(**kwargs)
     except (api.CallError, IndexError) as e:  # wrong arguments; a run-time check of the model
         raise UsageError(str(e)) from None
+    except NanGuardError as e:  # --nan-guard: the first op that produced a NaN or Inf
+        print(e.format(), file=sys.stderr)
+        return 1
     sig = m.signature(args.fn)
     results = out if isinstance(out, tuple) else (() if out is None else (out,))
     for i, (r, t) in enumerate(zip(results, sig.results)):
@@ -418,6 +430,12 @@ def _args_train(p):
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument(
+        "--nan-guard", action="store_true", help="stop at the first op that produces a NaN or Inf"
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="after training, profile one step (irc profile)"
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -427,6 +445,7 @@ def _args_train(p):
 
 
 def cmd_train(args) -> int:
+    from irc.nanguard import NanGuardError
     from irc.train import TrainError, train
 
     if args.threads is not None and args.threads < 1:
@@ -446,10 +465,15 @@ def cmd_train(args) -> int:
             plot=args.plot,
             progress=args.progress,
             define=_defines(args),
+            nan_guard=args.nan_guard,
+            profile=args.profile,
             threads=args.threads,
         )
     except TrainError as e:
         raise UsageError(str(e)) from None
+    except NanGuardError as e:  # --nan-guard: the first op that produced a NaN or Inf
+        print(f"\n{e.format()}", file=sys.stderr)
+        return 1
     return 130 if r["interrupted"] else 0
 
 
@@ -472,4 +496,6 @@ MODEL_COMMANDS = {
         "check every grad(...) of a .tg model against finite differences",
     ),
     "train": (_args_train, cmd_train, "train a .tg model with SGD on its data, showing progress"),
+    "verify": (_tools.args_verify, _tools.cmd_verify, "compare every backend with the interpreter"),
+    "profile": (_tools.args_profile, _tools.cmd_profile, "time each kernel and source line"),
 }

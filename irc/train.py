@@ -353,12 +353,17 @@ def train(
     define: dict | None = None,
     device: str | None = None,
     threads: int | None = None,
+    nan_guard: bool = False,
+    profile: bool = False,
 ) -> dict:
     """Train the model in `path` (see the module docstring). Returns
     {loss, accuracy, history: [{epoch, loss, accuracy, seconds}], batch_losses,
     epochs (completed), interrupted, seconds, examples_per_second, settings}.
     Raises TrainError for a mistake in the request, CompileError for one in the model.
-    backend=None takes irc.api's default; define, device and threads go to irc.api.load."""
+    backend=None takes irc.api's default; define, device, threads and nan_guard go to
+    irc.api.load (a NaN then raises irc.NanGuardError at its op). profile=True
+    profiles one training step on a batch after training (irc/profile.py), printed
+    and returned as result["profile"]."""
     import irc.api
 
     backend = backend or irc.api.DEFAULT_BACKEND
@@ -370,7 +375,13 @@ def train(
         _check_plot_available()  # before training, not after it
     try:
         m = irc.api.load(
-            path, backend=backend, define=define, seed=seed, device=device, threads=threads
+            path,
+            backend=backend,
+            define=define,
+            seed=seed,
+            device=device,
+            threads=threads,
+            nan_guard=nan_guard,
         )
     except ValueError as e:
         if type(e) is ValueError:  # an unknown backend name
@@ -543,6 +554,14 @@ def train(
             f"done in {seconds:.1f} s: {loss_s}{acc_s}"
             + (f"; checkpoint {save}" if save is not None else ""),
         )
+    if profile:  # irc train --profile: one step on a real batch, after training
+        from irc.profile import profile_module
+
+        prof = profile_module(
+            m, "train", args=bind(train_fn.signature, take(ds.train, ds.batch_axis, np.arange(batch)), lr)
+        )
+        result["profile"] = prof.to_dict()
+        _print(out, prof.table())
     if plot is not None and history:
         plot_history(result, plot, title=f"{os.path.basename(path)} on {ds.name}")
         _print(out, f"curves written to {plot}")

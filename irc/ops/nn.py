@@ -128,11 +128,20 @@ def _crossentropy_infer(types, attrs):
     raise TypeError_(f"targets must be integer labels or float distributions, got {y}")
 
 
+def _label_index(y, n):
+    """Integer labels as indices [..., 1]; a label outside [0, n) is an IndexError, as in
+    the compiled backends (NumPy would take -1 as the last class: issue 15)."""
+    if y.size and (y.min() < 0 or y.max() >= n):
+        bad = y[(y < 0) | (y >= n)].flat[0]
+        raise IndexError(f"label out of range [0, {n}): {bad}")
+    return y.astype(np.intp)[..., None]
+
+
 def _nll(logp, y):
     """-logp[..., y] for integer labels, -sum(y * logp, -1) for distributions."""
     y = np.asarray(y)
     if y.dtype.kind in "iu":
-        idx = y.astype(np.intp)[..., None]
+        idx = _label_index(y, logp.shape[-1])
         return np.asarray(-np.take_along_axis(logp, idx, axis=-1)[..., 0])
     return np.asarray(-np.sum(y * logp, axis=-1))
 
@@ -141,7 +150,7 @@ def _categorical_crossentropy(p, y):
     p = np.asarray(p)
     y = np.asarray(y)
     if y.dtype.kind in "iu":  # pick before the log: one log per row
-        picked = np.take_along_axis(p, y.astype(np.intp)[..., None], axis=-1)[..., 0]
+        picked = np.take_along_axis(p, _label_index(y, p.shape[-1]), axis=-1)[..., 0]
         return np.asarray(-np.log(picked))
     return _nll(np.log(p), y)
 

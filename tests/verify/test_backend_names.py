@@ -73,3 +73,27 @@ def test_entry_names_like_generated_names(backend):
     for fn, k in [("f", None), ("f__ws", 2), ("f__k0", 3), ("f__k0_thunk", 4), ("f_k0_map", 5)]:
         want = x + 1 if k is None else x * k
         np.testing.assert_allclose(getattr(m, fn)(x), want)
+
+
+POOL = """
+shared F: f32[3, 2, 3, 3] = normal(0.0, 0.3)
+fn f(img: f32[N, 2, H, Q]) -> f32 {
+    return sum(max_pool2d(relu(conv2d(img, F, padding="valid")), [2, 2]))
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["interp", "cpu", pytest.param("opencl", marks=needs_opencl)])
+def test_pool_window_larger_than_input(backend):
+    """Found by the random programs: with H = 3, a valid 3x3 convolution leaves 1 row
+    and a 2x2 pool has no window; the interpreter raised while cpu and opencl returned
+    an empty sum. Every backend now raises a located IndexError."""
+    m = irc.loads(POOL, backend=backend, filename="pool.tg")
+    x = np.ones((2, 2, 3, 7), np.float32)
+    with pytest.raises(IndexError, match="pool window"):
+        m.f(x)
+    np.testing.assert_allclose(
+        m.f(np.ones((2, 2, 6, 7), np.float32)),
+        irc.loads(POOL, backend="interp").f(np.ones((2, 2, 6, 7), np.float32)),
+        rtol=1e-5,
+    )

@@ -153,6 +153,12 @@ def lower_max_pool2d(lowerer, emit, op, vals):
     out = lowerer.result_buf(v)
     dt = v.type.dtype
     compare_dtype = I32 if dt.is_bool else dt
+    for d, k in zip(x.type.shape[-2:], size):
+        if not isinstance(d, int):  # as the interpreter: a window larger than a named dim's
+            emit.assert_(  # input is a run-time error, not an empty result (issue 15)
+                emit.scalar("ge", emit.dim(d), emit.dim(k), t=BOOL_T),
+                f"{op.name}: pool window {size} is larger than the input",
+            )
 
     def body(e, idx):
         lead, oh, ow = idx[:-2], idx[-2], idx[-1]
