@@ -30,32 +30,30 @@ BACKENDS = ("interp", "cpu", "opencl")
 DEFAULT_BACKEND = "cpu"
 
 
-def _is_source(s: str) -> bool:
-    return (
-        "\n" in s or "{" in s or s.lstrip().startswith(("shared", "fn ", "def ", "const ", "seed "))
-    )
-
-
 def load(
-    path_or_source,
+    path,
     backend: Optional[str] = None,
     define: Optional[dict] = None,
     seed: Optional[int] = None,
     device: Optional[str] = None,
 ):
-    """Compile a `.tg` file (or source text) for a backend ("cpu" by default,
-    "interp" or "opencl"); returns a CompiledModule."""
-    if isinstance(path_or_source, os.PathLike) or not _is_source(str(path_or_source)):
-        path = os.fspath(path_or_source)
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
-        return _build(
-            text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device
-        )
-    return loads(path_or_source, backend=backend, define=define, seed=seed, device=device)
+    """Compile the `.tg` file at `path` for a backend ("cpu" by default,
+    "interp" or "opencl"); returns a CompiledModule. `path` is always a path
+    (source text goes to irc.loads): a file named `{x}.tg` or `fn 1.tg` is a file."""
+    from irc.ir.errors import read_source
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"irc.load takes a path, got {type(path).__name__}; use irc.loads for text")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    try:
+        text = read_source(path)
+    except OSError as e:
+        raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
+    return _build(
+        text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device
+    )
 
 
 def loads(
@@ -66,7 +64,14 @@ def loads(
     filename: str = "<string>",
     device: Optional[str] = None,
 ):
-    """Compile `.tg` source text; `load(...)` paths resolve from the working directory."""
+    """Compile `.tg` source text (str, or UTF-8 bytes); `load(...)` paths in it
+    resolve from the working directory."""
+    if isinstance(text, (bytes, bytearray)):
+        from irc.ir.errors import decode_source
+
+        text = decode_source(bytes(text), filename)
+    if not isinstance(text, str):
+        raise TypeError(f"irc.loads takes source text, got {type(text).__name__}")
     return _build(text, filename, os.getcwd(), backend, define, seed, device)
 
 

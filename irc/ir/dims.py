@@ -17,6 +17,9 @@ from typing import Union
 
 Dim = Union[int, str]
 
+# Sizes, dims and compile-time integers are 64-bit signed integers.
+INT64_MAX = 2**63 - 1
+
 # A polynomial: {monomial (sorted tuple of atoms): int coefficient}; the empty
 # monomial () is the constant term.
 
