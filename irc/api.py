@@ -272,6 +272,32 @@ def check_arg(fn_name, name, t: TensorType, value, env: dict, where: dict) -> np
     return np.asarray(arr, dtype=want, order="C")
 
 
+def _remove_stale_temporaries(directory: str, prefix: str) -> None:
+    """Remove `prefix<pid>-*.npz` files of save() calls whose process is gone
+    (killed mid-save); those of live processes may be saves in progress."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".npz")):
+            continue
+        pid = name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive (or another user's): leave it
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
 class CompiledModule:
     """A `.tg` module compiled for a backend. See the module docstring."""
 
@@ -328,13 +354,7 @@ class CompiledModule:
         return self._backend.get(name)
 
     def __setitem__(self, name, value):
-        t = self._global(name)
-        arr = np.asarray(value)
-        if tuple(arr.shape) != tuple(t.shape):
-            raise CallError(f"shared variable '{name}' is {t}; got shape {list(arr.shape)}")
-        if arr.dtype != t.dtype.np and not np.can_cast(arr.dtype, t.dtype.np, "same_kind"):
-            raise CallError(f"shared variable '{name}' is {t}; got dtype {arr.dtype}")
-        self._backend.set(name, np.array(arr, dtype=t.dtype.np, order="C"))
+        self._backend.set(name, self._checked_value(name, value))
 
     def __contains__(self, name):
         return name in self._globals
@@ -347,10 +367,14 @@ class CompiledModule:
         return self._globals[name]
 
     def save(self, path) -> None:
-        """Write every shared variable to an .npz file atomically."""
+        """Write every shared variable to an .npz file atomically: a temporary
+        file next to it, renamed over it when complete. Temporary files that a
+        killed save left behind (their process is gone) are removed."""
         path = os.fspath(path)
         d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".irc-", suffix=".npz", dir=d)
+        prefix = f".{os.path.basename(path)}.irc-tmp-"
+        _remove_stale_temporaries(d, prefix)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".npz", dir=d)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **{n: self._backend.get(n) for n in self._globals})
@@ -361,14 +385,44 @@ class CompiledModule:
             raise
 
     def restore(self, path) -> None:
-        """Load shared variables from an .npz file written by save()."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            missing = [n for n in self._globals if n not in data.files]
-            if missing:
-                raise CallError(f"{path} has no value for shared variable(s) {', '.join(missing)}")
-            values = {n: data[n] for n in self._globals}
+        """Load shared variables from an .npz file written by save(). Every
+        value is read and checked before any is assigned: a bad checkpoint
+        (missing, truncated, not an .npz, a wrong shape or dtype) raises
+        CallError and leaves the module as it was. A missing file is
+        FileNotFoundError."""
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if not isinstance(data, np.lib.npyio.NpzFile):
+                    raise CallError(f"{path} is not an .npz checkpoint (a single array)")
+                missing = [n for n in self._globals if n not in data.files]
+                if missing:
+                    raise CallError(
+                        f"{path} has no value for shared variable(s) {', '.join(missing)}"
+                    )
+                values = {n: data[n] for n in self._globals}
+        except (CallError, FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except Exception as e:  # EOFError (empty), BadZipFile/zlib.error (truncated), ...
+            raise CallError(
+                f"{path} is not a readable checkpoint ({type(e).__name__}: {e})"
+            ) from None
+        checked = {}
         for n, v in values.items():
-            self[n] = v
+            checked[n] = self._checked_value(n, v, f"{path}: ")
+        for n, v in checked.items():
+            self._backend.set(n, v)
+
+    def _checked_value(self, name, value, where=""):
+        t = self._global(name)
+        arr = np.asarray(value)
+        if tuple(arr.shape) != tuple(t.shape):
+            raise CallError(f"{where}shared variable '{name}' is {t}; got shape {list(arr.shape)}")
+        if arr.dtype != t.dtype.np and (
+            arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, t.dtype.np, "same_kind")
+        ):
+            raise CallError(f"{where}shared variable '{name}' is {t}; got dtype {arr.dtype}")
+        return np.array(arr, dtype=t.dtype.np, order="C")
 
     # inspection -------------------------------------------------------------------
     def ir(self, fn: Optional[str] = None, after: Optional[str] = None, stage: str = "opt") -> str:

@@ -17,14 +17,14 @@ decided by schedule.py; this module only renders. Imports irc.ir and numpy.
 
 from __future__ import annotations
 
-import ast
+
 import math
 import re
 
 import numpy as np
 
 from irc.ir.core import Op, OpResult, Value
-from irc.ir.dims import dim_names
+from irc.ir.dims import dim_names, dim_tree
 from irc.ir.types import DType
 
 CTYPE = {"f32": "float", "f64": "double", "i32": "int", "i64": "long", "bool": "bool"}
@@ -77,29 +77,27 @@ def dim_param(name: str) -> str:
 
 
 def dim_c(d) -> str:
-    """C expression (long) of a dim: an int, a name or an expression over names."""
+    """C expression (long) of a dim: an int, a name or an expression over names
+    (parsed by irc.ir.dims.dim_tree, irc's own dims parser)."""
     if isinstance(d, int):
         return str(d) if d >= 0 else f"({d})"
-    if d.isidentifier():
-        return dim_param(d)
-    return _dim_ast(ast.parse(d, mode="eval").body)
+    return _dim_c_tree(dim_tree(d))
 
 
-def _dim_ast(node) -> str:
-    if isinstance(node, ast.Constant):
-        return str(int(node.value))
-    if isinstance(node, ast.Name):
-        return dim_param(node.id)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return f"(-{_dim_ast(node.operand)})"
-    if isinstance(node, ast.BinOp):
-        a, b = _dim_ast(node.left), _dim_ast(node.right)
-        if isinstance(node.op, ast.FloorDiv):
-            return f"irc_floordiv_i64({a}, {b})"
-        sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}.get(type(node.op))
-        if sym:
-            return f"({a} {sym} {b})"
-    raise CodegenError(f"bad dim expression {ast.dump(node)}")
+def _dim_c_tree(t) -> str:
+    kind = t[0]
+    if kind == "int":
+        return str(t[1]) if t[1] >= 0 else f"({t[1]})"
+    if kind == "name":
+        return dim_param(t[1])
+    if kind == "neg":
+        return f"(-{_dim_c_tree(t[1])})"
+    a, b = _dim_c_tree(t[1]), _dim_c_tree(t[2])
+    if kind == "//":
+        return f"irc_floordiv_i64({a}, {b})"
+    if kind in ("+", "-", "*"):
+        return f"({a} {kind} {b})"
+    raise CodegenError(f"bad dim expression {t!r}")
 
 
 def dims_used(d) -> set:
