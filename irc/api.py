@@ -242,12 +242,14 @@ def check_arg(fn_name, name, t: TensorType, value, env: dict, where: dict) -> np
             or arr.dtype.kind in "iu"
             and t.dtype.kind in "if"
         ):
+            _check_int_range(fn_name, name, t, arr)
             arr = arr.astype(want)  # Python numbers and lists take the argument's dtype
     if arr.dtype != want:
         if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, want, "same_kind"):
             raise CallError(
                 f"{fn_name}(): argument '{name}' must be {t.dtype} ({t}), got an array of {arr.dtype}"
             )
+        _check_int_range(fn_name, name, t, arr)
     if arr.ndim != t.rank:
         raise CallError(
             f"{fn_name}(): argument '{name}' must have rank {t.rank} ({t}), got shape {list(arr.shape)}"
@@ -296,6 +298,23 @@ def _remove_stale_temporaries(directory: str, prefix: str) -> None:
             os.unlink(os.path.join(directory, name))
         except OSError:
             pass
+
+
+def _check_int_range(fn_name, name, t: TensorType, arr: np.ndarray) -> None:
+    """A narrowing integer conversion (int64 labels into an i32 argument) must
+    not wrap: a value out of the argument's range is a CallError, on every backend."""
+    want = t.dtype.np
+    if arr.dtype.kind not in "iu" or want.kind != "i" or not arr.size:
+        return
+    info = np.iinfo(want)
+    if np.iinfo(arr.dtype).min >= info.min and np.iinfo(arr.dtype).max <= info.max:
+        return
+    lo, hi = arr.min(), arr.max()
+    if lo < info.min or hi > info.max:
+        bad = lo if lo < info.min else hi
+        raise CallError(
+            f"{fn_name}(): argument '{name}' ({t}) holds {bad}, out of the {t.dtype} range"
+        )
 
 
 class CompiledModule:

@@ -118,10 +118,18 @@ def _crossentropy_infer(types, attrs):
     raise TypeError_(f"targets must be integer labels or float distributions, got {y}")
 
 
+def _check_labels(y, n: int, op: str):
+    """Integer labels must lie in [0, n) on every backend (a label -1 is not
+    NumPy's last class): an IndexError, as the compiled backends' run-time check."""
+    if y.size and (y.min() < 0 or y.max() >= n):
+        raise IndexError("label out of range [0, C)")
+
+
 def _nll(logp, y):
     """-logp[..., y] for integer labels, -sum(y * logp, -1) for distributions."""
     y = np.asarray(y)
     if y.dtype.kind in "iu":
+        _check_labels(y, logp.shape[-1], "crossentropy_logits")
         idx = y.astype(np.intp)[..., None]
         return np.asarray(-np.take_along_axis(logp, idx, axis=-1)[..., 0])
     return np.asarray(-np.sum(y * logp, axis=-1))
@@ -131,6 +139,7 @@ def _categorical_crossentropy(p, y):
     p = np.asarray(p)
     y = np.asarray(y)
     if y.dtype.kind in "iu":  # pick before the log: one log per row
+        _check_labels(y, p.shape[-1], "categorical_crossentropy")
         picked = np.take_along_axis(p, y.astype(np.intp)[..., None], axis=-1)[..., 0]
         return np.asarray(-np.log(picked))
     return _nll(np.log(p), y)
@@ -599,6 +608,8 @@ def _max_pool2d_grad(x, g, size, stride=None):
     size, stride = _pool_params({"size": size, "stride": stride})
     H, W = x.shape[-2:]
     batch = int(np.prod(x.shape[:-2], dtype=np.int64))
+    if batch == 0:  # an empty batch: reshape(0, -1) is ambiguous
+        return np.zeros(x.shape, g.dtype)
     pos = _pool_argmax(x, size, stride).reshape(batch, -1)
     pos = pos + (np.arange(batch) * (H * W))[:, None]
     # bincount adds up windows that share a maximum (overlapping windows).
@@ -611,10 +622,19 @@ def _max_pool2d_select(x, u, size, stride=None):
     x = np.asarray(x)
     u = np.asarray(u)
     size, stride = _pool_params({"size": size, "stride": stride})
-    pos = _pool_argmax(x, size, stride)
     lead = x.shape[:-2]
+    pooled = _max_pool2d_infer_shape(x.shape, size, stride)
+    if x.size == 0:
+        return np.zeros(pooled, u.dtype)
+    pos = _pool_argmax(x, size, stride)
     picked = np.take_along_axis(u.reshape(lead + (-1,)), pos.reshape(lead + (-1,)), axis=-1)
     return np.ascontiguousarray(picked.reshape(pos.shape))
+
+
+def _max_pool2d_infer_shape(shape, size, stride):
+    (sh, sw), (th, tw) = size, stride
+    H, W = shape[-2:]
+    return tuple(shape[:-2]) + ((H - sh) // th + 1, (W - sw) // tw + 1)
 
 
 def _pool_grad_infer(types, attrs):

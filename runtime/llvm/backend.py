@@ -37,6 +37,7 @@ import numpy as np
 
 from irc.ir.core import Module
 from irc.ir.dims import eval_dim
+from irc.ir.sizes import buffer_types, check_sizes
 from irc.ir.printer import print_module
 from irc.runtime.interp import InterpError
 
@@ -129,6 +130,7 @@ class _Function:
         self.last_in = [None] * self.n_in
         self.last_out = [None] * self.n_out
         self.plans: dict = {}
+        self.buffers = buffer_types(op)  # checked per plan: sizes must not overflow int64
         self.ws = np.zeros(0, np.uint8)
         self.ws_addr = 0
 
@@ -137,6 +139,7 @@ class _Function:
         p = self.plans.get(key)
         if p is None:
             env = dict(zip(self.dims, key))
+            check_sizes(self.name, self.buffers, env)  # before the int64 workspace function
             shapes = [tuple(eval_dim(d, env) for d in t.shape) for t in self.out_types]
             for k, v in enumerate(key):
                 self.dims_arr[k] = v
@@ -322,7 +325,10 @@ class LLVMBackend:
             for k, v in enumerate(key):
                 dims_arr[k] = v
             if need > f.ws.size:
-                f.ws = np.empty(need + 64, np.uint8)
+                try:
+                    f.ws = np.empty(need + 64, np.uint8)
+                except MemoryError:
+                    raise CallError(f"{fn_name}(): cannot allocate a {need}-byte workspace") from None
                 f.ws_addr = (_ptr(f.ws) + 63) & ~63
             outs = []
             base = f.n_in
@@ -332,7 +338,10 @@ class LLVMBackend:
                 if prev is not None and prev.shape == shape and sys.getrefcount(prev) == 3:
                     o = prev
                 else:
-                    o = np.empty(shape, f.out_types[j].dtype.np)
+                    try:
+                        o = np.empty(shape, f.out_types[j].dtype.np)
+                    except MemoryError:
+                        raise CallError(f"{fn_name}(): cannot allocate a result of shape {list(shape)}") from None
                     f.last_out[j] = o
                     ptrs[base + j] = _ptr(o) if o.size else 0
                 outs.append(o)

@@ -374,12 +374,31 @@ def _infix(sym):
     return render
 
 
+def _wrap_i32(sym):
+    """i32 arithmetic wraps modulo 2**32 on every backend (NumPy's int32, the
+    cpu backend's LLVM add/mul): in C signed overflow is undefined, and the
+    device compiler widened `i * 2**30` to 64 bits, so compute it unsigned."""
+
+    def render(a):
+        return f"(int)((uint){paren(a[0])} {sym} (uint){paren(a[1])})"
+
+    return render
+
+
 def render_add(w, a, rt, at):
-    return f"{paren(a[0])} || {paren(a[1])}" if rt.is_bool else f"{paren(a[0])} + {paren(a[1])}"
+    if rt.is_bool:
+        return f"{paren(a[0])} || {paren(a[1])}"
+    return _wrap_i32("+")(a) if rt.name == "i32" else f"{paren(a[0])} + {paren(a[1])}"
+
+
+def render_sub(w, a, rt, at):
+    return _wrap_i32("-")(a) if rt.name == "i32" else f"{paren(a[0])} - {paren(a[1])}"
 
 
 def render_mul(w, a, rt, at):
-    return f"{paren(a[0])} && {paren(a[1])}" if rt.is_bool else f"{paren(a[0])} * {paren(a[1])}"
+    if rt.is_bool:
+        return f"{paren(a[0])} && {paren(a[1])}"
+    return _wrap_i32("*")(a) if rt.name == "i32" else f"{paren(a[0])} * {paren(a[1])}"
 
 
 def render_div(w, a, rt, at):
@@ -497,12 +516,13 @@ def cast_expr(x: str, src: DType, dst: DType) -> str:
     if dst.is_bool:
         return f"{paren(x)} != {literal(0, src) if not src.is_bool else 'false'}"
     if src.is_float and dst.is_int:
-        return f"convert_{CTYPE[dst.name]}_sat({x})"
+        # The _sat conversion should give 0 for NaN; PoCL gives INT_MIN: test it here.
+        return f"(isnan({x}) ? 0 : convert_{CTYPE[dst.name]}_sat({x}))"
     return f"({CTYPE[dst.name]}){paren(x)}"
 
 
 SCALAR = {
-    "add": render_add, "sub": _infix("-"), "mul": render_mul, "div": render_div,
+    "add": render_add, "sub": render_sub, "mul": render_mul, "div": render_div,
     "floordiv": render_floordiv, "mod": render_mod, "pow": render_pow,
     "maximum": render_maximum, "minimum": render_minimum, "relu": render_relu,
     "neg": render_neg, "abs": render_abs, "square": render_square, "sign": render_sign,
