@@ -289,6 +289,9 @@ def test_mutated_examples_long_run():
         kind = check(w, apply(CORPUS[name], muts), seen)
         if kind is not None:
             outcomes[kind] = outcomes.get(kind, 0) + 1
+            done = sum(outcomes.values())
+            if done % 500 == 0:
+                print(f"fuzz: {done} cases {outcomes} {time.monotonic() - t0:.0f} s", flush=True)
 
     try:
         run()
