@@ -36,10 +36,13 @@ def load(
     define: Optional[dict] = None,
     seed: Optional[int] = None,
     device: Optional[str] = None,
+    threads: Optional[int] = None,
 ):
     """Compile the `.tg` file at `path` for a backend ("cpu" by default,
     "interp" or "opencl"); returns a CompiledModule. `path` is always a path
-    (source text goes to irc.loads): a file named `{x}.tg` or `fn 1.tg` is a file."""
+    (source text goes to irc.loads): a file named `{x}.tg` or `fn 1.tg` is a file.
+    `threads`: the cpu backend's thread count for this module (default:
+    irc.set_num_threads / IRC_NUM_THREADS / the usable cores)."""
     from irc.ir.errors import read_source
 
     if not isinstance(path, (str, os.PathLike)):
@@ -52,7 +55,7 @@ def load(
     except OSError as e:
         raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
     return _build(
-        text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device
+        text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device, threads
     )
 
 
@@ -63,6 +66,7 @@ def loads(
     seed: Optional[int] = None,
     filename: str = "<string>",
     device: Optional[str] = None,
+    threads: Optional[int] = None,
 ):
     """Compile `.tg` source text (str, or UTF-8 bytes); `load(...)` paths in it
     resolve from the working directory."""
@@ -72,7 +76,7 @@ def loads(
         text = decode_source(bytes(text), filename)
     if not isinstance(text, str):
         raise TypeError(f"irc.loads takes source text, got {type(text).__name__}")
-    return _build(text, filename, os.getcwd(), backend, define, seed, device)
+    return _build(text, filename, os.getcwd(), backend, define, seed, device, threads)
 
 
 def compile_to_ir(text: str, filename: str, define=None) -> Module:
@@ -109,10 +113,13 @@ def parse_define_value(text: str):
             raise CompileError(f"-D: '{text}' is not a number") from None
 
 
-def _build(text, filename, base_dir, backend, define, seed, device):
+def _build(text, filename, base_dir, backend, define, seed, device, threads=None):
     backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    bad_threads = isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    if threads is not None and bad_threads:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     from irc.pipeline import run_pipeline
     from irc.runtime.state import initial_values
 
@@ -120,9 +127,12 @@ def _build(text, filename, base_dir, backend, define, seed, device):
     opt = run_pipeline(tg.clone())
     module_seed = opt.attrs.get("seed", 0) if seed is None else seed
     state = initial_values(opt, base_dir, module_seed)
-    return CompiledModule(
-        text, filename, define, tg, opt, _make_backend(backend, opt, state, device), backend
-    )
+    be = _make_backend(backend, opt, state, device)
+    if threads is not None and hasattr(be, "set_threads"):
+        from irc.runtime.llvm.threads import pin
+
+        pin(be, threads)  # this module keeps its own count, whatever set_num_threads says
+    return CompiledModule(text, filename, define, tg, opt, be, backend)
 
 
 def _make_backend(name, module, state, device):

@@ -418,11 +418,20 @@ def _args_train(p):
         "--plot", metavar="FILE.png", help="draw the loss and accuracy curves (needs matplotlib)"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads of the cpu backend (default: $IRC_NUM_THREADS, else the usable cores)",
+    )
 
 
 def cmd_train(args) -> int:
     from irc.train import TrainError, train
 
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
     try:
         r = train(
             args.file,
@@ -438,6 +447,7 @@ def cmd_train(args) -> int:
             plot=args.plot,
             progress=args.progress,
             define=_defines(args),
+            threads=args.threads,
         )
     except TrainError as e:
         raise UsageError(str(e)) from None

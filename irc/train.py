@@ -352,12 +352,13 @@ def train(
     out=None,
     define: dict | None = None,
     device: str | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Train the model in `path` (see the module docstring). Returns
     {loss, accuracy, history: [{epoch, loss, accuracy, seconds}], batch_losses,
     epochs (completed), interrupted, seconds, examples_per_second, settings}.
     Raises TrainError for a mistake in the request, CompileError for one in the model.
-    backend=None takes irc.api's default; define and device go to irc.api.load."""
+    backend=None takes irc.api's default; define, device and threads go to irc.api.load."""
     import irc.api
 
     backend = backend or irc.api.DEFAULT_BACKEND
@@ -372,7 +373,9 @@ def train(
     if plot is not None:
         _check_plot_available()  # before training, not after it
     try:
-        m = irc.api.load(path, backend=backend, define=define, seed=seed, device=device)
+        m = irc.api.load(
+            path, backend=backend, define=define, seed=seed, device=device, threads=threads
+        )
     except ValueError as e:
         if type(e) is ValueError:  # an unknown backend name
             raise TrainError(str(e)) from None
