@@ -3,6 +3,9 @@
 `CompileError` carries a message and a Loc (file, line, column); irc.diagnostics
 formats it with the source line and a caret. It lives in irc.ir so that the IR
 parser and verifier can raise it without importing the rest of the project.
+Also here: decoding source bytes (decode_source, read_source: UTF-8 or a located
+error) and which files a diagnostic may show lines of (register_source,
+trust_source_file).
 """
 
 from __future__ import annotations
