@@ -271,7 +271,7 @@ def test_hostile_inputs(worker, data):
 
 @pytest.mark.slow
 def test_mutated_examples_long_run():
-    """>= 10^4 cases; prints the figures (cases, outcomes, slowest case)."""
+    """>= 10^4 distinct cases; prints the figures (cases, outcomes, slowest case)."""
     n = int(os.environ.get("IRC_FUZZ_CASES", "10000"))
     w = Worker()
     outcomes: dict = {}
@@ -279,7 +279,7 @@ def test_mutated_examples_long_run():
     t0 = time.monotonic()
 
     @settings(
-        max_examples=n,
+        max_examples=n + n // 5,  # hypothesis repeats some cases; they are run once
         deadline=None,
         database=None,
         suppress_health_check=list(HealthCheck),
@@ -302,4 +302,4 @@ def test_mutated_examples_long_run():
         f"\nfuzz: {total} distinct cases ({outcomes}) in {time.monotonic() - t0:.0f} s, "
         f"slowest {w.slowest:.2f} s"
     )
-    assert total >= min(n, 10000) * 0.9
+    assert total >= n
