@@ -38,14 +38,8 @@ BACKENDS = ("interp", "cpu", "opencl")
 DEFAULT_BACKEND = "cpu"
 
 
-def _is_source(s: str) -> bool:
-    return (
-        "\n" in s or "{" in s or s.lstrip().startswith(("shared", "fn ", "def ", "const ", "seed "))
-    )
-
-
 def load(
-    path_or_source,
+    path,
     backend: Optional[str] = None,
     define: Optional[dict] = None,
     seed: Optional[int] = None,
@@ -53,37 +47,25 @@ def load(
     nan_guard: bool = False,
     threads: Optional[int] = None,
 ):
-    """Compile a `.tg` file (or source text) for a backend ("cpu" by default,
-    "interp" or "opencl"); returns a CompiledModule. `threads`: the cpu backend's
-    thread count for this module (default: irc.set_num_threads / IRC_NUM_THREADS /
-    the usable cores). nan_guard=True: each call raises irc.NanGuardError at the
-    first op that produces a NaN or Inf (irc/nanguard.py)."""
-    if isinstance(path_or_source, os.PathLike) or not _is_source(str(path_or_source)):
-        path = os.fspath(path_or_source)
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
-        return _build(
-            text,
-            path,
-            os.path.dirname(os.path.abspath(path)),
-            backend,
-            define,
-            seed,
-            device,
-            threads,
-            nan_guard,
-        )
-    return loads(
-        path_or_source,
-        backend=backend,
-        define=define,
-        seed=seed,
-        device=device,
-        threads=threads,
-        nan_guard=nan_guard,
+    """Compile the `.tg` file at `path` for a backend ("cpu" by default,
+    "interp" or "opencl"); returns a CompiledModule. `path` is always a path
+    (source text goes to irc.loads): a file named `{x}.tg` or `fn 1.tg` is a file.
+    `threads`: the cpu backend's thread count for this module (default:
+    irc.set_num_threads / IRC_NUM_THREADS / the usable cores)."""
+    from irc.ir.errors import read_source
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"irc.load takes a path, got {type(path).__name__}; use irc.loads for text")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    try:
+        text = read_source(path)
+    except OSError as e:
+        raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
+    return _build(
+        text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device, threads,
+        nan_guard,
     )
 
 
@@ -97,7 +79,14 @@ def loads(
     threads: Optional[int] = None,
     nan_guard: bool = False,
 ):
-    """Compile `.tg` source text; `load(...)` paths resolve from the working directory."""
+    """Compile `.tg` source text (str, or UTF-8 bytes); `load(...)` paths in it
+    resolve from the working directory."""
+    if isinstance(text, (bytes, bytearray)):
+        from irc.ir.errors import decode_source
+
+        text = decode_source(bytes(text), filename)
+    if not isinstance(text, str):
+        raise TypeError(f"irc.loads takes source text, got {type(text).__name__}")
     return _build(text, filename, os.getcwd(), backend, define, seed, device, threads, nan_guard)
 
 
@@ -366,6 +355,32 @@ def check_arg(fn_name, name, t: TensorType, value, env: dict, where: dict) -> np
     return arr
 
 
+def _remove_stale_temporaries(directory: str, prefix: str) -> None:
+    """Remove `prefix<pid>-*.npz` files of save() calls whose process is gone
+    (killed mid-save); those of live processes may be saves in progress."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".npz")):
+            continue
+        pid = name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive (or another user's): leave it
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
 class CompiledModule:
     """A `.tg` module compiled for a backend. See the module docstring."""
 
@@ -459,13 +474,7 @@ class CompiledModule:
         return self._backend.get(name)
 
     def __setitem__(self, name, value):
-        t = self._global(name)
-        arr = np.asarray(value)
-        if tuple(arr.shape) != tuple(t.shape):
-            raise CallError(f"shared variable '{name}' is {t}; got shape {list(arr.shape)}")
-        if arr.dtype != t.dtype.np and not np.can_cast(arr.dtype, t.dtype.np, "same_kind"):
-            raise CallError(f"shared variable '{name}' is {t}; got dtype {arr.dtype}")
-        self._backend.set(name, np.array(arr, dtype=t.dtype.np, order="C"))
+        self._backend.set(name, self._checked_value(name, value))
 
     def __contains__(self, name):
         return name in self._globals
@@ -478,10 +487,14 @@ class CompiledModule:
         return self._globals[name]
 
     def save(self, path) -> None:
-        """Write every shared variable to an .npz file atomically."""
+        """Write every shared variable to an .npz file atomically: a temporary
+        file next to it, renamed over it when complete. Temporary files that a
+        killed save left behind (their process is gone) are removed."""
         path = os.fspath(path)
         d = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".irc-", suffix=".npz", dir=d)
+        prefix = f".{os.path.basename(path)}.irc-tmp-"
+        _remove_stale_temporaries(d, prefix)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".npz", dir=d)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **{n: self._backend.get(n) for n in self._globals})
@@ -492,14 +505,44 @@ class CompiledModule:
             raise
 
     def restore(self, path) -> None:
-        """Load shared variables from an .npz file written by save()."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            missing = [n for n in self._globals if n not in data.files]
-            if missing:
-                raise CallError(f"{path} has no value for shared variable(s) {', '.join(missing)}")
-            values = {n: data[n] for n in self._globals}
+        """Load shared variables from an .npz file written by save(). Every
+        value is read and checked before any is assigned: a bad checkpoint
+        (missing, truncated, not an .npz, a wrong shape or dtype) raises
+        CallError and leaves the module as it was. A missing file is
+        FileNotFoundError."""
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if not isinstance(data, np.lib.npyio.NpzFile):
+                    raise CallError(f"{path} is not an .npz checkpoint (a single array)")
+                missing = [n for n in self._globals if n not in data.files]
+                if missing:
+                    raise CallError(
+                        f"{path} has no value for shared variable(s) {', '.join(missing)}"
+                    )
+                values = {n: data[n] for n in self._globals}
+        except (CallError, FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except Exception as e:  # EOFError (empty), BadZipFile/zlib.error (truncated), ...
+            raise CallError(
+                f"{path} is not a readable checkpoint ({type(e).__name__}: {e})"
+            ) from None
+        checked = {}
         for n, v in values.items():
-            self[n] = v
+            checked[n] = self._checked_value(n, v, f"{path}: ")
+        for n, v in checked.items():
+            self._backend.set(n, v)
+
+    def _checked_value(self, name, value, where=""):
+        t = self._global(name)
+        arr = np.asarray(value)
+        if tuple(arr.shape) != tuple(t.shape):
+            raise CallError(f"{where}shared variable '{name}' is {t}; got shape {list(arr.shape)}")
+        if arr.dtype != t.dtype.np and (
+            arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, t.dtype.np, "same_kind")
+        ):
+            raise CallError(f"{where}shared variable '{name}' is {t}; got dtype {arr.dtype}")
+        return np.array(arr, dtype=t.dtype.np, order="C")
 
     # inspection -------------------------------------------------------------------
     def ir(self, fn: Optional[str] = None, after: Optional[str] = None, stage: str = "opt") -> str:

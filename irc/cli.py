@@ -205,11 +205,14 @@ def _verify_diagnostics(text: str, filename: str, run) -> int:
 
 
 def _read_input(path: str) -> tuple:
+    from irc.ir.errors import decode_source, read_source
+
     if path == "-":
-        return "<stdin>", sys.stdin.read()
+        buf = getattr(sys.stdin, "buffer", None)  # None when tests swap in a StringIO
+        text = decode_source(buf.read(), "<stdin>") if buf is not None else sys.stdin.read()
+        return "<stdin>", text
     try:
-        with open(path, encoding="utf-8") as f:
-            return path, f.read()
+        return path, read_source(path)
     except OSError as e:
         raise _UsageError(f"cannot read {path}: {e.strerror or e}") from None
 

@@ -53,9 +53,10 @@ def _defines(args) -> dict:
 
 
 def _read(path: str) -> str:
+    from irc.ir.errors import read_source
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        return read_source(path)
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
 

@@ -83,7 +83,7 @@ from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affi
 from irc.frontend.irgen import default_dtype, weak_dtype
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, freeze_attr
-from irc.ir.errors import CompileError
+from irc.ir.errors import CompileError, trust_source_file
 from irc.ir.types import (
     BOOL,
     DTYPES,
@@ -121,6 +121,7 @@ def _user_loc() -> Optional[Loc]:
             col = pos[2] + 1
     except (AttributeError, StopIteration):
         pass
+    trust_source_file(code.co_filename)  # a diagnostic may show the user's line
     return Loc(code.co_filename, line, col)
 
 

@@ -369,8 +369,12 @@ def train(
     backend = backend or irc.api.DEFAULT_BACKEND
     out = sys.stdout if out is None else out
     path = resolve_model(path)
-    with open(path, encoding="utf-8") as f:
-        header = read_header(f.read())
+    from irc.ir.errors import read_source
+
+    try:
+        header = read_header(read_source(path))
+    except OSError as e:
+        raise TrainError(f"cannot read {path}: {e.strerror or e}") from None
     if plot is not None:
         _check_plot_available()  # before training, not after it
     try:

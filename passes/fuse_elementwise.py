@@ -25,6 +25,7 @@ Imports only irc.ir and irc.ops.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from irc.ir.core import Block, Module, Op, Region
@@ -65,9 +66,47 @@ class FuseElementwise(Pass):
         return changed
 
 
+class _Group:
+    """A growing fusion group. Its members are appended in block order, so the
+    first is the earliest; the state below keeps each grouping test amortised
+    O(log n), so fusing a long function stays near-linear:
+    - `users`: a heap of (position, op) of the block-level users of member
+      values; users that later join the group are skipped lazily;
+    - `clean`: ops known not to depend on the group. An op checked while
+      grouping the op at position P lies before P, and every later member lies
+      at P or after, so it can never come to depend on the group."""
+
+    def __init__(self, op: Op, position: dict, block: Block):
+        self.ops = [op]
+        self.members = {op}
+        self.first = position[op]
+        self.users: list = []
+        self.clean: set = set()
+        self._add_users(op, position, block)
+
+    def add(self, op: Op, position: dict, block: Block):
+        self.ops.append(op)
+        self.members.add(op)
+        self._add_users(op, position, block)
+
+    def _add_users(self, op: Op, position: dict, block: Block):
+        for u, _ in op.results[0].uses:
+            while u is not None and u.parent is not block:
+                u = u.parent_op()
+            if u is not None:
+                heapq.heappush(self.users, (position[u], id(u), u))
+
+    def used_before(self, op: Op, position: dict) -> bool:
+        """Whether an op outside the group, placed before `op`, uses a group value:
+        the fused op replaces the group at its last op, after that user."""
+        while self.users and self.users[0][2] in self.members:
+            heapq.heappop(self.users)
+        return bool(self.users) and self.users[0][0] < position[op]
+
+
 def fuse_block(block: Block) -> bool:
-    group_of: dict = {}  # op -> group id
-    groups: dict = {}  # group id -> list of ops in block order
+    group_of: dict = {}  # op -> _Group
+    groups: list = []  # in creation order
     position = {op: i for i, op in enumerate(block.ops)}
     for op in block.ops:
         if not is_elementwise(op):
@@ -79,63 +118,64 @@ def fuse_block(block: Block) -> bool:
             if p is None or p not in group_of or p.parent is not block:
                 continue
             g = group_of[p]
-            if groups[g][0].results[0].type.shape != shape:
+            if g.ops[0].results[0].type.shape != shape:
                 continue
-            if _joinable(op, g, groups, block, position) and not _used_before(
-                groups[g], op, position, block
-            ):
+            if _joinable(op, g, block, position) and not g.used_before(op, position):
                 target = g
                 break
         if target is None:
-            target = len(groups)
-            groups[target] = []
-        groups[target].append(op)
+            target = _Group(op, position, block)
+            groups.append(target)
+        else:
+            target.add(op, position, block)
         group_of[op] = target
-    changed = False
-    for g, ops in groups.items():
+    # Each fused op takes its anchor's place; the block's op list is rebuilt
+    # once at the end (erasing op by op would search the list each time).
+    placed: dict = {}  # anchor op -> its tg.fused
+    dead: set = set()
+    for g in groups:
+        ops = g.ops
         reduce_op = _trailing_reduction(ops)
         if len(ops) < 2 and reduce_op is None:
             continue
-        build_fused(block, ops, reduce_op)
-        changed = True
-    return changed
+        build_fused(ops, reduce_op, placed, dead)
+    if not placed:
+        return False
+    new_ops = []
+    for op in block.ops:
+        if op in dead:
+            op.parent = None
+        else:
+            new_ops.append(op)
+        fused = placed.get(op)
+        if fused is not None:
+            fused.parent = block
+            new_ops.append(fused)
+    block.ops[:] = new_ops
+    return True
 
 
-def _joinable(op: Op, g: int, groups: dict, block: Block, position: dict) -> bool:
+def _joinable(op: Op, g: _Group, block: Block, position: dict) -> bool:
     """No operand of op outside group g depends on g through an outside op."""
-    members = set(groups[g])
-    first = min(position[m] for m in members)
     for v in op.operands:
         p = getattr(v, "op", None)
-        if p is None or p in members or p.parent is not block:
+        if p is None or p in g.members or p.parent is not block:
             continue
-        if _reaches(members, p, block, position, first):
+        if _reaches(g, p, block, position):
             return False
     return True
 
 
-def _used_before(members: list, op: Op, position: dict, block: Block) -> bool:
-    """Whether an op outside the group, placed before `op`, uses a group value:
-    the fused op replaces the group at its last op, after that user."""
-    member_set = set(members)
-    for m in members:
-        for u, _ in m.results[0].uses:
-            while u is not None and u.parent is not block:
-                u = u.parent_op()
-            if u is not None and u not in member_set and position[u] < position[op]:
-                return True
-    return False
-
-
-def _reaches(members: set, target: Op, block: Block, position: dict, first: int) -> bool:
-    """Whether `target` depends on some op of `members` (within `block`); ops
-    before the group's first member cannot, so the search stops there."""
+def _reaches(g: _Group, target: Op, block: Block, position: dict) -> bool:
+    """Whether `target` depends on some op of the group (within `block`); ops
+    before the group's first member cannot, so the search stops there, and ops
+    found clean by an earlier search are not searched again."""
     seen, stack = set(), [target]
     while stack:
         op = stack.pop()
-        if op in members:
+        if op in g.members:
             return True
-        if op in seen or position[op] < first:
+        if op in seen or op in g.clean or position[op] < g.first:
             continue
         seen.add(op)
         for v in _inputs(op):
@@ -144,6 +184,7 @@ def _reaches(members: set, target: Op, block: Block, position: dict, first: int)
                 p = p.parent_op()  # a value from inside a region: its enclosing op
             if p is not None:
                 stack.append(p)
+    g.clean |= seen
     return False
 
 
@@ -173,7 +214,11 @@ def _trailing_reduction(ops: list):
     return user
 
 
-def build_fused(block: Block, ops: list, reduce_op) -> Op:
+def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
+    """The tg.fused op of a group (and its reduction), with every use of the
+    group's results redirected to it. It is not inserted: placed[anchor] = it,
+    and the group's ops, left without operands, are added to `dead`; the caller
+    puts it in the anchor's place and drops the dead ops from the block."""
     members = set(ops)
     shape = ops[0].results[0].type.shape
     inputs: list = []
@@ -239,9 +284,12 @@ def build_fused(block: Block, ops: list, reduce_op) -> Op:
         anchor.loc,
         [v.name_hint for v in replaced],
     )
-    block.insert(block.index_of(anchor) + 1, fused)
     for old, new in zip(replaced, fused.results):
         old.replace_all_uses_with(new)
     for op in ([reduce_op] if reduce_op is not None else []) + list(reversed(ops)):
-        op.erase()
+        if any(r.uses for r in op.results):
+            raise ValueError(f"erasing {op.name} whose result is still used")
+        op.drop_all_references()
+        dead.add(op)
+    placed[anchor] = fused
     return fused

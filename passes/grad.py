@@ -34,6 +34,11 @@ from irc.ops.registry import NO_GRAD, PURE, OpBuilder, lookup
 from irc.passes.pass_manager import Pass, register
 
 
+# Gradient code of a gradient grows geometrically (about 2x per level for
+# tanh); past this many ops in one function, a clear error instead of minutes.
+MAX_FUNCTION_OPS = 200_000
+
+
 @register
 @dataclass
 class Grad(Pass):
@@ -46,8 +51,48 @@ class Grad(Pass):
             op = next((o for o in module.walk() if o.name == "tg.grad"), None)
             if op is None:
                 return changed
+            func = op
+            while func is not None and func.name != "func.func":
+                func = func.parent_op()
+            loc = op.loc
             expand_grad(op)
             changed = True
+            if func is not None:
+                n = sum(1 for _ in func.walk())
+                if n > MAX_FUNCTION_OPS:
+                    raise CompileError(
+                        f"grad: the function's code has grown to {n} ops, over the limit of "
+                        f"{MAX_FUNCTION_OPS} (each nested grad multiplies the code; "
+                        "nesting 12 deep gives a few thousand)",
+                        loc,
+                    )
+            if func is not None and _has_grad(func):
+                # Another grad will differentiate this code (grad of a grad):
+                # merge equal subexpressions and fold constants first, or each
+                # level differentiates the previous level's duplicates again and
+                # the code grows by a large factor per level.
+                simplify(func)
+
+
+def _has_grad(func: Op) -> bool:
+    return any(o.name == "tg.grad" for o in func.walk())
+
+
+def simplify(func: Op) -> None:
+    """Canonicalize and CSE one function (what the pipeline does after grad)."""
+    from collections import ChainMap
+
+    from irc.ir.rewriter import Rewriter
+    from irc.passes.canonicalize import Canonicalize
+    from irc.passes.cse import _cse_block
+
+    canon = Canonicalize()
+    for _ in range(canon.max_iterations):
+        if not canon._sweep(func):
+            break
+    for region in func.regions:
+        for block in region.blocks:
+            _cse_block(block, ChainMap(), Rewriter())
 
 
 def free_values(op: Op) -> list:

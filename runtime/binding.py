@@ -78,6 +78,7 @@ def convert(spec: CallSpec, k: int, a) -> np.ndarray:
             or arr.dtype.kind in "iu"
             and t.dtype.kind in "if"
         ):
+            check_int_range(spec.name, name, t, arr)
             return np.asarray(arr, dtype=want, order="C")
         a = arr
     if a.dtype != want:
@@ -86,8 +87,26 @@ def convert(spec: CallSpec, k: int, a) -> np.ndarray:
                 f"{spec.name}(): argument '{name}' must be {t.dtype} ({t}), "
                 f"got an array of {a.dtype}"
             )
+        check_int_range(spec.name, name, t, a)
     # np.asarray, not ascontiguousarray: the latter turns a 0-d array into 1-d.
     return np.asarray(a, dtype=want, order="C")
+
+
+def check_int_range(fn_name, name, t, arr: np.ndarray) -> None:
+    """A narrowing integer conversion (int64 labels into an i32 argument) must
+    not wrap: a value out of the argument's range is a CallError, on every backend."""
+    want = t.dtype.np
+    if arr.dtype.kind not in "iu" or want.kind != "i" or not arr.size:
+        return
+    info = np.iinfo(want)
+    if np.iinfo(arr.dtype).min >= info.min and np.iinfo(arr.dtype).max <= info.max:
+        return
+    lo, hi = arr.min(), arr.max()
+    if lo < info.min or hi > info.max:
+        bad = lo if lo < info.min else hi
+        raise CallError(
+            f"{fn_name}(): argument '{name}' ({t}) holds {bad}, out of the {t.dtype} range"
+        )
 
 
 def rank_error(spec: CallSpec, k: int, a) -> CallError:

@@ -17,6 +17,8 @@ import numpy as np
 
 from irc.ir.core import Block, Module, Op
 from irc.ir.dims import eval_dim
+from irc.ir.errors import CallError
+from irc.ir.sizes import buffer_types, check_sizes
 from irc.ops.registry import REGISTRY, semantic_attrs
 
 
@@ -177,9 +179,17 @@ class InterpBackend:
     def __init__(self, module: Module, state: dict):
         self.interp = Interpreter(module)
         self.state = dict(state)
+        self._buffers: dict = {}
 
     def call(self, fn_name: str, args: list, env: dict) -> list:
-        results, updates = self.interp.run(fn_name, args, self.state, env)
+        types = self._buffers.get(fn_name)
+        if types is None:
+            types = self._buffers[fn_name] = buffer_types(self.interp.symbols[fn_name])
+        check_sizes(fn_name, types, env)  # before NumPy allocates anything
+        try:
+            results, updates = self.interp.run(fn_name, args, self.state, env)
+        except MemoryError:
+            raise CallError(f"{fn_name}(): out of memory (the tensors fit in int64)") from None
         # A result may be a shared variable's own array (`return W`): hand out
         # a copy so the caller cannot change the state behind our back.
         held = {id(a) for a in self.state.values()} | {id(a) for a in args}

@@ -42,10 +42,51 @@ def _args(op: Op):
     return pos, kw
 
 
+def memory_limit() -> int:
+    """Bytes one shared variable may take: the machine's physical memory
+    (IRC_MAX_SHARED_BYTES overrides it, e.g. for tests)."""
+    env = os.environ.get("IRC_MAX_SHARED_BYTES")
+    if env:
+        return int(env)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _human(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def initial_value(op: Op, base_dir: str, seed: int) -> np.ndarray:
     name, t, init = op.attrs["sym_name"], op.attrs["type"], op.attrs["init"]
     shape = tuple(t.shape)
     dt = t.dtype.np
+    # Checked before NumPy sees the shape: a MemoryError or "maximum allowed
+    # dimension exceeded" would not say which variable, nor where.
+    nbytes = dt.itemsize
+    for d in shape:
+        nbytes *= int(d)
+    limit = memory_limit()
+    if nbytes > limit:
+        raise CompileError(
+            f"shared variable '{name}' ({t}) needs {_human(nbytes)}, more than this "
+            f"machine's memory ({_human(limit)})",
+            op.loc,
+        )
+    try:
+        return _initial_value(op, name, t, init, shape, dt, base_dir, seed)
+    except MemoryError:
+        raise CompileError(
+            f"shared variable '{name}' ({t}): cannot allocate {_human(nbytes)}", op.loc
+        ) from None
+
+
+def _initial_value(op, name, t, init, shape, dt, base_dir, seed):
     pos, kw = _args(op)
     rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(name.encode())])
 

@@ -9,6 +9,8 @@ Imports irc.ir, irc.ops and irc.frontend only.
 
 from __future__ import annotations
 
+import ast
+
 from irc.ir.core import Value
 from irc.ir.errors import CompileError
 from irc.ir.types import DType
@@ -105,7 +107,7 @@ def _params(spec: str):
             continue
         if "=" in p:
             name, default = p.split("=", 1)
-            out.append((name.strip(), eval(default, {}, {})))  # noqa: S307 (literal defaults only)
+            out.append((name.strip(), ast.literal_eval(default.strip())))
         else:
             out.append((p, _REQUIRED))
     return out

@@ -29,6 +29,7 @@ from irc.frontend.builtins import BUILTINS, KEYWORDS, OPERATORS, call_builtin, d
 from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
+from irc.ir.dims import INT64_MAX as INT_MAX
 from irc.ir.errors import CompileError
 from irc.ir.types import (
     DTYPES,
@@ -190,7 +191,12 @@ class IRGen:
         return v
 
     def _shared(self, decl: A.SharedDecl):
-        t = self.resolve_type(decl.type, None)
+        try:
+            t = self.resolve_type(decl.type, None)
+        except CompileError as e:
+            e.message = f"shared variable '{decl.name}': {e.message}"
+            e.args = (e.message,)
+            raise
         if not t.is_static:
             raise self.err(
                 f"shared variable '{decl.name}' must have a static shape, got {t}", decl.type.loc
@@ -214,6 +220,16 @@ class IRGen:
         for k in kwargs:
             if k not in ("mean", "std", "lo", "hi", "value", "key"):
                 raise self.err(f"unknown argument '{k}' of {decl.init}()", decl.init_loc)
+        self._check_init_args(decl, t, args, kwargs)
+        nbytes = t.dtype.np.itemsize
+        for d in t.shape:
+            nbytes *= d
+        if nbytes > INT_MAX:
+            raise self.err(
+                f"shared variable '{decl.name}' ({t}) would need {nbytes} bytes, "
+                "more than any machine can address",
+                decl.type.loc,
+            )
         init_args = tuple(args) + tuple((k, v) for k, v in kwargs.items())
         op = Op(
             "tg.global",
@@ -226,6 +242,48 @@ class IRGen:
         self.module.body.append(op)
         self.shared[decl.name] = SharedRef(decl.name, t, decl.loc)
 
+    def _check_init_args(self, decl: A.SharedDecl, t: TensorType, args: list, kwargs: dict):
+        """The initialiser's arguments: numbers where numbers are due, lo <= hi,
+        std >= 0, a value the dtype can hold; located at the argument."""
+        nodes = {}
+        keys = {"full": ("value",), "normal": ("mean", "std"), "uniform": ("lo", "hi")}
+        keys = keys.get(decl.init, ("file", "key") if decl.init == "load" else ())
+        for k, a in zip(keys, decl.args):
+            nodes[k] = a.loc
+        for k, v, kloc in decl.kwargs:
+            if k in nodes:
+                raise self.err(f"argument '{k}' of {decl.init}() given twice", kloc)
+            nodes[k] = kloc
+        values = dict(zip(keys, args))
+        values.update(kwargs)
+        if decl.init == "load":
+            for k, v in values.items():
+                if not isinstance(v, str):
+                    raise self.err(f"load(): the {k} must be a string, got {v!r}", nodes[k])
+            return
+        for k, v in values.items():
+            if not isinstance(v, (int, float)):
+                raise self.err(f"{decl.init}(): {k} must be a number, got {v!r}", nodes[k])
+            if v != v or v in (float("inf"), float("-inf")):
+                if not (decl.init == "full" and t.dtype.is_float):
+                    raise self.err(f"{decl.init}(): {k} must be finite, got {v!r}", nodes[k])
+        if decl.init == "full":
+            v = values.get("value", 0)
+            if not t.dtype.is_float:
+                if isinstance(v, float) and v != int(v):
+                    raise self.err(f"full(): {v!r} is not an integer ({t.dtype})", nodes["value"])
+                info = np.iinfo(t.dtype.np) if t.dtype.np != np.bool_ else None
+                if info is not None and not info.min <= v <= info.max:
+                    raise self.err(f"full(): {v!r} is out of the {t.dtype} range", nodes["value"])
+        if decl.init == "uniform" and values.get("lo", -1.0) > values.get("hi", 1.0):
+            lo, hi = values.get("lo", -1.0), values.get("hi", 1.0)
+            raise self.err(
+                f"uniform(lo, hi): lo = {lo!r} is greater than hi = {hi!r}",
+                nodes.get("lo", decl.init_loc),
+            )
+        if decl.init == "normal" and values.get("std", 1.0) < 0:
+            raise self.err(f"normal(): std must be >= 0, got {values['std']!r}", nodes["std"])
+
     def _init_arg(self, node):
         v = self.ev_static(node)
         if isinstance(v, (int, float, str)) and not isinstance(v, bool):
@@ -237,6 +295,10 @@ class IRGen:
         """A DimExpr -> int or canonical str. Names that are consts give their
         value; other names are named dims, renamed through dim_map if given."""
         if de.op == "int":
+            if de.args[0] > INT_MAX:
+                raise self.err(
+                    f"dimension {de.args[0]} is out of range (at most 2**63 - 1)", de.loc
+                )
             return de.args[0]
         if de.op == "name":
             n = de.args[0]
@@ -251,8 +313,8 @@ class IRGen:
         a = self.resolve_dim(de.args[0], dim_map)
         c = self.resolve_dim(de.args[1], dim_map)
         if de.op == "+":
-            return D.dim_add(a, c)
-        if de.op == "-":
+            r = D.dim_add(a, c)
+        elif de.op == "-":
             r = D.dim_sub(a, c)
         elif de.op == "*":
             r = D.dim_mul(a, c)
@@ -262,6 +324,8 @@ class IRGen:
             r = D.dim_floordiv(a, c)
         if isinstance(r, int) and r < 0:
             raise self.err(f"negative dimension {r}", de.loc)
+        if isinstance(r, int) and r > INT_MAX:
+            raise self.err(f"dimension {r} is out of range (at most 2**63 - 1)", de.loc)
         return r
 
     def resolve_type(self, te: A.TypeExpr, dim_map: Optional[dict]) -> TensorType:
@@ -661,8 +725,21 @@ class IRGen:
             and not isinstance(a, bool)
             and not isinstance(b, bool)
         ):
+            if (
+                op == "**"
+                and isinstance(a, int)
+                and isinstance(b, int)
+                and abs(a) >= 2
+                and b >= 64
+            ):
+                # Refused before computing: 10 ** 100000000 would take minutes.
+                raise self.err(
+                    f"{a} ** {b} is out of the integer range (|x| < 2**63)",
+                    loc,
+                    "compile-time integers are 64-bit; write a float (10.0 ** 38) for a large number",
+                )
             try:
-                return {
+                r = {
                     "+": lambda: a + b,
                     "-": lambda: a - b,
                     "*": lambda: a * b,
@@ -677,6 +754,11 @@ class IRGen:
                     ">": lambda: a > b,
                     ">=": lambda: a >= b,
                 }[op]()
+                if isinstance(r, int) and not isinstance(r, bool) and not -INT_MAX - 1 <= r <= INT_MAX:
+                    raise self.err(
+                        f"{a} {op} {b} is out of the integer range (|x| < 2**63)", loc
+                    )
+                return r
             except ZeroDivisionError:
                 raise self.err("division by zero", loc) from None
             except KeyError:
@@ -855,11 +937,18 @@ class IRGen:
                 )
             self._unify(decl, p, t.type, dim_map, loc)
             actual.append(t)
+        # Checked before the instance cache: a def being instantiated is already
+        # in it, without its result types yet.
+        if decl.name in self.instantiating:
+            chain = self.instantiating[self.instantiating.index(decl.name) :] + [decl.name]
+            raise self.err(
+                f"'{decl.name}' calls itself ({' -> '.join(chain)}); recursion is not supported",
+                n.loc,
+                "a def is inlined at each call; use scan for repetition",
+            )
         key = (decl.name, tuple(a.type for a in actual))
         func = self.instances.get(key)
         if func is None:
-            if decl.name in self.instantiating:
-                raise self.err(f"'{decl.name}' calls itself; recursion is not supported", n.loc)
             idx = sum(1 for k in self.instances if k[0] == decl.name)
             name = decl.name if idx == 0 else f"{decl.name}_{idx}"
             func = self._new_func(name, decl, [a.type for a in actual], "private")

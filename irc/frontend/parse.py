@@ -24,6 +24,7 @@ from lark.exceptions import (
 from irc.frontend import ast as A
 from irc.frontend.builtins import KEYWORDS, did_you_mean
 from irc.ir.core import Loc
+from irc.ir.dims import INT64_MAX as INT_MAX
 from irc.ir.errors import CompileError, register_source
 
 
@@ -108,6 +109,8 @@ def _keyword_hint(text: str, tok):
 def parse_source(text: str, filename: str) -> A.Program:
     """Parse `.tg` text into an AST, raising CompileError on any mistake."""
     register_source(filename, text)
+    if text.startswith("\ufeff"):
+        text = " " + text[1:]  # a byte-order mark; a space keeps the columns of line 1
     try:
         tree = _parser().parse(text)
         return _ToAST(filename).transform(tree)
@@ -180,7 +183,7 @@ class _ToAST(Transformer):
         return A.Program(Loc(self.file, 1, 1), list(decls))
 
     def seed_decl(self, meta, c):
-        return A.SeedDecl(self._loc(meta), int(c[0]))
+        return A.SeedDecl(self._loc(meta), self._int(c[0]))
 
     def const_decl(self, meta, c):
         return A.ConstDecl(self._loc(meta), str(c[0]), c[1])
@@ -222,6 +225,9 @@ class _ToAST(Transformer):
         return list(c)
 
     def dim_int(self, meta, c):
+        # The range is checked by irgen, which can name the variable; only the length here.
+        if len(str(c[0])) > 100:
+            raise CompileError(f"dimension {str(c[0])[:12]}... is out of range", self._tloc(c[0]))
         return A.DimExpr(self._loc(meta), "int", [int(c[0])])
 
     def dim_name(self, meta, c):
@@ -315,11 +321,30 @@ class _ToAST(Transformer):
     def kwarg(self, meta, c):
         return (str(c[0]), c[1], self._tloc(c[0]))
 
+    def _int(self, tok: Token) -> int:
+        """An integer literal: at most the i64 range (a dim, an index or an
+        i32/i64 value cannot be larger; Python would parse any length)."""
+        text = str(tok)
+        if len(text.lstrip("0")) > 19 or int(text) > INT_MAX:
+            shown = text if len(text) <= 30 else f"{text[:12]}...{text[-6:]} ({len(text)} digits)"
+            raise CompileError(
+                f"integer literal {shown} is out of range (at most 2**63 - 1)", self._tloc(tok)
+            )
+        return int(text)
+
     def int_lit(self, meta, c):
-        return A.Num(self._loc(meta), int(c[0]), False)
+        return A.Num(self._loc(meta), self._int(c[0]), False)
 
     def float_lit(self, meta, c):
-        return A.Num(self._loc(meta), float(c[0]), True)
+        text = str(c[0])
+        if len(text) > 400:
+            raise CompileError(
+                f"number literal too long ({len(text)} characters)", self._tloc(c[0])
+            )
+        v = float(text)
+        if v == float("inf"):
+            raise CompileError(f"number {text} is out of the f64 range", self._tloc(c[0]))
+        return A.Num(self._loc(meta), v, True)
 
     def str_lit(self, meta, c):
         return A.Str(self._loc(meta), str(c[0])[1:-1])

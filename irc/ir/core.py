@@ -44,6 +44,53 @@ class SymbolRef:
         return "@" + self.name
 
 
+class UseList:
+    """The (op, operand index) pairs that read a value, in the order they were
+    added. A list in every way the passes use it (iteration, len, truth,
+    indexing, list(...)), but adding and removing a use is O(1): a value read
+    by thousands of ops (an argument of a long function) would make erasing
+    those ops quadratic with list.remove."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self):
+        self._d: dict = {}
+
+    def append(self, use) -> None:
+        self._d[use] = None
+
+    def remove(self, use) -> None:
+        del self._d[use]
+
+    def __iter__(self):
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __bool__(self) -> bool:
+        return bool(self._d)
+
+    def __contains__(self, use) -> bool:
+        return use in self._d
+
+    def __getitem__(self, i):
+        if i == 0 and self._d:
+            return next(iter(self._d))
+        return list(self._d)[i]
+
+    def __eq__(self, other):
+        return list(self._d) == list(other)
+
+    __hash__ = None
+
+    def count(self, use) -> int:
+        return 1 if use in self._d else 0
+
+    def __repr__(self):
+        return f"UseList({list(self._d)!r})"
+
+
 class Value:
     """An SSA value. `uses` lists (op, operand index) pairs that read it."""
 
@@ -51,7 +98,7 @@ class Value:
 
     def __init__(self, type: TensorType, name_hint: Optional[str] = None):
         self.type = type
-        self.uses: list = []
+        self.uses = UseList()
         self.name_hint = name_hint
 
     @property
@@ -260,7 +307,7 @@ class Op:
 
 
 class Block:
-    __slots__ = ("args", "ops", "parent")
+    __slots__ = ("args", "ops", "parent", "_hint")
 
     def __init__(self, arg_types: Iterable[TensorType] = (), arg_names=None):
         names = list(arg_names) if arg_names is not None else []
@@ -270,6 +317,10 @@ class Block:
         ]
         self.ops: list = []
         self.parent: Optional[Region] = None
+        # Where index_of last found an op: passes erase and insert in walk
+        # order, so the next op searched for is nearby. Searching from here
+        # keeps a pass that erases thousands of ops of a long block linear.
+        self._hint = 0
 
     def add_arg(self, type: TensorType, name: Optional[str] = None) -> BlockArgument:
         a = BlockArgument(self, len(self.args), type, name)
@@ -302,10 +353,17 @@ class Block:
 
     def index_of(self, op: Op) -> int:
         # list.index compares by identity first (Op defines no __eq__), in C.
+        ops = self.ops
+        lo = max(0, min(self._hint, len(ops)) - 16)
         try:
-            return self.ops.index(op)
+            i = ops.index(op, lo)
         except ValueError:
-            raise ValueError(f"{op.name} is not in this block") from None
+            try:
+                i = ops.index(op, 0, lo)
+            except ValueError:
+                raise ValueError(f"{op.name} is not in this block") from None
+        self._hint = i
+        return i
 
     def remove(self, op: Op) -> None:
         del self.ops[self.index_of(op)]

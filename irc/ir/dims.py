@@ -6,18 +6,23 @@ division by a positive constant) may appear as an atom. Examples: `N`, `T*B`,
 `H-4`, `(H-2)//2`. Canonical strings compare equal exactly when the
 polynomials are equal, so type equality stays string equality.
 
-Owns: dim_add, dim_sub, dim_mul, dim_floordiv, parse_dim, eval_dim, dim_names, and the
-unification of unknown dims (Unifier, unifying, same_dim) that the type rules use to
-compare dims.
+Owns: dim_add, dim_sub, dim_mul, dim_floordiv, parse_dim, eval_dim, dim_tree,
+eval_tree, dim_names, and the unification of unknown dims (Unifier, unifying,
+same_dim) that the type rules use to compare dims. Dim text is parsed here and
+nowhere else (never by eval).
 Imports nothing of the project.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Union
 
 Dim = Union[int, str]
+
+# Sizes, dims and compile-time integers are 64-bit signed integers.
+INT64_MAX = 2**63 - 1
 
 # A polynomial: {monomial (sorted tuple of atoms): int coefficient}; the empty
 # monomial () is the constant term.
@@ -123,7 +128,7 @@ def _floordiv_poly(p: dict, k: int) -> dict:
 _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z_0-9]*)|(//|[-+*()]))")
 
 
-def _parse(text: str) -> dict:
+def _tokens(text: str) -> list:
     toks = []
     pos = 0
     text = text.strip()
@@ -139,6 +144,11 @@ def _parse(text: str) -> dict:
         else:
             toks.append(("op", m.group(3)))
     toks.append(("end", None))
+    return toks
+
+
+def _parse(text: str) -> dict:
+    toks = _tokens(text)
     i = 0
 
     def peek():
@@ -207,22 +217,89 @@ def dim_names(d: Dim) -> set:
     return set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", d))
 
 
+def dim_tree(d: Dim):
+    """The expression tree of a dim, for code generators and evaluation:
+    ("int", v) | ("name", n) | ("neg", t) | (op, a, b) with op one of
+    + - * //. Parsed here, never by Python's parser: a dim named `True`,
+    `class` or `print` is a name like any other."""
+    if isinstance(d, int):
+        return ("int", d)
+    return _tree_cache(d)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tree_cache(text: str):
+    toks = _tokens(text)
+    pos = 0
+
+    def peek():
+        return toks[pos]
+
+    def take():
+        nonlocal pos
+        pos += 1
+        return toks[pos - 1]
+
+    def expr():
+        t = term()
+        while peek() in (("op", "+"), ("op", "-")):
+            t = (take()[1], t, term())
+        return t
+
+    def term():
+        t = factor()
+        while peek() in (("op", "*"), ("op", "//")):
+            t = (take()[1], t, factor())
+        return t
+
+    def factor():
+        k, v = take()
+        if (k, v) == ("op", "-"):
+            return ("neg", factor())
+        if k == "int":
+            return ("int", v)
+        if k == "name":
+            return ("name", v)
+        if (k, v) == ("op", "("):
+            t = expr()
+            if take() != ("op", ")"):
+                raise ValueError(f"unbalanced parentheses in {text!r}")
+            return t
+        raise ValueError(f"bad dimension expression {text!r}")
+
+    t = expr()
+    if peek()[0] != "end":
+        raise ValueError(f"bad dimension expression {text!r}")
+    return t
+
+
+def eval_tree(t, env: dict) -> int:
+    """The value of a dim tree given values for its names; KeyError if one is
+    unbound. Python integers: no overflow here (callers check the range)."""
+    k = t[0]
+    if k == "int":
+        return t[1]
+    if k == "name":
+        return int(env[t[1]])
+    if k == "neg":
+        return -eval_tree(t[1], env)
+    a, b = eval_tree(t[1], env), eval_tree(t[2], env)
+    if k == "+":
+        return a + b
+    if k == "-":
+        return a - b
+    if k == "*":
+        return a * b
+    return a // b
+
+
 def eval_dim(d: Dim, env: dict) -> int:
     """The value of a dim given values for its names; KeyError if one is unbound."""
     if isinstance(d, int):
         return d
-    if d.isidentifier():
-        return env[d]
-    return _eval(d, env)
-
-
-def _eval(text: str, env: dict) -> int:
-    # Python's integer semantics for + - * // match the canonical form.
-    names = dim_names(text)
-    missing = [n for n in names if n not in env]
-    if missing:
-        raise KeyError(missing[0])
-    return int(eval(text, {"__builtins__": {}}, {n: int(env[n]) for n in names}))  # noqa: S307
+    if d in env:  # a plain name (the common case)
+        return int(env[d])
+    return eval_tree(dim_tree(d), env)
 
 
 # -- unknown dims and their unification (the Python API without dims=) ----------------

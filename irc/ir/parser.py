@@ -35,7 +35,7 @@ import numpy as np
 
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef
 from irc.ir.dims import parse_dim
-from irc.ir.errors import CompileError
+from irc.ir.errors import CompileError, trust_source_file
 from irc.ir.types import DTYPES, TensorType, TypeError_
 
 __all__ = ["parse_module", "parse_type"]
@@ -68,6 +68,7 @@ _MAX_DEPTH = 100
 
 def parse_module(text: str, filename: str = "<input>") -> Module:
     """Parse `module {...}`, or a file of bare top-level ops (wrapped in a Module)."""
+    trust_source_file(filename)  # the file being compiled: its lines may be shown
     p = _Parser(text, filename)
     try:
         return p.file()

@@ -503,7 +503,23 @@ def _cast_infer(types, attrs):
 
 
 def _cast(x, dtype):
-    return np.asarray(x).astype(dtype_attr(dtype).np)
+    """NumPy astype, except float -> int, which is defined for every input, the
+    same on every backend: truncation toward zero, saturating at the integer
+    type's range (+inf -> max, -inf -> min), NaN -> 0 (LLVM's fptosi.sat)."""
+    dt = dtype_attr(dtype).np
+    x = np.asarray(x)
+    if x.dtype.kind != "f" or dt.kind not in "iu":
+        return x.astype(dt)
+    info = np.iinfo(dt)
+    xf = x.astype(np.float64)
+    hi = xf >= float(info.max)
+    lo = xf <= float(info.min)
+    mid = ~(hi | lo | np.isnan(xf))
+    out = np.zeros(x.shape, dt)
+    out[mid] = xf[mid].astype(dt)
+    out[hi] = info.max
+    out[lo] = info.min
+    return out
 
 
 # Casting to an integer or bool type makes the result non-differentiable; that is

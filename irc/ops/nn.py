@@ -624,6 +624,8 @@ def _max_pool2d_grad(x, g, size, stride=None):
     size, stride = _pool_params({"size": size, "stride": stride})
     H, W = x.shape[-2:]
     batch = int(np.prod(x.shape[:-2], dtype=np.int64))
+    if batch == 0:  # an empty batch: reshape(0, -1) is ambiguous
+        return np.zeros(x.shape, g.dtype)
     pos = _pool_argmax(x, size, stride).reshape(batch, -1)
     pos = pos + (np.arange(batch) * (H * W))[:, None]
     # bincount adds up windows that share a maximum (overlapping windows).
@@ -636,10 +638,19 @@ def _max_pool2d_select(x, u, size, stride=None):
     x = np.asarray(x)
     u = np.asarray(u)
     size, stride = _pool_params({"size": size, "stride": stride})
-    pos = _pool_argmax(x, size, stride)
     lead = x.shape[:-2]
+    pooled = _max_pool2d_infer_shape(x.shape, size, stride)
+    if x.size == 0:
+        return np.zeros(pooled, u.dtype)
+    pos = _pool_argmax(x, size, stride)
     picked = np.take_along_axis(u.reshape(lead + (-1,)), pos.reshape(lead + (-1,)), axis=-1)
     return np.ascontiguousarray(picked.reshape(pos.shape))
+
+
+def _max_pool2d_infer_shape(shape, size, stride):
+    (sh, sw), (th, tw) = size, stride
+    H, W = shape[-2:]
+    return tuple(shape[:-2]) + ((H - sh) // th + 1, (W - sw) // tw + 1)
 
 
 def _pool_grad_infer(types, attrs):

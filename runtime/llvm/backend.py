@@ -45,6 +45,7 @@ from irc.ir.core import Module
 from irc.ir.dims import eval_dim
 from irc.ir.errors import CallError, CompileError
 from irc.ir.parser import parse_type
+from irc.ir.sizes import buffer_types, check_sizes
 from irc.ir.printer import print_module
 from irc.runtime.binding import (
     CallSpec,
@@ -132,6 +133,7 @@ class _Function:
         self.last_out = [None] * self.n_out
         self.last_key = [None]
         self.plans: dict = {}
+        self.buffers: list = []  # the function's tensor types, set by the backend
         self.ws = np.zeros(0, np.uint8)
         self.ws_addr = 0
         self.call = _make_caller(backend, self)
@@ -139,6 +141,7 @@ class _Function:
     def plan(self, key):
         """(output shapes, workspace bytes) for a tuple of dim values; sets dims_arr."""
         env = dict(zip(self.dims, key))
+        check_sizes(self.name, self.buffers, env)  # before the int64 workspace function
         shapes = [tuple(eval_dim(d, env) for d in t.shape) for t in self.out_types]
         for k, v in enumerate(key):
             self.dims_arr[k] = v
@@ -149,7 +152,10 @@ class _Function:
         return p
 
     def grow_workspace(self, need: int) -> int:
-        self.ws = np.empty(need + 64, np.uint8)
+        try:
+            self.ws = np.empty(need + 64, np.uint8)
+        except MemoryError:
+            raise CallError(f"{self.name}(): cannot allocate a {need}-byte workspace") from None
         self.ws_addr = (_ptr(self.ws) + 63) & ~63
         return self.ws_addr
 
@@ -159,6 +165,13 @@ class _Function:
 
         msg = self.messages[rc - 1] if 0 < rc <= len(self.messages) else f"error {rc}"
         return InterpError(f"{self.name}: {msg}")
+
+
+def _empty_result(shape, dtype):
+    try:
+        return np.empty(shape, dtype)
+    except MemoryError:
+        raise CallError(f"cannot allocate a result of shape {list(shape)}") from None
 
 
 def _make_caller(backend, f: _Function, api_spec: CallSpec | None = None):
@@ -192,7 +205,7 @@ def _make_caller(backend, f: _Function, api_spec: CallSpec | None = None):
         ctx_addr=backend.ctx_addr,
         ptr=_ptr,
         getrefcount=sys.getrefcount,
-        empty=np.empty,
+        empty=_empty_result,
         bind_names=bind_names,
         api_spec=api_spec,
     )
@@ -278,7 +291,9 @@ class LLVMBackend:
             spec = spec_of_loop_function(op)
             n_in = op.attrs["n_inputs"]
             outs = [a.type for a in op.regions[0].block.args[n_in:]]
-            specs.append((spec, outs, meta["messages"][spec.name], ws_symbol(spec.name)))
+            specs.append(
+                (spec, outs, meta["messages"][spec.name], ws_symbol(spec.name), buffer_types(op))
+            )
         self._finish(specs, threads)
 
     @classmethod
@@ -298,7 +313,8 @@ class LLVMBackend:
             self._init_state([(n, parse_type(t)) for n, t in entry["globals"]], state)
             specs = [
                 (spec_from_json(e["spec"]), [parse_type(t) for t in e["outs"]],
-                 [str(m) for m in e["messages"]], str(e["ws"]))
+                 [str(m) for m in e["messages"]], str(e["ws"]),
+                 [parse_type(t) for t in e["buffers"]])
                 for e in entry["functions"]
             ]
         except (KeyError, TypeError, ValueError, CompileError) as e:
@@ -321,7 +337,8 @@ class LLVMBackend:
             "globals": [[n, str(self.global_types[n])] for n in self.global_names],
             "functions": [
                 {"spec": spec_to_json(f.spec), "outs": [str(t) for t in f.out_types],
-                 "messages": f.messages, "ws": f.ws_symbol}
+                 "messages": f.messages, "ws": f.ws_symbol,
+                 "buffers": [str(t) for t in f.buffers]}
                 for f in self.functions.values()
             ],
         }
@@ -351,9 +368,10 @@ class LLVMBackend:
         self.ctx = (ctypes.c_int64 * 4)()
         self.ctx_addr = ctypes.addressof(self.ctx)
         self.functions = {}
-        for spec, outs, messages, ws in specs:
+        for spec, outs, messages, ws, buffers in specs:
             name = spec.name
             f = _Function(self, spec, outs, messages, self.linked.address(name), self.linked.address(ws))
+            f.buffers = buffers  # checked per plan: sizes must not overflow int64
             f.ws_symbol = ws
             self.functions[name] = f
         if threads is None:  # follow irc.set_num_threads

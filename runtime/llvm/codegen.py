@@ -32,11 +32,12 @@ Imports llvmlite and irc.ir / irc.ops only.
 
 from __future__ import annotations
 
-import ast
+
 
 from llvmlite import ir
 
 from irc.ir.core import Block, Module, Op, OpResult, Value
+from irc.ir.dims import dim_tree
 from irc.ir.types import DType
 from irc.ops.loop import free_values, storage_root, written_buffers
 from . import transcendentals as tr
@@ -170,35 +171,36 @@ class Gen:
             return ir.Constant(I64, d)
         v = self.dimcache.get(d)
         if v is None:
-            v = self._dim_expr(ast.parse(d, mode="eval").body)
+            v = self._dim_expr(dim_tree(d))
             self.dimcache[d] = v
         return v
 
-    def _dim_expr(self, node):
+    def _dim_expr(self, t):
+        """LLVM i64 of a dim tree (irc.ir.dims.dim_tree: irc's own parser)."""
         b = self.pro
-        if isinstance(node, ast.Constant):
-            return ir.Constant(I64, int(node.value))
-        if isinstance(node, ast.Name):
-            key = node.id
+        kind = t[0]
+        if kind == "int":
+            return ir.Constant(I64, t[1])
+        if kind == "name":
+            key = t[1]
             v = self.dimcache.get(key)
             if v is None:
                 k = self.dim_names.index(key)
                 v = b.load(b.gep(self.dims_ptr, [ir.Constant(I64, k)], source_etype=I64), typ=I64)
                 self.dimcache[key] = v
             return v
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return b.neg(self._dim_expr(node.operand))
-        if isinstance(node, ast.BinOp):
-            x, y = self._dim_expr(node.left), self._dim_expr(node.right)
-            if isinstance(node.op, ast.Add):
-                return b.add(x, y)
-            if isinstance(node.op, ast.Sub):
-                return b.sub(x, y)
-            if isinstance(node.op, ast.Mult):
-                return b.mul(x, y)
-            if isinstance(node.op, ast.FloorDiv):
-                return floordiv(b, x, y)
-        raise CodegenError(f"bad dim expression {ast.dump(node)}")
+        if kind == "neg":
+            return b.neg(self._dim_expr(t[1]))
+        x, y = self._dim_expr(t[1]), self._dim_expr(t[2])
+        if kind == "+":
+            return b.add(x, y)
+        if kind == "-":
+            return b.sub(x, y)
+        if kind == "*":
+            return b.mul(x, y)
+        if kind == "//":
+            return floordiv(b, x, y)
+        raise CodegenError(f"bad dim expression {t!r}")
 
     def shape(self, t):
         return [self.dim(d) for d in t.shape]

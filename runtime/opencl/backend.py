@@ -46,6 +46,7 @@ from irc.runtime.interp import InterpError
 
 from irc.ir.core import Module
 from irc.ir.dims import eval_dim
+from irc.ir.sizes import check_sizes
 from irc.ir.printer import print_module
 
 from . import device as devmod
@@ -139,6 +140,9 @@ class _Plan:
         s = f.s
         self.f = f
         self.env = dict(zip(s.dims, key))
+        # Exact sizes of every buffer before any is created (int64 kernels).
+        check_sizes(s.name, [r.type for r in s.roots if getattr(r, "type", None) is not None]
+                    + list(s.out_types), self.env)
         ctx = be.dev.context
         self.bufs = {be.status_root.id: be.status}
         for r in s.roots:
@@ -155,7 +159,13 @@ class _Plan:
             else:
                 shape = tuple(eval_dim(d, self.env) for d in r.type.shape)
                 n = int(np.prod(shape, dtype=np.int64)) * r.type.dtype.np.itemsize
-                self.bufs[r.id] = cl.Buffer(ctx, cl.mem_flags.READ_WRITE, max(n, 8))
+                try:
+                    self.bufs[r.id] = cl.Buffer(ctx, cl.mem_flags.READ_WRITE, max(n, 8))
+                except (cl.Error, MemoryError) as e:
+                    raise CallError(
+                        f"{s.name}(): cannot allocate a {n}-byte device buffer for {r.type} "
+                        f"({e.__class__.__name__}: {e})"
+                    ) from None
         self.in_bufs = [None] * s.n_in
         self.out_bufs = [None] * s.n_out
         for r in s.roots:
@@ -775,6 +785,8 @@ class OpenCLBackend:
                     if g is None:
                         continue
                     gs, ls = g
+                if gs is None:
+                    continue  # an empty launch (a zero-size dim), its arguments varying per step
                 enqueue(q, k, gs, ls)
             elif t == 2:
                 _, var, lo, hi, body = c

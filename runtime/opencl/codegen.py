@@ -17,14 +17,14 @@ decided by schedule.py; this module only renders. Imports irc.ir and numpy.
 
 from __future__ import annotations
 
-import ast
+
 import math
 import re
 
 import numpy as np
 
 from irc.ir.core import Op, OpResult, Value
-from irc.ir.dims import dim_names
+from irc.ir.dims import dim_names, dim_tree
 from irc.ir.types import DType
 
 CTYPE = {"f32": "float", "f64": "double", "i32": "int", "i64": "long", "bool": "bool"}
@@ -85,29 +85,27 @@ FIXED_NAMES = frozenset({"chunk", "groups", "lid", "g", "end"})
 
 
 def dim_c(d) -> str:
-    """C expression (long) of a dim: an int, a name or an expression over names."""
+    """C expression (long) of a dim: an int, a name or an expression over names
+    (parsed by irc.ir.dims.dim_tree, irc's own dims parser)."""
     if isinstance(d, int):
         return str(d) if d >= 0 else f"({d})"
-    if d.isidentifier():
-        return dim_param(d)
-    return _dim_ast(ast.parse(d, mode="eval").body)
+    return _dim_c_tree(dim_tree(d))
 
 
-def _dim_ast(node) -> str:
-    if isinstance(node, ast.Constant):
-        return str(int(node.value))
-    if isinstance(node, ast.Name):
-        return dim_param(node.id)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return f"(-{_dim_ast(node.operand)})"
-    if isinstance(node, ast.BinOp):
-        a, b = _dim_ast(node.left), _dim_ast(node.right)
-        if isinstance(node.op, ast.FloorDiv):
-            return f"irc_floordiv_i64({a}, {b})"
-        sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*"}.get(type(node.op))
-        if sym:
-            return f"({a} {sym} {b})"
-    raise CodegenError(f"bad dim expression {ast.dump(node)}")
+def _dim_c_tree(t) -> str:
+    kind = t[0]
+    if kind == "int":
+        return str(t[1]) if t[1] >= 0 else f"({t[1]})"
+    if kind == "name":
+        return dim_param(t[1])
+    if kind == "neg":
+        return f"(-{_dim_c_tree(t[1])})"
+    a, b = _dim_c_tree(t[1]), _dim_c_tree(t[2])
+    if kind == "//":
+        return f"irc_floordiv_i64({a}, {b})"
+    if kind in ("+", "-", "*"):
+        return f"({a} {kind} {b})"
+    raise CodegenError(f"bad dim expression {t!r}")
 
 
 def dims_used(d) -> set:
@@ -351,12 +349,31 @@ def _infix(sym):
     return render
 
 
+def _wrap_i32(sym):
+    """i32 arithmetic wraps modulo 2**32 on every backend (NumPy's int32, the
+    cpu backend's LLVM add/mul): in C signed overflow is undefined, and the
+    device compiler widened `i * 2**30` to 64 bits, so compute it unsigned."""
+
+    def render(a):
+        return f"(int)((uint){paren(a[0])} {sym} (uint){paren(a[1])})"
+
+    return render
+
+
 def render_add(w, a, rt, at):
-    return f"{paren(a[0])} || {paren(a[1])}" if rt.is_bool else f"{paren(a[0])} + {paren(a[1])}"
+    if rt.is_bool:
+        return f"{paren(a[0])} || {paren(a[1])}"
+    return _wrap_i32("+")(a) if rt.name == "i32" else f"{paren(a[0])} + {paren(a[1])}"
+
+
+def render_sub(w, a, rt, at):
+    return _wrap_i32("-")(a) if rt.name == "i32" else f"{paren(a[0])} - {paren(a[1])}"
 
 
 def render_mul(w, a, rt, at):
-    return f"{paren(a[0])} && {paren(a[1])}" if rt.is_bool else f"{paren(a[0])} * {paren(a[1])}"
+    if rt.is_bool:
+        return f"{paren(a[0])} && {paren(a[1])}"
+    return _wrap_i32("*")(a) if rt.name == "i32" else f"{paren(a[0])} * {paren(a[1])}"
 
 
 def render_div(w, a, rt, at):
@@ -466,12 +483,13 @@ def cast_expr(x: str, src: DType, dst: DType) -> str:
     if dst.is_bool:
         return f"{paren(x)} != {literal(0, src) if not src.is_bool else 'false'}"
     if src.is_float and dst.is_int:
-        return f"convert_{CTYPE[dst.name]}_sat({x})"
+        # The _sat conversion should give 0 for NaN; PoCL gives INT_MIN: test it here.
+        return f"(isnan({x}) ? 0 : convert_{CTYPE[dst.name]}_sat({x}))"
     return f"({CTYPE[dst.name]}){paren(x)}"
 
 
 SCALAR = {
-    "add": render_add, "sub": _infix("-"), "mul": render_mul, "div": render_div,
+    "add": render_add, "sub": render_sub, "mul": render_mul, "div": render_div,
     "floordiv": render_floordiv, "mod": render_mod, "pow": render_pow,
     "maximum": render_maximum, "minimum": render_minimum,
     "neg": render_neg, "abs": render_abs, "square": render_square, "sign": render_sign,

@@ -1,0 +1,91 @@
+"""Overflow-checked sizes of a function's tensors, for every backend's call path.
+
+Before a backend allocates anything for a call, it checks, in exact (Python)
+integers, that every tensor the function holds (arguments, results, temporaries:
+every value with a TensorType of rank > 0, in whatever IR the backend runs) has
+a byte size within MAX_BYTES, and so does their sum (a bound on any workspace).
+Compiled code computes sizes, strides and offsets in int64: once these checks
+pass, none of that arithmetic can wrap. A size over the bound is a CallError
+naming the tensor type and the dims, never a wrapped size, a MemoryError or a
+segfault.
+
+Owns: buffer_types, check_sizes, MAX_BYTES. Imports irc.ir only.
+"""
+
+from __future__ import annotations
+
+from irc.ir.dims import eval_dim
+from irc.ir.errors import CallError
+from irc.ir.types import TensorType
+
+# Half the int64 range: room for alignment padding and one more addition
+# in any workspace arithmetic of the generated code.
+MAX_BYTES = 2**62
+
+
+def buffer_types(func_op) -> list:
+    """The distinct TensorTypes of rank > 0 held by values of func_op (block
+    arguments and results at any depth)."""
+    seen = {}
+    for op in func_op.walk():
+        for r in op.regions:
+            for b in r.blocks:
+                for a in b.args:
+                    _note(seen, a.type)
+        for v in op.results:
+            _note(seen, v.type)
+    return list(seen)
+
+
+def _note(seen: dict, t) -> None:
+    if isinstance(t, TensorType) and t.shape and t not in seen:
+        seen[t] = None
+
+
+def _human(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"
+
+
+def check_sizes(fn_name: str, types, env: dict) -> int:
+    """Raise CallError if a tensor of `types` (dims bound by `env`) has a
+    negative dim or over MAX_BYTES bytes, or all of them together do.
+    Returns the total byte count."""
+    total = 0
+    for t in types:
+        if not isinstance(t, TensorType):
+            continue
+        n = t.dtype.np.itemsize
+        for d in t.shape:
+            try:
+                v = eval_dim(d, env)
+            except KeyError:
+                n = None  # a dim the arguments do not bind: checked where it is bound
+                break
+            if v < 0:
+                raise CallError(f"{fn_name}(): a tensor {t} has dimension {d} = {v} < 0 ({_dims(t, env)})")
+            n *= v
+        if n is None:
+            continue
+        if n > MAX_BYTES:
+            raise CallError(
+                f"{fn_name}(): a tensor {t} would need {n} bytes ({_human(n)}; {_dims(t, env)}), "
+                f"over the limit of 2**62 bytes: the sizes overflow"
+            )
+        total += n
+    if total > MAX_BYTES:
+        raise CallError(
+            f"{fn_name}(): the tensors of one call would need {total} bytes ({_human(total)}), "
+            "over the limit of 2**62 bytes"
+        )
+    return total
+
+
+def _dims(t: TensorType, env: dict) -> str:
+    from irc.ir.dims import dim_names
+
+    names = sorted({n for d in t.shape for n in dim_names(d)})
+    return ", ".join(f"{n}={env[n]}" for n in names if n in env) or "static shape"
