@@ -337,47 +337,70 @@ def _check_plot_available():
         raise TrainError(PLOT_HINT) from None
 
 
-def train(
-    path,
-    data=None,
-    epochs: int | None = None,
-    batch: int | None = None,
-    lr: float | None = None,
-    backend: str | None = "interp",
-    seed: int | None = None,
-    save=None,
-    resume=None,
-    plot=None,
-    progress: bool = True,
-    out=None,
-    define: dict | None = None,
-    device: str | None = None,
-) -> dict:
-    """Train the model in `path` (see the module docstring). Returns
-    {loss, accuracy, history: [{epoch, loss, accuracy, seconds}], batch_losses,
-    epochs (completed), interrupted, seconds, examples_per_second, settings}.
-    Raises TrainError for a mistake in the request, CompileError for one in the model.
-    backend=None takes irc.api's default; define and device go to irc.api.load."""
+@dataclass
+class Plan:
+    """What a training driver settles before its loop (irc.train.train and
+    irc.distributed.train share it): the model, the data, the sizes, and
+    `step_fn`, the function whose signature binds a minibatch."""
+
+    path: str
+    module: object  # the CompiledModule that evaluates (predict), saves and restores
+    step_fn: object  # train (one process) or train_grads (irc/distributed.py)
+    predict_fn: object
+    ds: Dataset
+    epochs: int
+    batch: int
+    lr: float | None
+    settings: dict
+    can_eval: bool
+
+    @property
+    def n_batches(self) -> int:
+        return self.ds.n_train // self.batch
+
+    def evaluate(self):
+        if not self.can_eval:
+            return None
+        p = self.predict_fn
+        return self.ds.metric(p(**bind(p.signature, self.ds.test)), self.ds.test)
+
+    def minibatch(self, idx) -> dict:
+        """Keyword arguments of step_fn for the examples `idx` of the training split."""
+        return bind(self.step_fn.signature, take(self.ds.train, self.ds.batch_axis, idx), self.lr)
+
+
+def load_model(path, backend, define, seed, device):
+    """irc.api.load, with an unknown backend name as a TrainError."""
     import irc.api
 
-    backend = backend or irc.api.DEFAULT_BACKEND
-    out = sys.stdout if out is None else out
-    path = resolve_model(path)
-    with open(path, encoding="utf-8") as f:
-        header = read_header(f.read())
-    if plot is not None:
-        _check_plot_available()  # before training, not after it
     try:
-        m = irc.api.load(path, backend=backend, define=define, seed=seed, device=device)
+        return irc.api.load(path, backend=backend, define=define, seed=seed, device=device)
     except ValueError as e:
         if type(e) is ValueError:  # an unknown backend name
             raise TrainError(str(e)) from None
         raise
-    if "train" not in m.functions:
+
+
+def prepare(
+    path: str,
+    header: dict,
+    m,
+    data=None,
+    epochs=None,
+    batch=None,
+    lr=None,
+    backend: str = "",
+    seed=None,
+    resume=None,
+    step_name: str = "train",
+) -> Plan:
+    """Check the request against the compiled module `m` (entry function `train`, whose
+    arguments `step_name` shares), load the data, restore `resume`: a Plan, or TrainError."""
+    if "train" not in m.functions and step_name not in m.functions:
         raise TrainError(
             f"{path} has no entry function 'train' (functions: {', '.join(m.functions) or 'none'})"
         )
-    train_fn = m.functions["train"]
+    train_fn = m.functions[step_name]
     predict_fn = m.functions.get("predict")
     sigs = [train_fn.signature] + ([predict_fn.signature] if predict_fn else [])
 
@@ -408,10 +431,9 @@ def train(
     if n == 0:
         raise TrainError(f"the data set '{ds.name}' has no training examples")
     batch = min(batch, n)
-    n_batches = n // batch
     # Fail on a binding mistake now, not after the first epoch.
     bind(train_fn.signature, take(ds.train, ds.batch_axis, np.arange(batch)), lr)
-    can_eval = predict_fn is not None and ds.test and ds.metric is not None
+    can_eval = bool(predict_fn is not None and ds.test and ds.metric is not None)
     if can_eval:
         bind(predict_fn.signature, ds.test)
 
@@ -433,18 +455,33 @@ def train(
         "seed": seed,
         "n_train": n,
         "n_test": ds.n_test,
+        "resume": os.fspath(resume) if resume is not None else None,
     }
+    return Plan(path, m, train_fn, predict_fn, ds, epochs, batch, lr, settings, can_eval)
+
+
+def run_loop(
+    plan: Plan,
+    step: Callable,
+    seed=None,
+    save=None,
+    plot=None,
+    progress: bool = True,
+    out=None,
+    note: str = "",
+) -> dict:
+    """The epochs: shuffling, `step(idx) -> loss` per minibatch, the progress bar, test
+    accuracy and a checkpoint after every epoch, Ctrl-C (see the module docstring).
+    `note` is added to the first line. Returns train()'s result."""
+    out = sys.stdout if out is None else out
+    m, ds, s = plan.module, plan.ds, plan.settings
+    epochs, batch, n, n_batches = plan.epochs, plan.batch, ds.n_train, plan.n_batches
     _print(
         out,
-        f"training {os.path.basename(path)} on {ds.name} ({n} examples, {ds.n_test} test): "
-        f"{epochs} epochs, batch {batch}, lr {settings['lr']}, {backend} backend"
-        + (f", resumed from {resume}" if resume is not None else ""),
+        f"training {os.path.basename(plan.path)} on {ds.name} ({n} examples, {ds.n_test} test): "
+        f"{epochs} epochs, batch {batch}, lr {s['lr']}, {s['backend']} backend{note}"
+        + (f", resumed from {s['resume']}" if s.get("resume") is not None else ""),
     )
-
-    def evaluate():
-        if not can_eval:
-            return None
-        return ds.metric(predict_fn(**bind(predict_fn.signature, ds.test)), ds.test)
 
     rng = np.random.default_rng(0 if seed is None else seed)
     history, batch_losses = [], []
@@ -472,9 +509,7 @@ def train(
             for i in range(n_batches):
                 where = f"epoch {epoch}, batch {i + 1}/{n_batches}"
                 idx = perm[i * batch : (i + 1) * batch]
-                loss = float(
-                    train_fn(**bind(train_fn.signature, take(ds.train, ds.batch_axis, idx), lr))
-                )
+                loss = float(step(idx))
                 if not math.isfinite(loss):
                     raise TrainError(
                         f"the loss became {loss} at {where}; try a smaller learning rate (--lr)"
@@ -488,7 +523,7 @@ def train(
             bar = None
             train_s = time.perf_counter() - t0
             where = f"epoch {epoch} (evaluating)"
-            acc = evaluate()
+            acc = plan.evaluate()
             if save is not None:
                 where = f"epoch {epoch} (saving)"
                 m.save(save)
@@ -514,6 +549,10 @@ def train(
             m.save(save)
             msg += f"; checkpoint written to {save}"
         _print(out, msg)
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
     seconds = time.perf_counter() - t_start
 
     result = {
@@ -525,7 +564,7 @@ def train(
         "interrupted": interrupted,
         "seconds": seconds,
         "examples_per_second": seen / seconds if seconds > 0 else 0.0,
-        "settings": settings,
+        "settings": s,
         "checkpoint": os.fspath(save) if save is not None else None,
     }
     if not interrupted:
@@ -541,9 +580,48 @@ def train(
             + (f"; checkpoint {save}" if save is not None else ""),
         )
     if plot is not None and history:
-        plot_history(result, plot, title=f"{os.path.basename(path)} on {ds.name}")
+        plot_history(result, plot, title=f"{os.path.basename(plan.path)} on {ds.name}")
         _print(out, f"curves written to {plot}")
     return result
+
+
+def train(
+    path,
+    data=None,
+    epochs: int | None = None,
+    batch: int | None = None,
+    lr: float | None = None,
+    backend: str | None = "interp",
+    seed: int | None = None,
+    save=None,
+    resume=None,
+    plot=None,
+    progress: bool = True,
+    out=None,
+    define: dict | None = None,
+    device: str | None = None,
+) -> dict:
+    """Train the model in `path` (see the module docstring). Returns
+    {loss, accuracy, history: [{epoch, loss, accuracy, seconds}], batch_losses,
+    epochs (completed), interrupted, seconds, examples_per_second, settings}.
+    Raises TrainError for a mistake in the request, CompileError for one in the model.
+    backend=None takes irc.api's default; define and device go to irc.api.load."""
+    import irc.api
+
+    backend = backend or irc.api.DEFAULT_BACKEND
+    path = resolve_model(path)
+    with open(path, encoding="utf-8") as f:
+        header = read_header(f.read())
+    if plot is not None:
+        _check_plot_available()  # before training, not after it
+    m = load_model(path, backend, define, seed, device)
+    plan = prepare(path, header, m, data, epochs, batch, lr, backend, seed, resume)
+    train_fn = plan.step_fn
+
+    def step(idx):
+        return train_fn(**plan.minibatch(idx))
+
+    return run_loop(plan, step, seed=seed, save=save, plot=plot, progress=progress, out=out)
 
 
 def plot_history(result: dict, path, title: str = "") -> None:
