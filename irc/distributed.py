@@ -258,7 +258,9 @@ class Pool:
             if not lost:
                 break
             msg = "; ".join(f"{self._describe(i)} died at {where}: {_cause(e)}" for i, _, e in lost)
-            survivors = [(i, a) for i, a in zip(self.ids, self.actors) if a not in [x[1] for x in lost]]
+            survivors = [
+                (i, a) for i, a in zip(self.ids, self.actors) if a not in [x[1] for x in lost]
+            ]
             if not self.elastic or not survivors:
                 raise WorkerLost(msg)
             _note(self.out, f"{msg}; continuing on {len(survivors)} worker(s) (--elastic)")
@@ -330,7 +332,7 @@ def start_ray(ray, address, cpus: int) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs = dict(include_dashboard=False, configure_logging=False, log_to_driver=True)
+    kwargs = {"include_dashboard": False, "configure_logging": False, "log_to_driver": True}
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -397,9 +399,7 @@ def train(
     workers = int(workers)
     backend = backend or irc.api.DEFAULT_BACKEND
     if backend not in irc.api.BACKENDS:
-        raise TrainError(
-            f"unknown backend '{backend}' (choose from {', '.join(irc.api.BACKENDS)})"
-        )
+        raise TrainError(f"unknown backend '{backend}' (choose from {', '.join(irc.api.BACKENDS)})")
     if plot is not None:
         _check_plot_available()
     ray = _import_ray()

@@ -58,6 +58,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from irc.ir.core import Block, Module, Op, OpResult, Region, Value
+from irc.ir.dims import dim_names
 from irc.ir.errors import CompileError
 from irc.ops.registry import PURE, OpBuilder, lookup
 from irc.passes.grad import op_inputs
@@ -123,7 +124,9 @@ def split_function(func: Op, batch_dim: str | None = None) -> tuple:
 
     grads = [o for o in ops if o.name == "tg.grad"]
     if not grads:
-        nested = next((o for o in func.walk() if o.name == "tg.grad" and o.parent is not body), None)
+        nested = next(
+            (o for o in func.walk() if o.name == "tg.grad" and o.parent is not body), None
+        )
         raise CompileError(
             f"split-step: @{fname} computes no gradient at its top level",
             (nested or func).loc,
@@ -178,11 +181,15 @@ def split_function(func: Op, batch_dim: str | None = None) -> tuple:
         v = u.operands[0]
         if v in data:
             culprit = _nearest_data_value(v, data)
+            arg = data[culprit].name_hint
+            reads = (
+                f"reads the data argument '{arg}'"
+                if culprit is data[culprit]
+                else f"reads '{_name(culprit)}', computed from the data argument '{arg}'"
+            )
             raise CompileError(
-                f"split-step: the update of '{u.attrs['sym'].name}' reads "
-                f"'{_name(culprit)}', computed from the data argument "
-                f"'{data[culprit].name_hint}' directly, not through grad(...); each worker "
-                "would apply a different update",
+                f"split-step: the update of '{u.attrs['sym'].name}' {reads} directly, not "
+                "through grad(...); each worker would apply a different update",
                 u.loc,
                 "an update may read shared variables, gradients and non-data arguments (lr)",
             )
@@ -208,7 +215,7 @@ def split_function(func: Op, batch_dim: str | None = None) -> tuple:
         else:
             apply_results.append(i)
 
-    reduce, weight = classify_loss(loss, data, wrt)
+    reduce, weight = classify_loss(loss, data, wrt, batch_dim)
 
     # -- FN_grads: FN without its updates, returning the shard's values -----------------------
     mapping: dict = {}
@@ -323,9 +330,9 @@ def _erase_dead(block: Block) -> None:
 # elements a mean averages) or a Value (a data sum D, e.g. sum(mask)).
 
 
-def classify_loss(loss: Value, data: dict, wrt: list) -> tuple:
+def classify_loss(loss: Value, data: dict, wrt: list, batch_dim: str) -> tuple:
     """("mean", weight) or ("sum", None) for the loss of the step; CompileError else."""
-    form = _form(loss, data, wrt)
+    form = _form(loss, data, wrt, batch_dim)
     if form[0] == "const":
         raise CompileError(
             "split-step: the loss does not depend on the data arguments; there is nothing "
@@ -353,7 +360,7 @@ def _not_a_batch_sum(v: Value, why: str) -> CompileError:
     )
 
 
-def _form(v: Value, data: dict, wrt: list) -> tuple:
+def _form(v: Value, data: dict, wrt: list, bd: str) -> tuple:
     if v not in data:
         return ("const",)
     op = _def(v)
@@ -364,13 +371,17 @@ def _form(v: Value, data: dict, wrt: list) -> tuple:
         x = op.operands[0]
         if v.type.rank != 0:
             raise _not_a_batch_sum(v, f"leaves a {v.type} value, not a scalar")
+        if not any(bd in dim_names(d) for d in x.type.shape):
+            raise _not_a_batch_sum(
+                v, f"reduces a {x.type} value, which has no batch dim {bd}: not per-example terms"
+            )
         if name == "tg.sum":
             return ("sum",)
         return ("mean", tuple(x.type.shape))
     if name == "tg.neg":
-        return _form(op.operands[0], data, wrt)
+        return _form(op.operands[0], data, wrt, bd)
     if name in ("tg.add", "tg.sub"):
-        fa, fb = (_form(o, data, wrt) for o in op.operands)
+        fa, fb = (_form(o, data, wrt, bd) for o in op.operands)
         if fa[0] == "const":
             fa, fb = fb, fa
         if fb[0] == "const":
@@ -387,7 +398,7 @@ def _form(v: Value, data: dict, wrt: list) -> tuple:
             return fa
         raise _not_a_batch_sum(v, "combines two terms averaged over different counts")
     if name == "tg.mul":
-        fa, fb = (_form(o, data, wrt) for o in op.operands)
+        fa, fb = (_form(o, data, wrt, bd) for o in op.operands)
         if fa[0] == "const":
             return fb
         if fb[0] == "const":
@@ -395,7 +406,7 @@ def _form(v: Value, data: dict, wrt: list) -> tuple:
         raise _not_a_batch_sum(v, "multiplies two values computed from the data")
     if name == "tg.div":
         a, d = op.operands
-        fa, fd = _form(a, data, wrt), _form(d, data, wrt)
+        fa, fd = _form(a, data, wrt, bd), _form(d, data, wrt, bd)
         if fd[0] == "const":
             return fa
         if fa[0] == "sum" and fd[0] == "sum" and not _depends_on(d, wrt):
