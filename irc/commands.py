@@ -417,11 +417,31 @@ def _args_train(p):
         "--plot", metavar="FILE.png", help="draw the loss and accuracy curves (needs matplotlib)"
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel training on N Ray workers (docs/distributed.md; needs irc-compiler[ray])",
+    )
+    p.add_argument(
+        "--ray-address", default=None, help="a running Ray cluster (default: start a local Ray)"
+    )
+    p.add_argument(
+        "--elastic", action="store_true", help="with --workers: go on when a worker dies"
+    )
 
 
 def cmd_train(args) -> int:
     from irc.train import TrainError, train
 
+    extra = {}
+    if args.workers is not None:
+        from irc.distributed import train
+
+        extra = {"workers": args.workers, "ray_address": args.ray_address, "elastic": args.elastic}
+    elif args.ray_address or args.elastic:
+        raise UsageError("--ray-address and --elastic need --workers N")
     try:
         r = train(
             args.file,
@@ -437,6 +457,7 @@ def cmd_train(args) -> int:
             plot=args.plot,
             progress=args.progress,
             define=_defines(args),
+            **extra,
         )
     except TrainError as e:
         raise UsageError(str(e)) from None
