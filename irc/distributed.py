@@ -16,7 +16,8 @@ the shard's weight; FN_apply applies the updates given gradients. Each step:
   3. the driver combines the shards' outputs, weighted as the loss is
      (sum_k D_k g_k / sum_k D_k for a mean; sum_k g_k for a sum; see split_step.py), applies
      them to its own replica (the one that evaluates, saves and resumes) and puts them in
-     the object store once, for every worker's next step.
+     the object store once (inside each worker's next call when under 90 KB), for every
+     worker's next step.
 
 Every replica applies the same update to the same state, so they stay identical; the
 driver's replica is the reference and the checkpoints come from it, between steps, so a
@@ -49,6 +50,9 @@ import numpy as np
 
 from irc.train import TrainError
 
+# Gradients below this size are sent inside the step call, not through the object store
+# (Ray's own inlining limit for arguments, max_direct_call_object_size, is 100 KB).
+INLINE_BYTES = 90_000
 RAY_HINT = "data-parallel training needs Ray: pip install 'irc-compiler[ray]'"
 
 
@@ -217,7 +221,7 @@ class Pool:
         ]
         self.ids = list(range(workers))
         self.where = {}
-        self.prev = None  # object ref of the last combined gradients, not yet applied by workers
+        self.prev = None  # the last combined gradients (or their ref), not yet applied by workers
         self.steps = 0
         infos = self._get_all([a.ready.remote() for a in self.actors], "starting")
         for i, info in zip(self.ids, infos):
@@ -277,7 +281,12 @@ class Pool:
             "args": self._apply_kwargs({}),
             "grads": grads,
         }
-        self.prev = ray.put(payload)
+        # Small gradients travel inside each worker's next call (Ray inlines arguments up
+        # to 100 KB: one copy per worker, but no object-store round trip, which costs more
+        # than the bytes); larger ones go to the object store once and every worker reads
+        # the same object.
+        small = sum(g.nbytes for g in grads) < INLINE_BYTES
+        self.prev = payload if small else ray.put(payload)
         self.steps += 1
         by_pos = dict(zip(self.info["shard_results"], results))
         by_pos.update(zip(self.info["apply_results"], applied))
