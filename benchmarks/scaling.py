@@ -52,7 +52,10 @@ def _median_time(fn, steps, rounds):
     return statistics.median(times)
 
 
-def measure(ray, label, example, defines, batch, workers, steps, rounds):
+def measure(ray, label, example, defines, batch, steps, rounds):
+    """Rows for 1 process, 1 worker and 2 workers on one model and global batch: the
+    three run in alternating rounds (so a change in the machine's load hits all three),
+    then the model's terms are measured for each pool."""
     import irc
     import irc.distributed as dist
     from irc.train import bind, builtin_dataset, take
@@ -60,71 +63,88 @@ def measure(ray, label, example, defines, batch, workers, steps, rounds):
     path = os.path.join(ROOT, "examples", example + ".tg")
     ds = builtin_dataset("digits")
     idx = np.arange(batch) % ds.n_train
-    row = {"model": label, "batch": batch, "workers": workers}
 
-    if workers == 0:  # one process, no Ray: the ordinary compiled train step, 2 threads
-        m = irc.load(path, backend="cpu", define=defines)
-        kw = bind(m.train.signature, take(ds.train, ds.batch_axis, idx))
-        m.train(**kw)
-        row["step_s"] = _median_time(lambda: m.train(**kw), steps, rounds)
-        return row
-
-    r = dist.train(
-        path, ds, workers=workers, epochs=0, batch=batch, backend="cpu", define=defines,
-        progress=False, out=open(os.devnull, "w"), keep_pool=True,
-    )  # fmt: skip
-    pool, m = r["pool"], r["module"]
+    # One process, no Ray: the ordinary compiled train step (2 threads).
+    single = irc.load(path, backend="cpu", define=defines)
+    kw = bind(single.train.signature, take(ds.train, ds.batch_axis, idx))
+    pools = {}
     try:
-        for _ in range(3):
-            pool.step(idx, "warm-up")
-        row["step_s"] = _median_time(lambda: pool.step(idx, "bench"), steps, rounds)
+        for workers in (1, 2):
+            r = dist.train(
+                path, ds, workers=workers, epochs=0, batch=batch, backend="cpu",
+                define=defines, progress=False, out=open(os.devnull, "w"), keep_pool=True,
+            )  # fmt: skip
+            pools[workers] = r["pool"]
+        runs = {0: lambda: single.train(**kw)}
+        for w, pool in pools.items():
+            runs[w] = lambda pool=pool: pool.step(idx, "bench")
+        for run in runs.values():
+            for _ in range(3):
+                run()
+        times = {w: [] for w in runs}
+        for _ in range(rounds):
+            for w, run in runs.items():
+                times[w].append(_median_time(run, steps, 1))
+        rows = []
+        for w in runs:
+            row = {"model": label, "batch": batch, "workers": w}
+            row["step_s"] = statistics.median(times[w])
+            if w:
+                row.update(_terms(ray, dist, pools[w], ds, idx, w, steps, rounds))
+            rows.append(row)
+        return rows
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
 
-        info = pool.info
-        m._backend.set_threads(1) if hasattr(m._backend, "set_threads") else None
-        g = m.functions[info["grads"]]
-        shards = dist.shard_indices(idx, workers)
-        kws = [bind(g.signature, take(ds.train, ds.batch_axis, s)) for s in shards]
-        outs = [g(**k) for k in kws]
-        row["t_grads"] = _median_time(lambda: g(**kws[0]), max(steps // 2, 3), rounds)
-        nres = len(info["shard_results"])
-        grads = dist.combine(outs, info["reduce"])[nres:]
-        gbytes = sum(a.nbytes for a in grads)
-        row["grad_bytes"] = gbytes
-        row["t_combine"] = _median_time(lambda: dist.combine(outs, info["reduce"]), steps, rounds)
-        apply_kw = pool._apply_kwargs(dict(zip(info["grad_names"], grads)))
-        state = {n: m[n] for n in m.shared}
-        row["t_apply"] = _median_time(lambda: m.functions[info["apply"]](**apply_kw), steps, 1)
-        for n, v in state.items():  # undo the applies
-            m[n] = v
-        # What a step moves besides the indices: the combined gradients (G bytes) down
-        # through one put, the shard's gradients (G bytes) back from each worker; measured
-        # with actors that only pass the arrays back, minus a round trip carrying nothing.
-        echo = ray.remote(num_cpus=0)(Echo)
-        actors = [echo.remote() for _ in range(workers)]
+
+def _terms(ray, dist, pool, ds, idx, workers, steps, rounds) -> dict:
+    """The cost model's terms for a pool, each measured on its own."""
+    from irc.train import bind, take
+
+    m, info, row = pool.m, pool.info, {}
+    if hasattr(m._backend, "set_threads"):
+        m._backend.set_threads(1)  # as a worker runs
+    g = m.functions[info["grads"]]
+    shards = dist.shard_indices(idx, workers)
+    kws = [bind(g.signature, take(ds.train, ds.batch_axis, s)) for s in shards]
+    outs = [g(**k) for k in kws]
+    row["t_grads"] = _median_time(lambda: g(**kws[0]), max(steps // 2, 3), rounds)
+    nres = len(info["shard_results"])
+    grads = dist.combine(outs, info["reduce"])[nres:]
+    gbytes = sum(a.nbytes for a in grads)
+    row["grad_bytes"] = gbytes
+    row["t_combine"] = _median_time(lambda: dist.combine(outs, info["reduce"]), steps, rounds)
+    apply_kw = pool._apply_kwargs(dict(zip(info["grad_names"], grads)))
+    state = {n: m[n] for n in m.shared}
+    row["t_apply"] = _median_time(lambda: m.functions[info["apply"]](**apply_kw), steps, 1)
+    for n, v in state.items():  # undo the applies
+        m[n] = v
+    # What a step moves besides the indices: the combined gradients (G bytes) down,
+    # inside the call or through one put as Pool.step sends them, and each shard's
+    # gradients (G bytes) back; measured with actors that only pass the arrays back,
+    # minus a round trip carrying nothing.
+    echo = ray.remote(num_cpus=0)(Echo)
+    actors = [echo.remote() for _ in range(workers)]
+    try:
         ray.get([a.back.remote(None) for a in actors])
         row["t_rt"] = _median_time(
             lambda: ray.get([a.back.remote(None) for a in actors]), steps, rounds
         )
         payload = [np.zeros(a.shape, a.dtype) for a in grads]
-
-        small = gbytes < dist.INLINE_BYTES  # as Pool.step sends them
+        small = gbytes < dist.INLINE_BYTES
 
         def transfer():
             ref = payload if small else ray.put(payload)
             ray.get([a.back.remote(ref) for a in actors])
 
-        row["t_bytes"] = _median_time(transfer, steps, rounds) - row["t_rt"]
-        row["predicted_s"] = (
-            row["t_grads"]
-            + row["t_apply"]
-            + row["t_rt"]
-            + max(row["t_bytes"], 0)
-            + row["t_combine"]
-        )
+        row["t_bytes"] = max(_median_time(transfer, steps, rounds) - row["t_rt"], 0.0)
+    finally:
         for a in actors:
             ray.kill(a)
-    finally:
-        pool.shutdown()
+    row["predicted_s"] = (
+        row["t_grads"] + row["t_apply"] + row["t_rt"] + row["t_bytes"] + row["t_combine"]
+    )
     return row
 
 
@@ -147,17 +167,16 @@ def main(argv=None) -> int:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     load0 = os.getloadavg()[0]
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    # 3 CPUs for Ray's accounting: the 1-worker and 2-worker pools are alive together
+    # (they run in turns, never at once).
+    ray.init(num_cpus=3, include_dashboard=False, configure_logging=False, log_to_driver=False)
     rows = []
     try:
         for label, example, defines, batches in CONFIGS:
             if args.only and label.split()[0] not in args.only.split(","):
                 continue
             for batch in batches:
-                for workers in (0, 1, 2):
-                    row = measure(
-                        ray, label, example, defines, batch, workers, args.steps, args.rounds
-                    )
+                for row in measure(ray, label, example, defines, batch, args.steps, args.rounds):
                     rows.append(row)
                     print(_fmt_row(row), flush=True)
     finally:
@@ -178,7 +197,7 @@ def _fmt_row(r) -> str:
         s += (
             f"  (predicted {1 / r['predicted_s']:7.1f}: grads {r['t_grads'] * 1e3:.2f} ms, "
             f"apply {r['t_apply'] * 1e3:.2f}, round trip {r['t_rt'] * 1e3:.2f}, "
-            f"bytes {r['grad_bytes'] / 1e3:.0f} KB in {max(r['t_bytes'], 0) * 1e3:.2f} ms, "
+            f"bytes {r['grad_bytes'] / 1e3:.0f} KB in {r['t_bytes'] * 1e3:.2f} ms, "
             f"combine {r['t_combine'] * 1e3:.2f})"
         )
     return s
@@ -195,8 +214,8 @@ def _report(rows, load0, load1, argv) -> str:
         "",
         "Steps per second of one training step on the global batch B: one process (the",
         "ordinary compiled `train`, no Ray, 2 threads), and 1 or 2 Ray workers (one thread",
-        "each). `predicted` is the cost model of SCALING.md from the terms measured alone;",
-        "times in ms.",
+        "each), measured in alternating rounds. `predicted` is the cost model of SCALING.md",
+        "from its terms, each measured alone; times in ms.",
         "",
         "| model | B | run | steps/s | predicted | grads(B/N) | apply | round trip | "
         "gradients | transfer | combine |",
@@ -213,7 +232,7 @@ def _report(rows, load0, load1, argv) -> str:
             f"| {r['model']} | {r['batch']} | {who} | {1 / r['step_s']:.1f} | "
             f"{1 / r['predicted_s']:.1f} | {r['t_grads'] * 1e3:.2f} | {r['t_apply'] * 1e3:.2f} | "
             f"{r['t_rt'] * 1e3:.2f} | {r['grad_bytes'] / 1e3:.0f} KB | "
-            f"{max(r['t_bytes'], 0) * 1e3:.2f} | {r['t_combine'] * 1e3:.2f} |"
+            f"{r['t_bytes'] * 1e3:.2f} | {r['t_combine'] * 1e3:.2f} |"
         )
     lines += [
         "",

@@ -48,6 +48,7 @@ import time
 
 import numpy as np
 
+from irc.ir.errors import CompileError
 from irc.train import TrainError
 
 # Gradients below this size are sent inside the step call, not through the object store
@@ -242,10 +243,25 @@ class Pool:
         out = []
         for i, r in zip(self.ids, refs):
             try:
-                out.append(self.ray.get(r))
+                out.append(self._get(i, r, what))
             except self.ray.exceptions.RayActorError as e:
                 raise WorkerLost(f"{self._describe(i)} died while {what}: {_cause(e)}") from None
         return out
+
+    def _get(self, i, ref, where):
+        """ray.get, with an error raised inside a worker re-raised as itself (a
+        CompileError) or as a TrainError naming the worker; a dead worker's error passes."""
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e, ray.exceptions.RayActorError):
+                raise
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, (CompileError, TrainError)):
+                raise cause from None
+            text = f"{type(cause).__name__}: {cause}" if cause is not None else _cause(e)
+            raise TrainError(f"{self._describe(i)} failed at {where}: {text}") from None
 
     def step(self, idx, where: str) -> float:
         ray = self.ray
@@ -256,7 +272,7 @@ class Pool:
             outs, lost = [], []
             for i, a, r in zip(self.ids, actors, refs):
                 try:
-                    outs.append(ray.get(r))
+                    outs.append(self._get(i, r, where))
                 except ray.exceptions.RayActorError as e:
                     lost.append((i, a, e))
             if not lost:

@@ -88,6 +88,21 @@ def test_two_workers_match_one_process_after_five_steps(ray_session):
     assert "2 Ray workers" in out.getvalue() and "epoch 1/1" in out.getvalue()
 
 
+def test_resume_starts_every_replica_from_the_checkpoint(ray_session, tmp_path):
+    ckpt = str(tmp_path / "start.npz")
+    m = irc.load(MLP, seed=7)
+    m.save(ckpt)
+    r = dist.train(
+        MLP, _digits(BATCH), workers=2, epochs=0, resume=ckpt, progress=False,
+        out=io.StringIO(), keep_pool=True,
+    )  # fmt: skip
+    try:
+        for state in r["pool"].worker_states():
+            _assert_same(state, {n: m[n] for n in m.shared})
+    finally:
+        r["pool"].shutdown()
+
+
 def _kill_at(step, box):
     def on_step(n, pool):
         if n == step:
