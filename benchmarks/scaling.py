@@ -6,7 +6,7 @@ model's prediction can be set beside the measurement.
     python benchmarks/scaling.py                       # writes benchmarks/RESULTS-scaling.md
     python benchmarks/scaling.py --steps 50 --no-write
 
-Per configuration (model, global batch B, N workers), medians over rounds of `--steps`
+Per configuration (model, global batch B, N workers), the best of rounds of `--steps`
 steps (after a warm-up), on a local Ray started here with one CPU per worker:
 
   measured    steps/s of pool.step (scatter indices, N workers' FN_grads, combine on the
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -42,14 +41,17 @@ CONFIGS = [  # (label, example, defines, global batches)
 ]
 
 
-def _median_time(fn, steps, rounds):
+def _best_time(fn, steps, rounds):
+    """Seconds per call: the best of `rounds` means over `steps` calls. On a shared, loaded
+    machine the best round is the estimate least disturbed by other jobs; every figure
+    (steps and the model's terms alike) is taken this way, so they compare."""
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
         for _ in range(steps):
             fn()
         times.append((time.perf_counter() - t0) / steps)
-    return statistics.median(times)
+    return min(times)
 
 
 def measure(ray, label, example, defines, batch, steps, rounds):
@@ -84,11 +86,11 @@ def measure(ray, label, example, defines, batch, steps, rounds):
         times = {w: [] for w in runs}
         for _ in range(rounds):
             for w, run in runs.items():
-                times[w].append(_median_time(run, steps, 1))
+                times[w].append(_best_time(run, steps, 1))
         rows = []
         for w in runs:
             row = {"model": label, "batch": batch, "workers": w}
-            row["step_s"] = statistics.median(times[w])
+            row["step_s"] = min(times[w])
             if w:
                 row.update(_terms(ray, dist, pools[w], ds, idx, w, steps, rounds))
             rows.append(row)
@@ -109,15 +111,15 @@ def _terms(ray, dist, pool, ds, idx, workers, steps, rounds) -> dict:
     shards = dist.shard_indices(idx, workers)
     kws = [bind(g.signature, take(ds.train, ds.batch_axis, s)) for s in shards]
     outs = [g(**k) for k in kws]
-    row["t_grads"] = _median_time(lambda: g(**kws[0]), max(steps // 2, 3), rounds)
+    row["t_grads"] = _best_time(lambda: g(**kws[0]), max(steps // 2, 3), rounds)
     nres = len(info["shard_results"])
     grads = dist.combine(outs, info["reduce"])[nres:]
     gbytes = sum(a.nbytes for a in grads)
     row["grad_bytes"] = gbytes
-    row["t_combine"] = _median_time(lambda: dist.combine(outs, info["reduce"]), steps, rounds)
+    row["t_combine"] = _best_time(lambda: dist.combine(outs, info["reduce"]), steps, rounds)
     apply_kw = pool._apply_kwargs(dict(zip(info["grad_names"], grads)))
     state = {n: m[n] for n in m.shared}
-    row["t_apply"] = _median_time(lambda: m.functions[info["apply"]](**apply_kw), steps, 1)
+    row["t_apply"] = _best_time(lambda: m.functions[info["apply"]](**apply_kw), steps, 1)
     for n, v in state.items():  # undo the applies
         m[n] = v
     # What a step moves besides the indices: the combined gradients (G bytes) down,
@@ -128,7 +130,7 @@ def _terms(ray, dist, pool, ds, idx, workers, steps, rounds) -> dict:
     actors = [echo.remote() for _ in range(workers)]
     try:
         ray.get([a.back.remote(None) for a in actors])
-        row["t_rt"] = _median_time(
+        row["t_rt"] = _best_time(
             lambda: ray.get([a.back.remote(None) for a in actors]), steps, rounds
         )
         payload = [np.zeros(a.shape, a.dtype) for a in grads]
@@ -138,7 +140,7 @@ def _terms(ray, dist, pool, ds, idx, workers, steps, rounds) -> dict:
             ref = payload if small else ray.put(payload)
             ray.get([a.back.remote(ref) for a in actors])
 
-        row["t_bytes"] = max(_median_time(transfer, steps, rounds) - row["t_rt"], 0.0)
+        row["t_bytes"] = max(_best_time(transfer, steps, rounds) - row["t_rt"], 0.0)
     finally:
         for a in actors:
             ray.kill(a)
@@ -214,8 +216,8 @@ def _report(rows, load0, load1, argv) -> str:
         "",
         "Steps per second of one training step on the global batch B: one process (the",
         "ordinary compiled `train`, no Ray, 2 threads), and 1 or 2 Ray workers (one thread",
-        "each), measured in alternating rounds. `predicted` is the cost model of SCALING.md",
-        "from its terms, each measured alone; times in ms.",
+        "each), measured in alternating rounds (the best round of each). `predicted` is the",
+        "cost model of SCALING.md from its terms, each measured alone; times in ms.",
         "",
         "| model | B | run | steps/s | predicted | grads(B/N) | apply | round trip | "
         "gradients | transfer | combine |",
