@@ -83,6 +83,9 @@ _LAZY = {
     "CallError": "irc.api",
     "CompiledModule": "irc.api",
     "verify_grad": "irc.gradcheck",
+    # the cpu backend's thread count (runtime/llvm/threads.py)
+    "set_num_threads": "irc.runtime.llvm.threads",
+    "get_num_threads": "irc.runtime.llvm.threads",
     # the Theano-style builder: every name irc.symbolic exports
     **{name: "irc.symbolic" for name in SYMBOLIC_API},
 }

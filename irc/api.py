@@ -42,9 +42,12 @@ def load(
     define: Optional[dict] = None,
     seed: Optional[int] = None,
     device: Optional[str] = None,
+    threads: Optional[int] = None,
 ):
     """Compile a `.tg` file (or source text) for a backend ("cpu" by default,
-    "interp" or "opencl"); returns a CompiledModule."""
+    "interp" or "opencl"); returns a CompiledModule. `threads`: the cpu backend's
+    thread count for this module (default: irc.set_num_threads / IRC_NUM_THREADS /
+    the usable cores)."""
     if isinstance(path_or_source, os.PathLike) or not _is_source(str(path_or_source)):
         path = os.fspath(path_or_source)
         try:
@@ -53,9 +56,12 @@ def load(
         except OSError as e:
             raise CompileError(f"cannot read {path}: {e.strerror or e}") from None
         return _build(
-            text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device
+            text, path, os.path.dirname(os.path.abspath(path)), backend, define, seed, device,
+            threads,
         )
-    return loads(path_or_source, backend=backend, define=define, seed=seed, device=device)
+    return loads(
+        path_or_source, backend=backend, define=define, seed=seed, device=device, threads=threads
+    )
 
 
 def loads(
@@ -65,9 +71,10 @@ def loads(
     seed: Optional[int] = None,
     filename: str = "<string>",
     device: Optional[str] = None,
+    threads: Optional[int] = None,
 ):
     """Compile `.tg` source text; `load(...)` paths resolve from the working directory."""
-    return _build(text, filename, os.getcwd(), backend, define, seed, device)
+    return _build(text, filename, os.getcwd(), backend, define, seed, device, threads)
 
 
 def compile_to_ir(text: str, filename: str, define=None) -> Module:
@@ -104,10 +111,13 @@ def parse_define_value(text: str):
             raise CompileError(f"-D: '{text}' is not a number") from None
 
 
-def _build(text, filename, base_dir, backend, define, seed, device):
+def _build(text, filename, base_dir, backend, define, seed, device, threads=None):
     backend = backend or DEFAULT_BACKEND
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    bad_threads = isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    if threads is not None and bad_threads:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
     from irc.pipeline import run_pipeline
     from irc.runtime.state import initial_values
 
@@ -115,9 +125,12 @@ def _build(text, filename, base_dir, backend, define, seed, device):
     opt = run_pipeline(tg.clone())
     module_seed = opt.attrs.get("seed", 0) if seed is None else seed
     state = initial_values(opt, base_dir, module_seed)
-    return CompiledModule(
-        text, filename, define, tg, opt, _make_backend(backend, opt, state, device), backend
-    )
+    be = _make_backend(backend, opt, state, device)
+    if threads is not None and hasattr(be, "set_threads"):
+        from irc.runtime.llvm.threads import pin
+
+        pin(be, threads)  # this module keeps its own count, whatever set_num_threads says
+    return CompiledModule(text, filename, define, tg, opt, be, backend)
 
 
 def _make_backend(name, module, state, device):

@@ -418,11 +418,18 @@ def _args_train(p):
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads of the cpu backend (default: $IRC_NUM_THREADS, else the usable cores)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=None,
         metavar="N",
-        help="data-parallel training on N Ray workers (docs/distributed.md; needs irc-compiler[ray])",
+        help="data-parallel training on N Ray workers (docs/distributed.md; needs Ray)",
     )
     p.add_argument(
         "--ray-address", default=None, help="a running Ray cluster (default: start a local Ray)"
@@ -435,6 +442,8 @@ def _args_train(p):
 def cmd_train(args) -> int:
     from irc.train import TrainError, train
 
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be a positive integer, got {args.threads}")
     extra = {}
     if args.workers is not None:
         from irc.distributed import train
@@ -457,6 +466,7 @@ def cmd_train(args) -> int:
             plot=args.plot,
             progress=args.progress,
             define=_defines(args),
+            threads=args.threads,
             **extra,
         )
     except TrainError as e:

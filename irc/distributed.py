@@ -87,7 +87,9 @@ def build(opt, backend: str, state: dict, device=None, threads: int | None = Non
 
     be = _make_backend(backend, opt, state, device)
     if threads is not None and hasattr(be, "set_threads"):
-        be.set_threads(threads)
+        from irc.runtime.llvm.threads import pin
+
+        pin(be, threads)  # its own count, whatever irc.set_num_threads says
     return CompiledModule("", name, None, opt, opt, be, backend)
 
 
@@ -193,8 +195,9 @@ class Pool:
     """The workers of a run and the driver's replica; `step(idx)` is one training step."""
 
     def __init__(
-        self, ray, m, plan, workers, backend, device, cpus_per_worker, elastic, out, on_step
-    ):
+        self, ray, m, plan, workers, backend, device, cpus_per_worker, threads, elastic, out,
+        on_step,
+    ):  # fmt: skip
         from irc.ir.printer import print_module
 
         self.ray, self.m, self.plan = ray, m, plan
@@ -212,7 +215,7 @@ class Pool:
                 text,
                 backend,
                 device,
-                cpus_per_worker,
+                threads,
                 state_ref,
                 data_ref,
                 plan.ds.batch_axis,
@@ -405,6 +408,7 @@ def train(
     out=None,
     define: dict | None = None,
     device: str | None = None,
+    threads: int | None = None,
     cpus_per_worker: int = 1,
     on_step=None,
     keep_pool: bool = False,
@@ -414,11 +418,15 @@ def train(
     arguments and the result are irc.train.train's, plus workers (the count at the end),
     lost_workers, and compile_seconds (each worker's). on_step(step, pool) is called
     after every step; keep_pool=True leaves the workers running and returns the pool as
-    result["pool"] (the caller shuts it down)."""
+    result["pool"] (the caller shuts it down). Each worker asks Ray for cpus_per_worker
+    CPUs and runs the cpu backend on `threads` threads (default: cpus_per_worker); the
+    driver's replica (evaluation, updates) on `threads` (default: the API's)."""
     import irc.api
     from irc.runtime.state import initial_values
     from irc.train import _check_plot_available, prepare, run_loop
 
+    if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+        raise TrainError(f"threads must be a positive integer, got {threads!r}")
     if int(workers) < 1:
         raise TrainError(f"workers must be >= 1 (got {workers})")
     workers = int(workers)
@@ -434,7 +442,7 @@ def train(
         base = os.path.dirname(os.path.abspath(path))
         module_seed = opt.attrs.get("seed", 0) if seed is None else seed
         state = initial_values(opt, base, module_seed)
-    m = build(opt, backend, state, device, name=path)
+    m = build(opt, backend, state, device, threads, name=path)
     plan = prepare(path, header, m, data, epochs, batch, lr, backend, seed, resume, "train_grads")
     if plan.batch < workers:
         raise TrainError(
@@ -444,7 +452,10 @@ def train(
     pool = None
     try:
         t0 = time.perf_counter()
-        pool = Pool(ray, m, plan, workers, backend, device, cpus_per_worker, elastic, out, on_step)
+        pool = Pool(
+            ray, m, plan, workers, backend, device, cpus_per_worker, threads or cpus_per_worker,
+            elastic, out, on_step,
+        )  # fmt: skip
         startup = time.perf_counter() - t0
 
         def step(idx):

@@ -369,12 +369,14 @@ class Plan:
         return bind(self.step_fn.signature, take(self.ds.train, self.ds.batch_axis, idx), self.lr)
 
 
-def load_model(path, backend, define, seed, device):
+def load_model(path, backend, define, seed, device, threads=None):
     """irc.api.load, with an unknown backend name as a TrainError."""
     import irc.api
 
     try:
-        return irc.api.load(path, backend=backend, define=define, seed=seed, device=device)
+        return irc.api.load(
+            path, backend=backend, define=define, seed=seed, device=device, threads=threads
+        )
     except ValueError as e:
         if type(e) is ValueError:  # an unknown backend name
             raise TrainError(str(e)) from None
@@ -600,12 +602,13 @@ def train(
     out=None,
     define: dict | None = None,
     device: str | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Train the model in `path` (see the module docstring). Returns
     {loss, accuracy, history: [{epoch, loss, accuracy, seconds}], batch_losses,
     epochs (completed), interrupted, seconds, examples_per_second, settings}.
     Raises TrainError for a mistake in the request, CompileError for one in the model.
-    backend=None takes irc.api's default; define and device go to irc.api.load."""
+    backend=None takes irc.api's default; define, device and threads go to irc.api.load."""
     import irc.api
 
     backend = backend or irc.api.DEFAULT_BACKEND
@@ -614,7 +617,7 @@ def train(
         header = read_header(f.read())
     if plot is not None:
         _check_plot_available()  # before training, not after it
-    m = load_model(path, backend, define, seed, device)
+    m = load_model(path, backend, define, seed, device, threads)
     plan = prepare(path, header, m, data, epochs, batch, lr, backend, seed, resume)
     train_fn = plan.step_fn
 

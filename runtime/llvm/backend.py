@@ -29,7 +29,6 @@ Imports irc.ir, irc.ops, irc.passes (lower-to-loops) and runtime modules only.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 import threading
 
@@ -42,7 +41,8 @@ from irc.runtime.interp import InterpError
 
 from . import jit
 from .blas import bind_symbols
-from .threads import pool_address
+from .codegen import ws_symbol
+from .threads import follow, num_threads, pool_address
 
 try:  # the project's CallError, once it lives below irc.api (see the report)
     from irc.ir.errors import CallError  # type: ignore[attr-defined]
@@ -64,15 +64,13 @@ DEFAULT_THREADS = None
 
 
 def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
+    """irc.set_num_threads / IRC_NUM_THREADS / the usable cores (threads.py)."""
+    return num_threads()
 
 
 def _only_functions(text: str, fn: str) -> str:
     """The `define`s of an LLVM IR text that belong to entry function fn (fn, its
-    kernels fn__k*, its workspace size fn__ws)."""
+    kernels fn.k*, its workspace size fn.ws)."""
     out, keep = [], False
     for line in text.splitlines():
         if line.startswith("define"):
@@ -179,10 +177,13 @@ class LLVMBackend:
         for op in self.loop_module.functions():
             name = op.attrs["sym_name"]
             self.functions[name] = _Function(self, op, self.linked.address(name),
-                                             self.linked.address(name + "__ws"), meta["messages"][name])
+                                             self.linked.address(ws_symbol(name)), meta["messages"][name])
         self.ctx = (ctypes.c_int64 * 4)()
         self.ctx_addr = ctypes.addressof(self.ctx)
-        self.set_threads(default_threads() if threads is None else threads)
+        if threads is None:  # follow irc.set_num_threads
+            follow(self)
+            threads = num_threads()
+        self.set_threads(threads)
 
     # -- compilation ------------------------------------------------------------------------------
     def _object(self, cache: bool):

@@ -20,7 +20,8 @@ _BOUND = False
 BLAS_SYMBOLS = ("scipy_cblas_sgemm", "scipy_cblas_dgemm")
 PROCESS_SYMBOLS = {
     None: ("pthread_create", "pthread_join", "pthread_detach", "usleep", "getpid", "sched_yield",
-           "malloc", "free"),
+           "malloc", "free", "pthread_mutex_init", "pthread_mutex_lock", "pthread_mutex_unlock",
+           "pthread_cond_init", "pthread_cond_wait", "pthread_cond_signal", "clock_gettime"),
     "m": ("tanh", "log1p", "exp", "log", "pow", "sin", "cos", "expf", "logf", "powf", "sinf", "cosf"),
 }
 
