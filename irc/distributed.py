@@ -315,7 +315,9 @@ class Pool:
 
     def worker_states(self) -> list:
         """Every worker's shared variables (after it applies the last step)."""
-        return self._get_all([a.state.remote(self.prev) for a in self.actors], "syncing")
+        states = self._get_all([a.state.remote(self.prev) for a in self.actors], "syncing")
+        self.prev = None  # applied by every worker now
+        return states
 
     def shutdown(self) -> None:
         for a in self.actors:
