@@ -40,6 +40,9 @@ atomic), written after each epoch when save= is given and on Ctrl-C, which
 stops training cleanly: the result has interrupted=True. resume= restores one
 before training (the epochs then run on top of it).
 
+The loop is shared with the data-parallel driver (irc/distributed.py): prepare()
+settles the request into a Plan, run_loop() runs the epochs around a step function.
+
 Sits above irc.api in the layering (next to irc.cli); imports irc.api,
 irc.ir.dims and irc.data, and tqdm; matplotlib only when plotting.
 """

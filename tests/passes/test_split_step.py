@@ -173,3 +173,27 @@ def test_a_loss_that_is_not_a_batch_mean_is_a_located_error():
     assert "prod.tg:5:" in str(e.value) and "multiplies two values computed from the data" in str(
         e.value
     )
+
+
+MOMENTUM = """
+shared W: f32[4, 3] = glorot_uniform()
+shared vW: f32[4, 3] = zeros()
+shared step: f32 = zeros()
+
+fn train(x: f32[N, 4], y: i32[N], lr: f32 = 0.1, mu: f32 = 0.9) -> f32 {
+    loss = mean(categorical_crossentropy(softmax(x @ W), y))
+    gW = grad(loss, W)
+    vW <- mu * vW - lr * gW
+    W <- W + mu * vW - lr * gW
+    step <- step + 1
+    return loss
+}
+"""
+
+
+def test_optimizer_state_is_updated_identically_over_steps():
+    full, split = _split(MOMENTUM)
+    arrays, axes = _toy_data(n=40, seed=3)
+    for lo, hi in ((0, 13), (13, 20)), ((20, 29), (29, 40)):
+        _check(full, split, arrays, axes, [np.arange(*lo), np.arange(*hi)])
+    assert float(split["step"]) == 2.0
