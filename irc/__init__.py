@@ -95,11 +95,18 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
+# submodules reachable as attributes after a bare `import irc` (irc.distributed.train)
+_SUBMODULES = ("distributed",)
+
+
 def __getattr__(name):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"irc.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'irc' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later accesses skip __getattr__

@@ -443,6 +443,19 @@ def _args_train(p):
         metavar="N",
         help="threads of the cpu backend (default: $IRC_NUM_THREADS, else the usable cores)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-parallel training on N Ray workers (docs/distributed.md; needs Ray)",
+    )
+    p.add_argument(
+        "--ray-address", default=None, help="a running Ray cluster (default: start a local Ray)"
+    )
+    p.add_argument(
+        "--elastic", action="store_true", help="with --workers: go on when a worker dies"
+    )
 
 
 def cmd_train(args) -> int:
@@ -451,6 +464,19 @@ def cmd_train(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be a positive integer, got {args.threads}")
+    extra = {}
+    if args.workers is not None:
+        from irc.distributed import train
+
+        extra = {"workers": args.workers, "ray_address": args.ray_address, "elastic": args.elastic}
+        if args.nan_guard or args.profile:
+            # the workers run split functions (train_grads/train_apply), not the guarded or
+            # profiled train: check or profile a model in one process first
+            raise UsageError("--nan-guard and --profile are for one process, not --workers")
+    elif args.ray_address or args.elastic:
+        raise UsageError("--ray-address and --elastic need --workers N")
+    else:
+        extra = {"nan_guard": args.nan_guard, "profile": args.profile}
     try:
         r = train(
             args.file,
@@ -466,9 +492,8 @@ def cmd_train(args) -> int:
             plot=args.plot,
             progress=args.progress,
             define=_defines(args),
-            nan_guard=args.nan_guard,
-            profile=args.profile,
             threads=args.threads,
+            **extra,
         )
     except TrainError as e:
         raise UsageError(str(e)) from None

@@ -40,6 +40,9 @@ atomic), written after each epoch when save= is given and on Ctrl-C, which
 stops training cleanly: the result has interrupted=True. resume= restores one
 before training (the epochs then run on top of it).
 
+The loop is shared with the data-parallel driver (irc/distributed.py): prepare()
+settles the request into a Plan, run_loop() runs the epochs around a step function.
+
 Sits above irc.api in the layering (next to irc.cli); imports irc.api,
 irc.ir.dims and irc.data, and tqdm; matplotlib only when plotting.
 """
@@ -337,6 +340,262 @@ def _check_plot_available():
         raise TrainError(PLOT_HINT) from None
 
 
+@dataclass
+class Plan:
+    """What a training driver settles before its loop (irc.train.train and
+    irc.distributed.train share it): the model, the data, the sizes, and
+    `step_fn`, the function whose signature binds a minibatch."""
+
+    path: str
+    module: object  # the CompiledModule that evaluates (predict), saves and restores
+    step_fn: object  # train (one process) or train_grads (irc/distributed.py)
+    predict_fn: object
+    ds: Dataset
+    epochs: int
+    batch: int
+    lr: float | None
+    settings: dict
+    can_eval: bool
+
+    @property
+    def n_batches(self) -> int:
+        return self.ds.n_train // self.batch
+
+    def evaluate(self):
+        if not self.can_eval:
+            return None
+        p = self.predict_fn
+        return self.ds.metric(p(**bind(p.signature, self.ds.test)), self.ds.test)
+
+    def minibatch(self, idx) -> dict:
+        """Keyword arguments of step_fn for the examples `idx` of the training split."""
+        return bind(self.step_fn.signature, take(self.ds.train, self.ds.batch_axis, idx), self.lr)
+
+
+def load_model(path, backend, define, seed, device, threads=None, nan_guard=False):
+    """irc.api.load, with an unknown backend name as a TrainError."""
+    import irc.api
+
+    try:
+        return irc.api.load(
+            path,
+            backend=backend,
+            define=define,
+            seed=seed,
+            device=device,
+            threads=threads,
+            nan_guard=nan_guard,
+        )
+    except ValueError as e:
+        if type(e) is ValueError:  # an unknown backend name
+            raise TrainError(str(e)) from None
+        raise
+
+
+def prepare(
+    path: str,
+    header: dict,
+    m,
+    data=None,
+    epochs=None,
+    batch=None,
+    lr=None,
+    backend: str = "",
+    seed=None,
+    resume=None,
+    step_name: str = "train",
+) -> Plan:
+    """Check the request against the compiled module `m` (entry function `train`, whose
+    arguments `step_name` shares), load the data, restore `resume`: a Plan, or TrainError."""
+    if "train" not in m.functions and step_name not in m.functions:
+        raise TrainError(
+            f"{path} has no entry function 'train' (functions: {', '.join(m.functions) or 'none'})"
+        )
+    train_fn = m.functions[step_name]
+    predict_fn = m.functions.get("predict")
+    sigs = [train_fn.signature] + ([predict_fn.signature] if predict_fn else [])
+
+    if data is None:
+        data = header.get("data") or guess_data(train_fn.signature)
+        if data is None:
+            raise TrainError(
+                f"{path}: no data given; add a '# data: NAME' line or pass data= "
+                f"({', '.join(DATASETS)} or an .npz file)"
+            )
+    if isinstance(data, Dataset):
+        ds = data
+    elif str(data) in DATASETS:
+        ds = builtin_dataset(str(data))
+    elif str(data).endswith(".npz"):
+        ds = npz_dataset(os.fspath(data), sigs)
+    else:
+        raise TrainError(
+            f"unknown data '{data}' (choose from {', '.join(DATASETS)}, or give an .npz file)"
+        )
+
+    epochs = header.get("epochs", DEFAULT_EPOCHS) if epochs is None else int(epochs)
+    batch = header.get("batch", DEFAULT_BATCH) if batch is None else int(batch)
+    if epochs < 0 or batch <= 0:
+        raise TrainError(f"epochs must be >= 0 and batch > 0 (got epochs={epochs}, batch={batch})")
+    lr_default = next((a.default for a in train_fn.signature.args if a.name == "lr"), None)
+    n = ds.n_train
+    if n == 0:
+        raise TrainError(f"the data set '{ds.name}' has no training examples")
+    batch = min(batch, n)
+    # Fail on a binding mistake now, not after the first epoch.
+    bind(train_fn.signature, take(ds.train, ds.batch_axis, np.arange(batch)), lr)
+    can_eval = bool(predict_fn is not None and ds.test and ds.metric is not None)
+    if can_eval:
+        bind(predict_fn.signature, ds.test)
+
+    if resume is not None:
+        try:
+            m.restore(resume)
+        except FileNotFoundError:
+            raise TrainError(f"cannot resume: no checkpoint {resume}") from None
+        except (OSError, ValueError) as e:
+            raise TrainError(f"cannot resume from {resume}: {e}") from None
+
+    settings = {
+        "model": path,
+        "data": ds.name,
+        "epochs": epochs,
+        "batch": batch,
+        "lr": lr if lr is not None else lr_default,
+        "backend": backend,
+        "seed": seed,
+        "n_train": n,
+        "n_test": ds.n_test,
+        "resume": os.fspath(resume) if resume is not None else None,
+    }
+    return Plan(path, m, train_fn, predict_fn, ds, epochs, batch, lr, settings, can_eval)
+
+
+def run_loop(
+    plan: Plan,
+    step: Callable,
+    seed=None,
+    save=None,
+    plot=None,
+    progress: bool = True,
+    out=None,
+    note: str = "",
+) -> dict:
+    """The epochs: shuffling, `step(idx) -> loss` per minibatch, the progress bar, test
+    accuracy and a checkpoint after every epoch, Ctrl-C (see the module docstring).
+    `note` is added to the first line. Returns train()'s result."""
+    out = sys.stdout if out is None else out
+    m, ds, s = plan.module, plan.ds, plan.settings
+    epochs, batch, n, n_batches = plan.epochs, plan.batch, ds.n_train, plan.n_batches
+    _print(
+        out,
+        f"training {os.path.basename(plan.path)} on {ds.name} ({n} examples, {ds.n_test} test): "
+        f"{epochs} epochs, batch {batch}, lr {s['lr']}, {s['backend']} backend{note}"
+        + (f", resumed from {s['resume']}" if s.get("resume") is not None else ""),
+    )
+
+    rng = np.random.default_rng(0 if seed is None else seed)
+    history, batch_losses = [], []
+    interrupted = False
+    where = ""
+    seen = 0
+    t_start = time.perf_counter()
+    bar = None
+    try:
+        from tqdm import tqdm
+
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            perm = rng.permutation(n)
+            losses = []
+            bar = tqdm(
+                total=n_batches * batch,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="ex",
+                file=out,
+                disable=None if progress else True,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            for i in range(n_batches):
+                where = f"epoch {epoch}, batch {i + 1}/{n_batches}"
+                idx = perm[i * batch : (i + 1) * batch]
+                loss = float(step(idx))
+                if not math.isfinite(loss):
+                    raise TrainError(
+                        f"the loss became {loss} at {where}; try a smaller learning rate (--lr)"
+                    )
+                losses.append(loss)
+                batch_losses.append(loss)
+                seen += len(idx)
+                bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
+                bar.update(len(idx))
+            bar.close()
+            bar = None
+            train_s = time.perf_counter() - t0
+            where = f"epoch {epoch} (evaluating)"
+            acc = plan.evaluate()
+            if save is not None:
+                where = f"epoch {epoch} (saving)"
+                m.save(save)
+            rec = {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "accuracy": acc,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(rec)
+            acc_s = f"  test accuracy {acc:.4f}" if acc is not None else ""
+            _print(
+                out,
+                f"epoch {epoch}/{epochs}: loss {rec['loss']:.4f}{acc_s}  "
+                f"({rec['seconds']:.1f} s, {n_batches * batch / max(train_s, 1e-9):.0f} ex/s)",
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+        if bar is not None:
+            bar.close()
+        msg = f"interrupted at {where or 'the start'}"
+        if save is not None:
+            m.save(save)
+            msg += f"; checkpoint written to {save}"
+        _print(out, msg)
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
+    seconds = time.perf_counter() - t_start
+
+    result = {
+        "loss": history[-1]["loss"] if history else (batch_losses[-1] if batch_losses else None),
+        "accuracy": history[-1]["accuracy"] if history else None,
+        "history": history,
+        "batch_losses": batch_losses,
+        "epochs": len(history),
+        "interrupted": interrupted,
+        "seconds": seconds,
+        "examples_per_second": seen / seconds if seconds > 0 else 0.0,
+        "settings": s,
+        "checkpoint": os.fspath(save) if save is not None else None,
+    }
+    if not interrupted:
+        acc_s = (
+            f", test accuracy {result['accuracy']:.4f}" if result["accuracy"] is not None else ""
+        )
+        loss_s = (
+            f"final loss {result['loss']:.4f}" if result["loss"] is not None else "no epochs run"
+        )
+        _print(
+            out,
+            f"done in {seconds:.1f} s: {loss_s}{acc_s}"
+            + (f"; checkpoint {save}" if save is not None else ""),
+        )
+    if plot is not None and history:
+        plot_history(result, plot, title=f"{os.path.basename(plan.path)} on {ds.name}")
+        _print(out, f"curves written to {plot}")
+    return result
+
+
 def train(
     path,
     data=None,
@@ -369,207 +628,34 @@ def train(
     backend = backend or irc.api.DEFAULT_BACKEND
     out = sys.stdout if out is None else out
     path = resolve_model(path)
-    from irc.ir.errors import read_source
-
-    try:
-        header = read_header(read_source(path))
-    except OSError as e:
-        raise TrainError(f"cannot read {path}: {e.strerror or e}") from None
+    header = read_model_header(path)
     if plot is not None:
         _check_plot_available()  # before training, not after it
-    try:
-        m = irc.api.load(
-            path,
-            backend=backend,
-            define=define,
-            seed=seed,
-            device=device,
-            threads=threads,
-            nan_guard=nan_guard,
-        )
-    except ValueError as e:
-        if type(e) is ValueError:  # an unknown backend name
-            raise TrainError(str(e)) from None
-        raise
-    if "train" not in m.functions:
-        raise TrainError(
-            f"{path} has no entry function 'train' (functions: {', '.join(m.functions) or 'none'})"
-        )
-    train_fn = m.functions["train"]
-    predict_fn = m.functions.get("predict")
-    sigs = [train_fn.signature] + ([predict_fn.signature] if predict_fn else [])
+    m = load_model(path, backend, define, seed, device, threads, nan_guard)
+    plan = prepare(path, header, m, data, epochs, batch, lr, backend, seed, resume)
+    train_fn = plan.step_fn
 
-    if data is None:
-        data = header.get("data") or guess_data(train_fn.signature)
-        if data is None:
-            raise TrainError(
-                f"{path}: no data given; add a '# data: NAME' line or pass data= "
-                f"({', '.join(DATASETS)} or an .npz file)"
-            )
-    if isinstance(data, Dataset):
-        ds = data
-    elif str(data) in DATASETS:
-        ds = builtin_dataset(str(data))
-    elif str(data).endswith(".npz"):
-        ds = npz_dataset(os.fspath(data), sigs)
-    else:
-        raise TrainError(
-            f"unknown data '{data}' (choose from {', '.join(DATASETS)}, or give an .npz file)"
-        )
+    def step(idx):
+        return train_fn(**plan.minibatch(idx))
 
-    epochs = header.get("epochs", DEFAULT_EPOCHS) if epochs is None else int(epochs)
-    batch = header.get("batch", DEFAULT_BATCH) if batch is None else int(batch)
-    if epochs < 0 or batch <= 0:
-        raise TrainError(f"epochs must be >= 0 and batch > 0 (got epochs={epochs}, batch={batch})")
-    lr_default = next((a.default for a in train_fn.signature.args if a.name == "lr"), None)
-    n = ds.n_train
-    if n == 0:
-        raise TrainError(f"the data set '{ds.name}' has no training examples")
-    batch = min(batch, n)
-    n_batches = n // batch
-    # Fail on a binding mistake now, not after the first epoch.
-    bind(train_fn.signature, take(ds.train, ds.batch_axis, np.arange(batch)), lr)
-    can_eval = predict_fn is not None and ds.test and ds.metric is not None
-    if can_eval:
-        bind(predict_fn.signature, ds.test)
-
-    if resume is not None:
-        try:
-            m.restore(resume)
-        except FileNotFoundError:
-            raise TrainError(f"cannot resume: no checkpoint {resume}") from None
-        except (OSError, ValueError) as e:
-            raise TrainError(f"cannot resume from {resume}: {e}") from None
-
-    settings = {
-        "model": path,
-        "data": ds.name,
-        "epochs": epochs,
-        "batch": batch,
-        "lr": lr if lr is not None else lr_default,
-        "backend": backend,
-        "seed": seed,
-        "n_train": n,
-        "n_test": ds.n_test,
-    }
-    _print(
-        out,
-        f"training {os.path.basename(path)} on {ds.name} ({n} examples, {ds.n_test} test): "
-        f"{epochs} epochs, batch {batch}, lr {settings['lr']}, {backend} backend"
-        + (f", resumed from {resume}" if resume is not None else ""),
-    )
-
-    def evaluate():
-        if not can_eval:
-            return None
-        return ds.metric(predict_fn(**bind(predict_fn.signature, ds.test)), ds.test)
-
-    rng = np.random.default_rng(0 if seed is None else seed)
-    history, batch_losses = [], []
-    interrupted = False
-    where = ""
-    seen = 0
-    t_start = time.perf_counter()
-    bar = None
-    try:
-        from tqdm import tqdm
-
-        for epoch in range(1, epochs + 1):
-            t0 = time.perf_counter()
-            perm = rng.permutation(n)
-            losses = []
-            bar = tqdm(
-                total=n_batches * batch,
-                desc=f"epoch {epoch}/{epochs}",
-                unit="ex",
-                file=out,
-                disable=None if progress else True,
-                leave=False,
-                dynamic_ncols=True,
-            )
-            for i in range(n_batches):
-                where = f"epoch {epoch}, batch {i + 1}/{n_batches}"
-                idx = perm[i * batch : (i + 1) * batch]
-                loss = float(
-                    train_fn(**bind(train_fn.signature, take(ds.train, ds.batch_axis, idx), lr))
-                )
-                if not math.isfinite(loss):
-                    raise TrainError(
-                        f"the loss became {loss} at {where}; try a smaller learning rate (--lr)"
-                    )
-                losses.append(loss)
-                batch_losses.append(loss)
-                seen += len(idx)
-                bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
-                bar.update(len(idx))
-            bar.close()
-            bar = None
-            train_s = time.perf_counter() - t0
-            where = f"epoch {epoch} (evaluating)"
-            acc = evaluate()
-            if save is not None:
-                where = f"epoch {epoch} (saving)"
-                m.save(save)
-            rec = {
-                "epoch": epoch,
-                "loss": float(np.mean(losses)),
-                "accuracy": acc,
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(rec)
-            acc_s = f"  test accuracy {acc:.4f}" if acc is not None else ""
-            _print(
-                out,
-                f"epoch {epoch}/{epochs}: loss {rec['loss']:.4f}{acc_s}  "
-                f"({rec['seconds']:.1f} s, {n_batches * batch / max(train_s, 1e-9):.0f} ex/s)",
-            )
-    except KeyboardInterrupt:
-        interrupted = True
-        if bar is not None:
-            bar.close()
-        msg = f"interrupted at {where or 'the start'}"
-        if save is not None:
-            m.save(save)
-            msg += f"; checkpoint written to {save}"
-        _print(out, msg)
-    seconds = time.perf_counter() - t_start
-
-    result = {
-        "loss": history[-1]["loss"] if history else (batch_losses[-1] if batch_losses else None),
-        "accuracy": history[-1]["accuracy"] if history else None,
-        "history": history,
-        "batch_losses": batch_losses,
-        "epochs": len(history),
-        "interrupted": interrupted,
-        "seconds": seconds,
-        "examples_per_second": seen / seconds if seconds > 0 else 0.0,
-        "settings": settings,
-        "checkpoint": os.fspath(save) if save is not None else None,
-    }
-    if not interrupted:
-        acc_s = (
-            f", test accuracy {result['accuracy']:.4f}" if result["accuracy"] is not None else ""
-        )
-        loss_s = (
-            f"final loss {result['loss']:.4f}" if result["loss"] is not None else "no epochs run"
-        )
-        _print(
-            out,
-            f"done in {seconds:.1f} s: {loss_s}{acc_s}"
-            + (f"; checkpoint {save}" if save is not None else ""),
-        )
+    result = run_loop(plan, step, seed=seed, save=save, plot=plot, progress=progress, out=out)
     if profile:  # irc train --profile: one step on a real batch, after training
         from irc.profile import profile_module
 
-        prof = profile_module(
-            m, "train", args=bind(train_fn.signature, take(ds.train, ds.batch_axis, np.arange(batch)), lr)
-        )
+        prof = profile_module(m, "train", args=plan.minibatch(np.arange(plan.batch)))
         result["profile"] = prof.to_dict()
         _print(out, prof.table())
-    if plot is not None and history:
-        plot_history(result, plot, title=f"{os.path.basename(path)} on {ds.name}")
-        _print(out, f"curves written to {plot}")
     return result
+
+
+def read_model_header(path) -> dict:
+    """The `# key: value` header of the model file (decoded as irc.load decodes it)."""
+    from irc.ir.errors import read_source
+
+    try:
+        return read_header(read_source(path))
+    except OSError as e:
+        raise TrainError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def plot_history(result: dict, path, title: str = "") -> None:
