@@ -453,6 +453,12 @@ def cmd_train(args) -> int:
     return 130 if r["interrupted"] else 0
 
 
+def _build_module():
+    import irc.build
+
+    return irc.build
+
+
 MODEL_COMMANDS = {
     "compile": (_args_compile, cmd_compile, "check a .tg model and build every entry function"),
     "run": (
@@ -472,4 +478,9 @@ MODEL_COMMANDS = {
         "check every grad(...) of a .tg model against finite differences",
     ),
     "train": (_args_train, cmd_train, "train a .tg model with SGD on its data, showing progress"),
+    "build": (  # irc/build.py
+        lambda p: _build_module().add_args(p),
+        lambda args: _build_module().run(args),
+        "build a .tg model into a C library (lib<model>.so, <model>.h) for use without Python",
+    ),
 }
