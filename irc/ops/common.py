@@ -163,3 +163,25 @@ def int_pair(v, what: str) -> tuple:
     ):
         return (int(v[0]), int(v[1]))
     raise TypeError_(f"{what} must be an integer or a pair of integers, got {v!r}")
+
+
+# -- scalar rules (OpDef.scalar): an elementwise op on one element, in scalar.* ops ----------
+
+
+def scalar_map(name: str):
+    """The scalar rule `scalar.<name>` of the operands converted to the result dtype."""
+
+    def rule(emit, args, dtype):
+        return emit.scalar(name, *[emit.cast(a, dtype) for a in args])
+
+    return rule
+
+
+def scalar_expr(fn):
+    """A scalar rule from fn(emit, *args) -> Value, the operands already converted
+    to the result dtype: a composite op written in primitive scalar ops."""
+
+    def rule(emit, args, dtype):
+        return fn(emit, *[emit.cast(a, dtype) for a in args])
+
+    return rule

@@ -11,7 +11,11 @@ Integer and bool operands get None (they carry no gradient). Conventions at the
 points where a function is not differentiable: relu'(0) = 0, abs'(0) = 0,
 maximum/minimum split the cotangent equally between tied operands (as JAX does),
 clip passes it to x where lo <= x <= hi.
-Lowerings are added by their own issue.
+Scalar rules (`scalar`): what the op computes on one element, in scalar.* ops
+(irc/ops/loop.py), from which lower-to-loops builds every elementwise loop
+nest; `binary`/`unary` default to the scalar op of the same name, and the
+composites (sigmoid, softplus, relu, clip, where) spell themselves out in
+primitives so that the backends never need to know them.
 Imports only irc.ir and irc.ops.
 """
 
@@ -19,8 +23,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.ir.types import TensorType, TypeError_, broadcast_shapes
-from irc.ops.common import arrayed, dtype_attr, elementwise_infer, named_infer, numpy_result_dtype
+from irc.ir.types import BOOL, TensorType, TypeError_, broadcast_shapes, promote_dtypes
+from irc.ops.common import (
+    arrayed,
+    dtype_attr,
+    elementwise_infer,
+    named_infer,
+    numpy_result_dtype,
+    scalar_expr,
+    scalar_map,
+)
 from irc.ops.registry import COMMUTATIVE, ELEMENTWISE_PURE, NO_GRAD, OpDef, defop
 
 ELEMENTWISE_NO_GRAD = ELEMENTWISE_PURE | {NO_GRAD}
@@ -32,15 +44,62 @@ def _short(name: str) -> str:
 
 
 def binary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
-    """Register a broadcasting binary op whose reference is the NumPy function `fn`."""
+    """Register a broadcasting binary op whose reference is the NumPy function `fn`
+    (scalar rule: the scalar op of the same name, unless `scalar` is given)."""
     infer = named_infer(sym or _short(name), elementwise_infer(fn))
+    kw.setdefault("scalar", scalar_map(_short(name)))
     return defop(OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=2, doc=doc, **kw))
 
 
 def unary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
     """Register a unary op whose reference is the NumPy function `fn`."""
     infer = named_infer(sym or _short(name), elementwise_infer(fn))
+    kw.setdefault("scalar", scalar_map(_short(name)))
     return defop(OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=1, doc=doc, **kw))
+
+
+# -- scalar rules that are not one scalar op -----------------------------------------------
+_BOOL_SCALAR = TensorType(BOOL, ())
+
+
+def _scalar_compare(name):
+    """a <op> b in the operands' common (promoted) dtype; bool result."""
+
+    def rule(emit, args, dtype):
+        common = promote_dtypes(args[0].type.dtype, args[1].type.dtype)
+        a, b = emit.cast(args[0], common), emit.cast(args[1], common)
+        return emit.scalar(name, a, b, t=_BOOL_SCALAR)
+
+    return rule
+
+
+def _scalar_where(emit, args, dtype):
+    c, a, b = args
+    return emit.scalar(
+        "select",
+        emit.cast(c, BOOL),
+        emit.cast(a, dtype),
+        emit.cast(b, dtype),
+        t=a.type.with_dtype(dtype),
+    )
+
+
+def _scalar_sigmoid(emit, x):
+    # 1 / (1 + e) with e = exp(-|x|), which never overflows; e * r for x < 0.
+    e = emit.scalar("exp", emit.scalar("neg", emit.scalar("abs", x)))
+    r = emit.scalar(
+        "div", emit.const(1, x.type.dtype), emit.scalar("add", emit.const(1, x.type.dtype), e)
+    )
+    nonneg = emit.scalar("ge", x, emit.const(0, x.type.dtype), t=_BOOL_SCALAR)
+    return emit.scalar("select", nonneg, r, emit.scalar("mul", e, r), t=x.type)
+
+
+def _scalar_softplus(emit, x):
+    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), stable for every x.
+    zero = emit.const(0, x.type.dtype)
+    pos = emit.scalar("select", emit.scalar("gt", x, zero, t=_BOOL_SCALAR), x, zero, t=x.type)
+    e = emit.scalar("exp", emit.scalar("neg", emit.scalar("abs", x)))
+    return emit.scalar("add", pos, emit.scalar("log1p", e))
 
 
 # -- gradient rules ---------------------------------------------------------------------
@@ -238,15 +297,59 @@ MINIMUM = binary(
 )
 
 # -- comparisons and logic: bool results, not differentiable ------------------------
-LT = binary("tg.lt", np.less, ELEMENTWISE_NO_GRAD, "<", "a < b", domain=(-2.0, 2.0))
-LE = binary("tg.le", np.less_equal, ELEMENTWISE_NO_GRAD, "<=", "a <= b", domain=(-2.0, 2.0))
-GT = binary("tg.gt", np.greater, ELEMENTWISE_NO_GRAD, ">", "a > b", domain=(-2.0, 2.0))
-GE = binary("tg.ge", np.greater_equal, ELEMENTWISE_NO_GRAD, ">=", "a >= b", domain=(-2.0, 2.0))
+LT = binary(
+    "tg.lt",
+    np.less,
+    ELEMENTWISE_NO_GRAD,
+    "<",
+    "a < b",
+    domain=(-2.0, 2.0),
+    scalar=_scalar_compare("lt"),
+)
+LE = binary(
+    "tg.le",
+    np.less_equal,
+    ELEMENTWISE_NO_GRAD,
+    "<=",
+    "a <= b",
+    domain=(-2.0, 2.0),
+    scalar=_scalar_compare("le"),
+)
+GT = binary(
+    "tg.gt",
+    np.greater,
+    ELEMENTWISE_NO_GRAD,
+    ">",
+    "a > b",
+    domain=(-2.0, 2.0),
+    scalar=_scalar_compare("gt"),
+)
+GE = binary(
+    "tg.ge",
+    np.greater_equal,
+    ELEMENTWISE_NO_GRAD,
+    ">=",
+    "a >= b",
+    domain=(-2.0, 2.0),
+    scalar=_scalar_compare("ge"),
+)
 EQ = binary(
-    "tg.eq", np.equal, ELEMENTWISE_NO_GRAD | {COMMUTATIVE}, "==", "a == b", domain=(-2.0, 2.0)
+    "tg.eq",
+    np.equal,
+    ELEMENTWISE_NO_GRAD | {COMMUTATIVE},
+    "==",
+    "a == b",
+    domain=(-2.0, 2.0),
+    scalar=_scalar_compare("eq"),
 )
 NE = binary(
-    "tg.ne", np.not_equal, ELEMENTWISE_NO_GRAD | {COMMUTATIVE}, "!=", "a != b", domain=(-2.0, 2.0)
+    "tg.ne",
+    np.not_equal,
+    ELEMENTWISE_NO_GRAD | {COMMUTATIVE},
+    "!=",
+    "a != b",
+    domain=(-2.0, 2.0),
+    scalar=_scalar_compare("ne"),
 )
 # On bool operands bitwise and/or are logical and/or (and give bool); on integers
 # they are bitwise, as `&`/`|` in NumPy. Floats are rejected.
@@ -301,9 +404,15 @@ SIGMOID = unary(
     doc="1 / (1 + exp(-x)), without overflow",
     domain=(-4.0, 4.0),
     vjp=_vjp_sigmoid,
+    scalar=scalar_expr(_scalar_sigmoid),
 )
 RELU = unary(
-    "tg.relu", _relu, doc="max(x, 0), keeping x's dtype", domain=(-2.0, 2.0), vjp=_vjp_relu
+    "tg.relu",
+    _relu,
+    doc="max(x, 0), keeping x's dtype",
+    domain=(-2.0, 2.0),
+    vjp=_vjp_relu,
+    scalar=scalar_expr(lambda emit, x: emit.scalar("maximum", x, emit.const(0, x.type.dtype))),
 )
 SOFTPLUS = unary(
     "tg.softplus",
@@ -311,6 +420,7 @@ SOFTPLUS = unary(
     doc="log(1 + exp(x)), computed stably",
     domain=(-4.0, 4.0),
     vjp=_vjp_softplus,
+    scalar=scalar_expr(_scalar_softplus),
 )
 NOT = unary(
     "tg.not",
@@ -344,6 +454,7 @@ WHERE = defop(
         arity=3,
         domain=(-2.0, 2.0),
         vjp=_vjp_where,
+        scalar=_scalar_where,
         doc="where(c, a, b): a where the bool c is true, else b; a and b promote",
     )
 )
@@ -373,6 +484,9 @@ CLIP = defop(
         arity=3,
         domain=(-2.0, 2.0),
         vjp=_vjp_clip,
+        scalar=scalar_expr(
+            lambda emit, x, lo, hi: emit.scalar("minimum", emit.scalar("maximum", x, lo), hi)
+        ),
         doc="clip(x, lo, hi) = minimum(maximum(x, lo), hi) in x's dtype (lo, hi are converted)",
     )
 )
@@ -398,6 +512,7 @@ CAST = defop(
         arity=1,
         domain=(-2.0, 2.0),
         vjp=_vjp_cast,
+        scalar=lambda emit, args, dtype: emit.cast(args[0], dtype),
         doc='cast(x) {dtype = "f32"|"f64"|"i32"|"i64"|"bool"}: NumPy astype',
     )
 )

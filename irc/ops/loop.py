@@ -70,11 +70,12 @@ Ops (operands; attributes; results):
   loop.assert %cond {message}         stop the call with `message` (an IndexError
                                       at the call boundary) when cond is false.
   scalar.const {value} : T         -> an immediate of dtype T.
-  scalar.<op> %a... : T            -> one per tg elementwise op (add, sub, mul, div,
+  scalar.<op> %a... : T            -> the primitive elementwise ops (add, sub, mul, div,
                                       pow, maximum, minimum, neg, abs, exp, log, log1p,
-                                      sqrt, tanh, sigmoid, relu, softplus, square, sin,
-                                      cos, sign, not, and, or), operands already
-                                      converted to T; NumPy semantics on one element.
+                                      sqrt, tanh, square, sin, cos, sign, not, and, or),
+                                      operands already converted to T; NumPy semantics
+                                      on one element. Other tg elementwise ops become
+                                      these through their scalar rule (OpDef.scalar).
   scalar.lt/le/gt/ge/eq/ne %a, %b  -> bool (operands of one dtype).
   scalar.select %c, %a, %b         -> T.
   scalar.cast %a : T               -> NumPy astype to T.
@@ -90,10 +91,11 @@ from __future__ import annotations
 from irc.ir.types import BOOL, I64, TensorType, TypeError_
 from irc.ops.registry import PURE, SIDE_EFFECT, TERMINATOR, OpDef, REGISTRY, defop
 
-# Unary and binary scalar ops mirror the tg elementwise ops of the same name.
+# Unary and binary scalar ops mirror the tg elementwise ops of the same name. They are
+# the primitives the backends render; composite elementwise ops (sigmoid, softplus,
+# relu, clip, ...) are spelt out in them by their scalar rules (OpDef.scalar).
 SCALAR_UNARY = (
-    "neg", "abs", "exp", "log", "log1p", "sqrt", "tanh", "sigmoid", "relu", "softplus",
-    "square", "sin", "cos", "sign", "not",
+    "neg", "abs", "exp", "log", "log1p", "sqrt", "tanh", "square", "sin", "cos", "sign", "not",
 )  # fmt: skip
 SCALAR_BINARY = ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "and", "or",
                  "floordiv", "mod")

@@ -3,7 +3,9 @@ about it (type inference, NumPy semantics, gradient rule, lowering or
 decomposition, canonical patterns, traits, a test input domain).
 
 Adding an op is one `defop(OpDef(...))` in the file of its family
-(elementwise, tensor, nn, control, func). A test checks the registry is complete.
+(elementwise, tensor, nn, control, func); its loop lowering, unless it is
+elementwise (then `scalar` is the rule), is one `@lowers` function in the
+matching module of irc/ops/lowering/. A test checks the registry is complete.
 
 Also owns `OpBuilder`, the builder that creates registered ops with their result
 types inferred: `b.add(x, y)` creates `tg.add`. Imports only irc.ir.
@@ -43,8 +45,18 @@ class OpDef:
     # g is the cotangent of the single result, or a list (None where unused)
     # for ops with several results.
     vjp: Optional[Callable] = None
-    # lower(...) -> loop IR for the backends (filled in by the loop issue)
+    # lower(lowerer, emit, op, vals) -> None: emits the loop IR computing op
+    # (irc/ops/lowering/, one module per family; set there with @lowers). An
+    # elementwise op needs none: its loop nest comes from `scalar`.
     lower: Optional[Callable] = None
+    # scalar(emit, args, dtype) -> scalar Value: an elementwise op on one element,
+    # built from scalar.* ops (args as the operands' dtypes, dtype the result's).
+    # `common.scalar_map("exp")` is the usual rule; composites (sigmoid) build
+    # theirs from primitives, so backends only ever see primitive scalar ops.
+    scalar: Optional[Callable] = None
+    # cost(op) -> (flops) estimate as an int or dim expression, for `irc inspect`
+    # (irc/ops/cost.py). Every tg op states one; None only where it is free.
+    cost: Optional[Callable] = None
     # decompose(b: OpBuilder, op) -> list of Values replacing op's results
     decompose: Optional[Callable] = None
     # canonical patterns: f(rewriter: OpBuilder, op) -> list of Values or None
@@ -85,6 +97,17 @@ def defop(d: OpDef) -> OpDef:
         raise ValueError(f"op {d.name} registered twice")
     REGISTRY[d.name] = d
     return d
+
+
+def lowers(*names: str):
+    """Decorator: the function is the loop lowering (`OpDef.lower`) of ops `names`."""
+
+    def register(fn: Callable) -> Callable:
+        for name in names:
+            get(name).lower = fn
+        return fn
+
+    return register
 
 
 def lookup(name: str) -> Optional[OpDef]:

@@ -41,6 +41,7 @@ from irc.runtime.interp import InterpError
 
 from . import jit
 from .blas import bind_symbols
+from .codegen import ws_symbol
 from .threads import follow, num_threads, pool_address
 
 try:  # the project's CallError, once it lives below irc.api (see the report)
@@ -69,7 +70,7 @@ def default_threads() -> int:
 
 def _only_functions(text: str, fn: str) -> str:
     """The `define`s of an LLVM IR text that belong to entry function fn (fn, its
-    kernels fn__k*, its workspace size fn__ws)."""
+    kernels fn.k*, its workspace size fn.ws)."""
     out, keep = [], False
     for line in text.splitlines():
         if line.startswith("define"):
@@ -176,7 +177,7 @@ class LLVMBackend:
         for op in self.loop_module.functions():
             name = op.attrs["sym_name"]
             self.functions[name] = _Function(self, op, self.linked.address(name),
-                                             self.linked.address(name + "__ws"), meta["messages"][name])
+                                             self.linked.address(ws_symbol(name)), meta["messages"][name])
         self.ctx = (ctypes.c_int64 * 4)()
         self.ctx_addr = ctypes.addressof(self.ctx)
         if threads is None:  # follow irc.set_num_threads

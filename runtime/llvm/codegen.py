@@ -8,7 +8,7 @@ Each entry function `f` of the loop module becomes
         variable of the module (tg.global order);
   dims: the i64 values of the function's `dims` attribute;
   ws:   the workspace every mem.alloc is carved from (64-byte aligned pieces, in
-        the order of the allocs; i64 @f__ws(ptr %dims) gives its size);
+        the order of the allocs; i64 @"f.ws"(ptr %dims) gives its size);
   ctx:  {i64 nthreads};
   returns 0, or k > 0 when the k-th loop.assert of f (pre-order) failed.
 
@@ -66,7 +66,7 @@ SCALAR_INT = {"add": "add", "sub": "sub", "mul": "mul", "and": "and_", "or": "or
 FCMP = {"lt": ("<", "o"), "le": ("<=", "o"), "gt": (">", "o"), "ge": (">=", "o"), "eq": ("==", "o"),
         "ne": ("!=", "u")}
 ICMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-WEIGHT = {"exp": 12, "log": 14, "log1p": 18, "tanh": 16, "sigmoid": 14, "softplus": 30, "pow": 40,
+WEIGHT = {"exp": 12, "log": 14, "log1p": 18, "tanh": 16, "pow": 40,
           "sin": 30, "cos": 30, "div": 4, "sqrt": 4}
 
 
@@ -130,6 +130,14 @@ class ModuleGen:
         g.align = ALIGN
         g.initializer = ir.Constant(ty, data)
         return g
+
+
+def ws_symbol(name: str) -> str:
+    """The workspace-size function of entry function `name`. Names the code generator
+    makes from an entry's name (`f.ws`, `f.k0`, `f.k0.thunk`) contain a dot, which no
+    `.tg` name can, so they never collide with an entry function or each other
+    (issue 15: an entry named `f__ws` used to redefine f's workspace function)."""
+    return f"{name}.ws"
 
 
 class FunctionInfo:
@@ -326,8 +334,6 @@ def float_op(g: Gen, b, short, args, rt, op):
         return b.select(b.fcmp_unordered("uno", x, x), x, r)
     if short in ("sin", "cos"):
         return _intr(b, short, ty, args)
-    if short == "relu":
-        return _intr(b, "maximum", ty, [args[0], ir.Constant(ty, 0.0)])
     f = tr.UNARY.get((short, rt.name))
     if f is not None:
         return f(b, args[0])
@@ -347,7 +353,7 @@ def int_op(g: Gen, b, short, args, rt):
             return b.or_(*args)
         if short == "not":
             return b.not_(x)
-        if short in ("abs", "square", "sign", "relu"):
+        if short in ("abs", "square", "sign"):
             return x
         if short == "ne":
             return b.xor(*args)
@@ -368,8 +374,6 @@ def int_op(g: Gen, b, short, args, rt):
         return b.select(b.icmp_signed(">", args[0], args[1]), args[0], args[1])
     if short == "minimum":
         return b.select(b.icmp_signed("<", args[0], args[1]), args[0], args[1])
-    if short == "relu":
-        return b.select(b.icmp_signed(">", x, zero), x, zero)
     if short == "sign":
         return b.sub(b.zext(b.icmp_signed(">", x, zero), ty), b.zext(b.icmp_signed("<", x, zero), ty))
     if short == "floordiv":
@@ -931,8 +935,8 @@ class FunctionGen:
         return FunctionInfo(name, op, messages)
 
     def ws_size_fn(self, name, body):
-        """i64 @<name>__ws(ptr dims): the workspace size in bytes."""
-        fn = ir.Function(self.mg.m, ir.FunctionType(I64, [PTR]), name + "__ws")
+        """i64 @"<name>.ws"(ptr dims): the workspace size in bytes."""
+        fn = ir.Function(self.mg.m, ir.FunctionType(I64, [PTR]), ws_symbol(name))
         g = Gen(self.mg, fn, fn.args[0], list(self.op.attrs.get("dims", ())), [])
         total = ir.Constant(I64, 0)
         for o in body.ops:
@@ -954,7 +958,7 @@ class FunctionGen:
         consts = [v for v in free_values(loop)
                   if isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim")]
         written = written_buffers(loop)
-        kname = f"{self.op.attrs['sym_name']}__k{mg.kernel_count}"
+        kname = f"{self.op.attrs['sym_name']}.k{mg.kernel_count}"
         mg.kernel_count += 1
         ptypes = [PTR, I64, I64]  # dims, lo, hi
         for v in free:
@@ -985,7 +989,7 @@ class FunctionGen:
         # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
         shared_ty = ir.LiteralStructType(ptypes)
         chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
-        thunk = ir.Function(mg.m, ir.FunctionType(PTR, [PTR]), kname + "_thunk")
+        thunk = ir.Function(mg.m, ir.FunctionType(PTR, [PTR]), kname + ".thunk")
         thunk.linkage = "internal"
         tb = ir.IRBuilder(thunk.append_basic_block("e"))
         c = thunk.args[0]

@@ -1,11 +1,12 @@
 """Vectorisable elementary functions emitted as LLVM IR (no libm calls in f32):
-exp, log, log1p, tanh, sigmoid, softplus and pow, built from +, *, llvm.fma,
+exp, log, log1p, tanh and pow, built from +, *, llvm.fma,
 bit casts and selects only, so the loop vectoriser turns a loop calling them
 into straight SIMD code for the host's widest vectors.
 
 f32 accuracy (tests/llvm/test_transcendentals.py, against NumPy over the whole
 float32 range, infinities, NaN and denormals): exp, log, log1p within 2 ulp,
-tanh, sigmoid, softplus within 4 ulp (absolute 1e-7 near zero crossings), pow
+tanh within 4 ulp (sigmoid and softplus, built from these by their scalar rules in
+irc/ops/elementwise.py, within 4 ulp, absolute 1e-7 near zero crossings), pow
 via f64 log2/exp2 within 1 ulp, with C99 powf's special cases.
 
 Every polynomial uses llvm.fma explicitly (not contractible fmul/fadd), so the
@@ -137,7 +138,7 @@ def log1p_f32(b: ir.IRBuilder, x):
     return _select(b, b.fcmp_ordered("<=", u, _c(F32, 0.0)), lu, r)
 
 
-# -- tanh, sigmoid, softplus --------------------------------------------------------------------
+# -- tanh --------------------------------------------------------------------------------------
 
 
 def tanh_f32(b: ir.IRBuilder, x):
@@ -151,18 +152,6 @@ def tanh_f32(b: ir.IRBuilder, x):
     big = _intr(b, "copysign", F32, [big, x])
     r = _select(b, b.fcmp_ordered("<", ax, _c(F32, 0.625)), small, big)
     return _select(b, _isnan(b, x), x, r)
-
-
-def sigmoid_f32(b: ir.IRBuilder, x):
-    e = exp_f32(b, b.fneg(_intr(b, "fabs", F32, [x])))
-    r = b.fdiv(_c(F32, 1.0), b.fadd(_c(F32, 1.0), e))
-    return _select(b, b.fcmp_unordered("uge", x, _c(F32, 0.0)), r, b.fmul(e, r))
-
-
-def softplus_f32(b: ir.IRBuilder, x):
-    e = exp_f32(b, b.fneg(_intr(b, "fabs", F32, [x])))
-    pos = _select(b, b.fcmp_ordered(">", x, _c(F32, 0.0)), x, _c(F32, 0.0))
-    return b.fadd(pos, log1p_f32(b, e))
 
 
 # -- pow (through f64) ---------------------------------------------------------------------------
@@ -248,26 +237,14 @@ def tanh_f64(b, x):
     return _libm(b, "tanh", F64, [x])
 
 
-def sigmoid_f64(b, x):
-    e = exp_f64(b, b.fneg(_intr(b, "fabs", F64, [x])))
-    r = b.fdiv(_c(F64, 1.0), b.fadd(_c(F64, 1.0), e))
-    return _select(b, b.fcmp_unordered("uge", x, _c(F64, 0.0)), r, b.fmul(e, r))
-
-
-def softplus_f64(b, x):
-    e = exp_f64(b, b.fneg(_intr(b, "fabs", F64, [x])))
-    pos = _select(b, b.fcmp_ordered(">", x, _c(F64, 0.0)), x, _c(F64, 0.0))
-    return b.fadd(pos, log1p_f64(b, e))
-
-
 def pow_f64(b, x, y):
     return _intr(b, "pow", F64, [x, y])
 
 
 UNARY = {
     ("exp", "f32"): exp_f32, ("log", "f32"): log_f32, ("log1p", "f32"): log1p_f32,
-    ("tanh", "f32"): tanh_f32, ("sigmoid", "f32"): sigmoid_f32, ("softplus", "f32"): softplus_f32,
+    ("tanh", "f32"): tanh_f32,
     ("exp", "f64"): exp_f64, ("log", "f64"): log_f64, ("log1p", "f64"): log1p_f64,
-    ("tanh", "f64"): tanh_f64, ("sigmoid", "f64"): sigmoid_f64, ("softplus", "f64"): softplus_f64,
+    ("tanh", "f64"): tanh_f64,
 }  # fmt: skip
 BINARY = {("pow", "f32"): pow_f32, ("pow", "f64"): pow_f64}

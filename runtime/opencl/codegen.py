@@ -76,6 +76,14 @@ def dim_param(name: str) -> str:
     return f"d_{name}"
 
 
+# Names that kernel text uses literally (schedule.py): parameters `chunk` and `groups`,
+# locals `lid`, `g`, `end`, `red{k}`. fresh() names are `{prefix}{n}` and root names
+# `a_*`, `g_*`, `c{n}`, `t{n}`, `out{j}`, `irc_*`; every name goes through
+# KernelWriter.taken, so none of these can collide (issue 15: `c1` was both a constant
+# buffer parameter and a chunk start).
+FIXED_NAMES = frozenset({"chunk", "groups", "lid", "g", "end"})
+
+
 def dim_c(d) -> str:
     """C expression (long) of a dim: an int, a name or an expression over names."""
     if isinstance(d, int):
@@ -156,22 +164,6 @@ inline {T} irc_min_{S}({T} a, {T} b) {{ return (a < b || a != a) ? a : b; }}  //
         (),
         """\
 inline {T} irc_sign_{S}({T} x) {{ return x > 0 ? ({T})1 : (x < 0 ? ({T})-1 : x); }}  // keeps 0 and NaN""",
-    ),
-    "sigmoid": (
-        (),
-        """\
-inline {T} irc_sigmoid_{S}({T} x) {{  // 1 / (1 + exp(-x)) without overflow (f64)
-    const {T} e = exp(-fabs(x));
-    const {T} r = ({T})1 / (({T})1 + e);
-    return x >= 0 ? r : e * r;
-}}""",
-    ),
-    "softplus": (
-        (),
-        """\
-inline {T} irc_softplus_{S}({T} x) {{  // log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
-    return fmax(x, ({T})0) + log1p(exp(-fabs(x)));
-}}""",
     ),
 }
 
@@ -302,23 +294,6 @@ inline float irc_tanh_f32(float x) {  // odd polynomial below 0.625, else 1 - 2 
     return x != x ? x : r;
 }""",
     ),
-    "sigmoid": (
-        ("exp_f32",),
-        """\
-inline float irc_sigmoid_f32(float x) {  // 1 / (1 + exp(-x)) without overflow
-    const float e = irc_exp_f32(-as_float(as_int(x) & 0x7FFFFFFF));
-    const float r = 1.0f / (1.0f + e);
-    return (x >= 0.0f || x != x) ? r : e * r;
-}""",
-    ),
-    "softplus": (
-        ("exp_f32", "log1p_f32"),
-        """\
-inline float irc_softplus_f32(float x) {  // log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
-    const float e = irc_exp_f32(-as_float(as_int(x) & 0x7FFFFFFF));
-    return (x > 0.0f ? x : 0.0f) + irc_log1p_f32(e);
-}""",
-    ),
     "abs": ((), "inline float irc_abs_f32(float x) { return as_float(as_int(x) & 0x7FFFFFFF); }"),
 }
 
@@ -420,14 +395,6 @@ def render_minimum(w, a, rt, at):
     return w.call("min", rt, a)
 
 
-def render_relu(w, a, rt, at):
-    if rt.is_bool:
-        return a[0]
-    if rt.is_int:
-        return f"{paren(a[0])} > 0 ? {paren(a[0])} : 0"
-    return w.call("max", rt, [a[0], literal(0, rt)])
-
-
 def render_neg(w, a, rt, at):
     return f"!{paren(a[0])}" if rt.is_bool else f"-{paren(a[0])}"
 
@@ -506,12 +473,11 @@ def cast_expr(x: str, src: DType, dst: DType) -> str:
 SCALAR = {
     "add": render_add, "sub": _infix("-"), "mul": render_mul, "div": render_div,
     "floordiv": render_floordiv, "mod": render_mod, "pow": render_pow,
-    "maximum": render_maximum, "minimum": render_minimum, "relu": render_relu,
+    "maximum": render_maximum, "minimum": render_minimum,
     "neg": render_neg, "abs": render_abs, "square": render_square, "sign": render_sign,
     "not": render_not, "and": render_and, "or": render_or,
     "exp": _builtin("exp"), "log": _builtin("log"), "log1p": _builtin("log1p"),
     "sqrt": _builtin("sqrt"), "tanh": _builtin("tanh"), "sin": _builtin("sin"), "cos": _builtin("cos"),
-    "sigmoid": _helper("sigmoid"), "softplus": _helper("softplus"),
     "lt": _infix("<"), "le": _infix("<="), "gt": _infix(">"), "ge": _infix(">="),
     "eq": _infix("=="), "ne": _infix("!="),
     "select": render_select, "cast": render_cast,
@@ -576,11 +542,39 @@ class KernelWriter:
         self.has_assert = False
         self.status_param = None
         self.pre_lines: list = []  # re-computed device scalars, before the body
+        # Every C name declared in this kernel (parameters and locals). Parameters are
+        # added lazily, after locals may already be named, so both sides claim their name
+        # here: a local never takes a parameter's name nor a parameter a local's.
+        self.taken: set = set(FIXED_NAMES)
 
     # -- naming --------------------------------------------------------------------------------
     def fresh(self, prefix="v") -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
+        """A new local name `{prefix}{n}`, distinct from every name of this kernel."""
+        while True:
+            self.counter += 1
+            name = f"{prefix}{self.counter}"
+            if name not in self.taken:
+                self.taken.add(name)
+                return name
+
+    def claim(self, base: str) -> str:
+        """`base`, or `base_k` if a parameter or local of this kernel already has it."""
+        name, k = base, 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def add_param(self, key, name: str, kind: str, source, dtype=None) -> Param:
+        """Register a parameter under a fixed C name that the kernel text uses as is
+        (dims, chunk, groups): such names can never be taken by fresh() or claim()."""
+        if key not in self.params:
+            if name in self.taken and name not in FIXED_NAMES:
+                raise CodegenError(f"kernel {self.name}: the parameter name {name} is taken")
+            self.taken.add(name)
+            self.params[key] = Param(name, kind, source, dtype)
+        return self.params[key]
 
     def line(self, text: str) -> None:
         self.lines.append("    " * self.depth + text)
@@ -594,7 +588,7 @@ class KernelWriter:
         key = ("buf", root.id)
         p = self.params.get(key)
         if p is None:
-            p = Param(root.cname, "buf", root, root.dtype)
+            p = Param(self.claim(root.cname), "buf", root, root.dtype)
             self.params[key] = p
         return p
 
@@ -608,8 +602,7 @@ class KernelWriter:
 
     def dim_expr(self, d) -> str:
         for n in sorted(dims_used(d)):
-            if ("dim", n) not in self.params:
-                self.params[("dim", n)] = Param(dim_param(n), "dim", n)
+            self.add_param(("dim", n), dim_param(n), "dim", n)
         text = dim_c(d)
         if "irc_floordiv_i64" in text:
             self.helpers.add("floordiv_i64")

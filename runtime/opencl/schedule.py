@@ -784,7 +784,7 @@ class FunctionScheduler:
                 lo, hi = L.operands[:2]
                 c, e, i = w.fresh("c"), w.fresh("e"), w.fresh("i")
                 w.names[L.regions[0].block.args[0]] = i
-                w.params[("chunk",)] = Param("chunk", "chunk", 0)
+                w.add_param(("chunk",), "chunk", "chunk", 0)
                 lo_c, hi_c = w.val(lo), w.val(hi)
                 head.append(
                     f"    const long {c} = {'' if zero(lo_c) else lo_c + ' + '}(long)get_global_id(0) * chunk;"
@@ -925,7 +925,7 @@ class FunctionScheduler:
             exts.append((lv, w.val(lo), w.val(hi)))
         launch.total = total
         ntot = w.scalar_param(("total", id(op)), total, I64, "n")
-        w.params[("chunk",)] = Param("chunk", "chunk", 0)
+        w.add_param(("chunk",), "chunk", "chunk", 0)
         head.append(
             f"    const long end = g * chunk + chunk < {ntot} ? g * chunk + chunk : {ntot};"
         )
@@ -965,7 +965,7 @@ class FunctionScheduler:
         )
         w = self.writer(final.name)
         head = self.status_head(w)
-        w.params[("groups",)] = Param("groups", "groups", 0)
+        w.add_param(("groups",), "groups", "groups", 0)
         w.buf_param(part)
         w.helpers.add("part")
         for k, (r, init) in enumerate(zip(op.results, op.operands[2:])):

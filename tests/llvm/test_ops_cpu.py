@@ -18,7 +18,7 @@ CASES = shapes.CASES
 
 
 def test_every_op_lowers():
-    from irc.passes.lower_to_loops import missing_lowerings
+    from irc.ops.lowering import missing_lowerings
 
     assert not missing_lowerings(), f"tg ops without a loop lowering: {missing_lowerings()}"
 

@@ -37,10 +37,10 @@ par:
   store ptr %".7", ptr %".33"
   %".35" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".26", i32 0, i32 4
   store ptr %".9", ptr %".35"
-  %".37" = call i32 @"__irc_parfor"(ptr (ptr)* @"f__k0_thunk", ptr %".26", i64 0, i64 %".12", i64 %".10")
+  %".37" = call i32 @"__irc_parfor"(ptr (ptr)* @"f.k0.thunk", ptr %".26", i64 0, i64 %".12", i64 %".10")
   br label %"joined"
 seq:
-  %".24" = call i32 @"f__k0"(ptr %".2", i64 0, i64 %".12", ptr %".7", ptr %".9")
+  %".24" = call i32 @"f.k0"(ptr %".2", i64 0, i64 %".12", ptr %".7", ptr %".9")
   br label %"joined"
 joined:
   %".39" = phi  i32 [%".24", %"seq"], [%".37", %"par"]
@@ -52,7 +52,7 @@ err:
   ret i32 %".39"
 }
 
-define internal i32 @"f__k0"(ptr %".1", i64 %".2", i64 %".3", ptr noalias %".4", ptr noalias %".5") noinline
+define internal i32 @"f.k0"(ptr %".1", i64 %".2", i64 %".3", ptr noalias %".4", ptr noalias %".5") noinline
 {
 prologue:
   %".7" = getelementptr i64, ptr %".1", i64 0
@@ -90,7 +90,7 @@ endloop.1:
   br i1 %".31", label %"loop", label %"endloop"
 }
 
-define internal ptr @"f__k0_thunk"(ptr %".1")
+define internal ptr @"f.k0.thunk"(ptr %".1")
 {
 e:
   %".3" = getelementptr {ptr, i64, i64, i32}, ptr %".1", i32 0, i32 0
@@ -109,7 +109,7 @@ e:
   %".16" = load ptr, ptr %".15"
   %".17" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".4", i32 0, i32 4
   %".18" = load ptr, ptr %".17"
-  %".19" = call i32 @"f__k0"(ptr %".10", i64 %".6", i64 %".8", ptr %".16", ptr %".18")
+  %".19" = call i32 @"f.k0"(ptr %".10", i64 %".6", i64 %".8", ptr %".16", ptr %".18")
   %".20" = getelementptr {ptr, i64, i64, i32}, ptr %".1", i32 0, i32 3
   store i32 %".19", ptr %".20"
   ret ptr null
@@ -194,7 +194,7 @@ statusdone:
 
 declare void @"irc_pool_run"(ptr (ptr)* %".1", ptr %".2", i64 %".3", i64 %".4")
 
-define i64 @"f__ws"(ptr %".1")
+define i64 @"f.ws"(ptr %".1")
 {
 prologue:
   br label %"body"

@@ -1,0 +1,154 @@
+"""The loop-IR emitter the lowerings write with, and the helpers they share.
+
+`Emitter` appends loop IR (irc/ops/loop.py) to a block: scalar ops, loads and
+stores, `loop.for` nests; entry-block values (dims, constants, buffers) come
+from the function lowerer (passes/lower_to_loops.py, `FuncLowerer`), which the
+emitter holds as `emit.lowerer`. `scalar_of` applies an elementwise op's scalar
+rule (OpDef.scalar). Imports only irc.ir and irc.ops.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from irc.ir.builder import Builder
+from irc.ir.core import Block, Op, Region, Value
+from irc.ir.dims import dim_mul
+from irc.ir.errors import CompileError
+from irc.ir.types import BOOL, I64, DType, TensorType
+from irc.ops.registry import ELEMENTWISE, REGISTRY
+
+IDX = TensorType(I64, ())
+
+
+BOOL_T = TensorType(BOOL, ())
+
+
+def scalar_type(dtype: DType) -> TensorType:
+    return TensorType(dtype, ())
+
+
+def product(dims) -> object:
+    p = 1
+    for d in dims:
+        p = dim_mul(p, d)
+    return p
+
+
+# Elementwise tg ops: lowered through their scalar rule (OpDef.scalar) inside a group.
+def is_elementwise(op: Op) -> bool:
+    d = REGISTRY.get(op.name)
+    return d is not None and d.has(ELEMENTWISE) and len(op.results) == 1
+
+
+def is_scalar_const(op: Op) -> bool:
+    return op.name == "tg.constant" and op.attrs["value"].size == 1
+
+
+def fusible(op: Op) -> bool:
+    """Ops that compute result[i] from operands at broadcast indices only."""
+    return (
+        is_elementwise(op)
+        or op.name == "tg.broadcast_to"
+        or (op.name == "tg.fused" and not op.attrs.get("reduce") and len(op.results) == 1)
+        or is_scalar_const(op)
+        or op.name == "tg.dim"
+    )
+
+
+REDUCE_KINDS = {"tg.sum": "sum", "tg.mean": "mean", "tg.max": "max", "tg.min": "min"}
+
+
+class Emitter:
+    """Builds loop IR at the end of a block, with values hoisted to the entry."""
+
+    def __init__(self, lowerer, block: Block):
+        self.lowerer = lowerer
+        self.b = Builder(block)
+
+    def op(self, name, operands=(), types=(), regions=(), **attrs) -> Op:
+        return self.b.create(name, list(operands), list(types), attrs, regions, self.lowerer.loc)
+
+    def val(self, name, operands, t, **attrs) -> Value:
+        return self.op(name, operands, [t], **attrs).results[0]
+
+    def dim(self, d) -> Value:
+        return self.lowerer.dim(d)
+
+    def const(self, v, dtype: DType) -> Value:
+        return self.lowerer.const(v, dtype)
+
+    def scalar(self, name: str, *operands, t: Optional[TensorType] = None, **attrs) -> Value:
+        """scalar.<name>; the result type defaults to the first operand's."""
+        return self.val("scalar." + name, operands, t or operands[0].type, **attrs)
+
+    def cast(self, v: Value, dtype: DType) -> Value:
+        if v.type.dtype == dtype:
+            return v
+        return self.val("scalar.cast", [v], scalar_type(dtype))
+
+    def load(self, buf: Value, idx) -> Value:
+        return self.val("mem.load", [buf, *idx], scalar_type(buf.type.dtype))
+
+    def store(self, v: Value, buf: Value, idx) -> None:
+        self.op("mem.store", [v, buf, *idx])
+
+    def add_i(self, a: Value, b: Value) -> Value:
+        return self.scalar("add", a, b)
+
+    def mul_i(self, a: Value, b: Value) -> Value:
+        return self.scalar("mul", a, b)
+
+    def loop(self, lo: Value, hi: Value, body, inits=(), parallel=False) -> list:
+        """loop.for; body(emit, i, *carried) returns the next carried values."""
+        inits = list(inits)
+        block = Block([IDX] + [v.type for v in inits])
+        op = self.op(
+            "loop.for",
+            [lo, hi, *inits],
+            [v.type for v in inits],
+            [Region([block])],
+            parallel=bool(parallel),
+        )
+        inner = Emitter(self.lowerer, block)
+        nxt = body(inner, block.args[0], *block.args[1:]) or []
+        inner.op("loop.yield", list(nxt))
+        return list(op.results)
+
+    def nest(self, shape, body, parallel=True, idx=()):
+        """Loops over every index of `shape` (outermost first); body(emit, idx)."""
+        shape = list(shape)
+        if not shape:
+            body(self, list(idx))
+            return
+        d0 = shape[0]
+
+        def step(emit, i):
+            emit.nest(shape[1:], body, parallel, list(idx) + [i])
+
+        par = parallel(len(idx)) if callable(parallel) else parallel
+        self.loop(self.dim(0), self.dim(d0), step, parallel=par)
+
+    def reduce_nest(self, shape, body, acc, idx=()):
+        """Loops over `shape` carrying scalars `acc` (a list); body(emit, idx, *acc) -> next acc."""
+        shape = list(shape)
+        if not shape:
+            return list(body(self, list(idx), *acc))
+
+        def step(emit, i, *a):
+            return emit.reduce_nest(shape[1:], body, list(a), list(idx) + [i])
+
+        return self.loop(self.dim(0), self.dim(shape[0]), step, inits=acc)
+
+    def assert_(self, cond: Value, message: str) -> None:
+        self.op("loop.assert", [cond], message=message)
+
+
+def scalar_of(emit: Emitter, name: str, args: list, dtype: DType) -> Value:
+    """The scalar value of elementwise op `name` applied to the scalars `args`,
+    by its scalar rule (OpDef.scalar), as a value of `dtype`."""
+    d = REGISTRY.get(name)
+    rule = d.scalar if d is not None else None
+    if rule is None:
+        raise CompileError(f"lower-to-loops: {name} has no scalar rule", emit.lowerer.loc)
+    return rule(emit, args, dtype)

@@ -1,0 +1,161 @@
+"""Lowering of reductions: sum/mean/max/min (also a tg.fused with `reduce`),
+argmax/argmin. Imports only irc.ir and irc.ops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from irc.ir.types import I32
+from irc.ops.common import norm_axes, norm_axis
+from irc.ops.lowering.emit import BOOL_T, IDX, REDUCE_KINDS, product
+from irc.ops.registry import lowers
+
+
+def _reduce_identity(emit, kind, dtype):
+    if kind in ("sum", "mean"):
+        return emit.const(0, dtype)
+    if dtype.is_float:
+        return emit.const(-np.inf if kind == "max" else np.inf, dtype)
+    if dtype.is_bool:
+        return emit.const(kind == "min", dtype)
+    info = np.iinfo(dtype.np)
+    return emit.const(info.min if kind == "max" else info.max, dtype)
+
+
+def _combine(emit, kind, a, b):
+    if kind in ("sum", "mean"):
+        return emit.scalar("add", a, b, reassoc=True)
+    return emit.scalar("maximum" if kind == "max" else "minimum", a, b)
+
+
+def reduce_into(lowerer, emit, in_shape, axes, keep, kind, rdtype, out, value_at):
+    """out[kept] = reduce(value_at(idx)) over `axes` of `in_shape`."""
+    rank = len(in_shape)
+    j0 = rank
+    while j0 > 0 and (j0 - 1) in axes:
+        j0 -= 1
+    prefix = list(range(j0))
+    suffix = list(range(j0, rank))
+    need_init = any(a in axes for a in prefix)
+    count = product([in_shape[a] for a in axes])
+
+    def out_idx(e, idx):
+        zero = e.dim(0)
+        return [zero if a in axes else idx[a] for a in range(rank) if keep or a not in axes]
+
+    if need_init:
+        ident = _reduce_identity(emit, kind, rdtype)
+        emit.nest(out.type.shape, lambda e, idx: e.store(ident, out, idx))
+
+    def outer(e, idx):
+        if suffix:
+            acc0 = _reduce_identity(e, kind, rdtype)
+            (acc,) = e.reduce_nest(
+                [in_shape[a] for a in suffix],
+                lambda e2, sidx, a: [
+                    _combine(e2, kind, a, e2.cast(value_at(e2, idx + sidx), rdtype))
+                ],
+                [acc0],
+            )
+            # (the suffix loop indices are appended to the prefix ones)
+        else:
+            acc = e.cast(value_at(e, idx), rdtype)
+        oi = out_idx(e, idx + [None] * len(suffix)) if suffix else out_idx(e, idx)
+        if need_init:
+            acc = _combine(e, kind, e.load(out, oi), acc)
+        elif kind == "mean":
+            acc = e.scalar("div", acc, e.cast(e.dim(count), rdtype))
+        e.store(acc, out, oi)
+
+    emit.nest([in_shape[a] for a in prefix], outer, parallel=lambda k: prefix[k] not in axes)
+    if need_init and kind == "mean":
+        n = emit.cast(emit.dim(count), rdtype)
+        emit.nest(
+            out.type.shape, lambda e, idx: e.store(e.scalar("div", e.load(out, idx), n), out, idx)
+        )
+
+
+@lowers("tg.sum", "tg.mean", "tg.max", "tg.min")
+def lower_reduce(lowerer, emit, op, vals):
+    kind = REDUCE_KINDS[op.name]
+    x = op.operands[0]
+    v = op.results[0]
+    axes = set(norm_axes(op.attrs.get("axis"), x.type.rank))
+    keep = bool(op.attrs.get("keepdims", False))
+    out = lowerer.result_buf(v)
+    memo: dict = {}
+
+    def value_at(e, idx):
+        memo.clear()  # one evaluation per element (loops differ per call site)
+        return lowerer.expr(e, x, idx, vals, memo)
+
+    reduce_into(lowerer, emit, x.type.shape, axes, keep, kind, v.type.dtype, out, value_at)
+    vals[v] = out
+
+
+def lower_fused_reduce(lowerer, emit, op, vals):
+    shape = tuple(op.attrs["shape"])
+    kind = op.attrs["reduce"]
+    axes = set(norm_axes(op.attrs.get("axis"), len(shape)))
+    keep = bool(op.attrs.get("keepdims", False))
+    for k, r in enumerate(op.results):
+        out = lowerer.result_buf(r)
+
+        def value_at(e, idx, k=k):
+            return lowerer.eval_fused_region(e, op, idx, vals, {})[k]
+
+        reduce_into(lowerer, emit, shape, axes, keep, kind, r.type.dtype, out, value_at)
+        vals[r] = out
+
+
+@lowers("tg.argmax", "tg.argmin")
+def lower_argreduce(lowerer, emit, op, vals):
+    x = op.operands[0]
+    v = op.results[0]
+    xb = lowerer.buf(emit, x, vals)
+    keep = bool(op.attrs.get("keepdims", False))
+    axis = op.attrs.get("axis")
+    is_max = op.name == "tg.argmax"
+    out = lowerer.result_buf(v)
+    if axis is None:
+        n = product(x.type.shape)
+        xb = emit.val("mem.view", [xb], x.type.with_shape((n,)))
+        shape, ax = (n,), 0
+    else:
+        if isinstance(axis, tuple):
+            (axis,) = axis
+        shape, ax = x.type.shape, norm_axis(axis, x.type.rank)
+    dt = x.type.dtype
+    compare_dtype = I32 if dt.is_bool else dt
+    outer_shape = [d for a, d in enumerate(shape) if a != ax]
+
+    def body(e, oidx):
+        def at(i):
+            idx = list(oidx[:ax]) + [i] + list(oidx[ax:])
+            return e.cast(e.load(xb, idx), compare_dtype)
+
+        best0 = at(e.dim(0))
+
+        def step(e2, i, best, bi):
+            xv = e2.cast(e2.load(xb, list(oidx[:ax]) + [i] + list(oidx[ax:])), compare_dtype)
+            better = e2.scalar("gt" if is_max else "lt", xv, best, t=BOOL_T)
+            if compare_dtype.is_float:
+                xnan = e2.scalar("ne", xv, xv, t=BOOL_T)
+                bnan = e2.scalar("ne", best, best, t=BOOL_T)
+                better = e2.scalar("or", better, e2.scalar("and", xnan, e2.scalar("not", bnan)))
+            return [
+                e2.scalar("select", better, xv, best, t=xv.type),
+                e2.scalar("select", better, i, bi, t=IDX),
+            ]
+
+        _, bi = e.loop(e.dim(1), e.dim(shape[ax]), step, inits=[best0, e.dim(0)])
+        res = e.cast(bi, I32)
+        if axis is None:
+            oi = [e.dim(0)] * v.type.rank
+        else:
+            oi = list(oidx[:ax]) + ([e.dim(0)] if keep else []) + list(oidx[ax:])
+        e.store(res, out, oi)
+
+    emit.nest(outer_shape, body)
+    vals[v] = out
