@@ -31,7 +31,7 @@ from llvmlite import ir
 from irc.ir.core import Module
 
 from . import jit
-from .codegen import generate
+from .codegen import generate, ws_symbol
 from .threads import build_module as pool_module
 
 BLAS_RENAMES = {"scipy_cblas_sgemm": "sgemm", "scipy_cblas_dgemm": "dgemm"}
@@ -118,6 +118,7 @@ def build_object(loop_module: Module, model: str, entries: list, init: list,
     mod.triple = triple
     mod.data_layout = str(tm.target_data)
     wanted = set(entries)
+    ws_names = {ws_symbol(e): e for e in entries}
     uses = set()
     for f in mod.functions:
         name = f.name
@@ -129,8 +130,8 @@ def build_object(loop_module: Module, model: str, entries: list, init: list,
         if name in wanted:
             f.name = f"{prefix}fn_{name}"
             f.visibility = "hidden"
-        elif name.endswith("__ws") and name[:-4] in wanted:
-            f.name = f"{prefix}ws_{name[:-4]}"
+        elif name in ws_names:
+            f.name = f"{prefix}ws_{ws_names[name]}"
             f.visibility = "hidden"
         else:
             f.linkage = "internal"  # kernels, helpers, the pool, entries not asked for
@@ -141,6 +142,10 @@ def build_object(loop_module: Module, model: str, entries: list, init: list,
             g.visibility = "hidden"
         elif g.linkage not in (llvm.Linkage.private, llvm.Linkage.internal):
             g.linkage = "internal"
+    names = {f.name for f in mod.functions}
+    missing = [n for e in entries for n in (f"{prefix}fn_{e}", f"{prefix}ws_{e}") if n not in names]
+    if missing:  # codegen's naming changed under us: fail here, not in the C linker
+        raise RuntimeError(f"aot: no symbol {missing[0]} after code generation")
     mod.verify()
     _optimize(mod, tm)
     # a BLAS routine only the unused entries called is gone after optimisation
