@@ -28,7 +28,18 @@ PIPELINE = [
     "dce",
     "fuse-elementwise",  # elementwise chains -> one tg.fused loop nest each
     "dce",  # scalar constants now copied into the fused bodies
-    "plan-memory",  # results that may overwrite a dead operand's buffer
+    "scan-hoist",  # scan-body work that needs no carry moves before/after the loop
+    "cse",  # the backward scan's recomputed forward values are the forward's own ops
+    "dce",
+    "plan-memory",  # results that may overwrite a dead operand's buffer (lowering obeys)
+]
+
+# What the compiled backends (cpu, opencl) run on the `opt` module to get loop IR:
+# runtime/*/backend.py call irc.passes.lower_to_loops.lower_module, which is
+# exactly these passes (the runtime may not import this module; the list is
+# kept here so the whole path is on one screen). The interpreter runs `opt`.
+BACKEND_PIPELINE = [
+    "lower-to-loops",  # tg ops -> loop nests over buffers (irc/ops/lowering/)
 ]
 
 

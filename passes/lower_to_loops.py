@@ -70,7 +70,6 @@ from irc.ops.lowering.emit import (
 )
 from irc.ops.lowering.linalg import gemm_ok, match_axpy
 from irc.passes.pass_manager import Pass, register
-from irc.passes.scan_hoist import rewrite_scans
 
 
 @register
@@ -86,7 +85,6 @@ class LowerToLoops(Pass):
 
 def lower_module(module: Module) -> Module:
     """Lower every function of `module` in place; returns it."""
-    rewrite_scans(module)
     for op in list(module.body.ops):
         if op.name != "func.func":
             continue
@@ -434,44 +432,25 @@ class FuncLowerer:
             )
         return self.expr(emit, x, [], vals, memo)
 
-    def leaves(self, op: Op, out: list, seen: set) -> None:
-        """Materialised values an inline group rooted at op reads."""
-        for x in op.operands:
-            if x in seen:
-                continue
-            seen.add(x)
-            if isinstance(x, OpResult) and x in self.inline and fusible(x.op):
-                self.leaves(x.op, out, seen)
-            else:
-                out.append(x)
-
-    def dying_inputs(self, op: Op, v: Value, vals) -> list:
-        """Buffers of group inputs that can hold the result in place."""
-        leaves: list = []
-        self.leaves(op, leaves, set())
-        members = set()
-        stack = [op]
-        while stack:
-            o = stack.pop()
-            members.add(o)
-            for x in o.operands:
-                if (
-                    isinstance(x, OpResult)
-                    and x in self.inline
-                    and fusible(x.op)
-                    and x.op not in members
-                ):
-                    stack.append(x.op)
-        out = []
-        for x in leaves:
-            b = vals.get(x)
-            if b is None or isinstance(b, tuple) or b not in self.temps or x in self.viewed:
-                continue
-            if x.type != v.type or not isinstance(x, OpResult) or x.op.parent is not op.parent:
-                continue
-            if all(u in members for u, _ in x.uses):
-                out.append(b)
-        return out
+    def inplace_inputs(self, op: Op, v: Value, vals) -> list:
+        """The buffer plan-memory chose for result v of op to overwrite (op's
+        `inplace` annotation), when this lowering can honour it: the operand's
+        buffer is one this function allocated, no view aliases it, and op is its
+        only reader (lowering reads some values later than their op's place:
+        inlined users, deferred update copies, absorbed transposes)."""
+        plan = op.attrs.get("inplace")
+        if not plan:
+            return []
+        k = plan[op.results.index(v)]
+        if k < 0:
+            return []
+        x = op.operands[k]
+        b = vals.get(x)
+        if b is None or isinstance(b, tuple) or b not in self.temps or x in self.viewed:
+            return []
+        if any(u is not op for u, _ in x.uses):
+            return []
+        return [b]
 
     # -- blocks -----------------------------------------------------------------------------------
     def lower_block(self, emit: Emitter, block: Block, vals) -> list:

@@ -16,7 +16,8 @@ overwrite, or -1. An operand qualifies when
   the tg.update of that same variable: the update chain W <- W - lr * gW
   then writes W in place instead of allocating a new W.
 Each operand serves at most one result; a shared variable's value is
-preferred, so an updated variable keeps its buffer. Backends must still refuse a reuse
+preferred, so an updated variable keeps its buffer, then an operand this op is
+the only reader of. Backends must still refuse a reuse
 when their buffer for the operand is a view of another live buffer.
 Imports only irc.ir and irc.ops.
 """
@@ -71,11 +72,15 @@ def plan_block(block: Block) -> bool:
         for r in op.results:
             choice = -1
             # Shared variables first: updating W in place keeps its buffer for good.
+            # Then operands nothing else reads: a backend that evaluates some
+            # users late (a transpose folded into a later product) can always
+            # honour those.
             order = sorted(
                 range(len(op.operands)),
                 key=lambda i: (
                     getattr(op.operands[i], "op", None) is None
-                    or op.operands[i].op.name != "tg.read"
+                    or op.operands[i].op.name != "tg.read",
+                    any(u is not op for u, _ in op.operands[i].uses),
                 ),
             )
             for i in order:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.types import DTYPES, TensorType, TypeError_
+from irc.ops.cost import no_flops
 from irc.ops.registry import PURE, TERMINATOR, OpDef, defop
 
 
@@ -64,13 +65,14 @@ def _verify_scan(op):
 SCAN = defop(
     OpDef(
         "tg.scan",
+        cost=no_flops,
         traits=frozenset({PURE}),
         verify=_verify_scan,
         dim_attrs=("length",),
         doc="symbolic loop over sequences with carried values",
     )
 )
-YIELD = defop(OpDef("tg.yield", infer=lambda ts, a: [], traits=frozenset({TERMINATOR})))
+YIELD = defop(OpDef("tg.yield", cost=no_flops, infer=lambda ts, a: [], traits=frozenset({TERMINATOR})))
 
 
 def _grad_infer(types, attrs):
@@ -94,6 +96,7 @@ def _grad_infer(types, attrs):
 GRAD = defop(
     OpDef(
         "tg.grad",
+        cost=no_flops,
         infer=_grad_infer,
         traits=frozenset({PURE}),
         defaults={"disconnected": "raise"},
@@ -109,6 +112,7 @@ def _dim_infer(types, attrs):
 DIM = defop(
     OpDef(
         "tg.dim",
+        cost=no_flops,
         infer=_dim_infer,
         arity=0,
         dim_attrs=("dim",),

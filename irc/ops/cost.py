@@ -9,15 +9,20 @@ convolution 2 * output elements * C * KH * KW; softmax-like rows 5 per
 element; reductions 1 per input element. Bytes moved: every operand read
 once and every result written once, except shape-only ops (reshape,
 flatten, broadcast_to of a scalar, reads of shared variables, constants,
-dims), which move nothing. Imports only irc.ir and irc.ops.
+dims), which move nothing.
+
+Each op states its FLOPs as `OpDef.cost`, one of the rules below (the op
+files import them); `op_flops` refuses an op without one. Imports only
+irc.ir and irc.ops.registry (the op families import this file).
 """
 
 from __future__ import annotations
 
 from irc.ir import dims as D
 from irc.ir.core import Op
-from irc.ops.registry import ELEMENTWISE, lookup
+from irc.ops.registry import lookup
 
+# Ops that move no bytes of their own (views, reads, constants, structure).
 FREE = {
     "tg.read",
     "tg.update",
@@ -30,12 +35,6 @@ FREE = {
     "tg.yield",
     "tg.grad",
     "tg.arange",
-}
-ROWWISE = {
-    "tg.softmax": 5,
-    "tg.log_softmax": 5,
-    "tg.crossentropy_logits": 5,
-    "tg.categorical_crossentropy": 2,
 }
 
 
@@ -53,48 +52,74 @@ def _sum(values):
     return total
 
 
-def op_flops(op: Op):
-    """FLOPs of one op (not counting ops nested in a scan body: see func_cost)."""
-    name = op.name
-    if name in FREE or not op.results:
-        return 0
-    out = op.results[0].type
-    if name == "tg.fused":
-        body = op.regions[0].block
-        per = sum(1 for o in body.ops if o.name not in ("tg.yield", "tg.constant"))
-        n = numel(op.attrs["shape"])
-        total = D.dim_mul(n, per)
-        return D.dim_add(total, n) if op.attrs.get("reduce") else total
-    if name == "tg.matmul":
-        k = op.operands[0].type.shape[-1]
-        return D.dim_mul(2, D.dim_mul(numel(out.shape), k))
-    if name in ("tg.conv2d", "tg.conv1d"):  # (x, w) -> y: 2 * |y| * C*KH*KW
-        return D.dim_mul(2, D.dim_mul(numel(out.shape), numel(op.operands[1].type.shape[1:])))
-    if name == "tg.conv2d_input_grad":  # (g, w): as much work as the forward conv
-        return D.dim_mul(
-            2, D.dim_mul(numel(op.operands[0].type.shape), numel(op.operands[1].type.shape[1:]))
-        )
-    if name == "tg.conv2d_filter_grad":  # (x, g) -> dw [F, C, KH, KW]
-        g = op.operands[1].type
-        return D.dim_mul(2, D.dim_mul(numel(g.shape), numel(out.shape[1:])))
-    if name in ROWWISE:
-        return D.dim_mul(ROWWISE[name], numel(op.operands[0].type.shape))
-    d = lookup(name)
-    if d is not None and ELEMENTWISE in d.traits:
-        return numel(out.shape)
-    if name in (
-        "tg.sum",
-        "tg.mean",
-        "tg.max",
-        "tg.min",
-        "tg.argmax",
-        "tg.argmin",
-        "tg.max_pool2d",
-        "tg.max_pool2d_grad",
-        "tg.scatter_add",
-    ):
-        return numel(op.operands[0].type.shape)
+# -- cost rules (OpDef.cost): op -> FLOPs, an int or a dim expression ----------------------
+
+
+def no_flops(op: Op):
+    """Data movement, views and structure: no arithmetic."""
     return 0
+
+
+def per_result_element(op: Op):
+    """One FLOP per element of the result (elementwise ops)."""
+    return numel(op.results[0].type.shape)
+
+
+def per_input_element(op: Op):
+    """One FLOP per element of the first operand (reductions, pooling, scatter)."""
+    return numel(op.operands[0].type.shape)
+
+
+def per_input_element_times(k: int):
+    """k FLOPs per input element (softmax-like rows)."""
+
+    def cost(op: Op):
+        return D.dim_mul(k, numel(op.operands[0].type.shape))
+
+    return cost
+
+
+def matmul_flops(op: Op):
+    """[M, K] x [K, N]: 2*M*N*K (batched: per output element, 2*K)."""
+    k = op.operands[0].type.shape[-1]
+    return D.dim_mul(2, D.dim_mul(numel(op.results[0].type.shape), k))
+
+
+def conv_flops(op: Op):
+    """(x, w) -> y: 2 * |y| * C*KH*KW."""
+    w = op.operands[1].type
+    return D.dim_mul(2, D.dim_mul(numel(op.results[0].type.shape), numel(w.shape[1:])))
+
+
+def conv_input_grad_flops(op: Op):
+    """(g, w): as much work as the forward convolution."""
+    g, w = op.operands[0].type, op.operands[1].type
+    return D.dim_mul(2, D.dim_mul(numel(g.shape), numel(w.shape[1:])))
+
+
+def conv_filter_grad_flops(op: Op):
+    """(x, g) -> dw [F, C, KH, KW]."""
+    g = op.operands[1].type
+    return D.dim_mul(2, D.dim_mul(numel(g.shape), numel(op.results[0].type.shape[1:])))
+
+
+def fused_flops(op: Op):
+    """One per body op per element of the iteration shape, plus one per element
+    for a trailing reduction."""
+    body = op.regions[0].block
+    per = sum(1 for o in body.ops if o.name not in ("tg.yield", "tg.constant"))
+    n = numel(op.attrs["shape"])
+    total = D.dim_mul(n, per)
+    return D.dim_add(total, n) if op.attrs.get("reduce") else total
+
+
+def op_flops(op: Op):
+    """FLOPs of one op by its OpDef's cost rule (not counting ops nested in a
+    scan body: see func_cost). An op without one is an error, not 0 FLOPs."""
+    d = lookup(op.name)
+    if d is None or d.cost is None:
+        raise KeyError(f"{op.name} has no cost rule (OpDef.cost, irc/ops/cost.py)")
+    return d.cost(op)
 
 
 def op_bytes(op: Op):

@@ -33,6 +33,7 @@ from irc.ops.common import (
     scalar_expr,
     scalar_map,
 )
+from irc.ops.cost import per_result_element
 from irc.ops.registry import COMMUTATIVE, ELEMENTWISE_PURE, NO_GRAD, OpDef, defop
 
 ELEMENTWISE_NO_GRAD = ELEMENTWISE_PURE | {NO_GRAD}
@@ -48,6 +49,7 @@ def binary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
     (scalar rule: the scalar op of the same name, unless `scalar` is given)."""
     infer = named_infer(sym or _short(name), elementwise_infer(fn))
     kw.setdefault("scalar", scalar_map(_short(name)))
+    kw.setdefault("cost", per_result_element)
     return defop(OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=2, doc=doc, **kw))
 
 
@@ -55,6 +57,7 @@ def unary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
     """Register a unary op whose reference is the NumPy function `fn`."""
     infer = named_infer(sym or _short(name), elementwise_infer(fn))
     kw.setdefault("scalar", scalar_map(_short(name)))
+    kw.setdefault("cost", per_result_element)
     return defop(OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=1, doc=doc, **kw))
 
 
@@ -454,6 +457,7 @@ WHERE = defop(
         arity=3,
         domain=(-2.0, 2.0),
         vjp=_vjp_where,
+        cost=per_result_element,
         scalar=_scalar_where,
         doc="where(c, a, b): a where the bool c is true, else b; a and b promote",
     )
@@ -484,6 +488,7 @@ CLIP = defop(
         arity=3,
         domain=(-2.0, 2.0),
         vjp=_vjp_clip,
+        cost=per_result_element,
         scalar=scalar_expr(
             lambda emit, x, lo, hi: emit.scalar("minimum", emit.scalar("maximum", x, lo), hi)
         ),
@@ -512,6 +517,7 @@ CAST = defop(
         arity=1,
         domain=(-2.0, 2.0),
         vjp=_vjp_cast,
+        cost=per_result_element,
         scalar=lambda emit, args, dtype: emit.cast(args[0], dtype),
         doc='cast(x) {dtype = "f32"|"f64"|"i32"|"i64"|"bool"}: NumPy astype',
     )

@@ -10,6 +10,7 @@ The entry block's arguments are the parameters.
 from __future__ import annotations
 
 from irc.ir.types import TensorType, TypeError_
+from irc.ops.cost import no_flops
 from irc.ops.registry import ISOLATED, PURE, SIDE_EFFECT, SYMBOL, TERMINATOR, OpDef, defop
 
 
@@ -31,10 +32,10 @@ def _verify_func(op):
 
 MODULE = defop(OpDef("builtin.module", traits=frozenset({ISOLATED}), arity=0))
 FUNC = defop(OpDef("func.func", traits=frozenset({SYMBOL, ISOLATED}), arity=0, verify=_verify_func))
-RETURN = defop(OpDef("func.return", infer=lambda ts, a: [], traits=frozenset({TERMINATOR})))
+RETURN = defop(OpDef("func.return", cost=no_flops, infer=lambda ts, a: [], traits=frozenset({TERMINATOR})))
 # func.call's result types come from the callee (checked by the verifier's
 # symbol pass and by `inline`), so it has no local inference.
-CALL = defop(OpDef("func.call", traits=frozenset({PURE})))
+CALL = defop(OpDef("func.call", cost=no_flops, traits=frozenset({PURE})))
 
 
 def _verify_global(op):
@@ -43,8 +44,8 @@ def _verify_global(op):
 
 
 # A shared variable: attrs sym_name, type, init (initialiser name), init_args.
-GLOBAL = defop(OpDef("tg.global", traits=frozenset({SYMBOL}), arity=0, verify=_verify_global))
+GLOBAL = defop(OpDef("tg.global", cost=no_flops, traits=frozenset({SYMBOL}), arity=0, verify=_verify_global))
 # Reads see the value from before the call (updates apply after it), so two
 # reads of one variable in one call are the same value: reads are pure.
-READ = defop(OpDef("tg.read", traits=frozenset({PURE}), arity=0))
-UPDATE = defop(OpDef("tg.update", infer=lambda ts, a: [], traits=frozenset({SIDE_EFFECT}), arity=1))
+READ = defop(OpDef("tg.read", cost=no_flops, traits=frozenset({PURE}), arity=0))
+UPDATE = defop(OpDef("tg.update", cost=no_flops, infer=lambda ts, a: [], traits=frozenset({SIDE_EFFECT}), arity=1))

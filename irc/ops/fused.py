@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from irc.ir.types import TensorType, TypeError_, broadcast_shapes
 from irc.ops.common import norm_axes
+from irc.ops.cost import fused_flops
 from irc.ops.registry import PURE, OpDef, defop
 
 REDUCTIONS = ("sum", "max", "min", "mean")
@@ -72,6 +73,7 @@ def _verify_fused(op):
 FUSED = defop(
     OpDef(
         "tg.fused",
+        cost=fused_flops,
         traits=frozenset({PURE}),
         verify=_verify_fused,
         dim_attrs=("shape",),

@@ -28,6 +28,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from irc.ir.dims import dim_add, dim_floordiv, dim_mul, dim_sub
 from irc.ir.types import TensorType, TypeError_, promote_dtypes
 from irc.ops.common import as_dims, fmt_shape, int_pair, named_infer, norm_axis
+from irc.ops.cost import (
+    conv_filter_grad_flops,
+    conv_flops,
+    conv_input_grad_flops,
+    no_flops,
+    per_input_element,
+    per_input_element_times,
+)
 from irc.ops.registry import PURE, OpDef, defop
 
 # -- softmax ---------------------------------------------------------------------------
@@ -71,6 +79,7 @@ def _vjp_log_softmax(b, op, g):
 SOFTMAX = defop(
     OpDef(
         "tg.softmax",
+        cost=per_input_element_times(5),
         infer=named_infer("softmax", _softmax_infer),
         numpy=_softmax,
         arity=1,
@@ -83,6 +92,7 @@ SOFTMAX = defop(
 LOG_SOFTMAX = defop(
     OpDef(
         "tg.log_softmax",
+        cost=per_input_element_times(5),
         infer=named_infer("log_softmax", _softmax_infer),
         numpy=_log_softmax,
         arity=1,
@@ -177,6 +187,7 @@ def _vjp_crossentropy_logits(b, op, g):
 CATEGORICAL_CROSSENTROPY = defop(
     OpDef(
         "tg.categorical_crossentropy",
+        cost=per_input_element_times(2),
         infer=named_infer("categorical_crossentropy", _crossentropy_infer),
         numpy=_categorical_crossentropy,
         arity=2,
@@ -189,6 +200,7 @@ CATEGORICAL_CROSSENTROPY = defop(
 CROSSENTROPY_LOGITS = defop(
     OpDef(
         "tg.crossentropy_logits",
+        cost=per_input_element_times(5),
         infer=named_infer("crossentropy_logits", _crossentropy_infer),
         numpy=_crossentropy_logits,
         arity=2,
@@ -365,6 +377,7 @@ def _vjp_conv1d(b, op, g):
 CONV1D = defop(
     OpDef(
         "tg.conv1d",
+        cost=conv_flops,
         infer=_conv_infer(1, "conv1d"),
         numpy=_conv1d,
         arity=2,
@@ -379,6 +392,7 @@ CONV1D = defop(
 CONV2D = defop(
     OpDef(
         "tg.conv2d",
+        cost=conv_flops,
         infer=_conv_infer(2, "conv2d"),
         numpy=_conv2d,
         arity=2,
@@ -509,6 +523,7 @@ _CONV_DEFAULTS = {"stride": (1, 1), "padding": "valid", "flip": False}
 CONV2D_INPUT_GRAD = defop(
     OpDef(
         "tg.conv2d_input_grad",
+        cost=conv_input_grad_flops,
         infer=named_infer("conv2d_input_grad", _conv_input_grad_infer),
         numpy=_conv2d_input_grad,
         arity=2,
@@ -524,6 +539,7 @@ CONV2D_INPUT_GRAD = defop(
 CONV2D_FILTER_GRAD = defop(
     OpDef(
         "tg.conv2d_filter_grad",
+        cost=conv_filter_grad_flops,
         infer=named_infer("conv2d_filter_grad", _conv_filter_grad_infer),
         numpy=_conv2d_filter_grad,
         arity=2,
@@ -659,6 +675,7 @@ def _vjp_max_pool2d_select(b, op, g):
 MAX_POOL2D = defop(
     OpDef(
         "tg.max_pool2d",
+        cost=per_input_element,
         infer=named_infer("max_pool2d", _max_pool2d_infer),
         numpy=_max_pool2d,
         arity=1,
@@ -673,6 +690,7 @@ MAX_POOL2D = defop(
 MAX_POOL2D_GRAD = defop(
     OpDef(
         "tg.max_pool2d_grad",
+        cost=per_input_element,
         infer=named_infer("max_pool2d_grad", _pool_grad_infer),
         numpy=_max_pool2d_grad,
         arity=2,
@@ -687,6 +705,7 @@ MAX_POOL2D_GRAD = defop(
 MAX_POOL2D_SELECT = defop(
     OpDef(
         "tg.max_pool2d_select",
+        cost=no_flops,
         infer=named_infer("max_pool2d_select", _pool_select_infer),
         numpy=_max_pool2d_select,
         arity=2,

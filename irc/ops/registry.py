@@ -3,7 +3,7 @@ about it (type inference, NumPy semantics, gradient rule, lowering or
 decomposition, canonical patterns, traits, a test input domain).
 
 Adding an op is one `defop(OpDef(...))` in the file of its family
-(elementwise, tensor, nn, control, func); its loop lowering, unless it is
+(elementwise, tensor, indexing, nn, control, func); its loop lowering, unless it is
 elementwise (then `scalar` is the rule), is one `@lowers` function in the
 matching module of irc/ops/lowering/. A test checks the registry is complete.
 

@@ -1,6 +1,6 @@
 """Every test under tests/llvm runs with irc.api building cpu backends: for
-backend="cpu", and for backend="interp" too, so that the interpreter tests
-re-exported here (test_cpu_*.py) run unchanged on the cpu backend."""
+backend="cpu", and for backend="interp" too. (The interpreter's own tests run
+on the cpu backend through tests/conftest.py's ON_EVERY_BACKEND.)"""
 
 import pytest
 

@@ -1,8 +1,8 @@
 """Every test under tests/opencl needs an OpenCL device (PoCL in CI) and is
 marked `opencl`; without one they are skipped with the reason. irc.api builds
-opencl backends for backend="opencl", and for backend="interp" too, so that
-the interpreter tests re-exported here (test_opencl_*.py) run unchanged on
-the OpenCL backend."""
+opencl backends for backend="opencl", and for backend="interp" too. (The
+interpreter's own tests run on OpenCL through tests/conftest.py's
+ON_EVERY_BACKEND.)"""
 
 import pytest
 from opencl_helpers import opencl_available, patch_api_opencl

@@ -15,7 +15,7 @@ import irc.ops  # noqa: F401  (registers the ops)
 from irc.ir.dims import eval_dim
 from irc.ir.types import BOOL, F32, F64, I32, I64, TensorType, TypeError_
 from irc.ops.registry import REGISTRY, infer_types
-from irc.ops.tensor import slice_length
+from irc.ops.indexing import slice_length
 
 
 def T(dtype, *shape):

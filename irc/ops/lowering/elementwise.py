@@ -55,7 +55,7 @@ def lower_fusible(lowerer, emit: Emitter, op: Op, vals) -> None:
             emit_matmul(lowerer, emit, g.op, vals, out, alpha=-1.0, beta=1.0, scale=sv)
         vals[v] = out
         return
-    out = lowerer.result_buf(v, lowerer.dying_inputs(op, v, vals))
+    out = lowerer.result_buf(v, lowerer.inplace_inputs(op, v, vals))
     emit.nest(
         v.type.shape,
         lambda e, idx: e.store(lowerer.expr(e, v, idx, vals, {}, force=True), out, idx),

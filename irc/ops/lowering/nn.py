@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.dims import dim_add, dim_floordiv, dim_mul, dim_sub
-from irc.ir.types import I32, I64
+from irc.ir.types import I32, I64, TensorType
 from irc.ops.common import int_pair, norm_axis
-from irc.ir.types import TensorType
 from irc.ops.lowering.emit import BOOL_T, IDX, product
 from irc.ops.registry import lowers
 

@@ -1,7 +1,0 @@
-"""tests/grad/test_models.py, run on the cpu backend (see conftest.py): every model and
-expectation of the interpreter test must hold on compiled code too."""
-
-from llvm_helpers import load_test_module
-
-globals().update({k: v for k, v in vars(load_test_module("grad/test_models.py", "_cpu_grad_models")).items()
-                  if not k.startswith("__")})
