@@ -844,7 +844,10 @@ def build(source_path, out_dir, define=None, fns=None, weights=None, target=None
     for e in entries:
         e.messages = obj.messages[e.name]
 
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise BuildError(f"cannot create {out_dir}: {e.strerror or e}") from None
     files = []
 
     def write(fname, data):

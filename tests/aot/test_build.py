@@ -416,6 +416,9 @@ def test_cli_errors(tmp_path, capsys):
     np.savez(tmp_path / "w.npz", W1=np.zeros((3, 3), np.float32))
     assert irc_main(["build", mlp, "--weights", str(tmp_path / "w.npz"), "-o", str(tmp_path / "c")]) == 1
     assert "'W1' must be f32[64, 64], got shape [3, 3]" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert irc_main(["build", mlp, "-o", str(tmp_path / "file")]) == 1
+    assert "cannot create" in capsys.readouterr().err
     bad = tmp_path / "bad.tg"
     bad.write_text("fn f(x: f32[N]) -> f32[N] {\n    return x +\n}\n")
     assert irc_main(["build", str(bad), "-o", str(tmp_path / "d")]) == 1
