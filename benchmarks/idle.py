@@ -29,7 +29,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import workloads as W  # noqa: E402
+import workloads as W
 
 
 def cpu_seconds() -> float:
@@ -104,13 +104,17 @@ def main(argv=None) -> int:
     phases = (("before", before), ("after", after_now), ("after 0.2 s", after_pause))
     med = {k: statistics.median(v) * 1e3 for k, v in phases}
     low = {k: min(v) * 1e3 for k, v in phases}
-    print(f"load average {os.getloadavg()[0]:.2f}, {len(os.sched_getaffinity(0))} usable cores, "
-          f"irc threads {threads}, NumPy {np.__version__}")
+    print(
+        f"load average {os.getloadavg()[0]:.2f}, {len(os.sched_getaffinity(0))} usable cores, "
+        f"irc threads {threads}, NumPy {np.__version__}"
+    )
     print("| NumPy MLP step, batch 20 | median ms | vs before | min ms | vs before |")
     print("|---|---|---|---|---|")
     for k in med:
-        print(f"| {k} irc's calls | {med[k]:.3f} | {med[k] / med['before']:.2f}x | {low[k]:.3f} | "
-              f"{low[k] / low['before']:.2f}x |")
+        print(
+            f"| {k} irc's calls | {med[k]:.3f} | {med[k] / med['before']:.2f}x | {low[k]:.3f} | "
+            f"{low[k] / low['before']:.2f}x |"
+        )
     print(f"process CPU time over 1 s idle after irc's last call: {idle_cpu * 1e3:.1f} ms")
     return 0
 

@@ -58,10 +58,45 @@ CTYPE = {"f32": "float", "f64": "double", "i32": "int32_t", "i64": "int64_t", "b
 DESCR = {"f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8", "bool": "|b1"}
 ITEMSIZE = {"f32": 4, "f64": 8, "i32": 4, "i64": 8, "bool": 1}
 C_KEYWORDS = {
-    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum",
-    "extern", "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict",
-    "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef", "union",
-    "unsigned", "void", "volatile", "while", "ctx", "n", "bool", "int64_t", "int32_t",
+    "auto",
+    "break",
+    "case",
+    "char",
+    "const",
+    "continue",
+    "default",
+    "do",
+    "double",
+    "else",
+    "enum",
+    "extern",
+    "float",
+    "for",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "register",
+    "restrict",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "typedef",
+    "union",
+    "unsigned",
+    "void",
+    "volatile",
+    "while",
+    "ctx",
+    "n",
+    "bool",
+    "int64_t",
+    "int32_t",
 }
 MAX_DIM = 1 << 31  # named dims are checked to be in [0, MAX_DIM): products of two stay in int64
 
@@ -96,7 +131,12 @@ class Entry:
             is_out = k >= n_in
             name = a.name_hint or (f"out{k - n_in}" if is_out else f"arg{k}")
             name = re.sub(r"\W", "_", name)
-            if name in C_KEYWORDS or name in used or keyword.iskeyword(name) or name.endswith("_len"):
+            if (
+                name in C_KEYWORDS
+                or name in used
+                or keyword.iskeyword(name)
+                or name.endswith("_len")
+            ):
                 name = f"arg_{name}"
             used.add(name)
             self.args.append(Arg(name, a.type, is_out))
@@ -178,7 +218,7 @@ def header_text(model, source, entries, globals_, signatures) -> str:
         'extern "C" {',
         "#endif",
         "",
-        f"/* A context: the shared variables and the workspaces of one model instance.",
+        "/* A context: the shared variables and the workspaces of one model instance.",
         "   Use one context from one thread at a time; separate contexts are independent. */",
         f"typedef struct irc_{model} irc_{model};",
         "",
@@ -189,11 +229,11 @@ def header_text(model, source, entries, globals_, signatures) -> str:
         f"#define IRC_{M}_ENOMEM 3    /* out of memory */",
         f"#define IRC_{M}_EIO 4       /* load_weights: the file cannot be read or does not fit */",
         "",
-        f"/* A new context with the shared variables at their initial values (the",
+        "/* A new context with the shared variables at their initial values (the",
         "   values of --weights if given at build time); NULL when out of memory. */",
         f"IRC_{M}_API irc_{model} *irc_{model}_new(void);",
         f"IRC_{M}_API void irc_{model}_free(irc_{model} *ctx);",
-        "/* The message of this thread's last failed call (\"\" after a success). */",
+        '/* The message of this thread\'s last failed call ("" after a success). */',
         f"IRC_{M}_API const char *irc_{model}_last_error(void);",
         "/* Read every shared variable from an .npz checkpoint (`irc train --save`,",
         "   CompiledModule.save, numpy.savez); nothing changes when it fails. */",
@@ -206,18 +246,25 @@ def header_text(model, source, entries, globals_, signatures) -> str:
     for g in globals_:
         ct = CTYPE[g["dtype"]]
         lines.append(f"#define IRC_{M}_{g['cname'].upper()}_SIZE {g['count']}  /* {g['type']} */")
-        lines.append(f"IRC_{M}_API int irc_{model}_get_{g['cname']}(const irc_{model} *ctx, {ct} *dst, "
-                     "int64_t n);")
-        lines.append(f"IRC_{M}_API int irc_{model}_set_{g['cname']}(irc_{model} *ctx, const {ct} *src, "
-                     "int64_t n);")
+        lines.append(
+            f"IRC_{M}_API int irc_{model}_get_{g['cname']}(const irc_{model} *ctx, {ct} *dst, "
+            "int64_t n);"
+        )
+        lines.append(
+            f"IRC_{M}_API int irc_{model}_set_{g['cname']}(irc_{model} *ctx, const {ct} *src, "
+            "int64_t n);"
+        )
     lines.append("")
     lines.append("/* Entry functions: the named dims, then each argument (a tensor: a pointer")
     lines.append("   and its length in elements), then the results (the caller allocates).")
     lines.append("   Results must not overlap the arguments. */")
     for e in entries:
         lines.append(f"/* {signatures[e.name]} */")
-        lines.append(f"IRC_{M}_API int irc_{model}_{e.name}(irc_{model} *ctx"
-                     + "".join(", " + p for p in _params(e)) + ");")
+        lines.append(
+            f"IRC_{M}_API int irc_{model}_{e.name}(irc_{model} *ctx"
+            + "".join(", " + p for p in _params(e))
+            + ");"
+        )
     lines += ["", "#ifdef __cplusplus", "}", "#endif", f"#endif /* IRC_{M}_H */", ""]
     return "\n".join(lines)
 
@@ -596,20 +643,27 @@ def api_source(model, entries, globals_, uses_blas, no_blas) -> str:
     for k in range(len(globals_)):
         ext.append(f"extern HIDDEN const unsigned char irc_{M}__init_{k}[];")
     for e in entries:
-        ext.append(f"extern HIDDEN int32_t irc_{M}__fn_{e.name}(void **bufs, const int64_t *dims, void *ws, "
-                   f"int64_t *ctx);")
+        ext.append(
+            f"extern HIDDEN int32_t irc_{M}__fn_{e.name}(void **bufs, const int64_t *dims, void *ws, "
+            f"int64_t *ctx);"
+        )
         ext.append(f"extern HIDDEN int64_t irc_{M}__ws_{e.name}(const int64_t *dims);")
     ext.append("static const global_info GLOBALS[NG > 0 ? NG : 1] = {")
     for k, g in enumerate(globals_):
         shape = ", ".join(str(s) for s in g["shape"]) or "0"
-        ext.append(f"    {{{_c_string(g['name'])}, {_c_string(g['type'])}, {_c_string(g['descr'])}, "
-                   f"{len(g['shape'])}, {{{shape}}}, {g['count']}, {g['itemsize']}, irc_{M}__init_{k}}},")
+        ext.append(
+            f"    {{{_c_string(g['name'])}, {_c_string(g['type'])}, {_c_string(g['descr'])}, "
+            f"{len(g['shape'])}, {{{shape}}}, {g['count']}, {g['itemsize']}, irc_{M}__init_{k}}},"
+        )
     if not globals_:
         ext.append("    {0}")
     ext.append("};")
     src = C_RUNTIME.replace("@EXTERNS", "\n".join(ext))
-    out = ["/* The C part of the irc model library (generated by `irc build`). */", "#include <stdint.h>",
-           src]
+    out = [
+        "/* The C part of the irc model library (generated by `irc build`). */",
+        "#include <stdint.h>",
+        src,
+    ]
     # BLAS
     gemms = []
     for x, t in (("s", "float"), ("d", "double")):
@@ -621,10 +675,14 @@ def api_source(model, entries, globals_, uses_blas, no_blas) -> str:
     for k, g in enumerate(globals_):
         ct = CTYPE[g["dtype"]]
         cn = g["cname"]
-        out.append(f"int irc_@M_get_{cn}(const irc_@M *c, {ct} *dst, int64_t n) "
-                   f"{{ return get_global(c, {k}, dst, n, \"irc_@M_get_{cn}\"); }}")
-        out.append(f"int irc_@M_set_{cn}(irc_@M *c, const {ct} *src, int64_t n) "
-                   f"{{ return set_global(c, {k}, src, n, \"irc_@M_set_{cn}\"); }}")
+        out.append(
+            f"int irc_@M_get_{cn}(const irc_@M *c, {ct} *dst, int64_t n) "
+            f'{{ return get_global(c, {k}, dst, n, "irc_@M_get_{cn}"); }}'
+        )
+        out.append(
+            f"int irc_@M_set_{cn}(irc_@M *c, const {ct} *src, int64_t n) "
+            f'{{ return set_global(c, {k}, src, n, "irc_@M_set_{cn}"); }}'
+        )
     # entries
     for e in entries:
         out.append(_entry_source(model, e, len(globals_)))
@@ -635,38 +693,50 @@ def api_source(model, entries, globals_, uses_blas, no_blas) -> str:
 def _entry_source(model, e: Entry, n_globals) -> str:
     fn = f"irc_{model}_{e.name}"
     L = [f"static const char *const MSG_{e.name}[] = {{"]
-    L += [f"    {_c_string(m)}," for m in e.messages] or ["    \"\","]
+    L += [f"    {_c_string(m)}," for m in e.messages] or ['    "",']
     L.append("};")
     L.append(f"int {fn}(irc_@M *ctx" + "".join(", " + p for p in _params(e)) + ") {")
     L.append("    last_error[0] = 0;")
-    L.append(f"    if (!ctx) return fail(IRC_@U_EARG, \"{fn}: ctx is NULL\");")
+    L.append(f'    if (!ctx) return fail(IRC_@U_EARG, "{fn}: ctx is NULL");')
     nd = max(1, len(e.dims))
     for d in e.dims:
         L.append(f"    if ({d} < 0 || {d} >= INT64_C({MAX_DIM}))")
-        L.append(f"        return fail(IRC_@U_EARG, \"{fn}: the dim {d} = %lld is out of range [0, {MAX_DIM})\", "
-                 f"(long long){d});")
+        L.append(
+            f'        return fail(IRC_@U_EARG, "{fn}: the dim {d} = %lld is out of range [0, {MAX_DIM})", '
+            f"(long long){d});"
+        )
         L.append(f"    const int64_t d_{d} = {d};")
-    L.append(f"    int64_t dims[{nd}] = {{" + ", ".join(f"d_{d}" for d in e.dims) + ("0" if not e.dims else "")
-             + "};")
+    L.append(
+        f"    int64_t dims[{nd}] = {{"
+        + ", ".join(f"d_{d}" for d in e.dims)
+        + ("0" if not e.dims else "")
+        + "};"
+    )
     L.append("    int64_t n;")
     for a in e.args:
         if a.scalar:
             if a.is_out:
-                L.append(f"    if (!{a.name}) return fail(IRC_@U_EARG, \"{fn}: the result {a.name} is NULL\");")
+                L.append(
+                    f'    if (!{a.name}) return fail(IRC_@U_EARG, "{fn}: the result {a.name} is NULL");'
+                )
             continue
         L.append("    n = 1;")
         for d in a.shape:
             L.append(f"    if (!mul_size(n, {_c_dim(d)}, &n))")
-            L.append(f"        return fail(IRC_@U_EARG, \"{fn}: the size of {a.name} ({_type_text(a)}) "
-                     f"is out of range\");")
+            L.append(
+                f'        return fail(IRC_@U_EARG, "{fn}: the size of {a.name} ({_type_text(a)}) '
+                f'is out of range");'
+            )
         dimvals = "".join(f", {d} = %lld" for d in e.dims)
         dimargs = "".join(f", (long long){d}" for d in e.dims)
         what = "the result" if a.is_out else "the argument"
         L.append(f"    if ({a.name}_len != n)")
-        L.append(f"        return fail(IRC_@U_EARG, \"{fn}: {what} {a.name} is {_type_text(a)} = %lld "
-                 f"elements{dimvals}; got {a.name}_len = %lld\", (long long)n{dimargs}, "
-                 f"(long long){a.name}_len);")
-        L.append(f"    if (!{a.name} && n) return fail(IRC_@U_EARG, \"{fn}: {a.name} is NULL\");")
+        L.append(
+            f'        return fail(IRC_@U_EARG, "{fn}: {what} {a.name} is {_type_text(a)} = %lld '
+            f'elements{dimvals}; got {a.name}_len = %lld", (long long)n{dimargs}, '
+            f"(long long){a.name}_len);"
+        )
+        L.append(f'    if (!{a.name} && n) return fail(IRC_@U_EARG, "{fn}: {a.name} is NULL");')
     bufs = []
     for a in e.args:
         if a.scalar and not a.is_out:
@@ -675,12 +745,12 @@ def _entry_source(model, e: Entry, n_globals) -> str:
             bufs.append(f"(void *){a.name}")
     bufs += [f"ctx->g[{k}]" for k in range(n_globals)]
     L.append(f"    void *bufs[{max(1, len(bufs))}] = {{{', '.join(bufs) or '0'}}};")
-    L.append(f"    int rc = workspace(ctx, {e.index}, irc_@M__ws_{e.name}(dims), \"{fn}\");")
+    L.append(f'    int rc = workspace(ctx, {e.index}, irc_@M__ws_{e.name}(dims), "{fn}");')
     L.append("    if (rc) return rc;")
     L.append(f"    int32_t r = irc_@M__fn_{e.name}(bufs, dims, ctx->ws[{e.index}], ctx->run_ctx);")
     L.append(f"    if (r > 0 && r <= (int32_t)(sizeof MSG_{e.name} / sizeof *MSG_{e.name}))")
-    L.append(f"        return fail(IRC_@U_ERUNTIME, \"{fn}: %s\", MSG_{e.name}[r - 1]);")
-    L.append(f"    if (r) return fail(IRC_@U_ERUNTIME, \"{fn}: run-time error %d\", (int)r);")
+    L.append(f'        return fail(IRC_@U_ERUNTIME, "{fn}: %s", MSG_{e.name}[r - 1]);')
+    L.append(f'    if (r) return fail(IRC_@U_ERUNTIME, "{fn}: run-time error %d", (int)r);')
     L.append("    return IRC_@U_OK;")
     L.append("}")
     return "\n".join(L)
@@ -689,7 +759,9 @@ def _entry_source(model, e: Entry, n_globals) -> str:
 # -- README -------------------------------------------------------------------------------------
 
 
-def readme_text(model, source, entries, globals_, signatures, obj, outputs, no_blas, blas_note) -> str:
+def readme_text(
+    model, source, entries, globals_, signatures, obj, outputs, no_blas, blas_note
+) -> str:
     M = model.upper()
     lines = [
         f"lib{model}: the irc model {os.path.basename(source)} as a C library",
@@ -708,11 +780,12 @@ def readme_text(model, source, entries, globals_, signatures, obj, outputs, no_b
         "",
         "Build a program:",
         "",
-        f"    cc -I. prog.c -L. -l{model} -Wl,-rpath,'$ORIGIN' " + ("-lm" if no_blas else "-lopenblas -lm"),
+        f"    cc -I. prog.c -L. -l{model} -Wl,-rpath,'$ORIGIN' "
+        + ("-lm" if no_blas else "-lopenblas -lm"),
         "",
         blas_note,
         "",
-        "Every int function returns 0 (IRC_%s_OK) or an error code, with the message in" % M,
+        f"Every int function returns 0 (IRC_{M}_OK) or an error code, with the message in",
         f"irc_{model}_last_error() (per thread): IRC_{M}_EARG (a size, a dim or a NULL pointer",
         f"is wrong; nothing ran), IRC_{M}_ERUNTIME (a run-time check of the model failed),",
         f"IRC_{M}_ENOMEM, IRC_{M}_EIO (load_weights).",
@@ -726,14 +799,23 @@ def readme_text(model, source, entries, globals_, signatures, obj, outputs, no_b
         "",
     ]
     for g in globals_:
-        lines.append(f"    {g['name']}: {g['type']}  ({g['count']} elements)  "
-                     f"irc_{model}_get_{g['cname']} / irc_{model}_set_{g['cname']}")
-    lines += ["", "Entry functions (named dims first, then each argument: a tensor is a pointer and",
-              "its length in elements; results are written to buffers the caller allocates):", ""]
+        lines.append(
+            f"    {g['name']}: {g['type']}  ({g['count']} elements)  "
+            f"irc_{model}_get_{g['cname']} / irc_{model}_set_{g['cname']}"
+        )
+    lines += [
+        "",
+        "Entry functions (named dims first, then each argument: a tensor is a pointer and",
+        "its length in elements; results are written to buffers the caller allocates):",
+        "",
+    ]
     for e in entries:
         lines.append(f"    {signatures[e.name]}")
-        lines.append(f"    int irc_{model}_{e.name}(irc_{model} *ctx"
-                     + "".join(", " + p for p in _params(e)) + ")")
+        lines.append(
+            f"    int irc_{model}_{e.name}(irc_{model} *ctx"
+            + "".join(", " + p for p in _params(e))
+            + ")"
+        )
         lines.append("")
     return "\n".join(lines)
 
@@ -749,7 +831,7 @@ def _compiler(cc):
 
 def _run(cmd, what):
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=600)
     except OSError as e:
         raise BuildError(f"{what}: cannot run {cmd[0]}: {e}") from None
     if r.returncode != 0:
@@ -763,12 +845,25 @@ def _find_blas():
     return None
 
 
-def build(source_path, out_dir, define=None, fns=None, weights=None, target=None, cpu=None,
-          static=False, no_blas=False, blas=None, cc=None, name=None, log=print) -> dict:
+def build(
+    source_path,
+    out_dir,
+    define=None,
+    fns=None,
+    weights=None,
+    target=None,
+    cpu=None,
+    static=False,
+    no_blas=False,
+    blas=None,
+    cc=None,
+    name=None,
+    log=print,
+) -> dict:
     """Build the library; returns {"files": [...], "model": name, "triple": ...}."""
     import numpy as np
 
-    import irc.api as api
+    from irc import api
     from irc.passes.lower_to_loops import lower_module
     from irc.pipeline import run_pipeline
     from irc.runtime.llvm.aot import TargetError, build_object, host_triple
@@ -785,15 +880,22 @@ def build(source_path, out_dir, define=None, fns=None, weights=None, target=None
         raise BuildError(f"--name must be a C identifier, got '{model}'")
     tg = api.compile_to_ir(text, source_path, define)
     opt = run_pipeline(tg.clone())
-    state = initial_values(opt, os.path.dirname(os.path.abspath(source_path)), opt.attrs.get("seed", 0))
+    state = initial_values(
+        opt, os.path.dirname(os.path.abspath(source_path)), opt.attrs.get("seed", 0)
+    )
     globals_ops = [op for op in opt.body.ops if op.name == "tg.global"]
-    public = [op.attrs["sym_name"] for op in opt.body.ops if op.name == "func.func"
-              and op.attrs.get("visibility", "public") == "public"]
+    public = [
+        op.attrs["sym_name"]
+        for op in opt.body.ops
+        if op.name == "func.func" and op.attrs.get("visibility", "public") == "public"
+    ]
     wanted = list(dict.fromkeys(fns)) if fns else public
     unknown = [f for f in wanted if f not in public]
     if unknown:
-        raise BuildError(f"{source_path} has no entry function '{unknown[0]}' (functions: "
-                         f"{', '.join(public) or 'none'})")
+        raise BuildError(
+            f"{source_path} has no entry function '{unknown[0]}' (functions: "
+            f"{', '.join(public) or 'none'})"
+        )
     if not wanted:
         raise BuildError(f"{source_path} has no entry functions to build")
     if weights is not None:
@@ -815,22 +917,37 @@ def build(source_path, out_dir, define=None, fns=None, weights=None, target=None
 
     loops = lower_module(opt.clone())
     gnames = [op.attrs["sym_name"] for op in loops.body.ops if op.name == "tg.global"]
-    gtypes = {op.attrs["sym_name"]: op.attrs["type"] for op in loops.body.ops if op.name == "tg.global"}
+    gtypes = {
+        op.attrs["sym_name"]: op.attrs["type"] for op in loops.body.ops if op.name == "tg.global"
+    }
     init = []
     globals_ = []
     cnames = set()
     for n in gnames:
         t = gtypes[n]
         v = state.get(n)
-        arr = np.zeros(tuple(t.shape), t.dtype.np) if v is None else np.array(v, dtype=t.dtype.np, order="C")
+        arr = (
+            np.zeros(tuple(t.shape), t.dtype.np)
+            if v is None
+            else np.array(v, dtype=t.dtype.np, order="C")
+        )
         init.append(arr)
         cn = re.sub(r"\W", "_", n)
         while cn in cnames:
             cn += "_"
         cnames.add(cn)
-        globals_.append({"name": n, "cname": cn, "type": str(t), "dtype": t.dtype.name,
-                         "descr": DESCR[t.dtype.name], "shape": tuple(t.shape), "count": int(arr.size),
-                         "itemsize": ITEMSIZE[t.dtype.name]})
+        globals_.append(
+            {
+                "name": n,
+                "cname": cn,
+                "type": str(t),
+                "dtype": t.dtype.name,
+                "descr": DESCR[t.dtype.name],
+                "shape": tuple(t.shape),
+                "count": int(arr.size),
+                "itemsize": ITEMSIZE[t.dtype.name],
+            }
+        )
     by_name = {op.attrs["sym_name"]: op for op in loops.functions()}
     entries = [Entry(by_name[f], k) for k, f in enumerate(wanted)]
     signatures = {}
@@ -871,11 +988,15 @@ def build(source_path, out_dir, define=None, fns=None, weights=None, target=None
         if compiler is None:
             write(f"{model}.o", obj.data)
             if cross:
-                log(f"irc build: {obj.triple} is not the host: wrote {model}.o (the model's code) and "
+                log(
+                    f"irc build: {obj.triple} is not the host: wrote {model}.o (the model's code) and "
                     f"{model}_api.c; finish with a cross compiler, e.g. CC -shared -fPIC -O2 "
-                    f"{model}_api.c {model}.o -lm -lpthread -o lib{model}.so (or pass --cc)")
+                    f"{model}_api.c {model}.o -lm -lpthread -o lib{model}.so (or pass --cc)"
+                )
             else:
-                log(f"irc build: no C compiler found (cc, $CC or --cc): wrote {model}.o and {model}_api.c only")
+                log(
+                    f"irc build: no C compiler found (cc, $CC or --cc): wrote {model}.o and {model}_api.c only"
+                )
         else:
             cflags = ["-O2", "-fPIC", "-std=c11", "-fvisibility=hidden", "-I", out_dir]
             aobj = os.path.join(tmp, f"{model}_api.o")
@@ -886,7 +1007,10 @@ def build(source_path, out_dir, define=None, fns=None, weights=None, target=None
                 if ld and not cross:
                     _run([ld, "-r", "-o", both, kobj, aobj], "ld -r")
                 else:
-                    _run(compiler + ["-r", "-nostdlib", "-o", both, kobj, aobj], "combining the objects")
+                    _run(
+                        compiler + ["-r", "-nostdlib", "-o", both, kobj, aobj],
+                        "combining the objects",
+                    )
                 files.append(f"{model}.o")
                 lib_a = os.path.join(out_dir, f"lib{model}.a")
                 if os.path.exists(lib_a):
@@ -897,23 +1021,51 @@ def build(source_path, out_dir, define=None, fns=None, weights=None, target=None
                 _run([ar, "rcs", lib_a, both], "ar")
                 files.append(f"lib{model}.a")
             so = os.path.join(out_dir, f"lib{model}.so")
-            _run(compiler + ["-shared", "-o", so, kobj, aobj] + blas_flags
-                 + ["-lm", "-lpthread", "-Wl,-z,nodelete"], "linking the shared library")
+            _run(
+                compiler
+                + ["-shared", "-o", so, kobj, aobj]
+                + blas_flags
+                + ["-lm", "-lpthread", "-Wl,-z,nodelete"],
+                "linking the shared library",
+            )
             files.append(f"lib{model}.so")
     if no_blas or not obj.uses_blas:
-        blas_note = "No BLAS needed: " + ("irc's own GEMM (--no-blas)." if obj.uses_blas else
-                                          "the model has no matrix products.")
+        blas_note = "No BLAS needed: " + (
+            "irc's own GEMM (--no-blas)." if obj.uses_blas else "the model has no matrix products."
+        )
     elif blas_flags:
-        blas_note = (f"Matrix products call cblas_sgemm/cblas_dgemm; lib{model}.so is linked with "
-                     f"{' '.join(blas_flags)}. A static build needs the same at your link.")
+        blas_note = (
+            f"Matrix products call cblas_sgemm/cblas_dgemm; lib{model}.so is linked with "
+            f"{' '.join(blas_flags)}. A static build needs the same at your link."
+        )
     else:
-        blas_note = (f"Matrix products call cblas_sgemm/cblas_dgemm, left undefined in lib{model}: "
-                     "link your program with a CBLAS (-lopenblas, -lblis, -lmkl_rt, "
-                     "-framework Accelerate), or rebuild with --no-blas.")
-    write("README", readme_text(model, source_path, entries, globals_, signatures, obj,
-                                files + ["README"], no_blas, blas_note))
-    return {"files": files, "model": model, "triple": obj.triple, "cpu": obj.cpu,
-            "blas": obj.uses_blas and not no_blas, "blas_flags": blas_flags}
+        blas_note = (
+            f"Matrix products call cblas_sgemm/cblas_dgemm, left undefined in lib{model}: "
+            "link your program with a CBLAS (-lopenblas, -lblis, -lmkl_rt, "
+            "-framework Accelerate), or rebuild with --no-blas."
+        )
+    write(
+        "README",
+        readme_text(
+            model,
+            source_path,
+            entries,
+            globals_,
+            signatures,
+            obj,
+            files + ["README"],
+            no_blas,
+            blas_note,
+        ),
+    )
+    return {
+        "files": files,
+        "model": model,
+        "triple": obj.triple,
+        "cpu": obj.cpu,
+        "blas": obj.uses_blas and not no_blas,
+        "blas_flags": blas_flags,
+    }
 
 
 def _signature(op) -> str:
@@ -936,19 +1088,41 @@ def _signature(op) -> str:
 
 def add_args(p) -> None:
     p.add_argument("file", help="the .tg model")
-    p.add_argument("-D", dest="defines", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a const of the model (repeatable)")
-    p.add_argument("--fn", dest="fns", action="append", default=None, metavar="NAME",
-                   help="an entry function to export (repeatable; default: all)")
-    p.add_argument("--weights", metavar="CKPT.npz",
-                   help="initial values of the shared variables (a checkpoint of irc train --save)")
+    p.add_argument(
+        "-D",
+        dest="defines",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a const of the model (repeatable)",
+    )
+    p.add_argument(
+        "--fn",
+        dest="fns",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="an entry function to export (repeatable; default: all)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="CKPT.npz",
+        help="initial values of the shared variables (a checkpoint of irc train --save)",
+    )
     p.add_argument("--target", metavar="TRIPLE", help="target triple (default: the host)")
-    p.add_argument("--cpu", default=None,
-                   help="target CPU (default: the host's for the host target, else generic)")
+    p.add_argument(
+        "--cpu",
+        default=None,
+        help="target CPU (default: the host's for the host target, else generic)",
+    )
     p.add_argument("--static", action="store_true", help="also write lib<model>.a and <model>.o")
     p.add_argument("--no-blas", action="store_true", help="irc's own GEMM instead of a CBLAS")
-    p.add_argument("--blas", default=None, metavar="FLAGS",
-                   help="link flags of the CBLAS for lib<model>.so (default: found, else none)")
+    p.add_argument(
+        "--blas",
+        default=None,
+        metavar="FLAGS",
+        help="link flags of the CBLAS for lib<model>.so (default: found, else none)",
+    )
     p.add_argument("--cc", default=None, help="the C compiler (default: $CC, else cc)")
     p.add_argument("--name", default=None, help="the model's C name (default: the file's stem)")
     p.add_argument("-o", dest="out", required=True, metavar="DIR", help="output folder")
@@ -960,10 +1134,21 @@ def run(args) -> int:
     if not os.path.exists(args.file):
         raise UsageError(f"cannot read {args.file}: no such file")
     try:
-        r = build(args.file, args.out, define=_defines(args), fns=args.fns, weights=args.weights,
-                  target=args.target, cpu=args.cpu, static=args.static, no_blas=args.no_blas,
-                  blas=args.blas, cc=args.cc, name=args.name,
-                  log=lambda s: print(s, file=sys.stderr))
+        r = build(
+            args.file,
+            args.out,
+            define=_defines(args),
+            fns=args.fns,
+            weights=args.weights,
+            target=args.target,
+            cpu=args.cpu,
+            static=args.static,
+            no_blas=args.no_blas,
+            blas=args.blas,
+            cc=args.cc,
+            name=args.name,
+            log=lambda s: print(s, file=sys.stderr),
+        )
     except BuildError as e:
         raise UsageError(str(e)) from None
     print(f"{args.file}: {r['model']} for {r['triple']} -> {args.out}: {', '.join(r['files'])}")

@@ -80,8 +80,9 @@ def target_machine(triple: str | None, cpu: str | None):
         if triple != host:
             raise TargetError("--cpu host needs the host target")
         cpu, features = jit.host_cpu()
-    tm = target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic",
-                                      codemodel="default")
+    tm = target.create_target_machine(
+        cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default"
+    )
     return triple, cpu, tm
 
 
@@ -96,7 +97,9 @@ def _optimize(mod, tm) -> None:
 
 
 def _init_global(m: ir.Module, name: str, arr: np.ndarray) -> None:
-    data = bytearray(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+    data = bytearray(
+        np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+    )
     ty = ir.ArrayType(ir.IntType(8), max(1, len(data)))
     g = ir.GlobalVariable(m, ty, name)
     g.global_constant = True
@@ -104,8 +107,14 @@ def _init_global(m: ir.Module, name: str, arr: np.ndarray) -> None:
     g.initializer = ir.Constant(ty, data or bytearray(b"\0"))
 
 
-def build_object(loop_module: Module, model: str, entries: list, init: list,
-                 triple: str | None = None, cpu: str | None = None) -> ObjectCode:
+def build_object(
+    loop_module: Module,
+    model: str,
+    entries: list,
+    init: list,
+    triple: str | None = None,
+    cpu: str | None = None,
+) -> ObjectCode:
     """Object code for the entry functions `entries` of a loop module; `init`: the
     initial value of each tg.global, in module order (arrays of its type)."""
     triple, cpu, tm = target_machine(triple, cpu)
@@ -149,7 +158,10 @@ def build_object(loop_module: Module, model: str, entries: list, init: list,
     mod.verify()
     _optimize(mod, tm)
     # a BLAS routine only the unused entries called is gone after optimisation
-    uses = {BLAS_RENAMES[k] for k in BLAS_RENAMES
-            if any(f.name == prefix + BLAS_RENAMES[k] for f in mod.functions)}
+    uses = {
+        BLAS_RENAMES[k]
+        for k in BLAS_RENAMES
+        if any(f.name == prefix + BLAS_RENAMES[k] for f in mod.functions)
+    }
     messages = {name: infos[name].messages for name in entries}
     return ObjectCode(tm.emit_object(mod), triple, cpu, messages, uses)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -180,7 +179,9 @@ def _driver(model: str, globals_: list) -> str:
         dump.append(f"        {{ {ctype} *buf = malloc({size} * sizeof({ctype}) + 1);")
         dump.append(f'          check(irc_@M_get_{name}(c, buf, {size}), "get {name}");')
         dump.append(f"          fwrite(buf, sizeof({ctype}), {size}, f); free(buf); }}")
-    return DRIVER.replace("@DUMP", "\n".join(dump)).replace("@M", model).replace("@U", model.upper())
+    return (
+        DRIVER.replace("@DUMP", "\n".join(dump)).replace("@M", model).replace("@U", model.upper())
+    )
 
 
 @pytest.fixture(scope="module")
@@ -219,15 +220,24 @@ class Built:
         with open(drv, "w") as f:
             f.write(_driver(example, sizes))
         self.exe = os.path.join(self.dir, "driver")
-        lib = ([os.path.join(self.dir, f"lib{example}.a")] if static else
-               [f"-L{self.dir}", f"-l{example}", f"-Wl,-rpath,{self.dir}"])
+        lib = (
+            [os.path.join(self.dir, f"lib{example}.a")]
+            if static
+            else [f"-L{self.dir}", f"-l{example}", f"-Wl,-rpath,{self.dir}"]
+        )
         blas = [] if "--no-blas" in extra else blas_shim
-        r = subprocess.run([CC, "-O2", "-I", self.dir, drv, "-o", self.exe, *lib, *blas, "-lm",
-                            "-lpthread"], capture_output=True, text=True)
+        r = subprocess.run(
+            [CC, "-O2", "-I", self.dir, drv, "-o", self.exe, *lib, *blas, "-lm", "-lpthread"],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
 
     def run(self, *args, check=True):
-        r = subprocess.run([self.exe, *map(str, args)], capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [self.exe, *map(str, args)], check=False, capture_output=True, text=True, timeout=300
+        )
         if check:
             assert r.returncode == 0, r.stderr
         return r
@@ -236,8 +246,24 @@ class Built:
 def _checkpoint(example, path, tmp_path):
     """`irc train EXAMPLE --epochs 1 --save CKPT` (the cpu backend)."""
     ckpt = str(tmp_path / f"{example}.npz")
-    assert irc_main(["train", path, "--epochs", "1", "--batch", "64", "--save", ckpt,
-                     "--backend", "cpu", "--no-progress"]) == 0
+    assert (
+        irc_main(
+            [
+                "train",
+                path,
+                "--epochs",
+                "1",
+                "--batch",
+                "64",
+                "--save",
+                ckpt,
+                "--backend",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return ckpt
 
 
@@ -266,16 +292,21 @@ def _train_same(b: Built, digits, tmp_path, batch, steps, lr=0.05, ckpt="-", exa
     jit = irc.load(b.path, backend="cpu")  # fresh: the initial values, as irc_new()
     if ckpt != "-":
         jit.restore(ckpt)
-    losses = [float(jit.train(x[k * batch:(k + 1) * batch], y[k * batch:(k + 1) * batch], lr=lr))
-              for k in range(steps)]
+    losses = [
+        float(jit.train(x[k * batch : (k + 1) * batch], y[k * batch : (k + 1) * batch], lr=lr))
+        for k in range(steps)
+    ]
     got_losses, rest = data[:steps], data[steps:]
-    cmp = np.testing.assert_array_equal if exact else (
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5))
+    cmp = (
+        np.testing.assert_array_equal
+        if exact
+        else (lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5))
+    )
     cmp(got_losses, np.array(losses, np.float32))
     off = 0
     for n in b.globals:
         want = jit[n]
-        got = rest[off: off + want.size].reshape(want.shape)
+        got = rest[off : off + want.size].reshape(want.shape)
         off += want.size
         cmp(got, want)
     assert off == rest.size
@@ -300,7 +331,8 @@ def test_example_predicts_and_trains_like_the_jit(example, tmp_path, blas_shim, 
         b = Built(example, tmp_path / "lib", blas_shim)
         ckpt = _checkpoint(example, b.path, tmp_path)
     assert sorted(os.listdir(b.dir)) == sorted(
-        ["README", f"{example}.h", f"{example}_api.c", f"lib{example}.so", "driver.c", "driver"])
+        ["README", f"{example}.h", f"{example}_api.c", f"lib{example}.so", "driver.c", "driver"]
+    )
     _predict_same(b, digits, ckpt, tmp_path)
     _train_same(b, digits, tmp_path, batch=16, steps=4, ckpt=ckpt)
 
@@ -345,12 +377,18 @@ def test_errors_threads_and_weights(tmp_path, mlp_lib, mlp_ckpt, digits):
     # checkpoints that do not fit: a message, and the context keeps its values
     good = dict(np.load(ckpt))
     cases = {
-        "missing": ({k: v for k, v in good.items() if k != "b2"},
-                    "has no value for shared variable 'b2'"),
-        "shape": (dict(good, W2=np.zeros((10, 64), np.float32)),
-                  "'W2' must be f32[64, 10], the file has shape [10, 64]"),
-        "dtype": (dict(good, b1=np.zeros(64, np.float64)),
-                  "'b1' must be f32[64] (dtype <f4), the file has '<f8'"),
+        "missing": (
+            {k: v for k, v in good.items() if k != "b2"},
+            "has no value for shared variable 'b2'",
+        ),
+        "shape": (
+            dict(good, W2=np.zeros((10, 64), np.float32)),
+            "'W2' must be f32[64, 10], the file has shape [10, 64]",
+        ),
+        "dtype": (
+            dict(good, b1=np.zeros(64, np.float64)),
+            "'b1' must be f32[64] (dtype <f4), the file has '<f8'",
+        ),
         "fortran": (dict(good, W1=np.asfortranarray(good["W1"].reshape(64, 64))), "Fortran order"),
     }
     for name, (arrays, msg) in cases.items():
@@ -386,8 +424,12 @@ def test_no_blas(tmp_path, blas_shim, digits, mlp_ckpt):
     """--no-blas: no BLAS symbol at all; irc's own GEMM sums in another order."""
     nb = Built("mlp", tmp_path / "noblas", blas_shim, extra=["--no-blas"])
     if shutil.which("nm"):
-        undefined = subprocess.run(["nm", "-D", "--undefined-only", os.path.join(nb.dir, "libmlp.so")],
-                                   capture_output=True, text=True).stdout
+        undefined = subprocess.run(
+            ["nm", "-D", "--undefined-only", os.path.join(nb.dir, "libmlp.so")],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout
         assert "cblas" not in undefined and "pthread_create" in undefined
     _predict_same(nb, digits, mlp_ckpt, tmp_path)
     _train_same(nb, digits, tmp_path, batch=32, steps=3, exact=False)
@@ -397,8 +439,21 @@ def test_cross_target_object(tmp_path):
     """--target aarch64: an AArch64 ELF object of the model's code and the C source;
     --fn exports only the functions named."""
     out = tmp_path / "arm"
-    assert irc_main(["build", os.path.join(EXAMPLES, "mlp.tg"), "--target",
-                     "aarch64-unknown-linux-gnu", "--fn", "predict", "-o", str(out)]) == 0
+    assert (
+        irc_main(
+            [
+                "build",
+                os.path.join(EXAMPLES, "mlp.tg"),
+                "--target",
+                "aarch64-unknown-linux-gnu",
+                "--fn",
+                "predict",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     header = (out / "mlp.h").read_text()
     assert "irc_mlp_predict(" in header and "irc_mlp_train(" not in header
     data = (out / "mlp.o").read_bytes()
@@ -414,7 +469,10 @@ def test_cli_errors(tmp_path, capsys):
     assert irc_main(["build", mlp, "--target", "nonsense-triple", "-o", str(tmp_path / "b")]) == 1
     assert "unknown target 'nonsense-triple'" in capsys.readouterr().err
     np.savez(tmp_path / "w.npz", W1=np.zeros((3, 3), np.float32))
-    assert irc_main(["build", mlp, "--weights", str(tmp_path / "w.npz"), "-o", str(tmp_path / "c")]) == 1
+    assert (
+        irc_main(["build", mlp, "--weights", str(tmp_path / "w.npz"), "-o", str(tmp_path / "c")])
+        == 1
+    )
     assert "'W1' must be f32[64, 64], got shape [3, 3]" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert irc_main(["build", mlp, "-o", str(tmp_path / "file")]) == 1
