@@ -24,6 +24,7 @@ The API, for a model `m` (the file's stem) with an entry function
     int irc_m_train(irc_m *ctx, int64_t N, const float *x, int64_t x_len,
                     const int32_t *y, int64_t y_len, float lr, float *out0);
     int irc_m_load_weights(irc_m *ctx, const char *path);   /* irc train --save */
+    int irc_m_save_weights(const irc_m *ctx, const char *path);
     int irc_m_get_W1(const irc_m *ctx, float *dst, int64_t n);  and _set_W1
     int irc_m_set_threads(irc_m *ctx, int n);
     const char *irc_m_last_error(void);
@@ -238,6 +239,9 @@ def header_text(model, source, entries, globals_, signatures) -> str:
         "/* Read every shared variable from an .npz checkpoint (`irc train --save`,",
         "   CompiledModule.save, numpy.savez); nothing changes when it fails. */",
         f"IRC_{M}_API int irc_{model}_load_weights(irc_{model} *ctx, const char *path);",
+        "/* Write every shared variable to an .npz (numpy.load, CompiledModule.restore and",
+        "   load_weights read it), through PATH.tmp renamed into place. */",
+        f"IRC_{M}_API int irc_{model}_save_weights(const irc_{model} *ctx, const char *path);",
         "/* Threads of parallel loops and products for calls on this context (default 1). */",
         f"IRC_{M}_API int irc_{model}_set_threads(irc_{model} *ctx, int n);",
         "",
@@ -368,7 +372,7 @@ static int workspace(irc_@M *c, int k, int64_t need, const char *fn) {
     return IRC_@U_OK;
 }
 
-static int get_global(const irc_@M *c, int k, void *dst, int64_t n, const char *fn) {
+__attribute__((unused)) static int get_global(const irc_@M *c, int k, void *dst, int64_t n, const char *fn) {
     last_error[0] = 0;
     if (!c) return fail(IRC_@U_EARG, "%s: ctx is NULL", fn);
     if (n != GLOBALS[k].count)
@@ -379,7 +383,7 @@ static int get_global(const irc_@M *c, int k, void *dst, int64_t n, const char *
     return IRC_@U_OK;
 }
 
-static int set_global(irc_@M *c, int k, const void *src, int64_t n, const char *fn) {
+__attribute__((unused)) static int set_global(irc_@M *c, int k, const void *src, int64_t n, const char *fn) {
     last_error[0] = 0;
     if (!c) return fail(IRC_@U_EARG, "%s: ctx is NULL", fn);
     if (n != GLOBALS[k].count)
@@ -560,6 +564,111 @@ done:
     fclose(f);
     return rc;
 }
+
+/* -- the .npz writer: every shared variable as NAME.npy, stored (uncompressed)
+   zip entries, written to PATH.tmp and renamed into place. -- */
+
+static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n) {
+    crc = ~crc;
+    while (n--) crc = CRC_TABLE[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+static void put16(unsigned char *p, uint64_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); }
+static void put32(unsigned char *p, uint64_t v) { put16(p, v & 0xFFFF); put16(p + 2, (v >> 16) & 0xFFFF); }
+
+/* the .npy header of global k (version 1.0, padded to a multiple of 64 bytes) */
+static size_t npy_header(int k, unsigned char *out) {
+    const global_info *gi = &GLOBALS[k];
+    char dict[512], shape[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < gi->ndim; i++)
+        used += (size_t)snprintf(shape + used, sizeof shape - used, "%lld, ", (long long)gi->shape[i]);
+    if (gi->ndim > 1) shape[used - 2] = 0; /* (a, b) but (a,) */
+    else if (gi->ndim == 1) shape[used - 1] = 0;
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                     gi->descr, shape);
+    size_t total = 10 + (size_t)n + 1;
+    size_t padded = (total + 63) / 64 * 64;
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    put16(out + 8, padded - 10);
+    memcpy(out + 10, dict, (size_t)n);
+    memset(out + 10 + n, ' ', padded - total);
+    out[padded - 1] = '\n';
+    return padded;
+}
+
+int irc_@M_save_weights(const irc_@M *c, const char *path) {
+    last_error[0] = 0;
+    if (!c || !path) return fail(IRC_@U_EARG, "irc_@M_save_weights: ctx or path is NULL");
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 5);
+    if (!tmp) return fail(IRC_@U_ENOMEM, "irc_@M_save_weights: out of memory");
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int rc = fail(IRC_@U_EIO, "%s: cannot write", tmp);
+        free(tmp);
+        return rc;
+    }
+    int ok = 1;
+    uint64_t off = 0, offsets[NG > 0 ? NG : 1], sizes[NG > 0 ? NG : 1];
+    uint32_t crcs[NG > 0 ? NG : 1];
+    unsigned char head[600], lh[30];
+    for (int k = 0; k < NG && ok; k++) {
+        size_t hn = npy_header(k, head);
+        uint64_t bytes = (uint64_t)(GLOBALS[k].count * GLOBALS[k].itemsize);
+        sizes[k] = hn + bytes;
+        crcs[k] = crc32_update(crc32_update(0, head, hn), c->g[k], (size_t)bytes);
+        size_t nlen = strlen(GLOBALS[k].name) + 4;
+        if (sizes[k] >= 0xFFFFFFFFu || off + 30 + nlen + sizes[k] >= 0xFFFFFFFFu) { ok = 0; break; }
+        memset(lh, 0, sizeof lh);
+        put32(lh, 0x04034b50);
+        put16(lh + 4, 20);
+        put32(lh + 14, crcs[k]);
+        put32(lh + 18, sizes[k]);
+        put32(lh + 22, sizes[k]);
+        put16(lh + 26, nlen);
+        offsets[k] = off;
+        ok = fwrite(lh, 1, 30, f) == 30 && fwrite(GLOBALS[k].name, 1, nlen - 4, f) == nlen - 4 &&
+             fwrite(".npy", 1, 4, f) == 4 && fwrite(head, 1, hn, f) == hn &&
+             fwrite(c->g[k], 1, (size_t)bytes, f) == (size_t)bytes;
+        off += 30 + nlen + sizes[k];
+    }
+    uint64_t cd = off;
+    for (int k = 0; k < NG && ok; k++) {
+        unsigned char ch[46] = {0};
+        size_t nlen = strlen(GLOBALS[k].name) + 4;
+        put32(ch, 0x02014b50);
+        put16(ch + 4, 20);
+        put16(ch + 6, 20);
+        put32(ch + 16, crcs[k]);
+        put32(ch + 20, sizes[k]);
+        put32(ch + 24, sizes[k]);
+        put16(ch + 28, nlen);
+        put32(ch + 42, offsets[k]);
+        ok = fwrite(ch, 1, 46, f) == 46 && fwrite(GLOBALS[k].name, 1, nlen - 4, f) == nlen - 4 &&
+             fwrite(".npy", 1, 4, f) == 4;
+        off += 46 + nlen;
+    }
+    unsigned char e[22] = {0};
+    put32(e, 0x06054b50);
+    put16(e + 8, NG);
+    put16(e + 10, NG);
+    put32(e + 12, off - cd);
+    put32(e + 16, cd);
+    ok = ok && fwrite(e, 1, 22, f) == 22;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        int rc = fail(IRC_@U_EIO, "%s: cannot write (disk full, or over 4 GB)", path);
+        free(tmp);
+        return rc;
+    }
+    free(tmp);
+    return IRC_@U_OK;
+}
 """
 
 C_CBLAS = r"""
@@ -629,6 +738,17 @@ HIDDEN void irc_@M__@Xgemm(int order, int ta, int tb, int m, int n, int k, @T al
 """
 
 
+def _crc_table() -> list:
+    """The CRC-32 (zip) table, emitted as read-only data: no run-time initialisation."""
+    out = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (0xEDB88320 ^ (c >> 1)) if c & 1 else (c >> 1)
+        out.append(c)
+    return out
+
+
 def _c_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -658,6 +778,11 @@ def api_source(model, entries, globals_, uses_blas, no_blas) -> str:
     if not globals_:
         ext.append("    {0}")
     ext.append("};")
+    ext.append(
+        "static const uint32_t CRC_TABLE[256] = {"
+        + ", ".join(f"0x{v:08x}u" for v in _crc_table())
+        + "};"
+    )
     src = C_RUNTIME.replace("@EXTERNS", "\n".join(ext))
     out = [
         "/* The C part of the irc model library (generated by `irc build`). */",
@@ -775,7 +900,8 @@ def readme_text(
         f"    irc_{model} *ctx = irc_{model}_new();",
         f'    if (irc_{model}_load_weights(ctx, "checkpoint.npz") != IRC_{M}_OK)',
         f'        fprintf(stderr, "%s\\n", irc_{model}_last_error());',
-        "    ...",
+        "    ...  /* the entry functions below; train updates ctx's variables */",
+        f'    irc_{model}_save_weights(ctx, "trained.npz");  /* numpy.load / irc restore it */',
         f"    irc_{model}_free(ctx);",
         "",
         "Build a program:",

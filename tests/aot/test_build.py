@@ -128,6 +128,7 @@ int main(int argc, char **argv) {
         }
 @DUMP
         fclose(f);
+        if (argc > 9) check(irc_@M_save_weights(c, argv[9]), "save_weights");
         irc_@M_free(c);
         return 0;
     }
@@ -287,7 +288,8 @@ def _train_same(b: Built, digits, tmp_path, batch, steps, lr=0.05, ckpt="-", exa
     x.tofile(tmp_path / "tx.bin")
     y.tofile(tmp_path / "ty.bin")
     out = tmp_path / "train.bin"
-    b.run("train", ckpt, tmp_path / "tx.bin", tmp_path / "ty.bin", batch, steps, lr, out)
+    saved = tmp_path / "trained.npz"
+    b.run("train", ckpt, tmp_path / "tx.bin", tmp_path / "ty.bin", batch, steps, lr, out, saved)
     data = np.fromfile(out, np.float32)
     jit = irc.load(b.path, backend="cpu")  # fresh: the initial values, as irc_new()
     if ckpt != "-":
@@ -310,6 +312,18 @@ def _train_same(b: Built, digits, tmp_path, batch, steps, lr=0.05, ckpt="-", exa
         off += want.size
         cmp(got, want)
     assert off == rest.size
+    # irc_<model>_save_weights: what numpy and CompiledModule.restore read back
+    with np.load(saved) as z:
+        assert sorted(z.files) == sorted(b.globals)
+        for n in b.globals:
+            assert z[n].dtype == jit[n].dtype and z[n].shape == jit[n].shape
+            cmp(z[n], jit[n])
+    if "predict" in b.jit.functions:  # and the library's own reader takes it
+        assert b.run("errors", saved).stdout.splitlines()[8] == "0 "
+    again = irc.load(b.path, backend="cpu")
+    again.restore(saved)
+    for n in b.globals:
+        cmp(again[n], jit[n])
 
 
 @pytest.fixture(scope="module")
@@ -482,3 +496,77 @@ def test_cli_errors(tmp_path, capsys):
     assert irc_main(["build", str(bad), "-o", str(tmp_path / "d")]) == 1
     err = capsys.readouterr().err
     assert "bad.tg:" in err and "Traceback" not in err, err
+
+
+SIGNATURES_TG = """
+shared count: i64 = zeros()
+fn stats(x: f32[T, B], flag: bool, k: i32) -> (f32, f32[B], i64) {
+    count <- count + 1
+    return sum(x) * cast(k, f32), mean(x, axis=0), count
+}
+fn flat(x: f32[T, B]) -> f32[T*B] { return reshape(x, [T*B]) * 2 }
+"""
+
+SIGNATURES_C = r"""
+#include "sig.h"
+#include <stdio.h>
+int main(void) {
+    irc_sig *c = irc_sig_new();
+    float x[6] = {1, 2, 3, 4, 5, 6}, s, m[2], f[6];
+    int64_t cnt;
+    int rc = irc_sig_stats(c, 3, 2, x, 6, 1, 3, &s, m, 2, &cnt);
+    printf("%d %g %g %g %lld\n", rc, s, m[0], m[1], (long long)cnt);
+    rc = irc_sig_stats(c, 3, 2, x, 6, 0, 1, &s, m, 2, &cnt);
+    printf("%d %lld\n", rc, (long long)cnt);
+    rc = irc_sig_flat(c, 3, 2, x, 6, f, 6);
+    printf("%d %g %g\n", rc, f[0], f[5]);
+    rc = irc_sig_flat(c, 3, 2, x, 6, f, 5);
+    printf("%d %s\n", rc, irc_sig_last_error());
+    int64_t v;
+    rc = irc_sig_get_count(c, &v, IRC_SIG_COUNT_SIZE);
+    printf("%d %lld\n", rc, (long long)v);
+    irc_sig_free(c);
+    return 0;
+}
+"""
+
+
+def test_other_signatures(tmp_path):
+    """Scalars in and out, bool and i32 arguments, several results, an i64 shared
+    variable and a dim expression (f32[T*B]), against the JIT."""
+    src = tmp_path / "sig.tg"
+    src.write_text(SIGNATURES_TG)
+    out = tmp_path / "lib"
+    assert irc_main(["build", str(src), "-o", str(out)]) == 0
+    (out / "p.c").write_text(SIGNATURES_C)
+    r = subprocess.run(
+        [
+            CC,
+            "-Wall",
+            "-I",
+            str(out),
+            str(out / "p.c"),
+            f"-L{out}",
+            "-lsig",
+            f"-Wl,-rpath,{out}",
+            "-o",
+            str(out / "p"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    lines = subprocess.run([str(out / "p")], check=True, capture_output=True, text=True).stdout
+    jit = irc.load(str(src), backend="cpu")
+    x = np.arange(1, 7, dtype=np.float32).reshape(3, 2)
+    s, m, cnt = jit.stats(x, True, 3)
+    _, _, cnt2 = jit.stats(x, False, 1)
+    f = jit.flat(x)
+    assert lines.splitlines() == [
+        f"0 {float(s):g} {m[0]:g} {m[1]:g} {int(cnt)}",
+        f"0 {int(cnt2)}",
+        f"0 {f[0]:g} {f[5]:g}",
+        "1 irc_sig_flat: the result out0 is f32[B*T] = 6 elements, T = 3, B = 2; got out0_len = 5",
+        f"0 {int(jit['count'])}",
+    ]
