@@ -2,7 +2,7 @@
 
     irc build FILE.tg [-D NAME=VALUE ...] [--fn NAME ...] [--weights CKPT.npz]
               [--target TRIPLE] [--cpu NAME] [--static] [--no-blas] [--blas FLAGS]
-              [--cc CC] [--name NAME] -o DIR
+              [--cc CC] [--name NAME] [--seed N] -o DIR
 
 writes into DIR:
 
@@ -984,6 +984,7 @@ def build(
     blas=None,
     cc=None,
     name=None,
+    seed=None,
     log=print,
 ) -> dict:
     """Build the library; returns {"files": [...], "model": name, "triple": ...}."""
@@ -1007,7 +1008,9 @@ def build(
     tg = api.compile_to_ir(text, source_path, define)
     opt = run_pipeline(tg.clone())
     state = initial_values(
-        opt, os.path.dirname(os.path.abspath(source_path)), opt.attrs.get("seed", 0)
+        opt,
+        os.path.dirname(os.path.abspath(source_path)),
+        opt.attrs.get("seed", 0) if seed is None else seed,
     )
     globals_ops = [op for op in opt.body.ops if op.name == "tg.global"]
     public = [
@@ -1251,6 +1254,9 @@ def add_args(p) -> None:
     )
     p.add_argument("--cc", default=None, help="the C compiler (default: $CC, else cc)")
     p.add_argument("--name", default=None, help="the model's C name (default: the file's stem)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of the random initialisers (as irc train)"
+    )
     p.add_argument("-o", dest="out", required=True, metavar="DIR", help="output folder")
 
 
@@ -1273,6 +1279,7 @@ def run(args) -> int:
             blas=args.blas,
             cc=args.cc,
             name=args.name,
+            seed=args.seed,
             log=lambda s: print(s, file=sys.stderr),
         )
     except BuildError as e:
