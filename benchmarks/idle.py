@@ -29,7 +29,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import workloads as W  # noqa: E402
+import workloads as W
 
 
 def cpu_seconds() -> float:
@@ -99,14 +99,22 @@ def main(argv=None) -> int:
     time.sleep(1.0)
     idle_cpu = cpu_seconds() - c0
 
-    med = {k: statistics.median(v) * 1e3 for k, v in
-           (("before", before), ("after", after_now), ("after 0.2 s", after_pause))}
-    print(f"load average {os.getloadavg()[0]:.2f}, {len(os.sched_getaffinity(0))} usable cores, "
-          f"irc threads {threads}, NumPy {np.__version__}")
-    print("| NumPy MLP step, batch 20 | median ms | vs before |")
-    print("|---|---|---|")
-    for k, v in med.items():
-        print(f"| {k} irc's calls | {v:.3f} | {v / med['before']:.2f}x |")
+    # the minimum is what the step costs when the machine lets it run; the median
+    # also shows what other processes take (a busy machine moves it by 2x or more)
+    phases = (("before", before), ("after", after_now), ("after 0.2 s", after_pause))
+    med = {k: statistics.median(v) * 1e3 for k, v in phases}
+    low = {k: min(v) * 1e3 for k, v in phases}
+    print(
+        f"load average {os.getloadavg()[0]:.2f}, {len(os.sched_getaffinity(0))} usable cores, "
+        f"irc threads {threads}, NumPy {np.__version__}"
+    )
+    print("| NumPy MLP step, batch 20 | median ms | vs before | min ms | vs before |")
+    print("|---|---|---|---|---|")
+    for k in med:
+        print(
+            f"| {k} irc's calls | {med[k]:.3f} | {med[k] / med['before']:.2f}x | {low[k]:.3f} | "
+            f"{low[k] / low['before']:.2f}x |"
+        )
     print(f"process CPU time over 1 s idle after irc's last call: {idle_cpu * 1e3:.1f} ms")
     return 0
 

@@ -503,6 +503,12 @@ def cmd_train(args) -> int:
     return 130 if r["interrupted"] else 0
 
 
+def _build_module():
+    import irc.build
+
+    return irc.build
+
+
 MODEL_COMMANDS = {
     "compile": (_args_compile, cmd_compile, "check a .tg model and build every entry function"),
     "run": (
@@ -524,4 +530,9 @@ MODEL_COMMANDS = {
     "train": (_args_train, cmd_train, "train a .tg model with SGD on its data, showing progress"),
     "verify": (_tools.args_verify, _tools.cmd_verify, "compare every backend with the interpreter"),
     "profile": (_tools.args_profile, _tools.cmd_profile, "time each kernel and source line"),
+    "build": (  # irc/build.py
+        lambda p: _build_module().add_args(p),
+        lambda args: _build_module().run(args),
+        "build a .tg model into a C library (lib<model>.so, <model>.h) for use without Python",
+    ),
 }

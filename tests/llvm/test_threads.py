@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 import pytest
+from irc.runtime.llvm import threads
 
 import irc
-from irc.runtime.llvm import threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MLP = os.path.join(ROOT, "examples", "mlp.tg")
@@ -29,13 +29,21 @@ fn f(x: f32[N, M]) -> f32[N, M] { return tanh(x) * 2 + exp(-x * x) }
 
 def _python(code: str, env: dict | None = None) -> str:
     full = dict(os.environ, **(env or {}))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
-                       cwd=ROOT, env=full)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        env=full,
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout
 
 
-IDLE = """
+IDLE = (
+    """
 import os, resource, time
 import numpy as np
 import irc
@@ -53,7 +61,9 @@ time.sleep(0.05)
 c0 = cpu()
 time.sleep(1.0)
 print(cpu() - c0)
-""" % BIG
+"""
+    % BIG
+)
 
 
 def test_idle_pool_uses_no_cpu():
@@ -137,6 +147,12 @@ def test_cli_train_threads(tmp_path):
     from irc.cli import main
 
     assert main(["train", MLP, "--epochs", "1", "--threads", "1", "--no-progress"]) == 0
-    r = subprocess.run([sys.executable, "-m", "irc", "train", MLP, "--threads", "0"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "irc", "train", MLP, "--threads", "0"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert r.returncode == 1 and "--threads must be a positive integer" in r.stderr
