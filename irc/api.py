@@ -158,7 +158,7 @@ def _build(text, filename, base_dir, backend, define, seed, device, threads=None
         be = _make_backend(backend, opt, state, device)
     _pin_threads(be, threads)
     m = CompiledModule(text, filename, define, tg, opt, be, backend)
-    if key is not None:
+    if key is not None and hasattr(be, "cache_entry"):  # (a stand-in backend has none)
         _to_cache(key, m)
     return m
 

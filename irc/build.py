@@ -45,7 +45,6 @@ arguments at start-up).
 
 from __future__ import annotations
 
-import ast
 import ctypes.util
 import keyword
 import os
@@ -158,25 +157,24 @@ def _c_dim(d) -> str:
     """A dim (int, name, or an expression of names) as a C int64 expression."""
     if isinstance(d, int):
         return f"INT64_C({d})"
-    node = ast.parse(str(d), mode="eval").body
+    from irc.ir.dims import dim_tree  # irc's own dim parser (a dim may be named `class`)
 
-    def conv(n):
-        if isinstance(n, ast.Name):
-            return f"d_{n.id}"
-        if isinstance(n, ast.Constant) and isinstance(n.value, int):
-            return f"INT64_C({n.value})"
-        if isinstance(n, ast.BinOp):
-            op = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.FloorDiv: "/", ast.Mod: "%"}.get(
-                type(n.op)
-            )
-            if op is None:
-                raise BuildError(f"dim expression '{d}' is not supported by irc build")
-            return f"({conv(n.left)} {op} {conv(n.right)})"
-        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
-            return f"(-{conv(n.operand)})"
-        raise BuildError(f"dim expression '{d}' is not supported by irc build")
+    def conv(t):
+        kind = t[0]
+        if kind == "int":
+            return f"INT64_C({t[1]})"
+        if kind == "name":
+            return f"d_{t[1]}"
+        if kind == "neg":
+            return f"(-{conv(t[1])})"
+        # dims are never negative, so C's truncating division is the floor division
+        op = "/" if kind == "//" else kind
+        return f"({conv(t[1])} {op} {conv(t[2])})"
 
-    return conv(node)
+    try:
+        return conv(dim_tree(d))
+    except ValueError:
+        raise BuildError(f"dim expression '{d}' is not supported by irc build") from None
 
 
 def _type_text(a: Arg) -> str:

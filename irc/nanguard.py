@@ -107,7 +107,8 @@ class NanGuardBackend:
         self.inner.set(name, value)
 
     def __getattr__(self, name):  # dump, set_threads, ... of the inner backend
-        if name == "inner":
+        # not `entry`: the inner backend's fast call path would skip every check here
+        if name in ("inner", "entry"):
             raise AttributeError(name)
         return getattr(self.inner, name)
 

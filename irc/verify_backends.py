@@ -375,13 +375,23 @@ def _unavailable(backend, e) -> str | None:
 
 
 def _source(path_or_source, filename):
+    """(text, filename, base dir): a path (os.PathLike, or one line naming a file or
+    ending in .tg) is read as irc.load reads it; anything else is source text."""
     from irc import api
+    from irc.ir.errors import read_source
 
-    if isinstance(path_or_source, os.PathLike) or not api._is_source(str(path_or_source)):
-        path = os.fspath(path_or_source)
+    text = path_or_source
+    if isinstance(text, (bytes, bytearray)):
+        from irc.ir.errors import decode_source
+
+        return decode_source(bytes(text), filename or "<string>"), filename or "<string>", os.getcwd()
+    one_line = "\n" not in text
+    if isinstance(text, os.PathLike) or (
+        one_line and (os.path.exists(text) or text.endswith((".tg", ".tgir")))
+    ):
+        path = os.fspath(text)
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            text = read_source(path)
         except OSError as e:
             raise api.CompileError(f"cannot read {path}: {e.strerror or e}") from None
         return text, filename or path, os.path.dirname(os.path.abspath(path))

@@ -53,7 +53,7 @@ CEL = "fn f(x: f32[N, C], y: i32[N]) -> f32 { return sum(crossentropy_logits(x, 
 def test_label_out_of_range_is_an_index_error(backend, src, label):
     m = irc.loads(src, backend=backend)
     p = np.full((2, 3), 1 / 3, np.float32)
-    with pytest.raises(IndexError, match=r"label out of range \[0, C\)"):
+    with pytest.raises(IndexError, match=r"label out of range \[0, (C|3)\)"):
         m.f(p, np.array([0, label], np.int32))
     assert np.isclose(m.f(p, np.array([0, 2], np.int32)), 2 * np.log(3)) or src is CEL
 

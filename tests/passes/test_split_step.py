@@ -18,7 +18,8 @@ from irc.train import bind, builtin_dataset, take
 
 def _split(source_or_path, backend="interp"):
     """(the ordinary module, the split module with the same initial state)."""
-    full = irc.load(source_or_path, backend=backend)
+    load = irc.loads if "\n" in str(source_or_path) else irc.load
+    full = load(source_or_path, backend=backend)
     opt = split_module(full._tg)
     return full, build(opt, backend, {n: full[n] for n in full.shared})
 
@@ -114,7 +115,7 @@ def test_sum_loss_adds_the_shards_and_data_free_updates_apply_once():
 
 
 def test_mean_plus_penalty_and_a_result_from_the_gradients():
-    full = irc.load(SUM_AND_PENALTY, backend="interp")
+    full = irc.loads(SUM_AND_PENALTY, backend="interp")
     split = build(_split_fn(full, "penalised"), "interp", {n: full[n] for n in full.shared})
     arrays, axes = _toy_data()
     info = split_info(split, "penalised")
