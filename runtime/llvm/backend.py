@@ -107,7 +107,7 @@ class _Function:
     the compiled function reads (pointers, dims, context) and the plan cache
     {dims key: (output shapes, workspace bytes)}."""
 
-    def __init__(self, backend, spec: CallSpec, out_types, messages, addr, ws_addr):
+    def __init__(self, backend, spec: CallSpec, out_types, messages, addr, ws_addr, buffers):
         self.name = spec.name
         self.spec = spec
         self.n_in = len(spec.in_types)
@@ -133,7 +133,7 @@ class _Function:
         self.last_out = [None] * self.n_out
         self.last_key = [None]
         self.plans: dict = {}
-        self.buffers: list = []  # the function's tensor types, set by the backend
+        self.buffers = list(buffers)  # its tensor types, checked per plan: no int64 overflow
         self.ws = np.zeros(0, np.uint8)
         self.ws_addr = 0
         self.call = _make_caller(backend, self)
@@ -370,8 +370,9 @@ class LLVMBackend:
         self.functions = {}
         for spec, outs, messages, ws, buffers in specs:
             name = spec.name
-            f = _Function(self, spec, outs, messages, self.linked.address(name), self.linked.address(ws))
-            f.buffers = buffers  # checked per plan: sizes must not overflow int64
+            f = _Function(
+                self, spec, outs, messages, self.linked.address(name), self.linked.address(ws), buffers
+            )
             f.ws_symbol = ws
             self.functions[name] = f
         if threads is None:  # follow irc.set_num_threads

@@ -4,7 +4,6 @@ and irc.load for paths / irc.loads for text."""
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap

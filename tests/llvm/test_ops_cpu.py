@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irc.ir.dims import eval_dim
 from irc.ir.types import DTYPES, TensorType
 from irc.ops.registry import REGISTRY
 from llvm_helpers import assert_close, load_test_module, one_op_module, run_both
