@@ -2577,18 +2577,21 @@ class Function:
         self.__doc__ = str(self.signature)
 
     def __call__(self, *args, **kwargs):
-        arrays, env = self._entry.bind(args, kwargs)
         for sv, sym in self._shared:  # values changed elsewhere since our last call
             if self._synced.get(id(sv)) != sv._version:
                 self._backend.set(sym, sv._fetch())
                 self._synced[id(sv)] = sv._version
-        results = self._backend.call(self.name, arrays, env)
+        # the entry checks and binds the arguments once (on cpu, its generated call path)
+        result = self._entry(*args, **kwargs)
         for sv, sym in self._updated:  # we hold their newest values now
             sv._version += 1
             sv._holder = (self, sym)
             self._synced[id(sv)] = sv._version
-        out = [r[()] if r.ndim == 0 else r for r in results]
-        return out[0] if self._single else out
+        if self._single:
+            return result
+        # irc.api's convention (None, a value, a tuple) as Theano's list of outputs
+        n = len(self._entry.signature.results)
+        return [] if n == 0 else [result] if n == 1 else list(result)
 
     def __reduce__(self):
         """Pickled as its tg IR, inputs, outputs and backend; compiled again on load."""
