@@ -59,6 +59,27 @@ def _no_compiling(monkeypatch):
     monkeypatch.setattr(jit, "_ENGINES", {})
 
 
+OUTER = """
+fn f(a: f32[N], b: f32[M], c: f32[K]) -> f32[N, M, K] {
+    return exp(a[:, None, None] * b[None, :, None] * c[None, None, :])
+}
+"""
+
+
+def test_cached_load_keeps_the_size_check(cache_home, monkeypatch):
+    """The tensor types the overflow check needs travel in the cache entry: a module
+    served from the cache refuses sizes that overflow, as a compiled one does."""
+    big = (np.zeros(2**20, np.float32), np.zeros(2**20, np.float32), np.zeros(2**22 - 1, np.float32))
+    with pytest.raises(irc.CallError, match=r"f32\[N, M, K\].*over the limit"):
+        api.loads(OUTER, backend="cpu").f(*big)
+    with monkeypatch.context() as mp:
+        _no_compiling(mp)
+        m = api.loads(OUTER, backend="cpu")
+        assert m._backend._loop_module is None  # served from the cache
+        with pytest.raises(irc.CallError, match=r"f32\[N, M, K\].*over the limit"):
+            m.f(*big)
+
+
 def test_cached_load_skips_front_end_and_passes(cache_home, monkeypatch):
     want = _run(api.loads(SRC, backend="cpu"))
     assert len(list(cache_home.glob("*.irm"))) == 1
