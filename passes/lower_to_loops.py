@@ -34,8 +34,8 @@ What it does, per function:
     block.
   * Matrix products become mem.gemm (BLAS) for f32/f64 (a transpose feeding
     a product becomes a trans flag), loops otherwise; W <- W - s * (a @ b) is
-    one gemm (alpha = -s, beta = 1) into W; conv1d/conv2d are im2col + one
-    gemm per image; scan is a loop.for whose carries live in buffers (the
+    one gemm (alpha = -s, beta = 1) into W; conv1d/conv2d are im2col of the
+    whole batch + one gemm; scan is a loop.for whose carries live in buffers (the
     final carries are the carry buffers) and whose outputs are written into
     the stacked results.
   * Scans arrive rewritten by the scan-hoist pass (passes/scan_hoist.py): what

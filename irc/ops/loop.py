@@ -77,7 +77,9 @@ Ops (operands; attributes; results):
                                       on one element. Other tg elementwise ops become
                                       these through their scalar rule (OpDef.scalar).
   scalar.lt/le/gt/ge/eq/ne %a, %b  -> bool (operands of one dtype).
-  scalar.select %c, %a, %b         -> T.
+  scalar.select %c, %a, %b {unpredictable}
+                                   -> T. unpredictable = true: the condition depends on
+                                      data (keep a select; no branch).
   scalar.cast %a : T               -> NumPy astype to T.
   scalar.floordiv %a, %b, scalar.mod %a, %b
                                    -> integer floor division and modulo (Python's),

@@ -278,7 +278,10 @@ class Gen:
         if short == "cast":
             return cast(b, args[0], op.operands[0].type.dtype, rt)
         if short == "select":
-            return b.select(*args)
+            sel = b.select(*args)
+            if op.attrs.get("unpredictable"):  # keep it a select: no branch on data
+                sel.set_metadata("unpredictable", self.mg.m.add_metadata([]))
+            return sel
         if short in FCMP:
             at = op.operands[0].type.dtype
             if at.is_float:
