@@ -330,6 +330,25 @@ def _build_batch_major(lowerer, emit, gb, rt, Nn, F, outs):
     return gt
 
 
+def _check_gemm_dims(emit, op, *dims):
+    """BLAS takes 32-bit sizes: a product over the whole batch with a side of
+    2**31 or more (N * output positions, for a huge batch of large images) stops
+    the call with an error instead of a truncated size."""
+    limit = 2**31 - 1
+    for d in dims:
+        if isinstance(d, int):
+            if d > limit:
+                emit.assert_(
+                    emit.const(False, BOOL_T.dtype),
+                    f"{op.name}: the batch's product has a side of {d}, over 2**31 - 1",
+                )
+            continue
+        emit.assert_(
+            emit.scalar("le", emit.dim(d), emit.const(limit, I64), t=BOOL_T),
+            f"{op.name}: the batch's product has a side of 2**31 or more; split the batch",
+        )
+
+
 @lowers("tg.conv1d", "tg.conv2d")
 def lower_conv(lowerer, emit, op, vals):
     """out = W [F, CK] @ colsT [CK, N*P], one gemm for the batch, then the
@@ -345,6 +364,7 @@ def lower_conv(lowerer, emit, op, vals):
     ks = list(w.type.shape[2:])
     outs = list(v.type.shape[2:])
     geo = _conv_setup(lowerer, emit, op, ins, ks, nd)
+    _check_gemm_dims(emit, op, dim_mul(Nn, product(outs)), product([C] + ks))
     cols, P, CK = _im2col_t(lowerer, emit, x, xb, rt, Nn, C, ins, ks, outs, geo, nd, op)
     NP = dim_mul(Nn, P)
     prod = lowerer.alloc(TensorType(rt, (F, NP)))
@@ -392,6 +412,7 @@ def lower_conv_input_grad(lowerer, emit, op, vals):
     strides, pads, flip, unpadded = geo
     P, CK = product(outs), product([C] + ks)
     NP = dim_mul(Nn, P)
+    _check_gemm_dims(emit, op, NP, CK)
     gt = _batch_major(lowerer, emit, g, gb, rt, Nn, F, outs)
     cols = lowerer.alloc(TensorType(rt, (CK, NP)))
     d = emit.dim
@@ -445,6 +466,7 @@ def lower_conv_filter_grad(lowerer, emit, op, vals):
     outs = list(g.type.shape[2:])
     nd = len(ks)
     geo = _conv_setup(lowerer, emit, op, ins, ks, nd)
+    _check_gemm_dims(emit, op, dim_mul(Nn, product(outs)), product([C] + ks))
     cols, P, CK = _im2col_t(lowerer, emit, x, xb, rt, Nn, C, ins, ks, outs, geo, nd, op)
     gt = _batch_major(lowerer, emit, g, gb, rt, Nn, F, outs)
     NP = dim_mul(Nn, P)
