@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import threading
 
@@ -85,9 +86,104 @@ def target_machine():
     return _TM
 
 
-def optimize(ir_text: str):
-    """Parse, verify and optimise (new pass manager, O3, host CPU): a ModuleRef."""
+# Functions the code generator emits around the kernels: the thread-pool thunk of a
+# kernel, the workspace-size function of an entry, the blocked-GEMM driver and its
+# pieces, the parallel-for dispatcher. They run once per call (or once per block of a
+# product), never in an inner loop, so they are compiled without optimisation.
+_GLUE_SUFFIXES = (".thunk", ".ws")
+_GLUE_PREFIXES = ("__irc_gemm_", "__irc_parfor")
+
+_LABEL = re.compile(r'^"?([^":\s]+)"?:')
+_TARGET = re.compile(r'label %"?([^",\s\]]+)"?')
+
+
+def _has_cycle(body: list) -> bool:
+    """Whether the control-flow graph of a function's body lines has a cycle (a loop)."""
+    succ, order, cur = {}, [], None
+    for ln in body:
+        m = _LABEL.match(ln)
+        if m:
+            cur = m.group(1)
+            order.append(cur)
+            succ[cur] = []
+        elif "label %" in ln:
+            if cur is None:  # an unnamed entry block
+                cur = ""
+                order.append(cur)
+                succ[cur] = []
+            succ[cur].extend(_TARGET.findall(ln))
+    if not order:
+        return False
+    state = dict.fromkeys(order, 0)  # 0 unseen, 1 on the stack, 2 done
+    stack = [(order[0], iter(succ[order[0]]))]
+    state[order[0]] = 1
+    while stack:
+        node, it = stack[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            state[node] = 2
+            stack.pop()
+        elif state.get(nxt) == 1:
+            return True
+        elif state.get(nxt) == 0:
+            state[nxt] = 1
+            stack.append((nxt, iter(succ[nxt])))
+    return False
+
+
+def glue_functions(ir_text: str) -> set:
+    """Names of the functions of an LLVM IR text compiled without optimisation: the
+    code generator's glue (thunks, workspace sizes, the GEMM driver, parfor), and an
+    externally visible entry function without loops (it only calls kernels). A
+    function with a loop of its own, and any other internal helper (which an
+    optimised loop may call or inline, such as integer powers), is optimised."""
+    out = set()
+    lines = ir_text.splitlines()
+    k = 0
+    while k < len(lines):
+        ln = lines[k]
+        if not ln.startswith("define "):
+            k += 1
+            continue
+        name = ln.split("@", 1)[1].split("(", 1)[0].strip('"')
+        j = k + 1
+        while j < len(lines) and lines[j] != "}":
+            j += 1
+        if name.endswith(_GLUE_SUFFIXES) or name.startswith(_GLUE_PREFIXES):
+            out.add(name)
+        elif not ln.startswith("define internal") and not _has_cycle(lines[k + 1: j]):
+            out.add(name)
+        k = j + 1
+    return out
+
+
+def tiered(ir_text: str) -> str:
+    """The IR text with its glue functions (glue_functions) marked `optnone noinline`:
+    the O3 pipeline then skips them and code generation uses the fast instruction
+    selector for them. In the MLP step they are over half of the code and of the
+    optimisation and code generation time; the loop nests keep the full pipeline."""
+    glue = glue_functions(ir_text)
+    if not glue:
+        return ir_text
+    out = []
+    for ln in ir_text.splitlines():
+        if ln.startswith("define ") and ln.split("@", 1)[1].split("(", 1)[0].strip('"') in glue:
+            head, sep, attrs = ln.rpartition(")")
+            words = attrs.split()
+            for w in ("noinline", "optnone"):
+                if w not in words:
+                    words.append(w)
+            ln = head + sep + " " + " ".join(words)
+        out.append(ln)
+    return "\n".join(out) + "\n"
+
+
+def optimize(ir_text: str, tiers: bool = True):
+    """Parse, verify and optimise (new pass manager, O3, host CPU): a ModuleRef.
+    With `tiers`, glue functions are left unoptimised (see tiered)."""
     tm = target_machine()
+    if tiers:
+        ir_text = tiered(ir_text)
     mod = llvm.parse_assembly(ir_text)
     mod.verify()
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
