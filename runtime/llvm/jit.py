@@ -2,6 +2,14 @@
 host CPU and its features, object emission, MCJIT loading of object code, and
 the on-disk compile cache.
 
+Optimisation is chosen per function (tiered): the loop nests (kernels, an entry
+function with loops of its own, helpers a loop may call) get the full O3
+pipeline with the host's vector width; the glue around them (thread-pool
+thunks, workspace sizes, the blocked-GEMM driver, parfor, a loop-free entry
+function) is marked `optnone`, so the pipeline skips it and code generation
+uses the fast instruction selector. Compiling on several threads does not
+help: llvmlite holds one global lock around every call into LLVM.
+
 Cache: object code plus a JSON header (per function: assertion messages) in
 irc's private cache folder (irc/cachedir.py: $XDG_CACHE_HOME/irc or
 ~/.cache/irc, 0700, owner checked), one file per key, where the key hashes
@@ -93,15 +101,16 @@ def target_machine():
 _GLUE_SUFFIXES = (".thunk", ".ws")
 _GLUE_PREFIXES = ("__irc_gemm_", "__irc_parfor")
 
-_LABEL = re.compile(r'^"?([^":\s]+)"?:')
-_TARGET = re.compile(r'label %"?([^",\s\]]+)"?')
+_LABEL = r'^"?([^":\s]+)"?:'  # a basic block's label line
+_TARGET = r'label %"?([^",\s\]]+)"?'  # a branch target
 
 
 def _has_cycle(body: list) -> bool:
     """Whether the control-flow graph of a function's body lines has a cycle (a loop)."""
     succ, order, cur = {}, [], None
+    label, target = re.compile(_LABEL), re.compile(_TARGET)  # (re caches them)
     for ln in body:
-        m = _LABEL.match(ln)
+        m = label.match(ln)
         if m:
             cur = m.group(1)
             order.append(cur)
@@ -111,7 +120,7 @@ def _has_cycle(body: list) -> bool:
                 cur = ""
                 order.append(cur)
                 succ[cur] = []
-            succ[cur].extend(_TARGET.findall(ln))
+            succ[cur].extend(target.findall(ln))
     if not order:
         return False
     state = dict.fromkeys(order, 0)  # 0 unseen, 1 on the stack, 2 done
@@ -168,12 +177,13 @@ def tiered(ir_text: str) -> str:
     out = []
     for ln in ir_text.splitlines():
         if ln.startswith("define ") and ln.split("@", 1)[1].split("(", 1)[0].strip('"') in glue:
-            head, sep, attrs = ln.rpartition(")")
+            brace = ln.rstrip().endswith("{")  # `define ... {` on one line
+            head, sep, attrs = ln.rstrip().rstrip("{").rpartition(")")
             words = attrs.split()
             for w in ("noinline", "optnone"):
                 if w not in words:
                     words.append(w)
-            ln = head + sep + " " + " ".join(words)
+            ln = head + sep + " " + " ".join(words) + (" {" if brace else "")
         out.append(ln)
     return "\n".join(out) + "\n"
 
