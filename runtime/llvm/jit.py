@@ -36,7 +36,7 @@ import llvmlite.binding as llvm
 
 from irc import cachedir
 
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"  # 2: tiers, entries and loop nests in two objects
 
 
 def _source_hash() -> str:
@@ -188,22 +188,164 @@ def tiered(ir_text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _pto(loop_tier: bool):
+    """Pipeline tuning of a module: the loop nests' module gets everything (vectoriser
+    with interleaving, unrolling: small constant loops inside a nest, a convolution
+    window, must be unrolled); the entries' module vectorises its loops but neither
+    interleaves nor unrolls them (most of its loops run once per call over a small
+    static range, and its share of the compile time halves)."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_interleaving = loop_tier
+    pto.loop_unrolling = loop_tier
+    return pto
+
+
+def _run_pipeline(mod, loop_tier: bool = True):
+    pb = llvm.create_pass_builder(target_machine(), _pto(loop_tier))
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
 def optimize(ir_text: str, tiers: bool = True):
-    """Parse, verify and optimise (new pass manager, O3, host CPU): a ModuleRef.
-    With `tiers`, glue functions are left unoptimised (see tiered)."""
-    tm = target_machine()
+    """Parse, verify and optimise (new pass manager, O3, host CPU) as one module: a
+    ModuleRef. With `tiers`, glue functions are left unoptimised (see tiered).
+    (Compiled code comes from compile_object, which also splits the module.)"""
+    target_machine()
     if tiers:
         ir_text = tiered(ir_text)
     mod = llvm.parse_assembly(ir_text)
     mod.verify()
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_interleaving = True
-    pto.loop_unrolling = True
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
-    return mod
+    return _run_pipeline(mod)
+
+
+def _define_name(ln: str) -> str:
+    return ln.split("@", 1)[1].split("(", 1)[0].strip('"')
+
+
+def split_module(ir_text: str):
+    """(entries' text, loop nests' text) of a tiered IR text, or None when there is
+    nothing to split. The loop-nest module defines the kernels (internal `noinline`
+    functions that are not glue); the entries' module the entry functions and the
+    glue. Each declares what it calls in the other, and both become external
+    symbols, resolved when the two objects are linked into one MCJIT engine (an
+    engine resolves its own symbols first, so equal names in other modules do not
+    matter). Small internal helpers (integer powers) are copied into both, so they
+    stay inlinable; private constants are copied too (unused ones are dropped)."""
+    lines = ir_text.splitlines()
+    glue = glue_functions(ir_text)
+    funcs = []  # (name, first line, last line, home: "K", "E" or "both")
+    k = 0
+    while k < len(lines):
+        ln = lines[k]
+        if ln.startswith("define "):
+            name = _define_name(ln)
+            j = k + 1
+            while j < len(lines) and lines[j] != "}":
+                j += 1
+            internal = ln.startswith("define internal ")
+            attrs = ln.rstrip().rstrip("{").rpartition(")")[2].split()
+            if name in glue or not internal:
+                home = "E"
+            elif "noinline" in attrs:
+                home = "K"
+            else:
+                home = "both"
+            funcs.append((name, k, j, home))
+            k = j + 1
+        else:
+            k += 1
+    homes = {f[3] for f in funcs}
+    entries_with_loops = [f for f in funcs if f[3] == "E" and f[0] not in glue]
+    if "K" not in homes or not entries_with_loops:
+        return None
+    out = {"E": [], "K": []}
+    starts = {f[1]: f for f in funcs}
+    k = 0
+    while k < len(lines):
+        f = starts.get(k)
+        if f is None:
+            out["E"].append(lines[k])
+            out["K"].append(lines[k])
+            k += 1
+            continue
+        name, a, b, home = f
+        for m in ("E", "K"):
+            if home == "both":
+                out[m].extend(lines[a: b + 1])
+            elif home == m:
+                head = lines[a]
+                if head.startswith("define internal "):
+                    head = "define " + head[len("define internal "):]
+                out[m].append(head)
+                out[m].extend(lines[a + 1: b + 1])
+            else:
+                head = lines[a].rstrip().rstrip("{").rpartition(")")
+                decl = head[0] + head[1]
+                decl = decl[len("define "):]
+                if decl.startswith("internal "):
+                    decl = decl[len("internal "):]
+                out[m].append("declare " + decl)
+        k = b + 1
+    return "\n".join(out["E"]) + "\n", "\n".join(out["K"]) + "\n"
+
+
+def optimize_parts(ir_text: str) -> list:
+    """The optimised modules of an IR text: [entries, loop nests] after tiered and
+    split_module, or [one module] when it does not split."""
+    target_machine()
+    text = tiered(ir_text)
+    parts = split_module(text)
+    if parts is None:
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+        return [_run_pipeline(mod)]
+    mods = []
+    for part, loop_tier in zip(parts, (False, True)):
+        mod = llvm.parse_assembly(part)
+        mod.verify()
+        mods.append(_run_pipeline(mod, loop_tier))
+    return mods
+
+
+_PARTS = b"IRCPARTS"
+
+
+def pack_objects(objs: list) -> bytes:
+    """One object, as is, or several in a container Linked unpacks."""
+    if len(objs) == 1:
+        return objs[0]
+    head = _PARTS + struct.pack("<Q", len(objs)) + b"".join(struct.pack("<Q", len(o)) for o in objs)
+    return head + b"".join(objs)
+
+
+def unpack_objects(data: bytes) -> list:
+    if not data.startswith(_PARTS):
+        return [data]
+    n_at = len(_PARTS)
+    if len(data) < n_at + 8:
+        raise CacheMiss("truncated object container")
+    (n,) = struct.unpack("<Q", data[n_at: n_at + 8])
+    sizes_at = n_at + 8
+    if n > 64 or len(data) < sizes_at + 8 * n:
+        raise CacheMiss("malformed object container")
+    sizes = struct.unpack(f"<{n}Q", data[sizes_at: sizes_at + 8 * n])
+    at = sizes_at + 8 * n
+    if at + sum(sizes) != len(data):
+        raise CacheMiss("malformed object container")
+    out = []
+    for size in sizes:
+        out.append(data[at: at + size])
+        at += size
+    return out
+
+
+def compile_object(ir_text: str) -> bytes:
+    """Object code of an LLVM IR text: tiered, split into the entries' and the loop
+    nests' modules, each optimised with its own pipeline (see _pto), emitted and
+    packed (pack_objects) for Linked."""
+    return pack_objects([emit_object(m) for m in optimize_parts(ir_text)])
 
 
 def emit_object(mod) -> bytes:
@@ -282,7 +424,8 @@ class Linked:
         # An MCJIT engine owns (and frees) its target machine: give it its own.
         tm = _new_target_machine()
         self.engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), tm)
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        for part in unpack_objects(obj):  # (the parts call each other: resolved on finalize)
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(part))
         self.engine.finalize_object()
 
     def address(self, name: str) -> int:

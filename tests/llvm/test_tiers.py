@@ -109,3 +109,62 @@ def test_tiered_module_keeps_vectorised_kernels_and_results():
     e = np.exp(h - h.max(axis=1, keepdims=True))
     np.testing.assert_allclose(p, e / e.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(s, (h * h).sum(), rtol=1e-4)
+
+
+def test_split_module_puts_kernels_and_entries_in_two_modules():
+    text = jit.tiered(GLUE_AND_LOOPS)
+    entries, loops = jit.split_module(text)
+    defined = lambda t: {ln.split("@", 1)[1].split("(", 1)[0].strip('"')  # noqa: E731
+                         for ln in t.splitlines() if ln.startswith("define")}
+    declared = lambda t: {ln.split("@", 1)[1].split("(", 1)[0].strip('"')  # noqa: E731
+                          for ln in t.splitlines() if ln.startswith("declare")}
+    # the kernel lives in the loop nests' module, declared (and called) in the other
+    assert "entry.k0" in defined(loops) and "entry.k0" in declared(entries)
+    assert {"entry", "looping", "entry.k0.thunk", "entry.ws"} <= defined(entries)
+    assert "entry" in declared(loops) and "entry" not in defined(loops)
+    # an inlinable helper is copied into both; nothing crossing modules stays internal
+    assert "__irc_ipow_i32" in defined(entries) & defined(loops)
+    assert "define internal i32 @\"entry.k0\"" not in loops
+    # both parse, optimise, and link into one engine that finds every entry point
+    objs = [jit.emit_object(jit._run_pipeline(jit.llvm.parse_assembly(t))) for t in (entries, loops)]
+    packed = jit.pack_objects(objs)
+    assert jit.unpack_objects(packed) == objs
+    linked = jit.Linked(packed)
+    assert linked.address("entry") and linked.address("entry.k0") and linked.address("looping")
+
+
+def test_no_split_without_an_entry_that_loops():
+    only_glue = GLUE_AND_LOOPS.split('define i32 @"looping"')[0]
+    assert jit.split_module(jit.tiered(only_glue)) is None  # (one module, entry optnone)
+
+
+def test_damaged_object_container_is_a_cache_miss():
+    import pytest
+
+    objs = jit.pack_objects([b"\x7fELF-one", b"\x7fELF-two"])
+    for bad in (objs[:12], objs[:-1], objs + b"x"):
+        with pytest.raises(jit.CacheMiss):
+            jit.unpack_objects(bad)
+    assert jit.unpack_objects(b"\x7fELF-plain") == [b"\x7fELF-plain"]
+
+
+LOOPING_ENTRY = """
+fn f(x: f32[N, 64], w: f32[64, 64]) -> (f32[N, 64], f32) {
+    h = tanh(x @ w)
+    return h, mean(sum(h * h, axis=1))
+}
+"""
+
+
+def test_split_model_matches_numpy_and_dumps_both_parts():
+    m = loads_cpu(LOOPING_ENTRY)
+    ll = m._backend.dump("llvm")
+    assert "define i32 @f(" in ll and ll.count("ModuleID") == len(m._backend._llvm())
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(100, 64)).astype(np.float32)
+    w = (rng.normal(size=(64, 64)) * 0.1).astype(np.float32)
+    h, s = m.f(x, w)
+    ref = np.tanh(x.astype(np.float64) @ w)
+    np.testing.assert_allclose(h, ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(s, (ref * ref).sum(axis=1).mean(), rtol=1e-4)
+    assert "ymm" in m._backend.dump("asm")
