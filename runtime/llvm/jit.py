@@ -2,13 +2,22 @@
 host CPU and its features, object emission, MCJIT loading of object code, and
 the on-disk compile cache.
 
-Optimisation is chosen per function (tiered): the loop nests (kernels, an entry
-function with loops of its own, helpers a loop may call) get the full O3
-pipeline with the host's vector width; the glue around them (thread-pool
-thunks, workspace sizes, the blocked-GEMM driver, parfor, a loop-free entry
-function) is marked `optnone`, so the pipeline skips it and code generation
-uses the fast instruction selector. Compiling on several threads does not
-help: llvmlite holds one global lock around every call into LLVM.
+Optimisation is chosen per function (compile_object):
+  - glue (thread-pool thunks, workspace sizes, the blocked-GEMM driver, parfor,
+    a loop-free entry function) is marked `optnone`: the pipeline skips it and
+    code generation uses the fast instruction selector (tiered);
+  - the kernels (outlined loop nests) go into a module of their own with the
+    full O3 pipeline for the host CPU and its vector width (vectoriser with
+    interleaving, unrolling);
+  - an entry function with loops of its own (small static loops, host loops
+    around kernels) goes with the glue into a second module whose pipeline
+    vectorises but neither interleaves nor unrolls (split_module).
+The two objects are linked into one MCJIT engine. For the MLP step this halves
+LLVM's time (0.44 -> 0.22 s of CPU) at the same kernel speed. Compiling on
+several threads does not help: llvmlite holds one global lock around every
+call into LLVM (two threads compiling two modules take as long as one after
+the other), and llvmlite exposes no loop-vectoriser pass for a hand-picked
+pipeline, so the kernels keep the standard O3 pipeline.
 
 Cache: object code plus a JSON header (per function: assertion messages) in
 irc's private cache folder (irc/cachedir.py: $XDG_CACHE_HOME/irc or
