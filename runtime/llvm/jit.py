@@ -211,8 +211,8 @@ def _pto(loop_tier: bool):
     return pto
 
 
-def _run_pipeline(mod, loop_tier: bool = True):
-    pb = llvm.create_pass_builder(target_machine(), _pto(loop_tier))
+def _run_pipeline(mod, loop_tier: bool = True, tm=None):
+    pb = llvm.create_pass_builder(tm or target_machine(), _pto(loop_tier))
     pb.getModulePassManager().run(mod, pb)
     return mod
 
@@ -300,21 +300,24 @@ def split_module(ir_text: str):
     return "\n".join(out["E"]) + "\n", "\n".join(out["K"]) + "\n"
 
 
-def optimize_parts(ir_text: str) -> list:
+def optimize_parts(ir_text: str, tm=None) -> list:
     """The optimised modules of an IR text: [entries, loop nests] after tiered and
-    split_module, or [one module] when it does not split."""
-    target_machine()
+    split_module, or [one module] when it does not split. `tm`: the target machine
+    (default: the host's); `irc build` (aot.py) links the parts into one module, so
+    that a library computes exactly what the JIT computes."""
+    if tm is None:
+        target_machine()
     text = tiered(ir_text)
     parts = split_module(text)
     if parts is None:
         mod = llvm.parse_assembly(text)
         mod.verify()
-        return [_run_pipeline(mod)]
+        return [_run_pipeline(mod, True, tm)]
     mods = []
     for part, loop_tier in zip(parts, (False, True)):
         mod = llvm.parse_assembly(part)
         mod.verify()
-        mods.append(_run_pipeline(mod, loop_tier))
+        mods.append(_run_pipeline(mod, loop_tier, tm))
     return mods
 
 
