@@ -38,6 +38,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -136,7 +137,18 @@ class _Function:
         self.buffers = list(buffers)  # its tensor types, checked per plan: no int64 overflow
         self.ws = np.zeros(0, np.uint8)
         self.ws_addr = 0
-        self.call = _make_caller(backend, self)
+        # what _make_caller takes from the backend (not the backend itself: no cycle)
+        self._owner = SimpleNamespace(lock=backend.lock, ctx_addr=backend.ctx_addr)
+        self._call = None  # backend.call's generated caller, made on its first use
+
+    @property
+    def call(self):
+        """call(args, env=None) -> list of arrays (see _make_caller). irc.api calls
+        its own generated method (LLVMBackend.entry), so a model used only through
+        the API never pays for compiling this one."""
+        if self._call is None:
+            self._call = _make_caller(self._owner, self)
+        return self._call
 
     def plan(self, key):
         """(output shapes, workspace bytes) for a tuple of dim values; sets dims_arr."""
