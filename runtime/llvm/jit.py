@@ -411,6 +411,10 @@ def cache_read(key: str):
     # a damaged object file could crash the linker: check it before use
     if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(obj).hexdigest():
         return None
+    try:
+        unpack_objects(obj)  # (several objects: their container must be whole)
+    except CacheMiss:
+        return None
     return obj, meta
 
 

@@ -168,3 +168,15 @@ def test_split_model_matches_numpy_and_dumps_both_parts():
     np.testing.assert_allclose(h, ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(s, (ref * ref).sum(axis=1).mean(), rtol=1e-4)
     assert "ymm" in m._backend.dump("asm")
+
+
+def test_a_cached_object_with_a_damaged_container_is_recompiled(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    key = "0" * 64
+    bad = jit.pack_objects([b"\x7fELF-one", b"\x7fELF-two"])[:-3]  # truncated, hash matches
+    jit.cache_write(key, bad, {"messages": {}})
+    assert jit.cache_read(key) is None
+    m = loads_cpu(LOOPING_ENTRY)  # and a real model still loads and runs from a fresh cache
+    x = np.ones((3, 64), np.float32)
+    h, _ = m.f(x, np.zeros((64, 64), np.float32))
+    assert np.array_equal(h, np.zeros((3, 64), np.float32))
