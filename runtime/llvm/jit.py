@@ -167,9 +167,9 @@ def glue_functions(ir_text: str) -> set:
         j = k + 1
         while j < len(lines) and lines[j] != "}":
             j += 1
-        if name.endswith(_GLUE_SUFFIXES) or name.startswith(_GLUE_PREFIXES):
-            out.add(name)
-        elif not ln.startswith("define internal") and not _has_cycle(lines[k + 1: j]):
+        generated = name.endswith(_GLUE_SUFFIXES) or name.startswith(_GLUE_PREFIXES)
+        entry = not ln.startswith("define internal")
+        if generated or (entry and not _has_cycle(lines[k + 1 : j])):
             out.add(name)
         k = j + 1
     return out
@@ -293,8 +293,7 @@ def split_module(ir_text: str):
                 head = lines[a].rstrip().rstrip("{").rpartition(")")
                 decl = head[0] + head[1]
                 decl = decl[len("define "):]
-                if decl.startswith("internal "):
-                    decl = decl[len("internal "):]
+                decl = decl.removeprefix("internal ")
                 out[m].append("declare " + decl)
         k = b + 1
     return "\n".join(out["E"]) + "\n", "\n".join(out["K"]) + "\n"

@@ -5,7 +5,6 @@ results do not change."""
 from __future__ import annotations
 
 import numpy as np
-
 from irc.runtime.llvm import jit
 from llvm_helpers import loads_cpu
 
@@ -74,8 +73,11 @@ def test_glue_functions_are_the_loop_free_entries_and_generated_helpers():
 
 def test_tiered_marks_glue_optnone_and_still_parses():
     text = jit.tiered(GLUE_AND_LOOPS)
-    heads = {ln.split("@", 1)[1].split("(", 1)[0].strip('"'): ln
-             for ln in text.splitlines() if ln.startswith("define")}
+    heads = {
+        ln.split("@", 1)[1].split("(", 1)[0].strip('"'): ln
+        for ln in text.splitlines()
+        if ln.startswith("define")
+    }
     for name in ("entry", "entry.k0.thunk", "entry.ws"):
         assert heads[name].split(")")[-1].replace("{", "").split() == ["noinline", "optnone"]
     assert "optnone" not in heads["entry.k0"] and "optnone" not in heads["looping"]
@@ -114,19 +116,27 @@ def test_tiered_module_keeps_vectorised_kernels_and_results():
 def test_split_module_puts_kernels_and_entries_in_two_modules():
     text = jit.tiered(GLUE_AND_LOOPS)
     entries, loops = jit.split_module(text)
-    defined = lambda t: {ln.split("@", 1)[1].split("(", 1)[0].strip('"')  # noqa: E731
-                         for ln in t.splitlines() if ln.startswith("define")}
-    declared = lambda t: {ln.split("@", 1)[1].split("(", 1)[0].strip('"')  # noqa: E731
-                          for ln in t.splitlines() if ln.startswith("declare")}
+    defined = lambda t: {
+        ln.split("@", 1)[1].split("(", 1)[0].strip('"')
+        for ln in t.splitlines()
+        if ln.startswith("define")
+    }
+    declared = lambda t: {
+        ln.split("@", 1)[1].split("(", 1)[0].strip('"')
+        for ln in t.splitlines()
+        if ln.startswith("declare")
+    }
     # the kernel lives in the loop nests' module, declared (and called) in the other
     assert "entry.k0" in defined(loops) and "entry.k0" in declared(entries)
     assert {"entry", "looping", "entry.k0.thunk", "entry.ws"} <= defined(entries)
     assert "entry" in declared(loops) and "entry" not in defined(loops)
     # an inlinable helper is copied into both; nothing crossing modules stays internal
     assert "__irc_ipow_i32" in defined(entries) & defined(loops)
-    assert "define internal i32 @\"entry.k0\"" not in loops
+    assert 'define internal i32 @"entry.k0"' not in loops
     # both parse, optimise, and link into one engine that finds every entry point
-    objs = [jit.emit_object(jit._run_pipeline(jit.llvm.parse_assembly(t))) for t in (entries, loops)]
+    objs = [
+        jit.emit_object(jit._run_pipeline(jit.llvm.parse_assembly(t))) for t in (entries, loops)
+    ]
     packed = jit.pack_objects(objs)
     assert jit.unpack_objects(packed) == objs
     linked = jit.Linked(packed)
