@@ -1,7 +1,9 @@
 """Ahead-of-time object code for `irc build`: the same loop IR -> LLVM IR code
 generation as the JIT (codegen.generate), plus the thread pool (threads.py),
-optimised for a target machine (the host, or any triple LLVM knows) and emitted
-as one relocatable object file with position-independent code.
+optimised for a target machine (the host, or any triple LLVM knows) with the
+JIT's per-function pipelines (jit.optimize_parts: a library computes exactly
+what the JIT computes), linked and emitted as one relocatable object file with
+position-independent code.
 
 What the object holds and exports (all with hidden visibility, so a shared
 library built from it exports only its C API, written by irc/build.py):
@@ -86,14 +88,14 @@ def target_machine(triple: str | None, cpu: str | None):
     return triple, cpu, tm
 
 
-def _optimize(mod, tm) -> None:
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pto.loop_interleaving = True
-    pto.loop_unrolling = True
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
+def _drop_unused(mod, tm) -> None:
+    """Global dead-code elimination after internalising: entries not asked for, and
+    what only they used, go."""
+    pb = llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=3))
+    mpm = llvm.create_new_module_pass_manager()
+    mpm.add_global_dead_code_eliminate_pass()
+    mpm.add_strip_dead_prototype_pass()
+    mpm.run(mod, pb)
 
 
 def _init_global(m: ir.Module, name: str, arr: np.ndarray) -> None:
@@ -120,10 +122,20 @@ def build_object(
     triple, cpu, tm = target_machine(triple, cpu)
     m, infos = generate(loop_module, triple, str(tm.target_data))
     prefix = f"irc_{model}__"
+    # Optimised exactly as the JIT optimises it (per-function tiers, the entries'
+    # and the loop nests' pipelines: jit.optimize_parts), so that the library's
+    # floating-point results are the JIT's; then linked into one module.
+    parts = jit.optimize_parts(str(m), tm)
+    mod = parts[0]
+    for part in parts[1:]:
+        mod.link_in(part)
+    pool = llvm.parse_assembly(str(pool_module(triple)))
+    mod.link_in(jit.optimize_parts(str(pool), tm)[0])
+    inits = ir.Module("irc_init")
+    inits.triple, inits.data_layout = triple, str(tm.target_data)
     for k, arr in enumerate(init):
-        _init_global(m, f"{prefix}init_{k}", arr)
-    mod = llvm.parse_assembly(str(m))
-    mod.link_in(llvm.parse_assembly(str(pool_module(triple))))
+        _init_global(inits, f"{prefix}init_{k}", arr)
+    mod.link_in(llvm.parse_assembly(str(inits)))
     mod.triple = triple
     mod.data_layout = str(tm.target_data)
     wanted = set(entries)
@@ -156,7 +168,7 @@ def build_object(
     if missing:  # codegen's naming changed under us: fail here, not in the C linker
         raise RuntimeError(f"aot: no symbol {missing[0]} after code generation")
     mod.verify()
-    _optimize(mod, tm)
+    _drop_unused(mod, tm)
     # a BLAS routine only the unused entries called is gone after optimisation
     uses = {
         BLAS_RENAMES[k]

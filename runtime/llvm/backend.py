@@ -38,6 +38,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -136,7 +137,18 @@ class _Function:
         self.buffers = list(buffers)  # its tensor types, checked per plan: no int64 overflow
         self.ws = np.zeros(0, np.uint8)
         self.ws_addr = 0
-        self.call = _make_caller(backend, self)
+        # what _make_caller takes from the backend (not the backend itself: no cycle)
+        self._owner = SimpleNamespace(lock=backend.lock, ctx_addr=backend.ctx_addr)
+        self._call = None  # backend.call's generated caller, made on its first use
+
+    @property
+    def call(self):
+        """call(args, env=None) -> list of arrays (see _make_caller). irc.api calls
+        its own generated method (LLVMBackend.entry), so a model used only through
+        the API never pays for compiling this one."""
+        if self._call is None:
+            self._call = _make_caller(self._owner, self)
+        return self._call
 
     def plan(self, key):
         """(output shapes, workspace bytes) for a tuple of dim values; sets dims_arr."""
@@ -411,7 +423,7 @@ class LLVMBackend:
             got = jit.cache_read(self.key)
             if got is not None:
                 return got[0], meta
-        obj = jit.emit_object(self._llvm())
+        obj = jit.pack_objects([jit.emit_object(m) for m in self._llvm()])
         if cache:
             jit.cache_write(self.key, obj, meta)
         return obj, meta
@@ -435,9 +447,10 @@ class LLVMBackend:
             assert info.messages == meta[name], (info.messages, meta[name])
         return str(m)
 
-    def _llvm(self):
+    def _llvm(self) -> list:
+        """The optimised LLVM modules (jit.optimize_parts: entries and loop nests)."""
         if self._llvm_mod is None:
-            self._llvm_mod = jit.optimize(self.llvm_ir())
+            self._llvm_mod = jit.optimize_parts(self.llvm_ir())
         return self._llvm_mod
 
     def dump(self, stage: str = "loops", fn: str | None = None) -> str:
@@ -453,10 +466,10 @@ class LLVMBackend:
                 return print_op(self.loop_module.lookup(fn)) + "\n"
             return self.loop_text
         if stage in ("llvm", "llvm-raw"):
-            text = str(self._llvm()) if stage == "llvm" else self.llvm_ir()
+            text = "\n".join(map(str, self._llvm())) if stage == "llvm" else self.llvm_ir()
             return text if fn is None else _only_functions(text, fn)
         if stage == "asm":
-            return jit.emit_assembly(self._llvm())
+            return "\n".join(jit.emit_assembly(m) for m in self._llvm())
         raise ValueError(f"unknown stage '{stage}' (loops, llvm, llvm-raw, asm)")
 
     # -- threads ----------------------------------------------------------------------------------
