@@ -32,14 +32,14 @@ Imports llvmlite and irc.ir / irc.ops only.
 
 from __future__ import annotations
 
-
-
+from irc.passes.kernelize import chain, ensure_kernels
 from llvmlite import ir
 
 from irc.ir.core import Block, Module, Op, OpResult, Value
 from irc.ir.dims import dim_tree
 from irc.ir.types import DType
 from irc.ops.loop import free_values, storage_root, written_buffers
+
 from . import transcendentals as tr
 
 I1 = ir.IntType(1)
@@ -155,6 +155,7 @@ class Gen:
         self.vmap: dict = {}
         self.dimcache: dict = {}
         self.stridecache: dict = {}
+        self.bounds: dict = {}  # loop.for op -> (lo, hi) replacing its operands (a kernel's chunk)
         pro = fn.append_basic_block("prologue")
         self.body_bb = fn.append_basic_block("body")
         self.pro = ir.IRBuilder(pro)
@@ -744,10 +745,11 @@ def h_assert(g: Gen, op):
 
 
 def h_for(g: Gen, op):
-    emit_loop(g, op, g.vmap[op.operands[0]], g.vmap[op.operands[1]])
+    lo, hi = g.bounds.get(op) or (g.vmap[op.operands[0]], g.vmap[op.operands[1]])
+    emit_loop(g, op, lo, hi)
 
 
-def emit_loop(g: Gen, op, lo, hi):
+def emit_loop(g: Gen, op, lo, hi, emit_body=None):
     b = g.b
     inits = [g.vmap[v] for v in op.operands[2:]]
     body = op.regions[0].block
@@ -765,7 +767,7 @@ def emit_loop(g: Gen, op, lo, hi):
         phis.append(p)
         g.vmap[a] = p
     g.vmap[body.args[0]] = i
-    nexts = g.emit_block(body)
+    nexts = (emit_body or g.emit_block)(body)
     latch = b.block
     n = b.add(i, ir.Constant(I64, 1), flags=["nsw"])
     i.add_incoming(n, latch)
@@ -827,6 +829,15 @@ def work_estimate(g: Gen, b, block: Block):
             total += WEIGHT.get(short, 1)
     c = ir.Constant(I64, total)
     return c if dyn is None else b.add(dyn, c)
+
+
+def nest_work(g: Gen, b, loop: Op):
+    """An i64 estimate of the work of a loop nest, or None (see work_estimate)."""
+    lo, hi = loop.operands[:2]
+    if lo not in g.vmap or hi not in g.vmap:
+        return None
+    inner = work_estimate(g, b, loop.regions[0].block)
+    return None if inner is None else b.mul(b.sub(g.vmap[hi], g.vmap[lo]), inner)
 
 
 def _static_trips(op: Op):
@@ -895,13 +906,31 @@ class FunctionGen:
             if o.name == "func.return":
                 g.b.ret(ir.Constant(I32, 0))
                 break
-            if o.name == "loop.for" and o.attrs.get("parallel") and not _small_static(o):
-                self.outline(o)
-            else:
-                g.emit_op(o)
+            self.host_op(o)
         g.finish_prologue()
         self.ws_size_fn(name, body)
         return FunctionInfo(name, op, messages)
+
+    def host_op(self, o: Op):
+        """Render one host-level op as the kernelize pass marked it: a map is an
+        outlined kernel split over the threads, a host loop (or a batch of
+        products) a loop whose body is rendered the same way; the rest runs
+        inline on this thread."""
+        kind = o.attrs.get("kernel") if o.name == "loop.for" else None
+        if kind == "map" and not _small_static(o):
+            self.outline(o)
+        elif kind in ("loop", "gemm"):
+            emit_loop(self.g, o, self.g.vmap[o.operands[0]], self.g.vmap[o.operands[1]],
+                      self.host_block)
+        else:
+            self.g.emit_op(o)
+
+    def host_block(self, block: Block):
+        for o in block.ops:
+            if o.name == "loop.yield":
+                return [self.g.vmap[v] for v in o.operands]
+            self.host_op(o)
+        return []
 
     def ws_size_fn(self, name, body):
         """i64 @"<name>.ws"(ptr dims): the workspace size in bytes."""
@@ -917,9 +946,11 @@ class FunctionGen:
         g.b.ret(total)
 
     def outline(self, loop: Op):
-        """Emit a top-level parallel loop nest as a kernel function, called on
-        one thread or split over ctx.nthreads threads of the pool."""
+        """Emit a map kernel (a loop nest) as a kernel function, called on one
+        thread or with the range of its first parallel axis split over
+        ctx.nthreads threads of the pool."""
         mg, g = self.mg, self.g
+        split = chain(loop)[loop.attrs["grid"][0]]
         # Constants and dims are rebuilt inside the kernel (so LLVM sees them);
         # buffers and computed scalars are parameters.
         free = [v for v in free_values(loop)
@@ -952,7 +983,8 @@ class FunctionGen:
                 kg.vmap[v] = const_of(v.op.attrs["value"], v.type.dtype)
             else:
                 kg.vmap[v] = kg.dim(v.op.attrs["dim"])
-        emit_loop(kg, loop, kfn.args[1], kfn.args[2])
+        kg.bounds[split] = (kfn.args[1], kfn.args[2])
+        h_for(kg, loop)
         kg.b.ret(ir.Constant(I32, 0))
         kg.finish_prologue()
         # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
@@ -975,19 +1007,17 @@ class FunctionGen:
         tb.ret(ir.Constant(PTR, None))
 
         b = g.b
-        lo_v, hi_v = g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]
+        lo_v, hi_v = g.vmap[split.operands[0]], g.vmap[split.operands[1]]
         call_args = [g.dims_ptr, lo_v, hi_v] + [g.vmap[v] for v in free]
         # A run-time work estimate decides between one thread and several.
-        est = work_estimate(g, b, loop.regions[0].block)
-        if est is None:
+        work = nest_work(g, b, loop)
+        if work is None:
             st = b.call(kfn, call_args)
         else:
-            n = b.sub(hi_v, lo_v)
-            work = b.mul(n, est)
+            n = work.operands[0] if split is loop else b.sub(hi_v, lo_v)
             par = b.and_(b.and_(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)),
                                 b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD))),
                          b.icmp_signed(">=", n, ir.Constant(I64, 2)))
-            cur = b.block
             par_bb = g.fn.append_basic_block("par")
             seq_bb = g.fn.append_basic_block("seq")
             join_bb = g.fn.append_basic_block("joined")
@@ -1110,6 +1140,6 @@ def opaque_alloca(b, ty):
 
 def generate(module: Module, triple: str = "", data_layout: str = ""):
     """(llvmlite ir.Module, {name: FunctionInfo}) for a loop-IR module."""
-    mg = ModuleGen(module, triple, data_layout)
+    mg = ModuleGen(ensure_kernels(module), triple, data_layout)
     m = mg.build()
     return m, mg.functions

@@ -47,6 +47,7 @@ Imports irc.ir, numpy and this package's codegen and kernels.
 from __future__ import annotations
 
 import numpy as np
+from irc.passes.kernelize import chain, ensure_kernels, reduction_levels
 
 from irc.ir.core import Op, OpResult, Value
 from irc.ir.dims import eval_dim
@@ -61,7 +62,6 @@ from .codegen import (
     SIZE,
     CodegenError,
     KernelWriter,
-    Param,
     kernel_source,
     literal,
 )
@@ -652,52 +652,37 @@ class FunctionScheduler:
 
     # -- loops -------------------------------------------------------------------------------------
     def loop(self, op: Op, block, cmds: list) -> None:
-        lo, hi = op.operands[:2]
-        host_bounds = lo in self.hostvals and hi in self.hostvals
+        """Render the kernel the kernelize pass marked on op."""
+        kind = op.attrs.get("kernel", "serial")
         # (the open serial code is closed before another kernel is rendered:
         # values it computes for that kernel get their slots first)
-        if op.attrs.get("parallel") and host_bounds and not op.results:
-            plan = self.nest_plan(op)
-            if plan is not None:
-                self.close()
-                cmds.append(self.map_kernel(op, *plan))
-                return
-        if op.operands[2:]:
-            red = self.match_reduction(op) if host_bounds else None
-            if red is not None:
-                self.close()
-                name = self.kname("reduce")
-                launch = Launch(name, "reduce")
-                final = Launch(name[: -len("reduce")] + "final", "final")
-                launch.final = final
-                cmds += [launch, final]
-                self.draft = Draft("reduce", launch, block, reduce=(op,) + red)
-                self.draft.final = final
-                return
-            self.serial(op, block, cmds)
-            return
-        inner_names = {o.name for o in op.walk() if o is not op}
-        if host_bounds and ("mem.gemm" in inner_names or "mem.copy" in inner_names):
+        if kind == "map":
+            self.close()
+            cmds.append(self.map_kernel(op, *self.nest_plan(op)))
+        elif kind == "reduce":
+            self.close()
+            name = self.kname("reduce")
+            launch = Launch(name, "reduce")
+            final = Launch(name[: -len("reduce")] + "final", "final")
+            launch.final = final
+            cmds += [launch, final]
+            levels = reduction_levels(op)
+            self.draft = Draft("reduce", launch, block, reduce=(op, levels, op.attrs["combine"]))
+            self.draft.final = final
+        elif kind == "gemm":
+            # a batch of products: one launch when its offsets advance linearly
+            # and its scale is where the kernel can read it; else one per iteration
             g = self.match_batched_gemm(op)
             self.close()
             if g is not None:
                 cmds.append(self.gemm_launch(g[0], g[1], block, cmds, batch=g[2]))
             else:
                 cmds.append(self.host_loop(op))
-            return
-        if host_bounds:
-            plan = self.nest_plan(op)
-            if plan is not None:
-                self.close()
-                cmds.append(self.map_kernel(op, *plan))
-                return
-            if any(
-                o.name == "loop.for" and o.attrs.get("parallel") for o in op.walk() if o is not op
-            ):
-                self.close()
-                cmds.append(self.host_loop(op))
-                return
-        self.serial(op, block, cmds)
+        elif kind == "loop":
+            self.close()
+            cmds.append(self.host_loop(op))
+        else:
+            self.serial(op, block, cmds)
 
     def host_loop(self, op: Op) -> HostLoop:
         body = op.regions[0].block
@@ -711,37 +696,10 @@ class FunctionScheduler:
         )
 
     # -- map kernels ----------------------------------------------------------------------------------
-    def chain(self, op: Op) -> list:
-        """op and the loops perfectly nested in it (no carries, one loop per body)."""
-        out = [op]
-        cur = op
-        while True:
-            body = cur.regions[0].block
-            ops = [o for o in body.ops if o.name != "loop.yield"]
-            if len(ops) == 1 and ops[0].name == "loop.for" and not ops[0].operands[2:]:
-                cur = ops[0]
-                out.append(cur)
-            else:
-                return out
-
     def nest_plan(self, op: Op):
-        """(NDRange loops, loops kept in the body) of the nest at op, or None."""
-        loops = self.chain(op)
-        gids, serial_seen = [], False
-        for L in loops:
-            lo, hi = L.operands[:2]
-            host = lo in self.hostvals and hi in self.hostvals
-            if (
-                L.attrs.get("parallel")
-                and host
-                and (not serial_seen or partitioned(op, L.regions[0].block.args[0], self))
-            ):
-                gids.append(L)
-                continue
-            if not L.attrs.get("parallel"):
-                serial_seen = True
-        if not gids:
-            return None
+        """(NDRange loops, loops kept in the body, innermost body) of a map kernel."""
+        loops = chain(op)
+        gids = [loops[d] for d in op.attrs["grid"]]
         inner = [L for L in loops if L not in gids]
         return gids, inner, loops[-1].regions[0].block
 
@@ -757,9 +715,8 @@ class FunctionScheduler:
         if self.cpu and len(gids) > 2:
             # a CPU device: the two outermost parallel loops are the NDRange (the
             # inner one in chunks), the others loops inside each work-item
-            chain = self.chain(op)
             gids = gids[:2]
-            inner = [L for L in chain if L not in gids]
+            inner = [L for L in chain(op) if L not in gids]
         launch = Launch(self.kname("map"), "map", comment=self.where(op))
         w = self.writer(launch.name)
         status = self.status_head(w)
@@ -1004,51 +961,6 @@ class FunctionScheduler:
         r.value = max(r.value, nc)
         return r
 
-    def match_reduction(self, op: Op):
-        """(levels, kinds) when op is a nest of serial loops whose carried
-        scalars are only combined (add with reassoc, max, min) with values
-        that do not depend on them, and whose body has no side effects."""
-        levels = [op]
-        cur = op
-        while True:
-            body = cur.regions[0].block
-            ops = [o for o in body.ops if o.name != "loop.yield"]
-            if (
-                len(ops) == 1
-                and ops[0].name == "loop.for"
-                and not ops[0].attrs.get("parallel")
-                and list(ops[0].operands[2:]) == list(body.args[1:])
-                and list(body.terminator.operands) == list(ops[0].results)
-                and all(v in self.hostvals for v in ops[0].operands[:2])
-            ):
-                cur = ops[0]
-                levels.append(cur)
-                continue
-            break
-        for o in op.walk():
-            if o.name in ("mem.store", "mem.copy", "mem.gemm", "loop.assert"):
-                return None
-        body = levels[-1].regions[0].block
-        kinds = []
-        for arg, y in zip(body.args[1:], body.terminator.operands):
-            if not isinstance(y, OpResult) or y.op.parent is not body or len(arg.uses) != 1:
-                return None
-            c = y.op
-            if arg.uses[0][0] is not c or arg not in c.operands or len(c.operands) != 2:
-                return None
-            dt = arg.type.dtype
-            if (
-                c.name == "scalar.add"
-                and not dt.is_bool
-                and (not dt.is_float or c.attrs.get("reassoc"))
-            ):
-                kinds.append("add")
-            elif c.name in ("scalar.maximum", "scalar.minimum"):
-                kinds.append("max" if c.name == "scalar.maximum" else "min")
-            else:
-                return None
-        return levels, kinds
-
     # -- gemm and copy -------------------------------------------------------------------------------
     def gemm(self, op: Op, block, cmds: list) -> None:
         sizes = [self.hostvals.get(v) for v in op.operands[3:12]]
@@ -1200,34 +1112,6 @@ def numel_hv(shape) -> HostVal:
     return n
 
 
-def partitioned(nest: Op, var: Value, sched: FunctionScheduler) -> bool:
-    """True when iterations of the loop with index `var` (inside nest) touch
-    disjoint elements of every buffer the nest writes: each such buffer is
-    accessed through one value, always with `var` as the index of one axis."""
-    accesses = []
-    written = set()
-    for o in nest.walk():
-        if o.name in ("mem.copy", "mem.gemm"):
-            return False
-        if o.name == "mem.store":
-            accesses.append((o.operands[1], list(o.operands[2:])))
-            written.add(storage_root(o.operands[1]))
-        elif o.name == "mem.load":
-            accesses.append((o.operands[0], list(o.operands[1:])))
-    for wb in written:
-        same = [(b, idx) for b, idx in accesses if storage_root(b) is wb]
-        bufs = {b for b, _ in same}
-        if len(bufs) != 1:
-            return False
-        axes = None
-        for _, idx in same:
-            here = {k for k, i in enumerate(idx) if i is var}
-            axes = here if axes is None else axes & here
-        if not axes:
-            return False
-    return True
-
-
 def identity(kind: str, dt: DType) -> str:
     if kind == "add":
         return literal(0, dt)
@@ -1249,6 +1133,7 @@ def schedule_module(module, dev, status_root, cpu: bool | None = None) -> dict:
     """{function name: FunctionSchedule} for every entry function of a loop module.
     cpu: kernel shapes for a CPU device (chunk loops) or a GPU (one work-item per
     element); by default the device's type decides."""
+    ensure_kernels(module)
     out = {}
     for op in module.functions():
         sch = FunctionScheduler(module, op, dev, status_root, cpu)
