@@ -34,7 +34,7 @@ def _source_hash() -> str:
     """A hash of the code generator's own source: editing it invalidates the cache."""
     h = hashlib.sha256()
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("codegen.py", "transcendentals.py", "jit.py", "threads.py"):
+    for name in ("codegen.py", "scalar.py", "parallel.py", "transcendentals.py", "jit.py", "threads.py"):
         try:
             with open(os.path.join(here, name), "rb") as f:
                 h.update(f.read())

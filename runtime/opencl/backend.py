@@ -58,18 +58,10 @@ from irc.ir.sizes import check_sizes
 
 from . import device as devmod
 from .codegen import NPTYPE, helpers_source
+from .commands import CopyLaunch, GemmLaunch, HostCheck, HostLoop, Launch, Root
+from .hostvals import hv_add, hv_const
 from .kernels import CPU_RM, CPU_VEC, TILES, gemm_cpu_name, library_source
-from .schedule import (
-    CopyLaunch,
-    GemmLaunch,
-    HostCheck,
-    HostLoop,
-    Launch,
-    Root,
-    hv_add,
-    hv_const,
-    schedule_module,
-)
+from .schedule import schedule_module
 
 MAX_PLANS = 8  # plans (buffers + kernel objects) kept per function, least recently used dropped
 _MF = None
@@ -428,7 +420,7 @@ def _f(dtype):
 
 
 def _hmul(a, b):
-    from .schedule import hv_mul
+    from .hostvals import hv_mul
 
     return hv_mul(a, b)
 
