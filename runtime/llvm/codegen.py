@@ -20,7 +20,11 @@ big enough (an estimate of its work, computed at run time from the dims) and
 ctx.nthreads > 1, the range of its first parallel axis is split into chunks
 (64-aligned) handed to the persistent thread pool of threads.py (__irc_parfor,
 parallel.py). Only the marked axes are split and no floating-point reduction
-crosses a chunk, so results do not depend on the thread count. A host loop
+crosses a chunk, so results do not depend on the thread count. A large reduce
+kernel is cut into at most REDUCE_CHUNKS chunks of a length that depends on its
+range only, whose partial results (from the combines' identities) are combined
+with the initial values in chunk order after the chunks ran on the pool: the
+same sums for any thread count, 1 included. A host loop
 (kernel = "loop") is a loop here whose body's kernels are rendered the same
 way; everything else runs inline on the calling thread. Large products are cut
 into blocks of C whose size depends on the shape only, then spread over the
@@ -33,7 +37,8 @@ Imports llvmlite, irc.ir, irc.ops and irc.passes.kernelize only.
 
 from __future__ import annotations
 
-from irc.passes.kernelize import chain, ensure_kernels
+import numpy as np
+from irc.passes.kernelize import chain, ensure_kernels, reduction_levels
 from llvmlite import ir
 
 from irc.ir.core import Block, Module, Op, OpResult, Value
@@ -147,6 +152,7 @@ class Gen:
         self.dimcache: dict = {}
         self.stridecache: dict = {}
         self.bounds: dict = {}  # loop.for op -> (lo, hi) replacing its operands (a kernel's chunk)
+        self.inits: dict = {}  # loop.for op -> initial carried values replacing its operands
         pro = fn.append_basic_block("prologue")
         self.body_bb = fn.append_basic_block("body")
         self.pro = ir.IRBuilder(pro)
@@ -347,7 +353,7 @@ def h_for(g: Gen, op):
 
 def emit_loop(g: Gen, op, lo, hi, emit_body=None):
     b = g.b
-    inits = [g.vmap[v] for v in op.operands[2:]]
+    inits = g.inits.get(op) or [g.vmap[v] for v in op.operands[2:]]
     body = op.regions[0].block
     pre = b.block
     loop_bb = g.fn.append_basic_block("loop")
@@ -425,6 +431,26 @@ def work_estimate(g: Gen, b, block: Block):
             total += WEIGHT.get(short, 1)
     c = ir.Constant(I64, total)
     return c if dyn is None else b.add(dyn, c)
+
+
+REDUCE_CHUNKS = 16  # most chunks a large reduction is cut into (their partials are combined in order)
+
+
+def reduce_identity(kind: str, dt):
+    """The identity of a reduce kernel's combine (add, max, min) in dtype dt."""
+    if kind == "add":
+        return const_of(0, dt)
+    if dt.is_float:
+        return const_of(float("-inf") if kind == "max" else float("inf"), dt)
+    if dt.is_bool:
+        return const_of(kind == "min", dt)
+    info = np.iinfo(dt.np)
+    return const_of(info.min if kind == "max" else info.max, dt)
+
+
+def partial_slot(b, parts, k):
+    """The k-th 8-byte slot of a reduction's partials."""
+    return b.gep(parts, [b.mul(k, ir.Constant(I64, 8))], source_etype=I8)
 
 
 def nest_work(g: Gen, b, loop: Op):
@@ -515,6 +541,8 @@ class FunctionGen:
         kind = o.attrs.get("kernel") if o.name == "loop.for" else None
         if kind == "map" and not _small_static(o):
             self.outline(o)
+        elif kind == "reduce" and not _small_static(o):
+            self.outline_reduce(o)
         elif kind in ("loop", "gemm"):
             emit_loop(self.g, o, self.g.vmap[o.operands[0]], self.g.vmap[o.operands[1]],
                       self.host_block)
@@ -541,14 +569,13 @@ class FunctionGen:
         g.finish_prologue()
         g.b.ret(total)
 
-    def outline(self, loop: Op):
-        """Emit a map kernel (a loop nest) as a kernel function, called on one
-        thread or with the range of its first parallel axis split over
-        ctx.nthreads threads of the pool."""
+    def kernel_function(self, loop: Op, extra: tuple = ()):
+        """The kernel function of a loop nest and its thunk for the pool:
+        i32 k(ptr dims, i64 lo, i64 hi, <free values>..., <extra>...), where the
+        free values are the buffers and computed scalars the nest uses (constants
+        and dims are rebuilt inside, so LLVM sees them). Returns (kfn, its Gen,
+        free values, parameter types, thunk, shared struct type, chunk type)."""
         mg, g = self.mg, self.g
-        split = chain(loop)[loop.attrs["grid"][0]]
-        # Constants and dims are rebuilt inside the kernel (so LLVM sees them);
-        # buffers and computed scalars are parameters.
         free = [v for v in free_values(loop)
                 if not (isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim"))]
         consts = [v for v in free_values(loop)
@@ -559,6 +586,7 @@ class FunctionGen:
         ptypes = [PTR, I64, I64]  # dims, lo, hi
         for v in free:
             ptypes.append(PTR if is_buffer(v) else LLTYPE[v.type.dtype.name])
+        ptypes += list(extra)
         kfn = ir.Function(mg.m, ir.FunctionType(I32, ptypes), kname)
         kfn.linkage = "internal"
         kfn.attributes.add("noinline")  # one copy, called by the thunk and the one-thread path
@@ -579,10 +607,6 @@ class FunctionGen:
                 kg.vmap[v] = const_of(v.op.attrs["value"], v.type.dtype)
             else:
                 kg.vmap[v] = kg.dim(v.op.attrs["dim"])
-        kg.bounds[split] = (kfn.args[1], kfn.args[2])
-        h_for(kg, loop)
-        kg.b.ret(ir.Constant(I32, 0))
-        kg.finish_prologue()
         # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
         shared_ty = ir.LiteralStructType(ptypes)
         chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
@@ -601,6 +625,19 @@ class FunctionGen:
         st = tb.call(kfn, args)
         tb.store(st, tb.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
         tb.ret(ir.Constant(PTR, None))
+        return kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty
+
+    def outline(self, loop: Op):
+        """Emit a map kernel (a loop nest) as a kernel function, called on one
+        thread or with the range of its first parallel axis split over
+        ctx.nthreads threads of the pool."""
+        g = self.g
+        split = chain(loop)[loop.attrs["grid"][0]]
+        kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty = self.kernel_function(loop)
+        kg.bounds[split] = (kfn.args[1], kfn.args[2])
+        h_for(kg, loop)
+        kg.b.ret(ir.Constant(I32, 0))
+        kg.finish_prologue()
 
         b = g.b
         lo_v, hi_v = g.vmap[split.operands[0]], g.vmap[split.operands[1]]
@@ -636,6 +673,123 @@ class FunctionGen:
         b.cbranch(ok, cont, err)
         ir.IRBuilder(err).ret(st)
         b.position_at_end(cont)
+
+    def outline_reduce(self, loop: Op):
+        """A reduce kernel: when its work is large, the range of its outer loop is
+        cut into at most REDUCE_CHUNKS chunks whose length depends on the range
+        only; each chunk's partial results start from the combines' identities,
+        the chunks run on the pool (or in turn on this thread when ctx.nthreads
+        is 1), and the partials are combined with the initial values in chunk
+        order. Results depend on the shapes, never on the thread count. Small
+        reductions run inline."""
+        g = self.g
+        b = g.b
+        work = nest_work(g, b, loop)
+        if work is None:
+            g.emit_op(loop)
+            return
+        kinds = loop.attrs["combine"]
+        levels = reduction_levels(loop)
+        inner = levels[-1].regions[0].block
+        combiners = [y.op for y in inner.terminator.operands]
+        dts = [r.type.dtype for r in loop.results]
+        nc = len(dts)
+        # kernel(dims, c0, c1, free..., partials, lo, hi, per): chunks [c0, c1)
+        kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty = self.kernel_function(
+            loop, (PTR, I64, I64, I64))
+        nf = len(free)
+        parts, lo_all, hi_all, per = kfn.args[3 + nf: 7 + nf]
+        kb = kg.b
+        pre = kb.block
+        c_bb = kg.fn.append_basic_block("chunk")
+        done_bb = kg.fn.append_basic_block("chunks_done")
+        kb.cbranch(kb.icmp_signed("<", kfn.args[1], kfn.args[2]), c_bb, done_bb)
+        kb.position_at_end(c_bb)
+        c = kb.phi(I64)
+        c.add_incoming(kfn.args[1], pre)
+        clo = kb.add(lo_all, kb.mul(c, per))
+        chi = kb.add(clo, per)
+        chi = kb.select(kb.icmp_signed(">", chi, hi_all), hi_all, chi)
+        kg.bounds[loop] = (clo, chi)
+        kg.inits[loop] = [reduce_identity(k, dt) for k, dt in zip(kinds, dts)]
+        h_for(kg, loop)
+        for k, r in enumerate(loop.results):
+            kb.store(kg.vmap[r], partial_slot(kb, parts, kb.add(kb.mul(c, ir.Constant(I64, nc)),
+                                                               ir.Constant(I64, k))))
+        c2 = kb.add(c, ir.Constant(I64, 1))
+        c.add_incoming(c2, kb.block)
+        kb.cbranch(kb.icmp_signed("<", c2, kfn.args[2]), c_bb, done_bb)
+        kb.position_at_end(done_bb)
+        kb.ret(ir.Constant(I32, 0))
+        kg.finish_prologue()
+
+        lo_v, hi_v = g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]
+        inits = [g.vmap[v] for v in loop.operands[2:]]
+        n = work.operands[0]
+        big = b.and_(b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD)),
+                     b.icmp_signed(">=", n, ir.Constant(I64, 2)))
+        par_bb = g.fn.append_basic_block("reduce_par")
+        seq_bb = g.fn.append_basic_block("reduce_seq")
+        join_bb = g.fn.append_basic_block("reduce_joined")
+        b.cbranch(big, par_bb, seq_bb)
+        # small: inline, in iteration order
+        b.position_at_end(seq_bb)
+        g.emit_op(loop)
+        seq_vals = [g.vmap[r] for r in loop.results]
+        seq_end = b.block
+        b.branch(join_bb)
+        # large: chunks
+        b.position_at_end(par_bb)
+        chunk = floordiv(b, b.add(n, ir.Constant(I64, REDUCE_CHUNKS - 1)), ir.Constant(I64, REDUCE_CHUNKS))
+        nblk = floordiv(b, b.add(n, b.sub(chunk, ir.Constant(I64, 1))), chunk)
+        partials = opaque_alloca(g.pro, ir.ArrayType(I64, REDUCE_CHUNKS * nc))
+        call_args = [g.dims_ptr, ir.Constant(I64, 0), nblk] + [g.vmap[v] for v in free]
+        call_args += [partials, lo_v, hi_v, chunk]
+        one_bb = g.fn.append_basic_block("reduce_one")
+        pool_bb = g.fn.append_basic_block("reduce_pool")
+        comb_bb = g.fn.append_basic_block("reduce_combine")
+        b.cbranch(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)), pool_bb, one_bb)
+        b.position_at_end(one_bb)
+        b.call(kfn, call_args)
+        b.branch(comb_bb)
+        b.position_at_end(pool_bb)
+        self.parallel_call(kfn, thunk, shared_ty, chunk_ty, ptypes, call_args,
+                           ir.Constant(I64, 0), nblk, nblk)
+        b.branch(comb_bb)
+        # the initial values and the partials, combined in chunk order
+        b.position_at_end(comb_bb)
+        head = b.block
+        loop_bb = g.fn.append_basic_block("reduce_partials")
+        b.branch(loop_bb)
+        b.position_at_end(loop_bb)
+        q = b.phi(I64)
+        q.add_incoming(ir.Constant(I64, 0), head)
+        accs = []
+        for v in inits:
+            a = b.phi(v.type)
+            a.add_incoming(v, head)
+            accs.append(a)
+        nexts = []
+        for k, (a, dt) in enumerate(zip(accs, dts)):
+            slot = partial_slot(b, partials, b.add(b.mul(q, ir.Constant(I64, nc)), ir.Constant(I64, k)))
+            part = b.load(slot, typ=LLTYPE[dt.name])
+            short = "add" if kinds[k] == "add" else ("maximum" if kinds[k] == "max" else "minimum")
+            if dt.is_float:
+                nexts.append(float_op(g, b, short, [a, part], dt, combiners[k]))
+            else:
+                nexts.append(int_op(g, b, short, [a, part], dt))
+        q2 = b.add(q, ir.Constant(I64, 1))
+        latch = b.block
+        q.add_incoming(q2, latch)
+        for a, v in zip(accs, nexts):
+            a.add_incoming(v, latch)
+        b.cbranch(b.icmp_signed("<", q2, nblk), loop_bb, join_bb)
+        b.position_at_end(join_bb)
+        for r, sv, pv in zip(loop.results, seq_vals, nexts):
+            phi = b.phi(sv.type)
+            phi.add_incoming(sv, seq_end)
+            phi.add_incoming(pv, latch)
+            g.vmap[r] = phi
 
     def parallel_call(self, kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo, hi, n):
         g = self.g
