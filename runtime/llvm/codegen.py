@@ -651,6 +651,12 @@ class FunctionGen:
             par = b.and_(b.and_(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)),
                                 b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD))),
                          b.icmp_signed(">=", n, ir.Constant(I64, 2)))
+            if split is not loop:
+                # an inner axis (a column sum's columns) is split only into whole
+                # 64-element pieces: narrower ones would share cache lines that
+                # every outer iteration writes, and not vectorise
+                wide = b.icmp_signed(">=", n, b.mul(g.nthreads, ir.Constant(I64, 64)))
+                par = b.and_(par, wide)
             par_bb = g.fn.append_basic_block("par")
             seq_bb = g.fn.append_basic_block("seq")
             join_bb = g.fn.append_basic_block("joined")
