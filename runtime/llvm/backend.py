@@ -91,7 +91,7 @@ def _only_functions(text: str, fn: str) -> str:
     for line in text.splitlines():
         if line.startswith("define"):
             name = line.split("@", 1)[1].split("(", 1)[0].strip('"')
-            keep = name == fn or name.startswith(fn + "__")
+            keep = name == fn or name.startswith(fn + ".")
         if keep:
             out.append(line)
             if line == "}":
