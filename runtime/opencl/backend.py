@@ -76,6 +76,11 @@ def _cl():
 _STRUCT = {np.int64: struct.Struct("<q").pack, np.int32: struct.Struct("<i").pack}
 
 
+def _bytes(a: np.ndarray) -> np.ndarray:
+    """The array as the device stores it: bool as one byte (uchar) per element."""
+    return a.view(np.uint8) if a.dtype == np.bool_ else a
+
+
 def _pack(v, npt) -> bytes:
     """The bytes of a scalar kernel argument (struct for the index types: this
     runs per launch in host loops)."""
@@ -574,8 +579,7 @@ class OpenCLBackend(CompiledBackend):
         self.global_bufs = {}
         self.stats = {"reads": 0, "writes": 0}  # shared-variable transfers (tests check residency)
         for n, arr in initial_values(self.global_types.items(), state).items():
-            t = self.global_types[n]
-            host = arr.view(np.uint8) if t.dtype.name == "bool" else arr
+            host = _bytes(arr)
             if host.nbytes:
                 self.global_bufs[n] = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=host)
             else:
@@ -678,22 +682,19 @@ class OpenCLBackend(CompiledBackend):
         t = self.global_types[name]
         out = np.empty(tuple(t.shape), t.dtype.np)
         if out.nbytes:
-            host = out.view(np.uint8) if t.dtype.name == "bool" else out
             with self.lock:
                 cl._cl._enqueue_read_buffer(
-                    self.dev.queue, self.global_bufs[name], host, 0, None, True
+                    self.dev.queue, self.global_bufs[name], _bytes(out), 0, None, True
                 )
                 self.stats["reads"] += 1
         return out
 
     def write(self, name: str, arr: np.ndarray) -> None:
         cl = _cl()
-        t = self.global_types[name]
         if arr.nbytes:
-            host = arr.view(np.uint8) if t.dtype.name == "bool" else arr
             with self.lock:
                 cl._cl._enqueue_write_buffer(
-                    self.dev.queue, self.global_bufs[name], host, 0, None, True
+                    self.dev.queue, self.global_bufs[name], _bytes(arr), 0, None, True
                 )
                 self.stats["writes"] += 1
 
@@ -712,8 +713,7 @@ class OpenCLBackend(CompiledBackend):
                 cl._cl._enqueue_write_buffer(q, self.status, self._zero, 0, None, False)
             for k, a in enumerate(arrays):
                 if a.nbytes:
-                    host = a.view(np.uint8) if a.dtype == np.bool_ else a
-                    cl._cl._enqueue_write_buffer(q, plan.in_bufs[k], host, 0, None, False)
+                    cl._cl._enqueue_write_buffer(q, plan.in_bufs[k], _bytes(a), 0, None, False)
             env = dict(plan.env)
             try:
                 self._run(plan.cmds, env, q, enqueue)
@@ -724,8 +724,7 @@ class OpenCLBackend(CompiledBackend):
             for j, shape in enumerate(plan.out_shapes):
                 o = np.empty(shape, f.out_np[j])
                 if o.nbytes:
-                    host = o.view(np.uint8) if o.dtype == np.bool_ else o
-                    cl._cl._enqueue_read_buffer(q, plan.out_bufs[j], host, 0, None, False)
+                    cl._cl._enqueue_read_buffer(q, plan.out_bufs[j], _bytes(o), 0, None, False)
                 outs.append(o)
             if f.s.has_asserts:
                 cl._cl._enqueue_read_buffer(q, self.status, self._status_host, 0, None, False)
