@@ -236,14 +236,14 @@ def cmd_dump(args) -> int:
     if args.stage not in ("tg", "opt"):
         return _dump_backend_stage(args, text)
     if args.stage == "opt":
-        printing = dict(
-            print_ir_after=args.print_ir_after,
-            print_ir_after_all=args.print_ir_after_all,
-            print_ir_after_change=args.print_ir_after_change,
-            time_passes=args.time_passes,
-            print_locs=args.print_locs,
-            out=sys.stdout,
-        )
+        printing = {
+            "print_ir_after": args.print_ir_after,
+            "print_ir_after_all": args.print_ir_after_all,
+            "print_ir_after_change": args.print_ir_after_change,
+            "time_passes": args.time_passes,
+            "print_locs": args.print_locs,
+            "out": sys.stdout,
+        }
         run_pipeline(module, **printing)
         if set(args.print_ir_after) & set(backend_pass_names()):
             # the compiled backends' passes (lower-to-loops, kernelize) on a copy
