@@ -76,7 +76,9 @@ def run_pipeline(
 def run_backend_pipeline(module: Module, **pm_options) -> Module:
     """Run BACKEND_PIPELINE over an `opt` module in place: its loop IR."""
     verify_each = pm_options.pop("verify_each", VERIFY_EACH)
-    pm = PassManager(parse_pipeline(",".join(BACKEND_PIPELINE)), verify_each=verify_each, **pm_options)
+    pm = PassManager(
+        parse_pipeline(",".join(BACKEND_PIPELINE)), verify_each=verify_each, **pm_options
+    )
     pm.run(module)
     return module
 
