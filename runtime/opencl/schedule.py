@@ -737,19 +737,12 @@ class FunctionScheduler:
         return BufRef(self.scratch_root(), hv_const(self.slots[s] * per))
 
     def match_batched_gemm(self, op: Op):
-        """A serial loop around a single mem.gemm whose offsets advance linearly
-        with the index: one batched launch."""
+        """The single batched launch of a loop the kernelize pass marked "gemm" (one
+        mem.gemm of host buffers and index arithmetic), when its offsets advance
+        linearly with the index and its scale is where the kernel can read it."""
         body = op.regions[0].block
         var = body.args[0]
-        ops = [o for o in body.ops if o.name != "loop.yield"]
-        gemms = [o for o in ops if o.name == "mem.gemm"]
-        if len(gemms) != 1 or any(
-            o.name != "mem.gemm" and not o.name.startswith("scalar.") for o in ops
-        ):
-            return None
-        g = gemms[0]
-        if any(v not in self.refs for v in g.operands[:3]):
-            return None
+        g = next(o for o in body.ops if o.name == "mem.gemm")
         if len(g.operands) > 12 and not (
             g.operands[12] in self.hostvals
             or g.operands[12] in self.slots
