@@ -430,9 +430,9 @@ class CompiledModule:
         return self._opt_ir
 
     def _lower(self) -> Module:
-        from irc.passes.lower_to_loops import lower_module
+        from irc.runtime.base import loop_ir
 
-        return lower_module(self._opt.clone())
+        return loop_ir(self._opt)
 
     def __reduce__(self):
         """Pickled as its source, defines, backend and shared values (irc/pickling.py)."""
@@ -534,15 +534,9 @@ class CompiledModule:
             self._backend.set(n, v)
 
     def _checked_value(self, name, value, where=""):
-        t = self._global(name)
-        arr = np.asarray(value)
-        if tuple(arr.shape) != tuple(t.shape):
-            raise CallError(f"{where}shared variable '{name}' is {t}; got shape {list(arr.shape)}")
-        if arr.dtype != t.dtype.np and (
-            arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, t.dtype.np, "same_kind")
-        ):
-            raise CallError(f"{where}shared variable '{name}' is {t}; got dtype {arr.dtype}")
-        return np.array(arr, dtype=t.dtype.np, order="C")
+        from irc.runtime.base import checked_value
+
+        return checked_value(name, self._global(name), value, where)
 
     # inspection -------------------------------------------------------------------
     def ir(self, fn: Optional[str] = None, after: Optional[str] = None, stage: str = "opt") -> str:

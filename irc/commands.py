@@ -222,28 +222,32 @@ def cmd_dump(args) -> int:
     from irc.frontend.ast import dump_ast
     from irc.frontend.parse import parse_source
     from irc.ir.printer import print_module, print_op
-    from irc.pipeline import pass_names, run_pipeline
+    from irc.pipeline import backend_pass_names, pass_names, run_backend_pipeline, run_pipeline
 
     text = _read(args.file)
     if args.stage == "ast":
         print(dump_ast(parse_source(text, args.file)))
         return 0
+    names = pass_names() + backend_pass_names()
     for name in args.print_ir_after:
-        if name not in pass_names():
-            raise UsageError(f"'{name}' is not a pass of the pipeline ({', '.join(pass_names())})")
+        if name not in names:
+            raise UsageError(f"'{name}' is not a pass of the pipeline ({', '.join(names)})")
     module = compile_to_ir(text, args.file, _defines(args))
     if args.stage not in ("tg", "opt"):
         return _dump_backend_stage(args, text)
     if args.stage == "opt":
-        run_pipeline(
-            module,
-            print_ir_after=args.print_ir_after,
-            print_ir_after_all=args.print_ir_after_all,
-            print_ir_after_change=args.print_ir_after_change,
-            time_passes=args.time_passes,
-            print_locs=args.print_locs,
-            out=sys.stdout,
-        )
+        printing = {
+            "print_ir_after": args.print_ir_after,
+            "print_ir_after_all": args.print_ir_after_all,
+            "print_ir_after_change": args.print_ir_after_change,
+            "time_passes": args.time_passes,
+            "print_locs": args.print_locs,
+            "out": sys.stdout,
+        }
+        run_pipeline(module, **printing)
+        if set(args.print_ir_after) & set(backend_pass_names()):
+            # the compiled backends' passes (lower-to-loops, kernelize) on a copy
+            run_backend_pipeline(module.clone(), **printing)
     if args.fn is not None:
         op = module.lookup(args.fn)
         if op is None or op.name != "func.func":

@@ -33,16 +33,21 @@ PIPELINE = [
 ]
 
 # What the compiled backends (cpu, opencl) run on the `opt` module to get loop IR:
-# runtime/*/backend.py call irc.passes.lower_to_loops.lower_module, which is
-# exactly these passes (the runtime may not import this module; the list is
-# kept here so the whole path is on one screen). The interpreter runs `opt`.
+# runtime/base.py's loop_ir runs exactly these passes (the runtime may not import
+# this module; the list is kept here so the whole path is on one screen). The
+# interpreter runs `opt`.
 BACKEND_PIPELINE = [
     "lower-to-loops",  # tg ops -> loop nests over buffers (irc/ops/lowering/)
+    "kernelize",  # which nests are map / reduce / gemm / copy / serial kernels, for every backend
 ]
 
 
 def pass_names() -> list:
     return [p.split("{")[0] for p in PIPELINE]
+
+
+def backend_pass_names() -> list:
+    return [p.split("{")[0] for p in BACKEND_PIPELINE]
 
 
 # Verify the IR after every pass: on in the test suite (tests/conftest.py) and
@@ -64,6 +69,16 @@ def run_pipeline(
             raise ValueError(f"'{until}' is not a pass of the pipeline ({', '.join(pass_names())})")
         names = names[: pass_names().index(until) + 1]
     pm = PassManager(parse_pipeline(",".join(names)), verify_each=verify_each, **pm_options)
+    pm.run(module)
+    return module
+
+
+def run_backend_pipeline(module: Module, **pm_options) -> Module:
+    """Run BACKEND_PIPELINE over an `opt` module in place: its loop IR."""
+    verify_each = pm_options.pop("verify_each", VERIFY_EACH)
+    pm = PassManager(
+        parse_pipeline(",".join(BACKEND_PIPELINE)), verify_each=verify_each, **pm_options
+    )
     pm.run(module)
     return module
 

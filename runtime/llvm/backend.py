@@ -41,13 +41,13 @@ import threading
 from types import SimpleNamespace
 
 import numpy as np
-
-from irc.ir.core import Module
-from irc.ir.dims import eval_dim
-from irc.ir.errors import CallError, CompileError
-from irc.ir.parser import parse_type
-from irc.ir.sizes import buffer_types, check_sizes
-from irc.ir.printer import print_module
+from irc.runtime.base import (
+    CompiledBackend,
+    PlanCache,
+    failure_message,
+    initial_values,
+    loop_ir,
+)
 from irc.runtime.binding import (
     CallSpec,
     bind_names,
@@ -56,6 +56,13 @@ from irc.runtime.binding import (
     spec_of_loop_function,
     spec_to_json,
 )
+
+from irc.ir.core import Module
+from irc.ir.dims import eval_dim
+from irc.ir.errors import CallError, CompileError
+from irc.ir.parser import parse_type
+from irc.ir.printer import print_module
+from irc.ir.sizes import buffer_types, check_sizes
 
 from . import jit
 from .blas import bind_blas, bind_process_symbols
@@ -70,6 +77,7 @@ _CFUNC = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctyp
 _WSFUNC = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
 
 DEFAULT_THREADS = None
+MAX_PLANS = 64  # dims keys whose output shapes and workspace size are kept per function
 
 
 def default_threads() -> int:
@@ -84,7 +92,7 @@ def _only_functions(text: str, fn: str) -> str:
     for line in text.splitlines():
         if line.startswith("define"):
             name = line.split("@", 1)[1].split("(", 1)[0].strip('"')
-            keep = name == fn or name.startswith(fn + "__")
+            keep = name == fn or name.startswith(fn + ".")
         if keep:
             out.append(line)
             if line == "}":
@@ -133,7 +141,7 @@ class _Function:
         self.last_in = [0] * self.n_in  # 0: never None (None means "in the slot")
         self.last_out = [None] * self.n_out
         self.last_key = [None]
-        self.plans: dict = {}
+        self.plans = PlanCache(MAX_PLANS)
         self.buffers = list(buffers)  # its tensor types, checked per plan: no int64 overflow
         self.ws = np.zeros(0, np.uint8)
         self.ws_addr = 0
@@ -160,8 +168,7 @@ class _Function:
         self.last_key[0] = key
         need = int(self.wsfunc(self.dims_addr))
         p = (shapes, need)
-        self.plans[key] = p
-        return p
+        return self.plans.add(key, p)
 
     def grow_workspace(self, need: int) -> int:
         try:
@@ -175,8 +182,7 @@ class _Function:
         # imported here: runtime.interp imports every op definition, which a cached load skips
         from irc.runtime.interp import InterpError
 
-        msg = self.messages[rc - 1] if 0 < rc <= len(self.messages) else f"error {rc}"
-        return InterpError(f"{self.name}: {msg}")
+        return InterpError(failure_message(self.name, self.messages, rc))
 
 
 def _empty_result(shape, dtype):
@@ -275,19 +281,14 @@ def _make_caller(backend, f: _Function, api_spec: CallSpec | None = None):
     return ns["__call__" if api_spec is not None else "call"]
 
 
-class LLVMBackend:
+class LLVMBackend(CompiledBackend):
     """The cpu backend. `module` is the optimised tg module (or a loop module)."""
 
     name = "cpu"
 
     def __init__(self, module: Module, state: dict, threads: int | None = None, cache: bool = True):
         self.lock = threading.Lock()
-        if module.attrs.get("stage") == "loops":
-            self._loop_module = module
-        else:
-            from irc.passes.lower_to_loops import lower_module
-
-            self._loop_module = lower_module(module.clone())
+        self._loop_module = loop_ir(module)
         self._loop_thunk = None
         globs = [op for op in self._loop_module.body.ops if op.name == "tg.global"]
         self._init_state([(op.attrs["sym_name"], op.attrs["type"]) for op in globs], state)
@@ -358,11 +359,7 @@ class LLVMBackend:
     def _init_state(self, globs, state):
         self.global_names = [n for n, _ in globs]
         self.global_types = dict(globs)
-        self.state = {}
-        for n, t in globs:
-            v = state.get(n)
-            arr = np.zeros(tuple(t.shape), t.dtype.np) if v is None else np.array(v, dtype=t.dtype.np, order="C")
-            self.state[n] = arr
+        self.state = initial_values(globs, state)
 
     def _link(self, obj, cache):
         # what the object calls must be bound before MCJIT resolves it; OpenBLAS
@@ -457,14 +454,9 @@ class LLVMBackend:
         """Text of a stage: "loops" (loop IR), "llvm" (optimised LLVM IR), "llvm-raw"
         (LLVM IR before optimisation) or "asm"; with `fn`, only that entry function
         (and, for LLVM stages, its kernels and helpers' definitions it calls)."""
-        if fn is not None and fn not in self.functions:
-            raise KeyError(f"no entry function '{fn}' (functions: {', '.join(self.functions)})")
+        self.check_function(fn, self.functions)
         if stage == "loops":
-            if fn is not None:
-                from irc.ir.printer import print_op
-
-                return print_op(self.loop_module.lookup(fn)) + "\n"
-            return self.loop_text
+            return self.loop_text if fn is None else self.dump_loops(fn)
         if stage in ("llvm", "llvm-raw"):
             text = "\n".join(map(str, self._llvm())) if stage == "llvm" else self.llvm_ir()
             return text if fn is None else _only_functions(text, fn)
@@ -481,22 +473,13 @@ class LLVMBackend:
         self.ctx[0] = n
 
     # -- state ------------------------------------------------------------------------------------
-    def get(self, name: str) -> np.ndarray:
+    def read(self, name: str) -> np.ndarray:
         return self.state[name].copy()
 
-    def set(self, name: str, value) -> None:
-        buf = self.state[name]
-        arr = np.asarray(value)
-        if arr.shape != buf.shape:
-            raise CallError(f"shared variable '{name}' is {self.global_types[name]}; got shape {list(arr.shape)}")
-        if arr.dtype != buf.dtype and not np.can_cast(arr.dtype, buf.dtype, "same_kind"):
-            raise CallError(f"shared variable '{name}' is {self.global_types[name]}; got dtype {arr.dtype}")
+    def write(self, name: str, arr: np.ndarray) -> None:
+        # into the array the compiled code points at
         with self.lock:
-            np.copyto(buf, arr, casting="unsafe")
+            np.copyto(self.state[name], arr, casting="unsafe")
 
-    # -- calls ------------------------------------------------------------------------------------
-    def call(self, fn_name: str, args: list, env: dict | None = None) -> list:
-        f = self.functions.get(fn_name)
-        if f is None:
-            raise CallError(f"no entry function '{fn_name}'")
+    def run(self, f, args: list, env: dict | None) -> list:
         return f.call(args, env)

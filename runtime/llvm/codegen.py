@@ -12,72 +12,68 @@ Each entry function `f` of the loop module becomes
   ctx:  {i64 nthreads};
   returns 0, or k > 0 when the k-th loop.assert of f (pre-order) failed.
 
-Each top-level parallel loop nest is outlined into its own (noinline) kernel
-whose buffer pointers are `noalias` (unless two of them share storage and one
-is written), so the vectoriser needs no run-time alias checks. When the nest
-is big enough (an estimate of its work, computed at run time from the dims) and
-ctx.nthreads > 1, its outer range is split into chunks (64-aligned) handed to
-the persistent thread pool of threads.py (__irc_parfor). Only loops whose
-iterations are independent are split and no floating-point reduction crosses a
-chunk, so results do not depend on the thread count. Large products are cut
+The kernels are the kernelize pass's (passes/kernelize.py), the same for every
+backend. A map kernel is outlined into its own (noinline) kernel function whose
+buffer pointers are `noalias` (unless two of them share storage and one is
+written), so the vectoriser needs no run-time alias checks. When the nest is
+big enough (an estimate of its work, computed at run time from the dims) and
+ctx.nthreads > 1, the range of its first parallel axis is split into chunks
+(64-aligned) handed to the persistent thread pool of threads.py (__irc_parfor,
+parallel.py). Only the marked axes are split and no floating-point reduction
+crosses a chunk, so results do not depend on the thread count. A large reduce
+kernel is cut into at most REDUCE_CHUNKS chunks of a length that depends on its
+range only, whose partial results (from the combines' identities) are combined
+with the initial values in chunk order after the chunks ran on the pool: the
+same sums for any thread count, 1 included. A host loop
+(kernel = "loop") is a loop here whose body's kernels are rendered the same
+way; everything else runs inline on the calling thread. Large products are cut
 into blocks of C whose size depends on the shape only, then spread over the
-pool (__irc_gemm_<dtype>), for the same reason.
+pool (parallel.py), for the same reason.
 
-Scalar ops map to builder calls through the tables below (SCALAR_FLOAT, ...);
-the transcendental functions come from transcendentals.py. mem.gemm calls
-scipy_cblas_sgemm / scipy_cblas_dgemm (bound by blas.py); irc_pool_run comes
-from threads.py.
-Imports llvmlite and irc.ir / irc.ops only.
+Scalar ops are scalar.py's; mem.gemm calls scipy_cblas_sgemm / scipy_cblas_dgemm
+(bound by blas.py); irc_pool_run comes from threads.py.
+Imports llvmlite, irc.ir, irc.ops and irc.passes.kernelize only.
 """
 
 from __future__ import annotations
 
-
-
+import numpy as np
+from irc.passes.kernelize import chain, ensure_kernels, reduction_levels
 from llvmlite import ir
 
 from irc.ir.core import Block, Module, Op, OpResult, Value
 from irc.ir.dims import dim_tree
-from irc.ir.types import DType
 from irc.ops.loop import free_values, storage_root, written_buffers
-from . import transcendentals as tr
 
-I1 = ir.IntType(1)
-I8 = ir.IntType(8)
-I32 = ir.IntType(32)
-I64 = ir.IntType(64)
-F32 = ir.FloatType()
-F64 = ir.DoubleType()
-PTR = ir.PointerType()
-VOID = ir.VoidType()
+from .parallel import h_gemm, opaque_alloca, parfor_helper
+from .scalar import (
+    ALIGN,
+    FCMP,
+    I1,
+    I8,
+    I32,
+    I64,
+    ICMP,
+    LLTYPE,
+    MEMTYPE,
+    PTR,
+    SIZE,
+    VOID,
+    WEIGHT,
+    CodegenError,
+    cast,
+    const_of,
+    dtype_name,
+    float_op,
+    floordiv,
+    int_op,
+)
 
-LLTYPE = {"f32": F32, "f64": F64, "i32": I32, "i64": I64, "bool": I1}
-MEMTYPE = {"f32": F32, "f64": F64, "i32": I32, "i64": I64, "bool": I8}
-SIZE = {"f32": 4, "f64": 8, "i32": 4, "i64": 8, "bool": 1}
-ALIGN = 64
-MAX_THREADS = 16
 # Work (elements x op weight) below which a loop nest stays on one thread:
 # handing chunks to the (spinning) pool of threads.py costs about a microsecond.
 PAR_THRESHOLD = 1 << 15
 
 BUFFER_OPS = {"mem.alloc", "mem.global", "mem.constant", "mem.view", "mem.subview"}
-
-# Binary float ops: loop op -> IRBuilder method.
-SCALAR_FLOAT = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
-SCALAR_INT = {"add": "add", "sub": "sub", "mul": "mul", "and": "and_", "or": "or_"}
-FCMP = {"lt": ("<", "o"), "le": ("<=", "o"), "gt": (">", "o"), "ge": (">=", "o"), "eq": ("==", "o"),
-        "ne": ("!=", "u")}
-ICMP = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
-WEIGHT = {"exp": 12, "log": 14, "log1p": 18, "tanh": 16, "pow": 40,
-          "sin": 30, "cos": 30, "div": 4, "sqrt": 4}
-
-
-def dtype_name(t) -> str:
-    return t.dtype.name
-
-
-class CodegenError(Exception):
-    pass
 
 
 def is_buffer(v: Value) -> bool:
@@ -155,6 +151,8 @@ class Gen:
         self.vmap: dict = {}
         self.dimcache: dict = {}
         self.stridecache: dict = {}
+        self.bounds: dict = {}  # loop.for op -> (lo, hi) replacing its operands (a kernel's chunk)
+        self.inits: dict = {}  # loop.for op -> initial carried values replacing its operands
         pro = fn.append_basic_block("prologue")
         self.body_bb = fn.append_basic_block("body")
         self.pro = ir.IRBuilder(pro)
@@ -295,176 +293,6 @@ class Gen:
         return int_op(self, b, short, args, rt)
 
 
-def const_of(value, dt: DType):
-    if dt.is_float:
-        return ir.Constant(LLTYPE[dt.name], float(value))
-    if dt.is_bool:
-        return ir.Constant(I1, int(bool(value)))
-    return ir.Constant(LLTYPE[dt.name], int(value))
-
-
-def _intr(b, name, ty, args):
-    return tr._intr(b, name, ty, args)
-
-
-def float_op(g: Gen, b, short, args, rt, op):
-    ty = LLTYPE[rt.name]
-    if short in SCALAR_FLOAT:
-        v = getattr(b, SCALAR_FLOAT[short])(*args)
-        if op.attrs.get("reassoc"):
-            v.flags.append("reassoc")
-        return v
-    if short == "neg":
-        return b.fneg(args[0])
-    if short == "abs":
-        return _intr(b, "fabs", ty, args)
-    if short == "sqrt":
-        return _intr(b, "sqrt", ty, args)
-    if short == "square":
-        return b.fmul(args[0], args[0])
-    if short == "maximum":
-        return _intr(b, "maximum", ty, args)
-    if short == "minimum":
-        return _intr(b, "minimum", ty, args)
-    if short == "sign":
-        x = args[0]
-        one, zero = ir.Constant(ty, 1.0), ir.Constant(ty, 0.0)
-        r = b.select(b.fcmp_ordered(">", x, zero), one, b.select(b.fcmp_ordered("<", x, zero),
-                                                                ir.Constant(ty, -1.0), b.fmul(x, zero)))
-        return b.select(b.fcmp_unordered("uno", x, x), x, r)
-    if short in ("sin", "cos"):
-        return _intr(b, short, ty, args)
-    f = tr.UNARY.get((short, rt.name))
-    if f is not None:
-        return f(b, args[0])
-    f = tr.BINARY.get((short, rt.name))
-    if f is not None:
-        return f(b, *args)
-    raise CodegenError(f"no float code for scalar.{short}")
-
-
-def int_op(g: Gen, b, short, args, rt):
-    ty = LLTYPE[rt.name]
-    if rt.is_bool:
-        x = args[0]
-        if short in ("and", "mul", "minimum"):
-            return b.and_(*args)
-        if short in ("or", "add", "maximum"):
-            return b.or_(*args)
-        if short == "not":
-            return b.not_(x)
-        if short in ("abs", "square", "sign"):
-            return x
-        if short == "ne":
-            return b.xor(*args)
-        raise CodegenError(f"no bool code for scalar.{short}")
-    if short in SCALAR_INT:
-        return getattr(b, SCALAR_INT[short])(*args)
-    x = args[0]
-    zero = ir.Constant(ty, 0)
-    if short == "neg":
-        return b.sub(zero, x)
-    if short == "not":
-        return b.not_(x)
-    if short == "abs":
-        return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x)
-    if short == "square":
-        return b.mul(x, x)
-    if short == "maximum":
-        return b.select(b.icmp_signed(">", args[0], args[1]), args[0], args[1])
-    if short == "minimum":
-        return b.select(b.icmp_signed("<", args[0], args[1]), args[0], args[1])
-    if short == "sign":
-        return b.sub(b.zext(b.icmp_signed(">", x, zero), ty), b.zext(b.icmp_signed("<", x, zero), ty))
-    if short == "floordiv":
-        return floordiv(b, *args)
-    if short == "mod":
-        q = floordiv(b, *args)
-        return b.sub(args[0], b.mul(q, args[1]))
-    if short == "pow":
-        return int_pow(g, b, args[0], args[1], ty)
-    if short == "div":
-        return floordiv(b, *args)
-    raise CodegenError(f"no integer code for scalar.{short}")
-
-
-def floordiv(b, x, y):
-    """Python's floor division for signed integers (y != 0)."""
-    ty = x.type
-    q = b.sdiv(x, y)
-    r = b.srem(x, y)
-    zero = ir.Constant(ty, 0)
-    adj = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("!=", b.icmp_signed("<", r, zero),
-                                                               b.icmp_signed("<", y, zero)))
-    return b.sub(q, b.zext(adj, ty))
-
-
-def int_pow(g: Gen, b, x, y, ty):
-    """x ** y for integers by squaring; y < 0 gives 0 except for x = +-1 (C-like)."""
-    fn = g.mg.m.globals.get(f"__irc_ipow_{ty}")
-    if fn is None:
-        fn = ir.Function(g.mg.m, ir.FunctionType(ty, [ty, ty]), f"__irc_ipow_{ty}")
-        fn.linkage = "internal"
-        e = fn.append_basic_block("e")
-        loop = fn.append_basic_block("loop")
-        done = fn.append_basic_block("done")
-        bb = ir.IRBuilder(e)
-        a0, n0 = fn.args
-        one, zero = ir.Constant(ty, 1), ir.Constant(ty, 0)
-        bb.cbranch(bb.icmp_signed(">", n0, zero), loop, done)
-        bl = ir.IRBuilder(loop)
-        acc = bl.phi(ty)
-        base = bl.phi(ty)
-        n = bl.phi(ty)
-        acc.add_incoming(one, e)
-        base.add_incoming(a0, e)
-        n.add_incoming(n0, e)
-        odd = bl.icmp_signed("!=", bl.and_(n, one), zero)
-        acc2 = bl.select(odd, bl.mul(acc, base), acc)
-        base2 = bl.mul(base, base)
-        n2 = bl.ashr(n, one)
-        acc.add_incoming(acc2, loop)
-        base.add_incoming(base2, loop)
-        n.add_incoming(n2, loop)
-        bl.cbranch(bl.icmp_signed(">", n2, zero), loop, done)
-        bd = ir.IRBuilder(done)
-        res = bd.phi(ty)
-        # negative exponents: 1 for x == 1, +-1 for x == -1, else 0
-        bb.position_before(bb.block.terminator)
-        neg = bb.select(bb.icmp_signed("==", a0, one), one,
-                        bb.select(bb.icmp_signed("==", a0, ir.Constant(ty, -1)),
-                                  bb.select(bb.icmp_signed("==", bb.and_(n0, one), zero), one, ir.Constant(ty, -1)),
-                                  zero))
-        res.add_incoming(bb.select(bb.icmp_signed("==", n0, zero), one, neg), e)
-        res.add_incoming(acc2, loop)
-        bd.ret(res)
-    return b.call(fn, [x, y])
-
-
-def cast(b, x, src: DType, dst: DType):
-    if src == dst:
-        return x
-    st, dt = LLTYPE[src.name], LLTYPE[dst.name]
-    if dst.is_bool:
-        if src.is_float:
-            return b.fcmp_unordered("une", x, ir.Constant(st, 0.0))
-        return b.icmp_signed("!=", x, ir.Constant(st, 0))
-    if src.is_bool:
-        return b.uitofp(x, dt) if dst.is_float else b.zext(x, dt)
-    if src.is_float and dst.is_float:
-        return b.fpext(x, dt) if dst.bits > src.bits else b.fptrunc(x, dt)
-    if src.is_float:
-        nm = f"llvm.fptosi.sat.{dt}.{'f32' if src.name == 'f32' else 'f64'}"
-        fn = b.module.globals.get(nm)
-        if fn is None:
-            fn = ir.Function(b.module, ir.FunctionType(dt, [st]), nm)
-        return b.call(fn, [x])
-    if dst.is_float:
-        return b.sitofp(x, dt)
-    if dst.bits > src.bits:
-        return b.sext(x, dt)
-    return b.trunc(x, dt)
-
 
 # -- op handlers -----------------------------------------------------------------------------------
 
@@ -511,231 +339,6 @@ def h_copy(g: Gen, op):
     g.b.call(fn, [g.vmap[dst], g.vmap[src], nbytes, ir.Constant(I1, 0)])
 
 
-GEMM_PAR_THRESHOLD = 1 << 18  # multiply-adds below which a product stays on one thread
-
-
-def _gemm_fn(g: Gen, dn):
-    ty = LLTYPE[dn]
-    name = "scipy_cblas_sgemm" if dn == "f32" else "scipy_cblas_dgemm"
-    return g.mg.decl(name, VOID, [I32, I32, I32, I32, I32, I32, ty, PTR, I32, PTR, I32, ty, PTR, I32])
-
-
-def _gemm_args_type(dn):
-    ty = LLTYPE[dn]
-    # ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
-    return ir.LiteralStructType([I32, I32, I32, I32, I32, ty, PTR, I32, PTR, I32, ty, PTR, I32])
-
-
-def _gemm_thunk(g: Gen, dn):
-    """void* thunk(ptr args): one BLAS call from a packed argument struct."""
-    name = f"__irc_gemm_thunk_{dn}"
-    fn = g.mg.m.globals.get(name)
-    if fn is None:
-        st = _gemm_args_type(dn)
-        fn = ir.Function(g.mg.m, ir.FunctionType(PTR, [PTR]), name)
-        fn.linkage = "internal"
-        tb = ir.IRBuilder(fn.append_basic_block("e"))
-        z = ir.Constant(I32, 0)
-        vals = [tb.load(tb.gep(fn.args[0], [z, ir.Constant(I32, k)], source_etype=st), typ=t)
-                for k, t in enumerate(st.elements)]
-        tb.call(_gemm_fn(g, dn), [ir.Constant(I32, 101)] + vals)
-        tb.ret(ir.Constant(PTR, None))
-    return fn
-
-
-def h_gemm(g: Gen, op):
-    A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc = op.operands[:12]
-    dn = dtype_name(C.type)
-    ty = LLTYPE[dn]
-    fn = _gemm_fn(g, dn)
-    b = g.b
-
-    def i32(v):
-        return b.trunc(g.vmap[v], I32)
-
-    def at(buf, off):
-        return b.gep(g.vmap[buf], [g.vmap[off]], inbounds=True, source_etype=ty)
-
-    trans_a, trans_b = bool(op.attrs.get("trans_a")), bool(op.attrs.get("trans_b"))
-    ta = ir.Constant(I32, 112 if trans_a else 111)
-    tb = ir.Constant(I32, 112 if trans_b else 111)
-    beta_v = float(op.attrs.get("beta", 0.0))
-    beta = ir.Constant(ty, beta_v)
-    alpha = ir.Constant(ty, float(op.attrs.get("alpha", 1.0)))
-    if len(op.operands) > 12:  # a run-time factor of alpha
-        alpha = b.fmul(alpha, g.vmap[op.operands[12]])
-    # BLAS wants ld >= max(1, cols); a zero-sized product has nothing to do.
-    nonempty = b.and_(b.icmp_signed(">", g.vmap[M], ir.Constant(I64, 0)),
-                      b.icmp_signed(">", g.vmap[N], ir.Constant(I64, 0)))
-
-    def ld(v):
-        return b.select(b.icmp_signed("<", i32(v), ir.Constant(I32, 1)), ir.Constant(I32, 1), i32(v))
-
-    with b.if_then(nonempty):
-        kpos = b.icmp_signed(">", g.vmap[K], ir.Constant(I64, 0))
-        with b.if_else(kpos) as (then, other):
-            with then:
-                args = [ta, tb, i32(M), i32(N), i32(K), alpha, at(A, oa), ld(lda), at(B, ob), ld(ldb), beta,
-                        at(C, oc), ld(ldc)]
-                if getattr(g, "nthreads", None) is None:
-                    b.call(fn, [ir.Constant(I32, 101)] + args)
-                else:
-                    b.call(_gemm_helper(g.mg, dn), [g.nthreads] + args)
-            with other:
-                if beta_v == 0.0:
-                    # K == 0: C = 0 (rows are contiguous: ldc == N in our lowering)
-                    z = g.mg.decl("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
-                    nb = b.mul(b.mul(g.vmap[M], g.vmap[N]), ir.Constant(I64, SIZE[dn]))
-                    b.call(z, [at(C, oc), ir.Constant(I8, 0), nb, ir.Constant(I1, 0)])
-
-
-class _FnCtx:
-    """The little of Gen that helper-function builders need."""
-
-    def __init__(self, mg, fn):
-        self.mg = mg
-        self.fn = fn
-
-
-GEMM_BLOCK = 64  # rows (or columns) of C per BLAS call when a product is split
-
-
-def _gemm_range_thunk(mg: ModuleGen, dn):
-    """void* thunk(ptr r), r = {ptr blocks, i64 first, i64 last}: the BLAS calls of
-    blocks [first, last), one after the other."""
-    name = f"__irc_gemm_range_{dn}"
-    fn = mg.m.globals.get(name)
-    if fn is not None:
-        return fn
-    st = _gemm_args_type(dn)
-    rt = ir.LiteralStructType([PTR, I64, I64])
-    fn = ir.Function(mg.m, ir.FunctionType(PTR, [PTR]), name)
-    fn.linkage = "internal"
-    e = fn.append_basic_block("e")
-    loop = fn.append_basic_block("loop")
-    done = fn.append_basic_block("done")
-    b = ir.IRBuilder(e)
-    z = ir.Constant(I32, 0)
-    r = fn.args[0]
-    blocks = b.load(b.gep(r, [z, z], source_etype=rt), typ=PTR)
-    first = b.load(b.gep(r, [z, ir.Constant(I32, 1)], source_etype=rt), typ=I64)
-    last = b.load(b.gep(r, [z, ir.Constant(I32, 2)], source_etype=rt), typ=I64)
-    b.cbranch(b.icmp_signed("<", first, last), loop, done)
-    b.position_at_end(loop)
-    k = b.phi(I64)
-    k.add_incoming(first, e)
-    b.call(_gemm_thunk(_FnCtx(mg, fn), dn), [b.gep(blocks, [k], source_etype=st)])
-    k2 = b.add(k, ir.Constant(I64, 1))
-    k.add_incoming(k2, loop)
-    b.cbranch(b.icmp_signed("<", k2, last), loop, done)
-    b.position_at_end(done)
-    b.ret(ir.Constant(PTR, None))
-    return fn
-
-
-def _gemm_helper(mg: ModuleGen, dn):
-    """void __irc_gemm_<dn>(i64 nthreads, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc).
-
-    A product of at least GEMM_PAR_THRESHOLD multiply-adds is cut into blocks of
-    GEMM_BLOCK rows of C (columns when C is wider than tall; at most MAX_THREADS
-    blocks), one BLAS call each over the whole K. The blocks depend only on the
-    shape, never on the thread count, so neither do the results; threads (ctx)
-    take contiguous runs of blocks. OpenBLAS itself runs single-threaded."""
-    name = f"__irc_gemm_{dn}"
-    fn = mg.m.globals.get(name)
-    if fn is not None:
-        return fn
-    ty = LLTYPE[dn]
-    st = _gemm_args_type(dn)
-    fn = ir.Function(mg.m, ir.FunctionType(VOID, [I64] + list(st.elements)), name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    g = _FnCtx(mg, fn)
-    b = ir.IRBuilder(fn.append_basic_block("e"))
-    nthreads = fn.args[0]
-    args = list(fn.args[1:])
-    ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc = args
-    blas = _gemm_fn(g, dn)
-    M64, N64, K64 = (b.sext(v, I64) for v in (M, N, K))
-    rows = b.icmp_signed(">=", M64, N64)
-    dim = b.select(rows, M64, N64)
-    work = b.mul(b.mul(M64, N64), K64)
-    # block size: GEMM_BLOCK, or larger (16-aligned) to keep at most MAX_THREADS blocks
-    per = floordiv(b, b.add(dim, ir.Constant(I64, MAX_THREADS - 1)), ir.Constant(I64, MAX_THREADS))
-    per = b.and_(b.add(per, ir.Constant(I64, 15)), ir.Constant(I64, -16))
-    per = b.select(b.icmp_signed("<", per, ir.Constant(I64, GEMM_BLOCK)), ir.Constant(I64, GEMM_BLOCK), per)
-    nblk = floordiv(b, b.add(dim, b.sub(per, ir.Constant(I64, 1))), per)
-    split = b.and_(b.icmp_signed(">=", work, ir.Constant(I64, GEMM_PAR_THRESHOLD)),
-                   b.icmp_signed(">", nblk, ir.Constant(I64, 1)))
-    one_bb = fn.append_basic_block("one")
-    split_bb = fn.append_basic_block("split")
-    b.cbranch(split, split_bb, one_bb)
-    ob = ir.IRBuilder(one_bb)
-    ob.call(blas, [ir.Constant(I32, 101)] + args)
-    ob.ret_void()
-    b.position_at_end(split_bb)
-    arr_t = ir.ArrayType(st, MAX_THREADS)
-    rt = ir.LiteralStructType([PTR, I64, I64])
-    rarr_t = ir.ArrayType(rt, MAX_THREADS)
-    blocks = opaque_alloca(b, arr_t)
-    ranges = opaque_alloca(b, rarr_t)
-    trans_a = b.icmp_signed("==", ta, ir.Constant(I32, 112))
-    trans_b = b.icmp_signed("==", tb, ir.Constant(I32, 112))
-    z = ir.Constant(I32, 0)
-    lda64, ldb64, ldc64 = (b.sext(v, I64) for v in (lda, ldb, ldc))
-    # 1. the blocks
-    pre = b.block
-    loop = fn.append_basic_block("blocks")
-    after = fn.append_basic_block("blocked")
-    b.branch(loop)
-    b.position_at_end(loop)
-    t = b.phi(I64)
-    t.add_incoming(ir.Constant(I64, 0), pre)
-    lo = b.mul(t, per)
-    hi = b.add(lo, per)
-    hi = b.select(b.icmp_signed(">", hi, dim), dim, hi)
-    cnt = b.trunc(b.sub(hi, lo), I32)
-    a_off = b.select(rows, b.select(trans_a, lo, b.mul(lo, lda64)), ir.Constant(I64, 0))
-    b_off = b.select(rows, ir.Constant(I64, 0), b.select(trans_b, b.mul(lo, ldb64), lo))
-    c_off = b.select(rows, b.mul(lo, ldc64), lo)
-    vals = [ta, tb, b.select(rows, cnt, M), b.select(rows, N, cnt), K, alpha,
-            b.gep(A, [a_off], source_etype=ty), lda, b.gep(B, [b_off], source_etype=ty), ldb, beta,
-            b.gep(C, [c_off], source_etype=ty), ldc]
-    p = b.gep(blocks, [ir.Constant(I64, 0), t], source_etype=arr_t)
-    for k, v in enumerate(vals):
-        b.store(v, b.gep(p, [z, ir.Constant(I32, k)], source_etype=st))
-    t2 = b.add(t, ir.Constant(I64, 1))
-    t.add_incoming(t2, loop)
-    b.cbranch(b.icmp_signed("<", t2, nblk), loop, after)
-    b.position_at_end(after)
-    # 2. contiguous runs of blocks per thread; run 0 here
-    nt = b.select(b.icmp_signed(">", nthreads, nblk), nblk, nthreads)
-    nt = b.select(b.icmp_signed("<", nt, ir.Constant(I64, 1)), ir.Constant(I64, 1), nt)
-    rthunk = _gemm_range_thunk(mg, dn)
-
-    def rng(t):
-        return b.gep(ranges, [ir.Constant(I64, 0), t], source_etype=rarr_t)
-
-    pre = b.block
-    fill = fn.append_basic_block("ranges")
-    filled = fn.append_basic_block("filled")
-    b.branch(fill)
-    b.position_at_end(fill)
-    t = b.phi(I64)
-    t.add_incoming(ir.Constant(I64, 0), pre)
-    r = rng(t)
-    b.store(blocks, b.gep(r, [z, z], source_etype=rt))
-    b.store(floordiv(b, b.mul(t, nblk), nt), b.gep(r, [z, ir.Constant(I32, 1)], source_etype=rt))
-    b.store(floordiv(b, b.mul(b.add(t, ir.Constant(I64, 1)), nblk), nt),
-            b.gep(r, [z, ir.Constant(I32, 2)], source_etype=rt))
-    t2 = b.add(t, ir.Constant(I64, 1))
-    t.add_incoming(t2, b.block)
-    b.cbranch(b.icmp_signed("<", t2, nt), fill, filled)
-    b.position_at_end(filled)
-    b.call(_pool_run(mg), [rthunk, ranges, _sizeof(b, rt), nt])
-    b.ret_void()
-    return fn
-
 
 def h_assert(g: Gen, op):
     msg = op.attrs.get("message", "assertion failed")
@@ -747,12 +350,13 @@ def h_assert(g: Gen, op):
 
 
 def h_for(g: Gen, op):
-    emit_loop(g, op, g.vmap[op.operands[0]], g.vmap[op.operands[1]])
+    lo, hi = g.bounds.get(op) or (g.vmap[op.operands[0]], g.vmap[op.operands[1]])
+    emit_loop(g, op, lo, hi)
 
 
-def emit_loop(g: Gen, op, lo, hi):
+def emit_loop(g: Gen, op, lo, hi, emit_body=None):
     b = g.b
-    inits = [g.vmap[v] for v in op.operands[2:]]
+    inits = g.inits.get(op) or [g.vmap[v] for v in op.operands[2:]]
     body = op.regions[0].block
     pre = b.block
     loop_bb = g.fn.append_basic_block("loop")
@@ -768,7 +372,7 @@ def emit_loop(g: Gen, op, lo, hi):
         phis.append(p)
         g.vmap[a] = p
     g.vmap[body.args[0]] = i
-    nexts = g.emit_block(body)
+    nexts = (emit_body or g.emit_block)(body)
     latch = b.block
     n = b.add(i, ir.Constant(I64, 1), flags=["nsw"])
     i.add_incoming(n, latch)
@@ -830,6 +434,35 @@ def work_estimate(g: Gen, b, block: Block):
             total += WEIGHT.get(short, 1)
     c = ir.Constant(I64, total)
     return c if dyn is None else b.add(dyn, c)
+
+
+REDUCE_CHUNKS = 16  # most chunks a large reduction is cut into (their partials are combined in order)
+
+
+def reduce_identity(kind: str, dt):
+    """The identity of a reduce kernel's combine (add, max, min) in dtype dt."""
+    if kind == "add":
+        return const_of(0, dt)
+    if dt.is_float:
+        return const_of(float("-inf") if kind == "max" else float("inf"), dt)
+    if dt.is_bool:
+        return const_of(kind == "min", dt)
+    info = np.iinfo(dt.np)
+    return const_of(info.min if kind == "max" else info.max, dt)
+
+
+def partial_slot(b, parts, k):
+    """The k-th 8-byte slot of a reduction's partials."""
+    return b.gep(parts, [b.mul(k, ir.Constant(I64, 8))], source_etype=I8)
+
+
+def nest_work(g: Gen, b, loop: Op):
+    """An i64 estimate of the work of a loop nest, or None (see work_estimate)."""
+    lo, hi = loop.operands[:2]
+    if lo not in g.vmap or hi not in g.vmap:
+        return None
+    inner = work_estimate(g, b, loop.regions[0].block)
+    return None if inner is None else b.mul(b.sub(g.vmap[hi], g.vmap[lo]), inner)
 
 
 def _static_trips(op: Op):
@@ -898,13 +531,33 @@ class FunctionGen:
             if o.name == "func.return":
                 g.b.ret(ir.Constant(I32, 0))
                 break
-            if o.name == "loop.for" and o.attrs.get("parallel") and not _small_static(o):
-                self.outline(o)
-            else:
-                g.emit_op(o)
+            self.host_op(o)
         g.finish_prologue()
         self.ws_size_fn(name, body)
         return FunctionInfo(name, op, messages)
+
+    def host_op(self, o: Op):
+        """Render one host-level op as the kernelize pass marked it: a map is an
+        outlined kernel split over the threads, a host loop (or a batch of
+        products) a loop whose body is rendered the same way; the rest runs
+        inline on this thread."""
+        kind = o.attrs.get("kernel") if o.name == "loop.for" else None
+        if kind == "map" and not _small_static(o):
+            self.outline(o)
+        elif kind == "reduce" and not _small_static(o):
+            self.outline_reduce(o)
+        elif kind in ("loop", "gemm"):
+            emit_loop(self.g, o, self.g.vmap[o.operands[0]], self.g.vmap[o.operands[1]],
+                      self.host_block)
+        else:
+            self.g.emit_op(o)
+
+    def host_block(self, block: Block):
+        for o in block.ops:
+            if o.name == "loop.yield":
+                return [self.g.vmap[v] for v in o.operands]
+            self.host_op(o)
+        return []
 
     def ws_size_fn(self, name, body):
         """i64 @"<name>.ws"(ptr dims): the workspace size in bytes."""
@@ -919,12 +572,13 @@ class FunctionGen:
         g.finish_prologue()
         g.b.ret(total)
 
-    def outline(self, loop: Op):
-        """Emit a top-level parallel loop nest as a kernel function, called on
-        one thread or split over ctx.nthreads threads of the pool."""
+    def kernel_function(self, loop: Op, extra: tuple = ()):
+        """The kernel function of a loop nest and its thunk for the pool:
+        i32 k(ptr dims, i64 lo, i64 hi, <free values>..., <extra>...), where the
+        free values are the buffers and computed scalars the nest uses (constants
+        and dims are rebuilt inside, so LLVM sees them). Returns (kfn, its Gen,
+        free values, parameter types, thunk, shared struct type, chunk type)."""
         mg, g = self.mg, self.g
-        # Constants and dims are rebuilt inside the kernel (so LLVM sees them);
-        # buffers and computed scalars are parameters.
         free = [v for v in free_values(loop)
                 if not (isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim"))]
         consts = [v for v in free_values(loop)
@@ -935,6 +589,7 @@ class FunctionGen:
         ptypes = [PTR, I64, I64]  # dims, lo, hi
         for v in free:
             ptypes.append(PTR if is_buffer(v) else LLTYPE[v.type.dtype.name])
+        ptypes += list(extra)
         kfn = ir.Function(mg.m, ir.FunctionType(I32, ptypes), kname)
         kfn.linkage = "internal"
         kfn.attributes.add("noinline")  # one copy, called by the thunk and the one-thread path
@@ -955,9 +610,6 @@ class FunctionGen:
                 kg.vmap[v] = const_of(v.op.attrs["value"], v.type.dtype)
             else:
                 kg.vmap[v] = kg.dim(v.op.attrs["dim"])
-        emit_loop(kg, loop, kfn.args[1], kfn.args[2])
-        kg.b.ret(ir.Constant(I32, 0))
-        kg.finish_prologue()
         # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
         shared_ty = ir.LiteralStructType(ptypes)
         chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
@@ -976,21 +628,38 @@ class FunctionGen:
         st = tb.call(kfn, args)
         tb.store(st, tb.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
         tb.ret(ir.Constant(PTR, None))
+        return kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty
+
+    def outline(self, loop: Op):
+        """Emit a map kernel (a loop nest) as a kernel function, called on one
+        thread or with the range of its first parallel axis split over
+        ctx.nthreads threads of the pool."""
+        g = self.g
+        split = chain(loop)[loop.attrs["grid"][0]]
+        kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty = self.kernel_function(loop)
+        kg.bounds[split] = (kfn.args[1], kfn.args[2])
+        h_for(kg, loop)
+        kg.b.ret(ir.Constant(I32, 0))
+        kg.finish_prologue()
 
         b = g.b
-        lo_v, hi_v = g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]
+        lo_v, hi_v = g.vmap[split.operands[0]], g.vmap[split.operands[1]]
         call_args = [g.dims_ptr, lo_v, hi_v] + [g.vmap[v] for v in free]
         # A run-time work estimate decides between one thread and several.
-        est = work_estimate(g, b, loop.regions[0].block)
-        if est is None:
+        work = nest_work(g, b, loop)
+        if work is None:
             st = b.call(kfn, call_args)
         else:
-            n = b.sub(hi_v, lo_v)
-            work = b.mul(n, est)
+            n = work.operands[0] if split is loop else b.sub(hi_v, lo_v)
             par = b.and_(b.and_(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)),
                                 b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD))),
                          b.icmp_signed(">=", n, ir.Constant(I64, 2)))
-            cur = b.block
+            if split is not loop:
+                # an inner axis (a column sum's columns) is split only into whole
+                # 64-element pieces: narrower ones would share cache lines that
+                # every outer iteration writes, and not vectorise
+                wide = b.icmp_signed(">=", n, b.mul(g.nthreads, ir.Constant(I64, 64)))
+                par = b.and_(par, wide)
             par_bb = g.fn.append_basic_block("par")
             seq_bb = g.fn.append_basic_block("seq")
             join_bb = g.fn.append_basic_block("joined")
@@ -1014,6 +683,123 @@ class FunctionGen:
         ir.IRBuilder(err).ret(st)
         b.position_at_end(cont)
 
+    def outline_reduce(self, loop: Op):
+        """A reduce kernel: when its work is large, the range of its outer loop is
+        cut into at most REDUCE_CHUNKS chunks whose length depends on the range
+        only; each chunk's partial results start from the combines' identities,
+        the chunks run on the pool (or in turn on this thread when ctx.nthreads
+        is 1), and the partials are combined with the initial values in chunk
+        order. Results depend on the shapes, never on the thread count. Small
+        reductions run inline."""
+        g = self.g
+        b = g.b
+        work = nest_work(g, b, loop)
+        if work is None:
+            g.emit_op(loop)
+            return
+        kinds = loop.attrs["combine"]
+        levels = reduction_levels(loop)
+        inner = levels[-1].regions[0].block
+        combiners = [y.op for y in inner.terminator.operands]
+        dts = [r.type.dtype for r in loop.results]
+        nc = len(dts)
+        # kernel(dims, c0, c1, free..., partials, lo, hi, per): chunks [c0, c1)
+        kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty = self.kernel_function(
+            loop, (PTR, I64, I64, I64))
+        nf = len(free)
+        parts, lo_all, hi_all, per = kfn.args[3 + nf: 7 + nf]
+        kb = kg.b
+        pre = kb.block
+        c_bb = kg.fn.append_basic_block("chunk")
+        done_bb = kg.fn.append_basic_block("chunks_done")
+        kb.cbranch(kb.icmp_signed("<", kfn.args[1], kfn.args[2]), c_bb, done_bb)
+        kb.position_at_end(c_bb)
+        c = kb.phi(I64)
+        c.add_incoming(kfn.args[1], pre)
+        clo = kb.add(lo_all, kb.mul(c, per))
+        chi = kb.add(clo, per)
+        chi = kb.select(kb.icmp_signed(">", chi, hi_all), hi_all, chi)
+        kg.bounds[loop] = (clo, chi)
+        kg.inits[loop] = [reduce_identity(k, dt) for k, dt in zip(kinds, dts)]
+        h_for(kg, loop)
+        for k, r in enumerate(loop.results):
+            kb.store(kg.vmap[r], partial_slot(kb, parts, kb.add(kb.mul(c, ir.Constant(I64, nc)),
+                                                               ir.Constant(I64, k))))
+        c2 = kb.add(c, ir.Constant(I64, 1))
+        c.add_incoming(c2, kb.block)
+        kb.cbranch(kb.icmp_signed("<", c2, kfn.args[2]), c_bb, done_bb)
+        kb.position_at_end(done_bb)
+        kb.ret(ir.Constant(I32, 0))
+        kg.finish_prologue()
+
+        lo_v, hi_v = g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]
+        inits = [g.vmap[v] for v in loop.operands[2:]]
+        n = work.operands[0]
+        big = b.and_(b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD)),
+                     b.icmp_signed(">=", n, ir.Constant(I64, 2)))
+        par_bb = g.fn.append_basic_block("reduce_par")
+        seq_bb = g.fn.append_basic_block("reduce_seq")
+        join_bb = g.fn.append_basic_block("reduce_joined")
+        b.cbranch(big, par_bb, seq_bb)
+        # small: inline, in iteration order
+        b.position_at_end(seq_bb)
+        g.emit_op(loop)
+        seq_vals = [g.vmap[r] for r in loop.results]
+        seq_end = b.block
+        b.branch(join_bb)
+        # large: chunks
+        b.position_at_end(par_bb)
+        chunk = floordiv(b, b.add(n, ir.Constant(I64, REDUCE_CHUNKS - 1)), ir.Constant(I64, REDUCE_CHUNKS))
+        nblk = floordiv(b, b.add(n, b.sub(chunk, ir.Constant(I64, 1))), chunk)
+        partials = opaque_alloca(g.pro, ir.ArrayType(I64, REDUCE_CHUNKS * nc))
+        call_args = [g.dims_ptr, ir.Constant(I64, 0), nblk] + [g.vmap[v] for v in free]
+        call_args += [partials, lo_v, hi_v, chunk]
+        one_bb = g.fn.append_basic_block("reduce_one")
+        pool_bb = g.fn.append_basic_block("reduce_pool")
+        comb_bb = g.fn.append_basic_block("reduce_combine")
+        b.cbranch(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)), pool_bb, one_bb)
+        b.position_at_end(one_bb)
+        b.call(kfn, call_args)
+        b.branch(comb_bb)
+        b.position_at_end(pool_bb)
+        self.parallel_call(kfn, thunk, shared_ty, chunk_ty, ptypes, call_args,
+                           ir.Constant(I64, 0), nblk, nblk)
+        b.branch(comb_bb)
+        # the initial values and the partials, combined in chunk order
+        b.position_at_end(comb_bb)
+        head = b.block
+        loop_bb = g.fn.append_basic_block("reduce_partials")
+        b.branch(loop_bb)
+        b.position_at_end(loop_bb)
+        q = b.phi(I64)
+        q.add_incoming(ir.Constant(I64, 0), head)
+        accs = []
+        for v in inits:
+            a = b.phi(v.type)
+            a.add_incoming(v, head)
+            accs.append(a)
+        nexts = []
+        for k, (a, dt) in enumerate(zip(accs, dts)):
+            slot = partial_slot(b, partials, b.add(b.mul(q, ir.Constant(I64, nc)), ir.Constant(I64, k)))
+            part = b.load(slot, typ=LLTYPE[dt.name])
+            short = "add" if kinds[k] == "add" else ("maximum" if kinds[k] == "max" else "minimum")
+            if dt.is_float:
+                nexts.append(float_op(g, b, short, [a, part], dt, combiners[k]))
+            else:
+                nexts.append(int_op(g, b, short, [a, part], dt))
+        q2 = b.add(q, ir.Constant(I64, 1))
+        latch = b.block
+        q.add_incoming(q2, latch)
+        for a, v in zip(accs, nexts):
+            a.add_incoming(v, latch)
+        b.cbranch(b.icmp_signed("<", q2, nblk), loop_bb, join_bb)
+        b.position_at_end(join_bb)
+        for r, sv, pv in zip(loop.results, seq_vals, nexts):
+            phi = b.phi(sv.type)
+            phi.add_incoming(sv, seq_end)
+            phi.add_incoming(pv, latch)
+            g.vmap[r] = phi
+
     def parallel_call(self, kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo, hi, n):
         g = self.g
         b = g.b
@@ -1021,98 +807,12 @@ class FunctionGen:
         shared = opaque_alloca(g.pro, shared_ty)  # in the prologue: one slot per call site
         for k, v in enumerate(call_args):
             b.store(v, b.gep(shared, [z, ir.Constant(I32, k)], source_etype=shared_ty))
-        return b.call(_parfor_helper(self.mg), [thunk, shared, lo, hi, g.nthreads])
+        return b.call(parfor_helper(self.mg), [thunk, shared, lo, hi, g.nthreads])
 
-
-def _pool_run(mg: ModuleGen):
-    """void irc_pool_run(ptr task, ptr args, i64 stride, i64 n) (threads.py)."""
-    return mg.decl("irc_pool_run", VOID, [ir.PointerType(ir.FunctionType(PTR, [PTR])), PTR, I64, I64])
-
-
-def _sizeof(b, ty):
-    return b.ptrtoint(b.gep(ir.Constant(PTR, None), [ir.Constant(I64, 1)], source_etype=ty), I64)
-
-
-def _parfor_helper(mg: ModuleGen):
-    """i32 __irc_parfor(ptr thunk, ptr shared, i64 lo, i64 hi, i64 nthreads): run
-    thunk on chunks {shared, lo_k, hi_k, status} of [lo, hi) (64-aligned when that
-    keeps every chunk non-empty) on the thread pool, chunk 0 on this thread;
-    returns the first non-zero status."""
-    fn = mg.m.globals.get("__irc_parfor")
-    if fn is not None:
-        return fn
-    tfn_ty = ir.FunctionType(PTR, [PTR])
-    fn = ir.Function(mg.m, ir.FunctionType(I32, [ir.PointerType(tfn_ty), PTR, I64, I64, I64]), "__irc_parfor")
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    thunk, shared, lo, hi, nthreads = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("e"))
-    chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
-    arr_t = ir.ArrayType(chunk_ty, MAX_THREADS)
-    chunks = opaque_alloca(b, arr_t)
-    z = ir.Constant(I32, 0)
-    n = b.sub(hi, lo)
-    nt = b.select(b.icmp_signed(">", nthreads, ir.Constant(I64, MAX_THREADS)), ir.Constant(I64, MAX_THREADS), nthreads)
-    nt = b.select(b.icmp_signed(">", nt, n), n, nt)
-    per = floordiv(b, b.add(n, b.sub(nt, ir.Constant(I64, 1))), nt)
-    per64 = b.and_(b.add(per, ir.Constant(I64, 63)), ir.Constant(I64, -64))
-    use64 = b.icmp_signed("<", b.mul(per64, b.sub(nt, ir.Constant(I64, 1))), n)
-    per = b.select(use64, per64, per)
-    nblk = floordiv(b, b.add(n, b.sub(per, ir.Constant(I64, 1))), per)
-
-    def chunk_ptr(t):
-        return b.gep(chunks, [ir.Constant(I64, 0), t], source_etype=arr_t)
-
-    pre = b.block
-    loop = fn.append_basic_block("fill")
-    after = fn.append_basic_block("filled")
-    b.branch(loop)
-    b.position_at_end(loop)
-    t = b.phi(I64)
-    t.add_incoming(ir.Constant(I64, 0), pre)
-    c = chunk_ptr(t)
-    clo = b.add(lo, b.mul(t, per))
-    chi = b.add(clo, per)
-    chi = b.select(b.icmp_signed(">", chi, hi), hi, chi)
-    b.store(shared, b.gep(c, [z, z], source_etype=chunk_ty))
-    b.store(clo, b.gep(c, [z, ir.Constant(I32, 1)], source_etype=chunk_ty))
-    b.store(chi, b.gep(c, [z, ir.Constant(I32, 2)], source_etype=chunk_ty))
-    b.store(ir.Constant(I32, 0), b.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
-    t2 = b.add(t, ir.Constant(I64, 1))
-    t.add_incoming(t2, b.block)
-    b.cbranch(b.icmp_signed("<", t2, nblk), loop, after)
-    b.position_at_end(after)
-    b.call(_pool_run(mg), [thunk, chunks, _sizeof(b, chunk_ty), nblk])
-    # the first non-zero status
-    sl = fn.append_basic_block("status")
-    sdone = fn.append_basic_block("statusdone")
-    pre = b.block
-    b.branch(sl)
-    b.position_at_end(sl)
-    t = b.phi(I64)
-    acc = b.phi(I32)
-    t.add_incoming(ir.Constant(I64, 0), pre)
-    acc.add_incoming(ir.Constant(I32, 0), pre)
-    st = b.load(b.gep(chunk_ptr(t), [z, ir.Constant(I32, 3)], source_etype=chunk_ty), typ=I32)
-    acc2 = b.select(b.icmp_signed("!=", acc, ir.Constant(I32, 0)), acc, st)
-    t2 = b.add(t, ir.Constant(I64, 1))
-    t.add_incoming(t2, b.block)
-    acc.add_incoming(acc2, b.block)
-    b.cbranch(b.icmp_signed("<", t2, nblk), sl, sdone)
-    b.position_at_end(sdone)
-    b.ret(acc2)
-    return fn
-
-
-def opaque_alloca(b, ty):
-    """An alloca whose value has the opaque `ptr` type (llvmlite types it)."""
-    al = b.alloca(ty)
-    al.type = PTR
-    return al
 
 
 def generate(module: Module, triple: str = "", data_layout: str = ""):
     """(llvmlite ir.Module, {name: FunctionInfo}) for a loop-IR module."""
-    mg = ModuleGen(module, triple, data_layout)
+    mg = ModuleGen(ensure_kernels(module), triple, data_layout)
     m = mg.build()
     return m, mg.functions

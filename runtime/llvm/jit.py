@@ -52,7 +52,14 @@ def _source_hash() -> str:
     """A hash of the code generator's own source: editing it invalidates the cache."""
     h = hashlib.sha256()
     here = os.path.dirname(os.path.abspath(__file__))
-    for name in ("codegen.py", "transcendentals.py", "jit.py", "threads.py"):
+    for name in (
+        "codegen.py",
+        "scalar.py",
+        "parallel.py",
+        "transcendentals.py",
+        "jit.py",
+        "threads.py",
+    ):
         try:
             with open(os.path.join(here, name), "rb") as f:
                 h.update(f.read())
@@ -282,17 +289,17 @@ def split_module(ir_text: str):
         name, a, b, home = f
         for m in ("E", "K"):
             if home == "both":
-                out[m].extend(lines[a: b + 1])
+                out[m].extend(lines[a : b + 1])
             elif home == m:
                 head = lines[a]
                 if head.startswith("define internal "):
-                    head = "define " + head[len("define internal "):]
+                    head = "define " + head[len("define internal ") :]
                 out[m].append(head)
-                out[m].extend(lines[a + 1: b + 1])
+                out[m].extend(lines[a + 1 : b + 1])
             else:
                 head = lines[a].rstrip().rstrip("{").rpartition(")")
                 decl = head[0] + head[1]
-                decl = decl[len("define "):]
+                decl = decl[len("define ") :]
                 decl = decl.removeprefix("internal ")
                 out[m].append("declare " + decl)
         k = b + 1
@@ -337,17 +344,17 @@ def unpack_objects(data: bytes) -> list:
     n_at = len(_PARTS)
     if len(data) < n_at + 8:
         raise CacheMiss("truncated object container")
-    (n,) = struct.unpack("<Q", data[n_at: n_at + 8])
+    (n,) = struct.unpack("<Q", data[n_at : n_at + 8])
     sizes_at = n_at + 8
     if n > 64 or len(data) < sizes_at + 8 * n:
         raise CacheMiss("malformed object container")
-    sizes = struct.unpack(f"<{n}Q", data[sizes_at: sizes_at + 8 * n])
+    sizes = struct.unpack(f"<{n}Q", data[sizes_at : sizes_at + 8 * n])
     at = sizes_at + 8 * n
     if at + sum(sizes) != len(data):
         raise CacheMiss("malformed object container")
     out = []
     for size in sizes:
-        out.append(data[at: at + size])
+        out.append(data[at : at + size])
         at += size
     return out
 
@@ -377,7 +384,9 @@ def target_id() -> str:
     if _SOURCE_HASH is None:
         _SOURCE_HASH = _source_hash()
     cpu, features = host_cpu()
-    return "|".join((CODEGEN_VERSION, _SOURCE_HASH, ".".join(map(str, llvm.llvm_version_info)), cpu, features))
+    return "|".join(
+        (CODEGEN_VERSION, _SOURCE_HASH, ".".join(map(str, llvm.llvm_version_info)), cpu, features)
+    )
 
 
 def cache_key(loop_ir_text: str, version: str) -> str:
@@ -386,8 +395,15 @@ def cache_key(loop_ir_text: str, version: str) -> str:
         _SOURCE_HASH = _source_hash()
     cpu, features = host_cpu()
     h = hashlib.sha256()
-    for part in (loop_ir_text, version, CODEGEN_VERSION, _SOURCE_HASH, ".".join(map(str, llvm.llvm_version_info)),
-                 cpu, features):
+    for part in (
+        loop_ir_text,
+        version,
+        CODEGEN_VERSION,
+        _SOURCE_HASH,
+        ".".join(map(str, llvm.llvm_version_info)),
+        cpu,
+        features,
+    ):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
@@ -400,13 +416,13 @@ def cache_read(key: str):
         return None
     if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 8:
         return None
-    (n,) = struct.unpack("<Q", data[len(_MAGIC): len(_MAGIC) + 8])
+    (n,) = struct.unpack("<Q", data[len(_MAGIC) : len(_MAGIC) + 8])
     start = len(_MAGIC) + 8
     try:
-        meta = json.loads(data[start: start + n].decode())
+        meta = json.loads(data[start : start + n].decode())
     except ValueError:
         return None
-    obj = data[start + n:]
+    obj = data[start + n :]
     # a damaged object file could crash the linker: check it before use
     if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(obj).hexdigest():
         return None

@@ -39,33 +39,29 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections import OrderedDict
 
 import numpy as np
+from irc.runtime.base import (
+    CompiledBackend,
+    PlanCache,
+    failure_message,
+    initial_values,
+    loop_ir,
+)
+from irc.runtime.binding import CallSpec, make_binder
 from irc.runtime.interp import InterpError
 
 from irc.ir.core import Module
 from irc.ir.dims import eval_dim
+from irc.ir.errors import CallError
 from irc.ir.sizes import check_sizes
-from irc.ir.printer import print_module
 
 from . import device as devmod
 from .codegen import NPTYPE, helpers_source
+from .commands import CopyLaunch, GemmLaunch, HostCheck, HostLoop, Launch, Root
+from .hostvals import hv_add, hv_const
 from .kernels import CPU_RM, CPU_VEC, TILES, gemm_cpu_name, library_source
-from .schedule import (
-    CopyLaunch,
-    GemmLaunch,
-    HostCheck,
-    HostLoop,
-    Launch,
-    Root,
-    hv_add,
-    hv_const,
-    schedule_module,
-)
-
-from irc.ir.errors import CallError
-from irc.runtime.binding import CallSpec, make_binder
+from .schedule import schedule_module
 
 MAX_PLANS = 8  # plans (buffers + kernel objects) kept per function, least recently used dropped
 _MF = None
@@ -78,6 +74,11 @@ def _cl():
 
 
 _STRUCT = {np.int64: struct.Struct("<q").pack, np.int32: struct.Struct("<i").pack}
+
+
+def _bytes(a: np.ndarray) -> np.ndarray:
+    """The array as the device stores it: bool as one byte (uchar) per element."""
+    return a.view(np.uint8) if a.dtype == np.bool_ else a
 
 
 def _pack(v, npt) -> bytes:
@@ -117,17 +118,13 @@ class _Function:
         self.partials = cl.Buffer(
             ctx, mf.READ_WRITE, max(8, 8 * nc * reduce_groups_max(backend.dev))
         )
-        self.plans: OrderedDict = OrderedDict()
+        self.plans = PlanCache(MAX_PLANS)
 
     def plan(self, key):
         p = self.plans.get(key)
         if p is None:
-            p = _Plan(self, key)
-            self.plans[key] = p
-            if len(self.plans) > MAX_PLANS:
-                self.plans.popitem(last=False)
-        else:
-            self.plans.move_to_end(key)
+            return self.plans.add(key, _Plan(self, key))
+        self.plans.touch(key)
         return p
 
 
@@ -428,7 +425,7 @@ def _f(dtype):
 
 
 def _hmul(a, b):
-    from .schedule import hv_mul
+    from .hostvals import hv_mul
 
     return hv_mul(a, b)
 
@@ -541,7 +538,7 @@ def gemm_grid(m: int, n: int, z: int, t):
 # -- the backend -------------------------------------------------------------------------------------------
 
 
-class OpenCLBackend:
+class OpenCLBackend(CompiledBackend):
     """The opencl backend. `module` is the optimised tg module (or a loop module);
     device: a name substring (see device.select_device), default IRC_OPENCL_DEVICE
     or the first GPU, else the first device."""
@@ -554,12 +551,7 @@ class OpenCLBackend:
         cl = _cl()
         self.lock = threading.Lock()
         self.dev = devmod.open_device(device)
-        if module.attrs.get("stage") == "loops":
-            self.loop_module = module
-        else:
-            from irc.passes.lower_to_loops import lower_module
-
-            self.loop_module = lower_module(module.clone())
+        self.loop_module = loop_ir(module)
         self.global_types = {
             op.attrs["sym_name"]: op.attrs["type"]
             for op in self.loop_module.body.ops
@@ -586,16 +578,8 @@ class OpenCLBackend:
         mf = cl.mem_flags
         self.global_bufs = {}
         self.stats = {"reads": 0, "writes": 0}  # shared-variable transfers (tests check residency)
-        for n, t in self.global_types.items():
-            v = state.get(n)
-            arr = (
-                np.zeros(tuple(t.shape), t.dtype.np)
-                if v is None
-                else np.array(v, dtype=t.dtype.np, order="C")
-            )
-            if arr.shape != tuple(t.shape):
-                raise CallError(f"shared variable '{n}' is {t}; got shape {list(arr.shape)}")
-            host = arr.view(np.uint8) if t.dtype.name == "bool" else arr
+        for n, arr in initial_values(self.global_types.items(), state).items():
+            host = _bytes(arr)
             if host.nbytes:
                 self.global_bufs[n] = cl.Buffer(ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=host)
             else:
@@ -678,16 +662,11 @@ class OpenCLBackend:
         return devmod.build_program(self.dev, library_source(dtype))
 
     def dump(self, stage: str = "opencl", fn: str | None = None) -> str:
-        if fn is not None and fn not in self.schedules:
-            raise KeyError(f"no entry function '{fn}' (functions: {', '.join(self.schedules)})")
+        self.check_function(fn, self.schedules)
         if stage == "opencl":
             return self.render(fn, library=True)
         if stage == "loops":
-            if fn:
-                from irc.ir.printer import print_op
-
-                return print_op(self.loop_module.lookup(fn))
-            return print_module(self.loop_module)
+            return self.dump_loops(fn)
         if stage == "schedule":
             out = []
             for n, s in self.schedules.items():
@@ -698,42 +677,31 @@ class OpenCLBackend:
         raise ValueError(f"unknown stage '{stage}' (opencl, loops, schedule)")
 
     # -- state ---------------------------------------------------------------------------------------
-    def get(self, name: str) -> np.ndarray:
+    def read(self, name: str) -> np.ndarray:
         cl = _cl()
         t = self.global_types[name]
         out = np.empty(tuple(t.shape), t.dtype.np)
         if out.nbytes:
-            host = out.view(np.uint8) if t.dtype.name == "bool" else out
             with self.lock:
                 cl._cl._enqueue_read_buffer(
-                    self.dev.queue, self.global_bufs[name], host, 0, None, True
+                    self.dev.queue, self.global_bufs[name], _bytes(out), 0, None, True
                 )
                 self.stats["reads"] += 1
         return out
 
-    def set(self, name: str, value) -> None:
+    def write(self, name: str, arr: np.ndarray) -> None:
         cl = _cl()
-        t = self.global_types[name]
-        arr = np.asarray(value)
-        if arr.shape != tuple(t.shape):
-            raise CallError(f"shared variable '{name}' is {t}; got shape {list(arr.shape)}")
-        if arr.dtype != t.dtype.np and not np.can_cast(arr.dtype, t.dtype.np, "same_kind"):
-            raise CallError(f"shared variable '{name}' is {t}; got dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr, dtype=t.dtype.np)
         if arr.nbytes:
-            host = arr.view(np.uint8) if t.dtype.name == "bool" else arr
             with self.lock:
                 cl._cl._enqueue_write_buffer(
-                    self.dev.queue, self.global_bufs[name], host, 0, None, True
+                    self.dev.queue, self.global_bufs[name], _bytes(arr), 0, None, True
                 )
                 self.stats["writes"] += 1
 
     # -- calls ---------------------------------------------------------------------------------------
-    def call(self, fn_name: str, args: list, env: dict | None = None) -> list:
+    def run(self, f, args: list, env: dict | None) -> list:
         cl = _cl()
-        f = self.functions.get(fn_name)
-        if f is None:
-            raise CallError(f"no entry function '{fn_name}'")
+        fn_name = f.name
         arrays, key = f.bind(args, env)
         enqueue = cl._cl.enqueue_nd_range_kernel
         with self.lock:
@@ -745,8 +713,7 @@ class OpenCLBackend:
                 cl._cl._enqueue_write_buffer(q, self.status, self._zero, 0, None, False)
             for k, a in enumerate(arrays):
                 if a.nbytes:
-                    host = a.view(np.uint8) if a.dtype == np.bool_ else a
-                    cl._cl._enqueue_write_buffer(q, plan.in_bufs[k], host, 0, None, False)
+                    cl._cl._enqueue_write_buffer(q, plan.in_bufs[k], _bytes(a), 0, None, False)
             env = dict(plan.env)
             try:
                 self._run(plan.cmds, env, q, enqueue)
@@ -757,17 +724,14 @@ class OpenCLBackend:
             for j, shape in enumerate(plan.out_shapes):
                 o = np.empty(shape, f.out_np[j])
                 if o.nbytes:
-                    host = o.view(np.uint8) if o.dtype == np.bool_ else o
-                    cl._cl._enqueue_read_buffer(q, plan.out_bufs[j], host, 0, None, False)
+                    cl._cl._enqueue_read_buffer(q, plan.out_bufs[j], _bytes(o), 0, None, False)
                 outs.append(o)
             if f.s.has_asserts:
                 cl._cl._enqueue_read_buffer(q, self.status, self._status_host, 0, None, False)
             q.finish()
             code = int(self._status_host[0]) if f.s.has_asserts else 0
         if code:
-            msgs = f.s.messages
-            msg = msgs[code - 1] if 0 < code <= len(msgs) else f"error {code}"
-            raise InterpError(f"{fn_name}: {msg}")
+            raise InterpError(failure_message(fn_name, f.s.messages, code))
         return outs
 
     def _run(self, cmds, env, q, enqueue) -> None:

@@ -1,23 +1,22 @@
 """How a loop-IR function runs on an OpenCL device: the host schedule (which
 kernels, in which order, in which host loops) and the kernels themselves.
 
-The top-level ops of a function are split as follows:
+Which loop nests are which kernels is the kernelize pass's decision
+(passes/kernelize.py: the `kernel` marks), the same for every backend; this
+module renders each mark as OpenCL kernels and host commands:
 
   * buffers (mem.alloc / global / constant, and views and subviews of them
     with host-known indices) are device buffers plus an element offset;
-  * host values: dims, constants, host loop indices and pure scalar ops of
-    them are computed on the host and passed as kernel arguments;
+  * host values (hostvals.py): dims, constants, host loop indices and pure
+    scalar ops of them are computed on the host and passed as kernel arguments;
   * a parallel loop.for nest is one kernel ("map"): its perfectly nested
     parallel loops are the NDRange, the rest of the nest is the body. On a GPU
     every parallel loop is a dimension (innermost = dim 0; more than three are
     flattened into dim 2) with a bounds check `if (i >= N) return;`. On a CPU
     device the two outermost are, the inner one walked in chunks by a loop in
     the kernel that the device compiler vectorises, and the others stay loops;
-  * a serial loop whose body is a nest with parallel loops is the same kind of
-    kernel when the parallel loops' iterations touch disjoint elements of
-    every buffer the nest writes (checked: each written buffer is indexed by
-    the loop's index at a fixed axis), e.g. a column sum `out[j] += x[i, j]`
-    runs one work-item per column;
+  * a map whose parallel axes are inner loops of a serial one (a column sum
+    `out[j] += x[i, j]`) runs one work-item per column;
   * a serial loop (nest) whose carried scalars are reductions (add with
     reassoc, max, min) is two kernels: work-groups reduce chunks of the
     iterations into partials (a tree in local memory on a GPU), then one
@@ -37,22 +36,21 @@ The top-level ops of a function are split as follows:
     it only reads buffers no kernel of the function writes (the learning rate);
     a check of host values only (an index against a named dim) is done by the host.
 
-Commands (Launch, GemmLaunch, CopyLaunch, HostLoop, HostCheck) are instantiated per set
+Commands (commands.py: Launch, GemmLaunch, CopyLaunch, HostLoop, HostCheck) are instantiated per set
 of dim values by the backend (backend.py), which sets kernel arguments once
 and re-sets only those that change in host loops.
 
-Imports irc.ir, numpy and this package's codegen and kernels.
+Imports irc.ir, irc.ops, irc.passes.kernelize (the marks), numpy and this package.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from irc.passes.kernelize import chain, ensure_kernels, reduction_levels
 
 from irc.ir.core import Op, OpResult, Value
-from irc.ir.dims import eval_dim
 from irc.ir.types import DType
 from irc.ops.loop import storage_root, written_buffers
-from irc.ops.registry import REGISTRY
 
 from .codegen import (
     CTYPE,
@@ -61,306 +59,23 @@ from .codegen import (
     SIZE,
     CodegenError,
     KernelWriter,
-    Param,
     kernel_source,
     literal,
 )
-from .kernels import FLAG_CHECK, FLAG_SCALE, FLAG_TA, FLAG_TB, copy_name, gemm_name
+from .commands import BufRef, CopyLaunch, GemmLaunch, HostCheck, HostLoop, Launch, Root
+from .hostvals import (
+    hv_add,
+    hv_const,
+    hv_dim,
+    hv_mul,
+    hv_op,
+    hv_sub,
+    hv_var,
+    numel_hv,
+)
 
 BUFFER_DEFS = ("mem.alloc", "mem.global", "mem.constant")
 
-
-# -- host values -----------------------------------------------------------------------------------
-
-
-class HostVal:
-    """A scalar the host computes: fn(env) with env holding the named dims and
-    the indices of enclosing host loops (keyed by their block argument).
-    const is set when the value is known without any env; varies when it
-    depends on a host loop index."""
-
-    __slots__ = ("args", "at", "const", "dtype", "fn", "short", "text", "varies")
-
-    def __init__(self, fn, dtype: DType, varies=False, const=None, text="?"):
-        self.fn = fn
-        self.dtype = dtype
-        self.varies = varies
-        self.const = const
-        self.text = text
-        self.short = self.at = None  # an op node: hv_op(short, dtype, args, at)
-        self.args = ()
-
-    def eval(self, env):
-        return self.const if self.const is not None else self.fn(env)
-
-    def specialize(self, env) -> HostVal:
-        """This value for one set of dims: what does not depend on a host loop
-        index folded to constants (evaluated once per plan, not per iteration)."""
-        if self.const is not None:
-            return self
-        if not self.varies:
-            return hv_const(self.eval(env), self.dtype)
-        if self.short is None:
-            return self
-        return hv_op(self.short, self.dtype, [a.specialize(env) for a in self.args], self.at)
-
-    def __repr__(self):
-        return f"HostVal({self.text})"
-
-
-def hv_const(v, dtype: DType = I64) -> HostVal:
-    v = _np_scalar(v, dtype)
-    return HostVal(lambda env, v=v: v, dtype, const=v, text=str(v))
-
-
-def hv_dim(d) -> HostVal:
-    if isinstance(d, int):
-        return hv_const(d)
-    return HostVal(lambda env, d=d: eval_dim(d, env), I64, text=str(d))
-
-
-def hv_var(key, text) -> HostVal:
-    return HostVal(lambda env, key=key: env[key], I64, varies=True, text=text)
-
-
-def _np_scalar(v, dtype: DType):
-    with np.errstate(all="ignore"):
-        if dtype.is_bool:
-            return bool(v)
-        if dtype.is_int:
-            return int(np.asarray(v).astype(dtype.np))
-        return dtype.np.type(v)
-
-
-_INT_FAST = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}
-_I64_RANGE = (-(2**63), 2**63)
-
-
-def hv_op(short: str, rt: DType, args: list, at: DType | None = None) -> HostVal:
-    at = at or (args[0].dtype if args else rt)
-    fast = _INT_FAST.get(short) if rt.name == "i64" and len(args) == 2 else None
-    if fast is not None:
-        # index arithmetic, evaluated per host-loop iteration: plain Python ints
-        a0, a1 = args
-
-        def fn(env):
-            r = fast(a0.eval(env), a1.eval(env))
-            if _I64_RANGE[0] <= r < _I64_RANGE[1]:
-                return r
-            return host_scalar(short, rt, at, [a0.eval(env), a1.eval(env)])
-    else:
-
-        def fn(env):
-            return host_scalar(short, rt, at, [a.eval(env) for a in args])
-
-    h = HostVal(
-        fn, rt, any(a.varies for a in args), text=f"{short}({', '.join(a.text for a in args)})"
-    )
-    if all(a.const is not None for a in args):
-        h.const = host_scalar(short, rt, at, [a.const for a in args])
-        h.text = str(h.const)
-    return h
-
-
-def hv_add(a: HostVal, b: HostVal) -> HostVal:
-    if a.const == 0 and not isinstance(a.const, bool):
-        return b
-    if b.const == 0 and not isinstance(b.const, bool):
-        return a
-    return hv_op("add", I64, [a, b])
-
-
-def hv_mul(a: HostVal, b: HostVal) -> HostVal:
-    if a.const == 1:
-        return b
-    if b.const == 1:
-        return a
-    if a.const == 0 or b.const == 0:
-        return hv_const(0)
-    return hv_op("mul", I64, [a, b])
-
-
-def hv_sub(a: HostVal, b: HostVal) -> HostVal:
-    if b.const == 0:
-        return a
-    return hv_op("sub", I64, [a, b])
-
-
-def _ipow(a: int, n: int) -> int:
-    if n < 0:
-        return 1 if a == 1 else ((-1 if n & 1 else 1) if a == -1 else 0)
-    return a**n
-
-
-def host_scalar(short: str, rt: DType, at: DType, args: list):
-    """One scalar op on the host, with the device's semantics."""
-    with np.errstate(all="ignore"):
-        if short == "select":
-            return _np_scalar(args[1] if args[0] else args[2], rt)
-        if short == "cast":
-            x = args[0]
-            if rt.is_bool:
-                return bool(x != 0)
-            if at.is_float and rt.is_int:
-                x = float(x)
-                if np.isnan(x):
-                    return 0
-                info = np.iinfo(rt.np)
-                return int(
-                    min(
-                        max(
-                            int(x) if abs(x) < 2.0**63 else (info.max if x > 0 else info.min),
-                            info.min,
-                        ),
-                        info.max,
-                    )
-                )
-            return _np_scalar(x, rt)
-        if short in ("floordiv", "mod") or (short == "div" and not rt.is_float):
-            a, b = int(args[0]), int(args[1])
-            if b == 0:
-                return 0
-            return _np_scalar(a // b if short != "mod" else a % b, rt)
-        if short == "pow" and rt.is_int:
-            return _np_scalar(_ipow(int(args[0]), int(args[1])), rt)
-        d = REGISTRY.get("tg." + short)
-        if d is None or d.numpy is None:
-            raise CodegenError(f"no host evaluation of scalar.{short}")
-        a = [np.asarray(x, dtype=at.np) for x in args]
-        return _np_scalar(np.asarray(d.numpy(*a)).item(), rt)
-
-
-# -- buffers -------------------------------------------------------------------------------------
-
-
-class Root:
-    """A device buffer of a function: an input or output argument, a shared
-    variable, a temporary (mem.alloc), a constant, the scratch slots or the
-    status word."""
-
-    __slots__ = ("cname", "dtype", "id", "index", "kind", "sym", "type", "value")
-
-    def __init__(self, id, kind, cname, dtype, type=None, index=None, sym=None, value=None):
-        self.id = id
-        self.kind = kind
-        self.cname = cname
-        self.dtype = dtype
-        self.type = type
-        self.index = index
-        self.sym = sym
-        self.value = value
-
-    def __repr__(self):
-        return f"Root({self.kind} {self.cname})"
-
-
-class BufRef:
-    __slots__ = ("off", "root")
-
-    def __init__(self, root: Root, off: HostVal):
-        self.root = root
-        self.off = off
-
-
-# -- commands ----------------------------------------------------------------------------------------
-
-
-class Launch:
-    """A generated kernel: its params and its grid. grid: list of extents
-    (HostVal) of NDRange dims 0.. (dim 0 innermost), or None for one
-    work-item; local: a fixed local size (reduce kernels) or None (chosen per
-    plan from the extents)."""
-
-    def __init__(self, name: str, kind: str, comment: str = ""):
-        self.name = name
-        self.kind = kind
-        self.comment = comment
-        self.params: list = []
-        self.grid = None
-        self.local = None
-        self.chunked = False  # NDRange dim 0 counts chunks of the innermost loop (CPU devices)
-        self.total = None  # reduce: the iteration count (HostVal)
-        self.final = None  # reduce: the Launch that combines its partials
-        self.source = ""
-
-    def describe(self) -> str:
-        if self.kind == "reduce":
-            per = f"work-groups of {self.local[0]}" if self.local[0] > 1 else "work-items"
-            return f"{self.name}  (chunks of [{self.total.text}] on {per})"
-        if self.kind == "final":
-            return f"{self.name}  (one work-item)"
-        if not self.grid:
-            return f"{self.name}  (one work-item)"
-        return f"{self.name}  grid [{', '.join(g.text for g in reversed(self.grid))}]"
-
-
-class GemmLaunch:
-    """mem.gemm through the tiled library kernel; batch: (count, strides of
-    A, B, C per batch element, reduce) or None."""
-
-    def __init__(self, dtype, ta, tb, A, B, C, sizes, alpha, beta, scale, batch, check):
-        self.dtype = dtype
-        self.ta, self.tb = ta, tb
-        self.A, self.B, self.C = A, B, C  # BufRef
-        self.sizes = sizes  # M, N, K, lda, ldb, ldc, offA, offB, offC as HostVals
-        self.alpha = alpha  # HostVal (alpha attr times a host scale)
-        self.beta = beta  # float
-        self.scale = scale  # BufRef + HostVal element offset of a device scale, or None
-        self.batch = batch
-        self.check = check
-
-    def kernel(self, tile) -> str:
-        return gemm_name(self.dtype, tile)
-
-    @property
-    def flags(self) -> int:
-        return (
-            (FLAG_TA * self.ta)
-            | (FLAG_TB * self.tb)
-            | (FLAG_SCALE * (self.scale is not None))
-            | (FLAG_CHECK * self.check)
-        )
-
-    def describe(self) -> str:
-        M, N, K = (s.text for s in self.sizes[:3])
-        b = ""
-        if self.batch:
-            b = f", {'summed' if self.batch[4] else 'batch'} of {self.batch[0].text}"
-        return (
-            f"gemm {self.C.root.cname} = {self.A.root.cname}{'^T' if self.ta else ''} @ "
-            f"{self.B.root.cname}{'^T' if self.tb else ''}  [{M} x {N} x {K}{b}]"
-        )
-
-
-class CopyLaunch:
-    def __init__(self, src: BufRef, dst: BufRef, n: HostVal, size: int, check: bool):
-        self.src, self.dst, self.n, self.size, self.check = src, dst, n, size, check
-        self.same = src.root is dst.root
-
-    @property
-    def kernel(self) -> str:
-        return copy_name(self.size, self.same)
-
-    def describe(self) -> str:
-        return f"copy {self.src.root.cname} -> {self.dst.root.cname}  [{self.n.text} elements]"
-
-
-class HostCheck:
-    """loop.assert of a host value: checked by the host before later launches."""
-
-    def __init__(self, cond: HostVal, message: str):
-        self.cond, self.message = cond, message
-
-    def describe(self) -> str:
-        return f"host check: {self.message}"
-
-
-class HostLoop:
-    def __init__(self, var: Value, lo: HostVal, hi: HostVal, body: list, text: str):
-        self.var, self.lo, self.hi, self.body, self.text = var, lo, hi, body, text
-
-    def describe(self) -> str:
-        return f"host loop {self.text} in [{self.lo.text}, {self.hi.text})"
 
 
 # -- drafts: serial and reduce kernels still open for more ops ------------------------------------------
@@ -652,52 +367,37 @@ class FunctionScheduler:
 
     # -- loops -------------------------------------------------------------------------------------
     def loop(self, op: Op, block, cmds: list) -> None:
-        lo, hi = op.operands[:2]
-        host_bounds = lo in self.hostvals and hi in self.hostvals
+        """Render the kernel the kernelize pass marked on op."""
+        kind = op.attrs.get("kernel", "serial")
         # (the open serial code is closed before another kernel is rendered:
         # values it computes for that kernel get their slots first)
-        if op.attrs.get("parallel") and host_bounds and not op.results:
-            plan = self.nest_plan(op)
-            if plan is not None:
-                self.close()
-                cmds.append(self.map_kernel(op, *plan))
-                return
-        if op.operands[2:]:
-            red = self.match_reduction(op) if host_bounds else None
-            if red is not None:
-                self.close()
-                name = self.kname("reduce")
-                launch = Launch(name, "reduce")
-                final = Launch(name[: -len("reduce")] + "final", "final")
-                launch.final = final
-                cmds += [launch, final]
-                self.draft = Draft("reduce", launch, block, reduce=(op,) + red)
-                self.draft.final = final
-                return
-            self.serial(op, block, cmds)
-            return
-        inner_names = {o.name for o in op.walk() if o is not op}
-        if host_bounds and ("mem.gemm" in inner_names or "mem.copy" in inner_names):
+        if kind == "map":
+            self.close()
+            cmds.append(self.map_kernel(op, *self.nest_plan(op)))
+        elif kind == "reduce":
+            self.close()
+            name = self.kname("reduce")
+            launch = Launch(name, "reduce")
+            final = Launch(name[: -len("reduce")] + "final", "final")
+            launch.final = final
+            cmds += [launch, final]
+            levels = reduction_levels(op)
+            self.draft = Draft("reduce", launch, block, reduce=(op, levels, op.attrs["combine"]))
+            self.draft.final = final
+        elif kind == "gemm":
+            # a batch of products: one launch when its offsets advance linearly
+            # and its scale is where the kernel can read it; else one per iteration
             g = self.match_batched_gemm(op)
             self.close()
             if g is not None:
                 cmds.append(self.gemm_launch(g[0], g[1], block, cmds, batch=g[2]))
             else:
                 cmds.append(self.host_loop(op))
-            return
-        if host_bounds:
-            plan = self.nest_plan(op)
-            if plan is not None:
-                self.close()
-                cmds.append(self.map_kernel(op, *plan))
-                return
-            if any(
-                o.name == "loop.for" and o.attrs.get("parallel") for o in op.walk() if o is not op
-            ):
-                self.close()
-                cmds.append(self.host_loop(op))
-                return
-        self.serial(op, block, cmds)
+        elif kind == "loop":
+            self.close()
+            cmds.append(self.host_loop(op))
+        else:
+            self.serial(op, block, cmds)
 
     def host_loop(self, op: Op) -> HostLoop:
         body = op.regions[0].block
@@ -711,37 +411,10 @@ class FunctionScheduler:
         )
 
     # -- map kernels ----------------------------------------------------------------------------------
-    def chain(self, op: Op) -> list:
-        """op and the loops perfectly nested in it (no carries, one loop per body)."""
-        out = [op]
-        cur = op
-        while True:
-            body = cur.regions[0].block
-            ops = [o for o in body.ops if o.name != "loop.yield"]
-            if len(ops) == 1 and ops[0].name == "loop.for" and not ops[0].operands[2:]:
-                cur = ops[0]
-                out.append(cur)
-            else:
-                return out
-
     def nest_plan(self, op: Op):
-        """(NDRange loops, loops kept in the body) of the nest at op, or None."""
-        loops = self.chain(op)
-        gids, serial_seen = [], False
-        for L in loops:
-            lo, hi = L.operands[:2]
-            host = lo in self.hostvals and hi in self.hostvals
-            if (
-                L.attrs.get("parallel")
-                and host
-                and (not serial_seen or partitioned(op, L.regions[0].block.args[0], self))
-            ):
-                gids.append(L)
-                continue
-            if not L.attrs.get("parallel"):
-                serial_seen = True
-        if not gids:
-            return None
+        """(NDRange loops, loops kept in the body, innermost body) of a map kernel."""
+        loops = chain(op)
+        gids = [loops[d] for d in op.attrs["grid"]]
         inner = [L for L in loops if L not in gids]
         return gids, inner, loops[-1].regions[0].block
 
@@ -757,9 +430,8 @@ class FunctionScheduler:
         if self.cpu and len(gids) > 2:
             # a CPU device: the two outermost parallel loops are the NDRange (the
             # inner one in chunks), the others loops inside each work-item
-            chain = self.chain(op)
             gids = gids[:2]
-            inner = [L for L in chain if L not in gids]
+            inner = [L for L in chain(op) if L not in gids]
         launch = Launch(self.kname("map"), "map", comment=self.where(op))
         w = self.writer(launch.name)
         status = self.status_head(w)
@@ -1004,51 +676,6 @@ class FunctionScheduler:
         r.value = max(r.value, nc)
         return r
 
-    def match_reduction(self, op: Op):
-        """(levels, kinds) when op is a nest of serial loops whose carried
-        scalars are only combined (add with reassoc, max, min) with values
-        that do not depend on them, and whose body has no side effects."""
-        levels = [op]
-        cur = op
-        while True:
-            body = cur.regions[0].block
-            ops = [o for o in body.ops if o.name != "loop.yield"]
-            if (
-                len(ops) == 1
-                and ops[0].name == "loop.for"
-                and not ops[0].attrs.get("parallel")
-                and list(ops[0].operands[2:]) == list(body.args[1:])
-                and list(body.terminator.operands) == list(ops[0].results)
-                and all(v in self.hostvals for v in ops[0].operands[:2])
-            ):
-                cur = ops[0]
-                levels.append(cur)
-                continue
-            break
-        for o in op.walk():
-            if o.name in ("mem.store", "mem.copy", "mem.gemm", "loop.assert"):
-                return None
-        body = levels[-1].regions[0].block
-        kinds = []
-        for arg, y in zip(body.args[1:], body.terminator.operands):
-            if not isinstance(y, OpResult) or y.op.parent is not body or len(arg.uses) != 1:
-                return None
-            c = y.op
-            if arg.uses[0][0] is not c or arg not in c.operands or len(c.operands) != 2:
-                return None
-            dt = arg.type.dtype
-            if (
-                c.name == "scalar.add"
-                and not dt.is_bool
-                and (not dt.is_float or c.attrs.get("reassoc"))
-            ):
-                kinds.append("add")
-            elif c.name in ("scalar.maximum", "scalar.minimum"):
-                kinds.append("max" if c.name == "scalar.maximum" else "min")
-            else:
-                return None
-        return levels, kinds
-
     # -- gemm and copy -------------------------------------------------------------------------------
     def gemm(self, op: Op, block, cmds: list) -> None:
         sizes = [self.hostvals.get(v) for v in op.operands[3:12]]
@@ -1110,19 +737,12 @@ class FunctionScheduler:
         return BufRef(self.scratch_root(), hv_const(self.slots[s] * per))
 
     def match_batched_gemm(self, op: Op):
-        """A serial loop around a single mem.gemm whose offsets advance linearly
-        with the index: one batched launch."""
+        """The single batched launch of a loop the kernelize pass marked "gemm" (one
+        mem.gemm of host buffers and index arithmetic), when its offsets advance
+        linearly with the index and its scale is where the kernel can read it."""
         body = op.regions[0].block
         var = body.args[0]
-        ops = [o for o in body.ops if o.name != "loop.yield"]
-        gemms = [o for o in ops if o.name == "mem.gemm"]
-        if len(gemms) != 1 or any(
-            o.name != "mem.gemm" and not o.name.startswith("scalar.") for o in ops
-        ):
-            return None
-        g = gemms[0]
-        if any(v not in self.refs for v in g.operands[:3]):
-            return None
+        g = next(o for o in body.ops if o.name == "mem.gemm")
         if len(g.operands) > 12 and not (
             g.operands[12] in self.hostvals
             or g.operands[12] in self.slots
@@ -1193,41 +813,6 @@ def zero(expr: str) -> bool:
     return expr in ("0", "0L")
 
 
-def numel_hv(shape) -> HostVal:
-    n = hv_const(1)
-    for d in shape:
-        n = hv_mul(n, hv_dim(d))
-    return n
-
-
-def partitioned(nest: Op, var: Value, sched: FunctionScheduler) -> bool:
-    """True when iterations of the loop with index `var` (inside nest) touch
-    disjoint elements of every buffer the nest writes: each such buffer is
-    accessed through one value, always with `var` as the index of one axis."""
-    accesses = []
-    written = set()
-    for o in nest.walk():
-        if o.name in ("mem.copy", "mem.gemm"):
-            return False
-        if o.name == "mem.store":
-            accesses.append((o.operands[1], list(o.operands[2:])))
-            written.add(storage_root(o.operands[1]))
-        elif o.name == "mem.load":
-            accesses.append((o.operands[0], list(o.operands[1:])))
-    for wb in written:
-        same = [(b, idx) for b, idx in accesses if storage_root(b) is wb]
-        bufs = {b for b, _ in same}
-        if len(bufs) != 1:
-            return False
-        axes = None
-        for _, idx in same:
-            here = {k for k, i in enumerate(idx) if i is var}
-            axes = here if axes is None else axes & here
-        if not axes:
-            return False
-    return True
-
-
 def identity(kind: str, dt: DType) -> str:
     if kind == "add":
         return literal(0, dt)
@@ -1249,22 +834,9 @@ def schedule_module(module, dev, status_root, cpu: bool | None = None) -> dict:
     """{function name: FunctionSchedule} for every entry function of a loop module.
     cpu: kernel shapes for a CPU device (chunk loops) or a GPU (one work-item per
     element); by default the device's type decides."""
+    ensure_kernels(module)
     out = {}
     for op in module.functions():
         sch = FunctionScheduler(module, op, dev, status_root, cpu)
         out[op.attrs["sym_name"]] = sch.run()
     return out
-
-
-__all__ = [
-    "BufRef",
-    "CopyLaunch",
-    "FunctionSchedule",
-    "GemmLaunch",
-    "HostCheck",
-    "HostLoop",
-    "HostVal",
-    "Launch",
-    "Root",
-    "schedule_module",
-]

@@ -86,6 +86,39 @@ def test_blocked_workers_wake_up_and_agree():
         time.sleep(0.002 if k % 3 else 0)
 
 
+REDUCTIONS = """
+fn total(x: f32[N, M]) -> f32 { return sum(x * x) }
+fn top(x: f32[N]) -> f32 { return max(x) }
+fn count(x: i32[N]) -> i64 { return sum(x) }
+fn cols(x: f32[N, M]) -> f32[M] { return sum(x, axis=0) }
+"""
+
+
+@pytest.mark.parametrize("n", [3, 5000, 300_001])
+def test_reductions_split_over_threads_agree(n):
+    """Reduce kernels (a sum over everything, a max) and column sums (a map over
+    the inner loop of a serial one) are split over the threads when large: the
+    results are NumPy's, and the same bits for 1, 3 and 4 threads."""
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, 7)).astype(np.float32)
+    v = rng.normal(size=n).astype(np.float32)
+    v[n // 2] = 50.0
+    xi = rng.integers(-(2**30), 2**30, size=n).astype(np.int32)
+    got = []
+    for t in (1, 3, 4):
+        m = irc.loads(REDUCTIONS, threads=t)
+        got.append((m.total(x), m.top(v), m.count(xi), m.cols(x)))
+    for total, top, count, cols in got:
+        np.testing.assert_allclose(total, np.sum(x.astype(np.float64) ** 2), rtol=1e-4)
+        assert top == 50.0 and count == xi.astype(np.int64).sum()
+        np.testing.assert_allclose(cols, x.sum(0, dtype=np.float64), rtol=1e-4, atol=1e-3)
+        for a, b in zip((total, top, count, cols), got[0]):
+            np.testing.assert_array_equal(a, b)
+    nan = np.zeros(n, np.float32)
+    nan[n - 1] = np.nan
+    assert np.isnan(irc.loads(REDUCTIONS, threads=4).top(nan))
+
+
 def test_set_num_threads_follows_and_explicit_threads_stay(monkeypatch):
     monkeypatch.setattr(threads, "_setting", None)
     monkeypatch.delenv("IRC_NUM_THREADS", raising=False)

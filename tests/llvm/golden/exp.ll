@@ -101,14 +101,6 @@ endloop:
   ret i32 0
 }
 
-declare float @"llvm.maxnum.f32"(float %".1", float %".2")
-
-declare float @"llvm.minnum.f32"(float %".1", float %".2")
-
-declare float @"llvm.rint.f32"(float %".1")
-
-declare float @"llvm.fma.f32"(float %".1", float %".2", float %".3")
-
 define internal ptr @"f.k0.thunk"(ptr %".1")
 {
 e:
@@ -133,6 +125,14 @@ e:
   store i32 %".19", ptr %".20"
   ret ptr null
 }
+
+declare float @"llvm.maxnum.f32"(float %".1", float %".2")
+
+declare float @"llvm.minnum.f32"(float %".1", float %".2")
+
+declare float @"llvm.rint.f32"(float %".1")
+
+declare float @"llvm.fma.f32"(float %".1", float %".2", float %".3")
 
 define internal i32 @"__irc_parfor"(ptr (ptr)* %".1", ptr %".2", i64 %".3", i64 %".4", i64 %".5") noinline
 {
