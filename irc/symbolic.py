@@ -78,7 +78,7 @@ import numpy as np
 
 import irc.ops  # noqa: F401  (registers the ops)
 from irc import SYMBOLIC_API
-from irc.frontend.builtins import OPERATORS
+from irc.frontend.builtins import BUILTINS, OPERATORS, REQUIRED, Call, Host, run_builtin
 from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
 from irc.frontend.irgen import default_dtype, weak_dtype
 from irc.ir import dims as D
@@ -97,7 +97,8 @@ from irc.ir.types import (
 )
 from irc.ops.registry import REGISTRY, infer_types, lookup
 
-__all__ = list(SYMBOLIC_API)  # the one list, shared with irc/__init__.py
+# the one list of names, shared with irc/__init__.py, and the built-ins of the tg language
+__all__ = list(SYMBOLIC_API) + list(BUILTINS)
 
 # -- source locations ----------------------------------------------------------------
 
@@ -433,27 +434,33 @@ class Variable:
     # -- methods (NumPy's names and signatures, so np.sum(x), np.mean(x, axis=1) work) ------
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
         loc = _user_loc()
-        return _reduce("sum", _numpy_args(self, dtype, out, loc), axis, keepdims, loc)
+        x = _numpy_args(self, dtype, out, loc)
+        return _builtin("sum", loc, x=x, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, dtype=None, out=None, keepdims=False):
         loc = _user_loc()
-        return _reduce("mean", _numpy_args(self, dtype, out, loc), axis, keepdims, loc)
+        x = _numpy_args(self, dtype, out, loc)
+        return _builtin("mean", loc, x=x, axis=axis, keepdims=keepdims)
 
     def max(self, axis=None, out=None, keepdims=False):
         loc = _user_loc()
-        return _reduce("max", _numpy_args(self, None, out, loc), axis, keepdims, loc)
+        x = _numpy_args(self, None, out, loc)
+        return _builtin("max", loc, x=x, axis=axis, keepdims=keepdims)
 
     def min(self, axis=None, out=None, keepdims=False):
         loc = _user_loc()
-        return _reduce("min", _numpy_args(self, None, out, loc), axis, keepdims, loc)
+        x = _numpy_args(self, None, out, loc)
+        return _builtin("min", loc, x=x, axis=axis, keepdims=keepdims)
 
     def argmax(self, axis=None, out=None, keepdims=False):
         loc = _user_loc()
-        return _argreduce("argmax", _numpy_args(self, None, out, loc), axis, keepdims, loc)
+        x = _numpy_args(self, None, out, loc)
+        return _builtin("argmax", loc, x=x, axis=axis, keepdims=keepdims)
 
     def argmin(self, axis=None, out=None, keepdims=False):
         loc = _user_loc()
-        return _argreduce("argmin", _numpy_args(self, None, out, loc), axis, keepdims, loc)
+        x = _numpy_args(self, None, out, loc)
+        return _builtin("argmin", loc, x=x, axis=axis, keepdims=keepdims)
 
     def reshape(self, *shape, order="C", ndim=None):
         """NumPy's reshape (Theano's `ndim=`, the length of the shape, is checked)."""
@@ -464,7 +471,7 @@ class Variable:
             shape = shape[0]
         if ndim is not None and ndim != len(shape):
             raise CompileError(f"reshape: ndim={ndim} but the shape has {len(shape)} dims", loc)
-        return _reshape(self, shape, loc)
+        return _builtin("reshape", loc, x=self, shape=shape)
 
     def flatten(self, ndim=1):
         """x.flatten(): all elements in one axis (NumPy's). x.flatten(ndim) keeps the
@@ -475,7 +482,7 @@ class Variable:
             if ndim != "C":
                 raise CompileError("flatten: only order='C' is supported", loc)
             ndim = 1
-        n = _static_int(ndim, "flatten", "ndim", loc)
+        n = _check("flatten", loc, ndim=ndim).static_int("ndim")
         if not 1 <= n <= _py.max(self.type.rank, 1):
             raise CompileError(f"flatten: ndim={n} for a tensor of rank {self.type.rank}", loc)
         return _op("tg.flatten", self, axis=n - 1, loc=loc)
@@ -518,13 +525,14 @@ class Variable:
         if len(axes) == 1 and (isinstance(axes[0], (list, tuple)) or axes[0] is None):
             axes = axes[0]
         loc = _user_loc()
-        perm = _int_list(axes, "transpose", "axes", loc, allow_none=True) if axes != () else None
+        if axes == ():
+            axes = None
+        perm = _check("transpose", loc, axes=axes).int_list("axes", allow_none=True)
         return _op("tg.transpose", self, perm=perm, loc=loc)
 
     def dot(self, other):
         loc = _user_loc()
-        a, b = _like_args("dot", [self, other], ["a", "b"], loc)
-        return _op("tg.matmul", a, b, loc=loc)
+        return _builtin("dot", loc, a=self, b=other)
 
     def astype(self, dtype):
         return _op("tg.cast", self, dtype=_dtype(dtype).name, loc=_user_loc())
@@ -1034,73 +1042,8 @@ def _dtype(v) -> DType:
         ) from None
 
 
-def _tensor_arg(fname, p, v, loc, like=None, dtype=None) -> Variable:
-    if isinstance(v, Variable):
-        return v
-    if isinstance(v, (str, DType, dict)) or v is None:
-        raise CompileError(f"{fname}(): argument '{p}' must be a tensor, got {_describe(v)}", loc)
-    return as_variable(v, dtype=dtype, like=like, loc=loc)
-
-
-def _like_args(fname, values, names, loc) -> list:
-    """Tensors for the arguments; Python numbers take the first tensor's dtype."""
-    like = next((v for v in values if isinstance(v, Variable)), None)
-    return [_tensor_arg(fname, p, v, loc, like=like) for p, v in zip(names, values)]
-
-
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _static_int(v, fname, p, loc, allow_none=False):
-    if v is None and allow_none:
-        return None
-    if not _is_int(v):
-        raise CompileError(
-            f"{fname}(): '{p}' must be an integer known at compile time, got {_describe(v)}", loc
-        )
-    return int(v)
-
-
-def _static_bool(v, fname, p, loc) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
-        raise CompileError(f"{fname}(): '{p}' must be True or False", loc)
-    return bool(v)
-
-
-def _int_list(v, fname, p, loc, allow_none=False, n=None):
-    """An int or a list of ints -> a tuple of ints (n copies of a single int)."""
-    if v is None and allow_none:
-        return None
-    if _is_int(v):
-        return (int(v),) * (n or 1)
-    if isinstance(v, (list, tuple)) and all(_is_int(x) for x in v):
-        if n and len(v) != n:
-            raise CompileError(f"{fname}(): '{p}' must have {n} items", loc)
-        return tuple(int(x) for x in v)
-    raise CompileError(f"{fname}(): '{p}' must be an integer or a list of integers", loc)
-
-
-def _dim(v, fname, p, loc):
-    d = _dim_of(v)
-    if d is None:
-        raise CompileError(
-            f"{fname}(): '{p}' must be an integer or a named dim, got {_describe(v)}", loc
-        )
-    return d
-
-
-def _dim_list(v, fname, p, loc) -> tuple:
-    items = v if isinstance(v, (list, tuple)) else [v]
-    out = []
-    for x in items:
-        d = _dim_of(x)
-        if d is None:
-            raise CompileError(
-                f"{fname}(): '{p}' must list integers or named dims, got {_describe(x)}", loc
-            )
-        out.append(d)
-    return tuple(out)
 
 
 # -- symbolic inputs and shared variables ------------------------------------------------------
@@ -1304,349 +1247,67 @@ class _IndexHost(IndexHost):
         return _op(opname, *operands, loc=loc, **attrs)
 
 
-# -- built-in functions (the names of the .tg built-ins) -----------------------------------------
+# -- built-in functions: generated from the one table (irc/frontend/builtins.py) -------------
 
 
-def _unary(opname, x, loc):
-    return _op(opname, _tensor_arg(opname[3:], "x", x, loc), loc=loc)
+class _BuiltinHost(Host):
+    """The built-ins (irc/frontend/builtins.py) on Variables: Python's tuples are
+    lists, NumPy's dtype names are dtypes."""
 
+    sequences = (list, tuple)
+    true_false = "True or False"
 
-def neg(x):
-    return _unary("tg.neg", x, _user_loc())
+    def is_tensor(self, v):
+        return isinstance(v, Variable)
 
+    def as_tensor(self, v, loc, dtype=None, like=None):
+        return as_variable(v, dtype=dtype, like=like, loc=loc)
 
-def abs(x):
-    return _unary("tg.abs", x, _user_loc())  # noqa: A001
+    def describe(self, v):
+        return _describe(v)
 
+    def dim_of(self, v):
+        return _dim_of(v)
 
-def exp(x):
-    return _unary("tg.exp", x, _user_loc())
+    def dtype(self, v, call, p):
+        return _dtype(v)
 
+    def op(self, name, operands, attrs, loc):
+        return _op(name, *operands, loc=loc, **attrs)
 
-def log(x):
-    return _unary("tg.log", x, _user_loc())
 
+_HOST = _BuiltinHost()
 
-def log1p(x):
-    return _unary("tg.log1p", x, _user_loc())
 
+def _builtin(name, loc, **bound):
+    """Built-in `name` (irc/frontend/builtins.py) on its arguments, located at loc."""
+    return run_builtin(_HOST, name, bound, loc)
 
-def sqrt(x):
-    return _unary("tg.sqrt", x, _user_loc())
 
+def _check(fname, loc, **bound) -> Call:
+    """The argument checks of the built-ins for a method's own arguments."""
+    return Call(_HOST, fname, bound, loc, {})
 
-def tanh(x):
-    return _unary("tg.tanh", x, _user_loc())
 
+def _python_builtin(name):
+    """The Python function of built-in `name`: its signature is the table's, so Python
+    binds the arguments (and says what is missing); the location is the caller's."""
+    params, handler = BUILTINS[name]
+    sig = ", ".join(p if d is REQUIRED else f"{p}={d!r}" for p, d in params)
+    args = ", ".join(f"{p}={p}" for p, _ in params)
+    src = f"def {name}({sig}):\n    return _builtin({name!r}, _user_loc(), {args})\n"
+    ns = {"_builtin": _builtin, "_user_loc": _user_loc}
+    # compiled as this file's code: _user_loc skips its frame, as it skips ours
+    exec(compile(src, __file__, "exec"), ns)
+    fn = ns[name]
+    fn.__module__, fn.__qualname__ = __name__, name
+    fn.__doc__ = handler.__doc__ or f"The built-in {name}({sig}) of the tg language."
+    return fn
 
-def sigmoid(x):
-    return _unary("tg.sigmoid", x, _user_loc())
 
-
-def relu(x):
-    return _unary("tg.relu", x, _user_loc())
-
-
-def softplus(x):
-    return _unary("tg.softplus", x, _user_loc())
-
-
-def square(x):
-    return _unary("tg.square", x, _user_loc())
-
-
-def sin(x):
-    return _unary("tg.sin", x, _user_loc())
-
-
-def cos(x):
-    return _unary("tg.cos", x, _user_loc())
-
-
-def sign(x):
-    return _unary("tg.sign", x, _user_loc())
-
-
-def maximum(a, b):
-    loc = _user_loc()
-    return _op("tg.maximum", *_like_args("maximum", [a, b], ["a", "b"], loc), loc=loc)
-
-
-def minimum(a, b):
-    loc = _user_loc()
-    return _op("tg.minimum", *_like_args("minimum", [a, b], ["a", "b"], loc), loc=loc)
-
-
-def where(cond, a, b):
-    """a where the bool `cond` is true, else b (NumPy's where)."""
-    loc = _user_loc()
-    c = _tensor_arg("where", "cond", cond, loc)
-    a, b = _like_args("where", [a, b], ["a", "b"], loc)
-    return _op("tg.where", c, a, b, loc=loc)
-
-
-def clip(x, lo, hi):
-    loc = _user_loc()
-    x = _tensor_arg("clip", "x", x, loc)
-    return _op(
-        "tg.clip",
-        x,
-        _tensor_arg("clip", "lo", lo, loc, like=x),
-        _tensor_arg("clip", "hi", hi, loc, like=x),
-        loc=loc,
-    )
-
-
-def cast(x, dtype):
-    """x converted to `dtype` ("f32", "float32", np.float32, ...)."""
-    loc = _user_loc()
-    return _op("tg.cast", _tensor_arg("cast", "x", x, loc), dtype=_dtype(dtype).name, loc=loc)
-
-
-def _reduce(name, x, axis, keepdims, loc):
-    x = _tensor_arg(name, "x", x, loc)
-    ax = None if axis is None else _int_list(axis, name, "axis", loc)
-    return _op(
-        "tg." + name, x, axis=ax, keepdims=_static_bool(keepdims, name, "keepdims", loc), loc=loc
-    )
-
-
-def _argreduce(name, x, axis, keepdims, loc):
-    x = _tensor_arg(name, "x", x, loc)
-    return _op(
-        "tg." + name,
-        x,
-        axis=_static_int(axis, name, "axis", loc, allow_none=True),
-        keepdims=_static_bool(keepdims, name, "keepdims", loc),
-        loc=loc,
-    )
-
-
-def sum(x, axis=None, keepdims=False):  # noqa: A001
-    return _reduce("sum", x, axis, keepdims, _user_loc())
-
-
-def mean(x, axis=None, keepdims=False):
-    return _reduce("mean", x, axis, keepdims, _user_loc())
-
-
-def max(x, axis=None, keepdims=False):  # noqa: A001
-    return _reduce("max", x, axis, keepdims, _user_loc())
-
-
-def min(x, axis=None, keepdims=False):  # noqa: A001
-    return _reduce("min", x, axis, keepdims, _user_loc())
-
-
-def argmax(x, axis=None, keepdims=False):
-    """Index of the largest element (i32), over all axes or one."""
-    return _argreduce("argmax", x, axis, keepdims, _user_loc())
-
-
-def argmin(x, axis=None, keepdims=False):
-    return _argreduce("argmin", x, axis, keepdims, _user_loc())
-
-
-def dot(a, b):
-    """The matrix product (as `a @ b`)."""
-    loc = _user_loc()
-    return _op("tg.matmul", *_like_args("dot", [a, b], ["a", "b"], loc), loc=loc)
-
-
-def matmul(a, b):
-    loc = _user_loc()
-    return _op("tg.matmul", *_like_args("matmul", [a, b], ["a", "b"], loc), loc=loc)
-
-
-def transpose(x, perm=None):
-    loc = _user_loc()
-    return _op(
-        "tg.transpose",
-        _tensor_arg("transpose", "x", x, loc),
-        perm=_int_list(perm, "transpose", "perm", loc, allow_none=True),
-        loc=loc,
-    )
-
-
-def _reshape(x, shape, loc):
-    return _op(
-        "tg.reshape",
-        _tensor_arg("reshape", "x", x, loc),
-        shape=_dim_list(shape, "reshape", "shape", loc),
-        loc=loc,
-    )
-
-
-def reshape(x, shape):
-    """x with a new shape: ints, named dims ("N", x.shape[0] * 2) and one -1."""
-    return _reshape(x, shape, _user_loc())
-
-
-def flatten(x, axis=1):
-    """Keep x.shape[:axis], multiply the rest into one axis (the .tg built-in)."""
-    loc = _user_loc()
-    return _op(
-        "tg.flatten",
-        _tensor_arg("flatten", "x", x, loc),
-        axis=_static_int(axis, "flatten", "axis", loc),
-        loc=loc,
-    )
-
-
-def _tensor_seq(fname, xs, loc):
-    if not isinstance(xs, (list, tuple)):
-        raise CompileError(
-            f"{fname}(): 'xs' must be a list of tensors: {fname}([a, b], axis=0)", loc
-        )
-    like = next((x for x in xs if isinstance(x, Variable)), None)
-    return [x if isinstance(x, Variable) else as_variable(x, like=like, loc=loc) for x in xs]
-
-
-def concat(xs, axis=0):
-    loc = _user_loc()
-    return _op(
-        "tg.concat",
-        *_tensor_seq("concat", xs, loc),
-        axis=_static_int(axis, "concat", "axis", loc),
-        loc=loc,
-    )
-
-
-def stack(xs, axis=0):
-    loc = _user_loc()
-    return _op(
-        "tg.stack",
-        *_tensor_seq("stack", xs, loc),
-        axis=_static_int(axis, "stack", "axis", loc),
-        loc=loc,
-    )
-
-
-def arange(n):
-    """0, 1, ..., n-1 (i32); n an integer or a named dim (x.shape[0])."""
-    loc = _user_loc()
-    return _op("tg.arange", n=_dim(n, "arange", "n", loc), dtype="i32", loc=loc)
-
-
-def one_hot(y, n, dtype=None):
-    loc = _user_loc()
-    dt = _dtype(dtype).name if dtype is not None else "f32"
-    return _op(
-        "tg.one_hot",
-        _tensor_arg("one_hot", "y", y, loc),
-        n=_dim(n, "one_hot", "n", loc),
-        dtype=dt,
-        loc=loc,
-    )
-
-
-def _fill(fname, shape, value, dtype, loc):
-    dims = _dim_list(shape, fname, "shape", loc)
-    dt = _dtype(dtype) if dtype is not None else F32
-    return _op("tg.broadcast_to", as_variable(value, dtype=dt, loc=loc), shape=dims, loc=loc)
-
-
-def zeros(shape, dtype=None):
-    return _fill("zeros", shape, 0, dtype, _user_loc())
-
-
-def ones(shape, dtype=None):
-    return _fill("ones", shape, 1, dtype, _user_loc())
-
-
-def full(shape, value, dtype=None):
-    loc = _user_loc()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CompileError("full(shape, value): value must be a number", loc)
-    return _fill("full", shape, value, dtype, loc)
-
-
-def softmax(x, axis=-1):
-    loc = _user_loc()
-    return _op(
-        "tg.softmax",
-        _tensor_arg("softmax", "x", x, loc),
-        axis=_static_int(axis, "softmax", "axis", loc),
-        loc=loc,
-    )
-
-
-def log_softmax(x, axis=-1):
-    loc = _user_loc()
-    return _op(
-        "tg.log_softmax",
-        _tensor_arg("log_softmax", "x", x, loc),
-        axis=_static_int(axis, "log_softmax", "axis", loc),
-        loc=loc,
-    )
-
-
-def categorical_crossentropy(p, y):
-    """Per-row loss -log p[y] from probabilities p [..., K] and integer labels y
-    [...] (or target distributions [..., K])."""
-    loc = _user_loc()
-    f = "categorical_crossentropy"
-    return _op(
-        "tg.categorical_crossentropy",
-        _tensor_arg(f, "p", p, loc),
-        _tensor_arg(f, "y", y, loc),
-        loc=loc,
-    )
-
-
-_PADDINGS = ("valid", "same", "full")
-
-
-def _padding(fname, padding, n, loc):
-    if isinstance(padding, str):
-        if padding not in _PADDINGS:
-            raise CompileError(
-                f"{fname}(): 'padding' must be one of {', '.join(map(repr, _PADDINGS))}", loc
-            )
-        return padding
-    return _int_list(padding, fname, "padding", loc, n=n)
-
-
-def conv1d(x, w, stride=1, padding="valid", flip=False):
-    """x [N, C, L] with filters w [F, C, K] -> [N, F, L'] (cross-correlation)."""
-    loc = _user_loc()
-    x = _tensor_arg("conv1d", "x", x, loc)
-    w = _tensor_arg("conv1d", "w", w, loc, like=x)
-    pad = _padding("conv1d", padding, 1, loc)
-    return _op(
-        "tg.conv1d",
-        x,
-        w,
-        stride=_static_int(stride, "conv1d", "stride", loc),
-        padding=pad if isinstance(pad, str) else pad[0],
-        flip=_static_bool(flip, "conv1d", "flip", loc),
-        loc=loc,
-    )
-
-
-def conv2d(x, w, stride=1, padding="valid", flip=False):
-    """x [N, C, H, W] (NCHW) with filters w [F, C, KH, KW] (OIHW) -> [N, F, H', W'];
-    a cross-correlation unless flip=True (Theano's conv2d flips)."""
-    loc = _user_loc()
-    x = _tensor_arg("conv2d", "x", x, loc)
-    w = _tensor_arg("conv2d", "w", w, loc, like=x)
-    return _op(
-        "tg.conv2d",
-        x,
-        w,
-        stride=_int_list(stride, "conv2d", "stride", loc, n=2),
-        padding=_padding("conv2d", padding, 2, loc),
-        flip=_static_bool(flip, "conv2d", "flip", loc),
-        loc=loc,
-    )
-
-
-def max_pool2d(x, size, stride=None):
-    """Max over size windows of the last two axes (stride = size unless told)."""
-    loc = _user_loc()
-    sz = _int_list(size, "max_pool2d", "size", loc, n=2)
-    st = _int_list(stride, "max_pool2d", "stride", loc, allow_none=True, n=2) or sz
-    return _op("tg.max_pool2d", _tensor_arg("max_pool2d", "x", x, loc), size=sz, stride=st, loc=loc)
+for _name in BUILTINS:
+    globals()[_name] = _python_builtin(_name)
+del _name
 
 
 # -- grad --------------------------------------------------------------------------------------
@@ -1805,7 +1466,7 @@ def scan(
                 loc,
                 "a named dim of an input works: n_steps=x.shape[0]",
             )
-        st = _dim(n_steps, "scan", "n_steps", loc)
+        st = _check("scan", loc, n_steps=n_steps).dim("n_steps")
         if isinstance(st, int) and st < 0:
             raise CompileError("scan: n_steps must not be negative", loc)
         if length is not None and not _unify_shapes((st,), (length,)):

@@ -25,7 +25,15 @@ from typing import Optional
 import numpy as np
 
 from irc.frontend import ast as A
-from irc.frontend.builtins import BUILTINS, KEYWORDS, OPERATORS, call_builtin, did_you_mean
+from irc.frontend.builtins import (
+    BUILTINS,
+    KEYWORDS,
+    OPERATORS,
+    Host,
+    bind_arguments,
+    did_you_mean,
+    run_builtin,
+)
 from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
@@ -863,8 +871,11 @@ class IRGen:
                 if k in kwargs:
                     raise self.err(f"argument '{k}' given twice", kloc)
                 kwargs[k] = (self.ev(v), kloc)
+            bound, locs = bind_arguments(
+                n.func, args, kwargs, n.loc, [getattr(a, "loc", n.loc) for a in n.args]
+            )
             with self.b.at_loc(n.loc):
-                return call_builtin(self, n.func, args, kwargs, n.loc, n)
+                return run_builtin(_BuiltinHost(self), n.func, bound, n.loc, locs)
         hint = did_you_mean(n.func, list(BUILTINS) + list(self.defs) + list(self.fns))
         raise self.err(f"unknown function '{n.func}'", n.loc, hint)
 
@@ -1174,6 +1185,37 @@ class _IndexHost(IndexHost):
     def emit(self, opname, *operands, loc, **attrs):
         with self.gen.b.at_loc(loc):
             return self.gen.b.op(opname, *operands, **attrs)
+
+
+class _BuiltinHost(Host):
+    """The built-ins (irc/frontend/builtins.py) on the generator's values."""
+
+    def __init__(self, gen: IRGen):
+        self.gen = gen
+
+    def is_tensor(self, v):
+        return isinstance(v, Value)
+
+    def as_tensor(self, v, loc, dtype=None, like=None):
+        return self.gen.as_tensor(v, loc, dtype=dtype, like=like)
+
+    def describe(self, v):
+        return describe(v)
+
+    def dim_of(self, v):
+        return dim_of(v)
+
+    def dtype(self, v, call, p):
+        if not isinstance(v, DType):
+            raise CompileError(
+                f"{call.name}(): '{p}' must be a dtype ({', '.join(DTYPES)}), got {describe(v)}",
+                call.where(p),
+            )
+        return v
+
+    def op(self, name, operands, attrs, loc):
+        with self.gen.b.at_loc(loc):
+            return self.gen.b.op(name, *operands, **attrs)
 
 
 def weak_dtype(tensor_dtype: DType, value) -> DType:
