@@ -216,9 +216,6 @@ def _restore_graph(fmt, version, text, inputs, shared, pairs, name):
     return v
 
 
-_AFFINE = {"tg.add": "+", "tg.sub": "-", "tg.mul": "*"}
-
-
 class _Rebuilder:
     """Variables and Apply nodes for the ops of a parsed tg IR function."""
 
@@ -261,8 +258,8 @@ class _Rebuilder:
                 env[r] = o
                 if r.name_hint and not r.name_hint.isdigit():
                     o.name = r.name_hint
-            if op.name in _AFFINE:
-                S._track_affine(_AFFINE[op.name], ins[0], ins[1], outs[0])
+            if outs:
+                S._HOST.track_rebuilt(op.name, ins, outs[0])
         raise pickle.UnpicklingError("a pickled function body has no terminator")
 
     def scan_body(self, op, scope):

@@ -38,7 +38,7 @@ created while a scan's step function is traced belong to its body (they are
 emitted inside the tg.scan region); using one outside is an error.
 
 Python values follow NumPy 2: Python scalars are weak (they take the dtype of
-the tensor they meet, irc.frontend.irgen.weak_dtype), NumPy scalars and
+the tensor they meet, irc.frontend.host.weak_dtype), NumPy scalars and
 arrays are strong. Floats default to f32 and integers to i32, as in `.tg`.
 
 Shared variables
@@ -78,24 +78,21 @@ import numpy as np
 
 import irc.ops  # noqa: F401  (registers the ops)
 from irc import SYMBOLIC_API
-from irc.frontend.builtins import BUILTINS, OPERATORS, REQUIRED, Call, Host, run_builtin
-from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
-from irc.frontend.irgen import default_dtype, weak_dtype
+from irc.frontend.builtins import BUILTINS, OPERATORS, REQUIRED, Call, run_builtin
+from irc.frontend.host import Host, default_dtype, literal_array, weak_dtype
+from irc.frontend.indexing import ELLIPSIS, NONE, Slice, lower_index
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, freeze_attr
 from irc.ir.errors import CompileError, trust_source_file
 from irc.ir.types import (
-    BOOL,
     DTYPES,
-    F32,
     I32,
     DType,
     TensorType,
     TypeError_,
-    broadcast_shapes,
     dtype_of_numpy,
 )
-from irc.ops.registry import REGISTRY, infer_types, lookup
+from irc.ops.registry import infer_types, lookup
 
 # the one list of names, shared with irc/__init__.py, and the built-ins of the tg language
 __all__ = list(SYMBOLIC_API) + list(BUILTINS)
@@ -413,11 +410,7 @@ class Variable:
         return _binop_or_ni("!=", self, o)
 
     def __neg__(self):
-        loc = _user_loc()
-        r = _op("tg.neg", self, loc=loc)
-        if self._affine is not None:
-            r._affine = {k: D.dim_sub(0, c) for k, c in self._affine.items()}
-        return r
+        return _HOST.negate(self, _user_loc())
 
     def __pos__(self):
         return self
@@ -665,7 +658,7 @@ class Dim:
     __index__ = __int__
 
     def _arith(self, sym, a, b):
-        folded = _fold_dims(sym, a, b)
+        folded = _HOST.fold_dims(sym, a, b)
         if folded is not NotImplemented:
             return folded
         other = b if a is self else a
@@ -781,22 +774,6 @@ def _dim_of(v):
         except ValueError:
             return None
     return None
-
-
-def _fold_dims(op, a, b):
-    """Fold + - * // over ints and dims (mirrors the `.tg` front end)."""
-    da, db = _dim_of(a), _dim_of(b)
-    if da is None or db is None or isinstance(a, str) or isinstance(b, str):
-        return NotImplemented
-    if op == "+":
-        return _make_dim(D.dim_add(da, db))
-    if op == "-":
-        return _make_dim(D.dim_sub(da, db))
-    if op == "*":
-        return _make_dim(D.dim_mul(da, db))
-    if op == "//" and isinstance(db, int) and db > 0:
-        return _make_dim(D.dim_floordiv(da, db))
-    return NotImplemented
 
 
 # -- apply nodes ---------------------------------------------------------------------------
@@ -960,16 +937,7 @@ def as_variable(
         if items and all(
             isinstance(x, (bool, int, float)) and not isinstance(x, np.generic) for x in items
         ):
-            arr = np.asarray(items)
-            if dtype is not None:
-                dt = dtype
-            elif like is not None:
-                dt = weak_dtype(like.type.dtype, items[0])
-            else:
-                dt = {"f": F32, "i": I32, "u": I32, "b": BOOL}.get(arr.dtype.kind) or _np_dtype(
-                    arr.dtype, loc
-                )
-            return _const(arr.astype(dt.np), loc)
+            return _const(literal_array(items, dtype, like.type if like is not None else None), loc)
         if not items:
             raise CompileError("cannot make a tensor of an empty list", loc)
         tensors = [as_variable(x, dtype, like, loc) for x in items]
@@ -977,53 +945,8 @@ def as_variable(
     raise CompileError(f"expected a tensor, got {_describe(v)}", loc)
 
 
-def _form(v):
-    """An affine form {Variable | 1: dim} of an integer, dim or int scalar, else None."""
-    if isinstance(v, (bool, np.bool_)):
-        return None
-    if isinstance(v, (int, np.integer)):
-        return {1: int(v)} if v else {}
-    if isinstance(v, Dim):
-        return {1: v.d}
-    if isinstance(v, Variable):
-        if v._affine is not None:
-            return v._affine
-        a = v.owner
-        if a is not None and a.op == "tg.constant" and a.attrs["value"].ndim == 0:
-            x = a.attrs["value"].item()
-            if isinstance(x, int) and not isinstance(x, bool):
-                return {1: x} if x else {}
-    return None
-
-
-def _track_affine(sym, a, b, r):
-    """Integer scalars computed from inputs, dims and literals stay affine
-    forms, so that x[i*B:(i+1)*B] gets a length known at compile time."""
-    if r.type.rank != 0 or not r.type.dtype.is_int:
-        return
-    fa, fb = _form(a), _form(b)
-    if fa is not None and fb is not None:
-        r._affine = combine_affine(sym, fa, fb)
-
-
 def _binop(sym, a, b, loc=None) -> Variable:
-    if loc is None:
-        loc = _user_loc()
-    name = _BINOPS[sym]
-    if name not in REGISTRY:
-        raise CompileError(f"operator '{sym}' is not supported on tensors", loc)
-    if isinstance(a, Variable) and isinstance(b, Variable):
-        ta, tb = a, b
-    elif isinstance(a, Variable):
-        ta, tb = a, as_variable(b, like=a, loc=loc)
-    elif isinstance(b, Variable):
-        ta, tb = as_variable(a, like=b, loc=loc), b
-    else:
-        ta = as_variable(a, loc=loc)
-        tb = as_variable(b, like=ta, loc=loc)
-    r = _op(name, ta, tb, loc=loc)
-    _track_affine(sym, ta, tb, r)
-    return r
+    return _HOST.binop(sym, _BINOPS[sym], a, b, loc or _user_loc())
 
 
 # -- argument checks shared by the built-ins -------------------------------------------------
@@ -1222,11 +1145,19 @@ def _getitem(x: Variable, key, loc) -> Variable:
             items.append(Slice(_idx(it.start), _idx(it.stop), _idx(it.step), loc))
         else:
             items.append((bool(it) if isinstance(it, np.bool_) else _idx(it), loc))
-    return lower_index(_IndexHost(), x, items, loc)
+    return lower_index(_HOST, x, items, loc)
 
 
-class _IndexHost(IndexHost):
-    """Indexing (irc/frontend/indexing.py) on builder Variables."""
+# -- built-in functions: generated from the one table (irc/frontend/builtins.py) -------------
+
+
+class _Host(Host):
+    """Variables for the shared front-end logic (irc/frontend/host.py): the built-ins,
+    indexing, operators. Python's tuples are lists, NumPy's dtype names are dtypes,
+    shapes agree by unifying unknown dims."""
+
+    sequences = (list, tuple)
+    true_false = "True or False"
 
     def is_tensor(self, v):
         return isinstance(v, Variable)
@@ -1234,31 +1165,21 @@ class _IndexHost(IndexHost):
     def is_dim(self, v):
         return isinstance(v, Dim)
 
-    def to_tensor(self, v, loc):
-        return as_variable(v, loc=loc)
+    def make_dim(self, d):
+        return _make_dim(d)
 
     def form(self, v):
-        return _form(v)
+        return v._affine
 
-    def describe(self, v):
-        return _describe(v)
+    def set_form(self, v, f):
+        v._affine = f
 
-    def emit(self, opname, *operands, loc, **attrs):
-        return _op(opname, *operands, loc=loc, **attrs)
+    def constant_value(self, v):
+        a = v.owner
+        return a.attrs["value"] if a is not None and a.op == "tg.constant" else None
 
-
-# -- built-in functions: generated from the one table (irc/frontend/builtins.py) -------------
-
-
-class _BuiltinHost(Host):
-    """The built-ins (irc/frontend/builtins.py) on Variables: Python's tuples are
-    lists, NumPy's dtype names are dtypes."""
-
-    sequences = (list, tuple)
-    true_false = "True or False"
-
-    def is_tensor(self, v):
-        return isinstance(v, Variable)
+    def same_shape(self, a, b):
+        return _unify_shapes(a, b)
 
     def as_tensor(self, v, loc, dtype=None, like=None):
         return as_variable(v, dtype=dtype, like=like, loc=loc)
@@ -1276,7 +1197,7 @@ class _BuiltinHost(Host):
         return _op(name, *operands, loc=loc, **attrs)
 
 
-_HOST = _BuiltinHost()
+_HOST = _Host()
 
 
 def _builtin(name, loc, **bound):
@@ -1448,36 +1369,18 @@ def scan(
             entries.append(None if o is None else as_variable(o, loc=loc))
     inits = [e for e in (entries or []) if e is not None]
     non_seqs = _as_list(non_sequences)
-    length = None
-    for k, s in enumerate(seqs):
-        d = s.type.shape[0]
-        if length is None:
-            length = d
-        elif not _unify_shapes((d,), (length,)):
-            raise CompileError(
-                f"scan: sequences have different lengths: sequence 0 has {length} steps, "
-                f"sequence {k} has {d}",
-                loc,
-            )
-    if n_steps is not None:
-        if isinstance(n_steps, Variable):
-            raise CompileError(
-                "scan: n_steps must be an integer or a named dim, not a symbolic value",
-                loc,
-                "a named dim of an input works: n_steps=x.shape[0]",
-            )
-        st = _check("scan", loc, n_steps=n_steps).dim("n_steps")
-        if isinstance(st, int) and st < 0:
-            raise CompileError("scan: n_steps must not be negative", loc)
-        if length is not None and not _unify_shapes((st,), (length,)):
-            raise CompileError(
-                f"scan: n_steps = {st} but the sequences have {length} steps",
-                loc,
-                "slice the sequences to the number of steps",
-            )
-        length = st
-    if length is None:
-        raise CompileError("scan: without sequences, n_steps gives the number of steps", loc)
+    if isinstance(n_steps, Variable):
+        raise CompileError(
+            "scan: n_steps must be an integer or a named dim, not a symbolic value",
+            loc,
+            "a named dim of an input works: n_steps=x.shape[0]",
+        )
+    length = _HOST.scan_length(
+        [(f"sequence {k}", s, loc) for k, s in enumerate(seqs)],
+        None if n_steps is None else (n_steps, loc),
+        loc,
+        ("scan: ", "n_steps", "scan: without sequences, n_steps gives the number of steps"),
+    )
     if truncate_gradient is None or (_is_int(truncate_gradient) and truncate_gradient == -1):
         truncate = None
     elif _is_int(truncate_gradient) and truncate_gradient >= 1:
@@ -1575,9 +1478,6 @@ def _collect_applies(roots) -> list:
             stack.extend(a.body.yields)
     out.sort(key=lambda a: a._id)
     return out
-
-
-_INFIX_SYM = {"tg.add": "+", "tg.sub": "-", "tg.mul": "*"}
 
 
 def _clone_graph(roots: list, pairs: list) -> list:
@@ -1685,14 +1585,7 @@ def _clone_graph(roots: list, pairs: list) -> list:
                 continue
             na = _apply(a.op, ins, attrs, a.loc, scope=scope_of(a.scope))
         outs = na.take()
-        if a.op in _INFIX_SYM:
-            _track_affine(
-                _INFIX_SYM[a.op], outs[0].owner.inputs[0], outs[0].owner.inputs[1], outs[0]
-            )
-        elif a.op == "tg.neg" and outs[0].owner.inputs[0]._affine is not None:
-            outs[0]._affine = {
-                k: D.dim_sub(0, c) for k, c in outs[0].owner.inputs[0]._affine.items()
-            }
+        _HOST.track_rebuilt(a.op, outs[0].owner.inputs, outs[0])
         for o, n in zip(a.outputs, outs):
             if o is not None:  # an output nobody holds is not needed
                 n.name = o.name
@@ -2113,24 +2006,9 @@ def _function_updates(updates, loc) -> list:
             )
         if any(sv is s for s, _ in out):
             raise CompileError(f"the shared variable '{sv.name}' is updated twice", loc)
-        v = as_variable(val, dtype=sv.type.dtype, loc=loc)
-        where = v.loc or loc
-        if v.type.dtype != sv.type.dtype:
-            raise CompileError(
-                f"update of '{sv.name}' ({sv.type}) with a value of type {v.type}",
-                where,
-                f"cast it: (...).astype('{sv.type.dtype}')",
-            )
-        if not _unify_shapes(v.type.shape, sv.type.shape):
-            try:
-                fits = broadcast_shapes(v.type.shape, sv.type.shape) == sv.type.shape
-            except TypeError_:
-                fits = False
-            if not fits:
-                raise CompileError(
-                    f"update of '{sv.name}' ({sv.type}) with a value of type {v.type}", where
-                )
-            v = _op("tg.broadcast_to", v, shape=sv.type.shape, loc=where)
+        where = (val.loc if isinstance(val, Variable) else None) or loc
+        cast = f"cast it: (...).astype('{sv.type.dtype}')"
+        v = _HOST.update_value(sv.name, sv.type, val, where, cast)
         out.append((sv, v))
     return out
 

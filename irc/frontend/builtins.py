@@ -5,11 +5,11 @@ One table, `BUILTINS`: name -> (parameters, handler).
 A parameter list is a tuple of (name, default) pairs (`REQUIRED` for none),
 written as a spec string: `"x, axis=None, keepdims=False"`. A handler gets a
 `Call`: the bound arguments, helpers that convert and check them (errors located
-at the argument), and the front end's `Host`, which makes tensors and ops of its
+at the argument), and the front end's `Host` (irc/frontend/host.py), which makes tensors and ops of its
 own kind (irc.frontend.irgen: IR values in a function being generated;
 irc.symbolic: traced variables). irc.symbolic generates its Python functions
 (`irc.conv2d` ...) from this table, so a built-in is written once.
-Imports irc.ir only.
+Imports irc.ir and irc.frontend.host.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import ast
 
 import numpy as np
 
+from irc.frontend.host import Host
 from irc.ir.errors import CompileError
 from irc.ir.types import F32, DType
 
@@ -128,37 +129,6 @@ def builtin(name, spec):
         return fn
 
     return deco
-
-
-class Host:
-    """What a front end gives the built-ins: its tensors and compile-time values.
-    irc.frontend.irgen (`.tg`) and irc.symbolic (the Python API) each implement it,
-    so one handler per built-in serves both."""
-
-    sequences: tuple = (list,)  # the compile-time values that are lists
-    true_false = "true or false"  # how the language spells the booleans
-
-    def is_tensor(self, v) -> bool:
-        raise NotImplementedError
-
-    def as_tensor(self, v, loc, dtype=None, like=None):
-        """A compile-time value (number, list, dim) as a tensor."""
-        raise NotImplementedError
-
-    def describe(self, v) -> str:
-        raise NotImplementedError
-
-    def dim_of(self, v):
-        """The dim (int or canonical text) of a compile-time int or dim, else None."""
-        raise NotImplementedError
-
-    def dtype(self, v, call: "Call", p: str) -> DType:
-        """The DType a dtype argument names (an error located at the argument if none)."""
-        raise NotImplementedError
-
-    def op(self, name, operands, attrs, loc):
-        """Make the op and return its (one) result."""
-        raise NotImplementedError
 
 
 def bind_arguments(name, args, kwargs, loc, arg_locs):

@@ -29,25 +29,21 @@ from irc.frontend.builtins import (
     BUILTINS,
     KEYWORDS,
     OPERATORS,
-    Host,
     bind_arguments,
     did_you_mean,
     run_builtin,
 )
-from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
+from irc.frontend.host import Host, default_dtype, literal_array, weak_dtype
+from irc.frontend.indexing import ELLIPSIS, NONE, Slice, lower_index
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
 from irc.ir.dims import INT64_MAX as INT_MAX
 from irc.ir.errors import CompileError
 from irc.ir.types import (
     DTYPES,
-    F32,
     I32,
     DType,
     TensorType,
-    TypeError_,
-    broadcast_shapes,
-    dtype_of_numpy,
 )
 from irc.ops.registry import OpBuilder
 
@@ -141,6 +137,7 @@ class IRGen:
         self.ctx: Optional[FunctionContext] = None
         self.scope: Optional[FuncScope] = None
         self.scan_depth = 0
+        self.host = _Host(self)
 
     # -- errors ---------------------------------------------------------------------
     def err(self, msg, loc, hint=None):
@@ -530,25 +527,13 @@ class IRGen:
             raise self.err(f"unknown shared variable '{st.target}'", st.loc)
         if any(n == st.target for n, _, _ in self.ctx.updates):
             raise self.err(f"'{st.target}' is updated twice in one function", st.loc)
-        v = self.ev(st.value)
-        v = self.as_tensor(v, st.loc, dtype=ref.type.dtype)
-        if v.type.dtype != ref.type.dtype:
-            raise self.err(
-                f"update of '{st.target}' ({ref.type}) with a value of type {v.type}",
-                st.loc,
-                f"cast it: cast(..., {ref.type.dtype})",
-            )
-        if v.type.shape != ref.type.shape:
-            try:
-                fits = broadcast_shapes(v.type.shape, ref.type.shape) == ref.type.shape
-            except TypeError_:
-                fits = False
-            if not fits:
-                raise self.err(
-                    f"update of '{st.target}' ({ref.type}) with a value of type {v.type}", st.loc
-                )
-            with self.b.at_loc(st.loc):
-                v = self.b.op("tg.broadcast_to", v, shape=ref.type.shape)
+        v = self.host.update_value(
+            st.target,
+            ref.type,
+            self.ev(st.value),
+            st.loc,
+            f"cast it: cast(..., {ref.type.dtype})",
+        )
         self.ctx.updates.append((st.target, v, st.loc))
 
     # -- names --------------------------------------------------------------------
@@ -633,18 +618,9 @@ class IRGen:
         if isinstance(v, list):
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):
-                arr = np.asarray(items)
-                dt = dtype or (
-                    weak_dtype(like.type.dtype, items[0])
-                    if like is not None and items
-                    else dtype_of_numpy(
-                        np.float32
-                        if arr.dtype.kind == "f"
-                        else (np.int32 if arr.dtype.kind in "iu" else arr.dtype)
-                    )
-                )
+                arr = literal_array(items, dtype, like.type if like is not None else None)
                 with self.b.at_loc(loc):
-                    return self.b.op("tg.constant", value=arr.astype(dt.np))
+                    return self.b.op("tg.constant", value=arr)
             tensors = [self.as_tensor(x, loc, dtype=dtype, like=like) for x in v]
             with self.b.at_loc(loc):
                 return self.b.op("tg.stack", *tensors, axis=0)
@@ -696,12 +672,7 @@ class IRGen:
                 return -v
             if isinstance(v, Dim):
                 return make_dim(D.dim_sub(0, v.d))
-            t = self.tensor_operand(v, n.loc)
-            with self.b.at_loc(n.loc):
-                r = self.b.neg(t)
-            if t in self.ctx.affine:
-                self.ctx.affine[r] = {k: D.dim_sub(0, c) for k, c in self.ctx.affine[t].items()}
-            return r
+            return self.host.negate(self.tensor_operand(v, n.loc), n.loc)
         # ~
         if isinstance(v, bool):
             return not v
@@ -773,17 +744,7 @@ class IRGen:
                 raise self.err(f"operator '{op}' is not defined for numbers", loc) from None
             except OverflowError:
                 raise self.err("number too large", loc) from None
-        da, db = dim_of(a), dim_of(b)
-        if da is not None and db is not None and (isinstance(a, Dim) or isinstance(b, Dim)):
-            if op == "+":
-                return make_dim(D.dim_add(da, db))
-            if op == "-":
-                return make_dim(D.dim_sub(da, db))
-            if op == "*":
-                return make_dim(D.dim_mul(da, db))
-            if op == "//" and isinstance(db, int) and db > 0:
-                return make_dim(D.dim_floordiv(da, db))
-        return NotImplemented
+        return self.host.fold_dims(op, a, b)
 
     def binop(self, op, a, b, loc):
         if (
@@ -796,60 +757,10 @@ class IRGen:
             raise self.err(f"operator '{op}' cannot take {describe(bad)}", loc)
         if isinstance(a, tuple) or isinstance(b, tuple):
             raise self.err(f"operator '{op}' applied to several values; unpack them first", loc)
-        name = self.BINOPS[op]
-        if isinstance(a, Value) and isinstance(b, Value):
-            ta, tb = a, b
-        elif isinstance(a, Value):
-            ta, tb = a, self.as_tensor(b, loc, like=a)
-        elif isinstance(b, Value):
-            ta, tb = self.as_tensor(a, loc, like=b), b
-        else:
-            ta = self.as_tensor(a, loc)
-            tb = self.as_tensor(b, loc, like=ta)
-        from irc.ops.registry import REGISTRY
-
-        if name not in REGISTRY:
-            raise self.err(f"operator '{op}' is not supported on tensors", loc)
-        with self.b.at_loc(loc):
-            r = self.b.op(name, ta, tb)
-        self._track_affine(op, ta, tb, r)
-        return r
-
-    def _track_affine(self, op, a, b, r):
-        """Keep integer scalars computed from arguments, dims and literals as
-        affine forms, so slices like X[i*B:(i+1)*B] get a static length."""
-        if r.type.rank != 0 or not r.type.dtype.is_int:
-            return
-        fa, fb = self.affine_form(a), self.affine_form(b)
-        if fa is not None and fb is not None:
-            f = combine_affine(op, fa, fb)
-            if f is not None:
-                self.ctx.affine[r] = f
+        return self.host.binop(op, self.BINOPS[op], a, b, loc)
 
     def affine_form(self, v):
-        """The affine form {Value | 1: dim} of an integer, dim or int scalar, else None."""
-        if isinstance(v, bool):
-            return None
-        if isinstance(v, int):
-            return {1: v} if v else {}
-        if isinstance(v, Dim):
-            return {1: v.d}
-        if isinstance(v, Value):
-            f = self.ctx.affine.get(v)
-            return f if f is not None else self._const_form(v)
-        return None
-
-    def _const_form(self, v: Value):
-        op = v.owner if hasattr(v, "op") else None
-        if (
-            op is not None
-            and getattr(op, "name", None) == "tg.constant"
-            and op.attrs["value"].ndim == 0
-        ):
-            x = op.attrs["value"].item()
-            if isinstance(x, int) and not isinstance(x, bool):
-                return {1: x} if x else {}
-        return None
+        return self.host.affine_form(v)
 
     def ev_Call(self, n: A.Call):
         if n.func in self.defs:
@@ -875,7 +786,7 @@ class IRGen:
                 n.func, args, kwargs, n.loc, [getattr(a, "loc", n.loc) for a in n.args]
             )
             with self.b.at_loc(n.loc):
-                return run_builtin(_BuiltinHost(self), n.func, bound, n.loc, locs)
+                return run_builtin(self.host, n.func, bound, n.loc, locs)
         hint = did_you_mean(n.func, list(BUILTINS) + list(self.defs) + list(self.fns))
         raise self.err(f"unknown function '{n.func}'", n.loc, hint)
 
@@ -1042,27 +953,16 @@ class IRGen:
         for i, nm in enumerate(names):
             if nm in names[:i]:
                 raise self.err(f"'{nm}' is bound twice in this scan", n.loc)
-        length = None
-        for name, v, loc in seqs:
-            d = v.type.shape[0]
-            if length is None:
-                length = d
-            elif d != length:
-                raise self.err(
-                    f"sequences have different lengths: '{seqs[0][0]}' has {length} steps, "
-                    f"'{name}' has {d}",
-                    loc,
-                )
+        steps = None
         if "steps" in n.options:
             node = n.options["steps"]
-            s = dim_of(self.ev_static(node))
-            if s is None or (isinstance(s, int) and s < 0):
-                raise self.err("steps must be a non-negative integer or a named dim", node.loc)
-            if length is not None and s != length:
-                raise self.err(f"steps = {s} but the sequences have {length} steps", node.loc)
-            length = s
-        if length is None:
-            raise self.err("a scan without sequences needs 'steps = n'", n.loc)
+            steps = (self.ev_static(node), node.loc)
+        length = self.host.scan_length(
+            [(f"'{name}'", v, loc) for name, v, loc in seqs],
+            steps,
+            n.loc,
+            ("", "steps", "a scan without sequences needs 'steps = n'"),
+        )
         truncate = None
         if "truncate" in n.options:
             node = n.options["truncate"]
@@ -1158,11 +1058,13 @@ class IRGen:
             else:
                 items.append((self.ev(it), it.loc))
         with self.b.at_loc(n.loc):
-            return lower_index(_IndexHost(self), base, items, n.loc)
+            return lower_index(self.host, base, items, n.loc)
 
 
-class _IndexHost(IndexHost):
-    """Indexing (irc/frontend/indexing.py) on the generator's values."""
+class _Host(Host):
+    """The generator's values for the shared front-end logic (irc/frontend/host.py):
+    IR Values of the function being generated; the affine forms of its integer
+    scalars live in the function's context."""
 
     def __init__(self, gen: IRGen):
         self.gen = gen
@@ -1173,37 +1075,17 @@ class _IndexHost(IndexHost):
     def is_dim(self, v):
         return isinstance(v, Dim)
 
-    def to_tensor(self, v, loc):
-        return self.gen.as_tensor(v, loc)
+    def make_dim(self, d):
+        return make_dim(d)
 
-    def form(self, v):
-        return self.gen.affine_form(v)
-
-    def describe(self, v):
-        return describe(v)
-
-    def emit(self, opname, *operands, loc, **attrs):
-        with self.gen.b.at_loc(loc):
-            return self.gen.b.op(opname, *operands, **attrs)
-
-
-class _BuiltinHost(Host):
-    """The built-ins (irc/frontend/builtins.py) on the generator's values."""
-
-    def __init__(self, gen: IRGen):
-        self.gen = gen
-
-    def is_tensor(self, v):
-        return isinstance(v, Value)
+    def dim_of(self, v):
+        return dim_of(v)
 
     def as_tensor(self, v, loc, dtype=None, like=None):
         return self.gen.as_tensor(v, loc, dtype=dtype, like=like)
 
     def describe(self, v):
         return describe(v)
-
-    def dim_of(self, v):
-        return dim_of(v)
 
     def dtype(self, v, call, p):
         if not isinstance(v, DType):
@@ -1217,26 +1099,15 @@ class _BuiltinHost(Host):
         with self.gen.b.at_loc(loc):
             return self.gen.b.op(name, *operands, **attrs)
 
+    def form(self, v):
+        return self.gen.ctx.affine.get(v)
 
-def weak_dtype(tensor_dtype: DType, value) -> DType:
-    """NumPy 2 (NEP 50): a Python scalar takes the tensor's dtype, except that a
-    float meeting an integer or bool tensor gives float64 and an int meeting a
-    bool tensor gives int64, as np.result_type(array, python_scalar) does."""
-    try:
-        return dtype_of_numpy(np.result_type(tensor_dtype.np, value))
-    except (OverflowError, TypeError_):
-        # A literal that does not fit the tensor's dtype: promote like NumPy's
-        # strong types instead of failing here (the op reports what is wrong).
-        return dtype_of_numpy(np.result_type(tensor_dtype.np, np.min_scalar_type(value)))
+    def set_form(self, v, f):
+        self.gen.ctx.affine[v] = f
 
-
-def default_dtype(value) -> DType:
-    """The dtype of a literal on its own: f32 for floats, i32 for ints."""
-    if isinstance(value, bool):
-        return DTYPES["bool"]
-    if isinstance(value, float):
-        return F32
-    return I32
+    def constant_value(self, v):
+        op = getattr(v, "op", None)
+        return op.attrs["value"] if op is not None and op.name == "tg.constant" else None
 
 
 def describe(v) -> str:
