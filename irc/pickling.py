@@ -83,19 +83,19 @@ def _restore_unknown(fmt, version, name):
     _check(fmt, version, "unknown dim")
     m = re.fullmatch(r"(.*?)(\d*)_(\d+)", name)  # x_0, x2_0: taken names become x3_0 ...
     k, fresh = 1, name
-    while m and (fresh in S._UNIFIER.unknown or fresh in S._NAMED):
+    while m and (fresh in S.variables._UNIFIER.unknown or fresh in S.variables._NAMED):
         k += 1
         fresh = f"{m.group(1)}{k}_{m.group(3)}"
-    return S._UNIFIER.fresh(fresh, S._NAMED)
+    return S.variables._UNIFIER.fresh(fresh, S.variables._NAMED)
 
 
 def _unknown_names(text: str) -> list:
-    return sorted(set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text)) & S._UNIFIER.unknown)
+    return sorted(set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text)) & S.variables._UNIFIER.unknown)
 
 
 def _dim_out(d):
     """A dim for a pickle: an int, or its text and the unknowns it mentions."""
-    d = S._UNIFIER.resolve(d)
+    d = S.variables._UNIFIER.resolve(d)
     if isinstance(d, int):
         return d
     return (d, tuple((n, _token(n)) for n in _unknown_names(d)))
@@ -164,9 +164,9 @@ def _restore_input(fmt, version, name, dtype, dims):
     shape = tuple(_dim_in(d) for d in dims)
     v = S.Variable(TensorType(DTYPES[dtype], shape), "input", name)
     unknown = [n for d in shape if isinstance(d, str) for n in D.dim_names(d)]
-    unknown = [n for n in unknown if n in S._UNIFIER.unknown and n not in S._UNIFIER.owner]
+    unknown = [n for n in unknown if n in S.variables._UNIFIER.unknown and n not in S.variables._UNIFIER.owner]
     v._auto = bool(unknown)
-    S._UNIFIER.adopt(unknown, v)
+    S.variables._UNIFIER.adopt(unknown, v)
     if v.type.rank == 0 and v.type.dtype.is_int:
         v._affine = {v: 1}
     return v

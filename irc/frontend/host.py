@@ -65,19 +65,20 @@ class Host:
     """What a front end gives the shared logic. Subclasses override the methods
     above the line; the ones below it are the shared logic itself."""
 
+    tensor_class: type = object  # the front end's tensors
+    dim_class: type = object  # its named-dim objects (what x.shape[i] gives for a named axis)
     sequences: tuple = (list,)  # the compile-time values that are lists
     true_false = "true or false"  # how the language spells the booleans
 
     def is_tensor(self, v) -> bool:
-        raise NotImplementedError
+        return isinstance(v, self.tensor_class)
 
     def is_dim(self, v) -> bool:
-        """Whether v is a named-dim object (what x.shape[i] gives for a named axis)."""
-        raise NotImplementedError
+        return isinstance(v, self.dim_class)
 
     def make_dim(self, d):
         """A dim (int or canonical text) as the front end's compile-time value."""
-        raise NotImplementedError
+        return d if isinstance(d, int) else self.dim_class(d)
 
     def dim_of(self, v):
         """The dim (int or canonical text) of a compile-time int or dim, else None."""

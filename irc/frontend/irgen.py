@@ -1066,17 +1066,10 @@ class _Host(Host):
     IR Values of the function being generated; the affine forms of its integer
     scalars live in the function's context."""
 
+    tensor_class, dim_class = Value, Dim
+
     def __init__(self, gen: IRGen):
         self.gen = gen
-
-    def is_tensor(self, v):
-        return isinstance(v, Value)
-
-    def is_dim(self, v):
-        return isinstance(v, Dim)
-
-    def make_dim(self, d):
-        return make_dim(d)
 
     def dim_of(self, v):
         return dim_of(v)

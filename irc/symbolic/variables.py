@@ -1,0 +1,826 @@
+"""The traced graph of the Python API: symbolic variables (Variable, SharedVariable),
+named dims (Dim), the unknown dims of inputs made without dims= (the one Unifier,
+`_UNIFIER`), Apply nodes and `_apply`, which infers types through the op registry
+and locates errors at the user's line (`_user_loc`), and the scopes of scan bodies.
+
+Owns the state other modules of irc.symbolic read through this module (`V._UNIFIER`,
+`V._NAMED`: tests give a document its own tables by swapping them here).
+Imports irc.ir, irc.ops and irc.frontend; its methods use the builders, function and
+pp of the modules below it (imported at the end of this file).
+"""
+
+from __future__ import annotations
+
+import builtins as _py
+import itertools
+import os
+import sys
+import weakref
+from typing import Optional
+
+import numpy as np
+
+import irc.ops  # noqa: F401  (registers the ops)
+from irc.frontend.builtins import OPERATORS
+from irc.ir import dims as D
+from irc.ir.core import Loc, freeze_attr
+from irc.ir.errors import CompileError, trust_source_file
+from irc.ir.types import (
+    TensorType,
+    TypeError_,
+    dtype_of_numpy,
+)
+from irc.ops.registry import infer_types, lookup
+
+
+# -- source locations ----------------------------------------------------------------
+
+# the irc package: frames of its files are skipped when locating the user's line
+_IRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _user_loc() -> Optional[Loc]:
+    """The file, line and column of the innermost caller outside irc."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_IRC_DIR):
+        f = f.f_back
+    if f is None:
+        return None
+    code = f.f_code
+    line, col = f.f_lineno or 1, 1
+    try:  # Python >= 3.11: the column of the instruction being run
+        pos = next(itertools.islice(code.co_positions(), f.f_lasti // 2, None))
+        if pos[0] is not None:
+            line = pos[0]
+        if pos[2] is not None:
+            col = pos[2] + 1
+    except (AttributeError, StopIteration):
+        pass
+    trust_source_file(code.co_filename)  # a diagnostic may show the user's line
+    return Loc(code.co_filename, line, col)
+
+
+# -- scopes: the traced bodies of scan -----------------------------------------------
+
+
+class _Trace:
+    """The body of one scan while (and after) its step function is traced.
+    Nodes created during tracing belong to it and are emitted inside the body."""
+
+    __slots__ = ("parent", "scan")
+
+    def __init__(self, parent):
+        self.parent = parent
+        self.scan = None  # the Apply of the tg.scan, once built
+
+
+_TRACES: list = []  # the traces being built, innermost last
+
+
+def _current_scope():
+    return _TRACES[-1] if _TRACES else None
+
+
+def _visible(scope, from_scope) -> bool:
+    """Whether a node of `scope` can be used by a node of `from_scope`."""
+    if scope is None:
+        return True
+    s = from_scope
+    while s is not None:
+        if s is scope:
+            return True
+        s = s.parent
+    return False
+
+
+_LEAK = "this value was computed inside a scan step function and cannot be used outside it"
+_LEAK_HINT = "return it from the step function: scan stacks each step's outputs"
+
+# -- variables --------------------------------------------------------------------------
+
+_ids = itertools.count()
+_anon = itertools.count()
+
+# The unknown dims of inputs made without dims= (irc/ir/dims.py, Unifier): bound as
+# expressions meet them; Variables and Dims resolve through it lazily.
+_UNIFIER = D.Unifier()
+_NAMED: set = set()  # dim names given by users (dims=): unknowns never take them
+
+
+class DTypeName(str):
+    """A dtype as Theano gives it: a string ("float32", so x.dtype.startswith("int")
+    works) that also compares equal to NumPy dtypes and has their attributes."""
+
+    __slots__ = ()
+
+    def __eq__(self, o):
+        if isinstance(o, str):
+            return str.__eq__(self, o)
+        try:
+            return np.dtype(str(self)) == np.dtype(o)
+        except TypeError:
+            return NotImplemented
+
+    def __ne__(self, o):
+        r = self.__eq__(o)
+        return r if r is NotImplemented else not r
+
+    __hash__ = str.__hash__
+
+    def __getattr__(self, name):
+        return getattr(np.dtype(str(self)), name)
+
+
+# The .tg operators, plus `^` which only Python has.
+_BINOPS = {**OPERATORS, "^": "tg.xor"}
+
+
+def _operand_ok(v) -> bool:
+    return isinstance(v, (Variable, Dim, bool, int, float, np.generic, np.ndarray, list, tuple))
+
+
+def _binop_or_ni(sym, a, b):
+    other = b if isinstance(a, Variable) else a
+    if not _operand_ok(other):
+        return NotImplemented
+    return _binop(sym, a, b)
+
+
+class Variable:
+    """A symbolic tensor. `type` is its TensorType; `owner` the Apply that
+    computes it (None for inputs, shared variables, named-dim values and scan
+    step arguments); `name` names it in dumps and errors (settable)."""
+
+    __array_ufunc__ = None  # NumPy defers to the reflected operators below
+    __slots__ = (
+        "_type",
+        "_tcache",
+        "kind",
+        "owner",
+        "index",
+        "name",
+        "loc",
+        "scope",
+        "dim",
+        "_id",
+        "_affine",
+        "_auto",
+        "_keep",
+        "__weakref__",
+    )
+
+    def __init__(
+        self, type: TensorType, kind: str, name=None, loc=None, owner=None, index=0, scope=None
+    ):
+        self._type = type
+        self._tcache = None  # (unifier version, resolved type)
+        self.kind = kind  # "input" | "shared" | "dim" | "arg" | "op"
+        self.owner = owner
+        self.index = index
+        self.name = name
+        self.loc = loc
+        self.scope = scope
+        self.dim = None  # kind "dim": the named dim whose value this is
+        self._id = next(_ids)
+        self._affine = None  # integer scalars: an affine form {Variable | 1: dim}
+        self._auto = False  # input with dims made up because none were given
+        self._keep = None  # owners of the unknown dims a "dim" value mentions (kept alive)
+
+    __hash__ = object.__hash__
+
+    @property
+    def type(self) -> TensorType:
+        """The TensorType, with the unknown dims bound so far substituted."""
+        t = self._type
+        if not _UNIFIER.binding or not t.shape or t.is_static:
+            return t
+        c = self._tcache
+        if c is None or c[0] != _UNIFIER.version:
+            c = self._tcache = (_UNIFIER.version, _resolve_type(t))
+        return c[1]
+
+    @type.setter
+    def type(self, t: TensorType):
+        self._type, self._tcache = t, None
+
+    # -- NumPy-like attributes ---------------------------------------------------------
+    @property
+    def dtype(self) -> DTypeName:
+        """The dtype's name, a string that also compares equal to NumPy dtypes
+        (x.dtype == "float32", x.dtype == np.float32, x.dtype.startswith("float"))."""
+        return DTypeName(self.type.dtype.np.name)
+
+    @property
+    def ndim(self) -> int:
+        return self.type.rank
+
+    @property
+    def shape(self) -> tuple:
+        """Ints for static sizes, Dim objects for named dims (they fold with
+        ints and other dims, and become tensors when they meet one)."""
+        return tuple(_make_dim(d) for d in self.type.shape)
+
+    @property
+    def T(self) -> "Variable":
+        return _op("tg.transpose", self, perm=None, loc=_user_loc())
+
+    def __len__(self):
+        if not self.type.shape:
+            raise TypeError("len() of a scalar")
+        d = self.type.shape[0]
+        if not isinstance(d, int):
+            raise TypeError(
+                f"the leading dimension of {self.type} is the named dim {d}, known only at call time"
+            )
+        return d
+
+    def __iter__(self):
+        raise TypeError(
+            "a symbolic tensor cannot be iterated over; index it, or use irc.scan for a loop"
+        )
+
+    def __bool__(self):
+        raise TypeError(
+            "a symbolic tensor has no truth value; use irc.where(cond, a, b) for a symbolic choice"
+        )
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "a symbolic tensor has no value: compile it with irc.function, or call .eval()"
+        )
+
+    def __int__(self):
+        raise TypeError(
+            "a symbolic tensor has no value: compile it with irc.function, or call .eval()"
+        )
+
+    __float__ = __index__ = __int__
+
+    def __setitem__(self, key, value):
+        raise TypeError(
+            "symbolic tensors are immutable; build a new expression (irc.where, irc.concat)"
+        )
+
+    # -- operators ---------------------------------------------------------------------
+    def __add__(self, o):
+        return _binop_or_ni("+", self, o)
+
+    def __radd__(self, o):
+        return _binop_or_ni("+", o, self)
+
+    def __sub__(self, o):
+        return _binop_or_ni("-", self, o)
+
+    def __rsub__(self, o):
+        return _binop_or_ni("-", o, self)
+
+    def __mul__(self, o):
+        return _binop_or_ni("*", self, o)
+
+    def __rmul__(self, o):
+        return _binop_or_ni("*", o, self)
+
+    def __truediv__(self, o):
+        return _binop_or_ni("/", self, o)
+
+    def __rtruediv__(self, o):
+        return _binop_or_ni("/", o, self)
+
+    def __floordiv__(self, o):
+        return _binop_or_ni("//", self, o)
+
+    def __rfloordiv__(self, o):
+        return _binop_or_ni("//", o, self)
+
+    def __mod__(self, o):
+        return _binop_or_ni("%", self, o)
+
+    def __rmod__(self, o):
+        return _binop_or_ni("%", o, self)
+
+    def __pow__(self, o):
+        return _binop_or_ni("**", self, o)
+
+    def __rpow__(self, o):
+        return _binop_or_ni("**", o, self)
+
+    def __matmul__(self, o):
+        return _binop_or_ni("@", self, o)
+
+    def __rmatmul__(self, o):
+        return _binop_or_ni("@", o, self)
+
+    def __and__(self, o):
+        return _binop_or_ni("&", self, o)
+
+    def __rand__(self, o):
+        return _binop_or_ni("&", o, self)
+
+    def __or__(self, o):
+        return _binop_or_ni("|", self, o)
+
+    def __ror__(self, o):
+        return _binop_or_ni("|", o, self)
+
+    def __xor__(self, o):
+        return _binop_or_ni("^", self, o)
+
+    def __rxor__(self, o):
+        return _binop_or_ni("^", o, self)
+
+    def __lt__(self, o):
+        return _binop_or_ni("<", self, o)
+
+    def __le__(self, o):
+        return _binop_or_ni("<=", self, o)
+
+    def __gt__(self, o):
+        return _binop_or_ni(">", self, o)
+
+    def __ge__(self, o):
+        return _binop_or_ni(">=", self, o)
+
+    def __eq__(self, o):
+        return _binop_or_ni("==", self, o)  # noqa: E704  (elementwise, as in NumPy)
+
+    def __ne__(self, o):
+        return _binop_or_ni("!=", self, o)
+
+    def __neg__(self):
+        return _HOST.negate(self, _user_loc())
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _op("tg.abs", self, loc=_user_loc())
+
+    def __invert__(self):
+        return _op("tg.not", self, loc=_user_loc())
+
+    def __getitem__(self, key):
+        return _getitem(self, key, _user_loc())
+
+    # -- methods (NumPy's names and signatures, so np.sum(x), np.mean(x, axis=1) work) ------
+    def sum(self, axis=None, dtype=None, out=None, keepdims=False):
+        loc = _user_loc()
+        x = _numpy_args(self, dtype, out, loc)
+        return _builtin("sum", loc, x=x, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, dtype=None, out=None, keepdims=False):
+        loc = _user_loc()
+        x = _numpy_args(self, dtype, out, loc)
+        return _builtin("mean", loc, x=x, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, out=None, keepdims=False):
+        loc = _user_loc()
+        x = _numpy_args(self, None, out, loc)
+        return _builtin("max", loc, x=x, axis=axis, keepdims=keepdims)
+
+    def min(self, axis=None, out=None, keepdims=False):
+        loc = _user_loc()
+        x = _numpy_args(self, None, out, loc)
+        return _builtin("min", loc, x=x, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis=None, out=None, keepdims=False):
+        loc = _user_loc()
+        x = _numpy_args(self, None, out, loc)
+        return _builtin("argmax", loc, x=x, axis=axis, keepdims=keepdims)
+
+    def argmin(self, axis=None, out=None, keepdims=False):
+        loc = _user_loc()
+        x = _numpy_args(self, None, out, loc)
+        return _builtin("argmin", loc, x=x, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape, order="C", ndim=None):
+        """NumPy's reshape (Theano's `ndim=`, the length of the shape, is checked)."""
+        loc = _user_loc()
+        if order != "C":
+            raise CompileError("reshape: only order='C' is supported", loc)
+        if len(shape) == 1 and isinstance(shape[0], (list, tuple)):
+            shape = shape[0]
+        if ndim is not None and ndim != len(shape):
+            raise CompileError(f"reshape: ndim={ndim} but the shape has {len(shape)} dims", loc)
+        return _builtin("reshape", loc, x=self, shape=shape)
+
+    def flatten(self, ndim=1):
+        """x.flatten(): all elements in one axis (NumPy's). x.flatten(ndim) keeps the
+        first ndim - 1 axes and multiplies the rest into the last (Theano's); the
+        same as irc.flatten(x, ndim - 1)."""
+        loc = _user_loc()
+        if isinstance(ndim, str):  # NumPy's positional order
+            if ndim != "C":
+                raise CompileError("flatten: only order='C' is supported", loc)
+            ndim = 1
+        n = _check("flatten", loc, ndim=ndim).static_int("ndim")
+        if not 1 <= n <= _py.max(self.type.rank, 1):
+            raise CompileError(f"flatten: ndim={n} for a tensor of rank {self.type.rank}", loc)
+        return _op("tg.flatten", self, axis=n - 1, loc=loc)
+
+    def dimshuffle(self, *pattern):
+        """Theano's dimshuffle: a permutation of the axes with 'x' for a new axis
+        of length 1 (`b.dimshuffle('x', 0, 'x', 'x')`); an axis left out must have
+        length 1. Made of irc's indexing and transpose."""
+        loc = _user_loc()
+        if len(pattern) == 1 and isinstance(pattern[0], (list, tuple)):
+            pattern = tuple(pattern[0])
+        rank = self.type.rank
+        axes = [p for p in pattern if p != "x"]
+        if not all(_is_int(a) and 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+            raise CompileError(
+                f"dimshuffle{tuple(pattern)}: expected each axis 0..{rank - 1} at most once "
+                "and 'x' for new axes",
+                loc,
+            )
+        x = self
+        dropped = [i for i in range(rank) if i not in axes]
+        for i in dropped:
+            if not _unify_shapes((self.type.shape[i],), (1,)):
+                raise CompileError(
+                    f"dimshuffle{tuple(pattern)}: axis {i} of {self.type} is left out but its "
+                    "length is not 1",
+                    loc,
+                )
+        if dropped:
+            x = _getitem(x, tuple(0 if i in dropped else slice(None) for i in range(rank)), loc)
+        kept = [i for i in range(rank) if i in axes]
+        perm = [kept.index(a) for a in axes]
+        if perm != sorted(perm):
+            x = _op("tg.transpose", x, perm=tuple(perm), loc=loc)
+        if "x" in pattern:
+            x = _getitem(x, tuple(None if p == "x" else slice(None) for p in pattern), loc)
+        return x
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and (isinstance(axes[0], (list, tuple)) or axes[0] is None):
+            axes = axes[0]
+        loc = _user_loc()
+        if axes == ():
+            axes = None
+        perm = _check("transpose", loc, axes=axes).int_list("axes", allow_none=True)
+        return _op("tg.transpose", self, perm=perm, loc=loc)
+
+    def dot(self, other):
+        loc = _user_loc()
+        return _builtin("dot", loc, a=self, b=other)
+
+    def astype(self, dtype):
+        return _op("tg.cast", self, dtype=_dtype(dtype).name, loc=_user_loc())
+
+    def clip(self, lo, hi, out=None):
+        loc = _user_loc()
+        x = _numpy_args(self, None, out, loc)
+        return _op(
+            "tg.clip",
+            x,
+            as_variable(lo, like=x, loc=loc),
+            as_variable(hi, like=x, loc=loc),
+            loc=loc,
+        )
+
+    def eval(self, inputs_to_values=None):
+        """Compile and run this expression: `y.eval({x: value})` (Theano's eval)."""
+        pairs = list((inputs_to_values or {}).items())
+        fn = function([k for k, _ in pairs], self, on_unused_input="ignore")
+        return fn(*[v for _, v in pairs])
+
+    # -- display -----------------------------------------------------------------------
+    def __reduce__(self):
+        """Pickled as Theano users expect: a shared variable with its value, an input
+        with its dims, an expression as the tg IR of its graph (irc/pickling.py)."""
+        from irc.pickling import reduce_variable
+
+        return reduce_variable(self)
+
+    def __repr__(self):
+        what = self.name or (self.owner.op if self.owner is not None else self.kind)
+        return f"<irc.{type(self).__name__} {what}: {self.type}>"
+
+    def __str__(self):
+        return pp(self)
+
+
+def _numpy_args(x, dtype, out, loc):
+    """x converted to `dtype` (NumPy's dtype= of reductions); out= is refused."""
+    if out is not None:
+        raise CompileError("out= is not supported: symbolic expressions make new values", loc)
+    if dtype is not None and _dtype(dtype) != x.type.dtype:
+        return _op("tg.cast", x, dtype=_dtype(dtype).name, loc=loc)
+    return x
+
+
+class SharedVariable(Variable):
+    """A tensor whose value lives between calls (Theano's shared variable).
+    Its type (dtype and shape) is fixed when it is created."""
+
+    __slots__ = ("_value", "_holder", "_version")
+
+    def __init__(self, value: np.ndarray, name=None, loc=None):
+        super().__init__(
+            TensorType(dtype_of_numpy(value.dtype), tuple(value.shape)), "shared", name, loc
+        )
+        self._value = value
+        self._holder = None  # (Function, symbol) holding a newer value than _value
+        self._version = 0
+
+    def _fetch(self) -> np.ndarray:
+        """The current value (fetched from the function holding it, if any)."""
+        if self._holder is not None:
+            fn, sym = self._holder
+            self._value = fn._backend.get(sym)
+            self._holder = None
+        return self._value
+
+    def get_value(self, borrow=False) -> np.ndarray:
+        v = self._fetch()
+        return v if borrow else v.copy()
+
+    def set_value(self, value, borrow=False) -> None:
+        arr = np.asarray(value)
+        want = self.type.dtype.np
+        if tuple(arr.shape) != tuple(self.type.shape):
+            raise ValueError(
+                f"shared variable '{self.name}' is {self.type}; got shape {list(arr.shape)} "
+                "(a shared variable's shape is fixed when it is created)"
+            )
+        if arr.dtype != want and not np.can_cast(arr.dtype, want, "same_kind"):
+            raise ValueError(f"shared variable '{self.name}' is {self.type}; got dtype {arr.dtype}")
+        if borrow and arr.dtype == want and arr.flags.c_contiguous:
+            self._value = arr
+        else:
+            self._value = np.array(arr, dtype=want, order="C")
+        self._holder = None
+        self._version += 1
+
+
+class Dim:
+    """A named dim (or an expression over named dims) known at call time:
+    what `x.shape[i]` gives for a named axis. It folds with ints and other
+    dims (`x.shape[0] * x.shape[1]`) and becomes a tensor (tg.dim) when it
+    meets one."""
+
+    __slots__ = ("_d", "_keep")
+
+    def __init__(self, d):
+        self._d = D.parse_dim(d) if isinstance(d, str) else d
+        self._keep = _UNIFIER.owners(self._d)  # the unknown dims' owners stay alive
+
+    @property
+    def d(self):
+        """The dim, int or canonical text (unknown dims bound so far substituted)."""
+        return _UNIFIER.resolve(self._d)
+
+    def __str__(self):
+        return str(self.d)
+
+    def __repr__(self):
+        return f"irc.Dim({str(self.d)!r})"
+
+    def __eq__(self, o):
+        if isinstance(o, Dim):
+            return self.d == o.d
+        if isinstance(o, str):
+            try:
+                return self.d == D.parse_dim(o)
+            except ValueError:
+                return False
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(("Dim", self.d))
+
+    def __int__(self):
+        raise TypeError(f"the named dim {self.d} has no value until the function is called")
+
+    __index__ = __int__
+
+    def _arith(self, sym, a, b):
+        folded = _HOST.fold_dims(sym, a, b)
+        if folded is not NotImplemented:
+            return folded
+        other = b if a is self else a
+        if not _operand_ok(other) or isinstance(other, (list, tuple)):
+            return NotImplemented
+        return _binop(sym, a, b)
+
+    def __add__(self, o):
+        return self._arith("+", self, o)
+
+    def __radd__(self, o):
+        return self._arith("+", o, self)
+
+    def __sub__(self, o):
+        return self._arith("-", self, o)
+
+    def __rsub__(self, o):
+        return self._arith("-", o, self)
+
+    def __mul__(self, o):
+        return self._arith("*", self, o)
+
+    def __rmul__(self, o):
+        return self._arith("*", o, self)
+
+    def __floordiv__(self, o):
+        return self._arith("//", self, o)
+
+    def __truediv__(self, o):
+        return self._arith("/", self, o)
+
+    def __rtruediv__(self, o):
+        return self._arith("/", o, self)
+
+    def __neg__(self):
+        return _make_dim(D.dim_sub(0, self.d))
+
+    def __reduce__(self):
+        from irc.pickling import reduce_dim
+
+        return reduce_dim(self)
+
+
+def _make_dim(d):
+    return d if isinstance(d, int) else Dim(d)
+
+
+def _unify_shapes(a: tuple, b: tuple) -> bool:
+    """Whether two shapes agree, binding unknown dims to make them (nothing
+    bound when they cannot)."""
+    mark = _UNIFIER.mark()
+    with D.unifying(_UNIFIER):
+        ok = D.same_shape(tuple(a), tuple(b))
+    if not ok:
+        _UNIFIER.rollback(mark)
+    return ok
+
+
+def _unify_types(a: TensorType, b: TensorType) -> bool:
+    return a.dtype == b.dtype and _unify_shapes(a.shape, b.shape)
+
+
+def _attr_owners(v) -> list:
+    if isinstance(v, tuple):
+        return [o for x in v for o in _attr_owners(x)]
+    if isinstance(v, str):
+        try:
+            return _UNIFIER.owners(D.parse_dim(v))
+        except ValueError:
+            return []
+    return []
+
+
+def _resolve_type(t: TensorType) -> TensorType:
+    return t.with_shape(tuple(_UNIFIER.resolve(d) for d in t.shape))
+
+
+def _map_attr(v, f):
+    """A dim attribute (an int, dim text, or nested tuples of them) with f applied."""
+    if isinstance(v, tuple):
+        return tuple(_map_attr(x, f) for x in v)
+    if isinstance(v, str):
+        try:
+            return f(D.parse_dim(v))
+        except ValueError:
+            return v
+    return v
+
+
+def _resolve_attr(v):
+    """A dim attribute (an int, dim text, or nested tuples of them) resolved."""
+    if isinstance(v, tuple):
+        return tuple(_resolve_attr(x) for x in v)
+    if isinstance(v, str):
+        try:
+            return _UNIFIER.resolve(D.parse_dim(v))
+        except ValueError:
+            return v
+    return v
+
+
+def _dim_of(v):
+    """The dim (int or canonical str) of an int, Dim or dim text; else None."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, Dim):
+        return v.d
+    if isinstance(v, str):
+        try:
+            return D.parse_dim(v)
+        except ValueError:
+            return None
+    return None
+
+
+# -- apply nodes ---------------------------------------------------------------------------
+
+
+class _ScanBody:
+    __slots__ = ("trace", "args", "yields", "loc")
+
+    def __init__(self, trace, args, yields, loc):
+        self.trace, self.args, self.yields, self.loc = trace, args, yields, loc
+
+
+class Apply:
+    """One op applied to input Variables: `op` (e.g. "tg.matmul"), `attrs`
+    (with the op's defaults), `outputs`. tg.scan also has `body`.
+
+    An Apply holds its outputs weakly (their types in `_types`): a Variable keeps
+    its Apply and inputs alive, not the other way round, so a graph nobody holds
+    is freed at once (and the names of its unknown dims with it) rather than by
+    the cycle collector."""
+
+    __slots__ = (
+        "op", "inputs", "attrs", "_outs", "_types", "_hold", "loc", "scope", "body", "_id",
+        "_keep",
+    )  # fmt: skip
+
+    @property
+    def outputs(self) -> list:
+        """The output Variables (None for one nobody holds any more)."""
+        if self._hold is not None:
+            return list(self._hold)
+        return [r() for r in self._outs]
+
+    def take(self) -> list:
+        """The outputs of a new Apply, strongly, ending its hold on them."""
+        outs, self._hold = self._hold, None
+        return outs
+
+    def __repr__(self):
+        return f"<irc.Apply {self.op} ({len(self.inputs)} inputs)>"
+
+
+_CURRENT = object()
+
+
+def _auto_hint(inputs):
+    for v in inputs:
+        if v._auto and v.owner is None:
+            return (
+                f"'{v.name or 'this input'}' was made without dims; what its uses so far "
+                f"have bound makes it {v.type}"
+            )
+    return None
+
+
+def _apply(opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, body=None) -> Apply:
+    if loc is None:
+        loc = _user_loc()
+    if scope is _CURRENT:
+        scope = _current_scope()
+    for v in inputs:
+        if not _visible(v.scope, scope):
+            raise CompileError(_LEAK, loc, _LEAK_HINT)
+    d = lookup(opname)
+    full = dict(d.defaults) if d is not None else {}
+    full.update(attrs or {})
+    full = {k: freeze_attr(v) for k, v in full.items()}
+    if types is None:
+        mark = _UNIFIER.mark()
+        try:
+            with D.unifying(_UNIFIER):
+                types = infer_types(opname, [v.type for v in inputs], full)
+        except TypeError_ as e:
+            _UNIFIER.rollback(mark)  # a failed op binds nothing
+            raise CompileError(e.message, loc, _auto_hint(inputs)) from None
+    a = Apply()
+    a.op, a.inputs, a.attrs, a.loc, a.scope, a.body = opname, list(inputs), full, loc, scope, body
+    # Unknown dims named in dim attributes (arange(x.shape[0])): keep their owners alive.
+    a._keep = [
+        o
+        for k in (d.dim_attrs if d is not None else ())
+        if k in full
+        for o in _attr_owners(full[k])
+    ] or None
+    outs = [Variable(t, "op", None, loc, a, i, scope) for i, t in enumerate(types)]
+    a._outs = [weakref.ref(o) for o in outs]
+    a._types = list(types)
+    a._hold = outs  # until the caller takes them (Apply.take)
+    a._id = next(_ids)
+    return a
+
+
+def _op(opname, *inputs, loc=None, **attrs) -> Variable:
+    return _apply(opname, list(inputs), attrs, loc).take()[0]
+
+
+# The builders, function and pp, which the methods above call (they import this module).
+from irc.symbolic.builders import (  # noqa: E402
+    _HOST,
+    _binop,
+    _builtin,
+    _check,
+    _dtype,
+    _getitem,
+    _is_int,
+    as_variable,
+)
+from irc.symbolic.compile import (  # noqa: E402
+    function,
+)
+from irc.symbolic.printing import (  # noqa: E402
+    pp,
+)
