@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from irc.ir import dims as D
 from irc.frontend.indexing import combine_affine
+from irc.ir import dims as D
 from irc.ir.errors import CompileError
 from irc.ir.types import BOOL, DTYPES, F32, I32, DType, TypeError_, broadcast_shapes, dtype_of_numpy
 

@@ -1,5 +1,9 @@
 """AST -> tg IR: scopes, SSA renaming, constants, named-dim unification,
-shape and dtype checks, shared variables and updates, `def` instantiation.
+shape and dtype checks, shared variables and updates. grad, `def`
+instantiation and scan are in irc/frontend/nested.py (a mixin of IRGen); the
+compile-time values and scopes in irc/frontend/values.py; what the generator
+shares with the Python API (operators, dim folding, affine forms, update and
+scan-length checks, the built-ins) in irc/frontend/host.py and builtins.py.
 
 Values during generation are either IR Values (tensors) or compile-time
 values: Python numbers (weakly typed like Python scalars in NumPy 2: they take
@@ -19,7 +23,6 @@ Imports irc.ir, irc.ops and irc.frontend only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -35,6 +38,16 @@ from irc.frontend.builtins import (
 )
 from irc.frontend.host import Host, default_dtype, literal_array, weak_dtype
 from irc.frontend.indexing import ELLIPSIS, NONE, Slice, lower_index
+from irc.frontend.nested import NestedGen
+from irc.frontend.values import (
+    Dim,
+    FuncScope,
+    FunctionContext,
+    SharedRef,
+    describe,
+    dim_of,
+    make_dim,
+)
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
 from irc.ir.dims import INT64_MAX as INT_MAX
@@ -50,77 +63,7 @@ from irc.ops.registry import OpBuilder
 INITIALISERS = ("zeros", "ones", "full", "normal", "uniform", "glorot_uniform", "load")
 
 
-@dataclass(frozen=True)
-class Dim:
-    """A compile-time dimension: a named dim or an expression over them."""
-
-    d: object  # str (canonical dim expression); ints are plain Python ints
-
-    def __str__(self):
-        return str(self.d)
-
-
-@dataclass
-class SharedRef:
-    name: str
-    type: TensorType
-    loc: Loc
-
-
-@dataclass
-class DefRef:
-    decl: A.FuncDecl
-
-
-def make_dim(d):
-    """A Python int for a static size, else a Dim."""
-    return d if isinstance(d, int) else Dim(d)
-
-
-def dim_of(v):
-    """The Dim value (int or str) of a compile-time int or Dim, else None."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, Dim):
-        return v.d
-    return None
-
-
-class FuncScope:
-    """Names visible in one function body (and nested scan bodies)."""
-
-    def __init__(self, parent: Optional["FuncScope"] = None):
-        self.vars: dict = {}
-        self.parent = parent
-
-    def lookup(self, name):
-        s = self
-        while s is not None:
-            if name in s.vars:
-                return s.vars[name]
-            s = s.parent
-        return None
-
-
-class FunctionContext:
-    """Per-function state: entry block, reads of shared variables, dims."""
-
-    def __init__(self, func_op: Op, kind: str, named_dims: set):
-        self.func_op = func_op
-        self.entry = func_op.regions[0].block
-        self.kind = kind
-        self.named_dims = named_dims
-        self.reads: dict = {}  # shared name -> Value
-        self.dim_values: dict = {}  # (dim, dtype) -> Value
-        self.prologue = 0  # ops inserted at the entry's top (reads, dims)
-        self.updates: list = []  # (name, Value, loc)
-        # runtime integer scalars known as affine forms {Value | 1: Dim}
-        self.affine: dict = {}
-
-
-class IRGen:
+class IRGen(NestedGen):
     def __init__(self, program: A.Program, filename: str, defines: Optional[dict] = None):
         self.program = program
         self.file = filename
@@ -704,13 +647,7 @@ class IRGen:
             and not isinstance(a, bool)
             and not isinstance(b, bool)
         ):
-            if (
-                op == "**"
-                and isinstance(a, int)
-                and isinstance(b, int)
-                and abs(a) >= 2
-                and b >= 64
-            ):
+            if op == "**" and isinstance(a, int) and isinstance(b, int) and abs(a) >= 2 and b >= 64:
                 # Refused before computing: 10 ** 100000000 would take minutes.
                 raise self.err(
                     f"{a} ** {b} is out of the integer range (|x| < 2**63)",
@@ -733,10 +670,12 @@ class IRGen:
                     ">": lambda: a > b,
                     ">=": lambda: a >= b,
                 }[op]()
-                if isinstance(r, int) and not isinstance(r, bool) and not -INT_MAX - 1 <= r <= INT_MAX:
-                    raise self.err(
-                        f"{a} {op} {b} is out of the integer range (|x| < 2**63)", loc
-                    )
+                if (
+                    isinstance(r, int)
+                    and not isinstance(r, bool)
+                    and not -INT_MAX - 1 <= r <= INT_MAX
+                ):
+                    raise self.err(f"{a} {op} {b} is out of the integer range (|x| < 2**63)", loc)
                 return r
             except ZeroDivisionError:
                 raise self.err("division by zero", loc) from None
@@ -789,248 +728,6 @@ class IRGen:
                 return run_builtin(self.host, n.func, bound, n.loc, locs)
         hint = did_you_mean(n.func, list(BUILTINS) + list(self.defs) + list(self.fns))
         raise self.err(f"unknown function '{n.func}'", n.loc, hint)
-
-    def grad(self, n: A.Call):
-        if self.ctx is None:
-            raise self.err("grad cannot be used in a const", n.loc)
-        if len(n.args) < 2:
-            raise self.err("grad(loss, x, ...) needs a loss and at least one variable", n.loc)
-        disconnected = "raise"
-        for k, v, kloc in n.kwargs:
-            if k != "disconnected":
-                raise self.err(f"unknown argument '{k}' of grad", kloc)
-            disconnected = self.ev_static(v)
-            if disconnected not in ("raise", "zero"):
-                raise self.err('disconnected must be "raise" or "zero"', v.loc)
-        loss = self.ev(n.args[0])
-        if not isinstance(loss, Value):
-            raise self.err(
-                f"grad: the loss must be a tensor expression, got {describe(loss)}", n.args[0].loc
-            )
-        wrt = []
-        for a in n.args[1:]:
-            v = self.ev(a)
-            if not isinstance(v, Value):
-                raise self.err(f"grad: cannot differentiate with respect to {describe(v)}", a.loc)
-            wrt.append(v)
-        with self.b.at_loc(n.loc):
-            op = self.b.op_full("tg.grad", [loss] + wrt, {"disconnected": disconnected})
-        res = op.results
-        for r, w in zip(res, wrt):
-            r.name_hint = "g" + (w.name_hint or "")
-        return res[0] if len(res) == 1 else tuple(res)
-
-    # -- def instantiation ----------------------------------------------------------
-    def call_def(self, n: A.Call):
-        decl = self.defs[n.func]
-        if n.kwargs:
-            names = [p.name for p in decl.params]
-            args = list(n.args) + [None] * (len(names) - len(n.args))
-            for k, v, kloc in n.kwargs:
-                if k not in names:
-                    raise self.err(f"'{decl.name}' has no argument '{k}'", kloc)
-                i = names.index(k)
-                if args[i] is not None:
-                    raise self.err(f"argument '{k}' given twice", kloc)
-                args[i] = v
-        else:
-            args = list(n.args)
-        if len(args) != len(decl.params):
-            raise self.err(
-                f"'{decl.name}' takes {len(decl.params)} argument(s), got {len(args)}", n.loc
-            )
-        for p, a in zip(decl.params, args):
-            if a is None and p.default is None:
-                raise self.err(f"missing argument '{p.name}' of '{decl.name}'", n.loc)
-        values = []
-        for p, a in zip(decl.params, args):
-            node = a if a is not None else p.default
-            values.append((self.ev(node), node.loc))
-        # Unify the def's dims with the actual argument types.
-        dim_map: dict = {}
-        actual = []
-        for p, (v, loc) in zip(decl.params, values):
-            want_dtype = DTYPES[p.type.dtype]
-            t = self.as_tensor(v, loc, dtype=want_dtype)
-            if t.type.dtype != want_dtype:
-                raise self.err(
-                    f"argument '{p.name}' of '{decl.name}' expects {p.type.dtype}, got {t.type}",
-                    loc,
-                )
-            self._unify(decl, p, t.type, dim_map, loc)
-            actual.append(t)
-        # Checked before the instance cache: a def being instantiated is already
-        # in it, without its result types yet.
-        if decl.name in self.instantiating:
-            chain = self.instantiating[self.instantiating.index(decl.name) :] + [decl.name]
-            raise self.err(
-                f"'{decl.name}' calls itself ({' -> '.join(chain)}); recursion is not supported",
-                n.loc,
-                "a def is inlined at each call; use scan for repetition",
-            )
-        key = (decl.name, tuple(a.type for a in actual))
-        func = self.instances.get(key)
-        if func is None:
-            idx = sum(1 for k in self.instances if k[0] == decl.name)
-            name = decl.name if idx == 0 else f"{decl.name}_{idx}"
-            func = self._new_func(name, decl, [a.type for a in actual], "private")
-            # Instances go before the entry functions that call them.
-            first_fn = next(
-                (i for i, o in enumerate(self.module.body.ops) if o.name == "func.func"), None
-            )
-            if first_fn is None:
-                self.module.body.append(func)
-            else:
-                self.module.body.insert(first_fn, func)
-            self.instances[key] = func
-            named = set(self.ctx.named_dims) | {
-                x for a in actual for d in a.type.shape for x in D.dim_names(d)
-            }
-            self.instantiating.append(decl.name)
-            saved_depth = self.scan_depth
-            self.scan_depth = 0
-            try:
-                results = self._body(func, decl, named, dim_map)
-            finally:
-                self.instantiating.pop()
-                self.scan_depth = saved_depth
-            func.attrs["res_types"] = tuple(v.type for v in results)
-        res_types = list(func.attrs["res_types"])
-        with self.b.at_loc(n.loc):
-            op = self.b.create(
-                "func.call", actual, res_types, {"callee": SymbolRef(func.attrs["sym_name"])}
-            )
-        if not res_types:
-            raise self.err(f"'{decl.name}' returns nothing and cannot be used as a value", n.loc)
-        return op.results[0] if len(op.results) == 1 else tuple(op.results)
-
-    def _unify(self, decl, p, actual: TensorType, dim_map, loc):
-        te = p.type
-        want_rank = len(te.dims or [])
-        if want_rank != actual.rank:
-            raise self.err(
-                f"argument '{p.name}' of '{decl.name}' expects rank {want_rank} "
-                f"({type_text(te)}), got {actual}",
-                loc,
-            )
-        for de, d in zip(te.dims or [], actual.shape):
-            if de.op == "name" and de.args[0] not in self.consts:
-                n = de.args[0]
-                if n in dim_map and dim_map[n] != d:
-                    raise self.err(
-                        f"argument '{p.name}' of '{decl.name}': dimension {n} is {dim_map[n]} "
-                        f"elsewhere but {d} here ({actual})",
-                        loc,
-                    )
-                dim_map[n] = d
-            else:
-                want = self.resolve_dim(de, dim_map)
-                if want != d:
-                    raise self.err(
-                        f"argument '{p.name}' of '{decl.name}' expects {type_text(te)}, got {actual}",
-                        loc,
-                    )
-
-    # -- scan -----------------------------------------------------------------------
-    def ev_Scan(self, n: A.Scan):
-        if self.ctx is None:
-            raise self.err("scan cannot be used in a const", n.loc)
-        seqs = []
-        for name, node, loc in n.seqs:
-            v = self.ev(node)
-            if not isinstance(v, Value):
-                v = self.as_tensor(v, loc)
-            if v.type.rank == 0:
-                raise self.err(
-                    f"sequence '{name}' is a scalar; scan iterates over a leading axis", node.loc
-                )
-            seqs.append((name, v, loc))
-        inits = []
-        for name, node, loc in n.carries:
-            v = self.as_tensor(self.ev(node), node.loc)
-            inits.append((name, v, loc))
-        names = [s[0] for s in seqs] + [c[0] for c in inits]
-        for i, nm in enumerate(names):
-            if nm in names[:i]:
-                raise self.err(f"'{nm}' is bound twice in this scan", n.loc)
-        steps = None
-        if "steps" in n.options:
-            node = n.options["steps"]
-            steps = (self.ev_static(node), node.loc)
-        length = self.host.scan_length(
-            [(f"'{name}'", v, loc) for name, v, loc in seqs],
-            steps,
-            n.loc,
-            ("", "steps", "a scan without sequences needs 'steps = n'"),
-        )
-        truncate = None
-        if "truncate" in n.options:
-            node = n.options["truncate"]
-            truncate = self.ev_static(node)
-            if not isinstance(truncate, int) or isinstance(truncate, bool) or truncate < 1:
-                raise self.err("truncate must be a positive integer", node.loc)
-        arg_types = [v.type.with_shape(v.type.shape[1:]) for _, v, _ in seqs] + [
-            v.type for _, v, _ in inits
-        ]
-        block = Block(arg_types, names)
-        # Generate the body in a child scope; outer names stay visible.
-        saved = (self.scope, self.b.block, self.b.pos)
-        self.scope = FuncScope(saved[0])
-        for nm, a in zip(names, block.args):
-            self.scope.vars[nm] = a
-            self._note_int_scalar(a)
-        self.b.set_insertion_end(block)
-        self.scan_depth += 1
-        try:
-            res = self._stmts(n.body, allow_yield=True)
-            if res is None:
-                raise self.err("a scan body must end with 'yield'", n.loc)
-            outs, yloc = res
-            nexts = []
-            for nm, init, loc in inits:
-                nv = self.scope.vars[nm]
-                nv = self.as_tensor(nv, loc, dtype=init.type.dtype)
-                if nv.type != init.type:
-                    raise self.err(
-                        f"carried value '{nm}' starts as {init.type} but its next value is {nv.type}",
-                        self._rebind_loc(n.body, nm) or loc,
-                        "the next value must have the type of the initial value",
-                    )
-                nexts.append(nv)
-            out_vals = [self.as_tensor(v, yloc) for v in outs]
-            self.b.create("tg.yield", nexts + out_vals, [], {}, loc=yloc)
-        finally:
-            self.scan_depth -= 1
-            self.scope, self.b.block, self.b.pos = saved
-        res_types = [v.type for _, v, _ in inits] + [
-            v.type.with_shape((length,) + v.type.shape) for v in out_vals
-        ]
-        attrs = {
-            "n_seqs": len(seqs),
-            "n_carries": len(inits),
-            "length": length,
-            "truncate": truncate,
-            "reverse": False,
-        }
-        with self.b.at_loc(n.loc):
-            op = self.b.create(
-                "tg.scan",
-                [v for _, v, _ in seqs] + [v for _, v, _ in inits],
-                res_types,
-                attrs,
-                [Region([block])],
-            )
-        outs = op.results[len(inits) :]
-        if not outs:
-            return ()
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-    def _rebind_loc(self, body, name):
-        loc = None
-        for st in body:
-            if isinstance(st, A.Assign) and name in st.targets:
-                loc = st.loc
-        return loc
 
     # -- indexing -----------------------------------------------------------------
     def ev_Index(self, n: A.Index):
@@ -1101,40 +798,6 @@ class _Host(Host):
     def constant_value(self, v):
         op = getattr(v, "op", None)
         return op.attrs["value"] if op is not None and op.name == "tg.constant" else None
-
-
-def describe(v) -> str:
-    if isinstance(v, Value):
-        return f"a tensor {v.type}"
-    if isinstance(v, bool):
-        return f"the boolean {str(v).lower()}"
-    if isinstance(v, (int, float)):
-        return f"the number {v}"
-    if isinstance(v, Dim):
-        return f"the dimension {v}"
-    if isinstance(v, str):
-        return f"the string {v!r}"
-    if isinstance(v, DType):
-        return f"the dtype {v}"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, tuple):
-        return f"{len(v)} values"
-    if v is None:
-        return "None"
-    return type(v).__name__
-
-
-def type_text(te: A.TypeExpr) -> str:
-    if not te.dims:
-        return te.dtype
-
-    def dt(de):
-        if de.op in ("int", "name"):
-            return str(de.args[0])
-        return f"{dt(de.args[0])}{de.op}{dt(de.args[1])}"
-
-    return f"{te.dtype}[{', '.join(dt(d) for d in te.dims)}]"
 
 
 def generate(program: A.Program, filename: str, defines=None) -> Module:
