@@ -12,13 +12,18 @@ as the `.tg` front end, so passes, backends and dumps are shared.
 
 How it works
 ------------
-An expression is a lazy graph: `Variable`s are inputs, shared variables,
-named-dim values, scan step arguments, or outputs of an `Apply` (one tg op
-with its inputs and attributes; `tg.scan` also holds its traced body). Types
-and shapes are inferred when a node is created, through the op registry, so a
-shape error is raised at once as a CompileError located at the user's line:
-every node records the file, line and column of the Python expression that
-created it (frames of the irc package are skipped).
+Expressions are traced into the tg IR, as JAX traces into a jaxpr: a
+`Variable` is a thin handle on a Value of that IR. Each op the user applies
+becomes a detached irc.ir Op (`Apply`: in no block, with its creation order
+and the scan body it was traced in); inputs, shared variables and named-dim
+values are the arguments of detached leaf blocks; a scan's step function is
+traced into the body block of its tg.scan, whose step arguments are that
+block's arguments. Types and shapes are inferred when an op is traced, through
+the op registry, so a shape error is raised at once as a CompileError located
+at the user's line: every op records the file, line and column of the Python
+expression that created it (frames of the irc package are skipped). The
+built-in functions, operators, indexing and their checks are the `.tg` front
+end's (irc/frontend/builtins.py, host.py, indexing.py), run on Variables.
 
 Inputs made without dims= have unknown dims (irc/ir/dims.py, Unifier): the
 type rules compare dims with same_dim while _apply infers types, which binds
@@ -26,16 +31,20 @@ unknowns instead of failing (`x @ W` makes x's columns W's rows); Variables
 and Dims resolve their types through the bindings lazily. A failed op binds
 nothing (rollback); `function` binds the dims of givens for itself only. An
 unknown's name is reused once nothing mentions it (its owner input is held
-weakly; an Apply holds its outputs weakly, so graphs die by reference count).
+weakly; a traced op does not register uses on its operands, so a graph
+nobody holds is freed with the next collection of cycles).
 
-`function(...)` emits one module: a tg.global per shared variable used
-(init = "value": the backend starts from the variable's current value), one
-public func.func with the inputs as arguments, tg.read and tg.dim at its
-entry, the op nodes in creation order (the order in which the `.tg` front end
-emits the same program), tg.update before func.return. Then
-irc.pipeline.run_pipeline and a backend from irc.api._make_backend. Nodes
-created while a scan's step function is traced belong to its body (they are
-emitted inside the tg.scan region); using one outside is an error.
+`function(...)` copies the traced ops the outputs and updates need into one
+module: a tg.global per shared variable used (init = "value": the backend
+starts from the variable's current value), one public func.func with the
+inputs as arguments, tg.read and tg.dim at its entry, the ops in creation
+order (the order in which the `.tg` front end emits the same program), with
+the unknown dims bound so far resolved, tg.update before func.return. Then
+irc.pipeline.run_pipeline and a backend from irc.api._make_backend. A value
+traced inside a scan's step function belongs to its body; using one outside
+is an error. `clone(replace=)` rebuilds the traced ops that depend on a
+replaced value (sharing the others); `pp` reads the traced ops, `debugprint`
+prints the module they make.
 
 Python values follow NumPy 2: Python scalars are weak (they take the dtype of
 the tensor they meet, irc.frontend.host.weak_dtype), NumPy scalars and
@@ -84,15 +93,15 @@ from irc.symbolic.builders import (  # noqa: F401
     tensor4,
     vector,
 )
-from irc.symbolic.compile import _Emitter, _sym_name, function, Function  # noqa: F401
+from irc.symbolic.compile import _Emitter, _graph_inputs, _sym_name, function, Function  # noqa: F401
 from irc.symbolic.printing import debugprint, graph, pp  # noqa: F401
-from irc.symbolic.scan import _collect_applies, clone, scan  # noqa: F401
+from irc.symbolic.scan import _build_scan, _collect_applies, _new_body, clone, scan  # noqa: F401
 from irc.symbolic.variables import (  # noqa: F401
     _apply,
+    _handle,
+    _leaf,
     _make_dim,
     _map_attr,
-    _ScanBody,
-    _Trace,
     _unify_shapes,
     _user_loc,
     Dim,

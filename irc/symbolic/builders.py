@@ -32,6 +32,7 @@ from irc.ir.types import (
 
 from irc.symbolic import variables as V
 from irc.symbolic.variables import (
+    _leaf,
     Dim,
     SharedVariable,
     Variable,
@@ -77,7 +78,7 @@ def _const(arr: np.ndarray, loc) -> Variable:
 
 
 def _dim_variable(d, dt: DType, loc) -> Variable:
-    v = Variable(TensorType(dt, ()), "dim", None, loc)
+    v = _leaf(TensorType(dt, ()), "dim", None, loc)
     v.dim = d
     v._keep = V._UNIFIER.owners(d)
     if dt.is_int:
@@ -202,12 +203,10 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
                 V._NAMED.add(dd)
             d = dd
         shape.append(d)
-    v = Variable(TensorType(dt, tuple(shape)), "input", name, loc)
+    v = _leaf(TensorType(dt, tuple(shape)), "input", name, loc)
     v._auto = auto
     if auto:
         V._UNIFIER.adopt([d for d in shape if isinstance(d, str) and d in V._UNIFIER.unknown], v)
-    if v.type.rank == 0 and dt.is_int:
-        v._affine = {v: 1}
     return v
 
 
@@ -335,6 +334,10 @@ class _Host(Host):
     true_false = "True or False"
 
     def form(self, v):
+        if v._affine is None and v.kind in ("input", "arg"):
+            t = v.type
+            if t.rank == 0 and t.dtype.is_int:  # an integer scalar input: itself
+                return {v.value: 1}
         return v._affine
 
     def set_form(self, v, f):
@@ -424,7 +427,9 @@ def grad(cost, wrt, disconnected="raise", disconnected_inputs=None):
             raise CompileError(f"grad: cannot differentiate with respect to {_describe(w)}", loc)
     if not ws:
         return []
-    outs = _apply("tg.grad", [cost] + ws, {"disconnected": _DISCONNECTED[disconnected]}, loc).take()
+    outs = _apply(
+        "tg.grad", [cost] + ws, {"disconnected": _DISCONNECTED[disconnected]}, loc
+    ).outputs
     for w, g in zip(ws, outs):
         g.name = "g" + w.name if w.name else None
     return outs[0] if single else outs

@@ -9,6 +9,7 @@ irc.pipeline and irc.api when compiling.
 from __future__ import annotations
 
 import re
+from collections import ChainMap
 from typing import Optional
 
 import numpy as np
@@ -37,6 +38,8 @@ from irc.symbolic.builders import (
     _describe,
 )
 from irc.symbolic.scan import (
+    _leaf_var,
+    _yields,
     _as_list,
     _clone_graph,
     _collect_applies,
@@ -61,6 +64,25 @@ def _sym_name(name, taken: set, default: str) -> str:
 _INF = float("inf")
 
 
+def _graph_inputs(outs) -> list:
+    """The inputs the Variables `outs` read, in creation order, as function inputs
+    (Variable, argument name, no default)."""
+    leaves = {}
+    for a in _collect_applies(outs):
+        for v in list(a.operands) + (_yields(a) if a.body is not None else []):
+            leaf = _leaf_var(v)
+            if leaf is not None and leaf.kind == "input":
+                leaves[v] = leaf
+    for v in outs:
+        if v.kind == "input":
+            leaves[v.value] = v
+    taken: set = set()
+    return [
+        (v, _sym_name(v.name, taken, f"arg{k}"), None)
+        for k, v in enumerate(sorted(leaves.values(), key=lambda v: v._id))
+    ]
+
+
 class _Emitter:
     """Writes one func.func (and the tg.global ops it needs) for inputs,
     outputs and updates."""
@@ -76,10 +98,8 @@ class _Emitter:
         self.on_unused_input = on_unused_input
 
     def emit(self):
-        from collections import ChainMap
-
-        roots = list(self.outputs) + [v for _, v in self.updates]
-        for v in roots:
+        roots = [v.value for v in self.outputs] + [v.value for _, v in self.updates]
+        for v in list(self.outputs) + [v for _, v in self.updates]:
             if v.scope is not None:
                 raise CompileError(_LEAK, v.loc or self.loc, _LEAK_HINT)
         applies = _collect_applies(roots)
@@ -87,28 +107,27 @@ class _Emitter:
         for a in applies:
             self.buckets.setdefault(id(a.scope) if a.scope is not None else None, []).append(a)
         # Leaves, with the position of their first use (reads and dims go in that order).
-        first: dict = {}
-        leaves: dict = {}
+        first: dict = {}  # leaf Value -> key
 
         def note(v, key):
-            if v.owner is None and v.kind in ("input", "shared", "dim"):
-                if id(v) not in first or key < first[id(v)]:
-                    first[id(v)] = key
-                    leaves.setdefault(id(v), v)
+            if _leaf_var(v) is not None and (v not in first or key < first[v]):
+                first[v] = key
 
         for a in applies:
-            for i, v in enumerate(a.inputs):
+            for i, v in enumerate(a.operands):
                 note(v, (a._id, i))
             if a.body is not None:
-                for i, v in enumerate(a.body.yields):
+                for i, v in enumerate(_yields(a)):
                     note(v, (a._id, 1000 + i))
         for i, v in enumerate(roots):
             note(v, (_INF, i))
         for i, (sv, _) in enumerate(self.updates):
-            note(sv, (_INF, len(roots) + i))
-        given = {id(v) for v, _, _ in self.inputs}
-        for v in sorted(leaves.values(), key=lambda v: first[id(v)]):
-            if v.kind == "input" and id(v) not in given:
+            note(sv.value, (_INF, len(roots) + i))
+        leaves = [_leaf_var(v) for v in sorted(first, key=first.__getitem__)]
+        self.used = {v.value for v in leaves}
+        given = {v.value for v, _, _ in self.inputs}
+        for v in leaves:
+            if v.kind == "input" and v.value not in given:
                 raise CompileError(
                     f"the outputs depend on the input '{v.name or v}', which is not among the "
                     "inputs of the function",
@@ -117,14 +136,13 @@ class _Emitter:
                 )
         module = Module(self.loc)
         taken = {self.fname}
-        shared = [
-            v for v in sorted(leaves.values(), key=lambda v: first[id(v)]) if v.kind == "shared"
-        ]
         self.syms = []
         sym_of = {}
-        for sv in shared:
+        for sv in leaves:
+            if sv.kind != "shared":
+                continue
             sym = _sym_name(sv.name, taken, "shared")
-            sym_of[id(sv)] = sym
+            sym_of[sv.value] = sym
             self.syms.append((sv, sym))
             module.body.append(
                 Op(
@@ -137,47 +155,40 @@ class _Emitter:
                 )
             )
         block = Block([v.type for v, _, _ in self.inputs], [n for _, n, _ in self.inputs])
-        env = {id(v): arg for (v, _, _), arg in zip(self.inputs, block.args)}
-        self.dims: dict = {}
-        for v in sorted(leaves.values(), key=lambda v: first[id(v)]):
+        self.env = ChainMap({v.value: arg for (v, _, _), arg in zip(self.inputs, block.args)})
+        dims: dict = {}
+        for v in leaves:
             if v.kind == "shared":
-                sym = sym_of[id(v)]
+                sym = sym_of[v.value]
                 op = block.append(
                     Op("tg.read", (), [v.type], {"sym": SymbolRef(sym)}, (), v.loc, [sym])
                 )
-                env[id(v)] = op.results[0]
+                self.env[v.value] = op.results[0]
             elif v.kind == "dim":
                 d = V._UNIFIER.resolve(v.dim)
                 key = (d, v.type.dtype.name)
-                if key not in self.dims:
+                if key not in dims:
                     if isinstance(d, int):  # an unknown dim bound to a size
                         value = np.asarray(d, dtype=v.type.dtype.np)
                         op = Op("tg.constant", (), [v.type], {"value": value}, (), v.loc)
                     else:
-                        op = Op(
-                            "tg.dim",
-                            (),
-                            [v.type],
-                            {"dim": d, "dtype": v.type.dtype.name},
-                            (),
-                            v.loc,
-                        )
-                    self.dims[key] = block.append(op).results[0]
-        self.env = ChainMap(env)
-        self.keep: list = []  # outputs keyed by id in env: their ids stay theirs
+                        attrs = {"dim": d, "dtype": v.type.dtype.name}
+                        op = Op("tg.dim", (), [v.type], attrs, (), v.loc)
+                    dims[key] = block.append(op).results[0]
+                self.env[v.value] = dims[key]
         self._emit_scope(None, block)
         for sv, val in self.updates:
             block.append(
                 Op(
                     "tg.update",
-                    [self._value(val)],
+                    [self._value(val.value, val.loc)],
                     [],
-                    {"sym": SymbolRef(sym_of[id(sv)])},
+                    {"sym": SymbolRef(sym_of[sv.value])},
                     (),
                     val.loc or self.loc,
                 )
             )
-        results = [self._value(v) for v in self.outputs]
+        results = [self._value(v.value, v.loc) for v in self.outputs]
         block.append(Op("func.return", results, [], {}, (), self.loc))
         defaults = tuple(d for _, _, d in self.inputs)
         func = Op(
@@ -198,9 +209,11 @@ class _Emitter:
         if self.on_unused_input != "ignore":
             # An input used only for a named dim of its shape (n_steps=x.shape[0]) is used,
             # unless an input used for its value gives that dim too.
-            used_dims -= {d for v, _, _ in self.inputs if id(v) in leaves for d in v.type.shape}
+            used_dims -= {
+                d for v, _, _ in self.inputs if v.value in self.used for d in v.type.shape
+            }
             for v, name, _ in self.inputs:
-                if id(v) not in leaves and not any(
+                if v.value not in self.used and not any(
                     d in used_dims for d in v.type.shape if isinstance(d, str)
                 ):
                     msg = f"input '{name}' is not used to compute the outputs or updates"
@@ -214,8 +227,10 @@ class _Emitter:
         return module
 
     def _emit_scope(self, scope, block):
+        """Copy the traced ops of `scope` into `block`, in creation order, with the
+        unknown dims bound so far resolved in their types and dim attributes."""
         for a in self.buckets.get(id(scope) if scope is not None else None, []):
-            operands = [self._value(v) for v in a.inputs]
+            operands = [self._value(v, a.loc) for v in a.operands]
             attrs = a.attrs
             od = lookup(a.op)
             if od is not None and od.dim_attrs and V._UNIFIER.binding:
@@ -223,35 +238,30 @@ class _Emitter:
                 for k in od.dim_attrs:
                     if k in attrs:
                         attrs[k] = _resolve_attr(attrs[k])
-            outputs = a.outputs
-            types = [_resolve_type(t) for t in a._types]
-            names = [o.name if o is not None else None for o in outputs]
-            if a.body is None:
-                op = Op(a.op, operands, types, attrs, (), a.loc, names)
-            else:
+            types = [_resolve_type(r.type) for r in a.results]
+            names = [r.name_hint for r in a.results]
+            regions = ()
+            if a.body is not None:
                 body = a.body
-                blk = Block([p.type for p in body.args], [p.name for p in body.args])
-                self.env = self.env.new_child({id(p): arg for p, arg in zip(body.args, blk.args)})
-                try:
-                    self._emit_scope(body.trace, blk)
-                    blk.append(
-                        Op("tg.yield", [self._value(y) for y in body.yields], [], {}, (), body.loc)
-                    )
+                blk = Block(
+                    [_resolve_type(p.type) for p in body.args], [p.name_hint for p in body.args]
+                )
+                self.env = self.env.new_child(dict(zip(body.args, blk.args)))
+                try:  # the body's values are visible in it only
+                    self._emit_scope(body, blk)
+                    y = body.ops[-1]
+                    yields = [self._value(v, y.loc) for v in y.operands]
+                    blk.append(Op("tg.yield", yields, [], {}, (), y.loc))
                 finally:
                     self.env = self.env.parents
-                op = Op("tg.scan", operands, types, attrs, [Region([blk])], a.loc, names)
-            block.append(op)
-            for o, r in zip(outputs, op.results):
-                if o is not None:
-                    self.env[id(o)] = r
-                    self.keep.append(o)
+                regions = [Region([blk])]
+            op = block.append(Op(a.op, operands, types, attrs, regions, a.loc, names))
+            self.env.update(zip(a.results, op.results))
 
-    def _value(self, v):
-        if v.kind == "dim":
-            return self.dims[(V._UNIFIER.resolve(v.dim), v.type.dtype.name)]
-        r = self.env.get(id(v))
+    def _value(self, v, loc):
+        r = self.env.get(v)
         if r is None:
-            raise CompileError(_LEAK, v.loc or self.loc, _LEAK_HINT)
+            raise CompileError(_LEAK, loc or self.loc, _LEAK_HINT)
         return r
 
     def _check_dims(self, func) -> set:

@@ -15,7 +15,7 @@ import sys
 
 
 import irc.ops  # noqa: F401  (registers the ops)
-from irc.ir.core import freeze_attr
+from irc.ir.core import OpResult, freeze_attr
 from irc.ir.types import (
     TensorType,
     dtype_of_numpy,
@@ -24,18 +24,16 @@ from irc.ops.registry import lookup
 
 
 from irc.symbolic.variables import (
+    _handle,
     Variable,
 )
 from irc.symbolic.builders import (
     _describe,
 )
-from irc.symbolic.scan import (
-    _collect_applies,
-)
 from irc.symbolic.compile import (
+    _graph_inputs,
     Function,
     _Emitter,
-    _sym_name,
     _verify,
 )
 
@@ -103,7 +101,8 @@ def _fmt_items(items, operands) -> str:
 
 
 def pp(expr) -> str:
-    """A readable infix form of an expression (or a list of them)."""
+    """A readable infix form of an expression (or a list of them), read off its
+    traced tg IR."""
     if isinstance(expr, (list, tuple)):
         return "[" + ", ".join(pp(e) for e in expr) + "]"
     if not isinstance(expr, Variable):
@@ -133,11 +132,11 @@ def pp(expr) -> str:
             parts.append(f"{k}={_fmt_attr(x)}")
         return f"{fname}({', '.join(parts)})", 16
 
-    def node(v):
-        a = v.owner
-        if a is None:
-            return leaf(v), 16
-        op, ins = a.op, a.inputs
+    def node(v):  # v: a Value of the traced IR
+        if not isinstance(v, OpResult):
+            return leaf(_handle(v)), 16
+        a = v.op
+        op, ins = a.name, a.operands
         if op == "tg.constant":
             val = a.attrs["value"]
             if val.ndim == 0:
@@ -196,28 +195,15 @@ def pp(expr) -> str:
             d.defaults if d is not None else None,
         )
 
-    return fmt(expr)
+    return fmt(expr.value)
 
 
 def _expr_function(obj, name="expr"):
     """An emitted module computing `obj` (a variable or a list), its inputs
     found in the graph (by creation order)."""
     outs = [obj] if isinstance(obj, Variable) else list(obj)
-    leaves = {}
-    for a in _collect_applies(outs):
-        for v in list(a.inputs) + (list(a.body.yields) if a.body is not None else []):
-            if v.kind == "input":
-                leaves[id(v)] = v
-    for v in outs:
-        if v.kind == "input":
-            leaves[id(v)] = v
-    taken: set = set()
-    ins = [
-        (v, _sym_name(v.name, taken, f"arg{k}"), None)
-        for k, v in enumerate(sorted(leaves.values(), key=lambda v: v._id))
-    ]
     loc = outs[0].loc if outs else None
-    module = _Emitter(name, ins, outs, [], loc, "ignore").emit()
+    module = _Emitter(name, _graph_inputs(outs), outs, [], loc, "ignore").emit()
     _verify(module)
     return module
 

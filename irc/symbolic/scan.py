@@ -14,6 +14,7 @@ import numpy as np
 
 import irc.ops  # noqa: F401  (registers the ops)
 from irc.ir import dims as D
+from irc.ir.core import Op, OpResult, Region, Value
 from irc.ir.errors import CompileError
 from irc.ops.registry import lookup
 
@@ -24,9 +25,11 @@ from irc.symbolic.variables import (
     Variable,
     _LEAK,
     _LEAK_HINT,
-    _ScanBody,
+    _CURRENT,
+    _Body,
+    _handle,
+    _Leaf,
     _TRACES,
-    _Trace,
     _apply,
     _current_scope,
     _map_attr,
@@ -90,6 +93,29 @@ def _step_outputs(result, loc) -> list:
     if isinstance(result, (list, tuple)):
         return list(result)
     return [result]
+
+
+def _new_body(types, names, outer) -> _Body:
+    body = _Body(types, names)
+    body.outer = outer
+    return body
+
+
+def _yields(a) -> list:
+    """The values a tg.scan's body yields."""
+    return list(a.body.ops[-1].operands)
+
+
+def _build_scan(ins, attrs, loc, body, yields, scope=_CURRENT) -> Apply:
+    """The tg.scan over the Variables `ins` (sequences, then initial carried values)
+    of a traced body that yields the Variables `yields` (next carried values, then
+    the outputs to stack)."""
+    ns, nc, length = attrs["n_seqs"], attrs["n_carries"], attrs["length"]
+    body.append(Op("tg.yield", [y.value for y in yields], [], {}, (), loc))
+    types = [i.type for i in ins[ns:]] + [
+        y.type.with_shape((length,) + y.type.shape) for y in yields[nc:]
+    ]
+    return _apply("tg.scan", ins, attrs, loc, scope=scope, types=types, regions=[Region([body])])
 
 
 def scan(
@@ -171,20 +197,12 @@ def scan(
             "scan: truncate_gradient must be -1 (no truncation) or a positive integer", loc
         )
 
-    tr = _Trace(_current_scope())
     names = _param_names(fn, len(seqs) + len(inits))
-    args = [
-        Variable(s.type.with_shape(s.type.shape[1:]), "arg", n or s.name, loc, scope=tr)
-        for s, n in zip(seqs, names)
-    ]
-    args += [
-        Variable(i.type, "arg", n or i.name, loc, scope=tr)
-        for i, n in zip(inits, names[len(seqs) :])
-    ]
-    for p in args:
-        if p.type.rank == 0 and p.type.dtype.is_int:
-            p._affine = {p: 1}
-    _TRACES.append(tr)
+    arg_types = [s.type.with_shape(s.type.shape[1:]) for s in seqs] + [i.type for i in inits]
+    arg_names = [n or s.name for s, n in zip(seqs + inits, names)]
+    body = _new_body(arg_types, arg_names, _current_scope())
+    args = [Variable(p, "arg", loc) for p in body.args]
+    _TRACES.append(body)
     try:
         outs = _step_outputs(fn(*args, *non_seqs), loc)
         if entries is None:
@@ -210,12 +228,11 @@ def scan(
                         "the next value must have the type of the initial value",
                     )
                 nexts.append(v)
-            if not _visible(v.scope, tr):
+            if not _visible(v.scope, body):
                 raise CompileError(_LEAK, v.loc or loc, _LEAK_HINT)
             stacked.append(v)
     finally:
         _TRACES.pop()
-    types = [i.type for i in inits] + [v.type.with_shape((length,) + v.type.shape) for v in stacked]
     attrs = {
         "n_seqs": len(seqs),
         "n_carries": len(inits),
@@ -223,16 +240,8 @@ def scan(
         "truncate": truncate,
         "reverse": False,
     }
-    a = _apply(
-        "tg.scan",
-        seqs + inits,
-        attrs,
-        loc,
-        types=types,
-        body=_ScanBody(tr, args, nexts + stacked, loc),
-    )
-    tr.scan = a
-    results = a.take()[len(inits) :]
+    a = _build_scan(seqs + inits, attrs, loc, body, nexts + stacked)
+    results = a.outputs[len(inits) :]
     if name is not None:
         for i, r in enumerate(results):
             r.name = name if len(results) == 1 else f"{name}{i}"
@@ -244,29 +253,38 @@ def scan(
 
 
 def _collect_applies(roots) -> list:
-    """Every Apply the roots depend on (through scan bodies too), by creation."""
+    """Every Apply the roots (Variables or Values) depend on, through scan bodies
+    too, in creation order."""
     seen, out = set(), []
-    stack = [v for v in roots if isinstance(v, Variable)]
+    stack = [v.value if isinstance(v, Variable) else v for v in roots]
     while stack:
         v = stack.pop()
-        a = v.owner
-        if a is None or id(a) in seen:
+        if not isinstance(v, OpResult):
+            continue
+        a = v.op
+        if id(a) in seen:
             continue
         seen.add(id(a))
         out.append(a)
-        stack.extend(a.inputs)
-        if a.body is not None:
-            stack.extend(a.body.yields)
+        stack.extend(a.operands)
+        if a.regions:
+            stack.extend(_yields(a))
     out.sort(key=lambda a: a._id)
     return out
 
 
+def _leaf_var(v: Value):
+    """The Variable of a leaf value (input, shared, dim), else None."""
+    b = getattr(v, "block", None)
+    return b.var if isinstance(b, _Leaf) else None
+
+
 def _clone_graph(roots: list, pairs: list) -> list:
     """The roots with each `old` of `pairs` replaced by its `new` (which is
-    not itself substituted). Nodes that depend on no replaced variable are
+    not itself substituted). Ops that depend on no replaced variable are
     shared with the original graph; a scan whose body depends on one is
     rebuilt with a fresh body."""
-    rep = {id(k): v for k, v in pairs}
+    rep = {k.value: v for k, v in pairs}  # Value -> Variable
     applies = _collect_applies(roots)
     # The unknown dims of a replaced variable become the replacement's dims where
     # they appear as values (x.shape[0]) or attributes (arange(x.shape[0])).
@@ -296,87 +314,91 @@ def _clone_graph(roots: list, pairs: list) -> list:
         return {**a.attrs, **changed} if changed else a.attrs
 
     def vdep(v):
-        if v.kind == "dim":
-            return bool(D.dim_names(V._UNIFIER.resolve(v.dim)) & dim_map.keys())
-        return id(v) in rep or (v.owner is not None and dep[id(v.owner)])
+        leaf = _leaf_var(v)
+        if leaf is not None and leaf.kind == "dim":
+            return bool(D.dim_names(V._UNIFIER.resolve(leaf.dim)) & dim_map.keys())
+        return v in rep or (isinstance(v, OpResult) and dep[id(v.op)])
 
     dep = {}
     for a in applies:
         dep[id(a)] = (
-            any(vdep(i) for i in a.inputs)
-            or (a.body is not None and any(vdep(y) for y in a.body.yields))
+            any(vdep(i) for i in a.operands)
+            or (a.body is not None and any(vdep(y) for y in _yields(a)))
             or map_attrs(a) is not a.attrs
         )
-    rebuilt = set()  # ids of the traces of rebuilt scans; outer scans first
+    rebuilt = set()  # ids of the bodies of rebuilt scans; outer scans first
     for a in reversed(applies):
         if a.body is not None and (dep[id(a)] or (a.scope is not None and id(a.scope) in rebuilt)):
-            rebuilt.add(id(a.body.trace))
+            rebuilt.add(id(a.body))
 
-    new: dict = {}
-    keep: list = []
-    traces: dict = {}
+    new: dict = {}  # old Value -> new Variable
+    bodies: dict = {}
 
-    def nv(v):
-        r = rep.get(id(v))
+    def nv(v) -> Variable:
+        r = rep.get(v)
         if r is not None:
             return r
-        if v.kind == "arg" and id(v.scope) in rebuilt:
-            trace_of(v.scope)
-        if v.kind == "dim" and vdep(v) and id(v) not in new:
-            d = mapped(v.dim)
+        if v in new:
+            return new[v]
+        b = getattr(v, "block", None)
+        if isinstance(b, _Body) and id(b) in rebuilt:
+            body_of(b)
+            return new[v]
+        leaf = _leaf_var(v)
+        if leaf is not None and leaf.kind == "dim" and vdep(v):
+            d = mapped(leaf.dim)
             if isinstance(d, int):
-                new[id(v)] = _const(np.asarray(d, dtype=v.type.dtype.np), v.loc)
+                new[v] = _const(np.asarray(d, dtype=leaf.type.dtype.np), leaf.loc)
             else:
-                new[id(v)] = _dim_variable(d, v.type.dtype, v.loc)
-        return new.get(id(v), v)
+                new[v] = _dim_variable(d, leaf.type.dtype, leaf.loc)
+            return new[v]
+        return _handle(v)
 
     def scope_of(s):
-        return trace_of(s) if s is not None and id(s) in rebuilt else s
+        return body_of(s) if s is not None and id(s) in rebuilt else s
 
-    def trace_of(t):
-        nt = traces.get(id(t))
-        if nt is not None:
-            return nt
-        nt = _Trace(scope_of(t.parent))
-        traces[id(t)] = nt
-        s = t.scan
-        ins = [nv(i) for i in s.inputs]
+    def body_of(b):
+        nb = bodies.get(id(b))
+        if nb is not None:
+            return nb
+        s = b.parent.parent  # the tg.scan
+        ins = [nv(i) for i in s.operands]
         ns = s.attrs["n_seqs"]
-        for k, p in enumerate(s.body.args):
-            typ = ins[k].type.with_shape(ins[k].type.shape[1:]) if k < ns else ins[k].type
-            q = Variable(typ, "arg", p.name, p.loc, scope=nt)
-            if typ.rank == 0 and typ.dtype.is_int:
-                q._affine = {q: 1}
-            new[id(p)] = q
-        return nt
+        types = [
+            ins[k].type.with_shape(ins[k].type.shape[1:]) if k < ns else ins[k].type
+            for k in range(len(b.args))
+        ]
+        nb = bodies[id(b)] = _new_body(types, [p.name_hint for p in b.args], scope_of(b.outer))
+        for p, q in zip(b.args, nb.args):
+            new[p] = Variable(q, "arg", s.loc)
+        return nb
 
     for a in applies:
         if a.body is not None:
-            if id(a.body.trace) not in rebuilt:
+            if id(a.body) not in rebuilt:
                 continue
-            na = _rebuild_scan(a, nv, scope_of(a.scope), trace_of(a.body.trace), mapped)
+            na = _rebuild_scan(a, nv, scope_of(a.scope), body_of(a.body), mapped)
         else:
-            ins = [nv(i) for i in a.inputs]
+            ins = [nv(i) for i in a.operands]
             attrs = map_attrs(a)
             if (
-                all(n is o for n, o in zip(ins, a.inputs))
+                all(n.value is o for n, o in zip(ins, a.operands))
                 and attrs is a.attrs
                 and not (a.scope is not None and id(a.scope) in rebuilt)
             ):
                 continue
             na = _apply(a.op, ins, attrs, a.loc, scope=scope_of(a.scope))
-        outs = na.take()
-        _HOST.track_rebuilt(a.op, outs[0].owner.inputs, outs[0])
-        for o, n in zip(a.outputs, outs):
-            if o is not None:  # an output nobody holds is not needed
-                n.name = o.name
-                new[id(o)] = n
-                keep.append(o)  # its id stays its own while `new` is keyed by it
-    return [nv(r) for r in roots]
+        outs = [Variable(r, "op", na.loc) for r in na.results]
+        if outs:
+            _HOST.track_rebuilt(a.op, [_handle(i) for i in na.operands], outs[0])
+        for o, n in zip(a.results, outs):
+            n.name = o.name_hint
+            new[o] = n
+    return [nv(r.value) for r in roots]
 
 
-def _rebuild_scan(a, nv, scope, tr, mapped) -> Apply:
-    ins = [nv(i) for i in a.inputs]
+def _rebuild_scan(a, nv, scope, body, mapped) -> Apply:
+    ins = [nv(i) for i in a.operands]
     ns, nc = a.attrs["n_seqs"], a.attrs["n_carries"]
     length = mapped(a.attrs["length"])
     for s in ins[:ns]:
@@ -388,7 +410,7 @@ def _rebuild_scan(a, nv, scope, tr, mapped) -> Apply:
             )
     if ns:
         length = ins[0].type.shape[0]
-    yields = [nv(y) for y in a.body.yields]
+    yields = [nv(y) for y in _yields(a)]
     for k, (init, nxt) in enumerate(zip(ins[ns:], yields[:nc])):
         if not _unify_types(init.type, nxt.type):
             raise CompileError(
@@ -396,22 +418,7 @@ def _rebuild_scan(a, nv, scope, tr, mapped) -> Apply:
                 f"value is {nxt.type}",
                 a.loc,
             )
-    args = [nv(p) for p in a.body.args]
-    types = [i.type for i in ins[ns:]] + [
-        y.type.with_shape((length,) + y.type.shape) for y in yields[nc:]
-    ]
-    attrs = dict(a.attrs, length=length)
-    na = _apply(
-        "tg.scan",
-        ins,
-        attrs,
-        a.loc,
-        scope=scope,
-        types=types,
-        body=_ScanBody(tr, args, yields, a.body.loc),
-    )
-    tr.scan = na
-    return na
+    return _build_scan(ins, dict(a.attrs, length=length), a.loc, body, yields, scope)
 
 
 def _replacements(replace, loc, what="replace") -> list:

@@ -23,7 +23,7 @@ import numpy as np
 import irc.ops  # noqa: F401  (registers the ops)
 from irc.frontend.builtins import OPERATORS
 from irc.ir import dims as D
-from irc.ir.core import Loc, freeze_attr
+from irc.ir.core import Block, BlockArgument, Loc, Op, OpResult, Value, freeze_attr
 from irc.ir.errors import CompileError, trust_source_file
 from irc.ir.types import (
     TensorType,
@@ -63,18 +63,24 @@ def _user_loc() -> Optional[Loc]:
 # -- scopes: the traced bodies of scan -----------------------------------------------
 
 
-class _Trace:
-    """The body of one scan while (and after) its step function is traced.
-    Nodes created during tracing belong to it and are emitted inside the body."""
+class _Leaf(Block):
+    """The detached block whose one argument is the value of an input, a shared
+    variable or a named-dim value: the leaves of traced graphs. It holds that
+    Variable, so a graph keeps its leaves (a shared variable's value with them)."""
 
-    __slots__ = ("parent", "scan")
-
-    def __init__(self, parent):
-        self.parent = parent
-        self.scan = None  # the Apply of the tg.scan, once built
+    __slots__ = ("var",)
 
 
-_TRACES: list = []  # the traces being built, innermost last
+class _Body(Block):
+    """The body of a scan: its arguments are the step arguments, its one op the
+    tg.yield of the next carried values and the stacked outputs. Ops traced while
+    the step function runs stay detached, with this body as their `scope`; `outer`
+    is the body the scan itself is traced in (None at top level)."""
+
+    __slots__ = ("outer",)
+
+
+_TRACES: list = []  # the bodies being traced, innermost last
 
 
 def _current_scope():
@@ -82,14 +88,14 @@ def _current_scope():
 
 
 def _visible(scope, from_scope) -> bool:
-    """Whether a node of `scope` can be used by a node of `from_scope`."""
+    """Whether a value of `scope` can be used by an op of `from_scope`."""
     if scope is None:
         return True
     s = from_scope
     while s is not None:
         if s is scope:
             return True
-        s = s.parent
+        s = s.outer
     return False
 
 
@@ -147,51 +153,63 @@ def _binop_or_ni(sym, a, b):
 
 
 class Variable:
-    """A symbolic tensor. `type` is its TensorType; `owner` the Apply that
-    computes it (None for inputs, shared variables, named-dim values and scan
-    step arguments); `name` names it in dumps and errors (settable)."""
+    """A symbolic tensor: a handle on a `value` of the tg IR traced so far (the
+    result of a detached op, an Apply; or the argument of a leaf or scan body
+    block). `type` is its TensorType; `owner` the Apply that computes it (None
+    for inputs, shared variables, named-dim values and scan step arguments);
+    `name` names it in dumps and errors (settable: the value's name).
+
+    One handle per value while someone holds it (`_handle`): `clone(...).owner.inputs`
+    gives back the variables the user holds."""
 
     __array_ufunc__ = None  # NumPy defers to the reflected operators below
-    __slots__ = (
-        "_type",
-        "_tcache",
-        "kind",
-        "owner",
-        "index",
-        "name",
-        "loc",
-        "scope",
-        "dim",
-        "_id",
-        "_affine",
-        "_auto",
-        "_keep",
-        "__weakref__",
-    )
+    __slots__ = ("value", "_tcache", "kind", "loc", "dim", "_id", "_affine", "_auto", "_keep",
+                 "__weakref__")  # fmt: skip
 
-    def __init__(
-        self, type: TensorType, kind: str, name=None, loc=None, owner=None, index=0, scope=None
-    ):
-        self._type = type
+    def __init__(self, value: Value, kind: str, loc=None):
+        self.value = value
         self._tcache = None  # (unifier version, resolved type)
         self.kind = kind  # "input" | "shared" | "dim" | "arg" | "op"
-        self.owner = owner
-        self.index = index
-        self.name = name
         self.loc = loc
-        self.scope = scope
         self.dim = None  # kind "dim": the named dim whose value this is
         self._id = next(_ids)
-        self._affine = None  # integer scalars: an affine form {Variable | 1: dim}
+        self._affine = None  # integer scalars: an affine form {Value | 1: dim}
         self._auto = False  # input with dims made up because none were given
         self._keep = None  # owners of the unknown dims a "dim" value mentions (kept alive)
+        _HANDLES[id(value)] = weakref.ref(self, lambda _, k=id(value): _drop_handle(k))
 
     __hash__ = object.__hash__
 
     @property
+    def name(self):
+        return self.value.name_hint
+
+    @name.setter
+    def name(self, name):
+        self.value.name_hint = name
+
+    @property
+    def owner(self):
+        """The Apply computing this value (None for a leaf or a step argument)."""
+        v = self.value
+        return v.op if isinstance(v, OpResult) else None
+
+    @property
+    def index(self) -> int:
+        return self.value.index
+
+    @property
+    def scope(self):
+        """The scan body this value belongs to (None at top level)."""
+        v = self.value
+        if isinstance(v, OpResult):
+            return v.op.scope
+        return v.block if isinstance(v.block, _Body) else None
+
+    @property
     def type(self) -> TensorType:
         """The TensorType, with the unknown dims bound so far substituted."""
-        t = self._type
+        t = self.value.type
         if not _UNIFIER.binding or not t.shape or t.is_static:
             return t
         c = self._tcache
@@ -201,7 +219,7 @@ class Variable:
 
     @type.setter
     def type(self, t: TensorType):
-        self._type, self._tcache = t, None
+        self.value.type, self._tcache = t, None
 
     # -- NumPy-like attributes ---------------------------------------------------------
     @property
@@ -516,9 +534,9 @@ class SharedVariable(Variable):
     __slots__ = ("_value", "_holder", "_version")
 
     def __init__(self, value: np.ndarray, name=None, loc=None):
-        super().__init__(
-            TensorType(dtype_of_numpy(value.dtype), tuple(value.shape)), "shared", name, loc
-        )
+        t = TensorType(dtype_of_numpy(value.dtype), tuple(value.shape))
+        super().__init__(_leaf_value(t, name), "shared", loc)
+        self.value.block.var = self
         self._value = value
         self._holder = None  # (Function, symbol) holding a newer value than _value
         self._version = 0
@@ -716,41 +734,73 @@ def _dim_of(v):
 # -- apply nodes ---------------------------------------------------------------------------
 
 
-class _ScanBody:
-    __slots__ = ("trace", "args", "yields", "loc")
-
-    def __init__(self, trace, args, yields, loc):
-        self.trace, self.args, self.yields, self.loc = trace, args, yields, loc
+_HANDLES: dict = {}  # id(Value) -> weakref to its Variable
 
 
-class Apply:
-    """One op applied to input Variables: `op` (e.g. "tg.matmul"), `attrs`
-    (with the op's defaults), `outputs`. tg.scan also has `body`.
+def _drop_handle(key):
+    r = _HANDLES.get(key)
+    if r is not None and r() is None:
+        del _HANDLES[key]
 
-    An Apply holds its outputs weakly (their types in `_types`): a Variable keeps
-    its Apply and inputs alive, not the other way round, so a graph nobody holds
-    is freed at once (and the names of its unknown dims with it) rather than by
-    the cycle collector."""
 
-    __slots__ = (
-        "op", "inputs", "attrs", "_outs", "_types", "_hold", "loc", "scope", "body", "_id",
-        "_keep",
-    )  # fmt: skip
+def _leaf_value(t: TensorType, name=None) -> BlockArgument:
+    """A fresh leaf value (its block holds the Variable made for it)."""
+    return _Leaf([t], [name]).args[0]
+
+
+def _leaf(t: TensorType, kind: str, name=None, loc=None) -> Variable:
+    """A new input, named-dim value or scan step argument of type t."""
+    v = Variable(_leaf_value(t, name), kind, loc)
+    v.value.block.var = v
+    return v
+
+
+def _handle(value: Value) -> Variable:
+    """The Variable of a value: the one a user holds, else a new handle."""
+    r = _HANDLES.get(id(value))
+    v = r() if r is not None else None
+    if v is not None and v.value is value:
+        return v
+    block = getattr(value, "block", None)
+    if isinstance(block, _Leaf):
+        return block.var
+    if isinstance(value, OpResult):
+        return Variable(value, "op", value.op.loc)
+    v = Variable(value, "arg", block.parent.parent.loc if block.parent is not None else None)
+    return v
+
+
+class Apply(Op):
+    """One traced op: an irc.ir Op (name, operands, attrs with the op's defaults,
+    result values, location) that belongs to no block (detached, as in a jaxpr),
+    with the scan body it was traced in (`scope`) and its creation order (`_id`:
+    functions emit ops in that order, as the `.tg` front end does). tg.scan has its
+    body as its region. Its operands are not registered as uses: a traced op is
+    never rewritten in place, and a value used by many graphs (a shared variable's)
+    must not keep them alive."""
+
+    __slots__ = ("scope", "_id", "_keep")
+
+    @property
+    def op(self) -> str:
+        return self.name
+
+    @property
+    def inputs(self) -> list:
+        """The operands' Variables."""
+        return [_handle(v) for v in self.operands]
 
     @property
     def outputs(self) -> list:
-        """The output Variables (None for one nobody holds any more)."""
-        if self._hold is not None:
-            return list(self._hold)
-        return [r() for r in self._outs]
+        return [_handle(r) for r in self.results]
 
-    def take(self) -> list:
-        """The outputs of a new Apply, strongly, ending its hold on them."""
-        outs, self._hold = self._hold, None
-        return outs
+    @property
+    def body(self):
+        """tg.scan: its body (a _Body block); else None."""
+        return self.regions[0].blocks[0] if self.regions else None
 
     def __repr__(self):
-        return f"<irc.Apply {self.op} ({len(self.inputs)} inputs)>"
+        return f"<irc.Apply {self.name} ({len(self.operands)} inputs)>"
 
 
 _CURRENT = object()
@@ -766,7 +816,11 @@ def _auto_hint(inputs):
     return None
 
 
-def _apply(opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, body=None) -> Apply:
+def _apply(
+    opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, regions=(), names=None
+) -> Apply:
+    """Trace the op `opname` on the Variables `inputs`: its types are inferred (binding
+    unknown dims; a failed op binds nothing and is a CompileError located at loc)."""
     if loc is None:
         loc = _user_loc()
     if scope is _CURRENT:
@@ -777,8 +831,8 @@ def _apply(opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, bod
     d = lookup(opname)
     full = dict(d.defaults) if d is not None else {}
     full.update(attrs or {})
-    full = {k: freeze_attr(v) for k, v in full.items()}
     if types is None:
+        full = {k: freeze_attr(v) for k, v in full.items()}
         mark = _UNIFIER.mark()
         try:
             with D.unifying(_UNIFIER):
@@ -786,25 +840,23 @@ def _apply(opname, inputs, attrs=None, loc=None, scope=_CURRENT, types=None, bod
         except TypeError_ as e:
             _UNIFIER.rollback(mark)  # a failed op binds nothing
             raise CompileError(e.message, loc, _auto_hint(inputs)) from None
-    a = Apply()
-    a.op, a.inputs, a.attrs, a.loc, a.scope, a.body = opname, list(inputs), full, loc, scope, body
+    a = Apply(opname, (), types, full, regions, loc, names)
+    a.operands = [v.value for v in inputs]  # not registered as uses (see Apply)
+    a.scope = scope
     # Unknown dims named in dim attributes (arange(x.shape[0])): keep their owners alive.
     a._keep = [
         o
         for k in (d.dim_attrs if d is not None else ())
-        if k in full
-        for o in _attr_owners(full[k])
+        if k in a.attrs
+        for o in _attr_owners(a.attrs[k])
     ] or None
-    outs = [Variable(t, "op", None, loc, a, i, scope) for i, t in enumerate(types)]
-    a._outs = [weakref.ref(o) for o in outs]
-    a._types = list(types)
-    a._hold = outs  # until the caller takes them (Apply.take)
     a._id = next(_ids)
     return a
 
 
 def _op(opname, *inputs, loc=None, **attrs) -> Variable:
-    return _apply(opname, list(inputs), attrs, loc).take()[0]
+    a = _apply(opname, list(inputs), attrs, loc)
+    return Variable(a.results[0], "op", a.loc)
 
 
 # The builders, function and pp, which the methods above call (they import this module).
