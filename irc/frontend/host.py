@@ -58,6 +58,24 @@ def literal_array(items: list, dtype=None, like=None) -> np.ndarray:
     return arr.astype(dtype.np)
 
 
+def scan_attrs(n_seqs: int, n_carries: int, length, truncate) -> dict:
+    """The attributes of a tg.scan (sequences, carried values, steps, truncation of its
+    gradient), iterating forwards, as both front ends build it."""
+    return {
+        "n_seqs": n_seqs,
+        "n_carries": n_carries,
+        "length": length,
+        "truncate": truncate,
+        "reverse": False,
+    }
+
+
+def scan_result_types(carried: list, stacked: list, length) -> list:
+    """The result types of a tg.scan: the final carried values, then each stacked
+    output with a leading axis of `length` steps."""
+    return list(carried) + [t.with_shape((length,) + t.shape) for t in stacked]
+
+
 _AFFINE_OPS = {"tg.add": "+", "tg.sub": "-", "tg.mul": "*"}
 
 

@@ -9,6 +9,7 @@ Imports irc.ir, irc.ops and irc.frontend only.
 from __future__ import annotations
 
 from irc.frontend import ast as A
+from irc.frontend.host import scan_attrs, scan_result_types
 from irc.frontend.values import FuncScope, describe, type_text
 from irc.ir import dims as D
 from irc.ir.core import Block, Region, SymbolRef, Value
@@ -230,16 +231,10 @@ class NestedGen:
         finally:
             self.scan_depth -= 1
             self.scope, self.b.block, self.b.pos = saved
-        res_types = [v.type for _, v, _ in inits] + [
-            v.type.with_shape((length,) + v.type.shape) for v in out_vals
-        ]
-        attrs = {
-            "n_seqs": len(seqs),
-            "n_carries": len(inits),
-            "length": length,
-            "truncate": truncate,
-            "reverse": False,
-        }
+        res_types = scan_result_types(
+            [v.type for _, v, _ in inits], [v.type for v in out_vals], length
+        )
+        attrs = scan_attrs(len(seqs), len(inits), length, truncate)
         with self.b.at_loc(n.loc):
             op = self.b.create(
                 "tg.scan",

@@ -74,15 +74,15 @@ Imports irc.ir, irc.ops and irc.frontend at module level; irc.pipeline, irc.api
 and the printer when compiling. Never imported by the layers below irc.api.
 """
 
+import irc.symbolic.variables  # noqa: F401  (first: the other modules import it at their ends)
 from irc import SYMBOLIC_API
 from irc.frontend.builtins import BUILTINS
-from irc.symbolic import variables  # noqa: F401, I001  (first: the other modules import it)
 from irc.symbolic import builders
 from irc.symbolic.builders import (  # noqa: F401
     _HOST,
+    In,
     _binop,
     _dim_variable,
-    In,
     as_variable,
     grad,
     matrix,
@@ -93,10 +93,13 @@ from irc.symbolic.builders import (  # noqa: F401
     tensor4,
     vector,
 )
-from irc.symbolic.compile import _Emitter, _graph_inputs, _sym_name, function, Function  # noqa: F401
+from irc.symbolic.compile import Function, _Emitter, _graph_inputs, _sym_name, function  # noqa: F401
 from irc.symbolic.printing import debugprint, graph, pp  # noqa: F401
 from irc.symbolic.scan import _build_scan, _collect_applies, _new_body, clone, scan  # noqa: F401
 from irc.symbolic.variables import (  # noqa: F401
+    Dim,
+    SharedVariable,
+    Variable,
     _apply,
     _handle,
     _leaf,
@@ -104,9 +107,6 @@ from irc.symbolic.variables import (  # noqa: F401
     _map_attr,
     _unify_shapes,
     _user_loc,
-    Dim,
-    SharedVariable,
-    Variable,
 )
 
 globals().update({name: getattr(builders, name) for name in BUILTINS})  # irc.exp ...

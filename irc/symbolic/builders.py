@@ -28,18 +28,16 @@ from irc.ir.types import (
     TypeError_,
     dtype_of_numpy,
 )
-
-
 from irc.symbolic import variables as V
 from irc.symbolic.variables import (
-    _leaf,
+    _BINOPS,
     Dim,
     SharedVariable,
     Variable,
-    _BINOPS,
     _anon,
     _apply,
     _dim_of,
+    _leaf,
     _op,
     _unify_shapes,
     _user_loc,

@@ -19,31 +19,29 @@ from irc.ir import dims as D
 from irc.ir.core import Block, Module, Op, Region, SymbolRef
 from irc.ir.errors import CompileError
 from irc.ops.registry import lookup
-
-
 from irc.symbolic import variables as V
+from irc.symbolic.builders import (
+    _HOST,
+    In,
+    _describe,
+)
+from irc.symbolic.scan import (
+    _as_list,
+    _clone_graph,
+    _collect_applies,
+    _leaf_var,
+    _replacements,
+    _yields,
+)
 from irc.symbolic.variables import (
-    SharedVariable,
-    Variable,
     _LEAK,
     _LEAK_HINT,
+    SharedVariable,
+    Variable,
     _resolve_attr,
     _resolve_type,
     _unify_shapes,
     _user_loc,
-)
-from irc.symbolic.builders import (
-    In,
-    _HOST,
-    _describe,
-)
-from irc.symbolic.scan import (
-    _leaf_var,
-    _yields,
-    _as_list,
-    _clone_graph,
-    _collect_applies,
-    _replacements,
 )
 
 # -- emitting the IR ---------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 
-
 import irc.ops  # noqa: F401  (registers the ops)
 from irc.ir.core import OpResult, freeze_attr
 from irc.ir.types import (
@@ -21,20 +20,18 @@ from irc.ir.types import (
     dtype_of_numpy,
 )
 from irc.ops.registry import lookup
-
-
-from irc.symbolic.variables import (
-    _handle,
-    Variable,
-)
 from irc.symbolic.builders import (
     _describe,
 )
 from irc.symbolic.compile import (
-    _graph_inputs,
     Function,
     _Emitter,
+    _graph_inputs,
     _verify,
+)
+from irc.symbolic.variables import (
+    Variable,
+    _handle,
 )
 
 # -- inspection ------------------------------------------------------------------------------------

@@ -13,32 +13,12 @@ from collections import OrderedDict
 import numpy as np
 
 import irc.ops  # noqa: F401  (registers the ops)
+from irc.frontend.host import scan_attrs, scan_result_types
 from irc.ir import dims as D
 from irc.ir.core import Op, OpResult, Region, Value
 from irc.ir.errors import CompileError
 from irc.ops.registry import lookup
-
-
 from irc.symbolic import variables as V
-from irc.symbolic.variables import (
-    Apply,
-    Variable,
-    _LEAK,
-    _LEAK_HINT,
-    _CURRENT,
-    _Body,
-    _handle,
-    _Leaf,
-    _TRACES,
-    _apply,
-    _current_scope,
-    _map_attr,
-    _op,
-    _unify_shapes,
-    _unify_types,
-    _user_loc,
-    _visible,
-)
 from irc.symbolic.builders import (
     _HOST,
     _const,
@@ -46,6 +26,25 @@ from irc.symbolic.builders import (
     _dim_variable,
     _is_int,
     as_variable,
+)
+from irc.symbolic.variables import (
+    _CURRENT,
+    _LEAK,
+    _LEAK_HINT,
+    _TRACES,
+    Apply,
+    Variable,
+    _apply,
+    _Body,
+    _current_scope,
+    _handle,
+    _Leaf,
+    _map_attr,
+    _op,
+    _unify_shapes,
+    _unify_types,
+    _user_loc,
+    _visible,
 )
 
 # -- scan --------------------------------------------------------------------------------------
@@ -112,9 +111,7 @@ def _build_scan(ins, attrs, loc, body, yields, scope=_CURRENT) -> Apply:
     the outputs to stack)."""
     ns, nc, length = attrs["n_seqs"], attrs["n_carries"], attrs["length"]
     body.append(Op("tg.yield", [y.value for y in yields], [], {}, (), loc))
-    types = [i.type for i in ins[ns:]] + [
-        y.type.with_shape((length,) + y.type.shape) for y in yields[nc:]
-    ]
+    types = scan_result_types([i.type for i in ins[ns:]], [y.type for y in yields[nc:]], length)
     return _apply("tg.scan", ins, attrs, loc, scope=scope, types=types, regions=[Region([body])])
 
 
@@ -233,13 +230,7 @@ def scan(
             stacked.append(v)
     finally:
         _TRACES.pop()
-    attrs = {
-        "n_seqs": len(seqs),
-        "n_carries": len(inits),
-        "length": length,
-        "truncate": truncate,
-        "reverse": False,
-    }
+    attrs = scan_attrs(len(seqs), len(inits), length, truncate)
     a = _build_scan(seqs + inits, attrs, loc, body, nexts + stacked)
     results = a.outputs[len(inits) :]
     if name is not None:

@@ -32,7 +32,6 @@ from irc.ir.types import (
 )
 from irc.ops.registry import infer_types, lookup
 
-
 # -- source locations ----------------------------------------------------------------
 
 # the irc package: frames of its files are skipped when locating the user's line
