@@ -1,7 +1,9 @@
-"""irc.function: the emitter that writes one tg IR module for inputs, outputs and
-updates (a tg.global per shared variable, tg.read and tg.dim at the entry, the ops in
-creation order, tg.update before the return), the checks of inputs, givens and updates,
-and Function, which compiles the module and keeps shared variables in sync.
+"""irc.function: the emitter that copies the traced ops (irc/symbolic/variables.py,
+Apply) the outputs and updates need into one tg IR module (a tg.global per shared
+variable, tg.read and tg.dim at the entry for the leaves, the ops in creation order
+with the unknown dims bound so far resolved, tg.update before the return), the checks
+of inputs, givens and updates, and Function, which compiles the module and keeps
+shared variables in sync.
 Imports irc.ir, irc.ops, irc.frontend and the modules of irc.symbolic above it;
 irc.pipeline and irc.api when compiling.
 """
