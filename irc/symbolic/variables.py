@@ -175,7 +175,8 @@ class Variable:
         self._affine = None  # integer scalars: an affine form {Value | 1: dim}
         self._auto = False  # input with dims made up because none were given
         self._keep = None  # owners of the unknown dims a "dim" value mentions (kept alive)
-        _HANDLES[id(value)] = weakref.ref(self, lambda _, k=id(value): _drop_handle(k))
+        ref = _HANDLES[id(value)] = _HandleRef(self, _forget_handle)
+        ref.key = id(value)
 
     __hash__ = object.__hash__
 
@@ -733,13 +734,16 @@ def _dim_of(v):
 # -- apply nodes ---------------------------------------------------------------------------
 
 
-_HANDLES: dict = {}  # id(Value) -> weakref to its Variable
+_HANDLES: dict = {}  # id(Value) -> weak reference to its Variable (a _HandleRef)
 
 
-def _drop_handle(key):
-    r = _HANDLES.get(key)
-    if r is not None and r() is None:
-        del _HANDLES[key]
+class _HandleRef(weakref.ref):
+    __slots__ = ("key",)
+
+
+def _forget_handle(ref):
+    if _HANDLES.get(ref.key) is ref:
+        del _HANDLES[ref.key]
 
 
 def _leaf_value(t: TensorType, name=None) -> BlockArgument:

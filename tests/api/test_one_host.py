@@ -5,6 +5,7 @@ of the traced tg IR, and clone, pp and debugprint read that IR.
 """
 
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +59,8 @@ def test_errors_point_at_the_users_line():
     with pytest.raises(irc.CompileError) as e:
         irc.conv2d(x, x, stride="a")  # the line reported
     assert e.value.loc.file == __file__
-    assert "irc.conv2d(x, x, stride" in open(__file__).read().splitlines()[e.value.loc.line - 1]
+    line = Path(__file__).read_text().splitlines()[e.value.loc.line - 1]
+    assert "irc.conv2d(x, x, stride" in line
 
 
 def test_a_variable_is_a_handle_on_a_traced_ir_value():
