@@ -271,7 +271,8 @@ class Call:
     def static_bool(self, p):
         v = self.bound[p]
         if not isinstance(v, (bool, np.bool_)):
-            raise self._bad(p, self.host.true_false, v)
+            false, true = self.host.booleans
+            raise self._bad(p, f"{true} or {false}", v)
         return bool(v)
 
     def string(self, p, choices):

@@ -76,6 +76,28 @@ def scan_result_types(carried: list, stacked: list, length) -> list:
     return list(carried) + [t.with_shape((length,) + t.shape) for t in stacked]
 
 
+def describe_value(v, tensor_class, dim_class, booleans=("false", "true"), sequences=(list,)):
+    """How an error message names a value: a tensor with its type, a number, a dim,
+    a string ...; booleans and sequences as the front end's language writes them."""
+    if isinstance(v, tensor_class):
+        return f"a tensor {v.type}"
+    if isinstance(v, (bool, np.bool_)):
+        return f"the boolean {booleans[bool(v)]}"
+    if isinstance(v, (int, float, np.number)):
+        return f"the number {v}"
+    if isinstance(v, dim_class):
+        return f"the dimension {v}"
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    if isinstance(v, DType):
+        return f"the dtype {v}"
+    if isinstance(v, tuple) and tuple not in sequences:
+        return f"{len(v)} values"
+    if v is None:
+        return "None"
+    return f"a {type(v).__name__}"
+
+
 _AFFINE_OPS = {"tg.add": "+", "tg.sub": "-", "tg.mul": "*"}
 
 
@@ -86,7 +108,7 @@ class Host:
     tensor_class: type = object  # the front end's tensors
     dim_class: type = object  # its named-dim objects (what x.shape[i] gives for a named axis)
     sequences: tuple = (list,)  # the compile-time values that are lists
-    true_false = "true or false"  # how the language spells the booleans
+    booleans = ("false", "true")  # how the language spells the booleans
 
     def is_tensor(self, v) -> bool:
         return isinstance(v, self.tensor_class)
@@ -108,7 +130,7 @@ class Host:
         raise NotImplementedError
 
     def describe(self, v) -> str:
-        raise NotImplementedError
+        return describe_value(v, self.tensor_class, self.dim_class, self.booleans, self.sequences)
 
     def dtype(self, v, call, p: str) -> DType:
         """The DType a dtype argument names (an error located at the argument if none)."""

@@ -774,9 +774,6 @@ class _Host(Host):
     def as_tensor(self, v, loc, dtype=None, like=None):
         return self.gen.as_tensor(v, loc, dtype=dtype, like=like)
 
-    def describe(self, v):
-        return describe(v)
-
     def dtype(self, v, call, p):
         if not isinstance(v, DType):
             raise CompileError(

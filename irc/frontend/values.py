@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from irc.frontend import ast as A
+from irc.frontend.host import describe_value
 from irc.ir.core import Loc, Op, Value
 from irc.ir.types import (
-    DType,
     TensorType,
 )
 
@@ -88,25 +88,8 @@ class FunctionContext:
 
 
 def describe(v) -> str:
-    if isinstance(v, Value):
-        return f"a tensor {v.type}"
-    if isinstance(v, bool):
-        return f"the boolean {str(v).lower()}"
-    if isinstance(v, (int, float)):
-        return f"the number {v}"
-    if isinstance(v, Dim):
-        return f"the dimension {v}"
-    if isinstance(v, str):
-        return f"the string {v!r}"
-    if isinstance(v, DType):
-        return f"the dtype {v}"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, tuple):
-        return f"{len(v)} values"
-    if v is None:
-        return "None"
-    return type(v).__name__
+    """How an error message of the `.tg` front end names a value."""
+    return describe_value(v, Value, Dim)
 
 
 def type_text(te: A.TypeExpr) -> str:

@@ -47,19 +47,8 @@ from irc.symbolic.variables import (
 
 
 def _describe(v) -> str:
-    if isinstance(v, Variable):
-        return f"a tensor {v.type}"
-    if isinstance(v, (bool, np.bool_)):
-        return f"the boolean {v}"
-    if isinstance(v, (int, float, np.number)):
-        return f"the number {v}"
-    if isinstance(v, Dim):
-        return f"the dimension {v}"
-    if isinstance(v, str):
-        return f"the string {v!r}"
-    if v is None:
-        return "None"
-    return f"a {type(v).__name__}"
+    """How an error message of the Python API names a value."""
+    return _HOST.describe(v)
 
 
 def _np_dtype(dt, loc) -> DType:
@@ -329,7 +318,7 @@ class _Host(Host):
 
     tensor_class, dim_class = Variable, Dim
     sequences = (list, tuple)
-    true_false = "True or False"
+    booleans = ("False", "True")
 
     def form(self, v):
         if v._affine is None and v.kind in ("input", "arg"):
@@ -350,9 +339,6 @@ class _Host(Host):
 
     def as_tensor(self, v, loc, dtype=None, like=None):
         return as_variable(v, dtype=dtype, like=like, loc=loc)
-
-    def describe(self, v):
-        return _describe(v)
 
     def dim_of(self, v):
         return _dim_of(v)
