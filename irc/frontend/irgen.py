@@ -506,17 +506,20 @@ class IRGen(NestedGen):
         known += list(KEYWORDS) + list(self.defs) + list(self.fns) + list(BUILTINS)
         raise self.err(f"unknown name '{name}'", loc, did_you_mean(name, known))
 
+    def _prologue(self, op) -> Value:
+        """Insert op among the reads and dims at the function's entry; its result."""
+        self.ctx.entry.insert(self.ctx.prologue, op)
+        self.ctx.prologue += 1
+        if self.b.block is self.ctx.entry and self.b.pos is not None:
+            self.b.pos += 1
+        return op.result
+
     def read_shared(self, name) -> Value:
         v = self.ctx.reads.get(name)
         if v is None:
             ref = self.shared[name]
             op = Op("tg.read", (), [ref.type], {"sym": SymbolRef(name)}, (), ref.loc, [name])
-            self.ctx.entry.insert(self.ctx.prologue, op)
-            self.ctx.prologue += 1
-            if self.b.block is self.ctx.entry and self.b.pos is not None:
-                self.b.pos += 1
-            v = op.result
-            self.ctx.reads[name] = v
+            v = self.ctx.reads[name] = self._prologue(op)
         return v
 
     def dim_value(self, d, dtype: DType, loc) -> Value:
@@ -524,12 +527,7 @@ class IRGen(NestedGen):
         v = self.ctx.dim_values.get(key)
         if v is None:
             op = Op("tg.dim", (), [TensorType(dtype, ())], {"dim": d, "dtype": dtype.name}, (), loc)
-            self.ctx.entry.insert(self.ctx.prologue, op)
-            self.ctx.prologue += 1
-            if self.b.block is self.ctx.entry and self.b.pos is not None:
-                self.b.pos += 1
-            v = op.result
-            self.ctx.dim_values[key] = v
+            v = self.ctx.dim_values[key] = self._prologue(op)
             if dtype.is_int:
                 self.ctx.affine[v] = {1: d}
         return v
