@@ -217,10 +217,6 @@ class Variable:
             c = self._tcache = (_UNIFIER.version, _resolve_type(t))
         return c[1]
 
-    @type.setter
-    def type(self, t: TensorType):
-        self.value.type, self._tcache = t, None
-
     # -- NumPy-like attributes ---------------------------------------------------------
     @property
     def dtype(self) -> DTypeName:
