@@ -169,8 +169,8 @@ def _restore_input(fmt, version, name, dtype, dims):
         for n in unknown
         if n in S.variables._UNIFIER.unknown and n not in S.variables._UNIFIER.owner
     ]
-    v._auto = bool(unknown)
-    S.variables._UNIFIER.adopt(unknown, v)
+    v.value.auto = bool(unknown)
+    S.variables._UNIFIER.adopt(unknown, v.value)
     return v
 
 
@@ -245,7 +245,7 @@ class _Rebuilder:
             else:
                 types = [self.type(r.type) for r in op.results]
                 a = S._apply(op.name, ins, self.attrs(op), op.loc, scope=scope, types=types)
-            outs = [S.Variable(r, "op", op.loc) for r in a.results]
+            outs = a.take()
             for r, o in zip(op.results, outs):
                 env[r] = o
                 if r.name_hint and not r.name_hint.isdigit():

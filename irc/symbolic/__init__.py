@@ -16,7 +16,7 @@ Expressions are traced into the tg IR, as JAX traces into a jaxpr: a
 `Variable` is a thin handle on a Value of that IR. Each op the user applies
 becomes a detached irc.ir Op (`Apply`: in no block, with its creation order
 and the scan body it was traced in); inputs, shared variables and named-dim
-values are the arguments of detached leaf blocks; a scan's step function is
+values are leaf values, defined by no op; a scan's step function is
 traced into the body block of its tg.scan, whose step arguments are that
 block's arguments. Types and shapes are inferred when an op is traced, through
 the op registry, so a shape error is raised at once as a CompileError located
@@ -30,9 +30,10 @@ type rules compare dims with same_dim while _apply infers types, which binds
 unknowns instead of failing (`x @ W` makes x's columns W's rows); Variables
 and Dims resolve their types through the bindings lazily. A failed op binds
 nothing (rollback); `function` binds the dims of givens for itself only. An
-unknown's name is reused once nothing mentions it (its owner input is held
-weakly; a traced op does not register uses on its operands, so a graph
-nobody holds is freed with the next collection of cycles).
+unknown's name is reused once nothing mentions it (its owner, the input's
+leaf value, is held weakly; a traced op holds its results weakly and
+registers no uses on its operands, so a graph nobody holds is freed at once
+by reference counting; a scan's body, a block, waits for the cycle collector).
 
 `function(...)` copies the traced ops the outputs and updates need into one
 module: a tg.global per shared variable used (init = "value": the backend

@@ -66,8 +66,8 @@ def _const(arr: np.ndarray, loc) -> Variable:
 
 def _dim_variable(d, dt: DType, loc) -> Variable:
     v = _leaf(TensorType(dt, ()), "dim", None, loc)
-    v.dim = d
-    v._keep = V._UNIFIER.owners(d)
+    v.value.dim = d
+    v.value.keep = V._UNIFIER.owners(d)
     if dt.is_int:
         v._affine = {1: d}
     return v
@@ -191,9 +191,10 @@ def _input(kind, name, dtype, dims, rank, loc) -> Variable:
             d = dd
         shape.append(d)
     v = _leaf(TensorType(dt, tuple(shape)), "input", name, loc)
-    v._auto = auto
-    if auto:
-        V._UNIFIER.adopt([d for d in shape if isinstance(d, str) and d in V._UNIFIER.unknown], v)
+    v.value.auto = auto
+    if auto:  # the unknowns live as long as the input's value (held weakly)
+        unknown = [d for d in shape if isinstance(d, str) and d in V._UNIFIER.unknown]
+        V._UNIFIER.adopt(unknown, v.value)
     return v
 
 
@@ -411,9 +412,7 @@ def grad(cost, wrt, disconnected="raise", disconnected_inputs=None):
             raise CompileError(f"grad: cannot differentiate with respect to {_describe(w)}", loc)
     if not ws:
         return []
-    outs = _apply(
-        "tg.grad", [cost] + ws, {"disconnected": _DISCONNECTED[disconnected]}, loc
-    ).outputs
+    outs = _apply("tg.grad", [cost] + ws, {"disconnected": _DISCONNECTED[disconnected]}, loc).take()
     for w, g in zip(ws, outs):
         g.name = "g" + w.name if w.name else None
     return outs[0] if single else outs

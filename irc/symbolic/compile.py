@@ -238,8 +238,8 @@ class _Emitter:
                 for k in od.dim_attrs:
                     if k in attrs:
                         attrs[k] = _resolve_attr(attrs[k])
-            types = [_resolve_type(r.type) for r in a.results]
-            names = [r.name_hint for r in a.results]
+            types = [_resolve_type(t) for t in a._types]
+            names = [None if r is None else r.name_hint for r in a.results]
             regions = ()
             if a.body is not None:
                 body = a.body
@@ -256,7 +256,7 @@ class _Emitter:
                     self.env = self.env.parents
                 regions = [Region([blk])]
             op = block.append(Op(a.op, operands, types, attrs, regions, a.loc, names))
-            self.env.update(zip(a.results, op.results))
+            self.env.update((r, n) for r, n in zip(a.results, op.results) if r is not None)
 
     def _value(self, v, loc):
         r = self.env.get(v)

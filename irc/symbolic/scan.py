@@ -38,7 +38,7 @@ from irc.symbolic.variables import (
     _Body,
     _current_scope,
     _handle,
-    _Leaf,
+    _LeafValue,
     _map_attr,
     _op,
     _unify_shapes,
@@ -232,7 +232,7 @@ def scan(
         _TRACES.pop()
     attrs = scan_attrs(len(seqs), len(inits), length, truncate)
     a = _build_scan(seqs + inits, attrs, loc, body, nexts + stacked)
-    results = a.outputs[len(inits) :]
+    results = a.take()[len(inits) :]
     if name is not None:
         for i, r in enumerate(results):
             r.name = name if len(results) == 1 else f"{name}{i}"
@@ -266,8 +266,7 @@ def _collect_applies(roots) -> list:
 
 def _leaf_var(v: Value):
     """The Variable of a leaf value (input, shared, dim), else None."""
-    b = getattr(v, "block", None)
-    return b.var if isinstance(b, _Leaf) else None
+    return _handle(v) if isinstance(v, _LeafValue) else None
 
 
 def _clone_graph(roots: list, pairs: list) -> list:
@@ -379,10 +378,12 @@ def _clone_graph(roots: list, pairs: list) -> list:
             ):
                 continue
             na = _apply(a.op, ins, attrs, a.loc, scope=scope_of(a.scope))
-        outs = [Variable(r, "op", na.loc) for r in na.results]
+        outs = na.take()
         if outs:
             _HOST.track_rebuilt(a.op, [_handle(i) for i in na.operands], outs[0])
         for o, n in zip(a.results, outs):
+            if o is None:  # a result nobody holds is not needed
+                continue
             n.name = o.name_hint
             new[o] = n
     return [nv(r.value) for r in roots]

@@ -1,7 +1,8 @@
-"""The traced graph of the Python API: symbolic variables (Variable, SharedVariable),
-named dims (Dim), the unknown dims of inputs made without dims= (the one Unifier,
-`_UNIFIER`), Apply nodes and `_apply`, which infers types through the op registry
-and locates errors at the user's line (`_user_loc`), and the scopes of scan bodies.
+"""The traced tg IR of the Python API: symbolic variables (Variable, SharedVariable:
+handles on IR values), named dims (Dim), the unknown dims of inputs made without
+dims= (the one Unifier, `_UNIFIER`), leaf values, traced ops (Apply: detached
+irc.ir Ops) and `_apply`, which infers types through the op registry and locates
+errors at the user's line (`_user_loc`), and the bodies of scans being traced.
 
 Owns the state other modules of irc.symbolic read through this module (`V._UNIFIER`,
 `V._NAMED`: tests give a document its own tables by swapping them here).
@@ -62,12 +63,32 @@ def _user_loc() -> Optional[Loc]:
 # -- scopes: the traced bodies of scan -----------------------------------------------
 
 
-class _Leaf(Block):
-    """The detached block whose one argument is the value of an input, a shared
-    variable or a named-dim value: the leaves of traced graphs. It holds that
-    Variable, so a graph keeps its leaves (a shared variable's value with them)."""
+class _LeafValue(Value):
+    """The value of an input, a shared variable or a named-dim value: a leaf of the
+    traced graphs, defined by no op or block. It carries what a Variable of it
+    knows (kind, location, creation order; the dim of a dim value, the owners of
+    the unknown dims it mentions; whether an input's dims were made up), so that
+    graphs that outlive the user's variable still have it; a shared variable's
+    leaf holds the SharedVariable (its array). Nothing points back at the ops
+    that read it, so a graph nobody holds is freed at once."""
 
-    __slots__ = ("var",)
+    __slots__ = ("kind", "loc", "id", "dim", "auto", "keep", "shared", "__weakref__")
+
+    def __init__(self, type, kind, name, loc):
+        super().__init__(type, name)
+        self.kind, self.loc, self.id = kind, loc, next(_ids)
+        self.dim = self.keep = self.shared = None
+        self.auto = False
+
+    @property
+    def owner(self):
+        return None
+
+
+class _Result(OpResult):
+    """A result of a traced op: its op holds it weakly (see Apply)."""
+
+    __slots__ = ("__weakref__",)
 
 
 class _Body(Block):
@@ -162,19 +183,15 @@ class Variable:
     gives back the variables the user holds."""
 
     __array_ufunc__ = None  # NumPy defers to the reflected operators below
-    __slots__ = ("value", "_tcache", "kind", "loc", "dim", "_id", "_affine", "_auto", "_keep",
-                 "__weakref__")  # fmt: skip
+    __slots__ = ("value", "_tcache", "kind", "loc", "_id", "_affine", "__weakref__")
 
     def __init__(self, value: Value, kind: str, loc=None):
         self.value = value
         self._tcache = None  # (unifier version, resolved type)
         self.kind = kind  # "input" | "shared" | "dim" | "arg" | "op"
         self.loc = loc
-        self.dim = None  # kind "dim": the named dim whose value this is
-        self._id = next(_ids)
+        self._id = value.id if isinstance(value, _LeafValue) else next(_ids)
         self._affine = None  # integer scalars: an affine form {Value | 1: dim}
-        self._auto = False  # input with dims made up because none were given
-        self._keep = None  # owners of the unknown dims a "dim" value mentions (kept alive)
         ref = _HANDLES[id(value)] = _HandleRef(self, _forget_handle)
         ref.key = id(value)
 
@@ -187,6 +204,16 @@ class Variable:
     @name.setter
     def name(self, name):
         self.value.name_hint = name
+
+    @property
+    def dim(self):
+        """A named-dim value: the dim (int or text) it is the value of; else None."""
+        return self.value.dim if isinstance(self.value, _LeafValue) else None
+
+    @property
+    def _auto(self) -> bool:
+        """An input whose dims were made up because none were given."""
+        return isinstance(self.value, _LeafValue) and self.value.auto
 
     @property
     def owner(self):
@@ -204,7 +231,7 @@ class Variable:
         v = self.value
         if isinstance(v, OpResult):
             return v.op.scope
-        return v.block if isinstance(v.block, _Body) else None
+        return v.block if isinstance(v, BlockArgument) else None  # a step argument
 
     @property
     def type(self) -> TensorType:
@@ -531,8 +558,8 @@ class SharedVariable(Variable):
 
     def __init__(self, value: np.ndarray, name=None, loc=None):
         t = TensorType(dtype_of_numpy(value.dtype), tuple(value.shape))
-        super().__init__(_leaf_value(t, name), "shared", loc)
-        self.value.block.var = self
+        super().__init__(_LeafValue(t, "shared", name, loc), "shared", loc)
+        self.value.shared = self
         self._value = value
         self._holder = None  # (Function, symbol) holding a newer value than _value
         self._version = 0
@@ -742,16 +769,9 @@ def _forget_handle(ref):
         del _HANDLES[ref.key]
 
 
-def _leaf_value(t: TensorType, name=None) -> BlockArgument:
-    """A fresh leaf value (its block holds the Variable made for it)."""
-    return _Leaf([t], [name]).args[0]
-
-
 def _leaf(t: TensorType, kind: str, name=None, loc=None) -> Variable:
-    """A new input, named-dim value or scan step argument of type t."""
-    v = Variable(_leaf_value(t, name), kind, loc)
-    v.value.block.var = v
-    return v
+    """A new input or named-dim value of type t."""
+    return Variable(_LeafValue(t, kind, name, loc), kind, loc)
 
 
 def _handle(value: Value) -> Variable:
@@ -760,13 +780,12 @@ def _handle(value: Value) -> Variable:
     v = r() if r is not None else None
     if v is not None and v.value is value:
         return v
-    block = getattr(value, "block", None)
-    if isinstance(block, _Leaf):
-        return block.var
+    if isinstance(value, _LeafValue):
+        return value.shared if value.shared is not None else Variable(value, value.kind, value.loc)
     if isinstance(value, OpResult):
         return Variable(value, "op", value.op.loc)
-    v = Variable(value, "arg", block.parent.parent.loc if block.parent is not None else None)
-    return v
+    block = value.block  # a scan body's step argument
+    return Variable(value, "arg", block.parent.parent.loc if block.parent is not None else None)
 
 
 class Apply(Op):
@@ -776,9 +795,30 @@ class Apply(Op):
     functions emit ops in that order, as the `.tg` front end does). tg.scan has its
     body as its region. Its operands are not registered as uses: a traced op is
     never rewritten in place, and a value used by many graphs (a shared variable's)
-    must not keep them alive."""
+    must not keep them alive. It holds its results weakly (`_types` keeps their
+    types): a Variable keeps its value, its op and the op's operands alive, not the
+    other way round, so a graph nobody holds is freed by reference counting (and the
+    names of its unknown dims with it); only scans, whose bodies are blocks, wait
+    for the cycle collector."""
 
-    __slots__ = ("scope", "_id", "_keep")
+    __slots__ = ("scope", "_id", "_keep", "_refs", "_types", "_hold")
+
+    @property
+    def results(self) -> list:
+        """The result values (None for one nobody holds any more)."""
+        if self._hold is not None:
+            return list(self._hold)
+        return [r() for r in self._refs]
+
+    @results.setter
+    def results(self, values):
+        self._refs = [weakref.ref(v) for v in values]
+        self._types = [v.type for v in values]
+
+    def take(self) -> list:
+        """The Variables of a new op's results, ending its hold on them."""
+        held, self._hold = self._hold, None
+        return [Variable(r, "op", self.loc) for r in held]
 
     @property
     def op(self) -> str:
@@ -791,7 +831,8 @@ class Apply(Op):
 
     @property
     def outputs(self) -> list:
-        return [_handle(r) for r in self.results]
+        """The results' Variables (None for a result nobody holds any more)."""
+        return [None if r is None else _handle(r) for r in self.results]
 
     @property
     def body(self):
@@ -807,7 +848,7 @@ _CURRENT = object()
 
 def _auto_hint(inputs):
     for v in inputs:
-        if v._auto and v.owner is None:
+        if v._auto:
             return (
                 f"'{v.name or 'this input'}' was made without dims; what its uses so far "
                 f"have bound makes it {v.type}"
@@ -839,8 +880,12 @@ def _apply(
         except TypeError_ as e:
             _UNIFIER.rollback(mark)  # a failed op binds nothing
             raise CompileError(e.message, loc, _auto_hint(inputs)) from None
-    a = Apply(opname, (), types, full, regions, loc, names)
+    a = Apply(opname, (), (), full, regions, loc)
     a.operands = [v.value for v in inputs]  # not registered as uses (see Apply)
+    names = list(names or [])
+    held = [_Result(a, i, t, names[i] if i < len(names) else None) for i, t in enumerate(types)]
+    a.results = held
+    a._hold = held  # until the caller takes them (Apply.take)
     a.scope = scope
     # Unknown dims named in dim attributes (arange(x.shape[0])): keep their owners alive.
     a._keep = [
@@ -854,8 +899,7 @@ def _apply(
 
 
 def _op(opname, *inputs, loc=None, **attrs) -> Variable:
-    a = _apply(opname, list(inputs), attrs, loc)
-    return Variable(a.results[0], "op", a.loc)
+    return _apply(opname, list(inputs), attrs, loc).take()[0]
 
 
 # The builders, function and pp, which the methods above call (they import this module).

@@ -91,3 +91,27 @@ def test_scan_body_is_the_region_of_its_traced_op():
     assert irc.pp(hs) == "scan(steps=T, sequences=[xs], carries=[h0])[0]"
     text = irc.debugprint(hs, file="str")
     assert "tg.scan" in text and "tg.yield" in text
+
+
+def test_a_graph_nobody_holds_is_freed_at_once():
+    """Traced ops hold their results weakly and leaves point at no op: without the
+    cycle collector, dropping the last variable of a graph frees it, and the names of
+    its unknown dims with it."""
+    import gc
+
+    from irc.symbolic import variables
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        x = irc.matrix("freed")
+        W = irc.shared(np.ones((4, 3), np.float32))
+        y = irc.tanh(x @ W).sum() + 1
+        assert str(x.type) == "f32[freed_0, 4]"
+        del x
+        assert "freed_0" in variables._UNIFIER.unknown  # y still reads x
+        del y
+        assert "freed_0" not in variables._UNIFIER.unknown
+    finally:
+        if enabled:
+            gc.enable()
