@@ -379,8 +379,9 @@ def _clone_graph(roots: list, pairs: list) -> list:
                 continue
             na = _apply(a.op, ins, attrs, a.loc, scope=scope_of(a.scope))
         outs = na.take()
-        if outs:
-            _HOST.track_rebuilt(a.op, [_handle(i) for i in na.operands], outs[0])
+        r = outs[0] if outs else None
+        if r is not None and r.type.rank == 0 and r.type.dtype.is_int:  # affine forms
+            _HOST.track_rebuilt(a.op, [_handle(i) for i in na.operands], r)
         for o, n in zip(a.results, outs):
             if o is None:  # a result nobody holds is not needed
                 continue
