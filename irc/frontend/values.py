@@ -34,11 +34,6 @@ class SharedRef:
     loc: Loc
 
 
-@dataclass
-class DefRef:
-    decl: A.FuncDecl
-
-
 def make_dim(d):
     """A Python int for a static size, else a Dim."""
     return d if isinstance(d, int) else Dim(d)
