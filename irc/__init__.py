@@ -8,7 +8,9 @@ anything at module level besides the standard library.
 
 __version__ = "0.1.0"
 
-# The names of the Theano-style Python API (irc/symbolic.py, its __all__).
+# The names of the Theano-style Python API (irc/symbolic.py, its __all__), besides the
+# built-in functions of the tg language (irc/frontend/builtins.py, BUILTINS), which
+# irc.symbolic generates and which resolve below on first access.
 SYMBOLIC_API = (
     "Variable",
     "SharedVariable",
@@ -29,49 +31,6 @@ SYMBOLIC_API = (
     "pp",
     "debugprint",
     "graph",
-    "neg",
-    "abs",
-    "exp",
-    "log",
-    "log1p",
-    "sqrt",
-    "tanh",
-    "sigmoid",
-    "relu",
-    "softplus",
-    "square",
-    "sin",
-    "cos",
-    "sign",
-    "maximum",
-    "minimum",
-    "where",
-    "clip",
-    "cast",
-    "sum",
-    "mean",
-    "max",
-    "min",
-    "argmax",
-    "argmin",
-    "dot",
-    "matmul",
-    "transpose",
-    "reshape",
-    "flatten",
-    "concat",
-    "stack",
-    "arange",
-    "one_hot",
-    "zeros",
-    "ones",
-    "full",
-    "softmax",
-    "log_softmax",
-    "categorical_crossentropy",
-    "conv1d",
-    "conv2d",
-    "max_pool2d",
 )
 
 # name -> module that defines it; imported on first access.
@@ -92,7 +51,11 @@ _LAZY = {
     **{name: "irc.symbolic" for name in SYMBOLIC_API},
 }
 
-__all__ = ["__version__", *_LAZY]
+
+def _builtin_names() -> list:
+    from irc.frontend.builtins import BUILTINS
+
+    return list(BUILTINS)
 
 
 # submodules reachable as attributes after a bare `import irc` (irc.distributed.train)
@@ -104,7 +67,12 @@ def __getattr__(name):
 
     if name in _SUBMODULES:
         return importlib.import_module(f"irc.{name}")
+    if name == "__all__":  # computed on first use: the built-ins come from their table
+        value = globals()["__all__"] = ["__version__", *_LAZY, *_builtin_names()]
+        return value
     module = _LAZY.get(name)
+    if module is None and not name.startswith("_") and name in _builtin_names():
+        module = "irc.symbolic"
     if module is None:
         raise AttributeError(f"module 'irc' has no attribute {name!r}")
 
@@ -114,4 +82,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_builtin_names()))

@@ -83,19 +83,19 @@ def _restore_unknown(fmt, version, name):
     _check(fmt, version, "unknown dim")
     m = re.fullmatch(r"(.*?)(\d*)_(\d+)", name)  # x_0, x2_0: taken names become x3_0 ...
     k, fresh = 1, name
-    while m and (fresh in S._UNIFIER.unknown or fresh in S._NAMED):
+    while m and (fresh in S.variables._UNIFIER.unknown or fresh in S.variables._NAMED):
         k += 1
         fresh = f"{m.group(1)}{k}_{m.group(3)}"
-    return S._UNIFIER.fresh(fresh, S._NAMED)
+    return S.variables._UNIFIER.fresh(fresh, S.variables._NAMED)
 
 
 def _unknown_names(text: str) -> list:
-    return sorted(set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text)) & S._UNIFIER.unknown)
+    return sorted(set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text)) & S.variables._UNIFIER.unknown)
 
 
 def _dim_out(d):
     """A dim for a pickle: an int, or its text and the unknowns it mentions."""
-    d = S._UNIFIER.resolve(d)
+    d = S.variables._UNIFIER.resolve(d)
     if isinstance(d, int):
         return d
     return (d, tuple((n, _token(n)) for n in _unknown_names(d)))
@@ -162,13 +162,15 @@ def reduce_variable(v):
 def _restore_input(fmt, version, name, dtype, dims):
     _check(fmt, version, "input variable")
     shape = tuple(_dim_in(d) for d in dims)
-    v = S.Variable(TensorType(DTYPES[dtype], shape), "input", name)
+    v = S._leaf(TensorType(DTYPES[dtype], shape), "input", name)
     unknown = [n for d in shape if isinstance(d, str) for n in D.dim_names(d)]
-    unknown = [n for n in unknown if n in S._UNIFIER.unknown and n not in S._UNIFIER.owner]
-    v._auto = bool(unknown)
-    S._UNIFIER.adopt(unknown, v)
-    if v.type.rank == 0 and v.type.dtype.is_int:
-        v._affine = {v: 1}
+    unknown = [
+        n
+        for n in unknown
+        if n in S.variables._UNIFIER.unknown and n not in S.variables._UNIFIER.owner
+    ]
+    v.value.auto = bool(unknown)
+    S.variables._UNIFIER.adopt(unknown, v.value)
     return v
 
 
@@ -183,16 +185,7 @@ def _restore_dim_value(fmt, version, d, dtype):
 def _reduce_graph(v):
     from irc.ir.printer import print_module
 
-    leaves = {}
-    for a in S._collect_applies([v]):
-        for u in list(a.inputs) + (list(a.body.yields) if a.body is not None else []):
-            if u.kind == "input":
-                leaves[id(u)] = u
-    taken: set = set()
-    ins = [
-        (u, S._sym_name(u.name, taken, f"arg{k}"), None)
-        for k, u in enumerate(sorted(leaves.values(), key=lambda u: u._id))
-    ]
+    ins = S._graph_inputs([v])
     em = S._Emitter("expr", ins, [v], [], v.loc, "ignore")
     text = print_module(em.emit(), locs=True)
     pairs = tuple((n, _token(n)) for n in _unknown_names(text))
@@ -214,9 +207,6 @@ def _restore_graph(fmt, version, text, inputs, shared, pairs, name):
     if name is not None:
         v.name = name
     return v
-
-
-_AFFINE = {"tg.add": "+", "tg.sub": "-", "tg.mul": "*"}
 
 
 class _Rebuilder:
@@ -249,34 +239,30 @@ class _Rebuilder:
                 env[op.results[0]] = S._dim_variable(self.rename(op.attrs["dim"]), dt, op.loc)
                 continue
             ins = [env[o] for o in op.operands]
-            types = [self.type(r.type) for r in op.results]
-            body = None
             if op.name == "tg.scan":
-                body = self.scan_body(op, scope)
-            a = S._apply(op.name, ins, self.attrs(op), op.loc, scope=scope, types=types, body=body)
-            if body is not None:
-                body.trace.scan = a
+                body, yields = self.scan_body(op, scope)
+                a = S._build_scan(ins, self.attrs(op), op.loc, body, yields, scope)
+            else:
+                types = [self.type(r.type) for r in op.results]
+                a = S._apply(op.name, ins, self.attrs(op), op.loc, scope=scope, types=types)
             outs = a.take()
             for r, o in zip(op.results, outs):
                 env[r] = o
                 if r.name_hint and not r.name_hint.isdigit():
                     o.name = r.name_hint
-            if op.name in _AFFINE:
-                S._track_affine(_AFFINE[op.name], ins[0], ins[1], outs[0])
+            if outs:
+                S._HOST.track_rebuilt(op.name, ins, outs[0])
         raise pickle.UnpicklingError("a pickled function body has no terminator")
 
     def scan_body(self, op, scope):
-        tr = S._Trace(scope)
+        """The traced body of a parsed tg.scan, and the Variables it yields."""
         blk = op.regions[0].block
-        args = []
-        for a in blk.args:
-            p = S.Variable(self.type(a.type), "arg", a.name_hint, op.loc, scope=tr)
-            if p.type.rank == 0 and p.type.dtype.is_int:
-                p._affine = {p: 1}
-            self.env[a] = p
-            args.append(p)
-        yields = self.block(blk, tr)
-        return S._ScanBody(tr, args, yields, op.loc)
+        body = S._new_body(
+            [self.type(a.type) for a in blk.args], [a.name_hint for a in blk.args], scope
+        )
+        for a, p in zip(blk.args, body.args):
+            self.env[a] = S.Variable(p, "arg", op.loc)
+        return body, self.block(blk, body)
 
 
 # -- compiled functions and modules -----------------------------------------------------------

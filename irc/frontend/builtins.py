@@ -1,21 +1,28 @@
-"""The built-in functions of the `.tg` language: their signatures and how a
-call becomes tg ops. One table, `BUILTINS`: name -> (parameters, handler).
+"""The built-in functions of both front ends (`.tg` and the Python API, hence
+irc.theano): their signatures, argument checks and how a call becomes tg ops.
+One table, `BUILTINS`: name -> (parameters, handler).
 
-A parameter list is a tuple of names; `name=default` marks an optional one.
-Handlers get the generator (irc.frontend.irgen.IRGen), the bound arguments and
-the call's location; the generator's builder already carries the location.
-Imports irc.ir, irc.ops and irc.frontend only.
+A parameter list is a tuple of (name, default) pairs (`REQUIRED` for none),
+written as a spec string: `"x, axis=None, keepdims=False"`. A handler gets a
+`Call`: the bound arguments, helpers that convert and check them (errors located
+at the argument), and the front end's `Host` (irc/frontend/host.py), which makes tensors and ops of its
+own kind (irc.frontend.irgen: IR values in a function being generated;
+irc.symbolic: traced variables). irc.symbolic generates its Python functions
+(`irc.conv2d` ...) from this table, so a built-in is written once.
+Imports irc.ir and irc.frontend.host.
 """
 
 from __future__ import annotations
 
 import ast
 
-from irc.ir.core import Value
-from irc.ir.errors import CompileError
-from irc.ir.types import DType
+import numpy as np
 
-_REQUIRED = object()
+from irc.frontend.host import Host
+from irc.ir.errors import CompileError
+from irc.ir.types import F32, DType
+
+REQUIRED = object()
 
 # The words of the language (grammar/tg.lark), for "did you mean" hints.
 KEYWORDS = (
@@ -109,7 +116,7 @@ def _params(spec: str):
             name, default = p.split("=", 1)
             out.append((name.strip(), ast.literal_eval(default.strip())))
         else:
-            out.append((p, _REQUIRED))
+            out.append((p, REQUIRED))
     return out
 
 
@@ -124,8 +131,10 @@ def builtin(name, spec):
     return deco
 
 
-def call_builtin(gen, name, args, kwargs, loc, node):
-    params, fn = BUILTINS[name]
+def bind_arguments(name, args, kwargs, loc, arg_locs):
+    """Bind a `.tg` call's arguments to the built-in's parameters (Python binds its own):
+    returns (bound, locations); errors are located at the call or the keyword."""
+    params, _ = BUILTINS[name]
     bound = {}
     if len(args) > len(params):
         raise CompileError(
@@ -146,38 +155,72 @@ def call_builtin(gen, name, args, kwargs, loc, node):
         bound[k] = v
     for p, default in params:
         if p not in bound:
-            if default is _REQUIRED:
+            if default is REQUIRED:
                 raise CompileError(
                     f"{name}() is missing argument '{p}'", loc, f"{name}({', '.join(names)})"
                 )
             bound[p] = default
-    arg_locs = {p: (a.loc if hasattr(a, "loc") else loc) for (p, _), a in zip(params, node.args)}
+    locs = {p: a for (p, _), a in zip(params, arg_locs)}
     for k, (_, kloc) in kwargs.items():
-        arg_locs[k] = kloc
-    return fn(Call(gen, name, bound, loc, arg_locs))
+        locs[k] = kloc
+    return bound, locs
+
+
+def run_builtin(host: Host, name, bound: dict, loc, arg_locs=None):
+    """The value of built-in `name` on its bound arguments, built through `host`."""
+    return BUILTINS[name][1](Call(host, name, bound, loc, arg_locs or {}))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 class Call:
-    """The bound arguments of one built-in call, with helpers to convert them."""
+    """The bound arguments of one built-in call, with helpers to convert and check
+    them; every error is located at the argument (or the call)."""
 
-    def __init__(self, gen, name, bound, loc, arg_locs):
-        self.gen, self.name, self.bound, self.loc, self.arg_locs = gen, name, bound, loc, arg_locs
-        self.b = gen.b
+    def __init__(self, host: Host, name, bound, loc, arg_locs):
+        self.host, self.name, self.bound, self.loc, self.arg_locs = host, name, bound, loc, arg_locs
 
     def where(self, p):
         return self.arg_locs.get(p, self.loc)
 
-    def tensor(self, p, like=None, dtype=None) -> Value:
-        v = self.bound[p]
-        if isinstance(v, Value):
-            return v
-        from irc.frontend.irgen import describe
+    def _bad(self, p, what, v=REQUIRED):
+        got = "" if v is REQUIRED else f", got {self.host.describe(v)}"
+        return CompileError(f"{self.name}(): '{p}' must be {what}{got}", self.where(p))
 
-        if isinstance(v, (str, DType)) or v is None or isinstance(v, tuple):
+    def tensor(self, p, like=None, dtype=None):
+        v = self.bound[p]
+        h = self.host
+        if h.is_tensor(v):
+            return v
+        if (
+            isinstance(v, (str, DType, dict))
+            or v is None
+            or (isinstance(v, tuple) and tuple not in h.sequences)
+        ):
             raise CompileError(
-                f"{self.name}(): argument '{p}' must be a tensor, got {describe(v)}", self.where(p)
+                f"{self.name}(): argument '{p}' must be a tensor, got {h.describe(v)}",
+                self.where(p),
             )
-        return self.gen.as_tensor(v, self.where(p), dtype=dtype, like=like)
+        return h.as_tensor(v, self.where(p), dtype=dtype, like=like)
+
+    def tensors_like(self, *names):
+        """Tensors for the arguments; numbers take the first tensor's dtype."""
+        like = next((self.bound[n] for n in names if self.host.is_tensor(self.bound[n])), None)
+        return [self.tensor(n, like=like) for n in names]
+
+    def tensor_list(self, p):
+        """A list of tensors (numbers take the first tensor's dtype)."""
+        v = self.bound[p]
+        h = self.host
+        if not isinstance(v, (list, tuple)):
+            raise CompileError(
+                f"{self.name}(): '{p}' must be a list of tensors: {self.name}([a, b], axis=0)",
+                self.where(p),
+            )
+        like = next((x for x in v if h.is_tensor(x)), None)
+        return [x if h.is_tensor(x) else h.as_tensor(x, self.where(p), like=like) for x in v]
 
     def raw(self, p):
         return self.bound[p]
@@ -186,75 +229,66 @@ class Call:
         v = self.bound[p]
         if v is None and allow_none:
             return None
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise CompileError(
-                f"{self.name}(): '{p}' must be an integer known at compile time", self.where(p)
-            )
-        return v
+        if not _is_int(v):
+            raise self._bad(p, "an integer known at compile time", v)
+        return int(v)
 
     def dim(self, p):
-        from irc.frontend.irgen import dim_of
-
-        d = dim_of(self.bound[p])
+        d = self.host.dim_of(self.bound[p])
         if d is None:
-            raise CompileError(
-                f"{self.name}(): '{p}' must be an integer or a named dim", self.where(p)
-            )
+            raise self._bad(p, "an integer or a named dim", self.bound[p])
         return d
 
     def int_list(self, p, allow_none=False, n=None):
-        """An int, a list of ints, or None -> tuple of ints (or None)."""
+        """An int (n copies), a list of ints, or None -> tuple of ints (or None)."""
         v = self.bound[p]
         if v is None and allow_none:
             return None
-        if isinstance(v, int) and not isinstance(v, bool):
-            return (v,) * (n or 1) if n else (v,)
-        if isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        if _is_int(v):
+            return (int(v),) * (n or 1)
+        if isinstance(v, self.host.sequences) and all(_is_int(x) for x in v):
             if n and len(v) != n:
                 raise CompileError(f"{self.name}(): '{p}' must have {n} items", self.where(p))
-            return tuple(v)
-        raise CompileError(
-            f"{self.name}(): '{p}' must be an integer or a list of integers", self.where(p)
-        )
+            return tuple(int(x) for x in v)
+        raise self._bad(p, "an integer or a list of integers", v)
 
     def dim_list(self, p):
-        from irc.frontend.irgen import dim_of
-
+        """A dim or a list of dims (ints, named dims) -> tuple."""
         v = self.bound[p]
-        items = v if isinstance(v, list) else [v]
+        items = v if isinstance(v, self.host.sequences) else [v]
         out = []
         for x in items:
-            d = dim_of(x)
+            d = self.host.dim_of(x)
             if d is None:
                 raise CompileError(
-                    f"{self.name}(): '{p}' must list integers or named dims", self.where(p)
+                    f"{self.name}(): '{p}' must list integers or named dims, got "
+                    f"{self.host.describe(x)}",
+                    self.where(p),
                 )
             out.append(d)
         return tuple(out)
 
     def static_bool(self, p):
         v = self.bound[p]
-        if not isinstance(v, bool):
-            raise CompileError(f"{self.name}(): '{p}' must be true or false", self.where(p))
-        return v
+        if not isinstance(v, (bool, np.bool_)):
+            false, true = self.host.booleans
+            raise self._bad(p, f"{true} or {false}", v)
+        return bool(v)
 
     def string(self, p, choices):
         v = self.bound[p]
         if v not in choices:
-            raise CompileError(
-                f"{self.name}(): '{p}' must be one of {', '.join(map(repr, choices))}",
-                self.where(p),
-            )
+            raise self._bad(p, f"one of {', '.join(map(repr, choices))}", v)
         return v
 
+    def dtype(self, p, default=None) -> DType:
+        v = self.bound[p]
+        if v is None and default is not None:
+            return default
+        return self.host.dtype(v, self, p)
+
     def op(self, name, *operands, **attrs):
-        return self.b.op(name, *operands, **attrs)
-
-
-def _operands_like(c: Call, *names):
-    """Convert arguments to tensors; Python numbers take the first tensor's dtype."""
-    like = next((c.bound[n] for n in names if isinstance(c.bound[n], Value)), None)
-    return [c.tensor(n, like=like) for n in names]
+        return self.host.op(name, list(operands), attrs, self.loc)
 
 
 for _u in UNARY:
@@ -267,15 +301,16 @@ for _u in UNARY:
 for _bn in BINARY:
 
     def _mkb(opname):
-        return lambda c: c.op("tg." + opname, *_operands_like(c, "a", "b"))
+        return lambda c: c.op("tg." + opname, *c.tensors_like("a", "b"))
 
     builtin(_bn, "a, b")(_mkb(_bn))
 
 
 @builtin("where", "cond, a, b")
 def _where(c):
+    """a where the bool `cond` is true, else b (NumPy's where)."""
     cond = c.tensor("cond")
-    a, b = _operands_like(c, "a", "b")
+    a, b = c.tensors_like("a", "b")
     return c.op("tg.where", cond, a, b)
 
 
@@ -287,12 +322,8 @@ def _clip(c):
 
 @builtin("cast", "x, dtype")
 def _cast(c):
-    dt = c.raw("dtype")
-    if not isinstance(dt, DType):
-        raise CompileError(
-            "cast(x, dtype): dtype must be one of f32, f64, i32, i64, bool", c.where("dtype")
-        )
-    return c.op("tg.cast", c.tensor("x"), dtype=dt.name)
+    """x converted to `dtype`."""
+    return c.op("tg.cast", c.tensor("x"), dtype=c.dtype("dtype").name)
 
 
 def _axis(c, p="axis"):
@@ -312,36 +343,26 @@ for _r in REDUCTIONS:
     builtin(_r, "x, axis=None, keepdims=False")(_mkr(_r))
 
 
-@builtin("argmax", "x, axis=None, keepdims=False")
-def _argmax(c):
+def _argreduce(c):
     return c.op(
-        "tg.argmax",
+        "tg." + c.name,
         c.tensor("x"),
         axis=c.static_int("axis", allow_none=True),
         keepdims=c.static_bool("keepdims"),
     )
 
 
-@builtin("argmin", "x, axis=None, keepdims=False")
-def _argmin(c):
-    return c.op(
-        "tg.argmin",
-        c.tensor("x"),
-        axis=c.static_int("axis", allow_none=True),
-        keepdims=c.static_bool("keepdims"),
-    )
+builtin("argmax", "x, axis=None, keepdims=False")(_argreduce)
+builtin("argmin", "x, axis=None, keepdims=False")(_argreduce)
 
 
-@builtin("dot", "a, b")
-def _dot(c):
-    a, b = _operands_like(c, "a", "b")
-    return c.op("tg.matmul", a, b)
-
-
-@builtin("matmul", "a, b")
 def _matmul(c):
-    a, b = _operands_like(c, "a", "b")
-    return c.op("tg.matmul", a, b)
+    """The matrix product (as `a @ b`)."""
+    return c.op("tg.matmul", *c.tensors_like("a", "b"))
+
+
+builtin("dot", "a, b")(_matmul)
+builtin("matmul", "a, b")(_matmul)
 
 
 @builtin("transpose", "x, perm=None")
@@ -351,55 +372,41 @@ def _transpose(c):
 
 @builtin("reshape", "x, shape")
 def _reshape(c):
+    """x with a new shape: ints, named dims and one -1."""
     return c.op("tg.reshape", c.tensor("x"), shape=c.dim_list("shape"))
 
 
 @builtin("flatten", "x, axis=1")
 def _flatten(c):
+    """Keep x.shape[:axis], multiply the rest into one axis."""
     return c.op("tg.flatten", c.tensor("x"), axis=c.static_int("axis"))
-
-
-def _tensor_seq(c, p):
-    v = c.raw(p)
-    if not isinstance(v, (list, tuple)):
-        raise CompileError(
-            f"{c.name}(): '{p}' must be a list of tensors: {c.name}([a, b], axis=0)", c.where(p)
-        )
-    like = next((x for x in v if isinstance(x, Value)), None)
-    return [x if isinstance(x, Value) else c.gen.as_tensor(x, c.where(p), like=like) for x in v]
 
 
 @builtin("concat", "xs, axis=0")
 def _concat(c):
-    return c.op("tg.concat", *_tensor_seq(c, "xs"), axis=c.static_int("axis"))
+    return c.op("tg.concat", *c.tensor_list("xs"), axis=c.static_int("axis"))
 
 
 @builtin("stack", "xs, axis=0")
 def _stack(c):
-    return c.op("tg.stack", *_tensor_seq(c, "xs"), axis=c.static_int("axis"))
+    return c.op("tg.stack", *c.tensor_list("xs"), axis=c.static_int("axis"))
 
 
 @builtin("arange", "n")
 def _arange(c):
+    """0, 1, ..., n-1 (i32); n an integer or a named dim."""
     return c.op("tg.arange", n=c.dim("n"), dtype="i32")
 
 
 @builtin("one_hot", "y, n, dtype=None")
 def _one_hot(c):
-    dt = c.raw("dtype")
-    dt = dt.name if isinstance(dt, DType) else "f32"
-    return c.op("tg.one_hot", c.tensor("y"), n=c.static_int("n"), dtype=dt)
+    return c.op("tg.one_hot", c.tensor("y"), n=c.dim("n"), dtype=c.dtype("dtype", F32).name)
 
 
 def _fill(c, value):
     shape = c.dim_list("shape")
-    dt = c.raw("dtype")
-    if dt is not None and not isinstance(dt, DType):
-        raise CompileError(f"{c.name}(): dtype must be a dtype such as f32", c.where("dtype"))
-    from irc.ir.types import F32
-
-    dt = dt or F32
-    return c.op("tg.broadcast_to", c.gen.as_tensor(value, c.loc, dtype=dt), shape=shape)
+    dt = c.dtype("dtype", F32)
+    return c.op("tg.broadcast_to", c.host.as_tensor(value, c.loc, dtype=dt), shape=shape)
 
 
 @builtin("zeros", "shape, dtype=None")
@@ -432,13 +439,15 @@ def _log_softmax(c):
 
 @builtin("categorical_crossentropy", "p, y")
 def _cce(c):
+    """Per-row loss -log p[y] from probabilities p [..., K] and integer labels y
+    [...] (or target distributions [..., K])."""
     return c.op("tg.categorical_crossentropy", c.tensor("p"), c.tensor("y"))
 
 
 @builtin("crossentropy_logits", "x, y")
 def _cce_logits(c):
-    x = c.tensor("x")
-    return c.op("tg.crossentropy_logits", x, c.tensor("y"))
+    """categorical_crossentropy(softmax(x), y) from the logits x, computed stably."""
+    return c.op("tg.crossentropy_logits", c.tensor("x"), c.tensor("y"))
 
 
 PADDINGS = ("valid", "same", "full")
@@ -453,6 +462,7 @@ def _padding(c, n):
 
 @builtin("conv1d", "x, w, stride=1, padding='valid', flip=False")
 def _conv1d(c):
+    """x [N, C, L] with filters w [F, C, K] -> [N, F, L'] (cross-correlation)."""
     x = c.tensor("x")
     w = c.tensor("w", like=x)
     pad = _padding(c, 1)
@@ -468,6 +478,8 @@ def _conv1d(c):
 
 @builtin("conv2d", "x, w, stride=1, padding='valid', flip=False")
 def _conv2d(c):
+    """x [N, C, H, W] (NCHW) with filters w [F, C, KH, KW] (OIHW) -> [N, F, H', W'];
+    a cross-correlation unless flip=True (Theano's conv2d flips)."""
     x = c.tensor("x")
     w = c.tensor("w", like=x)
     return c.op(
@@ -482,6 +494,7 @@ def _conv2d(c):
 
 @builtin("max_pool2d", "x, size, stride=None")
 def _max_pool2d(c):
+    """Max over size windows of the last two axes (stride = size unless told)."""
     size = c.int_list("size", n=2)
     stride = c.int_list("stride", allow_none=True, n=2) or size
     return c.op("tg.max_pool2d", c.tensor("x"), size=size, stride=stride)

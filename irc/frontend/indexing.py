@@ -4,9 +4,9 @@ and integer-array gathers (`p[arange(N), y]`).
 
 Both front ends evaluate the items of an index their own way, then hand
 them to `lower_index` as neutral items (NONE, ELLIPSIS, Slice(start, stop,
-step, loc) or (value, loc)) with an `IndexHost` that knows their kind of
-values (IR Values or builder Variables, their named-dim objects) and how to
-emit ops.
+step, loc) or (value, loc)) with their `Host` (irc/frontend/host.py), which
+knows their kind of values (IR Values or traced Variables, their named-dim
+objects) and how to make ops.
 
 Lowering order: one tg.index for everything known at compile time (run-time
 items become full slices in it), then tg.dynamic_slice / tg.dynamic_index
@@ -38,27 +38,11 @@ class Slice:
     loc: object
 
 
-class IndexHost:
-    """What lower_index needs from a front end (override every method)."""
-
-    def is_tensor(self, v) -> bool: ...
-
-    def is_dim(self, v) -> bool: ...
-
-    def to_tensor(self, v, loc): ...
-
-    def form(self, v): ...  # affine form of an integer, dim or int scalar tensor, else None
-
-    def describe(self, v) -> str: ...
-
-    def emit(self, opname, *operands, loc, **attrs): ...
-
-
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def lower_index(host: IndexHost, base, items: list, loc):
+def lower_index(host, base, items: list, loc):
     """The value of base[items]; items are NONE, ELLIPSIS, Slice or (value, loc)."""
     rank = base.type.rank
     n_real = sum(1 for it in items if it is not NONE and it is not ELLIPSIS)
@@ -115,7 +99,7 @@ def lower_index(host: IndexHost, base, items: list, loc):
         else:
             if not host.is_tensor(v):
                 try:
-                    v = host.to_tensor(v, vloc)
+                    v = host.as_tensor(v, vloc)
                 except CompileError:
                     raise CompileError(f"cannot index with {host.describe(v)}", vloc) from None
             if not v.type.dtype.is_int:
@@ -130,7 +114,7 @@ def lower_index(host: IndexHost, base, items: list, loc):
     return _emit(host, base, static, dynamic, arrays, loc)
 
 
-def _emit(host: IndexHost, x, static, dynamic, arrays, loc):
+def _emit(host, x, static, dynamic, arrays, loc):
     if any(item != FULL for item in static) or not static:
         x = host.emit("tg.index", x, loc=loc, items=tuple(static))
     if arrays and dynamic:
@@ -148,7 +132,7 @@ def _emit(host: IndexHost, x, static, dynamic, arrays, loc):
     if slices:
         starts = []
         for _, (start, _length, sloc) in slices:
-            s = host.to_tensor(0 if start is None else start, sloc)
+            s = host.as_tensor(0 if start is None else start, sloc)
             if not s.type.dtype.is_int:
                 raise CompileError("slice bounds must be integers", sloc)
             starts.append(s)
@@ -168,12 +152,12 @@ def _emit(host: IndexHost, x, static, dynamic, arrays, loc):
     return x
 
 
-def _slice_length(host: IndexHost, start, stop, size, loc):
+def _slice_length(host, start, stop, size, loc):
     hint = "write it as x[s:s+K] with K an integer, const or named dim"
     if (_is_int(start) and start < 0) or (_is_int(stop) and stop < 0):
         raise CompileError("negative bounds are not supported in a slice with run-time bounds", loc)
-    fs = {} if start is None else host.form(start)
-    fe = {1: size} if stop is None else host.form(stop)
+    fs = {} if start is None else host.affine_form(start)
+    fe = {1: size} if stop is None else host.affine_form(stop)
     if fs is None or fe is None:
         raise CompileError("cannot work out the length of this slice at compile time", loc, hint)
     diff = combine_affine("-", fe, fs)

@@ -1,5 +1,9 @@
 """AST -> tg IR: scopes, SSA renaming, constants, named-dim unification,
-shape and dtype checks, shared variables and updates, `def` instantiation.
+shape and dtype checks, shared variables and updates. grad, `def`
+instantiation and scan are in irc/frontend/nested.py (a mixin of IRGen); the
+compile-time values and scopes in irc/frontend/values.py; what the generator
+shares with the Python API (operators, dim folding, affine forms, update and
+scan-length checks, the built-ins) in irc/frontend/host.py and builtins.py.
 
 Values during generation are either IR Values (tensors) or compile-time
 values: Python numbers (weakly typed like Python scalars in NumPy 2: they take
@@ -19,104 +23,47 @@ Imports irc.ir, irc.ops and irc.frontend only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from irc.frontend import ast as A
-from irc.frontend.builtins import BUILTINS, KEYWORDS, OPERATORS, call_builtin, did_you_mean
-from irc.frontend.indexing import ELLIPSIS, NONE, IndexHost, Slice, combine_affine, lower_index
+from irc.frontend.builtins import (
+    BUILTINS,
+    KEYWORDS,
+    OPERATORS,
+    bind_arguments,
+    did_you_mean,
+    run_builtin,
+)
+from irc.frontend.host import Host, default_dtype, literal_array, weak_dtype
+from irc.frontend.indexing import ELLIPSIS, NONE, Slice, lower_index
+from irc.frontend.nested import NestedGen
+from irc.frontend.values import (
+    Dim,
+    FuncScope,
+    FunctionContext,
+    SharedRef,
+    describe,
+    dim_of,
+    make_dim,
+)
 from irc.ir import dims as D
 from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
 from irc.ir.dims import INT64_MAX as INT_MAX
 from irc.ir.errors import CompileError
 from irc.ir.types import (
     DTYPES,
-    F32,
     I32,
     DType,
     TensorType,
-    TypeError_,
-    broadcast_shapes,
-    dtype_of_numpy,
 )
 from irc.ops.registry import OpBuilder
 
 INITIALISERS = ("zeros", "ones", "full", "normal", "uniform", "glorot_uniform", "load")
 
 
-@dataclass(frozen=True)
-class Dim:
-    """A compile-time dimension: a named dim or an expression over them."""
-
-    d: object  # str (canonical dim expression); ints are plain Python ints
-
-    def __str__(self):
-        return str(self.d)
-
-
-@dataclass
-class SharedRef:
-    name: str
-    type: TensorType
-    loc: Loc
-
-
-@dataclass
-class DefRef:
-    decl: A.FuncDecl
-
-
-def make_dim(d):
-    """A Python int for a static size, else a Dim."""
-    return d if isinstance(d, int) else Dim(d)
-
-
-def dim_of(v):
-    """The Dim value (int or str) of a compile-time int or Dim, else None."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, Dim):
-        return v.d
-    return None
-
-
-class FuncScope:
-    """Names visible in one function body (and nested scan bodies)."""
-
-    def __init__(self, parent: Optional["FuncScope"] = None):
-        self.vars: dict = {}
-        self.parent = parent
-
-    def lookup(self, name):
-        s = self
-        while s is not None:
-            if name in s.vars:
-                return s.vars[name]
-            s = s.parent
-        return None
-
-
-class FunctionContext:
-    """Per-function state: entry block, reads of shared variables, dims."""
-
-    def __init__(self, func_op: Op, kind: str, named_dims: set):
-        self.func_op = func_op
-        self.entry = func_op.regions[0].block
-        self.kind = kind
-        self.named_dims = named_dims
-        self.reads: dict = {}  # shared name -> Value
-        self.dim_values: dict = {}  # (dim, dtype) -> Value
-        self.prologue = 0  # ops inserted at the entry's top (reads, dims)
-        self.updates: list = []  # (name, Value, loc)
-        # runtime integer scalars known as affine forms {Value | 1: Dim}
-        self.affine: dict = {}
-
-
-class IRGen:
+class IRGen(NestedGen):
     def __init__(self, program: A.Program, filename: str, defines: Optional[dict] = None):
         self.program = program
         self.file = filename
@@ -133,6 +80,7 @@ class IRGen:
         self.ctx: Optional[FunctionContext] = None
         self.scope: Optional[FuncScope] = None
         self.scan_depth = 0
+        self.host = _Host(self)
 
     # -- errors ---------------------------------------------------------------------
     def err(self, msg, loc, hint=None):
@@ -522,25 +470,13 @@ class IRGen:
             raise self.err(f"unknown shared variable '{st.target}'", st.loc)
         if any(n == st.target for n, _, _ in self.ctx.updates):
             raise self.err(f"'{st.target}' is updated twice in one function", st.loc)
-        v = self.ev(st.value)
-        v = self.as_tensor(v, st.loc, dtype=ref.type.dtype)
-        if v.type.dtype != ref.type.dtype:
-            raise self.err(
-                f"update of '{st.target}' ({ref.type}) with a value of type {v.type}",
-                st.loc,
-                f"cast it: cast(..., {ref.type.dtype})",
-            )
-        if v.type.shape != ref.type.shape:
-            try:
-                fits = broadcast_shapes(v.type.shape, ref.type.shape) == ref.type.shape
-            except TypeError_:
-                fits = False
-            if not fits:
-                raise self.err(
-                    f"update of '{st.target}' ({ref.type}) with a value of type {v.type}", st.loc
-                )
-            with self.b.at_loc(st.loc):
-                v = self.b.op("tg.broadcast_to", v, shape=ref.type.shape)
+        v = self.host.update_value(
+            st.target,
+            ref.type,
+            self.ev(st.value),
+            st.loc,
+            f"cast it: cast(..., {ref.type.dtype})",
+        )
         self.ctx.updates.append((st.target, v, st.loc))
 
     # -- names --------------------------------------------------------------------
@@ -570,17 +506,20 @@ class IRGen:
         known += list(KEYWORDS) + list(self.defs) + list(self.fns) + list(BUILTINS)
         raise self.err(f"unknown name '{name}'", loc, did_you_mean(name, known))
 
+    def _prologue(self, op) -> Value:
+        """Insert op among the reads and dims at the function's entry; its result."""
+        self.ctx.entry.insert(self.ctx.prologue, op)
+        self.ctx.prologue += 1
+        if self.b.block is self.ctx.entry and self.b.pos is not None:
+            self.b.pos += 1
+        return op.result
+
     def read_shared(self, name) -> Value:
         v = self.ctx.reads.get(name)
         if v is None:
             ref = self.shared[name]
             op = Op("tg.read", (), [ref.type], {"sym": SymbolRef(name)}, (), ref.loc, [name])
-            self.ctx.entry.insert(self.ctx.prologue, op)
-            self.ctx.prologue += 1
-            if self.b.block is self.ctx.entry and self.b.pos is not None:
-                self.b.pos += 1
-            v = op.result
-            self.ctx.reads[name] = v
+            v = self.ctx.reads[name] = self._prologue(op)
         return v
 
     def dim_value(self, d, dtype: DType, loc) -> Value:
@@ -588,12 +527,7 @@ class IRGen:
         v = self.ctx.dim_values.get(key)
         if v is None:
             op = Op("tg.dim", (), [TensorType(dtype, ())], {"dim": d, "dtype": dtype.name}, (), loc)
-            self.ctx.entry.insert(self.ctx.prologue, op)
-            self.ctx.prologue += 1
-            if self.b.block is self.ctx.entry and self.b.pos is not None:
-                self.b.pos += 1
-            v = op.result
-            self.ctx.dim_values[key] = v
+            v = self.ctx.dim_values[key] = self._prologue(op)
             if dtype.is_int:
                 self.ctx.affine[v] = {1: d}
         return v
@@ -625,18 +559,9 @@ class IRGen:
         if isinstance(v, list):
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):
-                arr = np.asarray(items)
-                dt = dtype or (
-                    weak_dtype(like.type.dtype, items[0])
-                    if like is not None and items
-                    else dtype_of_numpy(
-                        np.float32
-                        if arr.dtype.kind == "f"
-                        else (np.int32 if arr.dtype.kind in "iu" else arr.dtype)
-                    )
-                )
+                arr = literal_array(items, dtype, like.type if like is not None else None)
                 with self.b.at_loc(loc):
-                    return self.b.op("tg.constant", value=arr.astype(dt.np))
+                    return self.b.op("tg.constant", value=arr)
             tensors = [self.as_tensor(x, loc, dtype=dtype, like=like) for x in v]
             with self.b.at_loc(loc):
                 return self.b.op("tg.stack", *tensors, axis=0)
@@ -688,12 +613,7 @@ class IRGen:
                 return -v
             if isinstance(v, Dim):
                 return make_dim(D.dim_sub(0, v.d))
-            t = self.tensor_operand(v, n.loc)
-            with self.b.at_loc(n.loc):
-                r = self.b.neg(t)
-            if t in self.ctx.affine:
-                self.ctx.affine[r] = {k: D.dim_sub(0, c) for k, c in self.ctx.affine[t].items()}
-            return r
+            return self.host.negate(self.tensor_operand(v, n.loc), n.loc)
         # ~
         if isinstance(v, bool):
             return not v
@@ -725,13 +645,7 @@ class IRGen:
             and not isinstance(a, bool)
             and not isinstance(b, bool)
         ):
-            if (
-                op == "**"
-                and isinstance(a, int)
-                and isinstance(b, int)
-                and abs(a) >= 2
-                and b >= 64
-            ):
+            if op == "**" and isinstance(a, int) and isinstance(b, int) and abs(a) >= 2 and b >= 64:
                 # Refused before computing: 10 ** 100000000 would take minutes.
                 raise self.err(
                     f"{a} ** {b} is out of the integer range (|x| < 2**63)",
@@ -754,10 +668,12 @@ class IRGen:
                     ">": lambda: a > b,
                     ">=": lambda: a >= b,
                 }[op]()
-                if isinstance(r, int) and not isinstance(r, bool) and not -INT_MAX - 1 <= r <= INT_MAX:
-                    raise self.err(
-                        f"{a} {op} {b} is out of the integer range (|x| < 2**63)", loc
-                    )
+                if (
+                    isinstance(r, int)
+                    and not isinstance(r, bool)
+                    and not -INT_MAX - 1 <= r <= INT_MAX
+                ):
+                    raise self.err(f"{a} {op} {b} is out of the integer range (|x| < 2**63)", loc)
                 return r
             except ZeroDivisionError:
                 raise self.err("division by zero", loc) from None
@@ -765,17 +681,7 @@ class IRGen:
                 raise self.err(f"operator '{op}' is not defined for numbers", loc) from None
             except OverflowError:
                 raise self.err("number too large", loc) from None
-        da, db = dim_of(a), dim_of(b)
-        if da is not None and db is not None and (isinstance(a, Dim) or isinstance(b, Dim)):
-            if op == "+":
-                return make_dim(D.dim_add(da, db))
-            if op == "-":
-                return make_dim(D.dim_sub(da, db))
-            if op == "*":
-                return make_dim(D.dim_mul(da, db))
-            if op == "//" and isinstance(db, int) and db > 0:
-                return make_dim(D.dim_floordiv(da, db))
-        return NotImplemented
+        return self.host.fold_dims(op, a, b)
 
     def binop(self, op, a, b, loc):
         if (
@@ -788,60 +694,10 @@ class IRGen:
             raise self.err(f"operator '{op}' cannot take {describe(bad)}", loc)
         if isinstance(a, tuple) or isinstance(b, tuple):
             raise self.err(f"operator '{op}' applied to several values; unpack them first", loc)
-        name = self.BINOPS[op]
-        if isinstance(a, Value) and isinstance(b, Value):
-            ta, tb = a, b
-        elif isinstance(a, Value):
-            ta, tb = a, self.as_tensor(b, loc, like=a)
-        elif isinstance(b, Value):
-            ta, tb = self.as_tensor(a, loc, like=b), b
-        else:
-            ta = self.as_tensor(a, loc)
-            tb = self.as_tensor(b, loc, like=ta)
-        from irc.ops.registry import REGISTRY
-
-        if name not in REGISTRY:
-            raise self.err(f"operator '{op}' is not supported on tensors", loc)
-        with self.b.at_loc(loc):
-            r = self.b.op(name, ta, tb)
-        self._track_affine(op, ta, tb, r)
-        return r
-
-    def _track_affine(self, op, a, b, r):
-        """Keep integer scalars computed from arguments, dims and literals as
-        affine forms, so slices like X[i*B:(i+1)*B] get a static length."""
-        if r.type.rank != 0 or not r.type.dtype.is_int:
-            return
-        fa, fb = self.affine_form(a), self.affine_form(b)
-        if fa is not None and fb is not None:
-            f = combine_affine(op, fa, fb)
-            if f is not None:
-                self.ctx.affine[r] = f
+        return self.host.binop(op, self.BINOPS[op], a, b, loc)
 
     def affine_form(self, v):
-        """The affine form {Value | 1: dim} of an integer, dim or int scalar, else None."""
-        if isinstance(v, bool):
-            return None
-        if isinstance(v, int):
-            return {1: v} if v else {}
-        if isinstance(v, Dim):
-            return {1: v.d}
-        if isinstance(v, Value):
-            f = self.ctx.affine.get(v)
-            return f if f is not None else self._const_form(v)
-        return None
-
-    def _const_form(self, v: Value):
-        op = v.owner if hasattr(v, "op") else None
-        if (
-            op is not None
-            and getattr(op, "name", None) == "tg.constant"
-            and op.attrs["value"].ndim == 0
-        ):
-            x = op.attrs["value"].item()
-            if isinstance(x, int) and not isinstance(x, bool):
-                return {1: x} if x else {}
-        return None
+        return self.host.affine_form(v)
 
     def ev_Call(self, n: A.Call):
         if n.func in self.defs:
@@ -863,263 +719,13 @@ class IRGen:
                 if k in kwargs:
                     raise self.err(f"argument '{k}' given twice", kloc)
                 kwargs[k] = (self.ev(v), kloc)
+            bound, locs = bind_arguments(
+                n.func, args, kwargs, n.loc, [getattr(a, "loc", n.loc) for a in n.args]
+            )
             with self.b.at_loc(n.loc):
-                return call_builtin(self, n.func, args, kwargs, n.loc, n)
+                return run_builtin(self.host, n.func, bound, n.loc, locs)
         hint = did_you_mean(n.func, list(BUILTINS) + list(self.defs) + list(self.fns))
         raise self.err(f"unknown function '{n.func}'", n.loc, hint)
-
-    def grad(self, n: A.Call):
-        if self.ctx is None:
-            raise self.err("grad cannot be used in a const", n.loc)
-        if len(n.args) < 2:
-            raise self.err("grad(loss, x, ...) needs a loss and at least one variable", n.loc)
-        disconnected = "raise"
-        for k, v, kloc in n.kwargs:
-            if k != "disconnected":
-                raise self.err(f"unknown argument '{k}' of grad", kloc)
-            disconnected = self.ev_static(v)
-            if disconnected not in ("raise", "zero"):
-                raise self.err('disconnected must be "raise" or "zero"', v.loc)
-        loss = self.ev(n.args[0])
-        if not isinstance(loss, Value):
-            raise self.err(
-                f"grad: the loss must be a tensor expression, got {describe(loss)}", n.args[0].loc
-            )
-        wrt = []
-        for a in n.args[1:]:
-            v = self.ev(a)
-            if not isinstance(v, Value):
-                raise self.err(f"grad: cannot differentiate with respect to {describe(v)}", a.loc)
-            wrt.append(v)
-        with self.b.at_loc(n.loc):
-            op = self.b.op_full("tg.grad", [loss] + wrt, {"disconnected": disconnected})
-        res = op.results
-        for r, w in zip(res, wrt):
-            r.name_hint = "g" + (w.name_hint or "")
-        return res[0] if len(res) == 1 else tuple(res)
-
-    # -- def instantiation ----------------------------------------------------------
-    def call_def(self, n: A.Call):
-        decl = self.defs[n.func]
-        if n.kwargs:
-            names = [p.name for p in decl.params]
-            args = list(n.args) + [None] * (len(names) - len(n.args))
-            for k, v, kloc in n.kwargs:
-                if k not in names:
-                    raise self.err(f"'{decl.name}' has no argument '{k}'", kloc)
-                i = names.index(k)
-                if args[i] is not None:
-                    raise self.err(f"argument '{k}' given twice", kloc)
-                args[i] = v
-        else:
-            args = list(n.args)
-        if len(args) != len(decl.params):
-            raise self.err(
-                f"'{decl.name}' takes {len(decl.params)} argument(s), got {len(args)}", n.loc
-            )
-        for p, a in zip(decl.params, args):
-            if a is None and p.default is None:
-                raise self.err(f"missing argument '{p.name}' of '{decl.name}'", n.loc)
-        values = []
-        for p, a in zip(decl.params, args):
-            node = a if a is not None else p.default
-            values.append((self.ev(node), node.loc))
-        # Unify the def's dims with the actual argument types.
-        dim_map: dict = {}
-        actual = []
-        for p, (v, loc) in zip(decl.params, values):
-            want_dtype = DTYPES[p.type.dtype]
-            t = self.as_tensor(v, loc, dtype=want_dtype)
-            if t.type.dtype != want_dtype:
-                raise self.err(
-                    f"argument '{p.name}' of '{decl.name}' expects {p.type.dtype}, got {t.type}",
-                    loc,
-                )
-            self._unify(decl, p, t.type, dim_map, loc)
-            actual.append(t)
-        # Checked before the instance cache: a def being instantiated is already
-        # in it, without its result types yet.
-        if decl.name in self.instantiating:
-            chain = self.instantiating[self.instantiating.index(decl.name) :] + [decl.name]
-            raise self.err(
-                f"'{decl.name}' calls itself ({' -> '.join(chain)}); recursion is not supported",
-                n.loc,
-                "a def is inlined at each call; use scan for repetition",
-            )
-        key = (decl.name, tuple(a.type for a in actual))
-        func = self.instances.get(key)
-        if func is None:
-            idx = sum(1 for k in self.instances if k[0] == decl.name)
-            name = decl.name if idx == 0 else f"{decl.name}_{idx}"
-            func = self._new_func(name, decl, [a.type for a in actual], "private")
-            # Instances go before the entry functions that call them.
-            first_fn = next(
-                (i for i, o in enumerate(self.module.body.ops) if o.name == "func.func"), None
-            )
-            if first_fn is None:
-                self.module.body.append(func)
-            else:
-                self.module.body.insert(first_fn, func)
-            self.instances[key] = func
-            named = set(self.ctx.named_dims) | {
-                x for a in actual for d in a.type.shape for x in D.dim_names(d)
-            }
-            self.instantiating.append(decl.name)
-            saved_depth = self.scan_depth
-            self.scan_depth = 0
-            try:
-                results = self._body(func, decl, named, dim_map)
-            finally:
-                self.instantiating.pop()
-                self.scan_depth = saved_depth
-            func.attrs["res_types"] = tuple(v.type for v in results)
-        res_types = list(func.attrs["res_types"])
-        with self.b.at_loc(n.loc):
-            op = self.b.create(
-                "func.call", actual, res_types, {"callee": SymbolRef(func.attrs["sym_name"])}
-            )
-        if not res_types:
-            raise self.err(f"'{decl.name}' returns nothing and cannot be used as a value", n.loc)
-        return op.results[0] if len(op.results) == 1 else tuple(op.results)
-
-    def _unify(self, decl, p, actual: TensorType, dim_map, loc):
-        te = p.type
-        want_rank = len(te.dims or [])
-        if want_rank != actual.rank:
-            raise self.err(
-                f"argument '{p.name}' of '{decl.name}' expects rank {want_rank} "
-                f"({type_text(te)}), got {actual}",
-                loc,
-            )
-        for de, d in zip(te.dims or [], actual.shape):
-            if de.op == "name" and de.args[0] not in self.consts:
-                n = de.args[0]
-                if n in dim_map and dim_map[n] != d:
-                    raise self.err(
-                        f"argument '{p.name}' of '{decl.name}': dimension {n} is {dim_map[n]} "
-                        f"elsewhere but {d} here ({actual})",
-                        loc,
-                    )
-                dim_map[n] = d
-            else:
-                want = self.resolve_dim(de, dim_map)
-                if want != d:
-                    raise self.err(
-                        f"argument '{p.name}' of '{decl.name}' expects {type_text(te)}, got {actual}",
-                        loc,
-                    )
-
-    # -- scan -----------------------------------------------------------------------
-    def ev_Scan(self, n: A.Scan):
-        if self.ctx is None:
-            raise self.err("scan cannot be used in a const", n.loc)
-        seqs = []
-        for name, node, loc in n.seqs:
-            v = self.ev(node)
-            if not isinstance(v, Value):
-                v = self.as_tensor(v, loc)
-            if v.type.rank == 0:
-                raise self.err(
-                    f"sequence '{name}' is a scalar; scan iterates over a leading axis", node.loc
-                )
-            seqs.append((name, v, loc))
-        inits = []
-        for name, node, loc in n.carries:
-            v = self.as_tensor(self.ev(node), node.loc)
-            inits.append((name, v, loc))
-        names = [s[0] for s in seqs] + [c[0] for c in inits]
-        for i, nm in enumerate(names):
-            if nm in names[:i]:
-                raise self.err(f"'{nm}' is bound twice in this scan", n.loc)
-        length = None
-        for name, v, loc in seqs:
-            d = v.type.shape[0]
-            if length is None:
-                length = d
-            elif d != length:
-                raise self.err(
-                    f"sequences have different lengths: '{seqs[0][0]}' has {length} steps, "
-                    f"'{name}' has {d}",
-                    loc,
-                )
-        if "steps" in n.options:
-            node = n.options["steps"]
-            s = dim_of(self.ev_static(node))
-            if s is None or (isinstance(s, int) and s < 0):
-                raise self.err("steps must be a non-negative integer or a named dim", node.loc)
-            if length is not None and s != length:
-                raise self.err(f"steps = {s} but the sequences have {length} steps", node.loc)
-            length = s
-        if length is None:
-            raise self.err("a scan without sequences needs 'steps = n'", n.loc)
-        truncate = None
-        if "truncate" in n.options:
-            node = n.options["truncate"]
-            truncate = self.ev_static(node)
-            if not isinstance(truncate, int) or isinstance(truncate, bool) or truncate < 1:
-                raise self.err("truncate must be a positive integer", node.loc)
-        arg_types = [v.type.with_shape(v.type.shape[1:]) for _, v, _ in seqs] + [
-            v.type for _, v, _ in inits
-        ]
-        block = Block(arg_types, names)
-        # Generate the body in a child scope; outer names stay visible.
-        saved = (self.scope, self.b.block, self.b.pos)
-        self.scope = FuncScope(saved[0])
-        for nm, a in zip(names, block.args):
-            self.scope.vars[nm] = a
-            self._note_int_scalar(a)
-        self.b.set_insertion_end(block)
-        self.scan_depth += 1
-        try:
-            res = self._stmts(n.body, allow_yield=True)
-            if res is None:
-                raise self.err("a scan body must end with 'yield'", n.loc)
-            outs, yloc = res
-            nexts = []
-            for nm, init, loc in inits:
-                nv = self.scope.vars[nm]
-                nv = self.as_tensor(nv, loc, dtype=init.type.dtype)
-                if nv.type != init.type:
-                    raise self.err(
-                        f"carried value '{nm}' starts as {init.type} but its next value is {nv.type}",
-                        self._rebind_loc(n.body, nm) or loc,
-                        "the next value must have the type of the initial value",
-                    )
-                nexts.append(nv)
-            out_vals = [self.as_tensor(v, yloc) for v in outs]
-            self.b.create("tg.yield", nexts + out_vals, [], {}, loc=yloc)
-        finally:
-            self.scan_depth -= 1
-            self.scope, self.b.block, self.b.pos = saved
-        res_types = [v.type for _, v, _ in inits] + [
-            v.type.with_shape((length,) + v.type.shape) for v in out_vals
-        ]
-        attrs = {
-            "n_seqs": len(seqs),
-            "n_carries": len(inits),
-            "length": length,
-            "truncate": truncate,
-            "reverse": False,
-        }
-        with self.b.at_loc(n.loc):
-            op = self.b.create(
-                "tg.scan",
-                [v for _, v, _ in seqs] + [v for _, v, _ in inits],
-                res_types,
-                attrs,
-                [Region([block])],
-            )
-        outs = op.results[len(inits) :]
-        if not outs:
-            return ()
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-    def _rebind_loc(self, body, name):
-        loc = None
-        for st in body:
-            if isinstance(st, A.Assign) and name in st.targets:
-                loc = st.loc
-        return loc
 
     # -- indexing -----------------------------------------------------------------
     def ev_Index(self, n: A.Index):
@@ -1147,88 +753,46 @@ class IRGen:
             else:
                 items.append((self.ev(it), it.loc))
         with self.b.at_loc(n.loc):
-            return lower_index(_IndexHost(self), base, items, n.loc)
+            return lower_index(self.host, base, items, n.loc)
 
 
-class _IndexHost(IndexHost):
-    """Indexing (irc/frontend/indexing.py) on the generator's values."""
+class _Host(Host):
+    """The generator's values for the shared front-end logic (irc/frontend/host.py):
+    IR Values of the function being generated; the affine forms of its integer
+    scalars live in the function's context."""
+
+    tensor_class, dim_class = Value, Dim
 
     def __init__(self, gen: IRGen):
         self.gen = gen
 
-    def is_tensor(self, v):
-        return isinstance(v, Value)
+    def dim_of(self, v):
+        return dim_of(v)
 
-    def is_dim(self, v):
-        return isinstance(v, Dim)
+    def as_tensor(self, v, loc, dtype=None, like=None):
+        return self.gen.as_tensor(v, loc, dtype=dtype, like=like)
 
-    def to_tensor(self, v, loc):
-        return self.gen.as_tensor(v, loc)
+    def dtype(self, v, call, p):
+        if not isinstance(v, DType):
+            raise CompileError(
+                f"{call.name}(): '{p}' must be a dtype ({', '.join(DTYPES)}), got {describe(v)}",
+                call.where(p),
+            )
+        return v
+
+    def op(self, name, operands, attrs, loc):
+        with self.gen.b.at_loc(loc):
+            return self.gen.b.op(name, *operands, **attrs)
 
     def form(self, v):
-        return self.gen.affine_form(v)
+        return self.gen.ctx.affine.get(v)
 
-    def describe(self, v):
-        return describe(v)
+    def set_form(self, v, f):
+        self.gen.ctx.affine[v] = f
 
-    def emit(self, opname, *operands, loc, **attrs):
-        with self.gen.b.at_loc(loc):
-            return self.gen.b.op(opname, *operands, **attrs)
-
-
-def weak_dtype(tensor_dtype: DType, value) -> DType:
-    """NumPy 2 (NEP 50): a Python scalar takes the tensor's dtype, except that a
-    float meeting an integer or bool tensor gives float64 and an int meeting a
-    bool tensor gives int64, as np.result_type(array, python_scalar) does."""
-    try:
-        return dtype_of_numpy(np.result_type(tensor_dtype.np, value))
-    except (OverflowError, TypeError_):
-        # A literal that does not fit the tensor's dtype: promote like NumPy's
-        # strong types instead of failing here (the op reports what is wrong).
-        return dtype_of_numpy(np.result_type(tensor_dtype.np, np.min_scalar_type(value)))
-
-
-def default_dtype(value) -> DType:
-    """The dtype of a literal on its own: f32 for floats, i32 for ints."""
-    if isinstance(value, bool):
-        return DTYPES["bool"]
-    if isinstance(value, float):
-        return F32
-    return I32
-
-
-def describe(v) -> str:
-    if isinstance(v, Value):
-        return f"a tensor {v.type}"
-    if isinstance(v, bool):
-        return f"the boolean {str(v).lower()}"
-    if isinstance(v, (int, float)):
-        return f"the number {v}"
-    if isinstance(v, Dim):
-        return f"the dimension {v}"
-    if isinstance(v, str):
-        return f"the string {v!r}"
-    if isinstance(v, DType):
-        return f"the dtype {v}"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, tuple):
-        return f"{len(v)} values"
-    if v is None:
-        return "None"
-    return type(v).__name__
-
-
-def type_text(te: A.TypeExpr) -> str:
-    if not te.dims:
-        return te.dtype
-
-    def dt(de):
-        if de.op in ("int", "name"):
-            return str(de.args[0])
-        return f"{dt(de.args[0])}{de.op}{dt(de.args[1])}"
-
-    return f"{te.dtype}[{', '.join(dt(d) for d in te.dims)}]"
+    def constant_value(self, v):
+        op = getattr(v, "op", None)
+        return op.attrs["value"] if op is not None and op.name == "tg.constant" else None
 
 
 def generate(program: A.Program, filename: str, defines=None) -> Module:

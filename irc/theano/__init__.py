@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from irc import symbolic as _S
+from irc.theano._compat import missing_attributes as _missing_attributes
 from irc.theano._compat import unsupported as _unsupported
 
 __all__ = [
@@ -129,33 +130,15 @@ def function(
     )
 
 
-def scan(
-    fn,
-    sequences=None,
-    outputs_info=None,
-    non_sequences=None,
-    n_steps=None,
-    truncate_gradient=-1,
-    go_backwards=False,
-    mode=None,
-    name=None,
-    profile=False,
-    allow_gc=None,
-    strict=False,
-    return_list=False,
-):
-    """theano.scan over irc.scan: returns (outputs, updates)."""
-    return _S.scan(
-        fn,
-        sequences=sequences,
-        outputs_info=outputs_info,
-        non_sequences=non_sequences,
-        n_steps=n_steps,
-        truncate_gradient=truncate_gradient,
-        go_backwards=go_backwards,
-        name=name,
-        return_list=return_list,
-    )
+def scan(fn, sequences=None, outputs_info=None, non_sequences=None, n_steps=None,
+         truncate_gradient=-1, go_backwards=False, mode=None, name=None, profile=False,
+         allow_gc=None, strict=False, return_list=False):  # fmt: skip
+    """theano.scan over irc.scan: returns (outputs, updates). mode, profile, allow_gc
+    and strict tune Theano's own loop; irc compiles one."""
+    args = dict(locals())
+    for knob in ("mode", "profile", "allow_gc", "strict"):
+        del args[knob]
+    return _S.scan(**args)
 
 
 def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_grads=None,
@@ -182,10 +165,7 @@ _MISSING = {
 }
 
 
-def __getattr__(name):
-    if name in _MISSING:
-        _unsupported(_MISSING[name])
-    raise AttributeError(f"module 'irc.theano' has no attribute {name!r}")
+__getattr__ = _missing_attributes("irc.theano", _MISSING)
 
 
 from irc.theano import printing, tensor  # noqa: E402  (they use config and grad above)

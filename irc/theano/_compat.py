@@ -1,5 +1,6 @@
 """Helpers of irc.theano: the NotImplementedError for Theano features irc does not
-have, and Theano's dtype names. Imports irc.symbolic only."""
+have (by name, or as a module's missing attribute), Theano's dtype names, and
+Theano's int-or-pair arguments. Imports irc.symbolic only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,28 @@ def unsupported(feature: str):
     raise NotImplementedError(
         f"{feature} is not supported by irc.theano (see docs/theano.md for what is)"
     )
+
+
+def missing_attributes(module: str, missing: dict):
+    """A module __getattr__: Theano names irc does not have (`missing`: name -> what
+    to say) raise NotImplementedError, other names AttributeError."""
+
+    def __getattr__(name):
+        if name in missing:
+            unsupported(missing[name])
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+def pair(v, fname: str, what: str) -> tuple:
+    """An int (both axes) or a pair, as Theano's conv and pool arguments are."""
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(v)
+    if len(v) != 2:
+        raise ValueError(f"{fname}: {what} must be an int or a pair, got {v!r}")
+    return v
 
 
 # Theano's dtype names irc has; the others (int8, uint8, complex64, ...) are refused.

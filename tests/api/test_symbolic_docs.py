@@ -39,17 +39,18 @@ def blocks(text: str) -> list:
 def run(text: str, name: str = NAME) -> list:
     """Run the python blocks; returns (python block, output block or None, stdout) triples.
 
-    The document gets its own table of unknown dims (irc.symbolic._UNIFIER), so the
+    The document gets its own table of unknown dims (irc.symbolic.variables._UNIFIER), so the
     names it prints (`u_0`) do not depend on what ran before it in this process."""
     import irc.ir.dims
     import irc.symbolic
 
-    saved = irc.symbolic._UNIFIER, irc.symbolic._NAMED
-    irc.symbolic._UNIFIER, irc.symbolic._NAMED = irc.ir.dims.Unifier(), set()
+    state = irc.symbolic.variables
+    saved = state._UNIFIER, state._NAMED
+    state._UNIFIER, state._NAMED = irc.ir.dims.Unifier(), set()
     try:
         return _run(text, name)
     finally:
-        irc.symbolic._UNIFIER, irc.symbolic._NAMED = saved
+        state._UNIFIER, state._NAMED = saved
 
 
 def _run(text: str, NAME: str) -> list:

@@ -127,35 +127,26 @@ def argmin(x, axis=None, keepdims=False):
     return _S.argmin(x, axis=axis, keepdims=keepdims)
 
 
-def _cmp(sym):
-    def compare(a, b):
+def _operator(sym, name):
+    def apply(a, b):
         return _S._binop(sym, a, b)
 
-    compare.__name__ = {"==": "eq", "!=": "neq", "<": "lt", ">": "gt", "<=": "le", ">=": "ge"}[sym]
-    return compare
+    apply.__name__ = apply.__qualname__ = name
+    return apply
 
 
-eq, neq, lt, gt, le, ge = (_cmp(s) for s in ("==", "!=", "<", ">", "<=", ">="))
-
-
-def and_(a, b):
-    return _S._binop("&", a, b)
-
-
-def or_(a, b):
-    return _S._binop("|", a, b)
-
-
-def xor(a, b):
-    return _S._binop("^", a, b)
+# T.eq, T.and_, T.pow ...: the Python operators as functions
+eq, neq, lt, gt, le, ge, and_, or_, xor, pow = (  # noqa: A001
+    _operator(sym, name)
+    for sym, name in (
+        ("==", "eq"), ("!=", "neq"), ("<", "lt"), (">", "gt"), ("<=", "le"), (">=", "ge"),
+        ("&", "and_"), ("|", "or_"), ("^", "xor"), ("**", "pow"),
+    )
+)  # fmt: skip
 
 
 def invert(a):
     return ~_S.as_variable(a)
-
-
-def pow(a, b):  # noqa: A001
-    return _S._binop("**", a, b)
 
 
 def cast(x, dtype):

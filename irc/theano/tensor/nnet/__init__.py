@@ -4,6 +4,8 @@ conv2d, each a thin call of the Python API. Imports irc.symbolic and irc.theano.
 from __future__ import annotations
 
 from irc import symbolic as _S
+from irc.theano._compat import missing_attributes as _missing_attributes
+from irc.theano._compat import pair as _pair
 from irc.theano._compat import unsupported as _unsupported
 
 sigmoid = _S.sigmoid
@@ -36,15 +38,6 @@ def sigmoid_binary_crossentropy(output, target):
     return binary_crossentropy(_S.sigmoid(output), target)
 
 
-def _pair(v, what):
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(v)
-    if len(v) != 2:
-        raise ValueError(f"conv2d: {what} must be an int or a pair, got {v!r}")
-    return v
-
-
 def _hint(x, shape, what):
     """Bind x's unknown dims to a Theano shape hint (input_shape=, filter_shape=)."""
     if shape is None:
@@ -64,7 +57,7 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     Theano's conv2d convolves (filter_flip=True flips the filters); border_mode is
     'valid', 'full', 'half' or explicit padding; subsample is the stride. The shape
     hints bind the unknown dims they give."""
-    if tuple(_pair(filter_dilation, "filter_dilation")) != (1, 1):
+    if tuple(_pair(filter_dilation, "conv2d", "filter_dilation")) != (1, 1):
         _unsupported("conv2d(filter_dilation=...) (dilated convolution)")
     if num_groups != 1:
         _unsupported("conv2d(num_groups=...) (grouped convolution)")
@@ -81,10 +74,10 @@ def conv2d(input, filters, input_shape=None, filter_shape=None, border_mode="val
     elif border_mode in ("valid", "full"):
         padding = border_mode
     elif isinstance(border_mode, (int, tuple, list)):
-        padding = _pair(border_mode, "border_mode")
+        padding = _pair(border_mode, "conv2d", "border_mode")
     else:
         raise ValueError(f"conv2d: unknown border_mode {border_mode!r}")
-    return _S.conv2d(x, w, stride=_pair(subsample, "subsample"), padding=padding,
+    return _S.conv2d(x, w, stride=_pair(subsample, "conv2d", "subsample"), padding=padding,
                      flip=bool(filter_flip))  # fmt: skip
 
 
@@ -106,10 +99,7 @@ _MISSING = {
 }
 
 
-def __getattr__(name):
-    if name in _MISSING:
-        _unsupported(_MISSING[name])
-    raise AttributeError(f"module 'irc.theano.tensor.nnet' has no attribute {name!r}")
+__getattr__ = _missing_attributes("irc.theano.tensor.nnet", _MISSING)
 
 
 from irc.theano.tensor.nnet import conv  # noqa: E402,F401  (T.nnet.conv, the older spelling)

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 from irc import symbolic as _S
+from irc.theano._compat import pair as _pair
 from irc.theano._compat import unsupported as _unsupported
 
 __all__ = ["pool_2d", "max_pool_2d_same_size"]
-
-
-def _pair(v, what):
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(v)
-    if len(v) != 2:
-        raise ValueError(f"pool_2d: {what} must be a pair, got {v!r}")
-    return v
 
 
 def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="max",
@@ -25,11 +17,11 @@ def pool_2d(input, ws=None, ignore_border=None, stride=None, pad=(0, 0), mode="m
     them, which irc supports where there are none (the map divides evenly)."""
     if ws is None and ds is None:
         raise TypeError("pool_2d: give the window size ws=")
-    ws = _pair(ws if ws is not None else ds, "ws")
+    ws = _pair(ws if ws is not None else ds, "pool_2d", "ws")
     stride = stride if stride is not None else st
-    stride = ws if stride is None else _pair(stride, "stride")
+    stride = ws if stride is None else _pair(stride, "pool_2d", "stride")
     pad = padding if padding is not None else pad
-    if tuple(_pair(pad, "pad")) != (0, 0):
+    if tuple(_pair(pad, "pool_2d", "pad")) != (0, 0):
         _unsupported("pool_2d(pad=...) (padded pooling)")
     if mode != "max":
         _unsupported(f"pool_2d(mode={mode!r}) (irc has max pooling only)")
