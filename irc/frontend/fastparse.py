@@ -129,12 +129,16 @@ def tokenize(text: str) -> tuple:
 
 def fast_parse(text: str, filename: str) -> A.Program:
     """The AST of `text`, or Fallback."""
+    parser = _Parser(text, filename)
     try:
-        program = _Parser(text, filename).program()
+        program = parser.program()
     except (RecursionError, IndexError):
         raise Fallback from None
-    if _height(program) > MAX_HEIGHT:
-        raise Fallback
+    # A node's height is at most its token count: only long statements and
+    # declarations can be too deep.
+    for node in parser.long:
+        if _height(node) > MAX_HEIGHT:
+            raise Fallback
     return program
 
 
@@ -173,6 +177,7 @@ class _Parser:
         self.kinds, self.values, self.lines, self.cols = tokenize(text)
         self.file = filename
         self.i = 0
+        self.long = []  # statements and declarations of over MAX_HEIGHT tokens
 
     # -- tokens -----------------------------------------------------------------------------------
     def loc(self, i: int) -> Loc:
@@ -212,7 +217,10 @@ class _Parser:
     def program(self) -> A.Program:
         decls = []
         while self.kinds[self.i] != "$END":
+            start = self.i
             decls.append(self.decl())
+            if self.i - start > MAX_HEIGHT and not isinstance(decls[-1], A.FuncDecl):
+                self.long.append(decls[-1])
         return A.Program(Loc(self.file, 1, 1), decls)
 
     def decl(self):
@@ -257,6 +265,8 @@ class _Parser:
                     self.expect(")")
                 else:
                     ret = [self.type()]
+            if self.i - i > MAX_HEIGHT:
+                self.long.extend(params)
             return A.FuncDecl(self.loc(i), word, name, params, ret, is_tuple, self.block())
         raise Fallback
 
@@ -321,7 +331,10 @@ class _Parser:
         self.expect("{")
         body = []
         while not self.accept("}"):
+            start = self.i
             body.append(self.stmt())
+            if self.i - start > MAX_HEIGHT:
+                self.long.append(body[-1])
         return body
 
     def stmt(self):

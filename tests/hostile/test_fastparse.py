@@ -70,6 +70,8 @@ def test_falls_back_where_lark_reads_words_by_context():
     for text in [
         "fn f(x: f32) -> f32 { steps = x return steps }",
         "fn f(x: f32) -> bool { return x <-x }",
+        # deeper than MAX_HEIGHT: Lark's recursive walk decides
+        "fn f(x: f32) -> f32 { return " + " + ".join(["x"] * 300) + " }",
     ]:
         with pytest.raises(Fallback):
             fast_parse(text, "t.tg")
