@@ -20,6 +20,8 @@ Rules:
 - A tg.sum/mean/max/min over a float group's only result, used by nothing
   else, joins as the group's `reduce`.
 - Groups of one elementwise op without a reduction stay as they are.
+- A group stops growing at MAX_FUSED_OPS ops (irc/ops/fused.py: loop bodies
+  that big make LLVM super-linear); the next op starts a new group.
 Imports only irc.ir and irc.ops.
 """
 
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 from irc.ir.core import Block, Module, Op, Region
 from irc.ir.types import TensorType, broadcast_shapes
-from irc.ops.fused import result_shape
+from irc.ops.fused import MAX_FUSED_OPS, result_shape
 from irc.ops.registry import ELEMENTWISE, lookup
 from irc.passes.pass_manager import Pass, register
 
@@ -119,6 +121,8 @@ def fuse_block(block: Block) -> bool:
                 continue
             g = group_of[p]
             if g.ops[0].results[0].type.shape != shape:
+                continue
+            if len(g.ops) >= MAX_FUSED_OPS:
                 continue
             if _joinable(op, g, block, position) and not g.used_before(op, position):
                 target = g

@@ -58,6 +58,7 @@ from irc.ir.core import Block, Module, Op, OpResult, Region, SymbolRef, Value
 from irc.ir.dims import dim_names
 from irc.ir.errors import CompileError
 from irc.ir.types import DType, TensorType
+from irc.ops.fused import MAX_FUSED_OPS, body_size
 from irc.ops.lowering import rule_of
 from irc.ops.lowering.emit import (
     IDX,
@@ -244,8 +245,14 @@ class FuncLowerer:
                 self.inline.add(v)
                 continue
             if ok and len(roots) == 1 and v not in self.dest:
+                root = next(iter(roots))
+                # Not past fuse-elementwise's bound on a loop body (irc/ops/fused.py).
+                size = self.group_size.get(root, 0) + body_size(op) + body_size(root)
+                if size > MAX_FUSED_OPS:
+                    continue
                 self.inline.add(v)
-                self.group_root[op] = next(iter(roots))
+                self.group_root[op] = root
+                self.group_size[root] = size - body_size(root)
 
     def plan_updates(self, body: Block) -> None:
         """Updates computed in place into the shared buffer: those plan-memory
@@ -254,6 +261,7 @@ class FuncLowerer:
         producer (an inlined user is evaluated at its group's root)."""
         self.inline: set = set()
         self.group_root: dict = {}
+        self.group_size: dict = {}
         self.absorbed: set = set()
         self.gemm_updates: dict = {}  # update value -> (scale value, matmul result)
         self.deferred_matmuls: set = set()

@@ -257,7 +257,10 @@ class Op:
         for r in self.regions:
             for b in r.blocks:
                 for op in list(b.ops):
-                    yield from op.walk()
+                    if op.regions:
+                        yield from op.walk()
+                    else:
+                        yield op  # no generator per leaf: most ops have no regions
 
     def is_ancestor_of(self, other: "Op") -> bool:
         p = other

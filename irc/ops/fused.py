@@ -26,6 +26,25 @@ from irc.ops.registry import PURE, OpDef, defop
 
 REDUCTIONS = ("sum", "max", "min", "mean")
 
+# The most scalar ops one loop body gets (a cost-model bound, decided once by
+# fuse-elementwise and kept by lower-to-loops when it evaluates single-use
+# producers inside their user's loop). Past it a group is split and the
+# boundary value goes through memory: one store and one load per element,
+# negligible next to 256 ops of work, while a body of thousands of ops (a
+# long function of elementwise statements) makes LLVM's optimisation and
+# code generation super-linear (a 1,500-op body: ~50 s; split: seconds).
+MAX_FUSED_OPS = 256
+
+
+def body_size(op) -> int:
+    """The scalar ops one element of `op` costs in a loop body: a tg.fused op's
+    computing ops (constants and the yield are free), 1 for another op."""
+    if op.name != "tg.fused":
+        return 0 if op.name in ("tg.constant", "tg.dim", "tg.broadcast_to") else 1
+    return sum(
+        1 for o in op.regions[0].block.ops if o.name not in ("tg.constant", "tg.dim", "tg.yield")
+    )
+
 
 def result_shape(shape: tuple, attrs: dict) -> tuple:
     if attrs.get("reduce") is None:

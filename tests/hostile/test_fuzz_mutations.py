@@ -37,7 +37,7 @@ TIMEOUT = float(os.environ.get("IRC_FUZZ_TIMEOUT", "30"))
 
 GRAMMAR_TOUR = """seed 3
 const H = 4
-const K = H * 2 + 1
+const K = H * 2 + 1 + H // 3 % 2
 shared W: f32[3, H] = normal(0, 0.1)
 shared b: f32[H] = zeros()
 shared c: i32[2] = full(7)
@@ -54,9 +54,9 @@ fn train(x: f32[N, 3], y: i32[N], lr: f32 = 0.5) -> f32 {
 }
 fn misc(x: f32[N], i: i32) -> (f32[N], bool[N], f32) {
     a, z = two(x)
-    m = where(x > 0.5 | x < -0.5, a, z ** 2)
-    q = x[1:N - 1:2]
-    return m // 2.0 % 3.0, ~(x == x), sum(q) + cast(i, f32) + max(x[..., None], axis=0)[0]
+    m = where((x > 0.5) | (x < -0.5), a, z ** 2)
+    q = x[1:N - 1]
+    return m * 3.0, ~(x == x), sum(q) + cast(i, f32) + max(x[..., None], axis=0)[0]
 }
 """
 

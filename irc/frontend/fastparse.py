@@ -1,0 +1,548 @@
+"""A hand-written recursive-descent parser for `.tg` text: the fast path of
+parse.py, for programs the grammar accepts.
+
+grammar/tg.lark stays the language's definition and Lark its reference
+parser. Lark's LALR parser in pure Python costs ~0.1 ms a token (the parse
+tree, position propagation and the tree-to-AST pass), two thirds of the
+compile time of a 20,000-statement function; this parser builds the same AST
+(same nodes, same locations) directly, about ten times faster.
+
+It is conservative: on anything unusual it raises `Fallback` and parse.py
+parses the text again with Lark, which either accepts it or reports the
+located error (so every error message is Lark's path's, unchanged). Unusual
+means: any syntax error; a reserved word where a name is expected (Lark's
+contextual lexer reads some of them as names in some places); a token
+sequence whose meaning depends on that lexer's context (`<-` or `->` inside
+an expression); literals near a range limit; a repeated scan option or a
+positional argument after a keyword argument (both errors); nesting deep
+enough to reach Python's recursion limit. tests/frontend/test_fastparse.py
+checks it against Lark on the examples and on mutated programs: it must give
+Lark's AST or fall back.
+
+Locations follow Lark's `propagate_positions`: a node starts at the start of
+its first child's text including any parentheses around it (`(a) + b` starts
+at the `(`); a comparison's and a call's are their operator's and name's.
+
+Imports only irc.frontend.ast and irc.ir.
+"""
+
+from __future__ import annotations
+
+import re
+
+from irc.frontend import ast as A
+from irc.ir.core import Loc
+
+
+class Fallback(Exception):
+    """This text is not for the fast path: parse it with Lark."""
+
+
+# Words the grammar spells as keywords or reserved terminals. Lark's contextual
+# lexer reads some of them as NAMEs where a keyword cannot follow; this parser
+# never guesses which: such a word where a name is expected falls back.
+_RESERVED = frozenset(
+    [
+        "seed",
+        "const",
+        "shared",
+        "def",
+        "fn",
+        "return",
+        "yield",
+        "true",
+        "false",
+        "True",
+        "False",
+        "None",
+        "scan",
+        "in",
+        "steps",
+        "truncate",
+        "f32",
+        "f64",
+        "i32",
+        "i64",
+        "bool",
+    ]
+)
+_DTYPES = frozenset(("f32", "f64", "i32", "i64", "bool"))
+_EXPR_WORDS = _DTYPES | {"true", "false", "True", "False", "None", "scan"}
+_LITERALS = {"true": True, "false": False, "True": True, "False": False}
+
+# One master pattern; the first matching alternative wins, so longer operators
+# come before their prefixes and FLOAT before INT (as Lark orders them).
+_TOKEN = re.compile(
+    r"""
+    (?P<WS>[ \t\f\r\n]+)
+  | (?P<COMMENT>\#[^\n]*)
+  | (?P<FLOAT>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
+  | (?P<INT>[0-9]+)
+  | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<STRING>"[^"\\\n]*")
+  | (?P<OP>\.\.\.|\*\*|//|->|<-|==|!=|<=|>=|[-+*/%@&|~<>=()\[\]{},:;])
+    """,
+    re.VERBOSE,
+)
+_COMPARE = frozenset(("==", "!=", "<=", ">=", "<", ">"))
+# Binary operators by precedence level (loosest first), each left-associative;
+# comparisons (non-associative) sit above them, `**` and unary below.
+_LEVELS = (
+    {"|": "|"},
+    {"&": "&"},
+    {"+": "+", "-": "-"},
+    {"*": "*", "/": "/", "//": "//", "%": "%", "@": "@"},
+)
+_UNARY = frozenset(("-", "+", "~"))
+_INT_DIGITS = 18  # longer integer literals go to parse.py's range check
+_FLOAT_CHARS = 400
+
+
+def tokenize(text: str) -> tuple:
+    """(kinds, values, lines, cols) of the tokens, with an end marker."""
+    kinds, values, lines, cols = [], [], [], []
+    line, line_start, pos, n = 1, 0, 0, len(text)
+    match = _TOKEN.match
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            raise Fallback
+        kind = m.lastgroup
+        value = m.group()
+        if kind == "WS":
+            k = value.count("\n")
+            if k:
+                line += k
+                line_start = pos + value.rindex("\n") + 1
+        elif kind != "COMMENT":
+            kinds.append(value if kind == "OP" else kind)
+            values.append(value)
+            lines.append(line)
+            cols.append(pos - line_start + 1)
+        pos = m.end()
+    kinds.append("$END")
+    values.append("")
+    lines.append(line)
+    cols.append(pos - line_start + 1)
+    return kinds, values, lines, cols
+
+
+def fast_parse(text: str, filename: str) -> A.Program:
+    """The AST of `text`, or Fallback."""
+    parser = _Parser(text, filename)
+    try:
+        program = parser.program()
+    except (RecursionError, IndexError):
+        raise Fallback from None
+    # A node's height is at most its token count: only long statements and
+    # declarations can be too deep.
+    for node in parser.long:
+        if _height(node) > MAX_HEIGHT:
+            raise Fallback
+    return program
+
+
+# Deeper ASTs go to Lark, whose recursive tree walk either takes them or
+# reports "expression nested too deeply": this parser builds long operator
+# chains (`x + x + ... + x`) without recursing, so it must not accept more.
+MAX_HEIGHT = 100
+
+
+def _height(program: A.Program) -> int:
+    """The height of the AST (iterative: it may be deep)."""
+    best = 0
+    stack = [(program, 1)]
+    while stack:
+        node, h = stack.pop()
+        if h > best:
+            best = h
+            if best > MAX_HEIGHT:
+                return best
+        for v in vars(node).values():
+            if isinstance(v, A.Node):
+                stack.append((v, h + 1))
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    if isinstance(x, A.Node):
+                        stack.append((x, h + 1))
+                    elif isinstance(x, tuple):
+                        stack.extend((y, h + 1) for y in x if isinstance(y, A.Node))
+            elif isinstance(v, dict):
+                stack.extend((y, h + 1) for y in v.values() if isinstance(y, A.Node))
+    return best
+
+
+class _Parser:
+    def __init__(self, text: str, filename: str):
+        self.kinds, self.values, self.lines, self.cols = tokenize(text)
+        self.file = filename
+        self.i = 0
+        self.long = []  # statements and declarations of over MAX_HEIGHT tokens
+
+    # -- tokens -----------------------------------------------------------------------------------
+    def loc(self, i: int) -> Loc:
+        return Loc(self.file, self.lines[i], self.cols[i])
+
+    def expect(self, kind: str) -> int:
+        i = self.i
+        if self.kinds[i] != kind:
+            raise Fallback
+        self.i = i + 1
+        return i
+
+    def name(self) -> int:
+        """The index of a NAME token that is not a reserved word."""
+        i = self.expect("NAME")
+        if self.values[i] in _RESERVED:
+            raise Fallback
+        return i
+
+    def keyword(self, word: str) -> int:
+        i = self.i
+        if self.kinds[i] != "NAME" or self.values[i] != word:
+            raise Fallback
+        self.i = i + 1
+        return i
+
+    def accept(self, kind: str) -> bool:
+        if self.kinds[self.i] == kind:
+            self.i += 1
+            return True
+        return False
+
+    def at_word(self, word: str) -> bool:
+        return self.kinds[self.i] == "NAME" and self.values[self.i] == word
+
+    # -- declarations -----------------------------------------------------------------------------
+    def program(self) -> A.Program:
+        decls = []
+        while self.kinds[self.i] != "$END":
+            start = self.i
+            decls.append(self.decl())
+            if self.i - start > MAX_HEIGHT and not isinstance(decls[-1], A.FuncDecl):
+                self.long.append(decls[-1])
+        return A.Program(Loc(self.file, 1, 1), decls)
+
+    def decl(self):
+        i = self.i
+        word = self.values[i] if self.kinds[i] == "NAME" else None
+        if word == "seed":
+            self.i += 1
+            return A.SeedDecl(self.loc(i), self.int_value(self.expect("INT")))
+        if word == "const":
+            self.i += 1
+            name = self.values[self.name()]
+            self.expect("=")
+            return A.ConstDecl(self.loc(i), name, self.expr())
+        if word == "shared":
+            self.i += 1
+            name = self.values[self.name()]
+            self.expect(":")
+            typ = self.type()
+            self.expect("=")
+            init = self.name()
+            self.expect("(")
+            pos, kw = self.args(")")
+            return A.SharedDecl(self.loc(i), name, typ, self.values[init], self.loc(init), pos, kw)
+        if word in ("def", "fn"):
+            self.i += 1
+            name = self.values[self.name()]
+            self.expect("(")
+            params = []
+            while not self.accept(")"):
+                params.append(self.param())
+                if not self.accept(","):
+                    self.expect(")")
+                    break
+            ret, is_tuple = None, False
+            if self.accept("->"):
+                if self.accept("("):
+                    ret, is_tuple = [self.type()], True
+                    while self.accept(","):
+                        if self.kinds[self.i] == ")":
+                            break
+                        ret.append(self.type())
+                    self.expect(")")
+                else:
+                    ret = [self.type()]
+            if self.i - i > MAX_HEIGHT:
+                self.long.extend(params)
+            return A.FuncDecl(self.loc(i), word, name, params, ret, is_tuple, self.block())
+        raise Fallback
+
+    def param(self) -> A.Param:
+        i = self.name()
+        self.expect(":")
+        typ = self.type()
+        default = self.expr() if self.accept("=") else None
+        return A.Param(self.loc(i), self.values[i], typ, default)
+
+    def type(self) -> A.TypeExpr:
+        i = self.expect("NAME")
+        if self.values[i] not in _DTYPES:
+            raise Fallback
+        dims = None
+        if self.accept("[") and not self.accept("]"):
+            dims = [self.dim_sum()[0]]
+            while self.accept(","):
+                if self.kinds[self.i] == "]":
+                    break
+                dims.append(self.dim_sum()[0])
+            self.expect("]")
+        return A.TypeExpr(self.loc(i), self.values[i], dims)
+
+    # Each dim_* returns (node, index of the token its text starts at, parentheses included).
+    def dim_sum(self):
+        left, start = self.dim_prod()
+        while self.kinds[self.i] in ("+", "-"):
+            op = self.kinds[self.i]
+            self.i += 1
+            right, _ = self.dim_prod()
+            left = A.DimExpr(self.loc(start), op, [left, right])
+        return left, start
+
+    def dim_prod(self):
+        left, start = self.dim_atom()
+        while self.kinds[self.i] in ("*", "//"):
+            op = self.kinds[self.i]
+            self.i += 1
+            right, _ = self.dim_atom()
+            left = A.DimExpr(self.loc(start), op, [left, right])
+        return left, start
+
+    def dim_atom(self):
+        i = self.i
+        kind = self.kinds[i]
+        if kind == "INT":
+            self.i += 1
+            if len(self.values[i]) > _INT_DIGITS:
+                raise Fallback
+            return A.DimExpr(self.loc(i), "int", [int(self.values[i])]), i
+        if kind == "NAME":
+            self.name()
+            return A.DimExpr(self.loc(i), "name", [self.values[i]]), i
+        self.expect("(")
+        node, _ = self.dim_sum()
+        self.expect(")")
+        return node, i
+
+    # -- statements -------------------------------------------------------------------------------
+    def block(self) -> list:
+        self.expect("{")
+        body = []
+        while not self.accept("}"):
+            start = self.i
+            body.append(self.stmt())
+            if self.i - start > MAX_HEIGHT:
+                self.long.append(body[-1])
+        return body
+
+    def stmt(self):
+        i = self.i
+        if self.kinds[i] != "NAME":
+            raise Fallback
+        word = self.values[i]
+        if word == "return" or word == "yield":
+            self.i += 1
+            values = [self.expr()]
+            while self.accept(","):
+                values.append(self.expr())
+            return (A.Return if word == "return" else A.Yield)(self.loc(i), values)
+        self.name()
+        if self.accept("<-"):
+            return A.Update(self.loc(i), word, self.expr())
+        targets = [word]
+        while self.accept(","):
+            targets.append(self.values[self.name()])
+        self.expect("=")
+        return A.Assign(self.loc(i), targets, self.expr())
+
+    # -- expressions ------------------------------------------------------------------------------
+    # Each returns (node, index of the token its text starts at, parentheses included).
+    def expr(self):
+        return self.compare()[0]
+
+    def compare(self):
+        left, start = self.binary(0)
+        k = self.kinds[self.i]
+        if k in _COMPARE:
+            op = self.i
+            self.i += 1
+            right, _ = self.binary(0)
+            return A.BinOp(self.loc(op), self.values[op], left, right), start
+        return left, start
+
+    def binary(self, level: int):
+        if level == len(_LEVELS):
+            return self.unary()
+        left, start = self.binary(level + 1)
+        ops = _LEVELS[level]
+        kinds = self.kinds
+        while kinds[self.i] in ops:
+            op = ops[kinds[self.i]]
+            self.i += 1
+            right, _ = self.binary(level + 1) if level + 1 < len(_LEVELS) else self.unary()
+            left = A.BinOp(self.loc(start), op, left, right)
+        if kinds[self.i] in ("<-", "->"):
+            raise Fallback  # Lark's contextual lexer reads these as two tokens here
+        return left, start
+
+    def unary(self):
+        i = self.i
+        k = self.kinds[i]
+        if k in _UNARY:
+            self.i += 1
+            operand, _ = self.unary()
+            return A.UnaryOp(self.loc(i), k, operand), i
+        base, start = self.postfix()
+        if self.kinds[self.i] == "**":
+            self.i += 1
+            exponent, _ = self.unary()
+            return A.BinOp(self.loc(start), "**", base, exponent), start
+        return base, start
+
+    def postfix(self):
+        node, start = self.atom()
+        while self.kinds[self.i] == "[":
+            self.i += 1
+            node = A.Index(self.loc(start), node, self.index_items())
+        return node, start
+
+    def index_items(self) -> list:
+        items = [self.index_item()]
+        while self.accept(","):
+            if self.kinds[self.i] == "]":
+                break
+            items.append(self.index_item())
+        self.expect("]")
+        return items
+
+    def index_item(self):
+        i = self.i
+        if self.accept("..."):
+            return A.Ellipsis_(self.loc(i))
+        start = None if self.kinds[i] == ":" else self.compare()
+        if self.kinds[self.i] != ":":
+            if start is None:
+                raise Fallback
+            return start[0]
+        loc = self.loc(i)  # the slice's first token: its start, or the ':'
+        self.i += 1
+        stop = step = None
+        if self.kinds[self.i] not in (":", ",", "]"):
+            stop = self.expr()
+        if self.accept(":") and self.kinds[self.i] not in (",", "]"):
+            step = self.expr()
+        return A.Slice(loc, start and start[0], stop, step)
+
+    def atom(self):
+        i = self.i
+        kind = self.kinds[i]
+        value = self.values[i]
+        self.i = i + 1
+        if kind == "NAME":
+            if value in _RESERVED:
+                if value in _LITERALS:
+                    return A.Bool(self.loc(i), _LITERALS[value]), i
+                if value == "None":
+                    return A.NoneLit(self.loc(i)), i
+                if value in _DTYPES:
+                    return A.DTypeLit(self.loc(i), value), i
+                if value == "scan":
+                    return self.scan(i), i
+                raise Fallback
+            if self.kinds[i + 1] == "(":
+                self.i += 1
+                pos, kw = self.args(")")
+                return A.Call(self.loc(i), value, pos, kw), i
+            return A.Name(self.loc(i), value), i
+        if kind == "INT":
+            return A.Num(self.loc(i), self.int_value(i), False), i
+        if kind == "FLOAT":
+            if len(value) > _FLOAT_CHARS:
+                raise Fallback
+            v = float(value)
+            if v == float("inf"):
+                raise Fallback
+            return A.Num(self.loc(i), v, True), i
+        if kind == "(":
+            node, _ = self.compare()
+            self.expect(")")
+            return node, i
+        if kind == "STRING":
+            return A.Str(self.loc(i), value[1:-1]), i
+        if kind == "[":
+            items = []
+            while not self.accept("]"):
+                items.append(self.expr())
+                if not self.accept(","):
+                    self.expect("]")
+                    break
+            return A.ListLit(self.loc(i), items), i
+        raise Fallback
+
+    def int_value(self, i: int) -> int:
+        text = self.values[i]
+        if len(text) > _INT_DIGITS:
+            raise Fallback
+        return int(text)
+
+    def args(self, close: str):
+        """Call or initialiser arguments up to `close`: (positional, keyword)."""
+        pos, kw = [], []
+        while not self.accept(close):
+            i = self.i
+            if self.kinds[i] == "NAME" and self.kinds[i + 1] == "=":
+                # Where an argument starts, Lark's lexer reads as keywords only
+                # the words that can start an expression; `seed=` is a name.
+                if self.values[i] in _EXPR_WORDS:
+                    raise Fallback
+                self.i += 2
+                kw.append((self.values[i], self.expr(), self.loc(i)))
+            else:
+                if kw:
+                    raise Fallback
+                pos.append(self.expr())
+            if not self.accept(","):
+                self.expect(close)
+                break
+        return pos, kw
+
+    def scan(self, i: int) -> A.Scan:
+        self.expect("(")
+        seqs = []
+        while self.kinds[self.i] != ";":
+            n = self.name()
+            self.keyword("in")
+            seqs.append((self.values[n], self.expr(), self.loc(n)))
+            if not self.accept(","):
+                break
+        self.expect(";")
+        carries, options = [], {}
+        while self.kinds[self.i] not in (";", ")"):
+            n = self.expect("NAME")
+            word = self.values[n]
+            self.expect("=")
+            value = self.expr()
+            if word in ("steps", "truncate"):
+                if word in options:
+                    raise Fallback
+                options[word] = value
+            elif word in _RESERVED:
+                raise Fallback
+            else:
+                carries.append((word, value, self.loc(n)))
+            if not self.accept(","):
+                break
+        if self.accept(";"):
+            while self.kinds[self.i] != ")":
+                n = self.expect("NAME")
+                word = self.values[n]
+                if word not in ("steps", "truncate") or word in options:
+                    raise Fallback
+                self.expect("=")
+                options[word] = self.expr()
+                if not self.accept(","):
+                    break
+        self.expect(")")
+        return A.Scan(self.loc(i), seqs, carries, options, self.block())
