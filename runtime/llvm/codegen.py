@@ -24,9 +24,12 @@ crosses a chunk, so results do not depend on the thread count. A large reduce
 kernel is cut into at most REDUCE_CHUNKS chunks of a length that depends on its
 range only, whose partial results (from the combines' identities) are combined
 with the initial values in chunk order after the chunks ran on the pool: the
-same sums for any thread count, 1 included. A host loop
-(kernel = "loop") is a loop here whose body's kernels are rendered the same
-way; everything else runs inline on the calling thread. Large products are cut
+same sums for any thread count, 1 included. Every other
+loop nest (a serial loop, a small map or reduction) becomes a kernel function
+too, called once on the calling thread, so that an entry function is glue only
+(calls, products, copies, scalar dim math) and the JIT compiles it without
+optimisation (jit.py). A host loop (kernel = "loop") is a loop here whose body's
+kernels are rendered the same way. Large products are cut
 into blocks of C whose size depends on the shape only, then spread over the
 pool (parallel.py), for the same reason.
 
@@ -97,6 +100,7 @@ class ModuleGen:
         self.globals = [op.attrs["sym_name"] for op in module.body.ops if op.name == "tg.global"]
         self.functions = {}  # name -> FunctionInfo
         self.kernel_count = 0
+        self.serial_count = 0
         self.const_count = 0
 
     def build(self) -> ir.Module:
@@ -491,6 +495,19 @@ def _small_static(op: Op, limit: int = 4096) -> bool:
     return total <= limit
 
 
+def _runs_on_one_thread(host: Op) -> bool:
+    """Whether a host loop's body holds nothing the pool or BLAS would run (no
+    product, no map or reduce kernel beyond _small_static): then the whole loop
+    can be one function run on the calling thread."""
+    for o in host.walk():
+        if o.name == "mem.gemm":
+            return False
+        if o is not host and o.name == "loop.for" and o.attrs.get("kernel") in ("map", "reduce"):
+            if not _small_static(o):
+                return False
+    return True
+
+
 class FunctionGen:
     def __init__(self, mg: ModuleGen, op: Op):
         self.mg = mg
@@ -539,16 +556,23 @@ class FunctionGen:
     def host_op(self, o: Op):
         """Render one host-level op as the kernelize pass marked it: a map is an
         outlined kernel split over the threads, a host loop (or a batch of
-        products) a loop whose body is rendered the same way; the rest runs
-        inline on this thread."""
+        products) a loop whose body is rendered the same way, any other loop nest
+        a kernel run on this thread; the remaining ops run inline."""
         kind = o.attrs.get("kernel") if o.name == "loop.for" else None
         if kind == "map" and not _small_static(o):
             self.outline(o)
         elif kind == "reduce" and not _small_static(o):
             self.outline_reduce(o)
+        elif kind in ("loop", "gemm") and _runs_on_one_thread(o):
+            self.serial(o)  # (a scan of small steps: the whole loop is one function)
         elif kind in ("loop", "gemm"):
             emit_loop(self.g, o, self.g.vmap[o.operands[0]], self.g.vmap[o.operands[1]],
                       self.host_block)
+        elif o.name == "loop.for":
+            # serial loops, small maps and small reductions: a kernel function run
+            # on this thread, so the entry stays loop-free (glue, compiled optnone)
+            # and no nest is optimised as part of a long entry function
+            self.serial(o)
         else:
             self.g.emit_op(o)
 
@@ -572,11 +596,53 @@ class FunctionGen:
         g.finish_prologue()
         g.b.ret(total)
 
-    def kernel_function(self, loop: Op, extra: tuple = ()):
+    def serial(self, loop: Op):
+        """Emit a loop nest as a kernel function called once on this thread:
+        i32 k(ptr dims, i64 lo, i64 hi, <free values>..., ptr results), whose loop
+        results (a reduction's) are stored in 8-byte slots of `results` and loaded
+        back here. The nest runs in iteration order, exactly as it would inline."""
+        g = self.g
+        b = g.b
+        nres = len(loop.results)
+        extra = (PTR,) if nres else ()
+        kfn, kg, free, _ptypes, _thunk, _s, _c = self.kernel_function(loop, extra, serial=True)
+        kg.bounds[loop] = (kfn.args[1], kfn.args[2])
+        h_for(kg, loop)
+        if nres:
+            out = kfn.args[3 + len(free)]
+            for k, r in enumerate(loop.results):
+                kg.b.store(kg.vmap[r], partial_slot(kg.b, out, ir.Constant(I64, k)))
+        kg.b.ret(ir.Constant(I32, 0))
+        kg.finish_prologue()
+
+        call_args = [g.dims_ptr, g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]]
+        call_args += [g.vmap[v] for v in free]
+        slots = None
+        if nres:
+            slots = opaque_alloca(g.pro, ir.ArrayType(I64, nres))
+            call_args.append(slots)
+        st = b.call(kfn, call_args)
+        self.check_status(st)
+        for k, r in enumerate(loop.results):
+            g.vmap[r] = g.b.load(partial_slot(g.b, slots, ir.Constant(I64, k)),
+                                 typ=LLTYPE[r.type.dtype.name])
+
+    def check_status(self, st):
+        """Return a kernel's non-zero status (a failed loop.assert) from the entry."""
+        g = self.g
+        ok = g.b.icmp_signed("==", st, ir.Constant(I32, 0))
+        cont = g.fn.append_basic_block("cont")
+        err = g.fn.append_basic_block("err")
+        g.b.cbranch(ok, cont, err)
+        ir.IRBuilder(err).ret(st)
+        g.b.position_at_end(cont)
+
+    def kernel_function(self, loop: Op, extra: tuple = (), serial: bool = False):
         """The kernel function of a loop nest and its thunk for the pool:
         i32 k(ptr dims, i64 lo, i64 hi, <free values>..., <extra>...), where the
         free values are the buffers and computed scalars the nest uses (constants
-        and dims are rebuilt inside, so LLVM sees them). Returns (kfn, its Gen,
+        and dims are rebuilt inside, so LLVM sees them); a `serial` one (f.sN) has no
+        thunk (its thunk, shared and chunk types are None). Returns (kfn, its Gen,
         free values, parameter types, thunk, shared struct type, chunk type)."""
         mg, g = self.mg, self.g
         free = [v for v in free_values(loop)
@@ -584,8 +650,13 @@ class FunctionGen:
         consts = [v for v in free_values(loop)
                   if isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim")]
         written = written_buffers(loop)
-        kname = f"{self.op.attrs['sym_name']}.k{mg.kernel_count}"
-        mg.kernel_count += 1
+        # f.kN: a parallel kernel (and its thunk); f.sN: a nest run on the calling thread
+        if serial:
+            kname = f"{self.op.attrs['sym_name']}.s{mg.serial_count}"
+            mg.serial_count += 1
+        else:
+            kname = f"{self.op.attrs['sym_name']}.k{mg.kernel_count}"
+            mg.kernel_count += 1
         ptypes = [PTR, I64, I64]  # dims, lo, hi
         for v in free:
             ptypes.append(PTR if is_buffer(v) else LLTYPE[v.type.dtype.name])
@@ -610,6 +681,8 @@ class FunctionGen:
                 kg.vmap[v] = const_of(v.op.attrs["value"], v.type.dtype)
             else:
                 kg.vmap[v] = kg.dim(v.op.attrs["dim"])
+        if serial:
+            return kfn, kg, free, ptypes, None, None, None
         # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
         shared_ty = ir.LiteralStructType(ptypes)
         chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
@@ -676,12 +749,7 @@ class FunctionGen:
             st = b.phi(I32)
             st.add_incoming(st_seq, seq_end)
             st.add_incoming(st_par, par_end)
-        ok = b.icmp_signed("==", st, ir.Constant(I32, 0))
-        cont = g.fn.append_basic_block("cont")
-        err = g.fn.append_basic_block("err")
-        b.cbranch(ok, cont, err)
-        ir.IRBuilder(err).ret(st)
-        b.position_at_end(cont)
+        self.check_status(st)
 
     def outline_reduce(self, loop: Op):
         """A reduce kernel: when its work is large, the range of its outer loop is
@@ -690,12 +758,12 @@ class FunctionGen:
         the chunks run on the pool (or in turn on this thread when ctx.nthreads
         is 1), and the partials are combined with the initial values in chunk
         order. Results depend on the shapes, never on the thread count. Small
-        reductions run inline."""
+        reductions run in order on this thread (serial)."""
         g = self.g
         b = g.b
         work = nest_work(g, b, loop)
         if work is None:
-            g.emit_op(loop)
+            self.serial(loop)
             return
         kinds = loop.attrs["combine"]
         levels = reduction_levels(loop)
@@ -741,9 +809,9 @@ class FunctionGen:
         seq_bb = g.fn.append_basic_block("reduce_seq")
         join_bb = g.fn.append_basic_block("reduce_joined")
         b.cbranch(big, par_bb, seq_bb)
-        # small: inline, in iteration order
+        # small: in iteration order, on this thread
         b.position_at_end(seq_bb)
-        g.emit_op(loop)
+        self.serial(loop)
         seq_vals = [g.vmap[r] for r in loop.results]
         seq_end = b.block
         b.branch(join_bb)
@@ -765,11 +833,43 @@ class FunctionGen:
         self.parallel_call(kfn, thunk, shared_ty, chunk_ty, ptypes, call_args,
                            ir.Constant(I64, 0), nblk, nblk)
         b.branch(comb_bb)
-        # the initial values and the partials, combined in chunk order
+        # the initial values and the partials, combined in chunk order (by a
+        # function of its own, so the entry has no loop)
         b.position_at_end(comb_bb)
+        cfn = self.combine_function(kinds, dts, combiners)
+        out = opaque_alloca(g.pro, ir.ArrayType(I64, nc))
+        b.call(cfn, [g.dims_ptr, nblk, partials, out] + inits)
+        par_vals = [b.load(partial_slot(b, out, ir.Constant(I64, k)), typ=LLTYPE[dt.name])
+                    for k, dt in enumerate(dts)]
+        par_end = b.block
+        b.branch(join_bb)
+        b.position_at_end(join_bb)
+        for r, sv, pv in zip(loop.results, seq_vals, par_vals):
+            phi = b.phi(sv.type)
+            phi.add_incoming(sv, seq_end)
+            phi.add_incoming(pv, par_end)
+            g.vmap[r] = phi
+
+    def combine_function(self, kinds, dts, combiners):
+        """i32 f.sN(ptr dims, i64 nblk, ptr partials, ptr out, <inits>...): a reduce
+        kernel's initial values combined with its nblk chunks' partials in chunk
+        order; the results go to out's 8-byte slots."""
+        mg = self.mg
+        nc = len(dts)
+        kname = f"{self.op.attrs['sym_name']}.s{mg.serial_count}"
+        mg.serial_count += 1
+        ptypes = [PTR, I64, PTR, PTR] + [LLTYPE[dt.name] for dt in dts]
+        cfn = ir.Function(mg.m, ir.FunctionType(I32, ptypes), kname)
+        cfn.linkage = "internal"
+        cfn.attributes.add("noinline")
+        cg = Gen(mg, cfn, cfn.args[0], self.g.dim_names, self.g.messages)
+        b = cg.b
+        nblk, partials, out = cfn.args[1:4]
+        inits = list(cfn.args[4:])
         head = b.block
-        loop_bb = g.fn.append_basic_block("reduce_partials")
-        b.branch(loop_bb)
+        loop_bb = cfn.append_basic_block("reduce_partials")
+        done_bb = cfn.append_basic_block("reduce_done")
+        b.branch(loop_bb)  # nblk >= 1: the caller's range has at least 2 elements
         b.position_at_end(loop_bb)
         q = b.phi(I64)
         q.add_incoming(ir.Constant(I64, 0), head)
@@ -784,21 +884,21 @@ class FunctionGen:
             part = b.load(slot, typ=LLTYPE[dt.name])
             short = "add" if kinds[k] == "add" else ("maximum" if kinds[k] == "max" else "minimum")
             if dt.is_float:
-                nexts.append(float_op(g, b, short, [a, part], dt, combiners[k]))
+                nexts.append(float_op(cg, b, short, [a, part], dt, combiners[k]))
             else:
-                nexts.append(int_op(g, b, short, [a, part], dt))
+                nexts.append(int_op(cg, b, short, [a, part], dt))
         q2 = b.add(q, ir.Constant(I64, 1))
         latch = b.block
         q.add_incoming(q2, latch)
         for a, v in zip(accs, nexts):
             a.add_incoming(v, latch)
-        b.cbranch(b.icmp_signed("<", q2, nblk), loop_bb, join_bb)
-        b.position_at_end(join_bb)
-        for r, sv, pv in zip(loop.results, seq_vals, nexts):
-            phi = b.phi(sv.type)
-            phi.add_incoming(sv, seq_end)
-            phi.add_incoming(pv, latch)
-            g.vmap[r] = phi
+        b.cbranch(b.icmp_signed("<", q2, nblk), loop_bb, done_bb)
+        b.position_at_end(done_bb)
+        for k, v in enumerate(nexts):
+            b.store(v, partial_slot(b, out, ir.Constant(I64, k)))
+        b.ret(ir.Constant(I32, 0))
+        cg.finish_prologue()
+        return cfn
 
     def parallel_call(self, kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo, hi, n):
         g = self.g

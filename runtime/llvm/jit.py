@@ -45,7 +45,7 @@ import llvmlite.binding as llvm
 
 from irc import cachedir
 
-CODEGEN_VERSION = "2"  # 2: tiers, entries and loop nests in two objects
+CODEGEN_VERSION = "3"  # 2: tiers, entries and loop nests in two objects; 3: loop-free entries
 
 
 def _source_hash() -> str:

@@ -4,6 +4,8 @@ results do not change."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from irc.runtime.llvm import jit
 from llvm_helpers import loads_cpu
@@ -190,3 +192,37 @@ def test_a_cached_object_with_a_damaged_container_is_recompiled(tmp_path, monkey
     x = np.ones((3, 64), np.float32)
     h, _ = m.f(x, np.zeros((64, 64), np.float32))
     assert np.array_equal(h, np.zeros((3, 64), np.float32))
+
+
+SERIAL_AND_SMALL = """
+fn f(x: f32[T], h0: f32, y: f32[4, 8], z: f32[N, 8]) -> (f32[T], f32, f32[N, 8]) {
+    hs = scan (xt in x; h = h0) { h = h * 0.5 + xt  yield h }
+    return hs, sum(y), tanh(z) * 2.0
+}
+"""
+
+
+def test_every_loop_nest_is_a_function_so_the_entry_is_glue():
+    """A serial scan and a small reduction are kernel functions (f.sN) called once,
+    like the map kernel (f.kN): the entry has no loop of its own and is compiled
+    optnone, and the results are NumPy's."""
+    m = loads_cpu(SERIAL_AND_SMALL)
+    raw = m._backend.dump("llvm-raw", fn="f")
+    entry = raw.split('define i32 @"f"(', 1)[1].split("\n}\n", 1)[0]
+    assert not jit._has_cycle(entry.splitlines()[1:])
+    assert "f" in jit.glue_functions(raw)
+    assert re.search(r'define internal i32 @"f\.s\d+"', raw)
+    assert re.search(r'define internal i32 @"f\.k\d+"', raw)
+    assert "optnone" in m._backend.dump("llvm")
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=37).astype(np.float32)
+    y = rng.normal(size=(4, 8)).astype(np.float32)
+    z = rng.normal(size=(300, 8)).astype(np.float32)
+    hs, s, t = m.f(x, np.float32(0.25), y, z)
+    h, want = np.float32(0.25), []
+    for v in x:
+        h = np.float32(h * np.float32(0.5) + v)
+        want.append(h)
+    np.testing.assert_allclose(hs, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(s, y.astype(np.float64).sum(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(t, np.tanh(z) * 2, rtol=1e-5, atol=1e-6)
