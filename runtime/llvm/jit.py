@@ -236,6 +236,9 @@ def optimize(ir_text: str, tiers: bool = True):
     return _run_pipeline(mod)
 
 
+_SERIAL = re.compile(r"\.s\d+$")  # codegen's name of a loop nest run on the calling thread
+
+
 def _define_name(ln: str) -> str:
     return ln.split("@", 1)[1].split("(", 1)[0].strip('"')
 
@@ -243,8 +246,8 @@ def _define_name(ln: str) -> str:
 def split_module(ir_text: str):
     """(entries' text, loop nests' text) of a tiered IR text, or None when there is
     nothing to split. The loop-nest module defines the kernels (internal `noinline`
-    functions that are not glue); the entries' module the entry functions and the
-    glue. Each declares what it calls in the other, and both become external
+    functions that are not glue, but for the nests run on the calling thread, f.sN);
+    the entries' module the entry functions, the glue and the f.sN. Each declares what it calls in the other, and both become external
     symbols, resolved when the two objects are linked into one MCJIT engine (an
     engine resolves its own symbols first, so equal names in other modules do not
     matter). Small internal helpers (integer powers) are copied into both, so they
@@ -265,7 +268,10 @@ def split_module(ir_text: str):
             if name in glue or not internal:
                 home = "E"
             elif "noinline" in attrs:
-                home = "K"
+                # a nest run on the calling thread (codegen's f.sN) was part of its
+                # entry before it became a function: it keeps the entries' pipeline,
+                # so its results (an interleaved reduction's order) do not change
+                home = "E" if _SERIAL.search(name) else "K"
             else:
                 home = "both"
             funcs.append((name, k, j, home))
@@ -273,7 +279,7 @@ def split_module(ir_text: str):
         else:
             k += 1
     homes = {f[3] for f in funcs}
-    entries_with_loops = [f for f in funcs if f[3] == "E" and f[0] not in glue]
+    entries_with_loops = [f for f in funcs if f[3] == "E" and f[0] not in glue]  # (f.sN too)
     if "K" not in homes or not entries_with_loops:
         return None
     out = {"E": [], "K": []}
