@@ -145,7 +145,7 @@ def fast_parse(text: str, filename: str) -> A.Program:
 # Deeper ASTs go to Lark, whose recursive tree walk either takes them or
 # reports "expression nested too deeply": this parser builds long operator
 # chains (`x + x + ... + x`) without recursing, so it must not accept more.
-MAX_HEIGHT = 100
+MAX_HEIGHT = 40  # Lark walks ~10 tree levels per AST level (precedence rules); 100 overflowed under a deep stack
 
 
 def _height(program: A.Program) -> int:
