@@ -93,6 +93,40 @@ class Emitter:
     def store(self, v: Value, buf: Value, idx) -> None:
         self.op("mem.store", [v, buf, *idx])
 
+    def gemm(
+        self,
+        a,
+        b,
+        c,
+        m,
+        n,
+        k,
+        lda,
+        ldb,
+        ldc,
+        *,
+        trans_a=False,
+        trans_b=False,
+        alpha=1.0,
+        beta=0.0,
+        offsets=(0, 0, 0),
+        scale=None,
+    ) -> None:
+        """c = alpha * op(a) @ op(b) + beta * c as one mem.gemm: sizes and leading
+        dims are dims, offsets (elements into a, b, c) dims or index values, scale an
+        optional scalar value multiplying alpha."""
+        sizes = [self.dim(x) for x in (m, n, k, lda, ldb, ldc)]
+        offs = [x if isinstance(x, Value) else self.dim(x) for x in offsets]
+        extra = [scale] if scale is not None else []
+        self.op(
+            "mem.gemm",
+            [a, b, c, *sizes, *offs, *extra],
+            trans_a=trans_a,
+            trans_b=trans_b,
+            alpha=float(alpha),
+            beta=float(beta),
+        )
+
     def add_i(self, a: Value, b: Value) -> Value:
         return self.scalar("add", a, b)
 

@@ -128,18 +128,24 @@ def emit_matmul(lowerer, emit, op, vals, out, alpha=1.0, beta=0.0, scale=None):
     obatch = v.type.shape[: len(v.type.shape) - (a.type.rank > 1) - (b.type.rank > 1)]
     lda = M if trans_a else K
     ldb = K if trans_b else N
-    d = emit.dim
     if not bbatch:
         # Fold a's batch axes into M: [..., M, K] @ [K, N] is one product.
         Mt = product(list(abatch) + [M])
-        extra = [scale] if scale is not None else []
-        emit.op(
-            "mem.gemm",
-            [ab, bb, out, d(Mt), d(N), d(K), d(lda), d(ldb), d(N), d(0), d(0), d(0)] + extra,
+        emit.gemm(
+            ab,
+            bb,
+            out,
+            Mt,
+            N,
+            K,
+            lda,
+            ldb,
+            N,
             trans_a=trans_a,
             trans_b=trans_b,
-            alpha=float(alpha),
-            beta=float(beta),
+            alpha=alpha,
+            beta=beta,
+            scale=scale,
         )
         return
     assert scale is None and beta == 0.0
@@ -161,13 +167,19 @@ def emit_matmul(lowerer, emit, op, vals, out, alpha=1.0, beta=0.0, scale=None):
         oa = off(abatch, dim_mul(M, K))
         ob = off(bbatch, dim_mul(K, N))
         oc = off(obatch, dim_mul(M, N))
-        e.op(
-            "mem.gemm",
-            [ab, bb, out, d(M), d(N), d(K), d(lda), d(ldb), d(N), oa, ob, oc],
+        e.gemm(
+            ab,
+            bb,
+            out,
+            M,
+            N,
+            K,
+            lda,
+            ldb,
+            N,
             trans_a=trans_a,
             trans_b=trans_b,
-            alpha=1.0,
-            beta=0.0,
+            offsets=(oa, ob, oc),
         )
 
     emit.nest(obatch, body, parallel=False)

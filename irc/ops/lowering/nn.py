@@ -368,15 +368,7 @@ def lower_conv(lowerer, emit, op, vals):
     cols, P, CK = _im2col_t(lowerer, emit, x, xb, rt, Nn, C, ins, ks, outs, geo, nd, op)
     NP = dim_mul(Nn, P)
     prod = lowerer.alloc(TensorType(rt, (F, NP)))
-    d = emit.dim
-    emit.op(
-        "mem.gemm",
-        [wb, cols, prod, d(F), d(NP), d(CK), d(CK), d(NP), d(NP), d(0), d(0), d(0)],
-        trans_a=False,
-        trans_b=False,
-        alpha=1.0,
-        beta=0.0,
-    )
+    emit.gemm(wb, cols, prod, F, NP, CK, CK, NP, NP, trans_a=False, trans_b=False)
     prodv = emit.val("mem.view", [prod], TensorType(rt, tuple([F, Nn] + outs)))
     out = lowerer.result_buf(v)
 
@@ -415,16 +407,8 @@ def lower_conv_input_grad(lowerer, emit, op, vals):
     _check_gemm_dims(emit, op, NP, CK)
     gt = _batch_major(lowerer, emit, g, gb, rt, Nn, F, outs)
     cols = lowerer.alloc(TensorType(rt, (CK, NP)))
-    d = emit.dim
     # colsT [CK, NP] = w [F, CK]^T @ gT [F, NP]
-    emit.op(
-        "mem.gemm",
-        [wb, gt, cols, d(CK), d(NP), d(F), d(CK), d(NP), d(NP), d(0), d(0), d(0)],
-        trans_a=True,
-        trans_b=False,
-        alpha=1.0,
-        beta=0.0,
-    )
+    emit.gemm(wb, gt, cols, CK, NP, F, CK, NP, NP, trans_a=True, trans_b=False)
     out = lowerer.result_buf(v)
     zero = emit.const(0, rt)
     colsv = emit.val("mem.view", [cols], TensorType(rt, tuple([C] + ks + [Nn] + outs)))
@@ -471,15 +455,7 @@ def lower_conv_filter_grad(lowerer, emit, op, vals):
     gt = _batch_major(lowerer, emit, g, gb, rt, Nn, F, outs)
     NP = dim_mul(Nn, P)
     out = lowerer.result_buf(v)
-    d = emit.dim
-    emit.op(
-        "mem.gemm",
-        [gt, cols, out, d(F), d(CK), d(NP), d(NP), d(NP), d(CK), d(0), d(0), d(0)],
-        trans_a=False,
-        trans_b=True,
-        alpha=1.0,
-        beta=0.0,
-    )
+    emit.gemm(gt, cols, out, F, CK, NP, NP, NP, CK, trans_a=False, trans_b=True)
     vals[v] = out
 
 
