@@ -265,8 +265,8 @@ class _Parser:
                     self.expect(")")
                 else:
                     ret = [self.type()]
-            if self.i - i > MAX_HEIGHT:
-                self.long.extend(params)
+            if self.i - i > MAX_HEIGHT:  # the signature: parameter and result types
+                self.long.extend(params + (ret or []))
             return A.FuncDecl(self.loc(i), word, name, params, ret, is_tuple, self.block())
         raise Fallback
 

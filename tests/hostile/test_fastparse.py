@@ -72,6 +72,8 @@ def test_falls_back_where_lark_reads_words_by_context():
         "fn f(x: f32) -> bool { return x <-x }",
         # deeper than MAX_HEIGHT: Lark's recursive walk decides
         "fn f(x: f32) -> f32 { return " + " + ".join(["x"] * 300) + " }",
+        # ... in a signature's result type too, not only in its parameters
+        "def g(x: f32[N]) -> f32[" + " + ".join(["N"] * 120) + "] { return x }",
     ]:
         with pytest.raises(Fallback):
             fast_parse(text, "t.tg")
