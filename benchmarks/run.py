@@ -193,6 +193,29 @@ def race(fns: dict, repeat: int, rounds: int = 3) -> dict:
     return {k: float(np.median(v)) for k, v in ts.items()}
 
 
+def with_one_thread(fns: dict, name: str) -> dict:
+    """Adds `<name> 1 thread`: fns[name] with NumPy's BLAS held to one thread (see
+    fastest_of_thread_settings)."""
+    fn = fns[name]
+
+    def one_thread():
+        with numpy_blas_threads(1):
+            fn()
+
+    return dict(fns, **{f"{name} 1 thread": one_thread})
+
+
+def fastest_of_thread_settings(row: dict, names=("numpy", "torch.compile")) -> dict:
+    """Each library at the faster of its default thread count and one thread: their
+    thread pools on a loaded 2-core machine can take several times longer than one
+    thread, and a ratio against that would measure the load, not the library."""
+    for name in names:
+        one = row.pop(f"{name} 1 thread", None)
+        if one is not None and name in row:
+            row[name] = min(row[name], one)
+    return row
+
+
 def bench_mlp(n, repeat):
     m = load_cpu(W.MLP_TG)
     ref = W.MLPNumpy(_params(m, ("W1", "b1", "W2", "b2")))
@@ -204,10 +227,10 @@ def bench_mlp(n, repeat):
     err = max(abs(float(l_irc) - float(l_np)), float(np.max(np.abs(m["W1"] - ref.W1))))
     be = m._backend
     lr = np.float32(0.1)
-    row = race({"irc": lambda: be.call("train", [x, y, lr], {}),
-                "irc (api)": lambda: m.train(x, y, lr),
-                "numpy": lambda: ref.train(x, y, lr)}, repeat)
-    return row, err
+    row = race(with_one_thread({"irc": lambda: be.call("train", [x, y, lr], {}),
+                                "irc (api)": lambda: m.train(x, y, lr),
+                                "numpy": lambda: ref.train(x, y, lr)}, "numpy"), repeat)
+    return fastest_of_thread_settings(row), err
 
 
 def bench_cnn(n, repeat):
@@ -222,13 +245,8 @@ def bench_cnn(n, repeat):
     be = m._backend
     lr = np.float32(0.05)
 
-    def numpy_1t():
-        with numpy_blas_threads(1):
-            ref.train(x, y, lr)
-
-    fns = {"irc": lambda: be.call("train", [x, y, lr], {}),
-           "numpy": lambda: ref.train(x, y, lr),
-           "numpy 1 thread": numpy_1t}
+    fns = with_one_thread({"irc": lambda: be.call("train", [x, y, lr], {}),
+                           "numpy": lambda: ref.train(x, y, lr)}, "numpy")
     torch = _torch()
     if torch is not None:
         # its own copy of the weights (the steps move them apart: timing only)
@@ -244,13 +262,7 @@ def bench_cnn(n, repeat):
 
         fns["torch.compile"] = step
         fns["torch.compile 1 thread"] = torch_1t
-    row = race(fns, repeat)
-    # NumPy's (and PyTorch's) faster thread setting: their thread pools on a loaded
-    # 2-core machine can take several times longer than one thread
-    row["numpy"] = min(row["numpy"], row.pop("numpy 1 thread"))
-    if "torch.compile" in row:
-        row["torch.compile"] = min(row["torch.compile"], row.pop("torch.compile 1 thread"))
-    return row, err
+    return fastest_of_thread_settings(race(fns, repeat)), err
 
 
 def _torch_cnn(torch, ref, x, y, lr):
@@ -290,9 +302,9 @@ def bench_rnn(repeat, T=50, B=32):
     err = max(abs(float(l_irc) - float(l_np)), float(np.max(np.abs(m["W"] - ref.W))))
     be = m._backend
     lr = np.float32(0.05)
-    row = race({"irc": lambda: be.call("train", [xs, ys, s0, lr], {}),
-                "numpy": lambda: ref.train(xs, ys, s0, lr)}, repeat)
-    return row, err
+    row = race(with_one_thread({"irc": lambda: be.call("train", [xs, ys, s0, lr], {}),
+                                "numpy": lambda: ref.train(xs, ys, s0, lr)}, "numpy"), repeat)
+    return fastest_of_thread_settings(row), err
 
 
 def bench_compile():
@@ -421,8 +433,8 @@ on {machine()}; irc threads: {threads}; load average {load0:.2f} before, {load1:
 Medians of repeated runs in one process. `irc` is the backend's call (argument checks
 included), `irc (api)` the CompiledModule call (irc.api's argument binding on top),
 `max diff` the largest difference of the first step's results (loss, weights) from NumPy.
-For cnn, `numpy` (and `torch.compile`) is the faster of the library's default thread count
-and one thread.
+For mlp, cnn and rnn, `numpy` (and `torch.compile`) is the faster of the library's default
+thread count and one thread (chain uses no BLAS).
 
 {table}
 {comp}{latency}
