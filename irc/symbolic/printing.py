@@ -104,7 +104,7 @@ def pp(expr) -> str:
         return "[" + ", ".join(pp(e) for e in expr) + "]"
     if not isinstance(expr, Variable):
         return repr(expr)
-    memo: dict = {}
+    memo: dict = {}  # id(value) -> (text, precedence)
 
     def leaf(v):
         if v.kind == "dim":
@@ -112,14 +112,10 @@ def pp(expr) -> str:
         return v.name or f"<{v.kind} {v.type}>"
 
     def fmt(v, prec=0):
-        key = (id(v), prec)
-        if key in memo:
-            return memo[key]
-        s, p = node(v)
-        if p < prec:
-            s = f"({s})"
-        memo[key] = s
-        return s
+        if id(v) not in memo:
+            memo[id(v)] = node(v)
+        s, p = memo[id(v)]
+        return f"({s})" if p < prec else s
 
     def call(fname, args, attrs=None, defaults=None):
         parts = list(args)
@@ -192,6 +188,22 @@ def pp(expr) -> str:
             d.defaults if d is not None else None,
         )
 
+    # Operands are formatted before their users, in an explicit post-order, so that
+    # fmt's recursion into an operand always finds it in the memo: a chain thousands
+    # of ops deep prints without exhausting Python's stack.
+    seen, stack = set(), [(expr.value, False)]
+    while stack:
+        v, expanded = stack.pop()
+        if expanded:
+            if id(v) not in memo:
+                memo[id(v)] = node(v)
+            continue
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        stack.append((v, True))
+        if isinstance(v, OpResult):
+            stack.extend((o, False) for o in v.op.operands if id(o) not in seen)
     return fmt(expr.value)
 
 

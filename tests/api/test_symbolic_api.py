@@ -846,6 +846,20 @@ def test_pp():
     assert irc.pp([x, v]) == "[x, v]"
 
 
+def test_pp_of_a_deep_chain():
+    """A chain deeper than Python's recursion limit prints (operands are formatted
+    in an explicit post-order, not by recursion)."""
+    x = irc.vector("x", dims=(3,))
+    y = x
+    for _ in range(3000):
+        y = irc.tanh(y)
+    assert irc.pp(y) == "tanh(" * 3000 + "x" + ")" * 3000
+    z = x
+    for _ in range(2000):
+        z = (z + 1) * 2
+    assert irc.pp(z).startswith("(" * 2000 + "x + 1.0) * 2.0 + 1.0) * 2.0")
+
+
 def test_debugprint_and_ir(capsys):
     x = irc.vector("x", dims=("N",))
     f = irc.function([x], irc.exp(x) * 2, name="double_exp")
