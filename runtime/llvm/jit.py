@@ -34,7 +34,6 @@ Imports llvmlite, irc.cachedir and the standard library only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -45,12 +44,20 @@ import llvmlite.binding as llvm
 
 from irc import cachedir
 
+try:  # CPython's own SHA-256: `import hashlib` loads OpenSSL's first (~3-4 ms of start-up)
+    from _sha256 import sha256  # (3.11)
+except ImportError:  # pragma: no cover - other versions and implementations
+    try:
+        from _sha2 import sha256  # (3.12+)
+    except ImportError:
+        from hashlib import sha256
+
 CODEGEN_VERSION = "3"  # 2: tiers, entries and loop nests in two objects; 3: loop-free entries
 
 
 def _source_hash() -> str:
     """A hash of the code generator's own source: editing it invalidates the cache."""
-    h = hashlib.sha256()
+    h = sha256()
     here = os.path.dirname(os.path.abspath(__file__))
     for name in (
         "codegen.py",
@@ -400,7 +407,7 @@ def cache_key(loop_ir_text: str, version: str) -> str:
     if _SOURCE_HASH is None:
         _SOURCE_HASH = _source_hash()
     cpu, features = host_cpu()
-    h = hashlib.sha256()
+    h = sha256()
     for part in (
         loop_ir_text,
         version,
@@ -430,7 +437,7 @@ def cache_read(key: str):
         return None
     obj = data[start + n :]
     # a damaged object file could crash the linker: check it before use
-    if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(obj).hexdigest():
+    if not isinstance(meta, dict) or meta.get("sha256") != sha256(obj).hexdigest():
         return None
     try:
         unpack_objects(obj)  # (several objects: their container must be whole)
@@ -450,7 +457,7 @@ def blob_write(name: str, data: bytes) -> None:
 
 
 def cache_write(key: str, obj: bytes, meta: dict) -> None:
-    head = json.dumps(dict(meta, sha256=hashlib.sha256(obj).hexdigest())).encode()
+    head = json.dumps(dict(meta, sha256=sha256(obj).hexdigest())).encode()
     blob_write(key + ".o", _MAGIC + struct.pack("<Q", len(head)) + head + obj)
 
 
