@@ -190,12 +190,13 @@ def glue_functions(ir_text: str) -> set:
     return out
 
 
-def tiered(ir_text: str) -> str:
+def tiered(ir_text: str, glue: set | None = None) -> str:
     """The IR text with its glue functions (glue_functions) marked `optnone noinline`:
     the O3 pipeline then skips them and code generation uses the fast instruction
     selector for them. In the MLP step they are over half of the code and of the
     optimisation and code generation time; the loop nests keep the full pipeline."""
-    glue = glue_functions(ir_text)
+    if glue is None:
+        glue = glue_functions(ir_text)
     if not glue:
         return ir_text
     out = []
@@ -251,7 +252,7 @@ def _define_name(ln: str) -> str:
     return ln.split("@", 1)[1].split("(", 1)[0].strip('"')
 
 
-def split_module(ir_text: str):
+def split_module(ir_text: str, glue: set | None = None):
     """(entries' text, loop nests' text) of a tiered IR text, or None when there is
     nothing to split. The loop-nest module defines the kernels (internal `noinline`
     functions that are not glue, but for the nests run on the calling thread, f.sN);
@@ -261,7 +262,8 @@ def split_module(ir_text: str):
     matter). Small internal helpers (integer powers) are copied into both, so they
     stay inlinable; private constants are copied too (unused ones are dropped)."""
     lines = ir_text.splitlines()
-    glue = glue_functions(ir_text)
+    if glue is None:  # (optimize_parts passes the set tiered used: the same, found once)
+        glue = glue_functions(ir_text)
     funcs = []  # (name, first line, last line, home: "K", "E" or "both")
     k = 0
     while k < len(lines):
@@ -393,8 +395,9 @@ def optimize_parts(ir_text: str, tm=None) -> list:
     that a library computes exactly what the JIT computes."""
     if tm is None:
         target_machine()
-    text = tiered(ir_text)
-    parts = split_module(text)
+    glue = glue_functions(ir_text)
+    text = tiered(ir_text, glue)
+    parts = split_module(text, glue)
     if parts is None:
         mod = llvm.parse_assembly(text)
         mod.verify()
