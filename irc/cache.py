@@ -144,6 +144,9 @@ def read_values(key: str, seed: int, types: list):
             return None
         import numpy as np
 
+        from irc.runtime.state import memory_limit
+
+        limit = memory_limit()  # (a variable over it: drawn again, so its error is raised)
         out = {}
         for (name, t), (name2, dt, shape, at, nbytes) in zip(types, head["arrays"]):
             dt = np.dtype(dt)
@@ -151,6 +154,8 @@ def read_values(key: str, seed: int, types: list):
             if name != name2 or dt != t.dtype.np or shape != tuple(t.shape):
                 return None
             if at < 0 or at + nbytes > len(body) or nbytes != dt.itemsize * _count(shape):
+                return None
+            if nbytes > limit:
                 return None
             out[name] = np.frombuffer(body, dt, nbytes // dt.itemsize, at).reshape(shape)
         return out

@@ -12,6 +12,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
+import irc
+from irc import api
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -57,10 +63,6 @@ def test_openblas_starts_no_threads(tmp_path):
 
 # -- the values of shared variables kept with a module cache entry ---------------------------------
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import irc.api as api  # noqa: E402
 
 SRC = """
 shared W: f32[30, 20] = glorot_uniform()
@@ -74,7 +76,7 @@ fn f(x: f32[N, 30]) -> f32[N, 20] { return x @ W + sum(u) + sum(z) }
 
 @pytest.fixture
 def cache_home(tmp_path, monkeypatch):
-    import irc.runtime.llvm.jit as jit
+    from irc.runtime.llvm import jit
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(jit, "_ENGINES", {})
@@ -98,7 +100,7 @@ def test_cached_values_equal_drawn_ones(cache_home, monkeypatch):
     cold = _values(api.loads(SRC, backend="cpu"))
     cold7 = _values(api.loads(SRC, backend="cpu", seed=7))
     assert len(list(cache_home.glob("*.irv"))) == 1
-    import irc.runtime.state as state
+    from irc.runtime import state
 
     def boom(*a, **k):
         raise AssertionError("initial values drawn on a cached load")
@@ -138,8 +140,10 @@ def test_values_read_from_files_are_not_kept(cache_home, tmp_path):
     """A variable initialised from a file is read again on every load (the file
     may have changed): such a module keeps no values."""
     np.save(tmp_path / "w.npy", np.full((2, 3), 5, np.float32))
-    src = f'shared w: f32[2, 3] = load("{tmp_path / "w.npy"}")\nshared b: f32[3] = normal()\n' \
-          "fn f(x: f32[3]) -> f32[3] { return x + b + sum(w) }"
+    src = (
+        f'shared w: f32[2, 3] = load("{tmp_path / "w.npy"}")\nshared b: f32[3] = normal()\n'
+        "fn f(x: f32[3]) -> f32[3] { return x + b + sum(w) }"
+    )
     assert api.loads(src, backend="cpu")["w"][0, 0] == 5
     assert not list(cache_home.glob("*.irv"))
     np.save(tmp_path / "w.npy", np.full((2, 3), 6, np.float32))
@@ -165,6 +169,35 @@ def test_cached_load_imports(tmp_path):
     assert "irc.passes" in first and "numpy.random" in first  # (the test can fail)
     mods = set(_python(code, env).split())
     assert "irc.runtime.llvm.backend" in mods
-    for bad in ("lark", "irc.frontend", "irc.passes", "irc.pipeline", "numpy.random",
-                "irc.runtime.llvm.codegen", "irc.ops", "hashlib"):
+    for bad in (
+        "lark",
+        "irc.frontend",
+        "irc.passes",
+        "irc.pipeline",
+        "numpy.random",
+        "irc.runtime.llvm.codegen",
+        "irc.ops",
+        "hashlib",
+    ):
         assert bad not in mods, bad
+
+
+def test_cached_values_keep_the_memory_check(cache_home, monkeypatch):
+    """A variable over IRC_MAX_SHARED_BYTES is refused on a cached load too (its
+    kept value is not used: it is drawn again, which raises as a cold load does)."""
+    api.loads(SRC, backend="cpu")
+    monkeypatch.setenv("IRC_MAX_SHARED_BYTES", "1000")
+    with pytest.raises(irc.CompileError, match="shared variable 'W'.*more than"):
+        api.loads(SRC, backend="cpu")
+
+
+def test_no_builtin_is_named_like_a_submodule():
+    """irc.__getattr__ answers a submodule's name without the built-ins' table, so a
+    built-in of the same name would be hidden."""
+    from irc.frontend.builtins import BUILTINS
+
+    here = os.path.join(ROOT, "irc")
+    names = {f.removesuffix(".py") for f in os.listdir(here)}
+    assert "api" in names and "tanh" in BUILTINS  # (the test can fail)
+    assert not names & set(BUILTINS)
+    assert irc.tanh is not None and irc._is_submodule("cache") and not irc._is_submodule("tanh")
