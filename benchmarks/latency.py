@@ -12,7 +12,10 @@ kernels, measured as a new user meets it (issue #14's table).
 
 Each figure is wall time and, as `[cpu]`, CPU time (user + system of the
 process; for the call, of the calling thread's process): on a shared machine
-the CPU figures move less with the load. Fresh processes get byte-compiled
+the CPU figures move less with the load. CPU above wall is other threads:
+NumPy's OpenBLAS starts its pool at `import numpy` and its threads spin for a
+while (~40 ms of CPU on this 2-core machine); irc's own BLAS starts no pool
+and irc's thread pool starts on the first parallel call. Fresh processes get byte-compiled
 sources (a pip install compiles them; an editable install with
 PYTHONDONTWRITEBYTECODE=1 would not): PYTHONPYCACHEPREFIX points at a folder
 of this run, filled by a first, untimed process. Each figure

@@ -58,6 +58,16 @@ def _builtin_names() -> list:
     return list(BUILTINS)
 
 
+def _is_submodule(name: str) -> bool:
+    """Whether irc has a submodule (a .py file or a package folder) of this name."""
+    import os
+
+    here = os.path.dirname(__file__)
+    return os.path.exists(os.path.join(here, name + ".py")) or os.path.isfile(
+        os.path.join(here, name, "__init__.py")
+    )
+
+
 # submodules reachable as attributes after a bare `import irc` (irc.distributed.train)
 _SUBMODULES = ("distributed",)
 
@@ -71,6 +81,10 @@ def __getattr__(name):
         value = globals()["__all__"] = ["__version__", *_LAZY, *_builtin_names()]
         return value
     module = _LAZY.get(name)
+    if module is None and _is_submodule(name):
+        # `from irc import cache` asks for the attribute before importing the
+        # submodule: answer at once, without importing the built-ins' table
+        raise AttributeError(f"module 'irc' has no attribute {name!r}")
     if module is None and not name.startswith("_") and name in _builtin_names():
         module = "irc.symbolic"
     if module is None:

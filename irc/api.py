@@ -162,7 +162,7 @@ def _build(text, filename, base_dir, backend, define, seed, device, threads=None
     _pin_threads(be, threads)
     m = CompiledModule(text, filename, define, tg, opt, be, backend)
     if key is not None and hasattr(be, "cache_entry"):  # (a stand-in backend has none)
-        _to_cache(key, m)
+        _to_cache(key, m, module_seed, state)
     return m
 
 
@@ -189,7 +189,7 @@ def _pin_threads(be, threads) -> None:
         pin(be, threads)  # this module keeps its own count, whatever set_num_threads says
 
 
-def _to_cache(key, m: "CompiledModule") -> None:
+def _to_cache(key, m: "CompiledModule", module_seed: int, state: dict) -> None:
     from irc import cache
     from irc.ir.core import Module
     from irc.ir.printer import print_module
@@ -198,6 +198,9 @@ def _to_cache(key, m: "CompiledModule") -> None:
     for op in m._opt.body.ops:
         if op.name == "tg.global":
             globs.body.append(op.clone())
+    # the initial values first: an entry without them only costs drawing them again
+    inits = [(op.attrs["sym_name"], op.attrs["init"]) for op in globs.body.ops]
+    cache.write_values(key, module_seed, inits, state)
     cache.write(
         key,
         {
@@ -224,7 +227,6 @@ def _from_cache(key, text, filename, define, base_dir, seed):
         from irc.ir.parser import parse_module, parse_type
         from irc.runtime.binding import spec_from_json
         from irc.runtime.llvm.backend import LLVMBackend
-        from irc.runtime.state import initial_values
 
         globs = parse_module(entry["globals_ir"], "<cache>")
         funcs = [
@@ -236,8 +238,17 @@ def _from_cache(key, text, filename, define, base_dir, seed):
             return None
     except (KeyError, TypeError, ValueError, AttributeError, CompileError):
         return None
-    # state errors (a load(...) file gone) are the user's: raised as on a cold load
-    state = initial_values(globs, base_dir, module_seed)
+    # the values kept with the entry (irc/cache.py), else drawn or read as on a cold
+    # load; state errors (a load(...) file gone) are the user's: raised as then
+    state = cache.read_values(
+        key, module_seed,
+        [(op.attrs["sym_name"], op.attrs["type"]) for op in globs.body.ops
+         if op.name == "tg.global"],
+    )
+    if state is None:
+        from irc.runtime.state import initial_values
+
+        state = initial_values(globs, base_dir, module_seed)
     m = CompiledModule.__new__(CompiledModule)
     try:
         be = LLVMBackend.from_cache(entry["backend"], state, lambda: m._lower())

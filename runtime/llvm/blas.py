@@ -34,7 +34,23 @@ def load_openblas():
     """The ctypes handle of libscipy_openblas.so (loaded once)."""
     global _LIB
     if _LIB is None:
-        _LIB = ctypes.CDLL(_library_path(), mode=ctypes.RTLD_GLOBAL)
+        path = _library_path()
+        # OpenBLAS starts its thread pool when the library loads (one thread per
+        # core, read from OPENBLAS_NUM_THREADS), and each new thread spins for
+        # ~0.1 s of CPU before it sleeps. irc runs OpenBLAS on one thread (see
+        # bind_blas), so it loads with the variable at 1: no pool is started at
+        # all (set_blas_threads(n) still starts one later). The variable is put
+        # back at once: NumPy's OpenBLAS has read its own already, and what
+        # else loads later sees the user's setting.
+        saved = os.environ.get("OPENBLAS_NUM_THREADS")
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        try:
+            _LIB = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        finally:
+            if saved is None:
+                del os.environ["OPENBLAS_NUM_THREADS"]
+            else:
+                os.environ["OPENBLAS_NUM_THREADS"] = saved
     return _LIB
 
 

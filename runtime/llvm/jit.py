@@ -34,7 +34,6 @@ Imports llvmlite, irc.cachedir and the standard library only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -45,12 +44,21 @@ import llvmlite.binding as llvm
 
 from irc import cachedir
 
-CODEGEN_VERSION = "3"  # 2: tiers, entries and loop nests in two objects; 3: loop-free entries
+try:  # CPython's own SHA-256: `import hashlib` loads OpenSSL's first (~3-4 ms of start-up)
+    from _sha256 import sha256  # (3.11)
+except ImportError:  # pragma: no cover - other versions and implementations
+    try:
+        from _sha2 import sha256  # (3.12+)
+    except ImportError:
+        from hashlib import sha256
+
+CODEGEN_VERSION = "4"  # 2: tiers, entries and loop nests in two objects; 3: loop-free entries;
+# 4: glue in an object of its own (fast code generator)
 
 
 def _source_hash() -> str:
     """A hash of the code generator's own source: editing it invalidates the cache."""
-    h = hashlib.sha256()
+    h = sha256()
     here = os.path.dirname(os.path.abspath(__file__))
     for name in (
         "codegen.py",
@@ -182,12 +190,13 @@ def glue_functions(ir_text: str) -> set:
     return out
 
 
-def tiered(ir_text: str) -> str:
+def tiered(ir_text: str, glue: set | None = None) -> str:
     """The IR text with its glue functions (glue_functions) marked `optnone noinline`:
     the O3 pipeline then skips them and code generation uses the fast instruction
     selector for them. In the MLP step they are over half of the code and of the
     optimisation and code generation time; the loop nests keep the full pipeline."""
-    glue = glue_functions(ir_text)
+    if glue is None:
+        glue = glue_functions(ir_text)
     if not glue:
         return ir_text
     out = []
@@ -243,7 +252,7 @@ def _define_name(ln: str) -> str:
     return ln.split("@", 1)[1].split("(", 1)[0].strip('"')
 
 
-def split_module(ir_text: str):
+def split_module(ir_text: str, glue: set | None = None):
     """(entries' text, loop nests' text) of a tiered IR text, or None when there is
     nothing to split. The loop-nest module defines the kernels (internal `noinline`
     functions that are not glue, but for the nests run on the calling thread, f.sN);
@@ -253,7 +262,8 @@ def split_module(ir_text: str):
     matter). Small internal helpers (integer powers) are copied into both, so they
     stay inlinable; private constants are copied too (unused ones are dropped)."""
     lines = ir_text.splitlines()
-    glue = glue_functions(ir_text)
+    if glue is None:  # (optimize_parts passes the set tiered used: the same, found once)
+        glue = glue_functions(ir_text)
     funcs = []  # (name, first line, last line, home: "K", "E" or "both")
     k = 0
     while k < len(lines):
@@ -312,23 +322,96 @@ def split_module(ir_text: str):
     return "\n".join(out["E"]) + "\n", "\n".join(out["K"]) + "\n"
 
 
+def split_glue(entries_text: str):
+    """(glue's text, the rest's text) of the entries' module of split_module, or
+    None when it has no glue or nothing else. The glue functions (`optnone`,
+    see tiered) are defined in the first and declared in the second, and the
+    other way round for the rest; inlinable internal helpers are copied into
+    both. split_module already made every function of the entries' module
+    external, so the rest's optimisation sees exactly what it saw with the glue
+    beside it (the glue is never optimised, and calls into the rest only
+    through external symbols)."""
+    lines = entries_text.splitlines()
+    funcs = []  # (first line, last line, home: "G", "R" or "both")
+    k = 0
+    while k < len(lines):
+        ln = lines[k]
+        if ln.startswith("define "):
+            j = k + 1
+            while j < len(lines) and lines[j] != "}":
+                j += 1
+            attrs = ln.rstrip().rstrip("{").rpartition(")")[2].split()
+            if "optnone" in attrs:
+                home = "G"
+            elif ln.startswith("define internal ") and "noinline" not in attrs:
+                home = "both"
+            else:
+                home = "R"
+            funcs.append((k, j, home))
+            k = j + 1
+        else:
+            k += 1
+    homes = {f[2] for f in funcs}
+    if "G" not in homes or "R" not in homes:
+        return None
+    if any(lines[a].startswith("define internal ") for a, _, h in funcs if h != "both"):
+        return None  # (not the entries' module of split_module: leave it whole)
+    out = {"G": [], "R": []}
+    starts = {f[0]: f for f in funcs}
+    k = 0
+    while k < len(lines):
+        f = starts.get(k)
+        if f is None:
+            out["G"].append(lines[k])
+            out["R"].append(lines[k])
+            k += 1
+            continue
+        a, b, home = f
+        for m in ("G", "R"):
+            if home in ("both", m):
+                out[m].extend(lines[a : b + 1])
+            else:
+                head = lines[a].rstrip().rstrip("{").rpartition(")")
+                out[m].append("declare " + (head[0] + head[1])[len("define ") :])
+        k = b + 1
+    return "\n".join(out["G"]) + "\n", "\n".join(out["R"]) + "\n"
+
+
+# The name of an optimised module that holds only glue: emit_object generates its
+# code with the fast code generator (codegen level 0: fast register allocation, no
+# scheduling). Glue is `optnone`, so the O3 code generator already selects its
+# instructions with FastISel and skips its machine optimisations; the level only
+# saves the rest of the pipeline's work (a third of the entries' code generation
+# time in the MLP step). `irc build` links the parts into one module whose name is
+# not this one: the library's glue comes from the O3 code generator.
+GLUE_MODULE = "irc.glue"
+
+
 def optimize_parts(ir_text: str, tm=None) -> list:
-    """The optimised modules of an IR text: [entries, loop nests] after tiered and
-    split_module, or [one module] when it does not split. `tm`: the target machine
+    """The optimised modules of an IR text: [glue, entries, loop nests] after tiered,
+    split_module and split_glue, [entries, loop nests] when the entries' module
+    has no glue, or [one module] when it does not split. `tm`: the target machine
     (default: the host's); `irc build` (aot.py) links the parts into one module, so
     that a library computes exactly what the JIT computes."""
     if tm is None:
         target_machine()
-    text = tiered(ir_text)
-    parts = split_module(text)
+    glue = glue_functions(ir_text)
+    text = tiered(ir_text, glue)
+    parts = split_module(text, glue)
     if parts is None:
         mod = llvm.parse_assembly(text)
         mod.verify()
         return [_run_pipeline(mod, True, tm)]
+    tiers = [(parts[0], False, None), (parts[1], True, None)]
+    glue = split_glue(parts[0])
+    if glue is not None:
+        tiers[:1] = [(glue[0], False, GLUE_MODULE), (glue[1], False, None)]
     mods = []
-    for part, loop_tier in zip(parts, (False, True)):
+    for part, loop_tier, name in tiers:
         mod = llvm.parse_assembly(part)
         mod.verify()
+        if name is not None:
+            mod.name = name
         mods.append(_run_pipeline(mod, loop_tier, tm))
     return mods
 
@@ -372,12 +455,31 @@ def compile_object(ir_text: str) -> bytes:
     return pack_objects([emit_object(m) for m in optimize_parts(ir_text)])
 
 
+_GLUE_TM = None
+
+
+def _tm_for(mod):
+    """The target machine that generates a module's code: the fast code generator
+    for a glue module of optimize_parts, the shared O3 one for any other."""
+    global _GLUE_TM
+    if mod.name != GLUE_MODULE:
+        return target_machine()
+    if _GLUE_TM is None:
+        target_machine()
+        cpu, features = host_cpu()
+        target = llvm.Target.from_triple(llvm.get_process_triple())
+        _GLUE_TM = target.create_target_machine(
+            cpu=cpu, features=features, opt=0, codemodel="jitdefault"
+        )
+    return _GLUE_TM
+
+
 def emit_object(mod) -> bytes:
-    return target_machine().emit_object(mod)
+    return _tm_for(mod).emit_object(mod)
 
 
 def emit_assembly(mod) -> str:
-    return target_machine().emit_assembly(mod)
+    return _tm_for(mod).emit_assembly(mod)
 
 
 def cache_dir() -> str:
@@ -400,7 +502,7 @@ def cache_key(loop_ir_text: str, version: str) -> str:
     if _SOURCE_HASH is None:
         _SOURCE_HASH = _source_hash()
     cpu, features = host_cpu()
-    h = hashlib.sha256()
+    h = sha256()
     for part in (
         loop_ir_text,
         version,
@@ -430,7 +532,7 @@ def cache_read(key: str):
         return None
     obj = data[start + n :]
     # a damaged object file could crash the linker: check it before use
-    if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(obj).hexdigest():
+    if not isinstance(meta, dict) or meta.get("sha256") != sha256(obj).hexdigest():
         return None
     try:
         unpack_objects(obj)  # (several objects: their container must be whole)
@@ -450,7 +552,7 @@ def blob_write(name: str, data: bytes) -> None:
 
 
 def cache_write(key: str, obj: bytes, meta: dict) -> None:
-    head = json.dumps(dict(meta, sha256=hashlib.sha256(obj).hexdigest())).encode()
+    head = json.dumps(dict(meta, sha256=sha256(obj).hexdigest())).encode()
     blob_write(key + ".o", _MAGIC + struct.pack("<Q", len(head)) + head + obj)
 
 

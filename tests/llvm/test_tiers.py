@@ -231,3 +231,25 @@ def test_every_loop_nest_is_a_function_so_the_entry_is_glue():
     np.testing.assert_allclose(hs, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(s, y.astype(np.float64).sum(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(t, np.tanh(z) * 2, rtol=1e-5, atol=1e-6)
+
+
+def test_glue_gets_a_module_of_its_own_for_the_fast_code_generator():
+    """The entries' module splits again: the optnone glue (the loop-free entry, the
+    thunk, the workspace size) into a module whose code the level-0 code
+    generator emits, the entry with a loop into another; the helper is copied,
+    and the three objects link into one engine that finds every function."""
+    entries, loops = jit.split_module(jit.tiered(GLUE_AND_LOOPS))
+    glue, rest = jit.split_glue(entries)
+    defined = lambda t: {jit._define_name(ln) for ln in t.splitlines() if ln.startswith("define")}
+    assert defined(glue) == {"entry", "entry.k0.thunk", "entry.ws", "__irc_ipow_i32"}
+    assert defined(rest) == {"looping", "__irc_ipow_i32"}
+    assert 'declare i32 @"looping"' in glue and 'declare i32 @"entry"' in rest
+    # a module without glue, or with nothing but glue, stays whole
+    assert jit.split_glue(rest) is None and jit.split_glue(loops) is None
+    mods = jit.optimize_parts(GLUE_AND_LOOPS)
+    assert [m.name == jit.GLUE_MODULE for m in mods] == [True, False, False]
+    assert jit._tm_for(mods[0]) is not jit.target_machine()
+    assert jit._tm_for(mods[1]) is jit.target_machine()
+    linked = jit.Linked(jit.pack_objects([jit.emit_object(m) for m in mods]))
+    for name in ("entry", "entry.k0", "entry.k0.thunk", "entry.ws", "looping"):
+        assert linked.address(name)
