@@ -156,7 +156,7 @@ def main() -> None:
     """Regenerate grammar/tg.lark.json from grammar/tg.lark."""
     from lark import Lark
 
-    from irc.frontend.parse import _grammar_text
+    from irc.frontend.lark_parse import _grammar_text
 
     grammar = _grammar_text()
     out = shipped_path()

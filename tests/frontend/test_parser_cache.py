@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from irc.frontend import lark_table
-from irc.frontend.parse import _grammar_text
+from irc.frontend.lark_parse import _grammar_text
 
 SRC = "fn f(x: f32[N]) -> f32[N] { return x * 2 }\n"
 
@@ -28,7 +28,7 @@ def _lark_cache_name(tmp_path) -> str:
     """The name Lark(cache=True) gave its pickle for irc's grammar (irc's former call;
     the name hashes the options in this order)."""
     code = (
-        "import tempfile, os; from lark import Lark; from irc.frontend.parse import _grammar_text;"
+        "import tempfile, os; from lark import Lark; from irc.frontend.lark_parse import _grammar_text;"
         "Lark(_grammar_text(), parser='lalr', propagate_positions=True, strict=True, cache=True,"
         " maybe_placeholders=True);"
         "print([f for f in os.listdir(tempfile.gettempdir()) if f.startswith('.lark')][0])"

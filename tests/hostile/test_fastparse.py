@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from test_fuzz_mutations import CORPUS, NAMES, apply, mutation
 
 from irc.frontend.fastparse import Fallback, fast_parse
-from irc.frontend.parse import _parser, _ToAST, parse_source
+from irc.frontend.lark_parse import _parser, _ToAST
+from irc.frontend.parse import parse_source
 from irc.ir.errors import CompileError, decode_source
 
 ROOT = Path(__file__).resolve().parents[2]
