@@ -46,7 +46,7 @@ from llvmlite import ir
 
 from irc.ir.core import Block, Module, Op, OpResult, Value
 from irc.ir.dims import dim_tree
-from irc.ops.loop import free_values, storage_root, written_buffers
+from irc.ops.loop import storage_root, written_buffers
 
 from .parallel import h_gemm, opaque_alloca, parfor_helper
 from .scalar import (
@@ -508,10 +508,115 @@ def _runs_on_one_thread(host: Op) -> bool:
     return True
 
 
+def _attrs_key(attrs: dict):
+    return tuple(sorted((k, repr(v)) for k, v in attrs.items())) if attrs else ()
+
+
+def nest_key(loop: Op):
+    """(key, slots, fconsts) of a loop nest, for kernel dedupe: `key` describes the
+    nest's structure (op names, attributes, types, operand wiring as local
+    indices; every value from outside as a slot in first-use order with its kind
+    and type; loop.dim values and integer constants by value); `slots` the values
+    from outside in that order; `fconsts` the (slot, value text) of its float
+    constants, which the key leaves out when they may become kernel parameters
+    (not in a nest with reassociable ops, where LLVM could combine constants).
+    Two nests with equal keys are the same kernel up to their slots' values."""
+    float_params = not any(o.attrs.get("reassoc") for o in loop.walk())
+    ids: dict = {}
+    slot_of: dict = {}
+    slots: list = []
+    fconsts: list = []
+    parts: list = []
+
+    def ref(v):
+        i = ids.get(v)
+        if i is not None:
+            return i
+        s = slot_of.get(v)
+        if s is None:
+            s = len(slots)
+            slot_of[v] = s
+            slots.append(v)
+            d = v.op if isinstance(v, OpResult) else None
+            if d is not None and d.name == "loop.dim":
+                parts.append(("dim", d.attrs["dim"]))
+            elif d is not None and d.name == "scalar.const":
+                if float_params and v.type.dtype.is_float:
+                    parts.append(("fconst", v.type))
+                    fconsts.append((s, repr(d.attrs["value"])))
+                else:
+                    parts.append(("const", v.type, repr(d.attrs["value"])))
+            else:
+                parts.append(("free", v.type, is_buffer(v)))
+        return -1 - s
+
+    def walk(o):
+        parts.append((o.name, _attrs_key(o.attrs), tuple(r.type for r in o.results),
+                      tuple(ref(v) for v in o.operands), len(o.regions)))
+        for r in o.results:
+            ids[r] = len(ids)
+        for region in o.regions:
+            for bl in region.blocks:
+                parts.append(("block", tuple(a.type for a in bl.args)))
+                for a in bl.args:
+                    ids[a] = len(ids)
+                for op in bl.ops:
+                    walk(op)
+
+    walk(loop)
+    return tuple(parts), slots, fconsts
+
+
+def _host_nests(block: Block, out: list):
+    """The loop nests host_op may turn into kernels: the block's loops and, inside
+    host loops, theirs."""
+    for o in block.ops:
+        if o.name == "loop.for":
+            out.append(o)
+            if o.attrs.get("kernel") in ("loop", "gemm"):
+                _host_nests(o.regions[0].block, out)
+    return out
+
+
+def _can_fail(loop: Op) -> bool:
+    """Whether a nest holds a loop.assert (its kernel can return a non-zero status)."""
+    return any(o.name == "loop.assert" for o in loop.walk())
+
+
+class Kernel:
+    """A kernel function made by FunctionGen.kernel_function (see there)."""
+
+    __slots__ = ("kfn", "kg", "free", "ptypes", "thunk", "shared_ty", "chunk_ty")
+
+    def __init__(self, kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty):
+        self.kfn, self.kg, self.free, self.ptypes = kfn, kg, free, ptypes
+        self.thunk, self.shared_ty, self.chunk_ty = thunk, shared_ty, chunk_ty
+
+
 class FunctionGen:
     def __init__(self, mg: ModuleGen, op: Op):
         self.mg = mg
         self.op = op
+        self.keys: dict = {}  # loop op -> nest_key(loop)
+        self.varying: dict = {}  # nest key -> slots of float constants that differ between its nests
+        self.kernels: dict = {}  # kernel key -> (kfn, ptypes, thunk, shared_ty, chunk_ty)
+        self.combines: dict = {}  # (kinds, dtypes, reassoc flags) -> combine function
+        self.fails: dict = {}  # nest key -> whether it holds a loop.assert
+
+    def plan_kernels(self, body: Block):
+        """Group the nests by structure (nest_key): a float constant that differs
+        between the nests of a group becomes a parameter of their one kernel; one
+        that does not (and every constant of a nest alone) stays a constant."""
+        seen: dict = {}
+        for loop in _host_nests(body, []):
+            k = nest_key(loop)
+            self.keys[loop] = k
+            seen.setdefault(k[0], []).append(k[2])
+        for key, fcs in seen.items():
+            if len(fcs) > 1:
+                first = fcs[0]
+                self.varying[key] = frozenset(
+                    s for j, (s, val) in enumerate(first) if any(f[j][1] != val for f in fcs[1:]))
 
     def build(self) -> FunctionInfo:
         mg, op = self.mg, self.op
@@ -524,6 +629,7 @@ class FunctionGen:
         g = Gen(mg, fn, dims, list(op.attrs.get("dims", ())), messages)
         self.g = g
         body = op.regions[0].block
+        self.plan_kernels(body)
         pro = g.pro
         nargs = len(body.args)
         for k, a in enumerate(body.args):
@@ -605,15 +711,19 @@ class FunctionGen:
         b = g.b
         nres = len(loop.results)
         extra = (PTR,) if nres else ()
-        kfn, kg, free, _ptypes, _thunk, _s, _c = self.kernel_function(loop, extra, serial=True)
-        kg.bounds[loop] = (kfn.args[1], kfn.args[2])
-        h_for(kg, loop)
-        if nres:
-            out = kfn.args[3 + len(free)]
-            for k, r in enumerate(loop.results):
-                kg.b.store(kg.vmap[r], partial_slot(kg.b, out, ir.Constant(I64, k)))
-        kg.b.ret(ir.Constant(I32, 0))
-        kg.finish_prologue()
+        kern = self.kernel_function(loop, extra, serial=True)
+        free = kern.free
+        kg = kern.kg
+        if kg is not None:
+            kfn = kern.kfn
+            kg.bounds[loop] = (kfn.args[1], kfn.args[2])
+            h_for(kg, loop)
+            if nres:
+                out = kfn.args[3 + len(free)]
+                for k, r in enumerate(loop.results):
+                    kg.b.store(kg.vmap[r], partial_slot(kg.b, out, ir.Constant(I64, k)))
+            kg.b.ret(ir.Constant(I32, 0))
+            kg.finish_prologue()
 
         call_args = [g.dims_ptr, g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]]
         call_args += [g.vmap[v] for v in free]
@@ -621,8 +731,9 @@ class FunctionGen:
         if nres:
             slots = opaque_alloca(g.pro, ir.ArrayType(I64, nres))
             call_args.append(slots)
-        st = b.call(kfn, call_args)
-        self.check_status(st)
+        st = b.call(kern.kfn, call_args)
+        if self.can_fail(loop):
+            self.check_status(st)
         for k, r in enumerate(loop.results):
             g.vmap[r] = g.b.load(partial_slot(g.b, slots, ir.Constant(I64, k)),
                                  typ=LLTYPE[r.type.dtype.name])
@@ -637,19 +748,54 @@ class FunctionGen:
         ir.IRBuilder(err).ret(st)
         g.b.position_at_end(cont)
 
-    def kernel_function(self, loop: Op, extra: tuple = (), serial: bool = False):
+    def can_fail(self, loop: Op) -> bool:
+        key = self.nest(loop)[0]
+        f = self.fails.get(key)
+        if f is None:
+            f = self.fails[key] = any(p[0] == "loop.assert" for p in key)
+        return f
+
+    def nest(self, loop: Op):
+        k = self.keys.get(loop)
+        if k is None:
+            k = self.keys[loop] = nest_key(loop)
+        return k
+
+    def kernel_function(self, loop: Op, extra: tuple = (), serial: bool = False) -> Kernel:
         """The kernel function of a loop nest and its thunk for the pool:
         i32 k(ptr dims, i64 lo, i64 hi, <free values>..., <extra>...), where the
-        free values are the buffers and computed scalars the nest uses (constants
-        and dims are rebuilt inside, so LLVM sees them); a `serial` one (f.sN) has no
-        thunk (its thunk, shared and chunk types are None). Returns (kfn, its Gen,
-        free values, parameter types, thunk, shared struct type, chunk type)."""
+        free values are the buffers and computed scalars the nest uses, and its
+        float constants that differ between nests of the same structure (plan_kernels);
+        the other constants and the dims are rebuilt inside, so LLVM sees them. A
+        `serial` one (f.sN) has no thunk (its thunk, shared and chunk types are None).
+        A nest whose kernel (same structure, constants, aliasing and kind) was made
+        before reuses it: the Kernel's `kg` is then None, and its `free` are this
+        nest's own values for the same parameters."""
         mg, g = self.mg, self.g
-        free = [v for v in free_values(loop)
-                if not (isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim"))]
-        consts = [v for v in free_values(loop)
-                  if isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim")]
+        skey, slots, fconsts = self.nest(loop)
+        varying = self.varying.get(skey, ())
+        free, consts = [], []
+        for k, v in enumerate(slots):
+            d = v.op if isinstance(v, OpResult) else None
+            if d is not None and (d.name == "loop.dim" or (d.name == "scalar.const" and k not in varying)):
+                consts.append(v)
+            else:
+                free.append(v)
         written = written_buffers(loop)
+        roots = {}
+        for v in free:
+            if is_buffer(v):
+                roots.setdefault(storage_root(v), []).append(v)
+        noalias = tuple(is_buffer(v) and (len(roots[storage_root(v)]) == 1 or storage_root(v) not in written)
+                        for v in free)
+        kkey = (serial, tuple(str(t) for t in extra), skey, noalias,
+                tuple(val for k, val in fconsts if k not in varying))
+        hit = self.kernels.get(kkey)
+        if hit is not None:
+            if self.can_fail(loop):  # (the codes of the asserts after it count these)
+                g.messages.extend(o.attrs.get("message", "assertion failed")
+                                  for o in loop.walk() if o.name == "loop.assert")
+            return Kernel(hit.kfn, None, free, hit.ptypes, hit.thunk, hit.shared_ty, hit.chunk_ty)
         # f.kN: a parallel kernel (and its thunk); f.sN: a nest run on the calling thread
         if serial:
             kname = f"{self.op.attrs['sym_name']}.s{mg.serial_count}"
@@ -664,15 +810,9 @@ class FunctionGen:
         kfn = ir.Function(mg.m, ir.FunctionType(I32, ptypes), kname)
         kfn.linkage = "internal"
         kfn.attributes.add("noinline")  # one copy, called by the thunk and the one-thread path
-        roots = {}
-        for v in free:
-            if is_buffer(v):
-                roots.setdefault(storage_root(v), []).append(v)
-        for k, v in enumerate(free):
-            if is_buffer(v):
-                group = roots[storage_root(v)]
-                if len(group) == 1 or storage_root(v) not in written:
-                    kfn.args[k + 3].add_attribute("noalias")
+        for k, na in enumerate(noalias):
+            if na:
+                kfn.args[k + 3].add_attribute("noalias")
         kg = Gen(mg, kfn, kfn.args[0], g.dim_names, g.messages)
         for k, v in enumerate(free):
             kg.vmap[v] = kfn.args[k + 3]
@@ -682,7 +822,9 @@ class FunctionGen:
             else:
                 kg.vmap[v] = kg.dim(v.op.attrs["dim"])
         if serial:
-            return kfn, kg, free, ptypes, None, None, None
+            kern = Kernel(kfn, kg, free, ptypes, None, None, None)
+            self.kernels[kkey] = kern
+            return kern
         # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
         shared_ty = ir.LiteralStructType(ptypes)
         chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
@@ -701,7 +843,9 @@ class FunctionGen:
         st = tb.call(kfn, args)
         tb.store(st, tb.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
         tb.ret(ir.Constant(PTR, None))
-        return kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty
+        kern = Kernel(kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty)
+        self.kernels[kkey] = kern
+        return kern
 
     def outline(self, loop: Op):
         """Emit a map kernel (a loop nest) as a kernel function, called on one
@@ -709,11 +853,15 @@ class FunctionGen:
         ctx.nthreads threads of the pool."""
         g = self.g
         split = chain(loop)[loop.attrs["grid"][0]]
-        kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty = self.kernel_function(loop)
-        kg.bounds[split] = (kfn.args[1], kfn.args[2])
-        h_for(kg, loop)
-        kg.b.ret(ir.Constant(I32, 0))
-        kg.finish_prologue()
+        kern = self.kernel_function(loop)
+        kfn, kg, free = kern.kfn, kern.kg, kern.free
+        thunk, shared_ty, chunk_ty, ptypes = kern.thunk, kern.shared_ty, kern.chunk_ty, kern.ptypes
+        if kg is not None:
+            kg.bounds[split] = (kfn.args[1], kfn.args[2])
+            h_for(kg, loop)
+            kg.b.ret(ir.Constant(I32, 0))
+            kg.finish_prologue()
+        fails = self.can_fail(loop)
 
         b = g.b
         lo_v, hi_v = g.vmap[split.operands[0]], g.vmap[split.operands[1]]
@@ -746,10 +894,12 @@ class FunctionGen:
             par_end = b.block
             b.branch(join_bb)
             b.position_at_end(join_bb)
-            st = b.phi(I32)
-            st.add_incoming(st_seq, seq_end)
-            st.add_incoming(st_par, par_end)
-        self.check_status(st)
+            if fails:
+                st = b.phi(I32)
+                st.add_incoming(st_seq, seq_end)
+                st.add_incoming(st_par, par_end)
+        if fails:
+            self.check_status(st)
 
     def outline_reduce(self, loop: Op):
         """A reduce kernel: when its work is large, the range of its outer loop is
@@ -770,11 +920,17 @@ class FunctionGen:
         inner = levels[-1].regions[0].block
         combiners = [y.op for y in inner.terminator.operands]
         dts = [r.type.dtype for r in loop.results]
-        nc = len(dts)
         # kernel(dims, c0, c1, free..., partials, lo, hi, per): chunks [c0, c1)
-        kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty = self.kernel_function(
-            loop, (PTR, I64, I64, I64))
-        nf = len(free)
+        kern = self.kernel_function(loop, (PTR, I64, I64, I64))
+        if kern.kg is not None:
+            self.reduce_chunks(loop, kern, kinds, dts)
+        self.reduce_call(loop, kern, work, kinds, dts, combiners)
+
+    def reduce_chunks(self, loop, kern, kinds, dts):
+        """The body of a reduce kernel: chunks [c0, c1) of the range, each from
+        the identities, their partials stored in chunk order."""
+        kfn, kg, nf = kern.kfn, kern.kg, len(kern.free)
+        nc = len(dts)
         parts, lo_all, hi_all, per = kfn.args[3 + nf: 7 + nf]
         kb = kg.b
         pre = kb.block
@@ -800,6 +956,14 @@ class FunctionGen:
         kb.ret(ir.Constant(I32, 0))
         kg.finish_prologue()
 
+    def reduce_call(self, loop, kern, work, kinds, dts, combiners):
+        """The entry's side of a reduce kernel: in order on this thread when small,
+        else its chunks on the pool (or in turn) and their partials combined."""
+        g = self.g
+        b = g.b
+        nc = len(dts)
+        kfn, free, thunk, shared_ty, chunk_ty, ptypes = (kern.kfn, kern.free, kern.thunk, kern.shared_ty,
+                                                         kern.chunk_ty, kern.ptypes)
         lo_v, hi_v = g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]
         inits = [g.vmap[v] for v in loop.operands[2:]]
         n = work.operands[0]
@@ -856,6 +1020,10 @@ class FunctionGen:
         order; the results go to out's 8-byte slots."""
         mg = self.mg
         nc = len(dts)
+        ckey = (tuple(kinds), tuple(dt.name for dt in dts), tuple(bool(c.attrs.get("reassoc")) for c in combiners))
+        cfn = self.combines.get(ckey)
+        if cfn is not None:
+            return cfn
         kname = f"{self.op.attrs['sym_name']}.s{mg.serial_count}"
         mg.serial_count += 1
         ptypes = [PTR, I64, PTR, PTR] + [LLTYPE[dt.name] for dt in dts]
@@ -898,6 +1066,7 @@ class FunctionGen:
             b.store(v, partial_slot(b, out, ir.Constant(I64, k)))
         b.ret(ir.Constant(I32, 0))
         cg.finish_prologue()
+        self.combines[ckey] = cfn
         return cfn
 
     def parallel_call(self, kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo, hi, n):
