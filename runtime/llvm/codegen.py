@@ -586,10 +586,11 @@ def _can_fail(loop: Op) -> bool:
 class Kernel:
     """A kernel function made by FunctionGen.kernel_function (see there)."""
 
-    __slots__ = ("kfn", "kg", "free", "ptypes", "thunk", "shared_ty", "chunk_ty")
+    __slots__ = ("kfn", "kg", "free", "ptypes", "thunk", "shared_ty", "chunk_ty", "consts")
 
-    def __init__(self, kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty):
+    def __init__(self, kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty, consts=()):
         self.kfn, self.kg, self.free, self.ptypes = kfn, kg, free, ptypes
+        self.consts = consts
         self.thunk, self.shared_ty, self.chunk_ty = thunk, shared_ty, chunk_ty
 
 
@@ -602,6 +603,9 @@ class FunctionGen:
         self.kernels: dict = {}  # kernel key -> (kfn, ptypes, thunk, shared_ty, chunk_ty)
         self.combines: dict = {}  # (kinds, dtypes, reassoc flags) -> combine function
         self.fails: dict = {}  # nest key -> whether it holds a loop.assert
+        self.known: dict = {}  # nest key -> work_known
+        self.launchers: dict = {}  # kernel name -> its launcher
+        self.maxres = 1  # most results of a nest (the scratch slots)
 
     def plan_kernels(self, body: Block):
         """Group the nests by structure (nest_key): a float constant that differs
@@ -609,6 +613,7 @@ class FunctionGen:
         that does not (and every constant of a nest alone) stays a constant."""
         seen: dict = {}
         for loop in _host_nests(body, []):
+            self.maxres = max(self.maxres, len(loop.results))
             k = nest_key(loop)
             self.keys[loop] = k
             seen.setdefault(k[0], []).append(k[2])
@@ -729,7 +734,7 @@ class FunctionGen:
         call_args += [g.vmap[v] for v in free]
         slots = None
         if nres:
-            slots = opaque_alloca(g.pro, ir.ArrayType(I64, nres))
+            slots = self.scratch()
             call_args.append(slots)
         st = b.call(kern.kfn, call_args)
         if self.can_fail(loop):
@@ -795,7 +800,7 @@ class FunctionGen:
             if self.can_fail(loop):  # (the codes of the asserts after it count these)
                 g.messages.extend(o.attrs.get("message", "assertion failed")
                                   for o in loop.walk() if o.name == "loop.assert")
-            return Kernel(hit.kfn, None, free, hit.ptypes, hit.thunk, hit.shared_ty, hit.chunk_ty)
+            return Kernel(hit.kfn, None, free, hit.ptypes, hit.thunk, hit.shared_ty, hit.chunk_ty, consts)
         # f.kN: a parallel kernel (and its thunk); f.sN: a nest run on the calling thread
         if serial:
             kname = f"{self.op.attrs['sym_name']}.s{mg.serial_count}"
@@ -822,7 +827,7 @@ class FunctionGen:
             else:
                 kg.vmap[v] = kg.dim(v.op.attrs["dim"])
         if serial:
-            kern = Kernel(kfn, kg, free, ptypes, None, None, None)
+            kern = Kernel(kfn, kg, free, ptypes, None, None, None, consts)
             self.kernels[kkey] = kern
             return kern
         # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
@@ -843,63 +848,102 @@ class FunctionGen:
         st = tb.call(kfn, args)
         tb.store(st, tb.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
         tb.ret(ir.Constant(PTR, None))
-        kern = Kernel(kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty)
+        kern = Kernel(kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty, consts)
         self.kernels[kkey] = kern
         return kern
 
     def outline(self, loop: Op):
         """Emit a map kernel (a loop nest) as a kernel function, called on one
         thread or with the range of its first parallel axis split over
-        ctx.nthreads threads of the pool."""
+        ctx.nthreads threads of the pool. The choice (a run-time work estimate)
+        is made by the kernel's launcher (f.kN.launch, glue shared by every nest
+        of the kernel), so the entry holds one call per nest."""
         g = self.g
         split = chain(loop)[loop.attrs["grid"][0]]
         kern = self.kernel_function(loop)
-        kfn, kg, free = kern.kfn, kern.kg, kern.free
-        thunk, shared_ty, chunk_ty, ptypes = kern.thunk, kern.shared_ty, kern.chunk_ty, kern.ptypes
+        kfn, kg = kern.kfn, kern.kg
         if kg is not None:
             kg.bounds[split] = (kfn.args[1], kfn.args[2])
             h_for(kg, loop)
             kg.b.ret(ir.Constant(I32, 0))
             kg.finish_prologue()
         fails = self.can_fail(loop)
+        lfn = self.launchers.get(kfn.name)
+        if lfn is None:
+            lfn, lg = self.launcher(kern, [I64])
+            entry_g, self.g = self.g, lg
+            try:
+                nf = len(kern.free)
+                st = self.map_launch(loop, kern, split, list(lfn.args[:3 + nf]), lfn.args[1], lfn.args[2],
+                                     True)
+            finally:
+                self.g = entry_g
+            lg.b.ret(st)
+            lg.finish_prologue()
+            self.launchers[kfn.name] = lfn
+        st = g.b.call(lfn, [g.dims_ptr, g.vmap[split.operands[0]], g.vmap[split.operands[1]]]
+                      + [g.vmap[v] for v in kern.free] + [g.nthreads])
+        if fails:
+            self.check_status(st)
 
+    def launcher(self, kern: Kernel, extra: list):
+        """The launcher of a kernel: i32 <kernel>.launch(<the kernel's parameters
+        without its extra ones>..., <extra>...), compiled as glue (jit.py), and its
+        Gen, whose values of the nest's free values are its parameters (constants
+        and dims rebuilt as in the kernel)."""
+        nf = len(kern.free)
+        ptypes = kern.ptypes[:3 + nf] + extra
+        lfn = ir.Function(self.mg.m, ir.FunctionType(I32, ptypes), kern.kfn.name + ".launch")
+        lfn.linkage = "internal"
+        lg = Gen(self.mg, lfn, lfn.args[0], self.g.dim_names, self.g.messages)
+        for k, v in enumerate(kern.free):
+            lg.vmap[v] = lfn.args[k + 3]
+        for v in kern.consts:
+            if v.op.name == "scalar.const":
+                lg.vmap[v] = const_of(v.op.attrs["value"], v.type.dtype)
+            else:
+                lg.vmap[v] = lg.dim(v.op.attrs["dim"])
+        lg.nthreads = lfn.args[3 + nf]
+        return lfn, lg
+
+    def map_launch(self, loop, kern, split, call_args, lo_v, hi_v, fails):
+        """The call of a map kernel from self.g: on this thread, or its range split
+        over the pool when the work estimate is large. Returns the status."""
+        g = self.g
         b = g.b
-        lo_v, hi_v = g.vmap[split.operands[0]], g.vmap[split.operands[1]]
-        call_args = [g.dims_ptr, lo_v, hi_v] + [g.vmap[v] for v in free]
+        kfn = kern.kfn
         # A run-time work estimate decides between one thread and several.
         work = nest_work(g, b, loop)
         if work is None:
-            st = b.call(kfn, call_args)
-        else:
-            n = work.operands[0] if split is loop else b.sub(hi_v, lo_v)
-            par = b.and_(b.and_(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)),
-                                b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD))),
-                         b.icmp_signed(">=", n, ir.Constant(I64, 2)))
-            if split is not loop:
-                # an inner axis (a column sum's columns) is split only into whole
-                # 64-element pieces: narrower ones would share cache lines that
-                # every outer iteration writes, and not vectorise
-                wide = b.icmp_signed(">=", n, b.mul(g.nthreads, ir.Constant(I64, 64)))
-                par = b.and_(par, wide)
-            par_bb = g.fn.append_basic_block("par")
-            seq_bb = g.fn.append_basic_block("seq")
-            join_bb = g.fn.append_basic_block("joined")
-            b.cbranch(par, par_bb, seq_bb)
-            b.position_at_end(seq_bb)
-            st_seq = b.call(kfn, call_args)
-            b.branch(join_bb)
-            seq_end = b.block
-            b.position_at_end(par_bb)
-            st_par = self.parallel_call(kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo_v, hi_v, n)
-            par_end = b.block
-            b.branch(join_bb)
-            b.position_at_end(join_bb)
-            if fails:
-                st = b.phi(I32)
-                st.add_incoming(st_seq, seq_end)
-                st.add_incoming(st_par, par_end)
-        if fails:
-            self.check_status(st)
+            return b.call(kfn, call_args)
+        n = work.operands[0] if split is loop else b.sub(hi_v, lo_v)
+        par = b.and_(b.and_(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)),
+                            b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD))),
+                     b.icmp_signed(">=", n, ir.Constant(I64, 2)))
+        if split is not loop:
+            # an inner axis (a column sum's columns) is split only into whole
+            # 64-element pieces: narrower ones would share cache lines that
+            # every outer iteration writes, and not vectorise
+            wide = b.icmp_signed(">=", n, b.mul(g.nthreads, ir.Constant(I64, 64)))
+            par = b.and_(par, wide)
+        par_bb = g.fn.append_basic_block("par")
+        seq_bb = g.fn.append_basic_block("seq")
+        join_bb = g.fn.append_basic_block("joined")
+        b.cbranch(par, par_bb, seq_bb)
+        b.position_at_end(seq_bb)
+        st_seq = b.call(kfn, call_args)
+        b.branch(join_bb)
+        seq_end = b.block
+        b.position_at_end(par_bb)
+        st_par = self.parallel_call(kfn, kern.thunk, kern.shared_ty, kern.chunk_ty, kern.ptypes, call_args,
+                                    lo_v, hi_v, n)
+        par_end = b.block
+        b.branch(join_bb)
+        b.position_at_end(join_bb)
+        st = b.phi(I32)
+        st.add_incoming(st_seq, seq_end)
+        st.add_incoming(st_par, par_end)
+        return st
 
     def outline_reduce(self, loop: Op):
         """A reduce kernel: when its work is large, the range of its outer loop is
@@ -910,9 +954,7 @@ class FunctionGen:
         order. Results depend on the shapes, never on the thread count. Small
         reductions run in order on this thread (serial)."""
         g = self.g
-        b = g.b
-        work = nest_work(g, b, loop)
-        if work is None:
+        if not self.work_known(loop):
             self.serial(loop)
             return
         kinds = loop.attrs["combine"]
@@ -924,7 +966,63 @@ class FunctionGen:
         kern = self.kernel_function(loop, (PTR, I64, I64, I64))
         if kern.kg is not None:
             self.reduce_chunks(loop, kern, kinds, dts)
-        self.reduce_call(loop, kern, work, kinds, dts, combiners)
+        lfn = self.launchers.get(kern.kfn.name)
+        if lfn is None:
+            # i32 f.kN.launch(dims, lo, hi, free..., nthreads, ptr results)
+            lfn, lg = self.launcher(kern, [I64, PTR])
+            entry_g, self.g = self.g, lg
+            try:
+                work = nest_work(lg, lg.b, loop)
+                self.reduce_call(loop, kern, work, kinds, dts, combiners)
+                out = lfn.args[-1]
+                for k, r in enumerate(loop.results):
+                    lg.b.store(lg.vmap[r], partial_slot(lg.b, out, ir.Constant(I64, k)))
+            finally:
+                self.g = entry_g
+            lg.b.ret(ir.Constant(I32, 0))
+            lg.finish_prologue()
+            self.launchers[kern.kfn.name] = lfn
+        slots = self.scratch()
+        st = g.b.call(lfn, [g.dims_ptr, g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]]
+                      + [g.vmap[v] for v in kern.free] + [g.nthreads, slots])
+        if self.can_fail(loop):
+            self.check_status(st)
+        for k, r in enumerate(loop.results):
+            g.vmap[r] = g.b.load(partial_slot(g.b, slots, ir.Constant(I64, k)),
+                                 typ=LLTYPE[r.type.dtype.name])
+
+    def scratch(self):
+        """The 8-byte result slots of self.g's calls of serial kernels and reduce
+        launchers (one array per function, read right after each call)."""
+        g = self.g
+        s = getattr(g, "scratch", None)
+        if s is None:
+            s = g.scratch = opaque_alloca(g.pro, ir.ArrayType(I64, max(1, self.maxres)))
+        return s
+
+    def work_known(self, loop: Op) -> bool:
+        """Whether nest_work gives an estimate for the nest (its loops' bounds are
+        all defined outside it) without emitting anything."""
+        key = self.nest(loop)[0]
+        known = self.known.get(key)
+        if known is None:
+            outside = set(self.nest(loop)[1])
+
+            def block_known(block):
+                for o in block.ops:
+                    if o.name == "loop.for":
+                        if not (o.operands[0] in outside and o.operands[1] in outside):
+                            return False
+                        if not block_known(o.regions[0].block):
+                            return False
+                    elif o.name == "mem.gemm":
+                        return False
+                return True
+
+            known = (loop.operands[0] in outside and loop.operands[1] in outside
+                     and block_known(loop.regions[0].block))
+            self.known[key] = known
+        return known
 
     def reduce_chunks(self, loop, kern, kinds, dts):
         """The body of a reduce kernel: chunks [c0, c1) of the range, each from
