@@ -136,6 +136,30 @@ def ws_symbol(name: str) -> str:
     return f"{name}.ws"
 
 
+class WorkspaceMap(dict):
+    """An entry's value map in which a mem.alloc's pointer is made where it is
+    read: ws + sum(count_t * size_t) over the allocs before it (by type)."""
+
+    def __init__(self, g, ws, sizes, lazy, items):
+        super().__init__(items)
+        self.g, self.ws, self.sizes, self.lazy = g, ws, sizes, lazy
+
+    def __missing__(self, v):
+        counts = self.lazy.get(v)
+        if counts is None:
+            raise KeyError(v)
+        b = self.g.b
+        off = None
+        for n, size in zip(counts, self.sizes):
+            if n:
+                term = b.mul(size, ir.Constant(I64, n)) if n > 1 else size
+                off = term if off is None else b.add(off, term)
+        return b.gep(self.ws, [off or ir.Constant(I64, 0)], inbounds=True, source_etype=I8)
+
+    def __contains__(self, v):
+        return dict.__contains__(self, v) or v in self.lazy
+
+
 class FunctionInfo:
     def __init__(self, name, op, messages):
         self.name = name
@@ -640,18 +664,31 @@ class FunctionGen:
         for k, a in enumerate(body.args):
             g.vmap[a] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
         g.nthreads = pro.load(ctx, typ=I64)
-        offset = ir.Constant(I64, 0)
+        # the workspace: each alloc's piece is at the sum of the (64-byte aligned)
+        # sizes of the allocs before it, one size per distinct type; its pointer is
+        # computed where it is used (WorkspaceMap), so that no pointer is live
+        # across the whole entry (the register allocator is quadratic in that)
+        sizes: dict = {}  # (shape, dtype) -> (index, aligned bytes), in first-seen order
+        counts: list = []
+        lazy = {}
         for o in body.ops:
             if o.name == "mem.alloc":
-                g.vmap[o.results[0]] = pro.gep(ws, [offset], inbounds=True, source_etype=I8)
-                nbytes = pro.mul(g.numel(o.results[0].type), ir.Constant(I64, SIZE[dtype_name(o.results[0].type)]))
-                nbytes = pro.and_(pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
-                offset = pro.add(offset, nbytes)
+                t = o.results[0].type
+                key = (tuple(t.shape), dtype_name(t))
+                if key not in sizes:
+                    nbytes = pro.mul(g.numel(t), ir.Constant(I64, SIZE[dtype_name(t)]))
+                    nbytes = pro.and_(pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
+                    sizes[key] = (len(counts), nbytes)
+                    counts.append(0)
+                lazy[o.results[0]] = tuple(counts)
+                counts[sizes[key][0]] += 1
             elif o.name == "mem.global":
                 k = nargs + mg.globals.index(o.attrs["sym"].name)
                 g.vmap[o.results[0]] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
             elif o.name == "mem.constant":
                 g.vmap[o.results[0]] = mg.constant_data(o.attrs["value"])
+        g.vmap = WorkspaceMap(g, ws, [nb for _, nb in sizes.values()], lazy, g.vmap)
+        self.ws_layout = (sizes, counts)
         # the body
         for o in body.ops:
             if o.name in ("mem.alloc", "mem.global", "mem.constant"):
@@ -699,11 +736,13 @@ class FunctionGen:
         fn = ir.Function(self.mg.m, ir.FunctionType(I64, [PTR]), ws_symbol(name))
         g = Gen(self.mg, fn, fn.args[0], list(self.op.attrs.get("dims", ())), [])
         total = ir.Constant(I64, 0)
-        for o in body.ops:
-            if o.name == "mem.alloc":
-                nbytes = g.pro.mul(g.numel(o.results[0].type), ir.Constant(I64, SIZE[dtype_name(o.results[0].type)]))
-                nbytes = g.pro.and_(g.pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
-                total = g.pro.add(total, nbytes)
+        sizes, counts = self.ws_layout
+        for (shape, dn), (k, _) in sizes.items():
+            t = next(o.results[0].type for o in body.ops if o.name == "mem.alloc"
+                     and tuple(o.results[0].type.shape) == shape and dtype_name(o.results[0].type) == dn)
+            nbytes = g.pro.mul(g.numel(t), ir.Constant(I64, SIZE[dn]))
+            nbytes = g.pro.and_(g.pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
+            total = g.pro.add(total, g.pro.mul(nbytes, ir.Constant(I64, counts[k])))
         g.finish_prologue()
         g.b.ret(total)
 
