@@ -76,6 +76,11 @@ from .scalar import (
 # handing chunks to the (spinning) pool of threads.py costs about a microsecond.
 PAR_THRESHOLD = 1 << 15
 
+# Structurally identical loop nests of an entry share one kernel (and launcher):
+# FunctionGen.plan_kernels, kernel_function. False makes one kernel per nest (tests
+# compare the two: the results are bit-identical).
+DEDUPE = True
+
 BUFFER_OPS = {"mem.alloc", "mem.global", "mem.constant", "mem.view", "mem.subview"}
 
 
@@ -638,6 +643,8 @@ class FunctionGen:
         seen: dict = {}
         for loop in _host_nests(body, []):
             self.maxres = max(self.maxres, len(loop.results))
+            if not DEDUPE:
+                continue
             k = nest_key(loop)
             self.keys[loop] = k
             seen.setdefault(k[0], []).append(k[2])
@@ -834,7 +841,7 @@ class FunctionGen:
                         for v in free)
         kkey = (serial, tuple(str(t) for t in extra), skey, noalias,
                 tuple(val for k, val in fconsts if k not in varying))
-        hit = self.kernels.get(kkey)
+        hit = self.kernels.get(kkey) if DEDUPE else None
         if hit is not None:
             if self.can_fail(loop):  # (the codes of the asserts after it count these)
                 g.messages.extend(o.attrs.get("message", "assertion failed")
