@@ -81,6 +81,11 @@ PAR_THRESHOLD = 1 << 15
 # compare the two: the results are bit-identical).
 DEDUPE = True
 
+# An entry of more than SEGMENT_MIN host ops is emitted as segments of SEGMENT_OPS
+# host ops (FunctionGen.segments).
+SEGMENT_MIN = 1024
+SEGMENT_OPS = 256
+
 BUFFER_OPS = {"mem.alloc", "mem.global", "mem.constant", "mem.view", "mem.subview"}
 
 
@@ -145,14 +150,15 @@ class WorkspaceMap(dict):
     """An entry's value map in which a mem.alloc's pointer is made where it is
     read: ws + sum(count_t * size_t) over the allocs before it (by type)."""
 
-    def __init__(self, g, ws, sizes, lazy, items):
+    def __init__(self, g, ws, sizes, lazy, items, carry=None, carried=None):
         super().__init__(items)
         self.g, self.ws, self.sizes, self.lazy = g, ws, sizes, lazy
+        self.carry, self.carried = carry, carried or {}
 
     def __missing__(self, v):
         counts = self.lazy.get(v)
         if counts is None:
-            raise KeyError(v)
+            return self.other_segment(v)
         b = self.g.b
         off = None
         for n, size in zip(counts, self.sizes):
@@ -161,8 +167,32 @@ class WorkspaceMap(dict):
                 off = term if off is None else b.add(off, term)
         return b.gep(self.ws, [off or ir.Constant(I64, 0)], inbounds=True, source_etype=I8)
 
+    def other_segment(self, v):
+        """A value of an earlier segment of the entry (FunctionGen.segments)."""
+        g = self.g
+        d = v.op if isinstance(v, OpResult) else None
+        if d is not None and d.name == "scalar.const":
+            val = const_of(d.attrs["value"], v.type.dtype)
+        elif d is not None and d.name == "loop.dim":
+            val = g.dim(d.attrs["dim"])
+        elif d is not None and d.name == "mem.view":
+            val = self[d.operands[0]]
+        elif v in self.carried and self.carry is not None:
+            ty = PTR if is_buffer(v) else LLTYPE[v.type.dtype.name]
+            slot = g.pro.gep(self.carry, [ir.Constant(I64, self.carried[v])], source_etype=I64)
+            val = g.pro.load(slot, typ=ty)
+        else:
+            raise KeyError(v)
+        self[v] = val
+        return val
+
     def __contains__(self, v):
-        return dict.__contains__(self, v) or v in self.lazy
+        if dict.__contains__(self, v) or v in self.lazy:
+            return True
+        if self.carry is None:
+            return False
+        d = v.op if isinstance(v, OpResult) else None
+        return v in self.carried or (d is not None and d.name in ("scalar.const", "loop.dim", "mem.view"))
 
 
 class FunctionInfo:
@@ -658,55 +688,131 @@ class FunctionGen:
         mg, op = self.mg, self.op
         name = op.attrs["sym_name"]
         fn = ir.Function(mg.m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), name)
-        bufs, dims, ws, ctx = fn.args
         for a in fn.args:
             a.add_attribute("noalias")
-        messages: list = []
-        g = Gen(mg, fn, dims, list(op.attrs.get("dims", ())), messages)
-        self.g = g
+        self.messages: list = []
+        self.dim_names = list(op.attrs.get("dims", ()))
         body = op.regions[0].block
         self.plan_kernels(body)
-        pro = g.pro
-        nargs = len(body.args)
-        for k, a in enumerate(body.args):
-            g.vmap[a] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
-        g.nthreads = pro.load(ctx, typ=I64)
-        # the workspace: each alloc's piece is at the sum of the (64-byte aligned)
-        # sizes of the allocs before it, one size per distinct type; its pointer is
-        # computed where it is used (WorkspaceMap), so that no pointer is live
-        # across the whole entry (the register allocator is quadratic in that)
-        sizes: dict = {}  # (shape, dtype) -> (index, aligned bytes), in first-seen order
+        self.plan_workspace(body)
+        ops = [o for o in body.ops if o.name not in ("mem.alloc", "mem.global", "mem.constant")]
+        n_host = sum(1 for o in ops if o.name != "func.return")
+        if n_host <= SEGMENT_MIN:
+            g = self.frame(fn, *fn.args)
+            for o in ops:
+                if o.name == "func.return":
+                    g.b.ret(ir.Constant(I32, 0))
+                    break
+                self.host_op(o)
+            g.finish_prologue()
+        else:
+            self.segments(fn, ops)
+        self.ws_size_fn(name, body)
+        return FunctionInfo(name, op, self.messages)
+
+    def plan_workspace(self, body: Block):
+        """The workspace layout: each alloc's piece is at the sum of the (64-byte
+        aligned) sizes of the allocs before it, one size per distinct type; its
+        pointer is computed where it is used (WorkspaceMap), so that no pointer is
+        live across a long entry (the register allocator is quadratic in that)."""
+        sizes: dict = {}  # (shape, dtype) -> (index, a type of that shape), in first-seen order
         counts: list = []
         lazy = {}
+        self.constants = {}
         for o in body.ops:
             if o.name == "mem.alloc":
                 t = o.results[0].type
                 key = (tuple(t.shape), dtype_name(t))
                 if key not in sizes:
-                    nbytes = pro.mul(g.numel(t), ir.Constant(I64, SIZE[dtype_name(t)]))
-                    nbytes = pro.and_(pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
-                    sizes[key] = (len(counts), nbytes)
+                    sizes[key] = (len(counts), t)
                     counts.append(0)
                 lazy[o.results[0]] = tuple(counts)
                 counts[sizes[key][0]] += 1
-            elif o.name == "mem.global":
+            elif o.name == "mem.constant":
+                self.constants[o.results[0]] = self.mg.constant_data(o.attrs["value"])
+        self.ws_layout = (sizes, counts, lazy)
+
+    def frame(self, fn, bufs, dims, ws, ctx, carry=None) -> Gen:
+        """The Gen of a function with the entry's parameters (the entry, or one of
+        its segments): buffer arguments, shared variables, nthreads and the
+        workspace sizes loaded or computed in its prologue."""
+        mg, op = self.mg, self.op
+        g = Gen(mg, fn, dims, self.dim_names, self.messages)
+        self.g = g
+        body = op.regions[0].block
+        pro = g.pro
+        nargs = len(body.args)
+        for k, a in enumerate(body.args):
+            g.vmap[a] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+        g.nthreads = pro.load(ctx, typ=I64)
+        for o in body.ops:
+            if o.name == "mem.global":
                 k = nargs + mg.globals.index(o.attrs["sym"].name)
                 g.vmap[o.results[0]] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
-            elif o.name == "mem.constant":
-                g.vmap[o.results[0]] = mg.constant_data(o.attrs["value"])
-        g.vmap = WorkspaceMap(g, ws, [nb for _, nb in sizes.values()], lazy, g.vmap)
-        self.ws_layout = (sizes, counts)
-        # the body
-        for o in body.ops:
-            if o.name in ("mem.alloc", "mem.global", "mem.constant"):
-                continue
-            if o.name == "func.return":
-                g.b.ret(ir.Constant(I32, 0))
+        g.vmap.update(self.constants)
+        sizes, _counts, lazy = self.ws_layout
+        nbs = []
+        for _k, t in sizes.values():
+            nbytes = pro.mul(g.numel(t), ir.Constant(I64, SIZE[dtype_name(t)]))
+            nbs.append(pro.and_(pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN)))
+        g.vmap = WorkspaceMap(g, ws, nbs, lazy, g.vmap, carry, getattr(self, "carried", {}))
+        return g
+
+    def segments(self, fn, ops):
+        """A long entry as a sequence of segment functions of at most SEGMENT_OPS
+        host ops each (LLVM's code generation is super-linear in the length of one
+        function, even unoptimised): i32 <entry>.<k>.part(bufs, dims, ws, ctx, ptr
+        carry), called in turn by the entry, which returns the first non-zero
+        status. A value one segment computes and a later one reads (a reduction's
+        result, a host scalar) goes through an 8-byte slot of `carry`; constants,
+        dims and buffers are rebuilt in each segment."""
+        top = {}  # op -> index of its host op
+        for k, o in enumerate(ops):
+            for inner in o.walk():
+                top[inner] = k
+        seg = [k // SEGMENT_OPS for k in range(len(ops))]
+        self.carried = {}  # value -> carry slot
+        for k, o in enumerate(ops):
+            for r in o.results:
+                if any(seg[top[u[0]]] != seg[k] for u in r.uses if u[0] in top):
+                    self.carried[r] = len(self.carried)
+        mg = self.mg
+        bufs, dims, ws, ctx = fn.args
+        eb = ir.IRBuilder(fn.append_basic_block("entry"))
+        carry = opaque_alloca(eb, ir.ArrayType(I64, max(1, len(self.carried))))
+        name = self.op.attrs["sym_name"]
+        for s0 in range(0, len(ops), SEGMENT_OPS):
+            part = ops[s0:s0 + SEGMENT_OPS]
+            loops = any(o.name == "loop.for" and o.attrs.get("kernel") in ("loop", "gemm")
+                        and not _runs_on_one_thread(o) for o in part)
+            # glue (optnone, jit.py) unless it runs a host loop itself
+            sname = f"{name}.{s0 // SEGMENT_OPS}.{'partloop' if loops else 'part'}"
+            sfn = ir.Function(mg.m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR, PTR]), sname)
+            sfn.linkage = "internal"
+            for a in sfn.args:
+                a.add_attribute("noalias")
+            g = self.frame(sfn, *sfn.args)
+            done = False
+            for o in part:
+                if o.name == "func.return":
+                    done = True
+                    break
+                self.host_op(o)
+                for r in o.results:
+                    slot = self.carried.get(r)
+                    if slot is not None:
+                        g.b.store(g.vmap[r], g.b.gep(sfn.args[4], [ir.Constant(I64, slot)], source_etype=I64))
+            g.b.ret(ir.Constant(I32, 0))
+            g.finish_prologue()
+            st = eb.call(sfn, [bufs, dims, ws, ctx, carry])
+            ok_bb = fn.append_basic_block("ok")
+            err_bb = fn.append_basic_block("err")
+            eb.cbranch(eb.icmp_signed("==", st, ir.Constant(I32, 0)), ok_bb, err_bb)
+            ir.IRBuilder(err_bb).ret(st)
+            eb.position_at_end(ok_bb)
+            if done:
                 break
-            self.host_op(o)
-        g.finish_prologue()
-        self.ws_size_fn(name, body)
-        return FunctionInfo(name, op, messages)
+        eb.ret(ir.Constant(I32, 0))
 
     def host_op(self, o: Op):
         """Render one host-level op as the kernelize pass marked it: a map is an
@@ -743,11 +849,9 @@ class FunctionGen:
         fn = ir.Function(self.mg.m, ir.FunctionType(I64, [PTR]), ws_symbol(name))
         g = Gen(self.mg, fn, fn.args[0], list(self.op.attrs.get("dims", ())), [])
         total = ir.Constant(I64, 0)
-        sizes, counts = self.ws_layout
-        for (shape, dn), (k, _) in sizes.items():
-            t = next(o.results[0].type for o in body.ops if o.name == "mem.alloc"
-                     and tuple(o.results[0].type.shape) == shape and dtype_name(o.results[0].type) == dn)
-            nbytes = g.pro.mul(g.numel(t), ir.Constant(I64, SIZE[dn]))
+        sizes, counts, _lazy = self.ws_layout
+        for k, t in sizes.values():
+            nbytes = g.pro.mul(g.numel(t), ir.Constant(I64, SIZE[dtype_name(t)]))
             nbytes = g.pro.and_(g.pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
             total = g.pro.add(total, g.pro.mul(nbytes, ir.Constant(I64, counts[k])))
         g.finish_prologue()

@@ -114,7 +114,7 @@ def target_machine():
 # kernel, the workspace-size function of an entry, the blocked-GEMM driver and its
 # pieces, the parallel-for dispatcher. They run once per call (or once per block of a
 # product), never in an inner loop, so they are compiled without optimisation.
-_GLUE_SUFFIXES = (".thunk", ".ws", ".launch")
+_GLUE_SUFFIXES = (".thunk", ".ws", ".launch", ".part")
 _GLUE_PREFIXES = ("__irc_gemm_", "__irc_parfor")
 
 _LABEL = r'^"?([^":\s]+)"?:'  # a basic block's label line
