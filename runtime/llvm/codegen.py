@@ -657,12 +657,13 @@ class FunctionGen:
     def __init__(self, mg: ModuleGen, op: Op):
         self.mg = mg
         self.op = op
-        self.keys: dict = {}  # loop op -> nest_key(loop)
-        self.varying: dict = {}  # nest key -> slots of float constants that differ between its nests
+        self.keys: dict = {}  # loop op -> FunctionGen.nest(loop)
+        self.key_ids: dict = {}  # nest key -> its id
+        self.varying: dict = {}  # nest key id -> slots of float constants that differ between its nests
         self.kernels: dict = {}  # kernel key -> (kfn, ptypes, thunk, shared_ty, chunk_ty)
         self.combines: dict = {}  # (kinds, dtypes, reassoc flags) -> combine function
-        self.fails: dict = {}  # nest key -> whether it holds a loop.assert
-        self.known: dict = {}  # nest key -> work_known
+        self.fails: dict = {}  # nest key id -> whether it holds a loop.assert
+        self.known: dict = {}  # nest key id -> work_known
         self.launchers: dict = {}  # kernel name -> its launcher
         self.maxres = 1  # most results of a nest (the scratch slots)
 
@@ -675,8 +676,7 @@ class FunctionGen:
             self.maxres = max(self.maxres, len(loop.results))
             if not DEDUPE:
                 continue
-            k = nest_key(loop)
-            self.keys[loop] = k
+            k = self.nest(loop)
             seen.setdefault(k[0], []).append(k[2])
         for key, fcs in seen.items():
             if len(fcs) > 1:
@@ -904,16 +904,20 @@ class FunctionGen:
         g.b.position_at_end(cont)
 
     def can_fail(self, loop: Op) -> bool:
-        key = self.nest(loop)[0]
-        f = self.fails.get(key)
+        k = self.nest(loop)
+        f = self.fails.get(k[0])
         if f is None:
-            f = self.fails[key] = any(p[0] == "loop.assert" for p in key)
+            f = self.fails[k[0]] = any(p[0] == "loop.assert" for p in k[3])
         return f
 
     def nest(self, loop: Op):
+        """(key id, slots, float constants, key) of a nest (nest_key; equal keys
+        get one small integer id, which the tables use instead of the key)."""
         k = self.keys.get(loop)
         if k is None:
-            k = self.keys[loop] = nest_key(loop)
+            key, slots, fconsts = nest_key(loop)
+            kid = self.key_ids.setdefault(key, len(self.key_ids))
+            k = self.keys[loop] = (kid, slots, fconsts, key)
         return k
 
     def kernel_function(self, loop: Op, extra: tuple = (), serial: bool = False) -> Kernel:
@@ -927,7 +931,7 @@ class FunctionGen:
         before reuses it: the Kernel's `kg` is then None, and its `free` are this
         nest's own values for the same parameters."""
         mg, g = self.mg, self.g
-        skey, slots, fconsts = self.nest(loop)
+        skey, slots, fconsts, _ = self.nest(loop)
         varying = self.varying.get(skey, ())
         free, consts = [], []
         for k, v in enumerate(slots):
