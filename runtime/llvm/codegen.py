@@ -159,13 +159,17 @@ class WorkspaceMap(dict):
         counts = self.lazy.get(v)
         if counts is None:
             return self.other_segment(v)
-        b = self.g.b
+        # in a segment (at most SEGMENT_OPS host ops) once, in its prologue
+        b = self.g.b if self.carry is None else self.g.pro
         off = None
         for n, size in zip(counts, self.sizes):
             if n:
                 term = b.mul(size, ir.Constant(I64, n)) if n > 1 else size
                 off = term if off is None else b.add(off, term)
-        return b.gep(self.ws, [off or ir.Constant(I64, 0)], inbounds=True, source_etype=I8)
+        p = b.gep(self.ws, [off or ir.Constant(I64, 0)], inbounds=True, source_etype=I8)
+        if self.carry is not None:
+            self[v] = p
+        return p
 
     def other_segment(self, v):
         """A value of an earlier segment of the entry (FunctionGen.segments)."""
