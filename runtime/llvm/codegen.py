@@ -154,20 +154,27 @@ class WorkspaceMap(dict):
         super().__init__(items)
         self.g, self.ws, self.sizes, self.lazy = g, ws, sizes, lazy
         self.carry, self.carried = carry, carried or {}
+        self.last = None  # (counts, byte offset) of the alloc made last (in a segment)
 
     def __missing__(self, v):
         counts = self.lazy.get(v)
         if counts is None:
             return self.other_segment(v)
-        # in a segment (at most SEGMENT_OPS host ops) once, in its prologue
-        b = self.g.b if self.carry is None else self.g.pro
-        off = None
-        for n, size in zip(counts, self.sizes):
-            if n:
-                term = b.mul(size, ir.Constant(I64, n)) if n > 1 else size
+        # in a segment (at most SEGMENT_OPS host ops) once, in its prologue, as
+        # the offset of the alloc made before plus the sizes in between
+        if self.carry is None:
+            b, off, base = self.g.b, None, [0] * len(counts)
+        else:
+            b = self.g.pro
+            base, off = self.last if self.last is not None else ([0] * len(counts), None)
+        for n, n0, size in zip(counts, base, self.sizes):
+            d = n - n0
+            if d:
+                term = b.mul(size, ir.Constant(I64, d)) if d != 1 else size
                 off = term if off is None else b.add(off, term)
         p = b.gep(self.ws, [off or ir.Constant(I64, 0)], inbounds=True, source_etype=I8)
         if self.carry is not None:
+            self.last = (counts, off)
             self[v] = p
         return p
 
@@ -572,7 +579,9 @@ def _runs_on_one_thread(host: Op) -> bool:
 
 
 def _attrs_key(attrs: dict):
-    return tuple(sorted((k, repr(v)) for k, v in attrs.items())) if attrs else ()
+    # (in insertion order: nests made by the same lowering agree on it; at worst
+    # two equal nests are not merged)
+    return repr(attrs) if attrs else ""
 
 
 def nest_key(loop: Op):
@@ -734,6 +743,8 @@ class FunctionGen:
                 counts[sizes[key][0]] += 1
             elif o.name == "mem.constant":
                 self.constants[o.results[0]] = self.mg.constant_data(o.attrs["value"])
+        nt = len(counts)  # (each alloc's counts, padded to the number of types)
+        lazy = {v: c + (0,) * (nt - len(c)) for v, c in lazy.items()}
         self.ws_layout = (sizes, counts, lazy)
 
     def frame(self, fn, bufs, dims, ws, ctx, carry=None) -> Gen:
