@@ -46,7 +46,7 @@ from llvmlite import ir
 
 from irc.ir.core import Block, Module, Op, OpResult, Value
 from irc.ir.dims import dim_tree
-from irc.ops.loop import free_values, storage_root, written_buffers
+from irc.ops.loop import storage_root, written_buffers
 
 from .parallel import h_gemm, opaque_alloca, parfor_helper
 from .scalar import (
@@ -75,6 +75,16 @@ from .scalar import (
 # Work (elements x op weight) below which a loop nest stays on one thread:
 # handing chunks to the (spinning) pool of threads.py costs about a microsecond.
 PAR_THRESHOLD = 1 << 15
+
+# Structurally identical loop nests of an entry share one kernel (and launcher):
+# FunctionGen.plan_kernels, kernel_function. False makes one kernel per nest (tests
+# compare the two: the results are bit-identical).
+DEDUPE = True
+
+# An entry of more than SEGMENT_MIN host ops is emitted as segments of SEGMENT_OPS
+# host ops (FunctionGen.segments).
+SEGMENT_MIN = 1024
+SEGMENT_OPS = 256
 
 BUFFER_OPS = {"mem.alloc", "mem.global", "mem.constant", "mem.view", "mem.subview"}
 
@@ -134,6 +144,66 @@ def ws_symbol(name: str) -> str:
     `.tg` name can, so they never collide with an entry function or each other
     (issue 15: an entry named `f__ws` used to redefine f's workspace function)."""
     return f"{name}.ws"
+
+
+class WorkspaceMap(dict):
+    """An entry's value map in which a mem.alloc's pointer is made where it is
+    read: ws + sum(count_t * size_t) over the allocs before it (by type)."""
+
+    def __init__(self, g, ws, sizes, lazy, items, carry=None, carried=None):
+        super().__init__(items)
+        self.g, self.ws, self.sizes, self.lazy = g, ws, sizes, lazy
+        self.carry, self.carried = carry, carried or {}
+        self.last = None  # (counts, byte offset) of the alloc made last (in a segment)
+
+    def __missing__(self, v):
+        counts = self.lazy.get(v)
+        if counts is None:
+            return self.other_segment(v)
+        # in a segment (at most SEGMENT_OPS host ops) once, in its prologue, as
+        # the offset of the alloc made before plus the sizes in between
+        if self.carry is None:
+            b, off, base = self.g.b, None, [0] * len(counts)
+        else:
+            b = self.g.pro
+            base, off = self.last if self.last is not None else ([0] * len(counts), None)
+        for n, n0, size in zip(counts, base, self.sizes):
+            d = n - n0
+            if d:
+                term = b.mul(size, ir.Constant(I64, d)) if d != 1 else size
+                off = term if off is None else b.add(off, term)
+        p = b.gep(self.ws, [off or ir.Constant(I64, 0)], inbounds=True, source_etype=I8)
+        if self.carry is not None:
+            self.last = (counts, off)
+            self[v] = p
+        return p
+
+    def other_segment(self, v):
+        """A value of an earlier segment of the entry (FunctionGen.segments)."""
+        g = self.g
+        d = v.op if isinstance(v, OpResult) else None
+        if d is not None and d.name == "scalar.const":
+            val = const_of(d.attrs["value"], v.type.dtype)
+        elif d is not None and d.name == "loop.dim":
+            val = g.dim(d.attrs["dim"])
+        elif d is not None and d.name == "mem.view":
+            val = self[d.operands[0]]
+        elif v in self.carried and self.carry is not None:
+            ty = PTR if is_buffer(v) else LLTYPE[v.type.dtype.name]
+            slot = g.pro.gep(self.carry, [ir.Constant(I64, self.carried[v])], source_etype=I64)
+            val = g.pro.load(slot, typ=ty)
+        else:
+            raise KeyError(v)
+        self[v] = val
+        return val
+
+    def __contains__(self, v):
+        if dict.__contains__(self, v) or v in self.lazy:
+            return True
+        if self.carry is None:
+            return False
+        d = v.op if isinstance(v, OpResult) else None
+        return v in self.carried or (d is not None and d.name in ("scalar.const", "loop.dim", "mem.view"))
 
 
 class FunctionInfo:
@@ -508,20 +578,181 @@ def _runs_on_one_thread(host: Op) -> bool:
     return True
 
 
+def _attrs_key(attrs: dict):
+    # (in insertion order: nests made by the same lowering agree on it; at worst
+    # two equal nests are not merged)
+    return repr(attrs) if attrs else ""
+
+
+def nest_key(loop: Op):
+    """(key, slots, fconsts) of a loop nest, for kernel dedupe: `key` describes the
+    nest's structure (op names, attributes, types, operand wiring as local
+    indices; every value from outside as a slot in first-use order with its kind
+    and type; loop.dim values and integer constants by value); `slots` the values
+    from outside in that order; `fconsts` the (slot, value text) of its float
+    constants, which the key leaves out when they may become kernel parameters
+    (not in a nest with reassociable ops, where LLVM could combine constants).
+    Two nests with equal keys are the same kernel up to their slots' values."""
+    float_params = not any(o.attrs.get("reassoc") for o in loop.walk())
+    ids: dict = {}
+    slot_of: dict = {}
+    slots: list = []
+    fconsts: list = []
+    parts: list = []
+
+    def ref(v):
+        i = ids.get(v)
+        if i is not None:
+            return i
+        s = slot_of.get(v)
+        if s is None:
+            s = len(slots)
+            slot_of[v] = s
+            slots.append(v)
+            d = v.op if isinstance(v, OpResult) else None
+            if d is not None and d.name == "loop.dim":
+                parts.append(("dim", d.attrs["dim"]))
+            elif d is not None and d.name == "scalar.const":
+                if float_params and v.type.dtype.is_float:
+                    parts.append(("fconst", v.type))
+                    fconsts.append((s, repr(d.attrs["value"])))
+                else:
+                    parts.append(("const", v.type, repr(d.attrs["value"])))
+            else:
+                parts.append(("free", v.type, is_buffer(v)))
+        return -1 - s
+
+    def walk(o):
+        parts.append((o.name, _attrs_key(o.attrs), tuple(r.type for r in o.results),
+                      tuple(ref(v) for v in o.operands), len(o.regions)))
+        for r in o.results:
+            ids[r] = len(ids)
+        for region in o.regions:
+            for bl in region.blocks:
+                parts.append(("block", tuple(a.type for a in bl.args)))
+                for a in bl.args:
+                    ids[a] = len(ids)
+                for op in bl.ops:
+                    walk(op)
+
+    walk(loop)
+    return tuple(parts), slots, fconsts
+
+
+def _host_nests(block: Block, out: list):
+    """The loop nests host_op may turn into kernels: the block's loops and, inside
+    host loops, theirs."""
+    for o in block.ops:
+        if o.name == "loop.for":
+            out.append(o)
+            if o.attrs.get("kernel") in ("loop", "gemm"):
+                _host_nests(o.regions[0].block, out)
+    return out
+
+
+def _can_fail(loop: Op) -> bool:
+    """Whether a nest holds a loop.assert (its kernel can return a non-zero status)."""
+    return any(o.name == "loop.assert" for o in loop.walk())
+
+
+class Kernel:
+    """A kernel function made by FunctionGen.kernel_function (see there)."""
+
+    __slots__ = ("kfn", "kg", "free", "ptypes", "thunk", "shared_ty", "chunk_ty", "consts")
+
+    def __init__(self, kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty, consts=()):
+        self.kfn, self.kg, self.free, self.ptypes = kfn, kg, free, ptypes
+        self.consts = consts
+        self.thunk, self.shared_ty, self.chunk_ty = thunk, shared_ty, chunk_ty
+
+
 class FunctionGen:
     def __init__(self, mg: ModuleGen, op: Op):
         self.mg = mg
         self.op = op
+        self.keys: dict = {}  # loop op -> FunctionGen.nest(loop)
+        self.key_ids: dict = {}  # nest key -> its id
+        self.varying: dict = {}  # nest key id -> slots of float constants that differ between its nests
+        self.kernels: dict = {}  # kernel key -> (kfn, ptypes, thunk, shared_ty, chunk_ty)
+        self.combines: dict = {}  # (kinds, dtypes, reassoc flags) -> combine function
+        self.fails: dict = {}  # nest key id -> whether it holds a loop.assert
+        self.known: dict = {}  # nest key id -> work_known
+        self.launchers: dict = {}  # kernel name -> its launcher
+        self.maxres = 1  # most results of a nest (the scratch slots)
+
+    def plan_kernels(self, body: Block):
+        """Group the nests by structure (nest_key): a float constant that differs
+        between the nests of a group becomes a parameter of their one kernel; one
+        that does not (and every constant of a nest alone) stays a constant."""
+        seen: dict = {}
+        for loop in _host_nests(body, []):
+            self.maxres = max(self.maxres, len(loop.results))
+            if not DEDUPE:
+                continue
+            k = self.nest(loop)
+            seen.setdefault(k[0], []).append(k[2])
+        for key, fcs in seen.items():
+            if len(fcs) > 1:
+                first = fcs[0]
+                self.varying[key] = frozenset(
+                    s for j, (s, val) in enumerate(first) if any(f[j][1] != val for f in fcs[1:]))
 
     def build(self) -> FunctionInfo:
         mg, op = self.mg, self.op
         name = op.attrs["sym_name"]
         fn = ir.Function(mg.m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), name)
-        bufs, dims, ws, ctx = fn.args
         for a in fn.args:
             a.add_attribute("noalias")
-        messages: list = []
-        g = Gen(mg, fn, dims, list(op.attrs.get("dims", ())), messages)
+        self.messages: list = []
+        self.dim_names = list(op.attrs.get("dims", ()))
+        body = op.regions[0].block
+        self.plan_kernels(body)
+        self.plan_workspace(body)
+        ops = [o for o in body.ops if o.name not in ("mem.alloc", "mem.global", "mem.constant")]
+        n_host = sum(1 for o in ops if o.name != "func.return")
+        if n_host <= SEGMENT_MIN:
+            g = self.frame(fn, *fn.args)
+            for o in ops:
+                if o.name == "func.return":
+                    g.b.ret(ir.Constant(I32, 0))
+                    break
+                self.host_op(o)
+            g.finish_prologue()
+        else:
+            self.segments(fn, ops)
+        self.ws_size_fn(name, body)
+        return FunctionInfo(name, op, self.messages)
+
+    def plan_workspace(self, body: Block):
+        """The workspace layout: each alloc's piece is at the sum of the (64-byte
+        aligned) sizes of the allocs before it, one size per distinct type; its
+        pointer is computed where it is used (WorkspaceMap), so that no pointer is
+        live across a long entry (the register allocator is quadratic in that)."""
+        sizes: dict = {}  # (shape, dtype) -> (index, a type of that shape), in first-seen order
+        counts: list = []
+        lazy = {}
+        self.constants = {}
+        for o in body.ops:
+            if o.name == "mem.alloc":
+                t = o.results[0].type
+                key = (tuple(t.shape), dtype_name(t))
+                if key not in sizes:
+                    sizes[key] = (len(counts), t)
+                    counts.append(0)
+                lazy[o.results[0]] = tuple(counts)
+                counts[sizes[key][0]] += 1
+            elif o.name == "mem.constant":
+                self.constants[o.results[0]] = self.mg.constant_data(o.attrs["value"])
+        nt = len(counts)  # (each alloc's counts, padded to the number of types)
+        lazy = {v: c + (0,) * (nt - len(c)) for v, c in lazy.items()}
+        self.ws_layout = (sizes, counts, lazy)
+
+    def frame(self, fn, bufs, dims, ws, ctx, carry=None) -> Gen:
+        """The Gen of a function with the entry's parameters (the entry, or one of
+        its segments): buffer arguments, shared variables, nthreads and the
+        workspace sizes loaded or computed in its prologue."""
+        mg, op = self.mg, self.op
+        g = Gen(mg, fn, dims, self.dim_names, self.messages)
         self.g = g
         body = op.regions[0].block
         pro = g.pro
@@ -529,29 +760,74 @@ class FunctionGen:
         for k, a in enumerate(body.args):
             g.vmap[a] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
         g.nthreads = pro.load(ctx, typ=I64)
-        offset = ir.Constant(I64, 0)
         for o in body.ops:
-            if o.name == "mem.alloc":
-                g.vmap[o.results[0]] = pro.gep(ws, [offset], inbounds=True, source_etype=I8)
-                nbytes = pro.mul(g.numel(o.results[0].type), ir.Constant(I64, SIZE[dtype_name(o.results[0].type)]))
-                nbytes = pro.and_(pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
-                offset = pro.add(offset, nbytes)
-            elif o.name == "mem.global":
+            if o.name == "mem.global":
                 k = nargs + mg.globals.index(o.attrs["sym"].name)
                 g.vmap[o.results[0]] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
-            elif o.name == "mem.constant":
-                g.vmap[o.results[0]] = mg.constant_data(o.attrs["value"])
-        # the body
-        for o in body.ops:
-            if o.name in ("mem.alloc", "mem.global", "mem.constant"):
-                continue
-            if o.name == "func.return":
-                g.b.ret(ir.Constant(I32, 0))
+        g.vmap.update(self.constants)
+        sizes, _counts, lazy = self.ws_layout
+        nbs = []
+        for _k, t in sizes.values():
+            nbytes = pro.mul(g.numel(t), ir.Constant(I64, SIZE[dtype_name(t)]))
+            nbs.append(pro.and_(pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN)))
+        g.vmap = WorkspaceMap(g, ws, nbs, lazy, g.vmap, carry, getattr(self, "carried", {}))
+        return g
+
+    def segments(self, fn, ops):
+        """A long entry as a sequence of segment functions of at most SEGMENT_OPS
+        host ops each (LLVM's code generation is super-linear in the length of one
+        function, even unoptimised): i32 <entry>.<k>.part(bufs, dims, ws, ctx, ptr
+        carry), called in turn by the entry, which returns the first non-zero
+        status. A value one segment computes and a later one reads (a reduction's
+        result, a host scalar) goes through an 8-byte slot of `carry`; constants,
+        dims and buffers are rebuilt in each segment."""
+        top = {}  # op -> index of its host op
+        for k, o in enumerate(ops):
+            for inner in o.walk():
+                top[inner] = k
+        seg = [k // SEGMENT_OPS for k in range(len(ops))]
+        self.carried = {}  # value -> carry slot
+        for k, o in enumerate(ops):
+            for r in o.results:
+                if any(seg[top[u[0]]] != seg[k] for u in r.uses if u[0] in top):
+                    self.carried[r] = len(self.carried)
+        mg = self.mg
+        bufs, dims, ws, ctx = fn.args
+        eb = ir.IRBuilder(fn.append_basic_block("entry"))
+        carry = opaque_alloca(eb, ir.ArrayType(I64, max(1, len(self.carried))))
+        name = self.op.attrs["sym_name"]
+        for s0 in range(0, len(ops), SEGMENT_OPS):
+            part = ops[s0:s0 + SEGMENT_OPS]
+            loops = any(o.name == "loop.for" and o.attrs.get("kernel") in ("loop", "gemm")
+                        and not _runs_on_one_thread(o) for o in part)
+            # glue (optnone, jit.py) unless it runs a host loop itself
+            sname = f"{name}.{s0 // SEGMENT_OPS}.{'partloop' if loops else 'part'}"
+            sfn = ir.Function(mg.m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR, PTR]), sname)
+            sfn.linkage = "internal"
+            for a in sfn.args:
+                a.add_attribute("noalias")
+            g = self.frame(sfn, *sfn.args)
+            done = False
+            for o in part:
+                if o.name == "func.return":
+                    done = True
+                    break
+                self.host_op(o)
+                for r in o.results:
+                    slot = self.carried.get(r)
+                    if slot is not None:
+                        g.b.store(g.vmap[r], g.b.gep(sfn.args[4], [ir.Constant(I64, slot)], source_etype=I64))
+            g.b.ret(ir.Constant(I32, 0))
+            g.finish_prologue()
+            st = eb.call(sfn, [bufs, dims, ws, ctx, carry])
+            ok_bb = fn.append_basic_block("ok")
+            err_bb = fn.append_basic_block("err")
+            eb.cbranch(eb.icmp_signed("==", st, ir.Constant(I32, 0)), ok_bb, err_bb)
+            ir.IRBuilder(err_bb).ret(st)
+            eb.position_at_end(ok_bb)
+            if done:
                 break
-            self.host_op(o)
-        g.finish_prologue()
-        self.ws_size_fn(name, body)
-        return FunctionInfo(name, op, messages)
+        eb.ret(ir.Constant(I32, 0))
 
     def host_op(self, o: Op):
         """Render one host-level op as the kernelize pass marked it: a map is an
@@ -588,11 +864,11 @@ class FunctionGen:
         fn = ir.Function(self.mg.m, ir.FunctionType(I64, [PTR]), ws_symbol(name))
         g = Gen(self.mg, fn, fn.args[0], list(self.op.attrs.get("dims", ())), [])
         total = ir.Constant(I64, 0)
-        for o in body.ops:
-            if o.name == "mem.alloc":
-                nbytes = g.pro.mul(g.numel(o.results[0].type), ir.Constant(I64, SIZE[dtype_name(o.results[0].type)]))
-                nbytes = g.pro.and_(g.pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
-                total = g.pro.add(total, nbytes)
+        sizes, counts, _lazy = self.ws_layout
+        for k, t in sizes.values():
+            nbytes = g.pro.mul(g.numel(t), ir.Constant(I64, SIZE[dtype_name(t)]))
+            nbytes = g.pro.and_(g.pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN))
+            total = g.pro.add(total, g.pro.mul(nbytes, ir.Constant(I64, counts[k])))
         g.finish_prologue()
         g.b.ret(total)
 
@@ -605,24 +881,29 @@ class FunctionGen:
         b = g.b
         nres = len(loop.results)
         extra = (PTR,) if nres else ()
-        kfn, kg, free, _ptypes, _thunk, _s, _c = self.kernel_function(loop, extra, serial=True)
-        kg.bounds[loop] = (kfn.args[1], kfn.args[2])
-        h_for(kg, loop)
-        if nres:
-            out = kfn.args[3 + len(free)]
-            for k, r in enumerate(loop.results):
-                kg.b.store(kg.vmap[r], partial_slot(kg.b, out, ir.Constant(I64, k)))
-        kg.b.ret(ir.Constant(I32, 0))
-        kg.finish_prologue()
+        kern = self.kernel_function(loop, extra, serial=True)
+        free = kern.free
+        kg = kern.kg
+        if kg is not None:
+            kfn = kern.kfn
+            kg.bounds[loop] = (kfn.args[1], kfn.args[2])
+            h_for(kg, loop)
+            if nres:
+                out = kfn.args[3 + len(free)]
+                for k, r in enumerate(loop.results):
+                    kg.b.store(kg.vmap[r], partial_slot(kg.b, out, ir.Constant(I64, k)))
+            kg.b.ret(ir.Constant(I32, 0))
+            kg.finish_prologue()
 
         call_args = [g.dims_ptr, g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]]
         call_args += [g.vmap[v] for v in free]
         slots = None
         if nres:
-            slots = opaque_alloca(g.pro, ir.ArrayType(I64, nres))
+            slots = self.scratch()
             call_args.append(slots)
-        st = b.call(kfn, call_args)
-        self.check_status(st)
+        st = b.call(kern.kfn, call_args)
+        if self.can_fail(loop):
+            self.check_status(st)
         for k, r in enumerate(loop.results):
             g.vmap[r] = g.b.load(partial_slot(g.b, slots, ir.Constant(I64, k)),
                                  typ=LLTYPE[r.type.dtype.name])
@@ -637,19 +918,58 @@ class FunctionGen:
         ir.IRBuilder(err).ret(st)
         g.b.position_at_end(cont)
 
-    def kernel_function(self, loop: Op, extra: tuple = (), serial: bool = False):
+    def can_fail(self, loop: Op) -> bool:
+        k = self.nest(loop)
+        f = self.fails.get(k[0])
+        if f is None:
+            f = self.fails[k[0]] = any(p[0] == "loop.assert" for p in k[3])
+        return f
+
+    def nest(self, loop: Op):
+        """(key id, slots, float constants, key) of a nest (nest_key; equal keys
+        get one small integer id, which the tables use instead of the key)."""
+        k = self.keys.get(loop)
+        if k is None:
+            key, slots, fconsts = nest_key(loop)
+            kid = self.key_ids.setdefault(key, len(self.key_ids))
+            k = self.keys[loop] = (kid, slots, fconsts, key)
+        return k
+
+    def kernel_function(self, loop: Op, extra: tuple = (), serial: bool = False) -> Kernel:
         """The kernel function of a loop nest and its thunk for the pool:
         i32 k(ptr dims, i64 lo, i64 hi, <free values>..., <extra>...), where the
-        free values are the buffers and computed scalars the nest uses (constants
-        and dims are rebuilt inside, so LLVM sees them); a `serial` one (f.sN) has no
-        thunk (its thunk, shared and chunk types are None). Returns (kfn, its Gen,
-        free values, parameter types, thunk, shared struct type, chunk type)."""
+        free values are the buffers and computed scalars the nest uses, and its
+        float constants that differ between nests of the same structure (plan_kernels);
+        the other constants and the dims are rebuilt inside, so LLVM sees them. A
+        `serial` one (f.sN) has no thunk (its thunk, shared and chunk types are None).
+        A nest whose kernel (same structure, constants, aliasing and kind) was made
+        before reuses it: the Kernel's `kg` is then None, and its `free` are this
+        nest's own values for the same parameters."""
         mg, g = self.mg, self.g
-        free = [v for v in free_values(loop)
-                if not (isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim"))]
-        consts = [v for v in free_values(loop)
-                  if isinstance(v, OpResult) and v.op.name in ("scalar.const", "loop.dim")]
+        skey, slots, fconsts, _ = self.nest(loop)
+        varying = self.varying.get(skey, ())
+        free, consts = [], []
+        for k, v in enumerate(slots):
+            d = v.op if isinstance(v, OpResult) else None
+            if d is not None and (d.name == "loop.dim" or (d.name == "scalar.const" and k not in varying)):
+                consts.append(v)
+            else:
+                free.append(v)
         written = written_buffers(loop)
+        roots = {}
+        for v in free:
+            if is_buffer(v):
+                roots.setdefault(storage_root(v), []).append(v)
+        noalias = tuple(is_buffer(v) and (len(roots[storage_root(v)]) == 1 or storage_root(v) not in written)
+                        for v in free)
+        kkey = (serial, tuple(str(t) for t in extra), skey, noalias,
+                tuple(val for k, val in fconsts if k not in varying))
+        hit = self.kernels.get(kkey) if DEDUPE else None
+        if hit is not None:
+            if self.can_fail(loop):  # (the codes of the asserts after it count these)
+                g.messages.extend(o.attrs.get("message", "assertion failed")
+                                  for o in loop.walk() if o.name == "loop.assert")
+            return Kernel(hit.kfn, None, free, hit.ptypes, hit.thunk, hit.shared_ty, hit.chunk_ty, consts)
         # f.kN: a parallel kernel (and its thunk); f.sN: a nest run on the calling thread
         if serial:
             kname = f"{self.op.attrs['sym_name']}.s{mg.serial_count}"
@@ -664,15 +984,9 @@ class FunctionGen:
         kfn = ir.Function(mg.m, ir.FunctionType(I32, ptypes), kname)
         kfn.linkage = "internal"
         kfn.attributes.add("noinline")  # one copy, called by the thunk and the one-thread path
-        roots = {}
-        for v in free:
-            if is_buffer(v):
-                roots.setdefault(storage_root(v), []).append(v)
-        for k, v in enumerate(free):
-            if is_buffer(v):
-                group = roots[storage_root(v)]
-                if len(group) == 1 or storage_root(v) not in written:
-                    kfn.args[k + 3].add_attribute("noalias")
+        for k, na in enumerate(noalias):
+            if na:
+                kfn.args[k + 3].add_attribute("noalias")
         kg = Gen(mg, kfn, kfn.args[0], g.dim_names, g.messages)
         for k, v in enumerate(free):
             kg.vmap[v] = kfn.args[k + 3]
@@ -682,7 +996,9 @@ class FunctionGen:
             else:
                 kg.vmap[v] = kg.dim(v.op.attrs["dim"])
         if serial:
-            return kfn, kg, free, ptypes, None, None, None
+            kern = Kernel(kfn, kg, free, ptypes, None, None, None, consts)
+            self.kernels[kkey] = kern
+            return kern
         # thunk: void* thunk(ptr chunk) with chunk = {ptr shared, i64 lo, i64 hi, i32 status}
         shared_ty = ir.LiteralStructType(ptypes)
         chunk_ty = ir.LiteralStructType([PTR, I64, I64, I32])
@@ -701,55 +1017,102 @@ class FunctionGen:
         st = tb.call(kfn, args)
         tb.store(st, tb.gep(c, [z, ir.Constant(I32, 3)], source_etype=chunk_ty))
         tb.ret(ir.Constant(PTR, None))
-        return kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty
+        kern = Kernel(kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty, consts)
+        self.kernels[kkey] = kern
+        return kern
 
     def outline(self, loop: Op):
         """Emit a map kernel (a loop nest) as a kernel function, called on one
         thread or with the range of its first parallel axis split over
-        ctx.nthreads threads of the pool."""
+        ctx.nthreads threads of the pool. The choice (a run-time work estimate)
+        is made by the kernel's launcher (f.kN.launch, glue shared by every nest
+        of the kernel), so the entry holds one call per nest."""
         g = self.g
         split = chain(loop)[loop.attrs["grid"][0]]
-        kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty = self.kernel_function(loop)
-        kg.bounds[split] = (kfn.args[1], kfn.args[2])
-        h_for(kg, loop)
-        kg.b.ret(ir.Constant(I32, 0))
-        kg.finish_prologue()
+        kern = self.kernel_function(loop)
+        kfn, kg = kern.kfn, kern.kg
+        if kg is not None:
+            kg.bounds[split] = (kfn.args[1], kfn.args[2])
+            h_for(kg, loop)
+            kg.b.ret(ir.Constant(I32, 0))
+            kg.finish_prologue()
+        fails = self.can_fail(loop)
+        lfn = self.launchers.get(kfn.name)
+        if lfn is None:
+            lfn, lg = self.launcher(kern, [I64])
+            entry_g, self.g = self.g, lg
+            try:
+                nf = len(kern.free)
+                st = self.map_launch(loop, kern, split, list(lfn.args[:3 + nf]), lfn.args[1], lfn.args[2],
+                                     True)
+            finally:
+                self.g = entry_g
+            lg.b.ret(st)
+            lg.finish_prologue()
+            self.launchers[kfn.name] = lfn
+        st = g.b.call(lfn, [g.dims_ptr, g.vmap[split.operands[0]], g.vmap[split.operands[1]]]
+                      + [g.vmap[v] for v in kern.free] + [g.nthreads])
+        if fails:
+            self.check_status(st)
 
+    def launcher(self, kern: Kernel, extra: list):
+        """The launcher of a kernel: i32 <kernel>.launch(<the kernel's parameters
+        without its extra ones>..., <extra>...), compiled as glue (jit.py), and its
+        Gen, whose values of the nest's free values are its parameters (constants
+        and dims rebuilt as in the kernel)."""
+        nf = len(kern.free)
+        ptypes = kern.ptypes[:3 + nf] + extra
+        lfn = ir.Function(self.mg.m, ir.FunctionType(I32, ptypes), kern.kfn.name + ".launch")
+        lfn.linkage = "internal"
+        lg = Gen(self.mg, lfn, lfn.args[0], self.g.dim_names, self.g.messages)
+        for k, v in enumerate(kern.free):
+            lg.vmap[v] = lfn.args[k + 3]
+        for v in kern.consts:
+            if v.op.name == "scalar.const":
+                lg.vmap[v] = const_of(v.op.attrs["value"], v.type.dtype)
+            else:
+                lg.vmap[v] = lg.dim(v.op.attrs["dim"])
+        lg.nthreads = lfn.args[3 + nf]
+        return lfn, lg
+
+    def map_launch(self, loop, kern, split, call_args, lo_v, hi_v, fails):
+        """The call of a map kernel from self.g: on this thread, or its range split
+        over the pool when the work estimate is large. Returns the status."""
+        g = self.g
         b = g.b
-        lo_v, hi_v = g.vmap[split.operands[0]], g.vmap[split.operands[1]]
-        call_args = [g.dims_ptr, lo_v, hi_v] + [g.vmap[v] for v in free]
+        kfn = kern.kfn
         # A run-time work estimate decides between one thread and several.
         work = nest_work(g, b, loop)
         if work is None:
-            st = b.call(kfn, call_args)
-        else:
-            n = work.operands[0] if split is loop else b.sub(hi_v, lo_v)
-            par = b.and_(b.and_(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)),
-                                b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD))),
-                         b.icmp_signed(">=", n, ir.Constant(I64, 2)))
-            if split is not loop:
-                # an inner axis (a column sum's columns) is split only into whole
-                # 64-element pieces: narrower ones would share cache lines that
-                # every outer iteration writes, and not vectorise
-                wide = b.icmp_signed(">=", n, b.mul(g.nthreads, ir.Constant(I64, 64)))
-                par = b.and_(par, wide)
-            par_bb = g.fn.append_basic_block("par")
-            seq_bb = g.fn.append_basic_block("seq")
-            join_bb = g.fn.append_basic_block("joined")
-            b.cbranch(par, par_bb, seq_bb)
-            b.position_at_end(seq_bb)
-            st_seq = b.call(kfn, call_args)
-            b.branch(join_bb)
-            seq_end = b.block
-            b.position_at_end(par_bb)
-            st_par = self.parallel_call(kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo_v, hi_v, n)
-            par_end = b.block
-            b.branch(join_bb)
-            b.position_at_end(join_bb)
-            st = b.phi(I32)
-            st.add_incoming(st_seq, seq_end)
-            st.add_incoming(st_par, par_end)
-        self.check_status(st)
+            return b.call(kfn, call_args)
+        n = work.operands[0] if split is loop else b.sub(hi_v, lo_v)
+        par = b.and_(b.and_(b.icmp_signed(">", g.nthreads, ir.Constant(I64, 1)),
+                            b.icmp_signed(">=", work, ir.Constant(I64, PAR_THRESHOLD))),
+                     b.icmp_signed(">=", n, ir.Constant(I64, 2)))
+        if split is not loop:
+            # an inner axis (a column sum's columns) is split only into whole
+            # 64-element pieces: narrower ones would share cache lines that
+            # every outer iteration writes, and not vectorise
+            wide = b.icmp_signed(">=", n, b.mul(g.nthreads, ir.Constant(I64, 64)))
+            par = b.and_(par, wide)
+        par_bb = g.fn.append_basic_block("par")
+        seq_bb = g.fn.append_basic_block("seq")
+        join_bb = g.fn.append_basic_block("joined")
+        b.cbranch(par, par_bb, seq_bb)
+        b.position_at_end(seq_bb)
+        st_seq = b.call(kfn, call_args)
+        b.branch(join_bb)
+        seq_end = b.block
+        b.position_at_end(par_bb)
+        st_par = self.parallel_call(kfn, kern.thunk, kern.shared_ty, kern.chunk_ty, kern.ptypes, call_args,
+                                    lo_v, hi_v, n)
+        par_end = b.block
+        b.branch(join_bb)
+        b.position_at_end(join_bb)
+        st = b.phi(I32)
+        st.add_incoming(st_seq, seq_end)
+        st.add_incoming(st_par, par_end)
+        return st
 
     def outline_reduce(self, loop: Op):
         """A reduce kernel: when its work is large, the range of its outer loop is
@@ -760,9 +1123,7 @@ class FunctionGen:
         order. Results depend on the shapes, never on the thread count. Small
         reductions run in order on this thread (serial)."""
         g = self.g
-        b = g.b
-        work = nest_work(g, b, loop)
-        if work is None:
+        if not self.work_known(loop):
             self.serial(loop)
             return
         kinds = loop.attrs["combine"]
@@ -770,11 +1131,73 @@ class FunctionGen:
         inner = levels[-1].regions[0].block
         combiners = [y.op for y in inner.terminator.operands]
         dts = [r.type.dtype for r in loop.results]
-        nc = len(dts)
         # kernel(dims, c0, c1, free..., partials, lo, hi, per): chunks [c0, c1)
-        kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty = self.kernel_function(
-            loop, (PTR, I64, I64, I64))
-        nf = len(free)
+        kern = self.kernel_function(loop, (PTR, I64, I64, I64))
+        if kern.kg is not None:
+            self.reduce_chunks(loop, kern, kinds, dts)
+        lfn = self.launchers.get(kern.kfn.name)
+        if lfn is None:
+            # i32 f.kN.launch(dims, lo, hi, free..., nthreads, ptr results)
+            lfn, lg = self.launcher(kern, [I64, PTR])
+            entry_g, self.g = self.g, lg
+            try:
+                work = nest_work(lg, lg.b, loop)
+                self.reduce_call(loop, kern, work, kinds, dts, combiners)
+                out = lfn.args[-1]
+                for k, r in enumerate(loop.results):
+                    lg.b.store(lg.vmap[r], partial_slot(lg.b, out, ir.Constant(I64, k)))
+            finally:
+                self.g = entry_g
+            lg.b.ret(ir.Constant(I32, 0))
+            lg.finish_prologue()
+            self.launchers[kern.kfn.name] = lfn
+        slots = self.scratch()
+        st = g.b.call(lfn, [g.dims_ptr, g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]]
+                      + [g.vmap[v] for v in kern.free] + [g.nthreads, slots])
+        if self.can_fail(loop):
+            self.check_status(st)
+        for k, r in enumerate(loop.results):
+            g.vmap[r] = g.b.load(partial_slot(g.b, slots, ir.Constant(I64, k)),
+                                 typ=LLTYPE[r.type.dtype.name])
+
+    def scratch(self):
+        """The 8-byte result slots of self.g's calls of serial kernels and reduce
+        launchers (one array per function, read right after each call)."""
+        g = self.g
+        s = getattr(g, "scratch", None)
+        if s is None:
+            s = g.scratch = opaque_alloca(g.pro, ir.ArrayType(I64, max(1, self.maxres)))
+        return s
+
+    def work_known(self, loop: Op) -> bool:
+        """Whether nest_work gives an estimate for the nest (its loops' bounds are
+        all defined outside it) without emitting anything."""
+        key = self.nest(loop)[0]
+        known = self.known.get(key)
+        if known is None:
+            outside = set(self.nest(loop)[1])
+
+            def block_known(block):
+                for o in block.ops:
+                    if o.name == "loop.for":
+                        if not (o.operands[0] in outside and o.operands[1] in outside):
+                            return False
+                        if not block_known(o.regions[0].block):
+                            return False
+                    elif o.name == "mem.gemm":
+                        return False
+                return True
+
+            known = (loop.operands[0] in outside and loop.operands[1] in outside
+                     and block_known(loop.regions[0].block))
+            self.known[key] = known
+        return known
+
+    def reduce_chunks(self, loop, kern, kinds, dts):
+        """The body of a reduce kernel: chunks [c0, c1) of the range, each from
+        the identities, their partials stored in chunk order."""
+        kfn, kg, nf = kern.kfn, kern.kg, len(kern.free)
+        nc = len(dts)
         parts, lo_all, hi_all, per = kfn.args[3 + nf: 7 + nf]
         kb = kg.b
         pre = kb.block
@@ -800,6 +1223,14 @@ class FunctionGen:
         kb.ret(ir.Constant(I32, 0))
         kg.finish_prologue()
 
+    def reduce_call(self, loop, kern, work, kinds, dts, combiners):
+        """The entry's side of a reduce kernel: in order on this thread when small,
+        else its chunks on the pool (or in turn) and their partials combined."""
+        g = self.g
+        b = g.b
+        nc = len(dts)
+        kfn, free, thunk, shared_ty, chunk_ty, ptypes = (kern.kfn, kern.free, kern.thunk, kern.shared_ty,
+                                                         kern.chunk_ty, kern.ptypes)
         lo_v, hi_v = g.vmap[loop.operands[0]], g.vmap[loop.operands[1]]
         inits = [g.vmap[v] for v in loop.operands[2:]]
         n = work.operands[0]
@@ -856,6 +1287,10 @@ class FunctionGen:
         order; the results go to out's 8-byte slots."""
         mg = self.mg
         nc = len(dts)
+        ckey = (tuple(kinds), tuple(dt.name for dt in dts), tuple(bool(c.attrs.get("reassoc")) for c in combiners))
+        cfn = self.combines.get(ckey)
+        if cfn is not None:
+            return cfn
         kname = f"{self.op.attrs['sym_name']}.s{mg.serial_count}"
         mg.serial_count += 1
         ptypes = [PTR, I64, PTR, PTR] + [LLTYPE[dt.name] for dt in dts]
@@ -898,6 +1333,7 @@ class FunctionGen:
             b.store(v, partial_slot(b, out, ir.Constant(I64, k)))
         b.ret(ir.Constant(I32, 0))
         cg.finish_prologue()
+        self.combines[ckey] = cfn
         return cfn
 
     def parallel_call(self, kfn, thunk, shared_ty, chunk_ty, ptypes, call_args, lo, hi, n):

@@ -120,9 +120,11 @@ def target_machine():
 
 # Functions the code generator emits around the kernels: the thread-pool thunk of a
 # kernel, the workspace-size function of an entry, the blocked-GEMM driver and its
-# pieces, the parallel-for dispatcher. They run once per call (or once per block of a
-# product), never in an inner loop, so they are compiled without optimisation.
-_GLUE_SUFFIXES = (".thunk", ".ws")
+# pieces, the parallel-for dispatcher, a kernel's launcher (its thread decision) and
+# the segments of a long entry (codegen.py). They run once per call (or once per
+# block of a product), never in an inner loop, so they are compiled without
+# optimisation.
+_GLUE_SUFFIXES = (".thunk", ".ws", ".launch", ".part")
 _GLUE_PREFIXES = ("__irc_gemm_", "__irc_parfor")
 
 _LABEL = r'^"?([^":\s]+)"?:'  # a basic block's label line

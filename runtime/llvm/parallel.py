@@ -53,48 +53,91 @@ def _gemm_thunk(g: Gen, dn):
 
 
 def h_gemm(g: Gen, op):
+    """A mem.gemm. In a function that runs on the calling thread with the pool
+    at hand (an entry, a segment, a launcher: g.nthreads), one call of a helper
+    per dtype and kind (_gemm_call), so that a long entry holds one call per
+    product; elsewhere (inside a kernel) the BLAS call inline."""
     A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc = op.operands[:12]
     dn = dtype_name(C.type)
     ty = LLTYPE[dn]
-    fn = _gemm_fn(g, dn)
     b = g.b
-
-    def i32(v):
-        return b.trunc(g.vmap[v], I32)
-
-    def at(buf, off):
-        return b.gep(g.vmap[buf], [g.vmap[off]], inbounds=True, source_etype=ty)
-
     trans_a, trans_b = bool(op.attrs.get("trans_a")), bool(op.attrs.get("trans_b"))
-    ta = ir.Constant(I32, 112 if trans_a else 111)
-    tb = ir.Constant(I32, 112 if trans_b else 111)
     beta_v = float(op.attrs.get("beta", 0.0))
-    beta = ir.Constant(ty, beta_v)
     alpha = ir.Constant(ty, float(op.attrs.get("alpha", 1.0)))
     if len(op.operands) > 12:  # a run-time factor of alpha
         alpha = b.fmul(alpha, g.vmap[op.operands[12]])
+    if getattr(g, "nthreads", None) is None:
+        _gemm_body(g.mg, b, dn, None, trans_a, trans_b, beta_v, alpha,
+                   [g.vmap[v] for v in (A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc)])
+        return
+    fn = _gemm_call(g.mg, dn, beta_v == 0.0)
+    b.call(fn, [g.nthreads, ir.Constant(I32, 112 if trans_a else 111), ir.Constant(I32, 112 if trans_b else 111),
+                alpha, ir.Constant(ty, beta_v)] + [g.vmap[v] for v in (A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc)])
+
+
+def _gemm_call(mg: ModuleGen, dn, beta0: bool):
+    """void __irc_gemm_call_<dn>[_b0](i64 nthreads, i32 ta, i32 tb, alpha, beta, ptr A,
+    ptr B, ptr C, i64 M, N, K, lda, ldb, ldc, oa, ob, oc): a mem.gemm of an entry
+    (glue: jit.py compiles __irc_gemm_* without optimisation)."""
+    name = f"__irc_gemm_call_{dn}" + ("_b0" if beta0 else "")
+    fn = mg.m.globals.get(name)
+    if fn is not None:
+        return fn
+    ty = LLTYPE[dn]
+    fn = ir.Function(mg.m, ir.FunctionType(VOID, [I64, I32, I32, ty, ty, PTR, PTR, PTR] + [I64] * 9), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    b = ir.IRBuilder(fn.append_basic_block("e"))
+    nthreads, ta, tb, alpha, beta = fn.args[:5]
+    _gemm_body(mg, b, dn, nthreads, (ta, tb), None, 0.0 if beta0 else None, alpha, list(fn.args[5:]), beta)
+    b.ret_void()
+    return fn
+
+
+def _gemm_body(mg, b, dn, nthreads, trans_a, trans_b, beta_v, alpha, vals, beta=None):
+    """The BLAS call of a product (C = alpha A B + beta C at the offsets), skipped
+    when C is empty; with K == 0 and beta 0, C is zeroed. `trans_a` is a bool, or
+    (ta, tb) i32 values with trans_b None; beta_v the static beta, or None for a
+    beta that is not 0 (the `beta` value)."""
+    A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc = vals
+    ty = LLTYPE[dn]
+    fn = _gemm_fn(_FnCtx(mg, None), dn)
+    if isinstance(trans_a, tuple):
+        ta, tb = trans_a
+    else:
+        ta = ir.Constant(I32, 112 if trans_a else 111)
+        tb = ir.Constant(I32, 112 if trans_b else 111)
+    if beta is None:
+        beta = ir.Constant(ty, beta_v)
+
+    def i32(v):
+        return b.trunc(v, I32)
+
+    def at(buf, off):
+        return b.gep(buf, [off], inbounds=True, source_etype=ty)
+
     # BLAS wants ld >= max(1, cols); a zero-sized product has nothing to do.
-    nonempty = b.and_(b.icmp_signed(">", g.vmap[M], ir.Constant(I64, 0)),
-                      b.icmp_signed(">", g.vmap[N], ir.Constant(I64, 0)))
+    nonempty = b.and_(b.icmp_signed(">", M, ir.Constant(I64, 0)),
+                      b.icmp_signed(">", N, ir.Constant(I64, 0)))
 
     def ld(v):
         return b.select(b.icmp_signed("<", i32(v), ir.Constant(I32, 1)), ir.Constant(I32, 1), i32(v))
 
     with b.if_then(nonempty):
-        kpos = b.icmp_signed(">", g.vmap[K], ir.Constant(I64, 0))
+        kpos = b.icmp_signed(">", K, ir.Constant(I64, 0))
         with b.if_else(kpos) as (then, other):
             with then:
                 args = [ta, tb, i32(M), i32(N), i32(K), alpha, at(A, oa), ld(lda), at(B, ob), ld(ldb), beta,
                         at(C, oc), ld(ldc)]
-                if getattr(g, "nthreads", None) is None:
+                if nthreads is None:
                     b.call(fn, [ir.Constant(I32, 101)] + args)
                 else:
-                    b.call(_gemm_helper(g.mg, dn), [g.nthreads] + args)
+                    b.call(_gemm_helper(mg, dn), [nthreads] + args)
             with other:
                 if beta_v == 0.0:
                     # K == 0: C = 0 (rows are contiguous: ldc == N in our lowering)
-                    z = g.mg.decl("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
-                    nb = b.mul(b.mul(g.vmap[M], g.vmap[N]), ir.Constant(I64, SIZE[dn]))
+                    z = mg.decl("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
+                    nb = b.mul(b.mul(M, N), ir.Constant(I64, SIZE[dn]))
                     b.call(z, [at(C, oc), ir.Constant(I8, 0), nb, ir.Constant(I1, 0)])
 
 

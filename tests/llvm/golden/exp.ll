@@ -12,41 +12,10 @@ prologue:
   %".10" = load i64, ptr %".4"
   %".11" = getelementptr i64, ptr %".2", i64 0
   %".12" = load i64, ptr %".11"
-  %".23" = alloca {ptr, i64, i64, ptr, ptr}
   br label %"body"
 body:
-  %".13" = sub i64 %".12", 0
-  %".14" = mul i64 %".13", 15
-  %".15" = icmp sgt i64 %".10", 1
-  %".16" = icmp sge i64 %".14", 32768
-  %".17" = and i1 %".15", %".16"
-  %".18" = icmp sge i64 %".13", 2
-  %".19" = and i1 %".17", %".18"
-  br i1 %".19", label %"par", label %"seq"
-par:
-  %".24" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 0
-  store ptr %".2", ptr %".24"
-  %".26" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 1
-  store i64 0, ptr %".26"
-  %".28" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 2
-  store i64 %".12", ptr %".28"
-  %".30" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 3
-  store ptr %".7", ptr %".30"
-  %".32" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 4
-  store ptr %".9", ptr %".32"
-  %".34" = call i32 @"__irc_parfor"(ptr (ptr)* @"f.k0.thunk", ptr %".23", i64 0, i64 %".12", i64 %".10")
-  br label %"joined"
-seq:
-  %".21" = call i32 @"f.k0"(ptr %".2", i64 0, i64 %".12", ptr %".7", ptr %".9")
-  br label %"joined"
-joined:
-  %".36" = phi  i32 [%".21", %"seq"], [%".34", %"par"]
-  %".37" = icmp eq i32 %".36", 0
-  br i1 %".37", label %"cont", label %"err"
-cont:
+  %".13" = call i32 @"f.k0.launch"(ptr %".2", i64 0, i64 %".12", ptr %".7", ptr %".9", i64 %".10")
   ret i32 0
-err:
-  ret i32 %".36"
 }
 
 define internal i32 @"f.k0"(ptr %".1", i64 %".2", i64 %".3", ptr noalias %".4", ptr noalias %".5") noinline
@@ -133,6 +102,43 @@ declare float @"llvm.minnum.f32"(float %".1", float %".2")
 declare float @"llvm.rint.f32"(float %".1")
 
 declare float @"llvm.fma.f32"(float %".1", float %".2", float %".3")
+
+define internal i32 @"f.k0.launch"(ptr %".1", i64 %".2", i64 %".3", ptr %".4", ptr %".5", i64 %".6")
+{
+prologue:
+  %".8" = getelementptr i64, ptr %".1", i64 0
+  %".9" = load i64, ptr %".8"
+  %".20" = alloca {ptr, i64, i64, ptr, ptr}
+  br label %"body"
+body:
+  %".10" = sub i64 %".9", 0
+  %".11" = mul i64 %".10", 15
+  %".12" = icmp sgt i64 %".6", 1
+  %".13" = icmp sge i64 %".11", 32768
+  %".14" = and i1 %".12", %".13"
+  %".15" = icmp sge i64 %".10", 2
+  %".16" = and i1 %".14", %".15"
+  br i1 %".16", label %"par", label %"seq"
+par:
+  %".21" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".20", i32 0, i32 0
+  store ptr %".1", ptr %".21"
+  %".23" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".20", i32 0, i32 1
+  store i64 %".2", ptr %".23"
+  %".25" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".20", i32 0, i32 2
+  store i64 %".3", ptr %".25"
+  %".27" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".20", i32 0, i32 3
+  store ptr %".4", ptr %".27"
+  %".29" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".20", i32 0, i32 4
+  store ptr %".5", ptr %".29"
+  %".31" = call i32 @"__irc_parfor"(ptr (ptr)* @"f.k0.thunk", ptr %".20", i64 %".2", i64 %".3", i64 %".6")
+  br label %"joined"
+seq:
+  %".18" = call i32 @"f.k0"(ptr %".1", i64 %".2", i64 %".3", ptr %".4", ptr %".5")
+  br label %"joined"
+joined:
+  %".33" = phi  i32 [%".18", %"seq"], [%".31", %"par"]
+  ret i32 %".33"
+}
 
 define internal i32 @"__irc_parfor"(ptr (ptr)* %".1", ptr %".2", i64 %".3", i64 %".4", i64 %".5") noinline
 {

@@ -12,44 +12,10 @@ prologue:
   %".10" = load i64, ptr %".4"
   %".11" = getelementptr i64, ptr %".2", i64 0
   %".12" = load i64, ptr %".11"
-  %".26" = alloca {ptr, i64, i64, ptr, ptr}
   br label %"body"
 body:
-  %".13" = sub i64 3, 0
-  %".14" = mul i64 %".13", 3
-  %".15" = add i64 %".14", 2
-  %".16" = sub i64 %".12", 0
-  %".17" = mul i64 %".16", %".15"
-  %".18" = icmp sgt i64 %".10", 1
-  %".19" = icmp sge i64 %".17", 32768
-  %".20" = and i1 %".18", %".19"
-  %".21" = icmp sge i64 %".16", 2
-  %".22" = and i1 %".20", %".21"
-  br i1 %".22", label %"par", label %"seq"
-par:
-  %".27" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".26", i32 0, i32 0
-  store ptr %".2", ptr %".27"
-  %".29" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".26", i32 0, i32 1
-  store i64 0, ptr %".29"
-  %".31" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".26", i32 0, i32 2
-  store i64 %".12", ptr %".31"
-  %".33" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".26", i32 0, i32 3
-  store ptr %".7", ptr %".33"
-  %".35" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".26", i32 0, i32 4
-  store ptr %".9", ptr %".35"
-  %".37" = call i32 @"__irc_parfor"(ptr (ptr)* @"f.k0.thunk", ptr %".26", i64 0, i64 %".12", i64 %".10")
-  br label %"joined"
-seq:
-  %".24" = call i32 @"f.k0"(ptr %".2", i64 0, i64 %".12", ptr %".7", ptr %".9")
-  br label %"joined"
-joined:
-  %".39" = phi  i32 [%".24", %"seq"], [%".37", %"par"]
-  %".40" = icmp eq i32 %".39", 0
-  br i1 %".40", label %"cont", label %"err"
-cont:
+  %".13" = call i32 @"f.k0.launch"(ptr %".2", i64 0, i64 %".12", ptr %".7", ptr %".9", i64 %".10")
   ret i32 0
-err:
-  ret i32 %".39"
 }
 
 define internal i32 @"f.k0"(ptr %".1", i64 %".2", i64 %".3", ptr noalias %".4", ptr noalias %".5") noinline
@@ -113,6 +79,46 @@ e:
   %".20" = getelementptr {ptr, i64, i64, i32}, ptr %".1", i32 0, i32 3
   store i32 %".19", ptr %".20"
   ret ptr null
+}
+
+define internal i32 @"f.k0.launch"(ptr %".1", i64 %".2", i64 %".3", ptr %".4", ptr %".5", i64 %".6")
+{
+prologue:
+  %".8" = getelementptr i64, ptr %".1", i64 0
+  %".9" = load i64, ptr %".8"
+  %".23" = alloca {ptr, i64, i64, ptr, ptr}
+  br label %"body"
+body:
+  %".10" = sub i64 3, 0
+  %".11" = mul i64 %".10", 3
+  %".12" = add i64 %".11", 2
+  %".13" = sub i64 %".9", 0
+  %".14" = mul i64 %".13", %".12"
+  %".15" = icmp sgt i64 %".6", 1
+  %".16" = icmp sge i64 %".14", 32768
+  %".17" = and i1 %".15", %".16"
+  %".18" = icmp sge i64 %".13", 2
+  %".19" = and i1 %".17", %".18"
+  br i1 %".19", label %"par", label %"seq"
+par:
+  %".24" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 0
+  store ptr %".1", ptr %".24"
+  %".26" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 1
+  store i64 %".2", ptr %".26"
+  %".28" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 2
+  store i64 %".3", ptr %".28"
+  %".30" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 3
+  store ptr %".4", ptr %".30"
+  %".32" = getelementptr {ptr, i64, i64, ptr, ptr}, ptr %".23", i32 0, i32 4
+  store ptr %".5", ptr %".32"
+  %".34" = call i32 @"__irc_parfor"(ptr (ptr)* @"f.k0.thunk", ptr %".23", i64 %".2", i64 %".3", i64 %".6")
+  br label %"joined"
+seq:
+  %".21" = call i32 @"f.k0"(ptr %".1", i64 %".2", i64 %".3", ptr %".4", ptr %".5")
+  br label %"joined"
+joined:
+  %".36" = phi  i32 [%".21", %"seq"], [%".34", %"par"]
+  ret i32 %".36"
 }
 
 define internal i32 @"__irc_parfor"(ptr (ptr)* %".1", ptr %".2", i64 %".3", i64 %".4", i64 %".5") noinline

@@ -1,0 +1,239 @@
+"""Kernel dedupe of the cpu backend (runtime/llvm/codegen.py): loop nests of an
+entry that have the same structure compile to one kernel function (and one
+launcher), float constants that differ between them become its parameters, and
+the results are bit-identical to one kernel per nest."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import irc.passes.fuse_elementwise as fuse_mod
+import irc.passes.lower_to_loops as lower_mod
+import numpy as np
+import pytest
+from irc.runtime.llvm import codegen, jit
+
+import irc
+
+
+def independent(n: int) -> str:
+    """n statements of x that differ only in their constants, then their sum."""
+    lines = ["fn f(x: f32[N]) -> f32[N] {"]
+    lines += [f"    y{i} = tanh(x * {1 + i * 1e-3:.6f}) + {i % 7}.5" for i in range(n)]
+    lines.append("    s0 = y0")
+    lines += [f"    s{i} = s{i - 1} + y{i}" for i in range(1, n)]
+    return "\n".join(lines + [f"    return s{n - 1}", "}"]) + "\n"
+
+
+def independent_numpy(n: int, x):
+    f32 = np.float32
+    ys = [np.tanh(x * f32(f"{1 + i * 1e-3:.6f}")) + f32(f"{i % 7}.5") for i in range(n)]
+    s = ys[0]
+    for y in ys[1:]:
+        s = s + y
+    return s
+
+
+def mixed(n: int) -> str:
+    """Products, keepdims means, sums and elementwise statements in turn."""
+    body = [
+        "h{i} = tanh(h{p} @ W)",
+        "h{i} = h{p} - mean(h{p}, axis=1, keepdims=true)",
+        "h{i} = h{p} * 0.9 + 0.0{k}",
+        "h{i} = h{p} / (1 + sum(h{p} * h{p}) * 0.0001)",
+    ]
+    lines = ["fn f(x: f32[N, 8], W: f32[8, 8]) -> f32 {", "    h0 = tanh(x @ W)"]
+    lines += ["    " + body[i % 4].format(i=i, p=i - 1, k=i % 5 + 1) for i in range(1, n)]
+    return "\n".join(lines + [f"    return sum(h{n - 1})", "}"]) + "\n"
+
+
+def mixed_numpy(n: int, x, W):
+    f32 = np.float32
+    h = np.tanh(x @ W)
+    for i in range(1, n):
+        k = i % 4
+        if k == 0:
+            h = np.tanh(h @ W)
+        elif k == 1:
+            h = h - h.mean(axis=1, keepdims=True)
+        elif k == 2:
+            h = h * f32(0.9) + f32(f"0.0{i % 5 + 1}")
+        else:
+            h = h / (f32(1) + (h * h).sum() * f32(0.0001))
+    return h.sum()
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A load that compiles: no module cache, an empty object cache, no engines."""
+    monkeypatch.setenv("IRC_NO_CACHE", "1")
+    count = [0]
+
+    def load(src):
+        count[0] += 1
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / str(count[0])))
+        monkeypatch.setattr(jit, "_ENGINES", {})
+        return irc.loads(src, backend="cpu")
+
+    return load
+
+
+@pytest.fixture
+def small_groups(monkeypatch):
+    """Fused groups of at most 3 ops: every statement is a loop nest of its own."""
+    monkeypatch.setattr(fuse_mod, "MAX_FUSED_OPS", 3)
+    monkeypatch.setattr(lower_mod, "MAX_FUSED_OPS", 3)
+
+
+def _kernels(m) -> list:
+    """Names of the kernel functions (f.kN, f.sN) defined in the LLVM module."""
+    return re.findall(r'^define internal i32 @"(f\.[ks]\d+)"\(', m._backend.llvm_ir(), re.M)
+
+
+def _map_nests(m) -> int:
+    return sum(1 for op in m._backend.loop_module.walk()
+               if op.name == "loop.for" and op.attrs.get("kernel") == "map")
+
+
+def test_identical_nests_compile_once(fresh, small_groups):
+    n = 40
+    m = fresh(independent(n))
+    nests, kernels = _map_nests(m), _kernels(m)
+    assert nests >= n  # (one per statement, one per sum)
+    # one kernel for the 40 statements y_i (their constants are parameters), one
+    # for the running sum's steps, and the first ones of either
+    assert len(kernels) <= 4, kernels
+    assert len(re.findall(r'^define internal i32 @"f\.k\d+\.launch"', m._backend.llvm_ir(), re.M)) <= 4
+    x = np.linspace(-3, 3, 1000).astype(np.float32)
+    np.testing.assert_allclose(m.f(x), independent_numpy(n, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("src_of", [lambda: independent(30), lambda: mixed(23)], ids=["independent", "mixed"])
+def test_results_bit_identical_without_dedupe(fresh, small_groups, monkeypatch, src_of):
+    src = src_of()
+    rng = np.random.default_rng(0)
+    if "W:" in src:
+        # a large N: the reductions and maps also take their threaded paths
+        args = [rng.normal(size=(20000, 8)).astype(np.float32),
+                (rng.normal(size=(8, 8)) * 0.3).astype(np.float32)]
+    else:
+        args = [np.linspace(-3, 3, 70001).astype(np.float32)]
+    m = fresh(src)
+    shared = m.f(*args)
+    kernels = _kernels(m)
+    monkeypatch.setattr(codegen, "DEDUPE", False)
+    m1 = fresh(src)
+    alone = m1.f(*args)
+    assert len(_kernels(m1)) > len(kernels)
+    assert np.asarray(shared).tobytes() == np.asarray(alone).tobytes()
+    for threads in (1, 2):
+        m.set_threads(threads) if hasattr(m, "set_threads") else m._backend.set_threads(threads)
+        assert np.asarray(m.f(*args)).tobytes() == np.asarray(shared).tobytes()
+
+
+def test_mixed_matches_numpy(fresh):
+    n = 41
+    m = fresh(mixed(n))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    W = (rng.normal(size=(8, 8)) * 0.3).astype(np.float32)
+    np.testing.assert_allclose(m.f(x, W), mixed_numpy(n, x, W), rtol=1e-4)
+    # the statements of each kind share their kernels
+    assert len(_kernels(m)) <= 16, _kernels(m)
+
+
+def test_nests_with_different_integer_shapes_stay_apart(fresh, small_groups):
+    """Static shapes and integer constants are part of the structure: nests over
+    f32[3] and f32[5] get kernels of their own, and both compute right."""
+    src = (
+        "fn f(a: f32[3], b: f32[5]) -> f32 {\n"
+        "    p = tanh(a * 1.5) + 0.5\n"
+        "    q = tanh(b * 1.5) + 0.5\n"
+        "    return sum(p) + sum(q)\n"
+        "}\n"
+    )
+    m = fresh(src)
+    a = np.linspace(-1, 1, 3).astype(np.float32)
+    b = np.linspace(-2, 2, 5).astype(np.float32)
+    f32 = np.float32
+    ref = (np.tanh(a * f32(1.5)) + f32(0.5)).sum() + (np.tanh(b * f32(1.5)) + f32(0.5)).sum()
+    np.testing.assert_allclose(m.f(a, b), ref, rtol=1e-5)
+
+
+def _cpu_seconds(load, src) -> float:
+    t = time.process_time()
+    load(src)
+    return time.process_time() - t
+
+
+@pytest.mark.parametrize("make", [independent, mixed])
+def test_cpu_compile_time_grows_linearly(fresh, make):
+    """4x the statements costs about 4x (allowed: 8x) on the cpu backend: nests of
+    one structure compile once, and the entry is one call per nest."""
+    small, big = make(50), make(200)
+    _cpu_seconds(fresh, make(10))  # warm: imports, LLVM
+    t_small = min(_cpu_seconds(fresh, small) for _ in range(2))
+    t_big = _cpu_seconds(fresh, big)
+    assert t_big < 8 * t_small + 0.3, (t_small, t_big)
+
+
+GATHERS = """
+fn g(p: f32[N, K], y: i32[N], z: i32[N]) -> f32[N] {
+    a = p[arange(N), y] * 1.5
+    b = p[arange(N), z] * 2.5
+    return a + b
+}
+"""
+
+
+@pytest.mark.parametrize("segments", [False, True])
+def test_asserting_nests_deduped_and_segmented(fresh, monkeypatch, segments):
+    """Two gathers with bounds checks share a kernel; an index out of range in
+    either raises with its message, also when the entry is cut into segments of
+    one host op (FunctionGen.segments)."""
+    from irc.runtime.interp import InterpError
+
+    if segments:
+        monkeypatch.setattr(codegen, "SEGMENT_MIN", 0)
+        monkeypatch.setattr(codegen, "SEGMENT_OPS", 1)
+    m = fresh(GATHERS)
+    if segments:
+        assert ".0.part" in m._backend.llvm_ir()
+    p = np.arange(12, dtype=np.float32).reshape(3, 4)
+    y = np.array([0, 3, 1], np.int32)
+    z = np.array([2, 2, -1], np.int32)
+    ref = p[np.arange(3), y] * np.float32(1.5) + p[np.arange(3), z] * np.float32(2.5)
+    np.testing.assert_array_equal(m.g(p, y, z), ref)
+    with pytest.raises(InterpError, match="range"):
+        m.g(p, y, np.array([0, 4, 1], np.int32))
+    with pytest.raises(InterpError, match="range"):
+        m.g(p, np.array([0, 4, 1], np.int32), z)
+
+
+def test_segmented_entry_bit_identical(fresh, monkeypatch):
+    """An entry cut into segments (values crossing them through carry slots)
+    computes exactly what the one-function entry computes."""
+    src = mixed(23) + "\n" + """
+shared W2: f32[4] = zeros()
+fn upd(x: f32[4]) -> f32 {
+    a0 = W2 + x
+    a1 = a0 * 0.999 + x
+    a2 = a1 * 0.998 + x
+    W2 <- a2
+    return sum(a2) + sum(a1)
+}
+"""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20000, 8)).astype(np.float32)
+    W = (rng.normal(size=(8, 8)) * 0.3).astype(np.float32)
+    v = np.arange(4, dtype=np.float32)
+    m = fresh(src)
+    want = [m.f(x, W), m.upd(v), m.upd(v)]
+    for ops in (1, 3):
+        monkeypatch.setattr(codegen, "SEGMENT_MIN", 0)
+        monkeypatch.setattr(codegen, "SEGMENT_OPS", ops)
+        s = fresh(src)
+        assert ".1.part" in s._backend.llvm_ir()
+        got = [s.f(x, W), s.upd(v), s.upd(v)]
+        assert all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(want, got))
