@@ -14,8 +14,9 @@ Rules:
 - An elementwise op joins the group of an operand's producer when both
   compute the same shape (a smaller producer broadcast into a bigger
   consumer would be recomputed per element: never duplicate work), and no
-  other operand depends on the group through an op outside it (the fused op
-  sits where the group's last op was, so that would be a cycle).
+  op outside the group placed before it uses a group value (the fused op
+  sits where the group's last op was: such a user, or an operand of the op
+  that depends on the group through it, would make a cycle).
 - Values of the group used outside it become extra results.
 - A tg.sum/mean/max/min over a float group's only result, used by nothing
   else, joins as the group's `reduce`.
@@ -70,20 +71,15 @@ class FuseElementwise(Pass):
 
 class _Group:
     """A growing fusion group. Its members are appended in block order, so the
-    first is the earliest; the state below keeps each grouping test amortised
-    O(log n), so fusing a long function stays near-linear:
-    - `users`: a heap of (position, op) of the block-level users of member
-      values; users that later join the group are skipped lazily;
-    - `clean`: ops known not to depend on the group. An op checked while
-      grouping the op at position P lies before P, and every later member lies
-      at P or after, so it can never come to depend on the group."""
+    first is the earliest. `users` is a heap of (position, op) of the
+    block-level users of member values (users that later join the group are
+    skipped lazily), so each grouping test is amortised O(log n) and fusing a
+    long function stays near-linear."""
 
     def __init__(self, op: Op, position: dict, block: Block):
         self.ops = [op]
         self.members = {op}
-        self.first = position[op]
         self.users: list = []
-        self.clean: set = set()
         self._add_users(op, position, block)
 
     def add(self, op: Op, position: dict, block: Block):
@@ -124,7 +120,10 @@ def fuse_block(block: Block) -> bool:
                 continue
             if len(g.ops) >= MAX_FUSED_OPS:
                 continue
-            if _joinable(op, g, block, position) and not g.used_before(op, position):
+            # No outside user of the group before op means no operand of op
+            # can depend on the group through an outside op either (that
+            # path would start at such a user): the one test covers both.
+            if not g.used_before(op, position):
                 target = g
                 break
         if target is None:
@@ -159,46 +158,6 @@ def fuse_block(block: Block) -> bool:
     return True
 
 
-def _joinable(op: Op, g: _Group, block: Block, position: dict) -> bool:
-    """No operand of op outside group g depends on g through an outside op."""
-    for v in op.operands:
-        p = getattr(v, "op", None)
-        if p is None or p in g.members or p.parent is not block:
-            continue
-        if _reaches(g, p, block, position):
-            return False
-    return True
-
-
-def _reaches(g: _Group, target: Op, block: Block, position: dict) -> bool:
-    """Whether `target` depends on some op of the group (within `block`); ops
-    before the group's first member cannot, so the search stops there, and ops
-    found clean by an earlier search are not searched again."""
-    seen, stack = set(), [target]
-    while stack:
-        op = stack.pop()
-        if op in g.members:
-            return True
-        if op in seen or op in g.clean or position[op] < g.first:
-            continue
-        seen.add(op)
-        for v in _inputs(op):
-            p = getattr(v, "op", None)
-            while p is not None and p.parent is not block:
-                p = p.parent_op()  # a value from inside a region: its enclosing op
-            if p is not None:
-                stack.append(p)
-    g.clean |= seen
-    return False
-
-
-def _inputs(op: Op):
-    yield from op.operands
-    for inner in op.walk():
-        if inner is not op:
-            yield from inner.operands
-
-
 def _trailing_reduction(ops: list):
     last = ops[-1]
     r = last.results[0]
@@ -225,19 +184,18 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
     puts it in the anchor's place and drops the dead ops from the block."""
     members = set(ops)
     shape = ops[0].results[0].type.shape
-    inputs: list = []
-    consts: list = []
+    inputs: dict = {}  # value -> None: an ordered set (a list's `in` is O(n) per operand)
+    consts: dict = {}
     for op in ops:
         for v in op.operands:
             p = getattr(v, "op", None)
             if p is not None and p in members:
                 continue
             if p is not None and is_scalar_constant(p):
-                if v not in consts:
-                    consts.append(v)
+                consts[v] = None
                 continue
-            if v not in inputs:
-                inputs.append(v)
+            inputs[v] = None
+    inputs = list(inputs)
     # Results: values used outside the group (in block order).
     outs = [
         op.results[0]
