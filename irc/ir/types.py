@@ -134,6 +134,17 @@ def broadcast_shapes(*shapes: tuple) -> tuple:
     dims (irc.ir.dims.Unifier, in force) unify instead, as in Theano: an
     unknown dim is not 1 unless it is given as 1.
     """
+    # Common case first: the operands' shapes equal, or scalars (rank 0)
+    # against one shape (`x * 1.01`): the result is that shape.
+    first = None
+    for s in shapes:
+        if s:
+            if first is None:
+                first = s
+            elif s != first:
+                break
+    else:
+        return tuple(first) if first is not None else ()
     rank = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(rank):
