@@ -20,6 +20,10 @@ Rules:
 - Values of the group used outside it become extra results.
 - A tg.sum/mean/max/min over a float group's only result, used by nothing
   else, joins as the group's `reduce`.
+- When an op has joined (or started) a group, the groups of its other
+  operands join it as well if no op outside them uses their values before
+  it (same shape, within MAX_FUSED_OPS), so independent chains that meet in
+  one op become one loop nest.
 - Groups of one elementwise op without a reduction stay as they are.
 - A group stops growing at MAX_FUSED_OPS ops (irc/ops/fused.py: loop bodies
   that big make LLVM super-linear); the next op starts a new group.
@@ -94,6 +98,23 @@ class _Group:
             if u is not None:
                 heapq.heappush(self.users, (position[u], id(u), u))
 
+    def absorb(self, other: "_Group", position: dict) -> None:
+        """Take in the members of `other` (which then is empty), keeping block order."""
+        self.ops = sorted(self.ops + other.ops, key=position.__getitem__)
+        self.members |= other.members
+        for entry in other.users:
+            heapq.heappush(self.users, entry)
+        other.ops, other.members, other.users = [], set(), []
+
+    def only_used_by(self, group: "_Group", op: Op, position: dict) -> bool:
+        """Whether every user of this group's values placed before `op` is in
+        this group or in `group`: then this group may be fused into `group`
+        at op's place."""
+        p = position[op]
+        return all(
+            pos >= p or u in self.members or u in group.members for pos, _, u in self.users
+        )
+
     def used_before(self, op: Op, position: dict) -> bool:
         """Whether an op outside the group, placed before `op`, uses a group value:
         the fused op replaces the group at its last op, after that user."""
@@ -132,12 +153,31 @@ def fuse_block(block: Block) -> bool:
         else:
             target.add(op, position, block)
         group_of[op] = target
+        # The groups of op's other operands join too when nothing outside
+        # them uses their values before op: one loop nest instead of one per
+        # group (`y_i = tanh(x * c_i) + k_i` summed by `s_i = s_i-1 + y_i`
+        # gives one group per 64 statements, not one per statement).
+        for v in op.operands:
+            p = getattr(v, "op", None)
+            h = group_of.get(p) if p is not None else None
+            if h is None or h is target or not h.ops or p.parent is not block:
+                continue
+            if h.ops[0].results[0].type.shape != shape:
+                continue
+            if len(target.ops) + len(h.ops) > MAX_FUSED_OPS:
+                continue
+            if h.only_used_by(target, op, position):
+                for m in h.ops:
+                    group_of[m] = target
+                target.absorb(h, position)
     # Each fused op takes its anchor's place; the block's op list is rebuilt
     # once at the end (erasing op by op would search the list each time).
     placed: dict = {}  # anchor op -> its tg.fused
     dead: set = set()
     for g in groups:
         ops = g.ops
+        if not ops:
+            continue  # absorbed into another group
         reduce_op = _trailing_reduction(ops)
         if len(ops) < 2 and reduce_op is None:
             continue

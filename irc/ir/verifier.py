@@ -105,9 +105,6 @@ class _Verifier:
         # results), and the op that defines it, for error messages.
         self.defined: dict = {}
         self.ops: set = set()
-        # value -> {(id(op), operand index)} from its use list, built once per
-        # value so checking every operand slot stays linear in the uses.
-        self.use_sets: dict = {}
         self.symbol_tables: dict = {}
 
     # -- structure and use lists -------------------------------------------------------
@@ -135,10 +132,8 @@ class _Verifier:
             if op is not self.root:
                 self.defined[r] = op
         for i, v in enumerate(op.operands):
-            uses = self.use_sets.get(v)
-            if uses is None:
-                uses = self.use_sets[v] = {(id(u_op), u_idx) for u_op, u_idx in v.uses}
-            if (id(op), i) not in uses:
+            # (a use list is keyed by its (op, index) pairs: an O(1) test)
+            if (op, i) not in v.uses:
                 _err(op, f"operand #{i} of {op.name} is missing from its value's use list")
         for key, val in op.attrs.items():
             if not isinstance(key, str):
@@ -177,17 +172,13 @@ class _Verifier:
                 _err(op, "func.return outside a func.func")
 
     def check_uses(self, owner: Op, value) -> None:
-        seen = set()
+        # (A use is listed at most once: the use list is a dict keyed by it.)
         for u_op, u_idx in value.uses:
             if not (0 <= u_idx < len(u_op.operands)) or u_op.operands[u_idx] is not value:
                 _err(
                     owner,
                     f"a value of {owner.name} has a stale use by {u_op.name} (operand #{u_idx})",
                 )
-            key = (id(u_op), u_idx)
-            if key in seen:
-                _err(owner, f"a value of {owner.name} lists a use by {u_op.name} twice")
-            seen.add(key)
 
     def check_func(self, op: Op) -> None:
         name = op.attrs.get("sym_name")
