@@ -75,13 +75,14 @@ def _cse_block(block: Block, scope: ChainMap, rewriter: Rewriter) -> None:
 def _key(op: Op):
     """A hashable key equal for ops computing the same value; None if op may not merge."""
     d = lookup(op.name)
-    if d is None or not d.has(PURE) or not op.results:
+    if d is None or PURE not in d.traits or not op.results:
         return None
     operands = tuple(op.operands)
-    if d.has(COMMUTATIVE):
+    if COMMUTATIVE in d.traits and len(operands) > 1:
         operands = tuple(sorted(operands, key=id))
     try:
-        attrs = tuple(sorted((k, attr_key(v)) for k, v in op.attrs.items()))
+        items = op.attrs.items()
+        attrs = tuple(sorted((k, attr_key(v)) for k, v in items)) if items else ()
         key = (op.name, operands, attrs, tuple(r.type for r in op.results))
         hash(key)
     except TypeError:

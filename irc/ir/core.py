@@ -200,13 +200,14 @@ class Op:
         self.attrs = {k: freeze_attr(v) for k, v in attrs.items()} if attrs else {}
         self.loc = loc
         self.parent: Optional[Block] = None
-        if result_names is None:
-            self.results = [OpResult(self, i, t) for i, t in enumerate(result_types)]
+        types = result_types if type(result_types) is list else list(result_types)
+        names = () if result_names is None else list(result_names)
+        if len(types) == 1:  # most ops: no comprehension for one result
+            self.results = [OpResult(self, 0, types[0], names[0] if names else None)]
         else:
-            names = list(result_names)
             self.results = [
                 OpResult(self, i, t, names[i] if i < len(names) else None)
-                for i, t in enumerate(result_types)
+                for i, t in enumerate(types)
             ]
         self.regions: list = []
         for r in regions:
@@ -306,7 +307,7 @@ class Op:
             self.name,
             [mapping.get(v, v) for v in self.operands],
             [r.type for r in self.results],
-            dict(self.attrs),
+            self.attrs,  # (copied, not shared, by __init__)
             (),
             self.loc,
             [r.name_hint for r in self.results],
