@@ -53,11 +53,12 @@ def _is_terminator(name: str) -> bool:
 def verify(module_or_op: Op, op_check: Optional[Callable] = None) -> None:
     """Raise CompileError for the first broken invariant in `module_or_op`."""
     v = _Verifier(module_or_op)
-    v.structure(module_or_op)
+    ops = list(module_or_op.walk())  # walked once, for every check below
+    v.structure(ops)
     v.dominance(module_or_op)
-    v.symbols(module_or_op)
+    v.symbols(ops)
     if op_check is not None:
-        for op in module_or_op.walk():
+        for op in ops:
             try:
                 op_check(op)
             except TypeError_ as e:
@@ -108,10 +109,10 @@ class _Verifier:
         self.symbol_tables: dict = {}
 
     # -- structure and use lists -------------------------------------------------------
-    def structure(self, root: Op) -> None:
-        for op in root.walk():
-            self.ops.add(op)
-        for op in root.walk():
+    def structure(self, ops: list) -> None:
+        """ops: the root and every op nested in it (root.walk())."""
+        self.ops.update(ops)
+        for op in ops:
             self.check_op(op)
         for value, owner in self.defined.items():
             for use_op, _ in value.uses:
@@ -241,11 +242,11 @@ class _Verifier:
         _err(op, f"{what} is a block argument of {owner.name} used outside its scope")
 
     # -- symbols ---------------------------------------------------------------------------
-    def symbols(self, root: Op) -> None:
-        for op in root.walk():
+    def symbols(self, ops: list) -> None:
+        for op in ops:
             if op.name == "builtin.module":
                 self.unique_symbols(op)
-        for op in root.walk():
+        for op in ops:
             if op.name in ("func.call", "tg.read", "tg.update"):
                 self.check_reference(op)
 
