@@ -26,7 +26,6 @@ Imports only irc.ir and irc.ops.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from dataclasses import dataclass
 
 from irc.ir.core import Block, Module, Op, attr_key
@@ -45,14 +44,16 @@ class CSE(Pass):
         rewriter = Rewriter()
         for region in module.regions:
             for block in region.blocks:
-                _cse_block(block, ChainMap(), rewriter)
+                _cse_block(block, {}, rewriter)
         return rewriter.changed
 
 
-def _cse_block(block: Block, scope: ChainMap, rewriter: Rewriter) -> None:
-    # `scope` maps an op key to the earlier op with that key; new_child() gives
-    # this block its own layer so its ops are invisible to sibling/enclosing blocks.
-    scope = scope.new_child()
+def _cse_block(block: Block, scope: dict, rewriter: Rewriter) -> None:
+    # `scope` maps an op key to the earlier op with that key, for this block and
+    # the blocks enclosing it. The keys this block adds are removed when it is
+    # done, so its ops stay invisible to sibling and enclosing blocks (one dict
+    # and one lookup per op, where a ChainMap searched every layer).
+    added = []
     for op in list(block.ops):
         if op.regions:
             d = lookup(op.name)
@@ -60,16 +61,22 @@ def _cse_block(block: Block, scope: ChainMap, rewriter: Rewriter) -> None:
             isolated = d is None or d.has(ISOLATED)
             for region in op.regions:
                 for inner in region.blocks:
-                    _cse_block(inner, ChainMap() if isolated else scope, rewriter)
+                    _cse_block(inner, {} if isolated else scope, rewriter)
             continue
         key = _key(op)
         if key is None:
             continue
-        existing = scope.get(key)
+        try:
+            existing = scope.get(key)
+        except TypeError:
+            continue  # an attribute that does not hash: never merge rather than guess
         if existing is None:
             scope[key] = op
+            added.append(key)
         else:
             rewriter.replace_op(op, existing.results)
+    for key in added:
+        del scope[key]
 
 
 def _key(op: Op):
@@ -83,8 +90,7 @@ def _key(op: Op):
     try:
         items = op.attrs.items()
         attrs = tuple(sorted((k, attr_key(v)) for k, v in items)) if items else ()
-        key = (op.name, operands, attrs, tuple(r.type for r in op.results))
-        hash(key)
     except TypeError:
-        return None  # an attribute that does not hash: never merge rather than guess
-    return key
+        return None  # attributes that do not sort: never merge rather than guess
+    # (whether the key hashes is found when it is looked up)
+    return (op.name, operands, attrs, tuple(r.type for r in op.results))

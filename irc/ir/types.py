@@ -40,6 +40,12 @@ class DType:
     def __repr__(self) -> str:
         return self.name
 
+    def __hash__(self) -> int:
+        # The name alone (equal dtypes have equal names): every type and CSE
+        # key hashes its dtype, and the generated hash of all four fields
+        # hashes a NumPy dtype each time.
+        return hash(self.name)
+
     @property
     def is_float(self) -> bool:
         return self.kind == "f"
