@@ -57,7 +57,7 @@ class Canonicalize(Pass):
                 changed = True
                 continue
             new = self._fold(op, d)
-            if new is None:
+            if new is None and d.canonical:  # (most ops have no patterns: no builder)
                 b = OpBuilder(loc=op.loc)
                 b.set_insertion_before(op)
                 for pattern in d.canonical:
