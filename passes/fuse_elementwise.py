@@ -244,7 +244,15 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
     ]
     if reduce_op is not None:
         outs = [ops[-1].results[0]]
-    body = Block([TensorType(v.type.dtype, ()) for v in inputs])
+    scalar: dict = {}  # dtype -> its rank-0 type, made once per group
+
+    def scalar_type(dtype):
+        t = scalar.get(dtype)
+        if t is None:
+            t = scalar[dtype] = TensorType(dtype, ())
+        return t
+
+    body = Block([scalar_type(v.type.dtype) for v in inputs])
     mapping = dict(zip(inputs, body.args))
     for c in consts:
         cop = c.op.clone({})
@@ -254,8 +262,8 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
         new = Op(
             op.name,
             [mapping[v] for v in op.operands],
-            [TensorType(op.results[0].type.dtype, ())],
-            dict(op.attrs),
+            [scalar_type(op.results[0].type.dtype)],
+            op.attrs,  # (copied by Op)
             (),
             op.loc,
             [op.results[0].name_hint],
