@@ -165,11 +165,11 @@ def test_split_groups_compute_the_same(backend, monkeypatch):
 
 # -- the size: 20,000 statements ----------------------------------------------------------
 
-# CPU seconds of this process, with headroom over what was measured (the
-# machine is shared and figures vary by a third; the target is 5 s
-# through LLVM): chain 4.3-5.4 s, shared updates 5.4-6.5 s, independent
-# (40,000 statements: 20,000 terms and the running sum) 13.7 s, mixed
-# 9.7-11.6 s. A super-linear pass takes minutes here (fusing `independent`
+# CPU seconds of this process, with headroom over what was measured on the
+# shared 2-core machine (figures vary by a third there; the target is
+# 5 s through LLVM): chain 4.3-5.4 s, shared updates 4.2-6.5 s, independent
+# (40,000 statements: 20,000 terms and the running sum) 11.7-13.7 s, mixed
+# 8.0-11.6 s. A super-linear pass takes minutes here (fusing `independent`
 # alone was quadratic: 7.6 s of 28).
 BOUND_S = {"chain": 8.0, "shared_updates": 10.0, "independent": 24.0, "mixed": 18.0}
 
