@@ -46,6 +46,19 @@ class Canonicalize(Pass):
 
     def _sweep(self, module: Module) -> bool:
         changed = False
+        # Erased ops are unlinked at once (no operands, no parent) but leave their
+        # block's op list in one rebuild at the end of the sweep: removing each
+        # from the list moved the rest of a long block every time.
+        touched: dict = {}  # block -> None, in order
+
+        def erase(op: Op) -> None:
+            if any(r.uses for r in op.results):
+                raise ValueError(f"erasing {op.name} whose result is still used")
+            op.drop_all_references()
+            if op.parent is not None:
+                touched[op.parent] = None
+                op.parent = None
+
         for op in list(module.walk()):
             if op.parent is None or op.name in ("tg.constant", "builtin.module"):
                 continue
@@ -53,11 +66,11 @@ class Canonicalize(Pass):
             if d is None:
                 continue
             if PURE in d.traits and not any(r.uses for r in op.results) and op.results:
-                op.erase()
+                erase(op)
                 changed = True
                 continue
             new = self._fold(op, d)
-            if new is None:
+            if new is None and d.canonical:  # (most ops have no patterns: no builder)
                 b = OpBuilder(loc=op.loc)
                 b.set_insertion_before(op)
                 for pattern in d.canonical:
@@ -70,8 +83,10 @@ class Canonicalize(Pass):
                 if v is not r:
                     r.replace_all_uses_with(v)
             if not any(r.uses for r in op.results):
-                op.erase()
+                erase(op)
             changed = True
+        for block in touched:
+            block.ops[:] = [o for o in block.ops if o.parent is block]
         return changed
 
     def _fold(self, op: Op, d):

@@ -48,12 +48,20 @@ class DCE(Pass):
 
 
 def _dce_block(block: Block, rewriter: Rewriter) -> None:
+    dead = False
     for op in reversed(list(block.ops)):
         for region in op.regions:
             for inner in region.blocks:
                 _dce_block(inner, rewriter)
         if _is_removable(op) and not any(r.uses for r in op.results):
-            rewriter.erase_op(op)
+            # Unlinked now (its operands lose this use), dropped from the op list
+            # below in one rebuild: erasing each moved the rest of a long block.
+            op.drop_all_references()
+            op.parent = None
+            dead = True
+    if dead:
+        block.ops[:] = [o for o in block.ops if o.parent is block]
+        rewriter.changed = True
 
 
 def _is_removable(op: Op) -> bool:

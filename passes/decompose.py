@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import irc.ops.decompositions  # noqa: F401  (attaches the decompositions)
-from irc.ir.core import Module
+from irc.ir.core import Block, Module
 from irc.ops.registry import OpBuilder, lookup
 from irc.passes.pass_manager import Pass, register
 
@@ -33,15 +33,23 @@ class Decompose(Pass):
 
     def run(self, module: Module) -> bool:
         changed = False
+        # The ops a decomposition builds go in front of the op it replaces, and
+        # the replaced op goes, in one rebuild of each block's op list at the
+        # end: inserting and erasing in place moved the rest of a long block
+        # each time. before[op] = the ops built in a scratch block for op.
+        before: dict = {}
         for op in list(module.walk()):
             if op.parent is None or (not self.all and op.name not in DEFAULT):
                 continue
             d = lookup(op.name)
             if d is None or d.decompose is None:
                 continue
+            scratch = Block()
             b = OpBuilder(loc=op.loc)
-            b.set_insertion_before(op)
+            b.set_insertion_end(scratch)
             new = d.decompose(b, op)
+            if scratch.ops:
+                before[op] = (op.parent, scratch.ops)
             if new is None:
                 continue
             for r, v in zip(op.results, new):
@@ -50,6 +58,21 @@ class Decompose(Pass):
                         f"decomposition of {op.name} changed the type {r.type} -> {v.type}"
                     )
                 r.replace_all_uses_with(v)
-            op.erase()
+            if any(r.uses for r in op.results):
+                raise ValueError(f"erasing {op.name} whose result is still used")
+            op.drop_all_references()
+            before.setdefault(op, (op.parent, []))
+            op.parent = None  # (erased: leaves the list below)
             changed = True
+        for block in {blk: None for blk, _ in before.values()}:
+            ops = []
+            for o in block.ops:
+                got = before.get(o)
+                if got is not None:
+                    for n in got[1]:
+                        n.parent = block
+                    ops.extend(got[1])
+                if o.parent is block:
+                    ops.append(o)
+            block.ops[:] = ops
         return changed

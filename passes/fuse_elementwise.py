@@ -14,11 +14,16 @@ Rules:
 - An elementwise op joins the group of an operand's producer when both
   compute the same shape (a smaller producer broadcast into a bigger
   consumer would be recomputed per element: never duplicate work), and no
-  other operand depends on the group through an op outside it (the fused op
-  sits where the group's last op was, so that would be a cycle).
+  op outside the group placed before it uses a group value (the fused op
+  sits where the group's last op was: such a user, or an operand of the op
+  that depends on the group through it, would make a cycle).
 - Values of the group used outside it become extra results.
 - A tg.sum/mean/max/min over a float group's only result, used by nothing
   else, joins as the group's `reduce`.
+- When an op has joined (or started) a group, the groups of its other
+  operands join it as well if no op outside them uses their values before
+  it (same shape, within MAX_FUSED_OPS), so independent chains that meet in
+  one op become one loop nest.
 - Groups of one elementwise op without a reduction stay as they are.
 - A group stops growing at MAX_FUSED_OPS ops (irc/ops/fused.py: loop bodies
   that big make LLVM super-linear); the next op starts a new group.
@@ -70,20 +75,15 @@ class FuseElementwise(Pass):
 
 class _Group:
     """A growing fusion group. Its members are appended in block order, so the
-    first is the earliest; the state below keeps each grouping test amortised
-    O(log n), so fusing a long function stays near-linear:
-    - `users`: a heap of (position, op) of the block-level users of member
-      values; users that later join the group are skipped lazily;
-    - `clean`: ops known not to depend on the group. An op checked while
-      grouping the op at position P lies before P, and every later member lies
-      at P or after, so it can never come to depend on the group."""
+    first is the earliest. `users` is a heap of (position, op) of the
+    block-level users of member values (users that later join the group are
+    skipped lazily), so each grouping test is amortised O(log n) and fusing a
+    long function stays near-linear."""
 
     def __init__(self, op: Op, position: dict, block: Block):
         self.ops = [op]
         self.members = {op}
-        self.first = position[op]
         self.users: list = []
-        self.clean: set = set()
         self._add_users(op, position, block)
 
     def add(self, op: Op, position: dict, block: Block):
@@ -97,6 +97,23 @@ class _Group:
                 u = u.parent_op()
             if u is not None:
                 heapq.heappush(self.users, (position[u], id(u), u))
+
+    def absorb(self, other: "_Group", position: dict) -> None:
+        """Take in the members of `other` (which then is empty), keeping block order."""
+        self.ops = sorted(self.ops + other.ops, key=position.__getitem__)
+        self.members |= other.members
+        for entry in other.users:
+            heapq.heappush(self.users, entry)
+        other.ops, other.members, other.users = [], set(), []
+
+    def only_used_by(self, group: "_Group", op: Op, position: dict) -> bool:
+        """Whether every user of this group's values placed before `op` is in
+        this group or in `group`: then this group may be fused into `group`
+        at op's place."""
+        p = position[op]
+        return all(
+            pos >= p or u in self.members or u in group.members for pos, _, u in self.users
+        )
 
     def used_before(self, op: Op, position: dict) -> bool:
         """Whether an op outside the group, placed before `op`, uses a group value:
@@ -124,7 +141,10 @@ def fuse_block(block: Block) -> bool:
                 continue
             if len(g.ops) >= MAX_FUSED_OPS:
                 continue
-            if _joinable(op, g, block, position) and not g.used_before(op, position):
+            # No outside user of the group before op means no operand of op
+            # can depend on the group through an outside op either (that
+            # path would start at such a user): the one test covers both.
+            if not g.used_before(op, position):
                 target = g
                 break
         if target is None:
@@ -133,12 +153,31 @@ def fuse_block(block: Block) -> bool:
         else:
             target.add(op, position, block)
         group_of[op] = target
+        # The groups of op's other operands join too when nothing outside
+        # them uses their values before op: one loop nest instead of one per
+        # group (`y_i = tanh(x * c_i) + k_i` summed by `s_i = s_i-1 + y_i`
+        # gives one group per 64 statements, not one per statement).
+        for v in op.operands:
+            p = getattr(v, "op", None)
+            h = group_of.get(p) if p is not None else None
+            if h is None or h is target or not h.ops or p.parent is not block:
+                continue
+            if h.ops[0].results[0].type.shape != shape:
+                continue
+            if len(target.ops) + len(h.ops) > MAX_FUSED_OPS:
+                continue
+            if h.only_used_by(target, op, position):
+                for m in h.ops:
+                    group_of[m] = target
+                target.absorb(h, position)
     # Each fused op takes its anchor's place; the block's op list is rebuilt
     # once at the end (erasing op by op would search the list each time).
     placed: dict = {}  # anchor op -> its tg.fused
     dead: set = set()
     for g in groups:
         ops = g.ops
+        if not ops:
+            continue  # absorbed into another group
         reduce_op = _trailing_reduction(ops)
         if len(ops) < 2 and reduce_op is None:
             continue
@@ -157,46 +196,6 @@ def fuse_block(block: Block) -> bool:
             new_ops.append(fused)
     block.ops[:] = new_ops
     return True
-
-
-def _joinable(op: Op, g: _Group, block: Block, position: dict) -> bool:
-    """No operand of op outside group g depends on g through an outside op."""
-    for v in op.operands:
-        p = getattr(v, "op", None)
-        if p is None or p in g.members or p.parent is not block:
-            continue
-        if _reaches(g, p, block, position):
-            return False
-    return True
-
-
-def _reaches(g: _Group, target: Op, block: Block, position: dict) -> bool:
-    """Whether `target` depends on some op of the group (within `block`); ops
-    before the group's first member cannot, so the search stops there, and ops
-    found clean by an earlier search are not searched again."""
-    seen, stack = set(), [target]
-    while stack:
-        op = stack.pop()
-        if op in g.members:
-            return True
-        if op in seen or op in g.clean or position[op] < g.first:
-            continue
-        seen.add(op)
-        for v in _inputs(op):
-            p = getattr(v, "op", None)
-            while p is not None and p.parent is not block:
-                p = p.parent_op()  # a value from inside a region: its enclosing op
-            if p is not None:
-                stack.append(p)
-    g.clean |= seen
-    return False
-
-
-def _inputs(op: Op):
-    yield from op.operands
-    for inner in op.walk():
-        if inner is not op:
-            yield from inner.operands
 
 
 def _trailing_reduction(ops: list):
@@ -225,19 +224,18 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
     puts it in the anchor's place and drops the dead ops from the block."""
     members = set(ops)
     shape = ops[0].results[0].type.shape
-    inputs: list = []
-    consts: list = []
+    inputs: dict = {}  # value -> None: an ordered set (a list's `in` is O(n) per operand)
+    consts: dict = {}
     for op in ops:
         for v in op.operands:
             p = getattr(v, "op", None)
             if p is not None and p in members:
                 continue
             if p is not None and is_scalar_constant(p):
-                if v not in consts:
-                    consts.append(v)
+                consts[v] = None
                 continue
-            if v not in inputs:
-                inputs.append(v)
+            inputs[v] = None
+    inputs = list(inputs)
     # Results: values used outside the group (in block order).
     outs = [
         op.results[0]
@@ -246,7 +244,15 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
     ]
     if reduce_op is not None:
         outs = [ops[-1].results[0]]
-    body = Block([TensorType(v.type.dtype, ()) for v in inputs])
+    scalar: dict = {}  # dtype -> its rank-0 type, made once per group
+
+    def scalar_type(dtype):
+        t = scalar.get(dtype)
+        if t is None:
+            t = scalar[dtype] = TensorType(dtype, ())
+        return t
+
+    body = Block([scalar_type(v.type.dtype) for v in inputs])
     mapping = dict(zip(inputs, body.args))
     for c in consts:
         cop = c.op.clone({})
@@ -256,8 +262,8 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
         new = Op(
             op.name,
             [mapping[v] for v in op.operands],
-            [TensorType(op.results[0].type.dtype, ())],
-            dict(op.attrs),
+            [scalar_type(op.results[0].type.dtype)],
+            op.attrs,  # (copied by Op)
             (),
             op.loc,
             [op.results[0].name_hint],

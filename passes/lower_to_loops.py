@@ -173,7 +173,12 @@ class FuncLowerer:
         arg_types = [a.type for a in body.args] + res_types
         arg_names = [a.name_hint for a in body.args] + [f"out{i}" for i in range(len(res_types))]
         self.entry = Block(arg_types, arg_names)
-        self.pro = Builder(self.entry, 0)
+        # Entry-block values (dims, constants, buffers) are made in a block of
+        # their own and put in front of the entry block's ops once at the end:
+        # inserting each at the top moved every op already emitted (quadratic
+        # over a long function: 290,000 inserts into a growing list).
+        self.prologue = Block()
+        self.pro = Builder(self.prologue)
         self.cache: dict = {}
         self.temps: set = set()  # buffers this lowering allocated (may be reused in place)
         self.viewed: set = set()  # tg values whose buffer some view aliases
@@ -205,6 +210,11 @@ class FuncLowerer:
         for sym, buf in self.deferred_updates:
             emit.op("mem.copy", [buf, self.global_buf(sym)])
         emit.op("func.return", [])
+        pro_ops = self.prologue.ops
+        for op in pro_ops:
+            op.parent = self.entry
+        self.entry.ops[0:0] = pro_ops
+        self.prologue.ops = []
         attrs = dict(f.attrs)
         attrs["res_types"] = ()
         attrs["dims"] = tuple(names)

@@ -140,7 +140,8 @@ def hoist_scan(scan: Op) -> None:
     # rebuild the operand use lists (operands were inserted in the middle)
     ops = list(scan.operands)
     for x in ops:
-        x.uses = [(o, j) for (o, j) in x.uses if o is not scan]
+        for use in [u for u in x.uses if u[0] is scan]:
+            x.uses.remove(use)
     scan.operands = []
     for x in ops:
         scan.add_operand(x)

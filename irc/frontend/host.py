@@ -27,6 +27,25 @@ def weak_dtype(tensor_dtype: DType, value) -> DType:
     """NumPy 2 (NEP 50): a Python scalar takes the tensor's dtype, except that a
     float meeting an integer or bool tensor gives float64 and an int meeting a
     bool tensor gives int64, as np.result_type(array, python_scalar) does."""
+    # The answer depends on the value's kind only (and for an int, on its
+    # fitting every integer dtype): remembered, as a long function asks once
+    # per literal.
+    if type(value) is int and -(2**31) <= value < 2**31:
+        key = (tensor_dtype, int)
+    elif type(value) in (float, bool):
+        key = (tensor_dtype, type(value))
+    else:
+        return _weak_dtype(tensor_dtype, value)
+    dt = _WEAK.get(key)
+    if dt is None:
+        dt = _WEAK[key] = _weak_dtype(tensor_dtype, value)
+    return dt
+
+
+_WEAK: dict = {}
+
+
+def _weak_dtype(tensor_dtype: DType, value) -> DType:
     try:
         return dtype_of_numpy(np.result_type(tensor_dtype.np, value))
     except (OverflowError, TypeError_):

@@ -554,8 +554,10 @@ class IRGen(NestedGen):
         if isinstance(v, (bool, int, float)):
             if dtype is None:
                 dtype = weak_dtype(like.type.dtype, v) if like is not None else default_dtype(v)
+            arr = np.array(v, dtype=dtype.np)
+            arr.setflags(write=False)  # frozen already: the op keeps it without a copy
             with self.b.at_loc(loc):
-                return self.b.op("tg.constant", value=np.asarray(v, dtype=dtype.np))
+                return self.b.op("tg.constant", value=arr)
         if isinstance(v, list):
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from irc.ir.types import TensorType
+from irc.ir.types import DType, TensorType
 
 
 @dataclass(frozen=True)
@@ -44,51 +44,42 @@ class SymbolRef:
         return "@" + self.name
 
 
-class UseList:
+class UseList(dict):
     """The (op, operand index) pairs that read a value, in the order they were
     added. A list in every way the passes use it (iteration, len, truth,
     indexing, list(...)), but adding and removing a use is O(1): a value read
     by thousands of ops (an argument of a long function) would make erasing
-    those ops quadratic with list.remove."""
+    those ops quadratic with list.remove. It is the dict of those pairs
+    itself (keys in insertion order, values None), not a wrapper around one:
+    every value of the IR has a use list, and one object per value less is
+    felt when a long function has hundreds of thousands of them."""
 
-    __slots__ = ("_d",)
-
-    def __init__(self):
-        self._d: dict = {}
+    __slots__ = ()
 
     def append(self, use) -> None:
-        self._d[use] = None
+        self[use] = None
 
     def remove(self, use) -> None:
-        del self._d[use]
-
-    def __iter__(self):
-        return iter(self._d)
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def __bool__(self) -> bool:
-        return bool(self._d)
-
-    def __contains__(self, use) -> bool:
-        return use in self._d
+        del self[use]
 
     def __getitem__(self, i):
-        if i == 0 and self._d:
-            return next(iter(self._d))
-        return list(self._d)[i]
+        if i == 0 and self:
+            return next(iter(self))
+        return list(self)[i]
 
     def __eq__(self, other):
-        return list(self._d) == list(other)
+        return list(self) == list(other)
+
+    def __ne__(self, other):
+        return not self == other
 
     __hash__ = None
 
     def count(self, use) -> int:
-        return 1 if use in self._d else 0
+        return 1 if use in self else 0
 
     def __repr__(self):
-        return f"UseList({list(self._d)!r})"
+        return f"UseList({list(self)!r})"
 
 
 class Value:
@@ -119,7 +110,10 @@ class OpResult(Value):
     __slots__ = ("op", "index")
 
     def __init__(self, op: "Op", index: int, type: TensorType, name_hint=None):
-        super().__init__(type, name_hint)
+        # (Value.__init__ spelled out: an op's results are made by the million.)
+        self.type = type
+        self.uses = UseList()
+        self.name_hint = name_hint
         self.op = op
         self.index = index
 
@@ -147,13 +141,24 @@ class BlockArgument(Value):
         return f"<BlockArgument #{self.index} : {self.type}>"
 
 
+# Attribute values that are immutable as they are (exact types: a NumPy
+# scalar, a float subclass, is turned into a Python number below).
+_PLAIN_ATTR_TYPES = frozenset({int, float, str, bool, type(None), SymbolRef, TensorType, DType})
+
+
 def freeze_attr(v):
     """Normalise an attribute value so it hashes and compares by value."""
+    if type(v) in _PLAIN_ATTR_TYPES:
+        return v
+    if isinstance(v, tuple):
+        frozen = tuple(freeze_attr(x) for x in v)
+        # The same tuple when nothing changed: cloning an op copies no attributes.
+        return v if all(a is b for a, b in zip(frozen, v)) else frozen
     if isinstance(v, list):
         return tuple(freeze_attr(x) for x in v)
-    if isinstance(v, tuple):
-        return tuple(freeze_attr(x) for x in v)
     if isinstance(v, np.ndarray):
+        if not v.flags.writeable and v.flags.owndata:
+            return v  # frozen here before (a read-only copy): shared, not copied again
         v = v.copy()
         v.setflags(write=False)
         return v
@@ -192,26 +197,34 @@ class Op:
         result_names: Optional[Iterable[Optional[str]]] = None,
     ):
         self.name = name
-        self.operands: list = []
-        self.attrs = {k: freeze_attr(v) for k, v in (attrs or {}).items()}
+        self.attrs = {k: freeze_attr(v) for k, v in attrs.items()} if attrs else {}
         self.loc = loc
         self.parent: Optional[Block] = None
-        names = list(result_names) if result_names is not None else []
-        self.results = [
-            OpResult(self, i, t, names[i] if i < len(names) else None)
-            for i, t in enumerate(result_types)
-        ]
+        types = result_types if type(result_types) is list else list(result_types)
+        names = () if result_names is None else list(result_names)
+        if len(types) == 1:  # most ops: no comprehension for one result
+            self.results = [OpResult(self, 0, types[0], names[0] if names else None)]
+        else:
+            self.results = [
+                OpResult(self, i, t, names[i] if i < len(names) else None)
+                for i, t in enumerate(types)
+            ]
         self.regions: list = []
         for r in regions:
             self.add_region(r)
-        for v in operands:
-            self.add_operand(v)
+        # add_operand inlined: ops are created by the hundred thousand for a
+        # long function, and a method call per operand shows.
+        self.operands = list(operands)
+        for i, v in enumerate(self.operands):
+            if not isinstance(v, Value):
+                raise TypeError(f"operand of {name} must be a Value, got {v!r}")
+            v.uses[(self, i)] = None
 
     # -- operands -------------------------------------------------------------
     def add_operand(self, v: Value) -> None:
         if not isinstance(v, Value):
             raise TypeError(f"operand of {self.name} must be a Value, got {v!r}")
-        v.uses.append((self, len(self.operands)))
+        v.uses[(self, len(self.operands))] = None
         self.operands.append(v)
 
     def set_operand(self, idx: int, v: Value) -> None:
@@ -294,7 +307,7 @@ class Op:
             self.name,
             [mapping.get(v, v) for v in self.operands],
             [r.type for r in self.results],
-            dict(self.attrs),
+            self.attrs,  # (copied, not shared, by __init__)
             (),
             self.loc,
             [r.name_hint for r in self.results],

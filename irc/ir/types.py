@@ -40,6 +40,12 @@ class DType:
     def __repr__(self) -> str:
         return self.name
 
+    def __hash__(self) -> int:
+        # The name alone (equal dtypes have equal names): every type and CSE
+        # key hashes its dtype, and the generated hash of all four fields
+        # hashes a NumPy dtype each time.
+        return hash(self.name)
+
     @property
     def is_float(self) -> bool:
         return self.kind == "f"
@@ -134,6 +140,17 @@ def broadcast_shapes(*shapes: tuple) -> tuple:
     dims (irc.ir.dims.Unifier, in force) unify instead, as in Theano: an
     unknown dim is not 1 unless it is given as 1.
     """
+    # Common case first: the operands' shapes equal, or scalars (rank 0)
+    # against one shape (`x * 1.01`): the result is that shape.
+    first = None
+    for s in shapes:
+        if s:
+            if first is None:
+                first = s
+            elif s != first:
+                break
+    else:
+        return tuple(first) if first is not None else ()
     rank = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(rank):

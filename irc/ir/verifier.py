@@ -53,11 +53,12 @@ def _is_terminator(name: str) -> bool:
 def verify(module_or_op: Op, op_check: Optional[Callable] = None) -> None:
     """Raise CompileError for the first broken invariant in `module_or_op`."""
     v = _Verifier(module_or_op)
-    v.structure(module_or_op)
+    ops = list(module_or_op.walk())  # walked once, for every check below
+    v.structure(ops)
     v.dominance(module_or_op)
-    v.symbols(module_or_op)
+    v.symbols(ops)
     if op_check is not None:
-        for op in module_or_op.walk():
+        for op in ops:
             try:
                 op_check(op)
             except TypeError_ as e:
@@ -105,16 +106,13 @@ class _Verifier:
         # results), and the op that defines it, for error messages.
         self.defined: dict = {}
         self.ops: set = set()
-        # value -> {(id(op), operand index)} from its use list, built once per
-        # value so checking every operand slot stays linear in the uses.
-        self.use_sets: dict = {}
         self.symbol_tables: dict = {}
 
     # -- structure and use lists -------------------------------------------------------
-    def structure(self, root: Op) -> None:
-        for op in root.walk():
-            self.ops.add(op)
-        for op in root.walk():
+    def structure(self, ops: list) -> None:
+        """ops: the root and every op nested in it (root.walk())."""
+        self.ops.update(ops)
+        for op in ops:
             self.check_op(op)
         for value, owner in self.defined.items():
             for use_op, _ in value.uses:
@@ -135,10 +133,8 @@ class _Verifier:
             if op is not self.root:
                 self.defined[r] = op
         for i, v in enumerate(op.operands):
-            uses = self.use_sets.get(v)
-            if uses is None:
-                uses = self.use_sets[v] = {(id(u_op), u_idx) for u_op, u_idx in v.uses}
-            if (id(op), i) not in uses:
+            # (a use list is keyed by its (op, index) pairs: an O(1) test)
+            if (op, i) not in v.uses:
                 _err(op, f"operand #{i} of {op.name} is missing from its value's use list")
         for key, val in op.attrs.items():
             if not isinstance(key, str):
@@ -177,17 +173,13 @@ class _Verifier:
                 _err(op, "func.return outside a func.func")
 
     def check_uses(self, owner: Op, value) -> None:
-        seen = set()
+        # (A use is listed at most once: the use list is a dict keyed by it.)
         for u_op, u_idx in value.uses:
             if not (0 <= u_idx < len(u_op.operands)) or u_op.operands[u_idx] is not value:
                 _err(
                     owner,
                     f"a value of {owner.name} has a stale use by {u_op.name} (operand #{u_idx})",
                 )
-            key = (id(u_op), u_idx)
-            if key in seen:
-                _err(owner, f"a value of {owner.name} lists a use by {u_op.name} twice")
-            seen.add(key)
 
     def check_func(self, op: Op) -> None:
         name = op.attrs.get("sym_name")
@@ -250,11 +242,11 @@ class _Verifier:
         _err(op, f"{what} is a block argument of {owner.name} used outside its scope")
 
     # -- symbols ---------------------------------------------------------------------------
-    def symbols(self, root: Op) -> None:
-        for op in root.walk():
+    def symbols(self, ops: list) -> None:
+        for op in ops:
             if op.name == "builtin.module":
                 self.unique_symbols(op)
-        for op in root.walk():
+        for op in ops:
             if op.name in ("func.call", "tg.read", "tg.update"):
                 self.check_reference(op)
 

@@ -48,13 +48,21 @@ def elementwise_infer(fn, allow=None):
     """infer for an elementwise op: broadcast shapes, NumPy's result dtype.
     `allow` is a predicate on operand dtypes (e.g. floats only)."""
 
+    result_dtype: dict = {}  # operand dtypes -> result dtype (asked of NumPy once)
+
     def infer(types, attrs):
-        if allow is not None:
-            for t in types:
-                if not allow(t.dtype):
-                    raise TypeError_(f"not defined for dtype {t.dtype}")
+        # (checked in this order, as the error messages are: dtypes allowed,
+        # shapes, then NumPy's result dtype)
+        dtypes = tuple(t.dtype for t in types)
+        dt = result_dtype.get(dtypes)
+        if dt is None and allow is not None:
+            for d in dtypes:
+                if not allow(d):
+                    raise TypeError_(f"not defined for dtype {d}")
         shape = broadcast_shapes(*(t.shape for t in types))
-        return [TensorType(numpy_result_dtype(fn, [t.dtype for t in types]), shape)]
+        if dt is None:
+            dt = result_dtype[dtypes] = numpy_result_dtype(fn, dtypes)
+        return [TensorType(dt, shape)]
 
     return infer
 

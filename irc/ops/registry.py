@@ -168,7 +168,7 @@ class OpBuilder(Builder):
     def op_full(self, name: str, operands: list, attrs: dict, regions=(), result_names=None) -> Op:
         d = get(name)
         full = dict(d.defaults)
-        full.update({k: v for k, v in attrs.items()})
+        full.update(attrs)
         try:
             types = infer_types(name, [v.type for v in operands], full)
         except TypeError_ as e:
