@@ -232,6 +232,10 @@ class Gen:
         self.pro = ir.IRBuilder(pro)
         self.b = ir.IRBuilder(self.body_bb)
         self.fail_bbs: dict = {}
+        # Host code (an entry or one of its segments, frame below) calls the
+        # polynomial transcendentals out of line (scalar.py scalar_call); kernels
+        # inline them so that the loop vectoriser sees them.
+        self.host = False
 
     def finish_prologue(self):
         self.pro.branch(self.body_bb)
@@ -753,6 +757,7 @@ class FunctionGen:
         workspace sizes loaded or computed in its prologue."""
         mg, op = self.mg, self.op
         g = Gen(mg, fn, dims, self.dim_names, self.messages)
+        g.host = True
         self.g = g
         body = op.regions[0].block
         pro = g.pro

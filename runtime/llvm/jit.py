@@ -125,7 +125,7 @@ def target_machine():
 # block of a product), never in an inner loop, so they are compiled without
 # optimisation.
 _GLUE_SUFFIXES = (".thunk", ".ws", ".launch", ".part")
-_GLUE_PREFIXES = ("__irc_gemm_", "__irc_parfor")
+_GLUE_PREFIXES = ("__irc_gemm_", "__irc_parfor", "__irc_scalar_")
 
 _LABEL = r'^"?([^":\s]+)"?:'  # a basic block's label line
 _TARGET = r'label %"?([^",\s\]]+)"?'  # a branch target

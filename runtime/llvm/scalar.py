@@ -89,13 +89,31 @@ def float_op(g: Gen, b, short, args, rt, op):
         return b.select(b.fcmp_unordered("uno", x, x), x, r)
     if short in ("sin", "cos"):
         return _intr(b, short, ty, args)
-    f = tr.UNARY.get((short, rt.name))
-    if f is not None:
-        return f(b, args[0])
-    f = tr.BINARY.get((short, rt.name))
-    if f is not None:
-        return f(b, *args)
-    raise CodegenError(f"no float code for scalar.{short}")
+    f = tr.UNARY.get((short, rt.name)) or tr.BINARY.get((short, rt.name))
+    if f is None:
+        raise CodegenError(f"no float code for scalar.{short}")
+    if g.host and rt.name == "f32":
+        return b.call(scalar_call(g.mg.m, short, ty, len(args), f), args)
+    return f(b, *args)
+
+
+def scalar_call(m: ir.Module, short: str, ty, arity: int, build):
+    """`__irc_scalar_<op>_<type>`, the function of one polynomial transcendental
+    (transcendentals.py), defined once per module. Host code calls it: a function
+    of thousands of scalar statements (one long `.tg` function) would otherwise
+    hold thousands of inlined polynomials of ~30 instructions, LLVM's time and
+    the generator's growing with each. Its body is the same explicit-fma code as
+    the inline form, so the results are bit-identical. The name makes it glue
+    (jit.py: compiled once, without optimisation, like the code that calls it)."""
+    name = f"__irc_scalar_{short}_{ty}"
+    fn = m.globals.get(name)
+    if fn is None:
+        fn = ir.Function(m, ir.FunctionType(ty, [ty] * arity), name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        fb = ir.IRBuilder(fn.append_basic_block("entry"))
+        fb.ret(build(fb, *fn.args))
+    return fn
 
 
 def int_op(g: Gen, b, short, args, rt):
