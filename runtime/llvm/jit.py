@@ -166,6 +166,25 @@ def _has_cycle(body: list) -> bool:
     return False
 
 
+def _function_spans(lines: list):
+    """(first line, closing line) of each function definition of IR text lines."""
+    k = 0
+    while k < len(lines):
+        if lines[k].startswith("define "):
+            j = k + 1
+            while j < len(lines) and lines[j] != "}":
+                j += 1
+            yield k, j
+            k = j + 1
+        else:
+            k += 1
+
+
+def _fn_attrs(head: str) -> list:
+    """The function attributes of a `define` line."""
+    return head.rstrip().rstrip("{").rpartition(")")[2].split()
+
+
 def glue_functions(ir_text: str) -> set:
     """Names of the functions of an LLVM IR text compiled without optimisation: the
     code generator's glue (thunks, workspace sizes, the GEMM driver, parfor), and an
@@ -174,21 +193,13 @@ def glue_functions(ir_text: str) -> set:
     optimised loop may call or inline, such as integer powers), is optimised."""
     out = set()
     lines = ir_text.splitlines()
-    k = 0
-    while k < len(lines):
+    for k, j in _function_spans(lines):
         ln = lines[k]
-        if not ln.startswith("define "):
-            k += 1
-            continue
         name = ln.split("@", 1)[1].split("(", 1)[0].strip('"')
-        j = k + 1
-        while j < len(lines) and lines[j] != "}":
-            j += 1
         generated = name.endswith(_GLUE_SUFFIXES) or name.startswith(_GLUE_PREFIXES)
         entry = not ln.startswith("define internal")
         if generated or (entry and not _has_cycle(lines[k + 1 : j])):
             out.add(name)
-        k = j + 1
     return out
 
 
@@ -266,62 +277,59 @@ def split_module(ir_text: str, glue: set | None = None):
     lines = ir_text.splitlines()
     if glue is None:  # (optimize_parts passes the set tiered used: the same, found once)
         glue = glue_functions(ir_text)
-    funcs = []  # (name, first line, last line, home: "K", "E" or "both")
-    k = 0
-    while k < len(lines):
+    funcs = []  # (first line, last line, home: "K", "E" or "both")
+    names = []
+    for k, j in _function_spans(lines):
         ln = lines[k]
-        if ln.startswith("define "):
-            name = _define_name(ln)
-            j = k + 1
-            while j < len(lines) and lines[j] != "}":
-                j += 1
-            internal = ln.startswith("define internal ")
-            attrs = ln.rstrip().rstrip("{").rpartition(")")[2].split()
-            if name in glue or not internal:
-                home = "E"
-            elif "noinline" in attrs:
-                # a nest run on the calling thread (codegen's f.sN) was part of its
-                # entry before it became a function: it keeps the entries' pipeline,
-                # so its results (an interleaved reduction's order) do not change
-                home = "E" if _SERIAL.search(name) else "K"
-            else:
-                home = "both"
-            funcs.append((name, k, j, home))
-            k = j + 1
+        name = _define_name(ln)
+        internal = ln.startswith("define internal ")
+        if name in glue or not internal:
+            home = "E"
+        elif "noinline" in _fn_attrs(ln):
+            # a nest run on the calling thread (codegen's f.sN) was part of its
+            # entry before it became a function: it keeps the entries' pipeline,
+            # so its results (an interleaved reduction's order) do not change
+            home = "E" if _SERIAL.search(name) else "K"
         else:
-            k += 1
-    homes = {f[3] for f in funcs}
-    entries_with_loops = [f for f in funcs if f[3] == "E" and f[0] not in glue]  # (f.sN too)
+            home = "both"
+        funcs.append((k, j, home))
+        names.append(name)
+    homes = {f[2] for f in funcs}
+    entries_with_loops = [n for n, f in zip(names, funcs) if f[2] == "E" and n not in glue]  # (f.sN too)
     if "K" not in homes or not entries_with_loops:
         return None
-    out = {"E": [], "K": []}
-    starts = {f[1]: f for f in funcs}
+    return _distribute(lines, funcs, ("E", "K"))
+
+
+def _distribute(lines: list, funcs: list, parts: tuple) -> tuple:
+    """The texts of `parts` modules made of IR text lines whose functions are
+    `funcs` [(first line, closing line, home)]: a function is defined (made
+    external) in its home part and declared in the others, or copied whole into
+    every part when its home is "both"; every other line (types, globals,
+    declarations, metadata) goes to every part."""
+    out = {p: [] for p in parts}
+    starts = {f[0]: f for f in funcs}
     k = 0
     while k < len(lines):
         f = starts.get(k)
         if f is None:
-            out["E"].append(lines[k])
-            out["K"].append(lines[k])
+            for p in parts:
+                out[p].append(lines[k])
             k += 1
             continue
-        name, a, b, home = f
-        for m in ("E", "K"):
+        a, b, home = f
+        for p in parts:
             if home == "both":
-                out[m].extend(lines[a : b + 1])
-            elif home == m:
-                head = lines[a]
-                if head.startswith("define internal "):
-                    head = "define " + head[len("define internal ") :]
-                out[m].append(head)
-                out[m].extend(lines[a + 1 : b + 1])
+                out[p].extend(lines[a : b + 1])
+            elif home == p:
+                out[p].append(lines[a].replace("define internal ", "define ", 1))
+                out[p].extend(lines[a + 1 : b + 1])
             else:
                 head = lines[a].rstrip().rstrip("{").rpartition(")")
-                decl = head[0] + head[1]
-                decl = decl[len("define ") :]
-                decl = decl.removeprefix("internal ")
-                out[m].append("declare " + decl)
+                decl = (head[0] + head[1])[len("define ") :].removeprefix("internal ")
+                out[p].append("declare " + decl)
         k = b + 1
-    return "\n".join(out["E"]) + "\n", "\n".join(out["K"]) + "\n"
+    return tuple("\n".join(out[p]) + "\n" for p in parts)
 
 
 def split_glue(entries_text: str):
@@ -334,49 +342,23 @@ def split_glue(entries_text: str):
     beside it (the glue is never optimised, and calls into the rest only
     through external symbols)."""
     lines = entries_text.splitlines()
-    funcs = []  # (first line, last line, home: "G", "R" or "both")
-    k = 0
-    while k < len(lines):
+    funcs = []  # (first line, closing line, home: "G", "R" or "both")
+    for k, j in _function_spans(lines):
         ln = lines[k]
-        if ln.startswith("define "):
-            j = k + 1
-            while j < len(lines) and lines[j] != "}":
-                j += 1
-            attrs = ln.rstrip().rstrip("{").rpartition(")")[2].split()
-            if "optnone" in attrs:
-                home = "G"
-            elif ln.startswith("define internal ") and "noinline" not in attrs:
-                home = "both"
-            else:
-                home = "R"
-            funcs.append((k, j, home))
-            k = j + 1
+        attrs = _fn_attrs(ln)
+        if "optnone" in attrs:
+            home = "G"
+        elif ln.startswith("define internal ") and "noinline" not in attrs:
+            home = "both"
         else:
-            k += 1
+            home = "R"
+        funcs.append((k, j, home))
     homes = {f[2] for f in funcs}
     if "G" not in homes or "R" not in homes:
         return None
     if any(lines[a].startswith("define internal ") for a, _, h in funcs if h != "both"):
         return None  # (not the entries' module of split_module: leave it whole)
-    out = {"G": [], "R": []}
-    starts = {f[0]: f for f in funcs}
-    k = 0
-    while k < len(lines):
-        f = starts.get(k)
-        if f is None:
-            out["G"].append(lines[k])
-            out["R"].append(lines[k])
-            k += 1
-            continue
-        a, b, home = f
-        for m in ("G", "R"):
-            if home in ("both", m):
-                out[m].extend(lines[a : b + 1])
-            else:
-                head = lines[a].rstrip().rstrip("{").rpartition(")")
-                out[m].append("declare " + (head[0] + head[1])[len("define ") :])
-        k = b + 1
-    return "\n".join(out["G"]) + "\n", "\n".join(out["R"]) + "\n"
+    return _distribute(lines, funcs, ("G", "R"))
 
 
 # The name of an optimised module that holds only glue: emit_object generates its
