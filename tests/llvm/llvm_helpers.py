@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -20,6 +22,24 @@ from irc.ops.registry import REGISTRY, OpBuilder
 from irc.runtime.interp import InterpBackend
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(TESTS)
+
+
+def run_python(code: str, env: dict | None = None) -> str:
+    """The standard output of `code` run by a fresh interpreter in the repository
+    root, with `env` added to this process's environment; fails the test on a
+    non-zero exit, showing the end of its standard error."""
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        env=dict(os.environ, **(env or {})),
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
 
 
 def load_test_module(relpath: str, name: str):

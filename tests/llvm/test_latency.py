@@ -9,31 +9,13 @@ Process-wide facts (threads, imported modules) are read in a fresh interpreter."
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from llvm_helpers import ROOT, run_python
 
 import irc
 from irc import api
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _python(code: str, env: dict | None = None) -> str:
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-        env=dict(os.environ, **(env or {})),
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r.stdout
-
 
 NO_BLAS_POOL = """
 import os
@@ -57,7 +39,7 @@ def test_openblas_starts_no_threads(tmp_path):
     for setting in ("-", "3"):
         if setting != "-":
             env["OPENBLAS_NUM_THREADS"] = setting
-        before, after, blas, seen = _python(NO_BLAS_POOL, env).split()
+        before, after, blas, seen = run_python(NO_BLAS_POOL, env).split()
         assert after == before and blas == "1" and seen == setting
 
 
@@ -72,15 +54,6 @@ shared z: f32[4] = zeros()
 shared c: i32 = full(3)
 fn f(x: f32[N, 30]) -> f32[N, 20] { return x @ W + sum(u) + sum(z) }
 """
-
-
-@pytest.fixture
-def cache_home(tmp_path, monkeypatch):
-    from irc.runtime.llvm import jit
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(jit, "_ENGINES", {})
-    return tmp_path / "irc"
 
 
 def _values(m):
@@ -165,9 +138,9 @@ def test_cached_load_imports(tmp_path):
     numpy.random, nor code generation (llvmlite.ir is llvmlite.binding's own)."""
     env = {"XDG_CACHE_HOME": str(tmp_path)}
     code = CACHED_IMPORTS.format(src=SRC)
-    first = set(_python(code, env).split())
+    first = set(run_python(code, env).split())
     assert "irc.passes" in first and "numpy.random" in first  # (the test can fail)
-    mods = set(_python(code, env).split())
+    mods = set(run_python(code, env).split())
     assert "irc.runtime.llvm.backend" in mods
     for bad in (
         "lark",

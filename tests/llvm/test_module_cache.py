@@ -25,15 +25,6 @@ fn chain(x: f32[N], a: f32, b: f32) -> f32[N] {
 """
 
 
-@pytest.fixture
-def cache_home(tmp_path, monkeypatch):
-    import irc.runtime.llvm.jit as jit
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(jit, "_ENGINES", {})
-    return tmp_path / "irc"
-
-
 def _run(m):
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     y, s = m.step(x, np.array([1, 2], np.int32))

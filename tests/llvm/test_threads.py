@@ -16,30 +16,15 @@ import time
 import numpy as np
 import pytest
 from irc.runtime.llvm import threads
+from llvm_helpers import ROOT, run_python
 
 import irc
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MLP = os.path.join(ROOT, "examples", "mlp.tg")
 
 BIG = """
 fn f(x: f32[N, M]) -> f32[N, M] { return tanh(x) * 2 + exp(-x * x) }
 """
-
-
-def _python(code: str, env: dict | None = None) -> str:
-    full = dict(os.environ, **(env or {}))
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-        env=full,
-    )
-    assert r.returncode == 0, r.stderr
-    return r.stdout
 
 
 IDLE = (
@@ -69,7 +54,7 @@ print(cpu() - c0)
 def test_idle_pool_uses_no_cpu():
     """After parallel calls the workers exist, and over 1 s of idleness the whole
     process uses (almost) no CPU time: the workers block instead of polling."""
-    tasks, idle = _python(IDLE).split()
+    tasks, idle = run_python(IDLE).split()
     assert int(tasks) >= 4  # the main thread and 3 workers (at least)
     assert float(idle) < 0.02, f"idle process used {float(idle):.3f} s of CPU in 1 s"
 
@@ -169,10 +154,10 @@ print(before, len(os.listdir('/proc/self/task')), blas_threads(), m._backend.thr
 def test_one_thread_starts_no_threads():
     """IRC_NUM_THREADS=1: big products and loops (an MLP with 512 hidden units,
     batch 2048) start no worker thread, and OpenBLAS runs on one thread."""
-    before, after, blas, mine = map(int, _python(ONE_THREAD, {"IRC_NUM_THREADS": "1"}).split())
+    before, after, blas, mine = map(int, run_python(ONE_THREAD, {"IRC_NUM_THREADS": "1"}).split())
     assert after == before and blas == 1 and mine == 1
     # and the same program with 2 threads does start a worker (the test can fail)
-    before, after, blas, mine = map(int, _python(ONE_THREAD, {"IRC_NUM_THREADS": "2"}).split())
+    before, after, blas, mine = map(int, run_python(ONE_THREAD, {"IRC_NUM_THREADS": "2"}).split())
     assert after == before + 1 and blas == 1 and mine == 2
 
 
