@@ -11,86 +11,11 @@ import irc.passes.fuse_elementwise as fuse_mod
 import irc.passes.lower_to_loops as lower_mod
 import numpy as np
 import pytest
+from long_programs import chain, independent, mixed, reference, shared_updates
 
 import irc
 import irc.ops.fused as fused_mod
 from irc.ops.fused import MAX_FUSED_OPS, body_size
-
-
-def chain(n: int) -> str:
-    """y1 = tanh(x) * 1.01; y2 = y1 + 0.5; y3 = tanh(y2) * 1.01; ..."""
-    lines = ["fn f(x: f32[N]) -> f32[N] {", "    y0 = tanh(x) * 1.01"]
-    for i in range(1, n):
-        rhs = f"y{i - 1} + 0.5" if i % 2 else f"tanh(y{i - 1}) * 1.01"
-        lines.append(f"    y{i} = {rhs}")
-    return "\n".join(lines + [f"    return y{n - 1}", "}"]) + "\n"
-
-
-def independent(n: int) -> str:
-    """n independent statements of x, summed by a running chain at the end."""
-    lines = ["fn f(x: f32[N]) -> f32[N] {"]
-    lines += [f"    y{i} = tanh(x * {1 + i * 1e-4:.6f}) + {i % 7}.5" for i in range(n)]
-    lines.append("    s0 = y0")
-    lines += [f"    s{i} = s{i - 1} + y{i}" for i in range(1, n)]
-    return "\n".join(lines + [f"    return s{n - 1}", "}"]) + "\n"
-
-
-def mixed(n: int) -> str:
-    """Matrix products, reductions with keepdims and elementwise ops in turn."""
-    body = [
-        "h{i} = tanh(h{p} @ W)",
-        "h{i} = h{p} - mean(h{p}, axis=1, keepdims=true)",
-        "h{i} = h{p} * 0.9 + 0.01",
-        "h{i} = h{p} / (1 + sum(h{p} * h{p}) * 0.0001)",
-    ]
-    lines = ["fn f(x: f32[N, 8], W: f32[8, 8]) -> f32 {", "    h0 = tanh(x @ W)"]
-    lines += ["    " + body[i % 4].format(i=i, p=i - 1) for i in range(1, n)]
-    return "\n".join(lines + [f"    return sum(h{n - 1})", "}"]) + "\n"
-
-
-def shared_updates(n: int) -> str:
-    """A long chain feeding a shared-variable update."""
-    lines = ["shared W: f32[4] = zeros()", "fn f(x: f32[4]) -> f32 {", "    a0 = W + x"]
-    lines += [f"    a{i} = a{i - 1} * 0.999 + x" for i in range(1, n)]
-    return "\n".join(lines + [f"    W <- a{n - 1}", f"    return sum(a{n - 1})", "}"]) + "\n"
-
-
-def reference(kind: str, n: int, args):
-    """The same computation in NumPy (float32)."""
-    f32 = np.float32
-    if kind == "chain":
-        y = np.tanh(args[0]) * f32(1.01)
-        for i in range(1, n):
-            y = y + f32(0.5) if i % 2 else np.tanh(y) * f32(1.01)
-        return y
-    if kind == "independent":
-        (x,) = args
-        s = None
-        for i in range(n):
-            y = np.tanh(x * f32(f"{1 + i * 1e-4:.6f}")) + f32(f"{i % 7}.5")
-            s = y if s is None else s + y
-        return s
-    if kind == "mixed":
-        x, w = args
-        h = np.tanh(x @ w)
-        for i in range(1, n):
-            k = i % 4
-            if k == 0:
-                h = np.tanh(h @ w)
-            elif k == 1:
-                h = h - h.sum(axis=1, keepdims=True) * f32(1 / 8)
-            elif k == 2:
-                h = h * f32(0.9) + f32(0.01)
-            else:
-                h = h / (f32(1) + (h * h).sum() * f32(0.0001))
-        return h.sum()
-    if kind == "shared":
-        (x,) = args
-        a = np.zeros(4, f32) + x
-        for _ in range(1, n):
-            a = a * f32(0.999) + x
-        return a.sum()
-    raise ValueError(kind)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import time
 
 import irc.passes.fuse_elementwise as fuse_mod
 import irc.passes.lower_to_loops as lower_mod
+import long_programs
 import numpy as np
 import pytest
 from irc.runtime.llvm import codegen, jit
@@ -19,49 +20,21 @@ import irc
 
 def independent(n: int) -> str:
     """n statements of x that differ only in their constants, then their sum."""
-    lines = ["fn f(x: f32[N]) -> f32[N] {"]
-    lines += [f"    y{i} = tanh(x * {1 + i * 1e-3:.6f}) + {i % 7}.5" for i in range(n)]
-    lines.append("    s0 = y0")
-    lines += [f"    s{i} = s{i - 1} + y{i}" for i in range(1, n)]
-    return "\n".join(lines + [f"    return s{n - 1}", "}"]) + "\n"
+    return long_programs.independent(n, step=1e-3)
 
 
 def independent_numpy(n: int, x):
-    f32 = np.float32
-    ys = [np.tanh(x * f32(f"{1 + i * 1e-3:.6f}")) + f32(f"{i % 7}.5") for i in range(n)]
-    s = ys[0]
-    for y in ys[1:]:
-        s = s + y
-    return s
+    return long_programs.reference("independent", n, [x], step=1e-3)
 
 
 def mixed(n: int) -> str:
-    """Products, keepdims means, sums and elementwise statements in turn."""
-    body = [
-        "h{i} = tanh(h{p} @ W)",
-        "h{i} = h{p} - mean(h{p}, axis=1, keepdims=true)",
-        "h{i} = h{p} * 0.9 + 0.0{k}",
-        "h{i} = h{p} / (1 + sum(h{p} * h{p}) * 0.0001)",
-    ]
-    lines = ["fn f(x: f32[N, 8], W: f32[8, 8]) -> f32 {", "    h0 = tanh(x @ W)"]
-    lines += ["    " + body[i % 4].format(i=i, p=i - 1, k=i % 5 + 1) for i in range(1, n)]
-    return "\n".join(lines + [f"    return sum(h{n - 1})", "}"]) + "\n"
+    """Products, keepdims means, sums and elementwise statements (with offsets
+    that differ) in turn."""
+    return long_programs.mixed(n, varying=True)
 
 
 def mixed_numpy(n: int, x, W):
-    f32 = np.float32
-    h = np.tanh(x @ W)
-    for i in range(1, n):
-        k = i % 4
-        if k == 0:
-            h = np.tanh(h @ W)
-        elif k == 1:
-            h = h - h.mean(axis=1, keepdims=True)
-        elif k == 2:
-            h = h * f32(0.9) + f32(f"0.0{i % 5 + 1}")
-        else:
-            h = h / (f32(1) + (h * h).sum() * f32(0.0001))
-    return h.sum()
+    return long_programs.reference("mixed", n, [x, W], varying=True)
 
 
 @pytest.fixture
