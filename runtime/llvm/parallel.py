@@ -66,13 +66,14 @@ def h_gemm(g: Gen, op):
     alpha = ir.Constant(ty, float(op.attrs.get("alpha", 1.0)))
     if len(op.operands) > 12:  # a run-time factor of alpha
         alpha = b.fmul(alpha, g.vmap[op.operands[12]])
+    ta = ir.Constant(I32, 112 if trans_a else 111)
+    tb = ir.Constant(I32, 112 if trans_b else 111)
+    beta = ir.Constant(ty, beta_v)
+    vals = [g.vmap[v] for v in (A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc)]
     if getattr(g, "nthreads", None) is None:
-        _gemm_body(g.mg, b, dn, None, trans_a, trans_b, beta_v, alpha,
-                   [g.vmap[v] for v in (A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc)])
+        _gemm_body(g.mg, b, dn, None, ta, tb, alpha, beta, beta_v == 0.0, vals)
         return
-    fn = _gemm_call(g.mg, dn, beta_v == 0.0)
-    b.call(fn, [g.nthreads, ir.Constant(I32, 112 if trans_a else 111), ir.Constant(I32, 112 if trans_b else 111),
-                alpha, ir.Constant(ty, beta_v)] + [g.vmap[v] for v in (A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc)])
+    b.call(_gemm_call(g.mg, dn, beta_v == 0.0), [g.nthreads, ta, tb, alpha, beta] + vals)
 
 
 def _gemm_call(mg: ModuleGen, dn, beta0: bool):
@@ -89,26 +90,19 @@ def _gemm_call(mg: ModuleGen, dn, beta0: bool):
     fn.attributes.add("noinline")
     b = ir.IRBuilder(fn.append_basic_block("e"))
     nthreads, ta, tb, alpha, beta = fn.args[:5]
-    _gemm_body(mg, b, dn, nthreads, (ta, tb), None, 0.0 if beta0 else None, alpha, list(fn.args[5:]), beta)
+    _gemm_body(mg, b, dn, nthreads, ta, tb, alpha, beta, beta0, list(fn.args[5:]))
     b.ret_void()
     return fn
 
 
-def _gemm_body(mg, b, dn, nthreads, trans_a, trans_b, beta_v, alpha, vals, beta=None):
-    """The BLAS call of a product (C = alpha A B + beta C at the offsets), skipped
-    when C is empty; with K == 0 and beta 0, C is zeroed. `trans_a` is a bool, or
-    (ta, tb) i32 values with trans_b None; beta_v the static beta, or None for a
-    beta that is not 0 (the `beta` value)."""
+def _gemm_body(mg, b, dn, nthreads, ta, tb, alpha, beta, beta_zero: bool, vals):
+    """The BLAS call of a product (C = alpha A B + beta C at the offsets; ta, tb
+    the i32 transpose codes), skipped when C is empty; with K == 0 and a beta
+    known to be 0 (beta_zero), C is zeroed. nthreads None: one BLAS call here,
+    else the pool's helper splits it."""
     A, B, C, M, N, K, lda, ldb, ldc, oa, ob, oc = vals
     ty = LLTYPE[dn]
     fn = _gemm_fn(_FnCtx(mg, None), dn)
-    if isinstance(trans_a, tuple):
-        ta, tb = trans_a
-    else:
-        ta = ir.Constant(I32, 112 if trans_a else 111)
-        tb = ir.Constant(I32, 112 if trans_b else 111)
-    if beta is None:
-        beta = ir.Constant(ty, beta_v)
 
     def i32(v):
         return b.trunc(v, I32)
@@ -134,7 +128,7 @@ def _gemm_body(mg, b, dn, nthreads, trans_a, trans_b, beta_v, alpha, vals, beta=
                 else:
                     b.call(_gemm_helper(mg, dn), [nthreads] + args)
             with other:
-                if beta_v == 0.0:
+                if beta_zero:
                     # K == 0: C = 0 (rows are contiguous: ldc == N in our lowering)
                     z = mg.decl("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
                     nb = b.mul(b.mul(M, N), ir.Constant(I64, SIZE[dn]))
