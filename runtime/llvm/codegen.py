@@ -654,11 +654,6 @@ def _host_nests(block: Block, out: list):
     return out
 
 
-def _can_fail(loop: Op) -> bool:
-    """Whether a nest holds a loop.assert (its kernel can return a non-zero status)."""
-    return any(o.name == "loop.assert" for o in loop.walk())
-
-
 class Kernel:
     """A kernel function made by FunctionGen.kernel_function (see there)."""
 
@@ -677,7 +672,7 @@ class FunctionGen:
         self.keys: dict = {}  # loop op -> FunctionGen.nest(loop)
         self.key_ids: dict = {}  # nest key -> its id
         self.varying: dict = {}  # nest key id -> slots of float constants that differ between its nests
-        self.kernels: dict = {}  # kernel key -> (kfn, ptypes, thunk, shared_ty, chunk_ty)
+        self.kernels: dict = {}  # kernel key -> its Kernel
         self.combines: dict = {}  # (kinds, dtypes, reassoc flags) -> combine function
         self.fails: dict = {}  # nest key id -> whether it holds a loop.assert
         self.known: dict = {}  # nest key id -> work_known
