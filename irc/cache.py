@@ -36,6 +36,7 @@ Imports irc.ir, irc.runtime (binding, llvm.jit) and the standard library.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 FORMAT = "irc-module-1"
@@ -153,7 +154,7 @@ def read_values(key: str, seed: int, types: list):
             shape = tuple(shape)
             if name != name2 or dt != t.dtype.np or shape != tuple(t.shape):
                 return None
-            if at < 0 or at + nbytes > len(body) or nbytes != dt.itemsize * _count(shape):
+            if at < 0 or at + nbytes > len(body) or nbytes != dt.itemsize * math.prod(shape):
                 return None
             if nbytes > limit:
                 return None
@@ -161,13 +162,6 @@ def read_values(key: str, seed: int, types: list):
         return out
     except (ValueError, TypeError, KeyError, AttributeError, struct.error):
         return None
-
-
-def _count(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def write(key: str, entry: dict) -> None:
