@@ -30,10 +30,17 @@ REDUCTIONS = ("sum", "max", "min", "mean")
 # fuse-elementwise and kept by lower-to-loops when it evaluates single-use
 # producers inside their user's loop). Past it a group is split and the
 # boundary value goes through memory: one store and one load per element,
-# negligible next to 256 ops of work, while a body of thousands of ops (a
+# negligible next to 120 ops of work, while a body of thousands of ops (a
 # long function of elementwise statements) makes LLVM's optimisation and
 # code generation super-linear (a 1,500-op body: ~50 s; split: seconds).
-MAX_FUSED_OPS = 256
+# 120 = 2^3*3*5: a long function that repeats a pattern of 1-6, 8, 10, 12 or
+# 15 ops is cut at the same phase of the pattern every time, so its groups
+# are alike and the cpu backend compiles one kernel for all of them (kernel
+# dedupe). At 256 (256 mod 3 = 1) a 3-op pattern gave 3 phases, 3 kernels;
+# smaller kernels also cost LLVM less than their share (super-linear).
+# 20,000 statements `tanh(y)*1.01`, `y+0.5` in turn: 7.7 s -> 4.7 s of CPU
+# to load on cpu. The seed's workloads fuse at most 8 ops into one group.
+MAX_FUSED_OPS = 120
 
 
 def body_size(op) -> int:
