@@ -45,7 +45,7 @@ def load_cpu(text, **kw):
     from irc.runtime.llvm.backend import LLVMBackend
 
     orig = api._make_backend
-    api._make_backend = lambda name, module, state, device: LLVMBackend(module, state)
+    api._make_backend = lambda name, module, state, device, **_kw: LLVMBackend(module, state)
     try:
         return api.loads(text, **kw)
     finally:

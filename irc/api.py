@@ -153,17 +153,49 @@ def _build(text, filename, base_dir, backend, define, seed, device, threads=None
         opt = run_pipeline(tg.clone())
         module_seed = opt.attrs.get("seed", 0) if seed is None else seed
         state = initial_values(opt, base_dir, module_seed)
+        funcs, globs = _interface(opt)
+        m = CompiledModule.__new__(CompiledModule)
+        globals_ir = _globals_module(opt) if key is not None else None
+        own_seed = opt.attrs.get("seed", 0)
         if nan_guard:  # nothing of this is imported or compiled when the guard is off
             from irc.nanguard import guarded_backend
 
             be = guarded_backend(tg, backend, state, device, _make_backend)
         else:
-            be = _make_backend(backend, opt, state, device)
+            be = _make_backend(backend, opt, state, device, owned=True)
+            if getattr(be, "owned", False):
+                # the cpu backend lowered `opt` in place (no copy of a long
+                # function's IR) and keeps none: the module rebuilds its IR from
+                # the source when an inspection needs it, as after a cache hit
+                opt = None
+                be.release_ir(lambda: m._lower())
     _pin_threads(be, threads)
-    m = CompiledModule(text, filename, define, tg, opt, be, backend)
+    m._setup(text, filename, define, tg, opt, be, backend, funcs, globs)
     if key is not None and hasattr(be, "cache_entry"):  # (a stand-in backend has none)
-        _to_cache(key, m, module_seed, state)
+        _to_cache(key, m, module_seed, state, globals_ir, own_seed)
     return m
+
+
+def _interface(opt: Module):
+    """([(CallSpec, result types)] of the public functions, [(name, type)] of the
+    shared variables) of an optimised module: what a CompiledModule exposes."""
+    funcs = [
+        (spec_of_tg_function(op), op.attrs.get("res_types", ()))
+        for op in opt.functions()
+        if op.attrs.get("visibility") == "public"
+    ]
+    globs = [(op.attrs["sym_name"], op.attrs["type"]) for op in opt.body.ops if op.name == "tg.global"]
+    return funcs, globs
+
+
+def _globals_module(opt: Module) -> Module:
+    """A module of copies of `opt`'s tg.global ops: what the whole-module cache
+    keeps of the IR."""
+    globs = Module()
+    for op in opt.body.ops:
+        if op.name == "tg.global":
+            globs.body.append(op.clone())
+    return globs
 
 
 @contextlib.contextmanager
@@ -189,22 +221,19 @@ def _pin_threads(be, threads) -> None:
         pin(be, threads)  # this module keeps its own count, whatever set_num_threads says
 
 
-def _to_cache(key, m: "CompiledModule", module_seed: int, state: dict) -> None:
+def _to_cache(key, m: "CompiledModule", module_seed: int, state: dict, globs: Module, seed) -> None:
+    """Write m's whole-module cache entry; `globs`: _globals_module of its IR,
+    `seed`: the module's own seed attribute."""
     from irc import cache
-    from irc.ir.core import Module
     from irc.ir.printer import print_module
 
-    globs = Module()
-    for op in m._opt.body.ops:
-        if op.name == "tg.global":
-            globs.body.append(op.clone())
     # the initial values first: an entry without them only costs drawing them again
     inits = [(op.attrs["sym_name"], op.attrs["init"]) for op in globs.body.ops]
     cache.write_values(key, module_seed, inits, state)
     cache.write(
         key,
         {
-            "seed": m._opt.attrs.get("seed", 0),
+            "seed": seed,
             "globals_ir": print_module(globs),
             "functions": [
                 {"spec": spec_to_json(f.spec), "results": [str(t) for t in f.signature.results]}
@@ -260,7 +289,9 @@ def _from_cache(key, text, filename, define, base_dir, seed):
     return m
 
 
-def _make_backend(name, module, state, device):
+def _make_backend(name, module, state, device, owned=False):
+    """The backend `name` of an optimised module; `owned`: the caller gives the
+    module up, and the cpu backend lowers it in place (LLVMBackend)."""
     if name == "interp":
         from irc.runtime.interp import InterpBackend
 
@@ -268,7 +299,7 @@ def _make_backend(name, module, state, device):
     if name == "cpu":
         from irc.runtime.llvm.backend import LLVMBackend
 
-        return LLVMBackend(module, state)
+        return LLVMBackend(module, state, owned=owned)
     if name == "opencl":
         from irc.runtime.opencl.backend import OpenCLBackend
 
@@ -417,16 +448,7 @@ class CompiledModule:
     def __init__(
         self, text, filename, define, tg_ir: Module, opt_ir: Module, backend, backend_name: str
     ):
-        funcs = [
-            (spec_of_tg_function(op), op.attrs.get("res_types", ()))
-            for op in opt_ir.functions()
-            if op.attrs.get("visibility") == "public"
-        ]
-        globs = [
-            (op.attrs["sym_name"], op.attrs["type"])
-            for op in opt_ir.body.ops
-            if op.name == "tg.global"
-        ]
+        funcs, globs = _interface(opt_ir)
         self._setup(text, filename, define, tg_ir, opt_ir, backend, backend_name, funcs, globs)
 
     def _setup(self, text, filename, define, tg_ir, opt_ir, backend, backend_name, funcs, globs):

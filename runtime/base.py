@@ -27,8 +27,9 @@ from irc.ir.errors import CallError
 from irc.ir.printer import print_module, print_op
 
 
-def loop_ir(module: Module) -> Module:
-    """The kernelized loop IR of an optimised tg module (a copy), or of a loop
+def loop_ir(module: Module, owned: bool = False) -> Module:
+    """The kernelized loop IR of an optimised tg module (a copy; with `owned`, the
+    module itself, lowered in place: the caller gives it up), or of a loop
     module (marked in place if it has not been kernelized yet)."""
     from irc.passes.kernelize import ensure_kernels, kernelize_module
 
@@ -36,7 +37,7 @@ def loop_ir(module: Module) -> Module:
         return ensure_kernels(module)
     from irc.passes.lower_to_loops import lower_module
 
-    return kernelize_module(lower_module(module.clone()))
+    return kernelize_module(lower_module(module if owned else module.clone()))
 
 
 def checked_value(name: str, t, value, where: str = "") -> np.ndarray:

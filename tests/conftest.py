@@ -103,8 +103,8 @@ def backend_under_test(request, monkeypatch):
 
         make = api._make_backend
 
-        def make_on_backend(name, module, state, device):
-            return make(backend if name == "interp" else name, module, state, device)
+        def make_on_backend(name, module, state, device, **kw):
+            return make(backend if name == "interp" else name, module, state, device, **kw)
 
         monkeypatch.setattr(api, "_make_backend", make_on_backend)
     return backend

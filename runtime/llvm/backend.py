@@ -286,9 +286,13 @@ class LLVMBackend(CompiledBackend):
 
     name = "cpu"
 
-    def __init__(self, module: Module, state: dict, threads: int | None = None, cache: bool = True):
+    def __init__(self, module: Module, state: dict, threads: int | None = None, cache: bool = True,
+                 owned: bool = False):
+        """`owned`: the caller gives `module` up, and it is lowered in place (no
+        copy; a 20,000-statement function's IR is ~350,000 Python objects)."""
         self.lock = threading.Lock()
-        self._loop_module = loop_ir(module)
+        self.owned = owned
+        self._loop_module = loop_ir(module, owned=owned)
         self._loop_thunk = None
         globs = [op for op in self._loop_module.body.ops if op.name == "tg.global"]
         self._init_state([(op.attrs["sym_name"], op.attrs["type"]) for op in globs], state)
@@ -309,6 +313,14 @@ class LLVMBackend(CompiledBackend):
             )
         self._finish(specs, threads)
 
+    def release_ir(self, loop_thunk) -> None:
+        """Drop the loop module: `loop_thunk()` rebuilds it when an inspection
+        (llvm_ir, a dump) needs it, as after a whole-module cache hit. Held, a long
+        function's loop IR would be walked again by every full collection of the
+        process (Python's cycle collector)."""
+        self._loop_thunk = loop_thunk
+        self._loop_module = None
+
     @classmethod
     def from_cache(cls, entry: dict, state: dict, loop_thunk, threads: int | None = None):
         """A backend from a whole-module cache entry (see cache_entry) without the
@@ -320,6 +332,7 @@ class LLVMBackend(CompiledBackend):
         self._loop_module = None
         self._loop_text = None
         self._loop_thunk = loop_thunk
+        self.owned = False
         self.key = entry["key"]
         self._llvm_mod = None
         try:

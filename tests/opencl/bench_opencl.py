@@ -29,13 +29,13 @@ def load(text, backend, device=None):
 
     orig = api._make_backend
 
-    def make(name, module, state, dev):
+    def make(name, module, state, dev, **kw):
         if backend == "opencl":
             from irc.runtime.opencl.backend import OpenCLBackend
 
             return OpenCLBackend(module, state, device)
         try:
-            return orig("cpu", module, state, dev)
+            return orig("cpu", module, state, dev, **kw)
         except Exception:  # noqa: BLE001  (irc.api without the cpu backend yet)
             from irc.runtime.llvm.backend import LLVMBackend
 

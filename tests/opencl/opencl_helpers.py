@@ -100,7 +100,7 @@ def assert_close(got, want, dtype=None, **kw):
         np.testing.assert_array_equal(got, want)
 
 
-def make_backend(name, module, state, device):
+def make_backend(name, module, state, device, **_kw):
     """irc.api._make_backend for the tests: opencl for "opencl" (and "interp"
     when the interpreter's own tests are re-run here)."""
     from irc.runtime.opencl.backend import OpenCLBackend
@@ -114,10 +114,10 @@ def patch_api_opencl(monkeypatch, also_interp: bool = True):
 
     orig = api._make_backend
 
-    def make(name, module, state, device):
+    def make(name, module, state, device, **kw):
         if name == "opencl" or (also_interp and name == "interp"):
             return make_backend(name, module, state, device)
-        return orig(name, module, state, device)
+        return orig(name, module, state, device, **kw)
 
     monkeypatch.setattr(api, "_make_backend", make)
 

@@ -48,10 +48,10 @@ def broken_tanh(monkeypatch, backend="cpu"):
             finally:
                 d.numpy = good
 
-    def make(name, module, state, device):
+    def make(name, module, state, device, **kw):
         if name == backend:
             return Broken(module, state)
-        return orig_make(name, module, state, device)
+        return orig_make(name, module, state, device, **kw)
 
     monkeypatch.setattr(api, "_make_backend", make)
     monkeypatch.setenv("IRC_NO_CACHE", "1")  # a cached cpu module would skip the stand-in
