@@ -114,7 +114,7 @@ def patch_api_cpu(monkeypatch, also_interp: bool = True):
         if name == "cpu" or (also_interp and name == "interp"):
             from irc.runtime.llvm.backend import LLVMBackend
 
-            return LLVMBackend(module, state)
+            return LLVMBackend(module, state, **kw)  # (owned, as irc.api's own)
         return orig(name, module, state, device, **kw)
 
     monkeypatch.setattr(api, "_make_backend", make)
@@ -126,7 +126,7 @@ def loads_cpu(text: str, **kw):
 
     orig = api._make_backend
     try:
-        api._make_backend = lambda name, module, state, device, **_kw: LLVMBackend(module, state)
+        api._make_backend = lambda name, module, state, device, **k: LLVMBackend(module, state, **k)
         return api.loads(text, **kw)
     finally:
         api._make_backend = orig

@@ -72,6 +72,24 @@ def test_dump_stages():
         m._backend.dump("loops", fn="nope")
 
 
+def test_a_cold_load_keeps_no_ir_and_inspections_rebuild_it(monkeypatch, tmp_path):
+    """irc.loads on cpu lowers the optimised module in place and drops the loop IR
+    once compiled; dumps rebuild the same IR from the source."""
+    import irc
+    from irc.ir.printer import print_module
+
+    monkeypatch.setenv("IRC_NO_CACHE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    m = irc.loads(CHAIN, backend="cpu")
+    assert m._opt_ir is None and m._backend._loop_module is None
+    loops = m._backend.dump("loops")
+    assert print_module(m._backend.loop_module) == loops  # the rebuilt IR is what was compiled
+    assert "func.func @chain" in m.ir(stage="opt")  # the optimised IR, rebuilt
+    x = np.linspace(-1, 1, 7, dtype=np.float32)
+    ref = irc.loads(CHAIN, backend="interp")
+    np.testing.assert_allclose(m.chain(x, 1.5, -0.25), ref.chain(x, 1.5, -0.25), rtol=1e-5, atol=1e-6)
+
+
 def test_thread_count_does_not_change_results():
     m = loads_cpu(CHAIN)
     be = m._backend
