@@ -81,8 +81,9 @@ PAR_THRESHOLD = 1 << 15
 # compare the two: the results are bit-identical).
 DEDUPE = True
 
-# An entry of more than SEGMENT_MIN host ops is emitted as segments of SEGMENT_OPS
-# host ops (FunctionGen.segments).
+# An entry of more than SEGMENT_MIN host ops is emitted as segments of at most
+# SEGMENT_OPS host ops (FunctionGen.segments); segments alike up to their
+# workspace offsets and carry slots share one function (segment_key).
 SEGMENT_MIN = 1024
 SEGMENT_OPS = 256
 
@@ -204,6 +205,38 @@ class WorkspaceMap(dict):
             return False
         d = v.op if isinstance(v, OpResult) else None
         return v in self.carried or (d is not None and d.name in ("scalar.const", "loop.dim", "mem.view"))
+
+
+class _Shifted:
+    """A read-only view of {value: counts tuple} (an entry's allocs) or {value:
+    slot} (its carried values) relative to a segment's base: what a segment
+    function shared by several segments indexes from the base it is given."""
+
+    __slots__ = ("table", "base")
+
+    def __init__(self, table: dict, base):
+        self.table, self.base = table, base
+
+    def get(self, v, default=None):
+        got = self.table.get(v)
+        if got is None:
+            return default
+        if isinstance(got, tuple):
+            return tuple(c - b for c, b in zip(got, self.base))
+        return got - self.base
+
+    def __getitem__(self, v):
+        got = self.get(v)
+        if got is None:
+            raise KeyError(v)
+        return got
+
+    def __contains__(self, v):
+        return v in self.table
+
+
+class _NoKey(Exception):
+    """A segment that is generated for itself (segment_key)."""
 
 
 class FunctionInfo:
@@ -746,10 +779,14 @@ class FunctionGen:
         lazy = {v: c + (0,) * (nt - len(c)) for v, c in lazy.items()}
         self.ws_layout = (sizes, counts, lazy)
 
-    def frame(self, fn, bufs, dims, ws, ctx, carry=None) -> Gen:
+    def frame(self, fn, bufs, dims, ws, ctx, carry=None, base=None, shift=None) -> Gen:
         """The Gen of a function with the entry's parameters (the entry, or one of
         its segments): buffer arguments, shared variables, nthreads and the
-        workspace sizes loaded or computed in its prologue."""
+        workspace sizes loaded or computed in its prologue. A segment also gets
+        `carry` (its carry slots, from its first one), `base` (a pointer to its
+        base alloc counts, one per type: its allocs are at ws + the base's
+        offset + their counts relative to `shift` = (base counts, first slot)
+        of the segment it is generated from)."""
         mg, op = self.mg, self.op
         g = Gen(mg, fn, dims, self.dim_names, self.messages)
         g.host = True
@@ -770,22 +807,39 @@ class FunctionGen:
         for _k, t in sizes.values():
             nbytes = pro.mul(g.numel(t), ir.Constant(I64, SIZE[dtype_name(t)]))
             nbs.append(pro.and_(pro.add(nbytes, ir.Constant(I64, ALIGN - 1)), ir.Constant(I64, -ALIGN)))
-        g.vmap = WorkspaceMap(g, ws, nbs, lazy, g.vmap, carry, getattr(self, "carried", {}))
+        carried = getattr(self, "carried", {})
+        if base is not None:
+            off = ir.Constant(I64, 0)
+            for k, nb in enumerate(nbs):
+                n = pro.load(pro.gep(base, [ir.Constant(I64, k)], source_etype=I64), typ=I64)
+                off = pro.add(off, pro.mul(n, nb))
+            ws = pro.gep(ws, [off], inbounds=True, source_etype=I8)
+            lazy, carried = _Shifted(lazy, shift[0]), _Shifted(carried, shift[1])
+        g.vmap = WorkspaceMap(g, ws, nbs, lazy, g.vmap, carry, carried)
         return g
 
     def segments(self, fn, ops):
         """A long entry as a sequence of segment functions of at most SEGMENT_OPS
         host ops each (LLVM's code generation is super-linear in the length of one
         function, even unoptimised): i32 <entry>.<k>.part(bufs, dims, ws, ctx, ptr
-        carry), called in turn by the entry, which returns the first non-zero
-        status. A value one segment computes and a later one reads (a reduction's
-        result, a host scalar) goes through an 8-byte slot of `carry`; constants,
-        dims and buffers are rebuilt in each segment."""
+        carry, ptr base), called in turn by the entry, which returns the first
+        non-zero status. A value one segment computes and a later one reads (a
+        reduction's result, a host scalar) goes through an 8-byte slot of `carry`;
+        constants, dims and buffers are rebuilt in each segment.
+
+        Segments that differ only in where their allocs are in the workspace and
+        in which carry slots they use (segment_key: a long function repeating a
+        pattern of statements) share one function, which takes its base alloc
+        counts (a constant array, `base`) and its first carry slot (`carry`
+        points there). Their length is a multiple of the period of the entry's
+        host ops (segment_length), so that the segments of a repeating pattern
+        start at the same phase of it."""
+        seg_ops = self.segment_length(ops)
         top = {}  # op -> index of its host op
         for k, o in enumerate(ops):
             for inner in o.walk():
                 top[inner] = k
-        seg = [k // SEGMENT_OPS for k in range(len(ops))]
+        seg = [k // seg_ops for k in range(len(ops))]
         self.carried = {}  # value -> carry slot
         for k, o in enumerate(ops):
             for r in o.results:
@@ -796,30 +850,29 @@ class FunctionGen:
         eb = ir.IRBuilder(fn.append_basic_block("entry"))
         carry = opaque_alloca(eb, ir.ArrayType(I64, max(1, len(self.carried))))
         name = self.op.attrs["sym_name"]
-        for s0 in range(0, len(ops), SEGMENT_OPS):
-            part = ops[s0:s0 + SEGMENT_OPS]
-            loops = any(o.name == "loop.for" and o.attrs.get("kernel") in ("loop", "gemm")
-                        and not _runs_on_one_thread(o) for o in part)
-            # glue (optnone, jit.py) unless it runs a host loop itself
-            sname = f"{name}.{s0 // SEGMENT_OPS}.{'partloop' if loops else 'part'}"
-            sfn = ir.Function(mg.m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR, PTR]), sname)
-            sfn.linkage = "internal"
-            for a in sfn.args:
-                a.add_attribute("noalias")
-            g = self.frame(sfn, *sfn.args)
-            done = False
-            for o in part:
-                if o.name == "func.return":
-                    done = True
-                    break
-                self.host_op(o)
-                for r in o.results:
-                    slot = self.carried.get(r)
-                    if slot is not None:
-                        g.b.store(g.vmap[r], g.b.gep(sfn.args[4], [ir.Constant(I64, slot)], source_etype=I64))
-            g.b.ret(ir.Constant(I32, 0))
-            g.finish_prologue()
-            st = eb.call(sfn, [bufs, dims, ws, ctx, carry])
+        lazy = self.ws_layout[2]
+        ntypes = len(self.ws_layout[1])
+        body = self.op.regions[0].block
+        # the values every segment's frame loads (parameters, shared variables, constants)
+        self.g_static = set(body.args) | {o.results[0] for o in body.ops
+                                          if o.name in ("mem.global", "mem.constant")}
+        shared: dict = {}  # segment key -> its function
+        for s0 in range(0, len(ops), seg_ops):
+            part = ops[s0:s0 + seg_ops]
+            key, base, cbase = self.segment_key(part, lazy) if DEDUPE else (None, None, None)
+            base = base or (0,) * ntypes
+            cbase = cbase or 0
+            sfn = shared.get(key) if key is not None else None
+            done = any(o.name == "func.return" for o in part)
+            if sfn is None:
+                sfn = self.segment_function(f"{name}.{s0 // seg_ops}", part, base, cbase)
+                if key is not None:
+                    shared[key] = sfn
+            bconst = ir.Constant(ir.ArrayType(I64, max(1, ntypes)), list(base) or [0])
+            bglob = ir.GlobalVariable(mg.m, bconst.type, f"{name}.{s0 // seg_ops}.base")
+            bglob.linkage, bglob.global_constant, bglob.initializer = "private", True, bconst
+            cptr = eb.gep(carry, [ir.Constant(I64, cbase)], inbounds=True, source_etype=I64)
+            st = eb.call(sfn, [bufs, dims, ws, ctx, cptr, bglob])
             ok_bb = fn.append_basic_block("ok")
             err_bb = fn.append_basic_block("err")
             eb.cbranch(eb.icmp_signed("==", st, ir.Constant(I32, 0)), ok_bb, err_bb)
@@ -828,6 +881,126 @@ class FunctionGen:
             if done:
                 break
         eb.ret(ir.Constant(I32, 0))
+
+    def segment_function(self, sname, part, base, cbase):
+        """The function of a segment (see segments), generated from `part` with
+        its allocs and carry slots relative to (base, cbase)."""
+        loops = any(o.name == "loop.for" and o.attrs.get("kernel") in ("loop", "gemm")
+                    and not _runs_on_one_thread(o) for o in part)
+        # glue (optnone, jit.py) unless it runs a host loop itself
+        sname += ".partloop" if loops else ".part"
+        sfn = ir.Function(self.mg.m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR, PTR, PTR]), sname)
+        sfn.linkage = "internal"
+        for a in sfn.args:
+            a.add_attribute("noalias")
+        g = self.frame(sfn, *sfn.args[:4], carry=sfn.args[4], base=sfn.args[5], shift=(base, cbase))
+        slots = g.vmap.carried
+        for o in part:
+            if o.name == "func.return":
+                break
+            self.host_op(o)
+            for r in o.results:
+                slot = slots.get(r)
+                if slot is not None:
+                    g.b.store(g.vmap[r], g.b.gep(sfn.args[4], [ir.Constant(I64, slot)], source_etype=I64))
+        g.b.ret(ir.Constant(I32, 0))
+        g.finish_prologue()
+        return sfn
+
+    def segment_length(self, ops) -> int:
+        """SEGMENT_OPS, or the largest multiple of the period of the entry's host
+        ops (their names, a nest's structure id) below it when they repeat one: a
+        function of 20,000 statements of a few kinds in turn then has segments
+        that all start at the same phase of the pattern, and share a function."""
+        sig_ids: dict = {}
+        sig = np.fromiter(
+            (sig_ids.setdefault(self.nest(o)[0] if o.name == "loop.for" else o.name, len(sig_ids))
+             for o in ops), dtype=np.int64, count=len(ops))
+        n = len(sig)
+        # mismatches of the sequence against itself shifted by p: about 0 (but
+        # for a prologue and an epilogue of a few statements) at the period and
+        # its multiples, about n elsewhere
+        lags = range(1, min(SEGMENT_OPS // 2, n // 4) + 1)
+        mism = [int(np.count_nonzero(sig[p:] != sig[:-p])) for p in lags]
+        if not mism or min(mism) > n // 16:
+            return SEGMENT_OPS
+        least = min(mism)
+        p = next(p for p, m in zip(lags, mism) if m <= least + 2)
+        return SEGMENT_OPS // p * p
+
+    def segment_key(self, part, lazy):
+        """(key, base counts, first carry slot) of a segment: its host ops with
+        every value from outside it as what the segment's code makes of it (an
+        alloc by its counts relative to the segment's first alloc, a carried value
+        by its slot relative to the first slot it uses, a constant or dim by value,
+        a parameter, global or constant buffer by identity, a nest by its structure
+        id and float constants). Segments with equal keys compute the same code
+        from their bases. The key is None for a segment generated for itself: it
+        holds a loop.assert (each registers its message where it is generated), a
+        host loop or an op with regions that is not a nest."""
+        local: dict = {}
+        parts: list = []
+        base = cbase = None
+        vmap_items = self.g_static
+
+        def ext(v):
+            nonlocal base, cbase
+            i = local.get(v)
+            if i is not None:
+                return i
+            if v in vmap_items:
+                return ("x", v)
+            counts = lazy.get(v)
+            if counts is not None:
+                if base is None:
+                    base = counts
+                return ("a",) + tuple(c - b for c, b in zip(counts, base))
+            d = v.op if isinstance(v, OpResult) else None
+            if d is not None and d.name == "scalar.const":
+                return ("c", v.type, repr(d.attrs["value"]))
+            if d is not None and d.name == "loop.dim":
+                return ("d", d.attrs["dim"])
+            if d is not None and d.name == "mem.view":
+                return ("v", ext(d.operands[0]), v.type)
+            slot = self.carried.get(v)
+            if slot is None:
+                raise _NoKey
+            if cbase is None:
+                cbase = slot
+            return ("r", slot - cbase)
+
+        def results(o):
+            nonlocal cbase
+            for r in o.results:
+                local[r] = len(local)
+                slot = self.carried.get(r)
+                if slot is not None:
+                    if cbase is None:
+                        cbase = slot
+                    parts.append(("w", slot - cbase))
+
+        try:
+            for o in part:
+                if o.name == "func.return":
+                    parts.append(("ret",))
+                    break
+                if o.name == "loop.for":
+                    if o.attrs.get("kernel") in ("loop", "gemm") and not _runs_on_one_thread(o):
+                        raise _NoKey
+                    if self.can_fail(o):
+                        raise _NoKey
+                    kid, slots, fconsts, _ = self.nest(o)
+                    parts.append(("n", kid, tuple(val for _, val in fconsts),
+                                  tuple(ext(v) for v in slots)))
+                elif o.regions or o.name == "loop.assert":
+                    raise _NoKey
+                else:
+                    parts.append((o.name, _attrs_key(o.attrs), tuple(r.type for r in o.results),
+                                  tuple(ext(v) for v in o.operands)))
+                results(o)
+        except _NoKey:
+            return None, base, cbase
+        return tuple(parts), base, cbase
 
     def host_op(self, o: Op):
         """Render one host-level op as the kernelize pass marked it: a map is an

@@ -251,3 +251,69 @@ fn v(x: f32[N]) -> f32[N] { return tanh(x) + exp(x) * 1e-9 + log1p(x + 1.5) + lo
     xs = np.linspace(-1.4, 20, 777).astype(np.float32)
     host = np.array([m.s(x) for x in xs], np.float32)
     np.testing.assert_array_equal(host.view(np.uint32), m.v(xs).view(np.uint32))
+
+
+# -- long entries: segments alike share one function ----------------------------------------------
+
+
+def _segments(m) -> tuple:
+    """(segment functions defined, segment calls) in the LLVM module."""
+    text = m._backend.llvm_ir()
+    defined = re.findall(r'^define internal i32 @"f\.\d+\.part"\(', text, re.M)
+    return len(defined), len(re.findall(r'call i32 @"f\.\d+\.part"\(', text))
+
+
+@pytest.mark.parametrize("kind", ["mixed", "scalar"])
+def test_repeating_segments_share_a_function(fresh, monkeypatch, kind):
+    """A long entry that repeats a pattern of host ops is cut at a multiple of
+    its period, and its segments (alike but for where their allocs are and which
+    carry slots they use) call one function: the same bits as one function per
+    segment (DEDUPE off), and NumPy's results."""
+    rng = np.random.default_rng(5)
+    if kind == "mixed":
+        monkeypatch.setattr(codegen, "SEGMENT_MIN", 0)
+        monkeypatch.setattr(codegen, "SEGMENT_OPS", 40)
+        n = 161  # 12 host ops per 4 statements: segments of 36 (one offset: no varying constants)
+        src = long_programs.mixed(n)
+        args = [rng.normal(size=(300, 8)).astype(np.float32),
+                (rng.normal(size=(8, 8)) * 0.3).astype(np.float32)]
+        want = long_programs.reference("mixed", n, args)
+    else:
+        # 1.5 host ops per statement, and a store and a load of the value every
+        # 120 ops (lower-to-loops' bound): a period of 123, segments of 246
+        n = 1500
+        src = scalar_chain(n)
+        args = [np.float32(0.3)]
+        want = np.float32(0.3) + np.float32(1)
+        for i in range(1, n):
+            want = want * np.float32(0.999) + np.float32(0.001) if i % 2 else np.tanh(want)
+    m = fresh(src)
+    defined, calls = _segments(m)
+    # the first and the last segment, and the middle ones (the workspace plan may
+    # alternate buffers: two kinds)
+    assert calls >= 9 and defined <= 4, (defined, calls)
+    got = m.f(*args)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
+    monkeypatch.setattr(codegen, "DEDUPE", False)
+    alone = fresh(src)
+    assert _segments(alone)[0] == _segments(alone)[1] == calls
+    assert np.asarray(alone.f(*args)).tobytes() == np.asarray(got).tobytes()
+
+
+def test_segment_length_follows_the_period():
+    """segment_length: the largest multiple of the host ops' period up to
+    SEGMENT_OPS, or SEGMENT_OPS when they do not repeat."""
+    fg = codegen.FunctionGen.__new__(codegen.FunctionGen)
+
+    class FakeOp:
+        def __init__(self, name):
+            self.name = name
+
+    def length(names):
+        return fg.segment_length([FakeOp(s) for s in names])
+
+    pattern = ["scalar.add", "scalar.mul", "scalar.tanh", "mem.load", "mem.store"]
+    assert length(["mem.load"] * 3 + pattern * 400 + ["mem.store"]) == 255  # 5 * 51
+    assert length(["scalar.add"] * 2000) == 256
+    rng = np.random.default_rng(0)
+    assert length([pattern[k] for k in rng.integers(0, 5, 2000)]) == codegen.SEGMENT_OPS
