@@ -659,20 +659,32 @@ def nest_key(loop: Op):
                 parts.append(("free", v.type, is_buffer(v)))
         return -1 - s
 
-    def walk(o):
-        parts.append((o.name, _attrs_key(o.attrs), tuple(r.type for r in o.results),
-                      tuple(ref(v) for v in o.operands), len(o.regions)))
+    # (iterative, with the common cases inlined: a long function's nests are
+    # keyed by the ten thousand)
+    ids_get = ids.get
+    stack = [loop]
+    while stack:
+        o = stack.pop()
+        if type(o) is tuple:  # ("block", block)
+            bl = o[1]
+            parts.append(("block", tuple([a.type for a in bl.args])))
+            for a in bl.args:
+                ids[a] = len(ids)
+            stack.extend(reversed(bl.ops))
+            continue
+        attrs = o.attrs
+        operands = []
+        for v in o.operands:
+            i = ids_get(v)
+            operands.append(i if i is not None else ref(v))
+        parts.append((o.name, repr(attrs) if attrs else "", tuple([r.type for r in o.results]),
+                      tuple(operands), len(o.regions)))
         for r in o.results:
             ids[r] = len(ids)
-        for region in o.regions:
-            for bl in region.blocks:
-                parts.append(("block", tuple(a.type for a in bl.args)))
-                for a in bl.args:
-                    ids[a] = len(ids)
-                for op in bl.ops:
-                    walk(op)
-
-    walk(loop)
+        if o.regions:
+            for region in reversed(o.regions):
+                for bl in reversed(region.blocks):
+                    stack.append(("block", bl))
     return tuple(parts), slots, fconsts
 
 
@@ -835,15 +847,18 @@ class FunctionGen:
         host ops (segment_length), so that the segments of a repeating pattern
         start at the same phase of it."""
         seg_ops = self.segment_length(ops)
-        top = {}  # op -> index of its host op
-        for k, o in enumerate(ops):
-            for inner in o.walk():
-                top[inner] = k
-        seg = [k // seg_ops for k in range(len(ops))]
+        index = {o: k for k, o in enumerate(ops)}
+
+        def segment_of(user):
+            """The segment of the host op that holds `user` (None: not a host op's)."""
+            while user is not None and user not in index:
+                user = user.parent_op()
+            return None if user is None else index[user] // seg_ops
+
         self.carried = {}  # value -> carry slot
         for k, o in enumerate(ops):
             for r in o.results:
-                if any(seg[top[u[0]]] != seg[k] for u in r.uses if u[0] in top):
+                if any(segment_of(u[0]) not in (None, k // seg_ops) for u in r.uses):
                     self.carried[r] = len(self.carried)
         mg = self.mg
         bufs, dims, ws, ctx = fn.args
