@@ -162,7 +162,7 @@ def _build(text, filename, base_dir, backend, define, seed, device, threads=None
 
             be = guarded_backend(tg, backend, state, device, _make_backend)
         else:
-            be = _make_backend(backend, opt, state, device, owned=True)
+            be = _make_backend(backend, opt, state, device, owned=True, source_key=key)
             if getattr(be, "owned", False):
                 # the cpu backend lowered `opt` in place (no copy of a long
                 # function's IR) and keeps none: the module rebuilds its IR from
@@ -289,9 +289,11 @@ def _from_cache(key, text, filename, define, base_dir, seed):
     return m
 
 
-def _make_backend(name, module, state, device, owned=False):
+def _make_backend(name, module, state, device, owned=False, source_key=None):
     """The backend `name` of an optimised module; `owned`: the caller gives the
-    module up, and the cpu backend lowers it in place (LLVMBackend)."""
+    module up, and the cpu backend lowers it in place; `source_key`: the
+    module's irc.cache.module_key, which keys the cpu backend's object code
+    (LLVMBackend)."""
     if name == "interp":
         from irc.runtime.interp import InterpBackend
 
@@ -299,7 +301,7 @@ def _make_backend(name, module, state, device, owned=False):
     if name == "cpu":
         from irc.runtime.llvm.backend import LLVMBackend
 
-        return LLVMBackend(module, state, owned=owned)
+        return LLVMBackend(module, state, owned=owned, source_key=source_key)
     if name == "opencl":
         from irc.runtime.opencl.backend import OpenCLBackend
 

@@ -287,9 +287,13 @@ class LLVMBackend(CompiledBackend):
     name = "cpu"
 
     def __init__(self, module: Module, state: dict, threads: int | None = None, cache: bool = True,
-                 owned: bool = False):
+                 owned: bool = False, source_key: str | None = None):
         """`owned`: the caller gives `module` up, and it is lowered in place (no
-        copy; a 20,000-statement function's IR is ~350,000 Python objects)."""
+        copy; a 20,000-statement function's IR is ~350,000 Python objects).
+        `source_key`: the module comes from `.tg` source that this key names
+        (irc.cache.module_key: the text, file name, defines, irc's code, the
+        target); the object code is cached under it, so the loop IR is not
+        printed to key it (~5 us per loop op: a second for a long function)."""
         self.lock = threading.Lock()
         self.owned = owned
         self._loop_module = loop_ir(module, owned=owned)
@@ -298,8 +302,12 @@ class LLVMBackend(CompiledBackend):
         self._init_state([(op.attrs["sym_name"], op.attrs["type"]) for op in globs], state)
         from .codegen import ws_symbol  # (not needed, nor imported, on a module-cache hit)
 
-        self._loop_text = print_module(self._loop_module)
-        self.key = jit.cache_key(self._loop_text, IRC_VERSION)
+        if source_key is not None:
+            self._loop_text = None  # (printed when a dump asks for it)
+            self.key = jit.cache_key("source " + source_key, IRC_VERSION)
+        else:
+            self._loop_text = print_module(self._loop_module)
+            self.key = jit.cache_key(self._loop_text, IRC_VERSION)
         self._llvm_mod = None
         obj, meta = self._object(cache)
         self.linked = self._link(obj, cache)

@@ -90,6 +90,33 @@ def test_a_cold_load_keeps_no_ir_and_inspections_rebuild_it(monkeypatch, tmp_pat
     np.testing.assert_allclose(m.chain(x, 1.5, -0.25), ref.chain(x, 1.5, -0.25), rtol=1e-5, atol=1e-6)
 
 
+def test_a_source_module_keys_its_object_code_by_the_source(cache_home, monkeypatch):
+    """With the module cache on, a cold cpu load keys its object code by the
+    source (irc.cache.module_key) and prints no loop IR; a later load of the
+    same source whose whole-module entry is gone still finds the object code."""
+    import irc
+    from irc import cache
+    from irc.runtime.llvm import backend, jit
+
+    printed = []
+    real = backend.print_module
+    monkeypatch.setattr(backend, "print_module", lambda m, **k: printed.append(1) or real(m, **k))
+    m = irc.loads(CHAIN, backend="cpu")
+    assert printed == []
+    key = cache.module_key(CHAIN, "<string>", {}, "cpu")
+    assert m._backend.key == jit.cache_key("source " + key, irc.__version__)
+    assert "loop.for" in m._backend.dump("loops") and printed == [1]  # (printed when asked)
+    for f in (cache_home).rglob("*.irm"):
+        f.unlink()  # the whole-module entry: gone
+    monkeypatch.setattr(jit, "_ENGINES", {})
+    compiled = []
+    monkeypatch.setattr(jit, "emit_object", lambda mod: compiled.append(1))
+    again = irc.loads(CHAIN, backend="cpu")
+    assert compiled == []  # the object code came from the cache
+    x = np.linspace(-1, 1, 9, dtype=np.float32)
+    np.testing.assert_array_equal(again.chain(x, 1.5, -0.25), m.chain(x, 1.5, -0.25))
+
+
 def test_thread_count_does_not_change_results():
     m = loads_cpu(CHAIN)
     be = m._backend
