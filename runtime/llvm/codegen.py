@@ -52,6 +52,7 @@ from .parallel import h_gemm, opaque_alloca, parfor_helper
 from .scalar import (
     ALIGN,
     FCMP,
+    F64,
     I1,
     I8,
     I32,
@@ -874,20 +875,26 @@ class FunctionGen:
         shared: dict = {}  # segment key -> its function
         for s0 in range(0, len(ops), seg_ops):
             part = ops[s0:s0 + seg_ops]
-            key, base, cbase = self.segment_key(part, lazy) if DEDUPE else (None, None, None)
+            key, base, cbase, fvals = (self.segment_key(part, lazy) if DEDUPE
+                                       else (None, None, None, []))
             base = base or (0,) * ntypes
             cbase = cbase or 0
             sfn = shared.get(key) if key is not None else None
             done = any(o.name == "func.return" for o in part)
+            k = s0 // seg_ops
             if sfn is None:
-                sfn = self.segment_function(f"{name}.{s0 // seg_ops}", part, base, cbase)
+                sfn = self.segment_function(f"{name}.{k}", part, base, cbase, fvals)
                 if key is not None:
                     shared[key] = sfn
             bconst = ir.Constant(ir.ArrayType(I64, max(1, ntypes)), list(base) or [0])
-            bglob = ir.GlobalVariable(mg.m, bconst.type, f"{name}.{s0 // seg_ops}.base")
+            bglob = ir.GlobalVariable(mg.m, bconst.type, f"{name}.{k}.base")
             bglob.linkage, bglob.global_constant, bglob.initializer = "private", True, bconst
+            fconst = ir.Constant(ir.ArrayType(F64, max(1, len(fvals))),
+                                 [float(v.op.attrs["value"]) for v in fvals] or [0.0])
+            fglob = ir.GlobalVariable(mg.m, fconst.type, f"{name}.{k}.fparams")
+            fglob.linkage, fglob.global_constant, fglob.initializer = "private", True, fconst
             cptr = eb.gep(carry, [ir.Constant(I64, cbase)], inbounds=True, source_etype=I64)
-            st = eb.call(sfn, [bufs, dims, ws, ctx, cptr, bglob])
+            st = eb.call(sfn, [bufs, dims, ws, ctx, cptr, bglob, fglob])
             ok_bb = fn.append_basic_block("ok")
             err_bb = fn.append_basic_block("err")
             eb.cbranch(eb.icmp_signed("==", st, ir.Constant(I32, 0)), ok_bb, err_bb)
@@ -897,22 +904,30 @@ class FunctionGen:
                 break
         eb.ret(ir.Constant(I32, 0))
 
-    def segment_function(self, sname, part, base, cbase):
+    def segment_function(self, sname, part, base, cbase, fvals):
         """The function of a segment (see segments), generated from `part` with
-        its allocs and carry slots relative to (base, cbase)."""
+        its allocs and carry slots relative to (base, cbase), and the float
+        constants `fvals` read from its table (f64, converted to their type)."""
         loops = any(o.name == "loop.for" and o.attrs.get("kernel") in ("loop", "gemm")
                     and not _runs_on_one_thread(o) for o in part)
         # glue (optnone, jit.py) unless it runs a host loop itself
         sname += ".partloop" if loops else ".part"
-        sfn = ir.Function(self.mg.m, ir.FunctionType(I32, [PTR, PTR, PTR, PTR, PTR, PTR]), sname)
+        sfn = ir.Function(self.mg.m, ir.FunctionType(I32, [PTR] * 7), sname)
         sfn.linkage = "internal"
         for a in sfn.args:
             a.add_attribute("noalias")
         g = self.frame(sfn, *sfn.args[:4], carry=sfn.args[4], base=sfn.args[5], shift=(base, cbase))
+        for j, v in enumerate(fvals):
+            x = g.pro.load(g.pro.gep(sfn.args[6], [ir.Constant(I64, j)], source_etype=F64), typ=F64)
+            ty = LLTYPE[v.type.dtype.name]
+            g.vmap[v] = x if ty == F64 else g.pro.fptrunc(x, ty)
+        table = set(fvals)
         slots = g.vmap.carried
         for o in part:
             if o.name == "func.return":
                 break
+            if o.name == "scalar.const" and o.results[0] in table:
+                continue  # (its value is the table's)
             self.host_op(o)
             for r in o.results:
                 slot = slots.get(r)
@@ -944,19 +959,23 @@ class FunctionGen:
         return SEGMENT_OPS // p * p
 
     def segment_key(self, part, lazy):
-        """(key, base counts, first carry slot) of a segment: its host ops with
-        every value from outside it as what the segment's code makes of it (an
-        alloc by its counts relative to the segment's first alloc, a carried value
-        by its slot relative to the first slot it uses, a constant or dim by value,
-        a parameter, global or constant buffer by identity, a nest by its structure
-        id and float constants). Segments with equal keys compute the same code
-        from their bases. The key is None for a segment generated for itself: it
+        """(key, base counts, first carry slot, float parameters) of a segment: its
+        host ops with every value from outside it as what the segment's code makes
+        of it (an alloc by its counts relative to the segment's first alloc, a
+        carried value by its slot relative to the first slot it uses, a constant or
+        dim by value, a parameter, global or constant buffer by identity, a nest by
+        its structure id and its values; a float constant that its kernel takes as
+        a parameter (plan_kernels) by its place in the segment's table of them,
+        `float parameters`, which the function reads). Segments with equal keys
+        compute the same code from their bases and tables. The key is None for a segment generated for itself: it
         holds a loop.assert (each registers its message where it is generated), a
         host loop or an op with regions that is not a nest."""
         local: dict = {}
         parts: list = []
         base = cbase = None
         vmap_items = self.g_static
+        fidx: dict = {}  # float constant value -> its index in fvals
+        fvals: list = []  # the float constants that are kernel parameters, in first-use order
 
         def ext(v):
             nonlocal base, cbase
@@ -984,6 +1003,13 @@ class FunctionGen:
                 cbase = slot
             return ("r", slot - cbase)
 
+        def table(v):
+            j = fidx.get(v)
+            if j is None:
+                j = fidx[v] = len(fvals)
+                fvals.append(v)
+            return j
+
         def results(o):
             nonlocal cbase
             for r in o.results:
@@ -1004,9 +1030,19 @@ class FunctionGen:
                         raise _NoKey
                     if self.can_fail(o):
                         raise _NoKey
-                    kid, slots, fconsts, _ = self.nest(o)
-                    parts.append(("n", kid, tuple(val for _, val in fconsts),
-                                  tuple(ext(v) for v in slots)))
+                    kid, slots, _fconsts, _ = self.nest(o)
+                    varying = self.varying.get(kid, ())
+                    enc = []
+                    for k, v in enumerate(slots):
+                        if k in varying:  # a kernel parameter: from the segment's table
+                            enc.append(("f", table(v)))
+                        else:
+                            enc.append(ext(v))
+                    parts.append(("n", kid, tuple(enc)))
+                elif o.name == "scalar.const" and o.results[0].type.dtype.is_float:
+                    # made here: its value from the table too (statements that
+                    # differ only in their constants share the segment)
+                    parts.append(("fdef", table(o.results[0]), o.results[0].type))
                 elif o.regions or o.name == "loop.assert":
                     raise _NoKey
                 else:
@@ -1014,8 +1050,8 @@ class FunctionGen:
                                   tuple(ext(v) for v in o.operands)))
                 results(o)
         except _NoKey:
-            return None, base, cbase
-        return tuple(parts), base, cbase
+            return None, base, cbase, []
+        return tuple(parts), base, cbase, fvals
 
     def host_op(self, o: Op):
         """Render one host-level op as the kernelize pass marked it: a map is an

@@ -263,21 +263,33 @@ def _segments(m) -> tuple:
     return len(defined), len(re.findall(r'call i32 @"f\.\d+\.part"\(', text))
 
 
-@pytest.mark.parametrize("kind", ["mixed", "scalar"])
+@pytest.mark.parametrize("kind", ["mixed", "mixed-varying", "independent", "scalar"])
 def test_repeating_segments_share_a_function(fresh, monkeypatch, kind):
     """A long entry that repeats a pattern of host ops is cut at a multiple of
-    its period, and its segments (alike but for where their allocs are and which
-    carry slots they use) call one function: the same bits as one function per
-    segment (DEDUPE off), and NumPy's results."""
+    its period, and its segments (alike but for where their allocs are, which
+    carry slots they use and the values of their float constants) call one
+    function: the same bits as one function per segment (DEDUPE off), and
+    NumPy's results."""
     rng = np.random.default_rng(5)
-    if kind == "mixed":
+    if kind.startswith("mixed"):
         monkeypatch.setattr(codegen, "SEGMENT_MIN", 0)
         monkeypatch.setattr(codegen, "SEGMENT_OPS", 40)
-        n = 161  # 12 host ops per 4 statements: segments of 36 (one offset: no varying constants)
-        src = long_programs.mixed(n)
+        n = 161  # 12 host ops per 4 statements: segments of 36
+        varying = kind == "mixed-varying"  # offsets 0.01 ... 0.05 in turn: from the segments' tables
+        src = long_programs.mixed(n, varying=varying)
         args = [rng.normal(size=(300, 8)).astype(np.float32),
                 (rng.normal(size=(8, 8)) * 0.3).astype(np.float32)]
-        want = long_programs.reference("mixed", n, args)
+        want = long_programs.reference("mixed", n, args, varying=varying)
+    elif kind == "independent":
+        # every statement its own constants: kernel parameters, from the tables
+        monkeypatch.setattr(codegen, "SEGMENT_MIN", 0)
+        monkeypatch.setattr(codegen, "SEGMENT_OPS", 16)
+        monkeypatch.setattr(fuse_mod, "MAX_FUSED_OPS", 3)
+        monkeypatch.setattr(lower_mod, "MAX_FUSED_OPS", 3)
+        n = 120
+        src = long_programs.independent(n, step=1e-3)
+        args = [np.linspace(-3, 3, 1001).astype(np.float32)]
+        want = long_programs.reference("independent", n, args, step=1e-3)
     else:
         # 1.5 host ops per statement, and a store and a load of the value every
         # 120 ops (lower-to-loops' bound): a period of 123, segments of 246
@@ -290,8 +302,9 @@ def test_repeating_segments_share_a_function(fresh, monkeypatch, kind):
     m = fresh(src)
     defined, calls = _segments(m)
     # the first and the last segment, and the middle ones (the workspace plan may
-    # alternate buffers: two kinds)
-    assert calls >= 9 and defined <= 4, (defined, calls)
+    # alternate buffers: two kinds); independent's two halves (the statements,
+    # then their running sum) and the seams between them a few more
+    assert calls >= 9 and defined <= (8 if kind == "independent" else 4), (defined, calls)
     got = m.f(*args)
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
     monkeypatch.setattr(codegen, "DEDUPE", False)
