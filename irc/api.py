@@ -1,7 +1,11 @@
 """The Python API for `.tg` models: irc.load / irc.loads -> CompiledModule.
 
-A CompiledModule holds the optimised IR, the backend that runs it and the
-values of the shared variables. Entry functions are attributes
+A CompiledModule holds its source, the backend that runs it and the values
+of the shared variables; the IR stages (front end, optimised, loops) are
+rebuilt from the source when an inspection asks for them, except the
+optimised IR of the interp and opencl backends, which run it. (A cpu load
+lowers the optimised module in place and keeps no IR: a long function's IR
+is hundreds of thousands of Python objects.) Entry functions are attributes
 (`m.train(x, y, lr=0.1)`); shared variables are items (`m["W"]`).
 
 The call boundary checks everything before compiled code runs: argument
