@@ -433,15 +433,19 @@ class LLVMBackend(CompiledBackend):
     # -- compilation ------------------------------------------------------------------------------
     def _object(self, cache: bool):
         """(object code or None when the engine is already linked, metadata). The
-        metadata is always recomputed from the loop IR, never taken from the file."""
-        meta = self._meta()
+        metadata is always recomputed, never taken from the file: from the loop
+        IR on a cache hit, from the code generator (which walks it anyway, and
+        agrees: llvm_ir checks) when compiling."""
         if cache:
             if jit.cached_engine(self.key) is not None:
-                return None, meta
+                return None, self._meta()
             got = jit.cache_read(self.key)
             if got is not None:
-                return got[0], meta
-        obj = jit.pack_objects([jit.emit_object(m) for m in self._llvm()])
+                return got[0], self._meta()
+        text, infos = self._generate()
+        meta = {"messages": {name: list(info.messages) for name, info in infos.items()}}
+        self._llvm_mod = jit.optimize_parts(text)
+        obj = jit.pack_objects([jit.emit_object(m) for m in self._llvm_mod])
         if cache:
             jit.cache_write(self.key, obj, meta)
         return obj, meta
@@ -453,17 +457,23 @@ class LLVMBackend(CompiledBackend):
                                           for o in op.walk() if o.name == "loop.assert"]
         return {"messages": msgs}
 
-    def llvm_ir(self) -> str:
-        """The unoptimised LLVM IR text of the module."""
+    def _generate(self):
+        """(the unoptimised LLVM IR text, {entry name: FunctionInfo})."""
         from .codegen import generate
 
         jit.init()
         tm = jit.target_machine()
         m, infos = generate(self.loop_module, jit.llvm.get_process_triple(), str(tm.target_data))
+        return str(m), infos
+
+    def llvm_ir(self) -> str:
+        """The unoptimised LLVM IR text of the module (checked: the code generator's
+        assertion messages are the loop IR's, in order)."""
+        text, infos = self._generate()
         meta = self._meta()["messages"]
         for name, info in infos.items():
             assert info.messages == meta[name], (info.messages, meta[name])
-        return str(m)
+        return text
 
     def _llvm(self) -> list:
         """The optimised LLVM modules (jit.optimize_parts: entries and loop nests)."""
