@@ -51,6 +51,15 @@ def shared_updates(n: int) -> str:
     return "\n".join(lines + [f"    W <- a{n - 1}", f"    return sum(a{n - 1})", "}"]) + "\n"
 
 
+def scalar(n: int) -> str:
+    """n statements on f32 scalars (no loop nest at all): tanh and an affine step
+    in turn, after y0 = x + 1."""
+    lines = ["fn f(x: f32) -> f32 {", "    y0 = x + 1.0"]
+    lines += [f"    y{i} = y{i - 1} * 0.999 + 0.001" if i % 2 else f"    y{i} = tanh(y{i - 1})"
+              for i in range(1, n)]
+    return "\n".join(lines + [f"    return y{n - 1}", "}"]) + "\n"
+
+
 def reference(kind: str, n: int, args, step: float = 1e-4, varying: bool = False):
     """The same computation in NumPy (float32); `step` and `varying` as given to
     independent and mixed."""
@@ -81,6 +90,11 @@ def reference(kind: str, n: int, args, step: float = 1e-4, varying: bool = False
             else:
                 h = h / (f32(1) + (h * h).sum() * f32(0.0001))
         return h.sum()
+    if kind == "scalar":
+        y = f32(args[0]) + f32(1)
+        for i in range(1, n):
+            y = y * f32(0.999) + f32(0.001) if i % 2 else np.tanh(y)
+        return y
     if kind == "shared":
         (x,) = args
         a = np.zeros(4, f32) + x

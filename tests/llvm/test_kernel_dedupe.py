@@ -217,10 +217,7 @@ fn upd(x: f32[4]) -> f32 {
 
 def scalar_chain(n: int) -> str:
     """n scalar statements (no loop nest at all): tanh and an affine step in turn."""
-    lines = ["fn f(x: f32) -> f32 {", "    y0 = x + 1.0"]
-    lines += [f"    y{i} = y{i - 1} * 0.999 + 0.001" if i % 2 else f"    y{i} = tanh(y{i - 1})"
-              for i in range(1, n)]
-    return "\n".join(lines + [f"    return y{n - 1}", "}"]) + "\n"
+    return long_programs.scalar(n)
 
 
 def test_host_scalar_transcendentals_are_one_function(monkeypatch):
@@ -233,9 +230,7 @@ def test_host_scalar_transcendentals_are_one_function(monkeypatch):
     text = m._backend.llvm_ir()
     assert len(re.findall(r'^define .*@"?__irc_scalar_tanh_float"?\(', text, re.M)) == 1
     assert len(re.findall(r'call float @"?__irc_scalar_tanh_float"?\(', text)) == 199  # (i even)
-    y = np.float32(0.3) + np.float32(1)
-    for i in range(1, 400):
-        y = y * np.float32(0.999) + np.float32(0.001) if i % 2 else np.tanh(y)
+    y = long_programs.reference("scalar", 400, [np.float32(0.3)])
     np.testing.assert_allclose(m.f(np.float32(0.3)), y, rtol=1e-5)
 
 
@@ -296,9 +291,7 @@ def test_repeating_segments_share_a_function(fresh, monkeypatch, kind):
         n = 1500
         src = scalar_chain(n)
         args = [np.float32(0.3)]
-        want = np.float32(0.3) + np.float32(1)
-        for i in range(1, n):
-            want = want * np.float32(0.999) + np.float32(0.001) if i % 2 else np.tanh(want)
+        want = long_programs.reference("scalar", n, args)
     m = fresh(src)
     defined, calls = _segments(m)
     # the first and the last segment, and the middle ones (the workspace plan may
