@@ -197,7 +197,15 @@ class Op:
         result_names: Optional[Iterable[Optional[str]]] = None,
     ):
         self.name = name
-        self.attrs = {k: freeze_attr(v) for k, v in attrs.items()} if attrs else {}
+        # (freeze_attr's first test inline: most attribute values are plain)
+        self.attrs = (
+            {
+                k: v if type(v) in _PLAIN_ATTR_TYPES else freeze_attr(v)
+                for k, v in attrs.items()
+            }
+            if attrs
+            else {}
+        )
         self.loc = loc
         self.parent: Optional[Block] = None
         types = result_types if type(result_types) is list else list(result_types)
@@ -352,7 +360,11 @@ class Block:
             x.index = i
 
     def append(self, op: Op) -> Op:
-        return self.insert(len(self.ops), op)
+        if op.parent is not None:  # (insert at the end, written out)
+            raise ValueError(f"{op.name} is already in a block")
+        op.parent = self
+        self.ops.append(op)
+        return op
 
     def insert(self, index: int, op: Op) -> Op:
         if op.parent is not None:
