@@ -81,6 +81,7 @@ class IRGen(NestedGen):
         self.scope: Optional[FuncScope] = None
         self.scan_depth = 0
         self.host = _Host(self)
+        self._ev_methods: dict = {}  # node class -> bound ev_ method (see ev)
 
     # -- errors ---------------------------------------------------------------------
     def err(self, msg, loc, hint=None):
@@ -556,8 +557,15 @@ class IRGen(NestedGen):
                 dtype = weak_dtype(like.type.dtype, v) if like is not None else default_dtype(v)
             arr = np.array(v, dtype=dtype.np)
             arr.setflags(write=False)  # frozen already: the op keeps it without a copy
-            with self.b.at_loc(loc):
-                return self.b.op("tg.constant", value=arr)
+            # (`with b.at_loc(loc): b.op(...)` written out: one per literal)
+            b = self.b
+            saved = b.loc
+            if loc is not None:
+                b.loc = loc
+            try:
+                return b.op_full("tg.constant", [], {"value": arr}).results[0]
+            finally:
+                b.loc = saved
         if isinstance(v, list):
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):
@@ -580,9 +588,14 @@ class IRGen(NestedGen):
 
     # -- expressions --------------------------------------------------------------------
     def ev(self, node):
-        m = getattr(self, "ev_" + type(node).__name__, None)
+        # The ev_ method of each node class, looked up once per class (an
+        # expression of a long function is a few nodes).
+        m = self._ev_methods.get(type(node))
         if m is None:
-            raise self.err(f"unexpected {type(node).__name__}", node.loc)
+            m = getattr(self, "ev_" + type(node).__name__, None)
+            if m is None:
+                raise self.err(f"unexpected {type(node).__name__}", node.loc)
+            self._ev_methods[type(node)] = m
         return m(node)
 
     def ev_Num(self, n):
@@ -783,8 +796,16 @@ class _Host(Host):
         return v
 
     def op(self, name, operands, attrs, loc):
-        with self.gen.b.at_loc(loc):
-            return self.gen.b.op(name, *operands, **attrs)
+        # (`with b.at_loc(loc): b.op(...)` written out: one per op of a long function)
+        b = self.gen.b
+        saved = b.loc
+        if loc is not None:
+            b.loc = loc
+        try:
+            op = b.op_full(name, list(operands), attrs)
+        finally:
+            b.loc = saved
+        return op.results[0] if len(op.results) == 1 else op.results
 
     def form(self, v):
         return self.gen.ctx.affine.get(v)
