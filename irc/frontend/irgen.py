@@ -646,6 +646,14 @@ class IRGen(NestedGen):
     def ev_BinOp(self, n):
         a = self.ev(n.left)
         b = self.ev(n.right)
+        # A tensor with a tensor or a number (most operators of a long function):
+        # nothing to fold (fold_static folds numbers and dims only) and nothing
+        # for binop to refuse, so straight to the host.
+        if isinstance(a, Value):
+            if isinstance(b, (Value, int, float)):
+                return self.host.binop(n.op, self.BINOPS[n.op], a, b, n.loc)
+        elif isinstance(b, Value) and isinstance(a, (int, float)):
+            return self.host.binop(n.op, self.BINOPS[n.op], a, b, n.loc)
         folded = self.fold_static(n.op, a, b, n.loc)
         if folded is not NotImplemented:
             return folded
