@@ -22,13 +22,22 @@ import numpy as np
 from irc.ir.types import DType, TensorType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Loc:
     """A source position: file, 1-based line and column."""
 
     file: str
     line: int
     col: int
+
+    def __init__(self, file: str, line: int, col: int):
+        # (the fields stored straight into the instance dict: a frozen dataclass's
+        # own __init__ goes through object.__setattr__ per field, twice the time,
+        # and the parser makes a Loc per node of a long function)
+        d = self.__dict__
+        d["file"] = file
+        d["line"] = line
+        d["col"] = col
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
