@@ -410,19 +410,15 @@ class _Parser:
             self.i += 1
             operand, _ = self.unary()
             return A.UnaryOp(self.loc(i), k, operand), i
-        base, start = self.postfix()
+        base, start = self.atom()  # (postfix, written out)
+        while self.kinds[self.i] == "[":
+            self.i += 1
+            base = A.Index(self.loc(start), base, self.index_items())
         if self.kinds[self.i] == "**":
             self.i += 1
             exponent, _ = self.unary()
             return A.BinOp(self.loc(start), "**", base, exponent), start
         return base, start
-
-    def postfix(self):
-        node, start = self.atom()
-        while self.kinds[self.i] == "[":
-            self.i += 1
-            node = A.Index(self.loc(start), node, self.index_items())
-        return node, start
 
     def index_items(self) -> list:
         items = [self.index_item()]
