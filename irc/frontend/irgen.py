@@ -788,6 +788,10 @@ class _Host(Host):
 
     def __init__(self, gen: IRGen):
         self.gen = gen
+        # the generator's own methods, not a method calling them: one call less
+        # per literal and per dim of a long function
+        self.as_tensor = gen.as_tensor
+        self.dim_of = dim_of
 
     def dim_of(self, v):
         return dim_of(v)

@@ -147,7 +147,7 @@ def verify_op(op: Op) -> None:
     if d.infer is not None:
         expect = d.infer([v.type for v in op.operands], op.attrs)
         got = [r.type for r in op.results]
-        if list(expect) != got:
+        if (expect if type(expect) is list else list(expect)) != got:
             raise TypeError_(
                 f"'{op.name}' result types {', '.join(map(str, got)) or '()'} "
                 f"differ from inferred {', '.join(map(str, expect)) or '()'}"
