@@ -233,15 +233,16 @@ class _Verifier:
                 for a in block.args:
                     self.visible.add(a)
                     added.append(a)
+                visible = self.visible  # (the same set after walk_regions returns)
                 for inner in block.ops:
                     for i, v in enumerate(inner.operands):
-                        if v not in self.visible:
+                        if v not in visible:
                             self.not_visible(inner, i, v, open_outside)
                     if inner.regions:
                         self.walk_regions(inner, open_outside)
-                    for r in inner.results:
-                        self.visible.add(r)
-                        added.append(r)
+                    results = inner.results
+                    visible.update(results)
+                    added += results
                 # Straight-line single-block regions: a block's values end with it.
                 for v in added:
                     self.visible.discard(v)
