@@ -154,7 +154,14 @@ def _build(text, filename, base_dir, backend, define, seed, device, threads=None
 
     with _gc_paused():
         tg = compile_to_ir(text, filename, defines)
-        opt = run_pipeline(tg.clone())
+        if nan_guard:
+            opt = run_pipeline(tg.clone())  # the guard instruments the front end's IR
+        else:
+            # The pipeline rewrites the front end's IR in place: no copy of a long
+            # function's IR is kept for dumps that are rarely asked for. The module
+            # rebuilds it from the source when asked (CompiledModule._tg), as after
+            # a cache hit.
+            opt, tg = run_pipeline(tg), None
         module_seed = opt.attrs.get("seed", 0) if seed is None else seed
         state = initial_values(opt, base_dir, module_seed)
         funcs, globs = _interface(opt)

@@ -70,20 +70,6 @@ _DTYPES = frozenset(("f32", "f64", "i32", "i64", "bool"))
 _EXPR_WORDS = _DTYPES | {"true", "false", "True", "False", "None", "scan"}
 _LITERALS = {"true": True, "false": False, "True": True, "False": False}
 
-# One master pattern; the first matching alternative wins, so longer operators
-# come before their prefixes and FLOAT before INT (as Lark orders them).
-_TOKEN = re.compile(
-    r"""
-    (?P<WS>[ \t\f\r\n]+)
-  | (?P<COMMENT>\#[^\n]*)
-  | (?P<FLOAT>(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
-  | (?P<INT>[0-9]+)
-  | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<STRING>"[^"\\\n]*")
-  | (?P<OP>\.\.\.|\*\*|//|->|<-|==|!=|<=|>=|[-+*/%@&|~<>=()\[\]{},:;])
-    """,
-    re.VERBOSE,
-)
 _COMPARE = frozenset(("==", "!=", "<=", ">=", "<", ">"))
 # Binary operators by precedence level (loosest first), each left-associative;
 # comparisons (non-associative) sit above them, `**` and unary below.
@@ -93,37 +79,64 @@ _LEVELS = (
     {"+": "+", "-": "-"},
     {"*": "*", "/": "/", "//": "//", "%": "%", "@": "@"},
 )
+_PRECEDENCE = {op: level for level, ops in enumerate(_LEVELS) for op in ops}
 _UNARY = frozenset(("-", "+", "~"))
 _INT_DIGITS = 18  # longer integer literals go to parse.py's range check
 _FLOAT_CHARS = 400
 
 
+# The tokens of one line (no token holds a newline): whitespace, then the first
+# matching alternative (so longer operators come before their prefixes and
+# FLOAT before INT, as Lark orders them): comment, FLOAT, INT, NAME, STRING,
+# operator; the last, any other character but whitespace, makes the text fall
+# back. Group numbers: see _GROUP_KINDS.
+_LINE_TOKEN = re.compile(
+    r"""
+    [ \t\f\r]*
+    (?:
+      (\#.*)
+    | ((?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
+    | ([0-9]+)
+    | ([A-Za-z_][A-Za-z0-9_]*)
+    | ("[^"\\]*")
+    | (\.\.\.|\*\*|//|->|<-|==|!=|<=|>=|[-+*/%@&|~<>=()\[\]{},:;])
+    | ([^ \t\f\r])
+    )
+    """,
+    re.VERBOSE,
+)
+_GROUP_KINDS = (None, None, "FLOAT", "INT", "NAME", "STRING")  # 1: comment, 6: operator, 7: other
+
+
 def tokenize(text: str) -> tuple:
     """(kinds, values, lines, cols) of the tokens, with an end marker."""
     kinds, values, lines, cols = [], [], [], []
-    line, line_start, pos, n = 1, 0, 0, len(text)
-    match = _TOKEN.match
-    while pos < n:
-        m = match(text, pos)
-        if m is None:
-            raise Fallback
-        kind = m.lastgroup
-        value = m.group()
-        if kind == "WS":
-            k = value.count("\n")
-            if k:
-                line += k
-                line_start = pos + value.rindex("\n") + 1
-        elif kind != "COMMENT":
-            kinds.append(value if kind == "OP" else kind)
+    finditer = _LINE_TOKEN.finditer
+    group_kinds = _GROUP_KINDS
+    line_no = 0
+    line = ""
+    for line_no, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        for m in finditer(line):
+            g = m.lastindex
+            if g == 6:
+                value = m.group(6)
+                kinds.append(value)
+            elif g == 1:
+                continue
+            elif g == 7:
+                raise Fallback
+            else:
+                value = m.group(g)
+                kinds.append(group_kinds[g])
             values.append(value)
-            lines.append(line)
-            cols.append(pos - line_start + 1)
-        pos = m.end()
+            lines.append(line_no)
+            cols.append(m.start(g) + 1)
     kinds.append("$END")
     values.append("")
-    lines.append(line)
-    cols.append(pos - line_start + 1)
+    lines.append(line_no)
+    cols.append(len(line) + 1)
     return kinds, values, lines, cols
 
 
@@ -373,19 +386,22 @@ class _Parser:
         return left, start
 
     def binary(self, level: int):
-        if level == len(_LEVELS):
-            return self.unary()
-        left, start = self.binary(level + 1)
-        ops = _LEVELS[level]
+        """An operand and the operators of _LEVELS[level:] that follow it, left
+        associative (precedence climbing: one call per operand, not one per
+        level of _LEVELS)."""
+        left, start = self.unary()
         kinds = self.kinds
-        while kinds[self.i] in ops:
-            op = ops[kinds[self.i]]
-            self.i += 1
-            right, _ = self.binary(level + 1) if level + 1 < len(_LEVELS) else self.unary()
-            left = A.BinOp(self.loc(start), op, left, right)
         if kinds[self.i] in ("<-", "->"):
             raise Fallback  # Lark's contextual lexer reads these as two tokens here
-        return left, start
+        precedence = _PRECEDENCE
+        while True:
+            k = kinds[self.i]
+            p = precedence.get(k)
+            if p is None or p < level:
+                return left, start
+            self.i += 1
+            right, _ = self.binary(p + 1)
+            left = A.BinOp(self.loc(start), k, left, right)
 
     def unary(self):
         i = self.i
@@ -394,19 +410,15 @@ class _Parser:
             self.i += 1
             operand, _ = self.unary()
             return A.UnaryOp(self.loc(i), k, operand), i
-        base, start = self.postfix()
+        base, start = self.atom()  # (postfix, written out)
+        while self.kinds[self.i] == "[":
+            self.i += 1
+            base = A.Index(self.loc(start), base, self.index_items())
         if self.kinds[self.i] == "**":
             self.i += 1
             exponent, _ = self.unary()
             return A.BinOp(self.loc(start), "**", base, exponent), start
         return base, start
-
-    def postfix(self):
-        node, start = self.atom()
-        while self.kinds[self.i] == "[":
-            self.i += 1
-            node = A.Index(self.loc(start), node, self.index_items())
-        return node, start
 
     def index_items(self) -> list:
         items = [self.index_item()]

@@ -218,7 +218,8 @@ class Host:
     def track_affine(self, op, a, b, r) -> None:
         """Keep an integer scalar computed from arguments, dims and literals as an
         affine form, so that slices like X[i*B:(i+1)*B] get a static length."""
-        if r.type.rank != 0 or not r.type.dtype.is_int:
+        t = r.type
+        if t.shape or not t.dtype.is_int:  # (an integer scalar only)
             return
         fa, fb = self.affine_form(a), self.affine_form(b)
         if fa is not None and fb is not None:
@@ -248,11 +249,12 @@ class Host:
 
         if opname not in REGISTRY:
             raise CompileError(f"operator '{sym}' is not supported on tensors", loc)
-        if self.is_tensor(a) and self.is_tensor(b):
+        a_tensor, b_tensor = self.is_tensor(a), self.is_tensor(b)
+        if a_tensor and b_tensor:
             ta, tb = a, b
-        elif self.is_tensor(a):
+        elif a_tensor:
             ta, tb = a, self.as_tensor(b, loc, like=a)
-        elif self.is_tensor(b):
+        elif b_tensor:
             ta, tb = self.as_tensor(a, loc, like=b), b
         else:
             ta = self.as_tensor(a, loc)

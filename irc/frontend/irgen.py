@@ -81,6 +81,7 @@ class IRGen(NestedGen):
         self.scope: Optional[FuncScope] = None
         self.scan_depth = 0
         self.host = _Host(self)
+        self._ev_methods: dict = {}  # node class -> bound ev_ method (see ev)
 
     # -- errors ---------------------------------------------------------------------
     def err(self, msg, loc, hint=None):
@@ -556,8 +557,15 @@ class IRGen(NestedGen):
                 dtype = weak_dtype(like.type.dtype, v) if like is not None else default_dtype(v)
             arr = np.array(v, dtype=dtype.np)
             arr.setflags(write=False)  # frozen already: the op keeps it without a copy
-            with self.b.at_loc(loc):
-                return self.b.op("tg.constant", value=arr)
+            # (`with b.at_loc(loc): b.op(...)` written out: one per literal)
+            b = self.b
+            saved = b.loc
+            if loc is not None:
+                b.loc = loc
+            try:
+                return b.op_full("tg.constant", [], {"value": arr}).results[0]
+            finally:
+                b.loc = saved
         if isinstance(v, list):
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):
@@ -580,9 +588,14 @@ class IRGen(NestedGen):
 
     # -- expressions --------------------------------------------------------------------
     def ev(self, node):
-        m = getattr(self, "ev_" + type(node).__name__, None)
+        # The ev_ method of each node class, looked up once per class (an
+        # expression of a long function is a few nodes).
+        m = self._ev_methods.get(type(node))
         if m is None:
-            raise self.err(f"unexpected {type(node).__name__}", node.loc)
+            m = getattr(self, "ev_" + type(node).__name__, None)
+            if m is None:
+                raise self.err(f"unexpected {type(node).__name__}", node.loc)
+            self._ev_methods[type(node)] = m
         return m(node)
 
     def ev_Num(self, n):
@@ -633,6 +646,14 @@ class IRGen(NestedGen):
     def ev_BinOp(self, n):
         a = self.ev(n.left)
         b = self.ev(n.right)
+        # A tensor with a tensor or a number (most operators of a long function):
+        # nothing to fold (fold_static folds numbers and dims only) and nothing
+        # for binop to refuse, so straight to the host.
+        if isinstance(a, Value):
+            if isinstance(b, (Value, int, float)):
+                return self.host.binop(n.op, self.BINOPS[n.op], a, b, n.loc)
+        elif isinstance(b, Value) and isinstance(a, (int, float)):
+            return self.host.binop(n.op, self.BINOPS[n.op], a, b, n.loc)
         folded = self.fold_static(n.op, a, b, n.loc)
         if folded is not NotImplemented:
             return folded
@@ -767,6 +788,10 @@ class _Host(Host):
 
     def __init__(self, gen: IRGen):
         self.gen = gen
+        # the generator's own methods, not a method calling them: one call less
+        # per literal and per dim of a long function
+        self.as_tensor = gen.as_tensor
+        self.dim_of = dim_of
 
     def dim_of(self, v):
         return dim_of(v)
@@ -783,8 +808,16 @@ class _Host(Host):
         return v
 
     def op(self, name, operands, attrs, loc):
-        with self.gen.b.at_loc(loc):
-            return self.gen.b.op(name, *operands, **attrs)
+        # (`with b.at_loc(loc): b.op(...)` written out: one per op of a long function)
+        b = self.gen.b
+        saved = b.loc
+        if loc is not None:
+            b.loc = loc
+        try:
+            op = b.op_full(name, list(operands), attrs)
+        finally:
+            b.loc = saved
+        return op.results[0] if len(op.results) == 1 else op.results
 
     def form(self, v):
         return self.gen.ctx.affine.get(v)

@@ -22,13 +22,22 @@ import numpy as np
 from irc.ir.types import DType, TensorType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Loc:
     """A source position: file, 1-based line and column."""
 
     file: str
     line: int
     col: int
+
+    def __init__(self, file: str, line: int, col: int):
+        # (the fields stored straight into the instance dict: a frozen dataclass's
+        # own __init__ goes through object.__setattr__ per field, twice the time,
+        # and the parser makes a Loc per node of a long function)
+        d = self.__dict__
+        d["file"] = file
+        d["line"] = line
+        d["col"] = col
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
@@ -197,7 +206,15 @@ class Op:
         result_names: Optional[Iterable[Optional[str]]] = None,
     ):
         self.name = name
-        self.attrs = {k: freeze_attr(v) for k, v in attrs.items()} if attrs else {}
+        # (freeze_attr's first test inline: most attribute values are plain)
+        self.attrs = (
+            {
+                k: v if type(v) in _PLAIN_ATTR_TYPES else freeze_attr(v)
+                for k, v in attrs.items()
+            }
+            if attrs
+            else {}
+        )
         self.loc = loc
         self.parent: Optional[Block] = None
         types = result_types if type(result_types) is list else list(result_types)
@@ -352,7 +369,11 @@ class Block:
             x.index = i
 
     def append(self, op: Op) -> Op:
-        return self.insert(len(self.ops), op)
+        if op.parent is not None:  # (insert at the end, written out)
+            raise ValueError(f"{op.name} is already in a block")
+        op.parent = self
+        self.ops.append(op)
+        return op
 
     def insert(self, index: int, op: Op) -> Op:
         if op.parent is not None:

@@ -85,6 +85,11 @@ def _check_type(op: Op, t, what: str) -> None:
             _err(op, f"{what} of {op.name} has type {t} whose dim '{d}' is not in canonical form")
 
 
+# Attribute values that need no further look (exact types; the rest, subclasses
+# included, go through _check_attr).
+_PLAIN_ATTRS = frozenset({bool, int, float, str, type(None), SymbolRef, TensorType, DType})
+
+
 def _check_attr(op: Op, key: str, v) -> None:
     if v is None or isinstance(v, (bool, int, float, str, SymbolRef, TensorType, DType)):
         return
@@ -107,6 +112,7 @@ class _Verifier:
         self.defined: dict = {}
         self.ops: set = set()
         self.symbol_tables: dict = {}
+        self.good_shapes: set = set()  # shapes of TensorTypes _check_type passed
 
     # -- structure and use lists -------------------------------------------------------
     def structure(self, ops: list) -> None:
@@ -124,22 +130,34 @@ class _Verifier:
                     )
 
     def check_op(self, op: Op) -> None:
-        if not isinstance(op.name, str) or not op.name:
+        # (Written for speed: it runs for every op of a long function. The
+        # checks and their order are those of _check_type, _check_attr,
+        # _is_terminator and check_uses, which the rare cases still call.)
+        name = op.name
+        if not isinstance(name, str) or not name:
             _err(op, f"op has a bad name {op.name!r}")
+        good_shapes = self.good_shapes
+        defined = self.defined
+        not_root = op is not self.root
         for i, r in enumerate(op.results):
             if r.op is not op or r.index != i:
                 _err(op, f"result #{i} of {op.name} has a wrong owner or index")
-            _check_type(op, r.type, f"result #{i}")
-            if op is not self.root:
-                self.defined[r] = op
+            t = r.type
+            if type(t) is not TensorType or type(t.shape) is not tuple or t.shape not in good_shapes:
+                _check_type(op, t, f"result #{i}")
+                good_shapes.add(t.shape)
+            if not_root:
+                defined[r] = op
         for i, v in enumerate(op.operands):
             # (a use list is keyed by its (op, index) pairs: an O(1) test)
             if (op, i) not in v.uses:
                 _err(op, f"operand #{i} of {op.name} is missing from its value's use list")
         for key, val in op.attrs.items():
-            if not isinstance(key, str):
-                _err(op, f"attribute name {key!r} of {op.name} is not a string")
-            _check_attr(op, key, val)
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    _err(op, f"attribute name {key!r} of {op.name} is not a string")
+            if type(val) not in _PLAIN_ATTRS:
+                _check_attr(op, key, val)
         for region in op.regions:
             if region.parent is not op:
                 _err(op, f"a region of {op.name} has a wrong parent")
@@ -150,24 +168,30 @@ class _Verifier:
                     if a.block is not block or a.index != i:
                         _err(op, f"block argument #{i} in {op.name} has a wrong owner or index")
                     _check_type(op, a.type, f"block argument #{i}")
-                    self.defined[a] = op
+                    defined[a] = op
                 last = len(block.ops) - 1
                 for j, inner in enumerate(block.ops):
                     if inner.parent is not block:
                         _err(inner, f"{inner.name} has a wrong parent block")
-                    if j != last and _is_terminator(inner.name):
-                        _err(inner, f"{inner.name} must be the last op of its block")
+                    if j != last:
+                        n = inner.name
+                        if n == "func.return" or n.endswith((".yield", ".return")):
+                            _err(inner, f"{inner.name} must be the last op of its block")
         # Each use must be the operand slot it names (stale entries after a
         # careless mutation show up here).
         for r in op.results:
-            self.check_uses(op, r)
+            # (A use is listed at most once: the use list is a dict keyed by it.)
+            for u_op, u_idx in r.uses:
+                operands = u_op.operands
+                if not (0 <= u_idx < len(operands)) or operands[u_idx] is not r:
+                    self.check_uses(op, r)
         for region in op.regions:
             for block in region.blocks:
                 for a in block.args:
                     self.check_uses(op, a)
-        if op.name == "func.func":
+        if name == "func.func":
             self.check_func(op)
-        if op.name == "func.return":
+        elif name == "func.return":
             parent = op.parent_op()
             if op.parent is not None and (parent is None or parent.name != "func.func"):
                 _err(op, "func.return outside a func.func")
@@ -209,15 +233,16 @@ class _Verifier:
                 for a in block.args:
                     self.visible.add(a)
                     added.append(a)
+                visible = self.visible  # (the same set after walk_regions returns)
                 for inner in block.ops:
                     for i, v in enumerate(inner.operands):
-                        if v not in self.visible:
+                        if v not in visible:
                             self.not_visible(inner, i, v, open_outside)
                     if inner.regions:
                         self.walk_regions(inner, open_outside)
-                    for r in inner.results:
-                        self.visible.add(r)
-                        added.append(r)
+                    results = inner.results
+                    visible.update(results)
+                    added += results
                 # Straight-line single-block regions: a block's values end with it.
                 for v in added:
                     self.visible.discard(v)

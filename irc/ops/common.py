@@ -49,8 +49,24 @@ def elementwise_infer(fn, allow=None):
     `allow` is a predicate on operand dtypes (e.g. floats only)."""
 
     result_dtype: dict = {}  # operand dtypes -> result dtype (asked of NumPy once)
+    # The result type of operand types seen before, keyed by their dtype names
+    # and shapes, only where no dims were compared (every operand a scalar or
+    # of one and the same shape), so the answer cannot depend on the unknown
+    # dims in force (irc.ir.dims.unifying). A long function asks this again and
+    # again for the same types (and the verifier once more for every op);
+    # giving back the same type object also makes the results' types identical
+    # objects, which compare at once.
+    seen: dict = {}
 
     def infer(types, attrs):
+        if len(types) == 2:
+            a, b = types
+            key = (a.dtype.name, a.shape, b.dtype.name, b.shape)
+        else:
+            key = tuple([(t.dtype.name, t.shape) for t in types])
+        hit = seen.get(key)
+        if hit is not None:
+            return [hit]
         # (checked in this order, as the error messages are: dtypes allowed,
         # shapes, then NumPy's result dtype)
         dtypes = tuple(t.dtype for t in types)
@@ -59,12 +75,21 @@ def elementwise_infer(fn, allow=None):
             for d in dtypes:
                 if not allow(d):
                     raise TypeError_(f"not defined for dtype {d}")
-        shape = broadcast_shapes(*(t.shape for t in types))
+        shapes = [t.shape for t in types]
+        shape = broadcast_shapes(*shapes)
         if dt is None:
             dt = result_dtype[dtypes] = numpy_result_dtype(fn, dtypes)
-        return [TensorType(dt, shape)]
+        t = TensorType(dt, shape)
+        if all(not s or s == shape for s in shapes):
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            seen[key] = t
+        return [t]
 
     return infer
+
+
+_SEEN_MAX = 4096
 
 
 def named_infer(sym: str, infer):

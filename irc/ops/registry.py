@@ -147,7 +147,7 @@ def verify_op(op: Op) -> None:
     if d.infer is not None:
         expect = d.infer([v.type for v in op.operands], op.attrs)
         got = [r.type for r in op.results]
-        if list(expect) != got:
+        if (expect if type(expect) is list else list(expect)) != got:
             raise TypeError_(
                 f"'{op.name}' result types {', '.join(map(str, got)) or '()'} "
                 f"differ from inferred {', '.join(map(str, expect)) or '()'}"
@@ -166,14 +166,26 @@ class OpBuilder(Builder):
         return op.results[0] if len(op.results) == 1 else op.results
 
     def op_full(self, name: str, operands: list, attrs: dict, regions=(), result_names=None) -> Op:
-        d = get(name)
-        full = dict(d.defaults)
-        full.update(attrs)
+        # (get, infer_types and create written out: the front end makes every op of
+        # a long function here, and each call of those shows)
+        d = REGISTRY.get(name)
+        if d is None:
+            raise KeyError(f"unknown op {name}")
+        if d.defaults:
+            full = dict(d.defaults)
+            full.update(attrs)
+        else:
+            full = dict(attrs)
         try:
-            types = infer_types(name, [v.type for v in operands], full)
+            types = [v.type for v in operands]
+            if d.arity is not None and len(types) != d.arity:
+                raise TypeError_(f"{short_name(name)} takes {d.arity} operands, got {len(types)}")
+            if d.infer is None:
+                raise TypeError_(f"{name} has no type inference")
+            types = list(d.infer(types, full))
         except TypeError_ as e:
             raise CompileError(e.message, self.loc) from None
-        return self.create(name, operands, types, full, regions, result_names=result_names)
+        return self.insert(Op(name, operands, types, full, regions, self.loc, result_names))
 
     def __getattr__(self, item: str):
         if item.startswith("_"):
