@@ -46,6 +46,10 @@ class DType:
         # hashes a NumPy dtype each time.
         return hash(self.name)
 
+    def __eq__(self, other) -> bool:
+        # by name, for the same reason (the generated one compares NumPy dtypes)
+        return self is other or (type(other) is DType and self.name == other.name)
+
     @property
     def is_float(self) -> bool:
         return self.kind == "f"
@@ -71,6 +75,9 @@ _BY_NUMPY = {d.np: d for d in DTYPES.values()}
 
 def dtype_of_numpy(dt) -> DType:
     """The irc dtype of a NumPy dtype; raises TypeError_ for unsupported ones."""
+    got = _BY_NUMPY.get(dt) if isinstance(dt, np.dtype) else None
+    if got is not None:
+        return got
     dt = np.dtype(dt)
     if dt in _BY_NUMPY:
         return _BY_NUMPY[dt]
@@ -93,6 +100,18 @@ class TensorType:
         for d in self.shape:
             if not (isinstance(d, str) or (isinstance(d, int) and d >= 0)):
                 raise TypeError_(f"bad dimension {d!r}")
+
+    # Types are compared and hashed by the million in a long function (use lists,
+    # CSE keys, caches): by dtype name and shape, without the generated methods'
+    # field tuples and DType calls.
+    def __eq__(self, other) -> bool:
+        return self is other or (
+            type(other) is TensorType and self.shape == other.shape
+            and self.dtype.name == other.dtype.name
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.dtype.name, self.shape))
 
     @property
     def rank(self) -> int:

@@ -51,7 +51,7 @@ def _constant_infer(types, attrs):
     v = attrs.get("value")
     if not isinstance(v, np.ndarray):
         raise TypeError_("tg.constant needs an array `value`")
-    return [TensorType(dtype_of_numpy(v.dtype), tuple(int(d) for d in v.shape))]
+    return [TensorType(dtype_of_numpy(v.dtype), v.shape)]  # (v.shape holds Python ints)
 
 
 CONSTANT = defop(
