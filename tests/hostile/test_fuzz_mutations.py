@@ -157,6 +157,10 @@ def apply(src: str, muts) -> bytes:
     return raw_prefix + data
 
 
+# The most bytes one shared variable of a fuzz case may take.
+SHARED_BYTES = 256 << 20
+
+
 class Worker:
     """A long-lived fuzz worker; restarted after a crash or a hang."""
 
@@ -173,6 +177,11 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # A mutated dim can ask for a shared variable of gigabytes that this
+            # machine has (`i32[2147483648]`: 8 GiB, drawn and copied for minutes):
+            # the bound makes it the located error of a variable over the limit,
+            # which is the handling under test (runtime/state.py memory_limit).
+            env=dict(os.environ, IRC_MAX_SHARED_BYTES=str(SHARED_BYTES)),
         )
 
     def stop(self):
@@ -259,6 +268,7 @@ HOSTILE = [
     b"fn f(x: f32) -> f32 { return a(x) }",
     b"fn f() -> f32[2, 2] { return zeros([9223372036854775807, 2]) }",
     b"shared W: f32[3037000500, 3037000500] = zeros()\nfn f() -> f32 { return 1.0 }",
+    b"shared c: i32[2147483648] = uniform(0, 1)\nfn f() -> f32 { return 1.0 }",  # (8 GiB)
     b"\x00\x01\x02\x03",
     b"",
 ]
