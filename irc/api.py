@@ -302,7 +302,8 @@ def _from_cache(key, text, filename, define, base_dir, seed):
 
 def _make_backend(name, module, state, device, owned=False, source_key=None):
     """The backend `name` of an optimised module; `owned`: the caller gives the
-    module up, and the cpu backend lowers it in place; `source_key`: the
+    module and the state up, and the cpu backend lowers the module in place and
+    keeps the state's arrays; `source_key`: the
     module's irc.cache.module_key, which keys the cpu backend's object code
     (LLVMBackend)."""
     if name == "interp":

@@ -111,11 +111,11 @@ def write_values(key: str, seed: int, inits: list, state: dict) -> None:
         a = state.get(name)
         if a is None or not a.flags.c_contiguous:
             return
+        if at + a.nbytes > VALUES_LIMIT:
+            return  # (before copying it: a variable can be gigabytes)
         arrays.append([name, a.dtype.str, list(a.shape), at, a.nbytes])
         chunks.append(a.tobytes())
         at += a.nbytes
-        if at > VALUES_LIMIT:
-            return
     body = b"".join(chunks)
     head = json.dumps({"seed": seed, "arrays": arrays, "crc32": zlib.crc32(body)}).encode()
     from irc.runtime.llvm import jit

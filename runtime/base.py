@@ -54,10 +54,13 @@ def checked_value(name: str, t, value, where: str = "") -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=t.dtype.np)
 
 
-def initial_values(globs, state: dict) -> dict:
+def initial_values(globs, state: dict, owned: bool = False) -> dict:
     """{name: array} of the shared variables (name, type): fresh copies of the
     values in `state` (zeros where it has none), reshaped to the type's shape
-    when they have its element count (the Python API holds a scalar as [1])."""
+    when they have its element count (the Python API holds a scalar as [1]).
+    `owned`: the caller gives `state` up, and an array that is already writable,
+    C-contiguous and of the type's dtype is taken as it is (a variable of
+    gigabytes is not copied: zeros stay unwritten pages until used)."""
     out = {}
     for n, t in globs:
         v = state.get(n)
@@ -65,7 +68,11 @@ def initial_values(globs, state: dict) -> dict:
         if v is None:
             out[n] = np.zeros(shape, t.dtype.np)
             continue
-        arr = np.array(v, dtype=t.dtype.np, order="C")
+        if (owned and isinstance(v, np.ndarray) and v.dtype == t.dtype.np
+                and v.flags.c_contiguous and v.flags.writeable):
+            arr = v
+        else:
+            arr = np.array(v, dtype=t.dtype.np, order="C")
         if arr.shape != shape:
             if arr.size != int(np.prod(shape, dtype=np.int64)):
                 raise CallError(f"shared variable '{n}' is {t}; got shape {list(arr.shape)}")

@@ -288,8 +288,9 @@ class LLVMBackend(CompiledBackend):
 
     def __init__(self, module: Module, state: dict, threads: int | None = None, cache: bool = True,
                  owned: bool = False, source_key: str | None = None):
-        """`owned`: the caller gives `module` up, and it is lowered in place (no
-        copy; a 20,000-statement function's IR is ~350,000 Python objects).
+        """`owned`: the caller gives `module` and `state` up: the module is lowered
+        in place (no copy; a 20,000-statement function's IR is ~350,000 Python
+        objects) and the state's arrays are taken as they are where they fit.
         `source_key`: the module comes from `.tg` source that this key names
         (irc.cache.module_key: the text, file name, defines, irc's code, the
         target); the object code is cached under it, so the loop IR is not
@@ -299,7 +300,7 @@ class LLVMBackend(CompiledBackend):
         self._loop_module = loop_ir(module, owned=owned)
         self._loop_thunk = None
         globs = [op for op in self._loop_module.body.ops if op.name == "tg.global"]
-        self._init_state([(op.attrs["sym_name"], op.attrs["type"]) for op in globs], state)
+        self._init_state([(op.attrs["sym_name"], op.attrs["type"]) for op in globs], state, owned)
         from .codegen import ws_symbol  # (not needed, nor imported, on a module-cache hit)
 
         if source_key is not None:
@@ -377,10 +378,10 @@ class LLVMBackend(CompiledBackend):
             ],
         }
 
-    def _init_state(self, globs, state):
+    def _init_state(self, globs, state, owned: bool = False):
         self.global_names = [n for n, _ in globs]
         self.global_types = dict(globs)
-        self.state = initial_values(globs, state)
+        self.state = initial_values(globs, state, owned)
 
     def _link(self, obj, cache):
         # what the object calls must be bound before MCJIT resolves it; OpenBLAS

@@ -309,3 +309,39 @@ fn step(xs: f32[T, B, 6], s0: f32[B, 4]) -> f32 {
         again = parse_module(text)
         verify(again, op_check=verify_op)
         assert print_module(again) == text
+
+
+def test_an_owned_state_is_taken_as_it_is():
+    """initial_values(owned=True) keeps an array that is writable, C-contiguous
+    and of the variable's dtype (a variable of gigabytes is not copied), and
+    copies any other; without owned, it always copies."""
+    from irc.ir.types import F32, TensorType
+    from irc.runtime.base import initial_values
+
+    t = TensorType(F32, (4, 2))
+    fits = np.zeros((4, 2), np.float32)
+    read_only = np.zeros((4, 2), np.float32)
+    read_only.flags.writeable = False
+    other_dtype = np.zeros((4, 2), np.float64)
+    globs = [("a", t), ("b", t), ("c", t)]
+    got = initial_values(globs, {"a": fits, "b": read_only, "c": other_dtype}, owned=True)
+    assert got["a"] is fits
+    assert got["b"] is not read_only and got["b"].flags.writeable
+    assert got["c"].dtype == np.float32
+    assert initial_values(globs, {"a": fits}, owned=False)["a"] is not fits
+
+
+def test_values_over_the_cache_limit_are_not_serialised(monkeypatch, tmp_path):
+    """The module cache keeps initial values up to VALUES_LIMIT bytes; a bigger
+    variable is skipped before it is copied to bytes."""
+    from irc import cache
+
+    class NoBytes(np.ndarray):
+        def tobytes(self, *a, **k):
+            raise AssertionError("serialised a value over the limit")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(cache, "VALUES_LIMIT", 1000)
+    big = np.zeros(1000, np.float32).view(NoBytes)
+    cache.write_values("k" * 64, 0, [("W", "zeros")], {"W": big})
+    assert not list(tmp_path.rglob("*.irv"))
