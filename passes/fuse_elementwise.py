@@ -127,8 +127,13 @@ def fuse_block(block: Block) -> bool:
     group_of: dict = {}  # op -> _Group
     groups: list = []  # in creation order
     position = {op: i for i, op in enumerate(block.ops)}
+    elementwise: dict = {}  # op name -> whether ELEMENTWISE (one registry look-up per name)
     for op in block.ops:
-        if not is_elementwise(op):
+        ew = elementwise.get(op.name)
+        if ew is None:
+            d = lookup(op.name)
+            ew = elementwise[op.name] = d is not None and ELEMENTWISE in d.traits
+        if not ew or op.regions or len(op.results) != 1:  # (is_elementwise)
             continue
         shape = op.results[0].type.shape
         target = None
@@ -232,7 +237,7 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
             p = getattr(v, "op", None)
             if p is not None and p in members:
                 continue
-            if p is not None and is_scalar_constant(p):
+            if p is not None and p.name == "tg.constant" and is_scalar_constant(p):
                 consts[v] = None
                 continue
             inputs[v] = None
@@ -297,6 +302,7 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
         body.append(cop)
         mapping[c] = cop.results[0]
     get = mapping.get
+    body_ops = body.ops
     for op, vals in zip(ops, operands):
         r = op.results[0]
         if r.uses:
@@ -307,8 +313,8 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
         op.operands = vals
         r.type = scalar_type(r.type.dtype)
         dead.add(op)  # leaves the block (its parent is the body's by then)
-        op.parent = None
-        body.append(op)
+        op.parent = body  # (Block.append, spelled out)
+        body_ops.append(op)
     body.append(Op("tg.yield", outs, (), {}, (), ops[-1].loc))
     placed[anchor] = fused
     return fused
