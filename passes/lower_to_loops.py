@@ -384,7 +384,7 @@ class FuncLowerer:
 
     def expr(self, emit: Emitter, v: Value, idx, vals, memo: dict, force=False) -> Value:
         """The scalar value of v at index idx, evaluating inline ops in place."""
-        key = (v, tuple(id(i) for i in idx))
+        key = (v, tuple(map(id, idx)))
         got = memo.get(key)
         if got is not None:
             return got

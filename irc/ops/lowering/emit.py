@@ -67,7 +67,15 @@ class Emitter:
         self.b = Builder(block)
 
     def op(self, name, operands=(), types=(), regions=(), **attrs) -> Op:
-        return self.b.create(name, list(operands), list(types), attrs, regions, self.lowerer.loc)
+        b = self.b
+        op = Op(name, list(operands), list(types), attrs, regions, self.lowerer.loc or b.loc)
+        if b.anchor is None and b.pos is None and b.block is not None:
+            # (Builder.insert at the block's end, spelled out: loop IR is made by
+            # the tens of thousands of ops for a long function)
+            op.parent = b.block
+            b.block.ops.append(op)
+            return op
+        return b.insert(op)
 
     def val(self, name, operands, t, **attrs) -> Value:
         return self.op(name, operands, [t], **attrs).results[0]
