@@ -59,6 +59,7 @@ class Canonicalize(Pass):
                 touched[op.parent] = None
                 op.parent = None
 
+        b = OpBuilder()
         info = {}  # op name -> (OpDef, pure, foldable by name, patterns), or None if unknown
         for op in list(module.walk()):
             name = op.name
@@ -78,8 +79,10 @@ class Canonicalize(Pass):
                 changed = True
                 continue
             new = self._fold(op, d) if foldable and not op.regions and results else None
-            if new is None and patterns:  # (most ops have no patterns: no builder)
-                b = OpBuilder(loc=op.loc)
+            if new is None and patterns:
+                # One builder for the sweep, set as a fresh one would be: block,
+                # anchor and position by set_insertion_before, the op's loc.
+                b.loc = op.loc
                 b.set_insertion_before(op)
                 for pattern in patterns:
                     new = pattern(b, op)
