@@ -59,7 +59,7 @@ def _kind(name: str) -> int:
     return _COMMUTATIVE if COMMUTATIVE in d.traits else _PLAIN
 
 
-def _cse_block(block: Block, scope, rewriter: Rewriter, kinds: dict = None) -> None:
+def _cse_block(block: Block, scope, rewriter: Rewriter, kinds: dict | None = None) -> None:
     # `scope` maps an op key (name, operands, attributes) to the earlier ops with that
     # key, for this block and the blocks enclosing it: a list of (result types, op),
     # so the result types are compared (==) only when the rest of the key matches,

@@ -47,7 +47,7 @@ class DCE(Pass):
         return rewriter.changed
 
 
-def _dce_block(block: Block, rewriter: Rewriter, removable: dict = None) -> None:
+def _dce_block(block: Block, rewriter: Rewriter, removable: dict | None = None) -> None:
     # removable: op name -> whether an op of that name without regions may go
     # (one registry look-up per name)
     if removable is None:
