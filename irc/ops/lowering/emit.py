@@ -41,6 +41,12 @@ def is_elementwise(op: Op) -> bool:
     return d is not None and d.has(ELEMENTWISE) and len(op.results) == 1
 
 
+def is_elementwise_name(name: str) -> bool:
+    """Whether ops named `name` are ELEMENTWISE (is_elementwise less the result count)."""
+    d = REGISTRY.get(name)
+    return d is not None and d.has(ELEMENTWISE)
+
+
 def is_scalar_const(op: Op) -> bool:
     return op.name == "tg.constant" and op.attrs["value"].size == 1
 
@@ -88,10 +94,11 @@ class Emitter:
 
     def scalar(self, name: str, *operands, t: Optional[TensorType] = None, **attrs) -> Value:
         """scalar.<name>; the result type defaults to the first operand's."""
-        return self.val("scalar." + name, operands, t or operands[0].type, **attrs)
+        return self.op("scalar." + name, operands, [t or operands[0].type], **attrs).results[0]
 
     def cast(self, v: Value, dtype: DType) -> Value:
-        if v.type.dtype == dtype:
+        d = v.type.dtype
+        if d is dtype or d == dtype:  # (the same object, most of the time: no field compare)
             return v
         return self.val("scalar.cast", [v], scalar_type(dtype))
 
