@@ -45,7 +45,7 @@ class CSE(Pass):
         kinds: dict = {}  # op name -> _NEVER, _PLAIN or _COMMUTATIVE (one registry look-up per name)
         for region in module.regions:
             for block in region.blocks:
-                _cse_block(block, {}, rewriter, kinds)
+                _cse_block(block, {}, rewriter, kinds, owned=True)
         return rewriter.changed
 
 
@@ -59,13 +59,16 @@ def _kind(name: str) -> int:
     return _COMMUTATIVE if COMMUTATIVE in d.traits else _PLAIN
 
 
-def _cse_block(block: Block, scope, rewriter: Rewriter, kinds: dict | None = None) -> None:
+def _cse_block(
+    block: Block, scope, rewriter: Rewriter, kinds: dict | None = None, owned: bool = False
+) -> None:
     # `scope` maps an op key (name, operands, attributes) to the earlier ops with that
-    # key, for this block and the blocks enclosing it: a list of (result types, op),
-    # so the result types are compared (==) only when the rest of the key matches,
-    # not hashed for every op. The entries this block adds are removed when it is
-    # done, so its ops stay invisible to sibling and enclosing blocks (one dict and
-    # one lookup per op, where a ChainMap searched every layer).
+    # key, for this block and the blocks enclosing it, so their result types are
+    # compared (==) only when the rest of the key matches, not hashed for every op.
+    # The entries this block adds are removed when it is done, so its ops stay
+    # invisible to sibling and enclosing blocks (one dict and one lookup per op,
+    # where a ChainMap searched every layer); `owned`: scope is this block's own
+    # fresh dict, dropped afterwards, so there is nothing to remove.
     if kinds is None:
         kinds = {}
     added = []
@@ -77,7 +80,10 @@ def _cse_block(block: Block, scope, rewriter: Rewriter, kinds: dict | None = Non
             isolated = d is None or d.has(ISOLATED)
             for region in op.regions:
                 for inner in region.blocks:
-                    _cse_block(inner, {} if isolated else scope, rewriter, kinds)
+                    if isolated:
+                        _cse_block(inner, {}, rewriter, kinds, owned=True)
+                    else:
+                        _cse_block(inner, scope, rewriter, kinds)
             continue
         name = op.name
         kind = kinds.get(name)
@@ -104,21 +110,23 @@ def _cse_block(block: Block, scope, rewriter: Rewriter, kinds: dict | None = Non
         else:
             attrs = ()
         key = (name, operands, attrs)
+        fresh = [op]
         try:
-            entries = scope.get(key)
+            entries = scope.setdefault(key, fresh)  # (the key hashed once, not twice)
         except TypeError:
             continue  # an attribute that does not hash: never merge rather than guess
-        types = tuple([r.type for r in results]) if len(results) != 1 else (results[0].type,)
-        if entries is None:
-            scope[key] = [(types, op)]
-            added.append(key)
+        if entries is fresh:
+            if not owned:
+                added.append(key)
             continue
-        for t, existing in entries:
-            if t == types:
+        types = [r.type for r in results]
+        for existing in entries:
+            if [r.type for r in existing.results] == types:
                 break
         else:
-            entries.append((types, op))
-            added.append(key)
+            entries.append(op)
+            if not owned:
+                added.append(key)
             continue
         for r, v in zip(results, existing.results):
             r.replace_all_uses_with(v)
