@@ -36,13 +36,24 @@ class Canonicalize(Pass):
     max_iterations: int = 20
     max_fold_elements: int = 1 << 16
 
+    reports_changes = True
+
     def run(self, module: Module) -> bool:
         changed = False
+        self._fixed = False
         for _ in range(self.max_iterations):
+            b = self._builder = _CountingBuilder()
             if not self._sweep(module):
+                # A sweep that rewrote nothing, and whose patterns left no ops behind
+                # (one may build ops and then decline): the next would do the same.
+                self._fixed = b.inserted == 0
+                changed |= b.inserted > 0
                 break
             changed = True
         return changed
+
+    def at_fixed_point(self) -> bool:
+        return getattr(self, "_fixed", False)
 
     def _sweep(self, module: Module) -> bool:
         changed = False
@@ -59,7 +70,7 @@ class Canonicalize(Pass):
                 touched[op.parent] = None
                 op.parent = None
 
-        b = OpBuilder()
+        b = getattr(self, "_builder", None) or _CountingBuilder()
         info = {}  # op name -> (OpDef, pure, foldable by name, patterns), or None if unknown
         for op in list(module.walk()):
             name = op.name
@@ -129,6 +140,16 @@ class Canonicalize(Pass):
             b.op("tg.constant", value=np.asarray(v, dtype=r.type.dtype.np))
             for r, v in zip(op.results, out)
         ]
+
+
+class _CountingBuilder(OpBuilder):
+    """The patterns' builder, counting the ops they insert (kept or not)."""
+
+    inserted = 0
+
+    def insert(self, op: Op) -> Op:
+        self.inserted += 1
+        return super().insert(op)
 
 
 def _name_info(name: str):

@@ -39,6 +39,7 @@ from irc.passes.pass_manager import Pass, register
 class CSE(Pass):
     name = "cse"
     summary = "merge pure ops that compute the same value"
+    reports_changes = True
 
     def run(self, module: Module) -> bool:
         rewriter = Rewriter()

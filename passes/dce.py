@@ -37,6 +37,7 @@ from irc.passes.pass_manager import Pass, register
 class DCE(Pass):
     name = "dce"
     summary = "remove unused pure ops and unreferenced private functions"
+    reports_changes = True
 
     def run(self, module: Module) -> bool:
         rewriter = Rewriter()
