@@ -49,6 +49,13 @@ class CSE(Pass):
                 _cse_block(block, {}, rewriter, kinds, owned=True)
         return rewriter.changed
 
+    def at_fixed_point(self) -> bool:
+        # A second run merges nothing: when an op is visited, its operands and
+        # those of every earlier op in scope are final already (they are defined
+        # before it, so visited and merged before it), so two ops equal after a
+        # run were equal when the later one was visited, and merged then.
+        return True
+
 
 _NEVER, _PLAIN, _COMMUTATIVE = 0, 1, 2
 

@@ -75,3 +75,34 @@ def test_max_iterations_reached_is_not_a_fixed_point(monkeypatch):
     text, runs = _run(PLAIN, pipeline, monkeypatch)
     assert runs == 2
     assert text == _one_by_one(PLAIN, pipeline)
+
+
+CSE_SOURCE = """
+fn f(x: f32[N]) -> f32[N] {
+    a = tanh(x) + 0.5
+    b = tanh(x) + 0.5
+    return a * b + tanh(a) * tanh(b)
+}
+"""
+
+
+@pytest.mark.parametrize(
+    "pipeline, expected_runs",
+    [("cse,scan-unroll,decompose,canonicalize,cse", 1), ("cse,fuse-elementwise,cse", 2)],
+)
+def test_cse_skip(monkeypatch, pipeline, expected_runs):
+    from irc.passes.cse import CSE
+
+    runs = []
+    orig = CSE.run
+
+    def run(self, module):
+        runs.append(1)
+        return orig(self, module)
+
+    monkeypatch.setattr(CSE, "run", run)
+    m = compile_source(CSE_SOURCE, "<t>", {})
+    PassManager(parse_pipeline(pipeline)).run(m)
+    assert len(runs) == expected_runs
+    assert print_module(m) == _one_by_one(CSE_SOURCE, pipeline)
+    assert print_module(m).count("tg.tanh") <= 2  # tanh(a) and tanh(b) merged in one run
