@@ -3,11 +3,11 @@ while only passes that report their changes, and changed nothing, ran since; the
 IR is the same as when every pass runs."""
 
 import pytest
+from irc.passes import PassManager, parse_pipeline
+from irc.passes.canonicalize import Canonicalize
 
 from irc.frontend import compile_source
 from irc.ir.printer import print_module
-from irc.passes import PassManager, parse_pipeline
-from irc.passes.canonicalize import Canonicalize
 
 # nothing for stabilize to do; `x * 1.0` for canonicalize
 PLAIN = """
