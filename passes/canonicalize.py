@@ -36,13 +36,24 @@ class Canonicalize(Pass):
     max_iterations: int = 20
     max_fold_elements: int = 1 << 16
 
+    reports_changes = True
+
     def run(self, module: Module) -> bool:
         changed = False
+        self._fixed = False
         for _ in range(self.max_iterations):
+            b = self._builder = _CountingBuilder()
             if not self._sweep(module):
+                # A sweep that rewrote nothing, and whose patterns left no ops behind
+                # (one may build ops and then decline): the next would do the same.
+                self._fixed = b.inserted == 0
+                changed |= b.inserted > 0
                 break
             changed = True
         return changed
+
+    def at_fixed_point(self) -> bool:
+        return getattr(self, "_fixed", False)
 
     def _sweep(self, module: Module) -> bool:
         changed = False
@@ -59,30 +70,41 @@ class Canonicalize(Pass):
                 touched[op.parent] = None
                 op.parent = None
 
+        b = getattr(self, "_builder", None) or _CountingBuilder()
+        info = {}  # op name -> (OpDef, pure, foldable by name, patterns), or None if unknown
         for op in list(module.walk()):
-            if op.parent is None or op.name in ("tg.constant", "builtin.module"):
+            name = op.name
+            if op.parent is None or name == "tg.constant" or name == "builtin.module":
                 continue
-            d = lookup(op.name)
-            if d is None:
+            i = info.get(name, False)
+            if i is False:
+                i = info[name] = _name_info(name)
+            if i is None:
                 continue
-            if PURE in d.traits and not any(r.uses for r in op.results) and op.results:
+            d, pure, foldable, patterns = i
+            results = op.results
+            if pure and results and not (
+                results[0].uses if len(results) == 1 else any(r.uses for r in results)
+            ):
                 erase(op)
                 changed = True
                 continue
-            new = self._fold(op, d)
-            if new is None and d.canonical:  # (most ops have no patterns: no builder)
-                b = OpBuilder(loc=op.loc)
+            new = self._fold(op, d) if foldable and not op.regions and results else None
+            if new is None and patterns:
+                # One builder for the sweep, set as a fresh one would be: block,
+                # anchor and position by set_insertion_before, the op's loc.
+                b.loc = op.loc
                 b.set_insertion_before(op)
-                for pattern in d.canonical:
+                for pattern in patterns:
                     new = pattern(b, op)
                     if new is not None:
                         break
             if new is None:
                 continue
-            for r, v in zip(op.results, new):
+            for r, v in zip(results, new):
                 if v is not r:
                     r.replace_all_uses_with(v)
-            if not any(r.uses for r in op.results):
+            if not any(r.uses for r in results):
                 erase(op)
             changed = True
         for block in touched:
@@ -90,10 +112,7 @@ class Canonicalize(Pass):
         return changed
 
     def _fold(self, op: Op, d):
-        if PURE not in d.traits or op.regions or d.numpy is None or not op.results:
-            return None
-        if op.name in ("tg.read", "tg.grad", "tg.scan"):
-            return None
+        """(Called for ops that _name_info finds foldable, without regions, with results.)"""
         consts = []
         for v in op.operands:
             p = getattr(v, "op", None)
@@ -121,6 +140,27 @@ class Canonicalize(Pass):
             b.op("tg.constant", value=np.asarray(v, dtype=r.type.dtype.np))
             for r, v in zip(op.results, out)
         ]
+
+
+class _CountingBuilder(OpBuilder):
+    """The patterns' builder, counting the ops they insert (kept or not)."""
+
+    inserted = 0
+
+    def insert(self, op: Op) -> Op:
+        self.inserted += 1
+        return super().insert(op)
+
+
+def _name_info(name: str):
+    """What a sweep needs to know of an op name, looked up once per name: (OpDef, PURE,
+    whether _fold may apply, the canonical patterns); None for an unknown op."""
+    d = lookup(name)
+    if d is None:
+        return None
+    pure = PURE in d.traits
+    foldable = pure and d.numpy is not None and name not in ("tg.read", "tg.grad", "tg.scan")
+    return d, pure, foldable, d.canonical
 
 
 def _has_names(v) -> bool:

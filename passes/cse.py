@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from irc.ir.core import Block, Module, Op, attr_key
+from irc.ir.core import Block, Module, attr_key
 from irc.ir.rewriter import Rewriter
 from irc.ops.registry import COMMUTATIVE, ISOLATED, PURE, lookup
 from irc.passes.pass_manager import Pass, register
@@ -39,20 +39,46 @@ from irc.passes.pass_manager import Pass, register
 class CSE(Pass):
     name = "cse"
     summary = "merge pure ops that compute the same value"
+    reports_changes = True
 
     def run(self, module: Module) -> bool:
         rewriter = Rewriter()
+        kinds: dict = {}  # op name -> _NEVER, _PLAIN or _COMMUTATIVE (one registry look-up per name)
         for region in module.regions:
             for block in region.blocks:
-                _cse_block(block, {}, rewriter)
+                _cse_block(block, {}, rewriter, kinds, owned=True)
         return rewriter.changed
 
+    def at_fixed_point(self) -> bool:
+        # A second run merges nothing: when an op is visited, its operands and
+        # those of every earlier op in scope are final already (they are defined
+        # before it, so visited and merged before it), so two ops equal after a
+        # run were equal when the later one was visited, and merged then.
+        return True
 
-def _cse_block(block: Block, scope: dict, rewriter: Rewriter) -> None:
-    # `scope` maps an op key to the earlier op with that key, for this block and
-    # the blocks enclosing it. The keys this block adds are removed when it is
-    # done, so its ops stay invisible to sibling and enclosing blocks (one dict
-    # and one lookup per op, where a ChainMap searched every layer).
+
+_NEVER, _PLAIN, _COMMUTATIVE = 0, 1, 2
+
+
+def _kind(name: str) -> int:
+    d = lookup(name)
+    if d is None or PURE not in d.traits:
+        return _NEVER
+    return _COMMUTATIVE if COMMUTATIVE in d.traits else _PLAIN
+
+
+def _cse_block(
+    block: Block, scope, rewriter: Rewriter, kinds: dict | None = None, owned: bool = False
+) -> None:
+    # `scope` maps an op key (name, operands, attributes) to the earlier ops with that
+    # key, for this block and the blocks enclosing it, so their result types are
+    # compared (==) only when the rest of the key matches, not hashed for every op.
+    # The entries this block adds are removed when it is done, so its ops stay
+    # invisible to sibling and enclosing blocks (one dict and one lookup per op,
+    # where a ChainMap searched every layer); `owned`: scope is this block's own
+    # fresh dict, dropped afterwards, so there is nothing to remove.
+    if kinds is None:
+        kinds = {}
     added = []
     merged = set()  # ops replaced by an earlier equal op: dropped from the block at the end
     for op in list(block.ops):
@@ -62,25 +88,63 @@ def _cse_block(block: Block, scope: dict, rewriter: Rewriter) -> None:
             isolated = d is None or d.has(ISOLATED)
             for region in op.regions:
                 for inner in region.blocks:
-                    _cse_block(inner, {} if isolated else scope, rewriter)
+                    if isolated:
+                        _cse_block(inner, {}, rewriter, kinds, owned=True)
+                    else:
+                        _cse_block(inner, scope, rewriter, kinds)
             continue
-        key = _key(op)
-        if key is None:
+        name = op.name
+        kind = kinds.get(name)
+        if kind is None:
+            kind = kinds[name] = _kind(name)
+        results = op.results
+        if kind == _NEVER or not results:
             continue
+        operands = op.operands
+        if kind == _COMMUTATIVE and len(operands) > 1:
+            if len(operands) == 2:  # (what sorted(key=id) gives, without its call)
+                a, b = operands
+                operands = (b, a) if id(b) < id(a) else (a, b)
+            else:
+                operands = tuple(sorted(operands, key=id))
+        else:
+            operands = tuple(operands)
+        attrs = op.attrs
+        if attrs:
+            try:
+                attrs = tuple(sorted([(k, attr_key(v)) for k, v in attrs.items()]))
+            except TypeError:
+                continue  # attributes that do not sort: never merge rather than guess
+        else:
+            attrs = ()
+        key = (name, operands, attrs)
+        fresh = [op]
         try:
-            existing = scope.get(key)
+            entries = scope.setdefault(key, fresh)  # (the key hashed once, not twice)
         except TypeError:
             continue  # an attribute that does not hash: never merge rather than guess
-        if existing is None:
-            scope[key] = op
-            added.append(key)
+        if entries is fresh:
+            if not owned:
+                added.append(key)
+            continue
+        types = [r.type for r in results]
+        for existing in entries:
+            if [r.type for r in existing.results] == types:
+                break
         else:
-            for r, v in zip(op.results, existing.results):
-                r.replace_all_uses_with(v)
-            op.drop_all_references()
-            merged.add(op)
-    for key in added:
-        del scope[key]
+            entries.append(op)
+            if not owned:
+                added.append(key)
+            continue
+        for r, v in zip(results, existing.results):
+            r.replace_all_uses_with(v)
+        op.drop_all_references()
+        merged.add(op)
+    for key in reversed(added):  # this block's entries are the last of their lists
+        entries = scope[key]
+        entries.pop()
+        if not entries:
+            del scope[key]
     if merged:
         # One pass over the block: erasing op by op moves the rest of a long
         # block's op list each time (quadratic over a 20,000-statement function).
@@ -89,19 +153,3 @@ def _cse_block(block: Block, scope: dict, rewriter: Rewriter) -> None:
             op.parent = None
         rewriter.changed = True
 
-
-def _key(op: Op):
-    """A hashable key equal for ops computing the same value; None if op may not merge."""
-    d = lookup(op.name)
-    if d is None or PURE not in d.traits or not op.results:
-        return None
-    operands = tuple(op.operands)
-    if COMMUTATIVE in d.traits and len(operands) > 1:
-        operands = tuple(sorted(operands, key=id))
-    try:
-        items = op.attrs.items()
-        attrs = tuple(sorted((k, attr_key(v)) for k, v in items)) if items else ()
-    except TypeError:
-        return None  # attributes that do not sort: never merge rather than guess
-    # (whether the key hashes is found when it is looked up)
-    return (op.name, operands, attrs, tuple(r.type for r in op.results))

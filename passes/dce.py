@@ -37,6 +37,7 @@ from irc.passes.pass_manager import Pass, register
 class DCE(Pass):
     name = "dce"
     summary = "remove unused pure ops and unreferenced private functions"
+    reports_changes = True
 
     def run(self, module: Module) -> bool:
         rewriter = Rewriter()
@@ -47,13 +48,27 @@ class DCE(Pass):
         return rewriter.changed
 
 
-def _dce_block(block: Block, rewriter: Rewriter) -> None:
+def _dce_block(block: Block, rewriter: Rewriter, removable: dict | None = None) -> None:
+    # removable: op name -> whether an op of that name without regions may go
+    # (one registry look-up per name)
+    if removable is None:
+        removable = {}
     dead = False
     for op in reversed(list(block.ops)):
-        for region in op.regions:
-            for inner in region.blocks:
-                _dce_block(inner, rewriter)
-        if _is_removable(op) and not any(r.uses for r in op.results):
+        if op.regions:
+            for region in op.regions:
+                for inner in region.blocks:
+                    _dce_block(inner, rewriter, removable)
+            if not _is_removable(op):
+                continue
+        else:
+            r = removable.get(op.name)
+            if r is None:
+                r = removable[op.name] = _is_removable(op)
+            if not r:
+                continue
+        results = op.results
+        if not (results[0].uses if len(results) == 1 else any(r.uses for r in results)):
             # Unlinked now (its operands lose this use), dropped from the op list
             # below in one rebuild: erasing each moved the rest of a long block.
             op.drop_all_references()

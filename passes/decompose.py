@@ -29,6 +29,7 @@ DEFAULT = ("tg.mean",)
 class Decompose(Pass):
     name = "decompose"
     summary = "rewrite composite ops (mean; with all=true softmax and friends) into primitives"
+    reports_changes = True
     all: bool = False
 
     def run(self, module: Module) -> bool:
@@ -50,6 +51,7 @@ class Decompose(Pass):
             new = d.decompose(b, op)
             if scratch.ops:
                 before[op] = (op.parent, scratch.ops)
+                changed = True  # (even when the decomposition declines: they stay, unused)
             if new is None:
                 continue
             for r, v in zip(op.results, new):

@@ -127,8 +127,13 @@ def fuse_block(block: Block) -> bool:
     group_of: dict = {}  # op -> _Group
     groups: list = []  # in creation order
     position = {op: i for i, op in enumerate(block.ops)}
+    elementwise: dict = {}  # op name -> whether ELEMENTWISE (one registry look-up per name)
     for op in block.ops:
-        if not is_elementwise(op):
+        ew = elementwise.get(op.name)
+        if ew is None:
+            d = lookup(op.name)
+            ew = elementwise[op.name] = d is not None and ELEMENTWISE in d.traits
+        if not ew or op.regions or len(op.results) != 1:  # (is_elementwise)
             continue
         shape = op.results[0].type.shape
         target = None
@@ -187,7 +192,8 @@ def fuse_block(block: Block) -> bool:
     new_ops = []
     for op in block.ops:
         if op in dead:
-            op.parent = None
+            if op.parent is block:  # (a group's op moved into its fused op's body is not)
+                op.parent = None
         else:
             new_ops.append(op)
         fused = placed.get(op)
@@ -231,7 +237,7 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
             p = getattr(v, "op", None)
             if p is not None and p in members:
                 continue
-            if p is not None and is_scalar_constant(p):
+            if p is not None and p.name == "tg.constant" and is_scalar_constant(p):
                 consts[v] = None
                 continue
             inputs[v] = None
@@ -252,25 +258,6 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
             t = scalar[dtype] = TensorType(dtype, ())
         return t
 
-    body = Block([scalar_type(v.type.dtype) for v in inputs])
-    mapping = dict(zip(inputs, body.args))
-    for c in consts:
-        cop = c.op.clone({})
-        body.append(cop)
-        mapping[c] = cop.results[0]
-    for op in ops:
-        new = Op(
-            op.name,
-            [mapping[v] for v in op.operands],
-            [scalar_type(op.results[0].type.dtype)],
-            op.attrs,  # (copied by Op)
-            (),
-            op.loc,
-            [op.results[0].name_hint],
-        )
-        body.append(new)
-        mapping[op.results[0]] = new.results[0]
-    body.append(Op("tg.yield", [mapping[v] for v in outs], (), {}, (), ops[-1].loc))
     attrs = {"shape": tuple(shape), "reduce": None}
     if reduce_op is not None:
         attrs.update(
@@ -285,6 +272,14 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
         anchor, replaced = ops[-1], outs
     for v in inputs:
         broadcast_shapes(v.type.shape, shape)  # checked when grouping; asserts the invariant
+    # The group's ops move into the body (a new op each cost as much as the rest of
+    # the pass): their operands are dropped now, so that their results keep only
+    # the uses from outside the group, redirected to the fused op's results, and
+    # set again below in op order (the use lists a fresh copy of each would get).
+    operands = [op.operands for op in ops]
+    for op in ops:
+        op.drop_operands()
+    body = Block([scalar_type(v.type.dtype) for v in inputs])
     fused = Op(
         "tg.fused",
         inputs,
@@ -296,10 +291,30 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
     )
     for old, new in zip(replaced, fused.results):
         old.replace_all_uses_with(new)
-    for op in ([reduce_op] if reduce_op is not None else []) + list(reversed(ops)):
-        if any(r.uses for r in op.results):
-            raise ValueError(f"erasing {op.name} whose result is still used")
-        op.drop_all_references()
-        dead.add(op)
+    if reduce_op is not None:
+        if reduce_op.results[0].uses:
+            raise ValueError(f"erasing {reduce_op.name} whose result is still used")
+        reduce_op.drop_all_references()
+        dead.add(reduce_op)
+    mapping = dict(zip(inputs, body.args))
+    for c in consts:
+        cop = c.op.clone({})
+        body.append(cop)
+        mapping[c] = cop.results[0]
+    get = mapping.get
+    body_ops = body.ops
+    for op, vals in zip(ops, operands):
+        r = op.results[0]
+        if r.uses:
+            raise ValueError(f"moving {op.name} whose result is still used outside the group")
+        vals = [get(v, v) for v in vals]  # (a member's result stays itself)
+        for i, v in enumerate(vals):
+            v.uses[(op, i)] = None
+        op.operands = vals
+        r.type = scalar_type(r.type.dtype)
+        dead.add(op)  # leaves the block (its parent is the body's by then)
+        op.parent = body  # (Block.append, spelled out)
+        body_ops.append(op)
+    body.append(Op("tg.yield", outs, (), {}, (), ops[-1].loc))
     placed[anchor] = fused
     return fused

@@ -44,6 +44,7 @@ MAX_FUNCTION_OPS = 200_000
 class Grad(Pass):
     name = "grad"
     summary = "expand tg.grad into reverse-mode gradient code"
+    reports_changes = True
 
     def run(self, module: Module) -> bool:
         changed = False

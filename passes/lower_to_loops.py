@@ -65,7 +65,7 @@ from irc.ops.lowering.emit import (
     REDUCE_KINDS,
     Emitter,
     fusible,
-    is_elementwise,
+    is_elementwise_name,
     is_scalar_const,
     scalar_of,
     scalar_type,
@@ -384,7 +384,7 @@ class FuncLowerer:
 
     def expr(self, emit: Emitter, v: Value, idx, vals, memo: dict, force=False) -> Value:
         """The scalar value of v at index idx, evaluating inline ops in place."""
-        key = (v, tuple(id(i) for i in idx))
+        key = (v, tuple(map(id, idx)))
         got = memo.get(key)
         if got is not None:
             return got
@@ -418,6 +418,7 @@ class FuncLowerer:
         shape = tuple(op.attrs["shape"])
         block = op.regions[0].block
         env = {}
+        elementwise: dict = {}  # op name -> is_elementwise_name
         for a, x in zip(block.args, op.operands):
             s = self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
             env[a] = emit.cast(s, a.type.dtype)
@@ -434,14 +435,17 @@ class FuncLowerer:
                     emit.dim(inner.attrs["dim"]), inner.results[0].type.dtype
                 )
                 continue
-            if not is_elementwise(inner):
+            ew = elementwise.get(inner.name)
+            if ew is None:
+                ew = elementwise[inner.name] = is_elementwise_name(inner.name)
+            if not ew or len(inner.results) != 1:
                 raise CompileError(f"lower-to-loops: {inner.name} inside tg.fused", inner.loc)
-            env[inner.results[0]] = scalar_of(
-                emit,
-                inner.name,
-                [self._region_arg(emit, env, x, vals, memo) for x in inner.operands],
-                inner.results[0].type.dtype,
-            )
+            args = []
+            for x in inner.operands:
+                got = env.get(x)
+                args.append(got if got is not None else self._region_arg(emit, env, x, vals, memo))
+            r = inner.results[0]
+            env[r] = scalar_of(emit, inner.name, args, r.type.dtype)
         raise CompileError("tg.fused region without tg.yield", op.loc)
 
     def _region_arg(self, emit, env, x, vals, memo):

@@ -70,10 +70,20 @@ class Pass:
 
     name: ClassVar[str] = ""  # the CLI name, e.g. "cse"
     summary: ClassVar[str] = ""  # one line for `irc opt --list-passes`
+    # True when run() returns True for every change it makes, added ops left
+    # unused included: the pass manager then knows an IR it left unchanged is
+    # still whatever it was (see PassManager.run).
+    reports_changes: ClassVar[bool] = False
 
     def run(self, module: Module) -> bool:
         """Transform `module` in place; return True when the IR changed."""
         raise NotImplementedError
+
+    def at_fixed_point(self) -> bool:
+        """After run(): whether running this pass again (same options) on the IR it
+        left would change nothing. A pass saying so is skipped by the pass manager
+        while only passes that report their changes, and change nothing, ran since."""
+        return False
 
     @classmethod
     def options(cls) -> dict:
@@ -275,16 +285,30 @@ class PassManager:
         """Run every pass over `module` in place; True when any of them changed it."""
         self.timings = []
         any_change = False
+        # The pipeline texts of the passes the IR is a fixed point of: a pass that
+        # said so (at_fixed_point) when only passes that report their changes, and
+        # changed nothing, ran after it. Running it again would change nothing
+        # (e.g. the pipeline's second canonicalize, when stabilize and grad found
+        # nothing to do): skipped.
+        fixed: set = set()
         try:
             for p in self.passes:
                 start = time.perf_counter()
-                try:
-                    changed = bool(p.run(module))
-                except CompileError:
-                    raise
-                except Exception as e:
-                    raise PassCrash(p.name, e) from e
-                self.timings.append((str(p), time.perf_counter() - start))
+                text = str(p)
+                if text in fixed:
+                    changed = False
+                else:
+                    try:
+                        changed = bool(p.run(module))
+                    except CompileError:
+                        raise
+                    except Exception as e:
+                        raise PassCrash(p.name, e) from e
+                    if changed or not p.reports_changes:
+                        fixed.clear()
+                    if p.at_fixed_point():
+                        fixed.add(text)
+                self.timings.append((text, time.perf_counter() - start))
                 any_change |= changed
                 if self.verify_each:
                     self._verify(module, p)

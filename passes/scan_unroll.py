@@ -33,6 +33,7 @@ from irc.passes.pass_manager import Pass, register
 class ScanUnroll(Pass):
     name = "scan-unroll"
     summary = "fully unroll short static scans; unroll longer ones by a factor"
+    reports_changes = True
     max_steps: int = 16
     factor: int = 1
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from irc.ir.core import Module, Op, Value
 from irc.ops.registry import OpBuilder
+from irc.passes.canonicalize import _CountingBuilder
 from irc.passes.pass_manager import Pass, register
 
 
@@ -89,6 +90,7 @@ class Stabilize(Pass):
     summary = (
         "rewrite log(softmax), crossentropy(softmax), log(sigmoid), log(1+x) into stable forms"
     )
+    reports_changes = True
 
     def run(self, module: Module) -> bool:
         changed = False
@@ -96,7 +98,7 @@ class Stabilize(Pass):
             patterns = PATTERNS.get(op.name)
             if not patterns or op.parent is None:
                 continue
-            b = OpBuilder(loc=op.loc)
+            b = _CountingBuilder(loc=op.loc)
             b.set_insertion_before(op)
             for pattern in patterns:
                 new = pattern(b, op)
@@ -105,4 +107,6 @@ class Stabilize(Pass):
                     op.erase()
                     changed = True
                     break
+            if b.inserted:
+                changed = True  # (ops a declining pattern built stay, unused)
         return changed

@@ -27,18 +27,22 @@ def producer(v: Value, name: str = None):
 def splat_value(v: Value):
     """The value of a constant whose elements are all equal (a scalar constant,
     or a broadcast of one), else None."""
-    op = producer(v)
+    op = getattr(v, "op", None)
     if op is None:
         return None
-    if op.name == "tg.constant":
+    name = op.name
+    if name == "tg.constant":
         arr = op.attrs["value"]
-        if arr.size == 0:
+        size = arr.size
+        if size == 1:  # (most constants: a scalar; arr.item() is its first element's)
+            return arr.item()
+        if size == 0:
             return None
         first = arr.reshape(-1)[0]
-        if arr.size == 1 or np.all(arr == first):
+        if np.all(arr == first):
             return first.item()
         return None
-    if op.name == "tg.broadcast_to":
+    if name == "tg.broadcast_to":
         return splat_value(op.operands[0])
     return None
 

@@ -41,6 +41,12 @@ def is_elementwise(op: Op) -> bool:
     return d is not None and d.has(ELEMENTWISE) and len(op.results) == 1
 
 
+def is_elementwise_name(name: str) -> bool:
+    """Whether ops named `name` are ELEMENTWISE (is_elementwise less the result count)."""
+    d = REGISTRY.get(name)
+    return d is not None and d.has(ELEMENTWISE)
+
+
 def is_scalar_const(op: Op) -> bool:
     return op.name == "tg.constant" and op.attrs["value"].size == 1
 
@@ -67,7 +73,15 @@ class Emitter:
         self.b = Builder(block)
 
     def op(self, name, operands=(), types=(), regions=(), **attrs) -> Op:
-        return self.b.create(name, list(operands), list(types), attrs, regions, self.lowerer.loc)
+        b = self.b
+        op = Op(name, list(operands), list(types), attrs, regions, self.lowerer.loc or b.loc)
+        if b.anchor is None and b.pos is None and b.block is not None:
+            # (Builder.insert at the block's end, spelled out: loop IR is made by
+            # the tens of thousands of ops for a long function)
+            op.parent = b.block
+            b.block.ops.append(op)
+            return op
+        return b.insert(op)
 
     def val(self, name, operands, t, **attrs) -> Value:
         return self.op(name, operands, [t], **attrs).results[0]
@@ -80,10 +94,11 @@ class Emitter:
 
     def scalar(self, name: str, *operands, t: Optional[TensorType] = None, **attrs) -> Value:
         """scalar.<name>; the result type defaults to the first operand's."""
-        return self.val("scalar." + name, operands, t or operands[0].type, **attrs)
+        return self.op("scalar." + name, operands, [t or operands[0].type], **attrs).results[0]
 
     def cast(self, v: Value, dtype: DType) -> Value:
-        if v.type.dtype == dtype:
+        d = v.type.dtype
+        if d is dtype or d == dtype:  # (the same object, most of the time: no field compare)
             return v
         return self.val("scalar.cast", [v], scalar_type(dtype))
 
