@@ -445,8 +445,9 @@ class LLVMBackend(CompiledBackend):
                 return got[0], self._meta()
         text, infos = self._generate()
         meta = {"messages": {name: list(info.messages) for name, info in infos.items()}}
-        self._llvm_mod = jit.optimize_parts(text)
-        obj = jit.pack_objects([jit.emit_object(m) for m in self._llvm_mod])
+        # (not kept for dumps: code generation rewrites the modules it emits, so a
+        # dump made from them would differ from one made afresh)
+        obj = jit.pack_objects([jit.emit_object(m) for m in jit.optimize_parts(text)])
         if cache:
             jit.cache_write(self.key, obj, meta)
         return obj, meta

@@ -345,3 +345,17 @@ def test_values_over_the_cache_limit_are_not_serialised(monkeypatch, tmp_path):
     big = np.zeros(1000, np.float32).view(NoBytes)
     cache.write_values("k" * 64, 0, [("W", "zeros")], {"W": big})
     assert not list(tmp_path.rglob("*.irv"))
+
+
+def test_the_llvm_dump_of_a_compile_is_the_dump_of_a_cached_load(cache_home, monkeypatch):
+    """dump("llvm") shows the optimised IR, not the modules after code generation
+    rewrote them while emitting the object code (a cold compile's dump differed
+    from a cached load's)."""
+    import irc
+    from irc.runtime.llvm import jit
+
+    cold = irc.loads(CHAIN, backend="cpu")
+    monkeypatch.setattr(jit, "_ENGINES", {})
+    cached = irc.loads(CHAIN, backend="cpu")
+    assert cold._backend.dump("llvm") == cached._backend.dump("llvm")
+    assert cold._backend.dump("asm") == cached._backend.dump("asm")
