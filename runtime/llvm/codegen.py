@@ -631,17 +631,13 @@ def nest_key(loop: Op):
     constants, which the key leaves out when they may become kernel parameters
     (not in a nest with reassociable ops, where LLVM could combine constants).
     Two nests with equal keys are the same kernel up to their slots' values."""
-    float_params = not any(o.attrs.get("reassoc") for o in loop.walk())
     ids: dict = {}
     slot_of: dict = {}
     slots: list = []
-    fconsts: list = []
+    fconsts: list = []  # (slot, value text, index of its entry in parts)
     parts: list = []
 
     def ref(v):
-        i = ids.get(v)
-        if i is not None:
-            return i
         s = slot_of.get(v)
         if s is None:
             s = len(slots)
@@ -651,9 +647,9 @@ def nest_key(loop: Op):
             if d is not None and d.name == "loop.dim":
                 parts.append(("dim", d.attrs["dim"]))
             elif d is not None and d.name == "scalar.const":
-                if float_params and v.type.dtype.is_float:
+                if v.type.dtype.is_float:  # (a parameter unless the nest reassociates)
+                    fconsts.append((s, repr(d.attrs["value"]), len(parts)))
                     parts.append(("fconst", v.type))
-                    fconsts.append((s, repr(d.attrs["value"])))
                 else:
                     parts.append(("const", v.type, repr(d.attrs["value"])))
             else:
@@ -663,6 +659,7 @@ def nest_key(loop: Op):
     # (iterative, with the common cases inlined: a long function's nests are
     # keyed by the ten thousand)
     ids_get = ids.get
+    reassoc = False
     stack = [loop]
     while stack:
         o = stack.pop()
@@ -678,14 +675,25 @@ def nest_key(loop: Op):
         for v in o.operands:
             i = ids_get(v)
             operands.append(i if i is not None else ref(v))
-        parts.append((o.name, repr(attrs) if attrs else "", tuple([r.type for r in o.results]),
-                      tuple(operands), len(o.regions)))
+        if attrs:
+            reassoc = reassoc or bool(attrs.get("reassoc"))
+            parts.append((o.name, repr(attrs), tuple([r.type for r in o.results]),
+                          tuple(operands), len(o.regions)))
+        else:
+            parts.append((o.name, "", tuple([r.type for r in o.results]), tuple(operands),
+                          len(o.regions)))
         for r in o.results:
             ids[r] = len(ids)
         if o.regions:
             for region in reversed(o.regions):
                 for bl in reversed(region.blocks):
                     stack.append(("block", bl))
+    if reassoc:  # LLVM may combine its constants: they stay in the key, inline
+        for s, text, at in fconsts:
+            parts[at] = ("const", parts[at][1], text)
+        fconsts = []
+    else:
+        fconsts = [(s, text) for s, text, _ in fconsts]
     return tuple(parts), slots, fconsts
 
 
