@@ -975,9 +975,10 @@ class FunctionGen:
         its structure id and its values; a float constant that its kernel takes as
         a parameter (plan_kernels) by its place in the segment's table of them,
         `float parameters`, which the function reads). Segments with equal keys
-        compute the same code from their bases and tables. The key is None for a segment generated for itself: it
-        holds a loop.assert (each registers its message where it is generated), a
-        host loop or an op with regions that is not a nest."""
+        compute the same code from their bases and tables. The key is None for a
+        segment generated for itself: it holds a loop.assert (each registers its
+        message where it is generated), a host loop or an op with regions that is
+        not a nest."""
         local: dict = {}
         parts: list = []
         base = cbase = None
