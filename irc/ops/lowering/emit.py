@@ -35,10 +35,18 @@ def scalar_type(dtype: DType) -> TensorType:
     return t
 
 
+_PRODUCTS: dict = {}
+
+
 def product(dims) -> object:
-    p = 1
-    for d in dims:
-        p = dim_mul(p, d)
+    key = tuple(dims)
+    p = _PRODUCTS.get(key)
+    if p is None:
+        p = 1
+        for d in key:
+            p = dim_mul(p, d)
+        if len(_PRODUCTS) < 4096:  # (dims are ints and strings: a bounded memo of the few seen)
+            _PRODUCTS[key] = p
     return p
 
 
@@ -75,16 +83,21 @@ REDUCE_KINDS = {"tg.sum": "sum", "tg.mean": "mean", "tg.max": "max", "tg.min": "
 class Emitter:
     """Builds loop IR at the end of a block, with values hoisted to the entry."""
 
-    __slots__ = ("lowerer", "b", "block", "ops")
+    __slots__ = ("lowerer", "block", "ops")
 
     def __init__(self, lowerer, block: Block):
         self.lowerer = lowerer
-        self.b = Builder(block)
         # Ops are appended to block.ops directly (Builder.insert at the block's
         # end, spelled out): loop IR is made by the tens of thousands of ops for
         # a long function, and the emitter's insertion point never moves.
         self.block = block
         self.ops = block.ops
+
+    @property
+    def b(self) -> Builder:
+        """A builder at the end of the block (made on demand: an emitter is made
+        per loop body, and few rules want one)."""
+        return Builder(self.block)
 
     def op(self, name, operands=(), types=(), regions=(), **attrs) -> Op:
         op = Op(
