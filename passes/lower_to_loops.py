@@ -116,15 +116,14 @@ class FuncLowerer:
 
     # -- entry-block values ---------------------------------------------------------------------
     def dim(self, d) -> Value:
-        key = ("dim", d)
-        v = self.cache.get(key)
+        v = self.dims.get(d)
         if v is None:
             for n in sorted(dim_names(d)):
                 if n not in self.dim_names:
                     # not bound by an argument: the caller passes it (env)
                     self.dim_names.append(n)
             v = self.pro.create("loop.dim", [], [IDX], {"dim": d}, (), self.loc).results[0]
-            self.cache[key] = v
+            self.dims[d] = v
         return v
 
     def const(self, value, dtype: DType) -> Value:
@@ -181,6 +180,7 @@ class FuncLowerer:
         self.prologue = Block()
         self.pro = Builder(self.prologue)
         self.cache: dict = {}
+        self.dims: dict = {}  # dim -> its loop.dim value (asked for by the ten thousand)
         self.elementwise: dict = {}  # op name -> is_elementwise_name, for fused regions
         self.rules: dict = {}  # op name -> its lowering rule
         self.temps: set = set()  # buffers this lowering allocated (may be reused in place)
