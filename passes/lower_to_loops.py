@@ -392,7 +392,7 @@ class FuncLowerer:
         if got is not None:
             return got
         op = v.op if isinstance(v, OpResult) else None
-        if op is not None and (force or v in self.inline) and fusible(op) and v not in vals:
+        if op is not None and (force or v in self.inline) and v not in vals and fusible(op):
             out = self.eval_fusible(emit, op, v, idx, vals, memo)
         else:
             b = self.buf(emit, v, vals)
