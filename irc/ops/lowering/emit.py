@@ -96,7 +96,8 @@ class Emitter:
     @property
     def b(self) -> Builder:
         """A builder at the end of the block (made on demand: an emitter is made
-        per loop body, and few rules want one)."""
+        per loop body, and few rules want one). The emitter always appends at
+        the block's end: moving this builder does not move the emitter."""
         return Builder(self.block)
 
     def op(self, name, operands=(), types=(), regions=(), **attrs) -> Op:
