@@ -239,14 +239,32 @@ class Emitter:
 
     def reduce_nest(self, shape, body, acc, idx=()):
         """Loops over `shape` carrying scalars `acc` (a list); body(emit, idx, *acc) -> next acc."""
-        shape = list(shape)
-        if not shape:
-            return list(body(self, list(idx), *acc))
-
-        def step(emit, i, *a):
-            return emit.reduce_nest(shape[1:], body, list(a), list(idx) + [i])
-
-        return self.loop(self.dim(0), self.dim(shape[0]), step, inits=acc)
+        # (the loops made in turn, as nest(): the same ops, in the same order, as
+        # loop() nested in loop())
+        idx = list(idx)
+        acc = list(acc)
+        e = self
+        levels = []
+        lowerer = self.lowerer
+        dim = lowerer.dim
+        for d in shape:
+            lo = dim(0)
+            hi = dim(d)
+            types = [v.type for v in acc]
+            block = Block([IDX] + types)
+            op = Op("loop.for", [lo, hi, *acc], types, {"parallel": False}, [Region([block])],
+                    lowerer.loc)
+            op.parent = e.block
+            e.ops.append(op)
+            e = Emitter(lowerer, block)
+            levels.append((e, op))
+            idx.append(block.args[0])
+            acc = block.args[1:]
+        res = list(body(e, idx, *acc))
+        for e, op in reversed(levels):
+            e._yield(res)
+            res = list(op.results)
+        return res
 
     def assert_(self, cond: Value, message: str) -> None:
         self.op("loop.assert", [cond], message=message)
