@@ -103,7 +103,8 @@ def lower_dims(func: Op) -> None:
     """Replace every loop.dim of a dim expression by scalar ops over loop.dim ops
     of names and integers, at the top of the function's entry block."""
     entry = func.regions[0].block
-    exprs = [o for o in func.walk() if o.name == "loop.dim" and not _leaf(o.attrs["dim"])]
+    exprs: list = []
+    _dim_exprs(func.regions[0].block, exprs)
     if not exprs:
         return
     # the entry block's loop.dim ops of names and integers move to its top (they
@@ -144,6 +145,18 @@ def lower_dims(func: Op) -> None:
         v = value(dim_tree(o.attrs["dim"]))
         o.results[0].replace_all_uses_with(v)
         o.erase()
+
+
+def _dim_exprs(block: Block, out: list) -> None:
+    """The loop.dim ops of dim expressions in block and the blocks nested in it,
+    in walk order (a walk without a generator per op: loop IR is long)."""
+    for o in block.ops:
+        if o.regions:
+            for r in o.regions:
+                for b in r.blocks:
+                    _dim_exprs(b, out)
+        elif o.name == "loop.dim" and not _leaf(o.attrs["dim"]):
+            out.append(o)
 
 
 def _leaf(d) -> bool:

@@ -97,7 +97,8 @@ def lower_module(module: Module) -> Module:
             continue
         new = FuncLowerer(module, op).lower()
         module.body.insert_before(op, new)
-        op.drop_all_references()
+        # (no drop_all_references: every value the old body reads is its own,
+        # and it goes as a whole; dropping 10^5 uses one by one showed)
         module.body.remove(op)
     module.attrs = dict(module.attrs)
     module.attrs["stage"] = "loops"
@@ -115,15 +116,14 @@ class FuncLowerer:
 
     # -- entry-block values ---------------------------------------------------------------------
     def dim(self, d) -> Value:
-        key = ("dim", d)
-        v = self.cache.get(key)
+        v = self.dims.get(d)
         if v is None:
             for n in sorted(dim_names(d)):
                 if n not in self.dim_names:
                     # not bound by an argument: the caller passes it (env)
                     self.dim_names.append(n)
             v = self.pro.create("loop.dim", [], [IDX], {"dim": d}, (), self.loc).results[0]
-            self.cache[key] = v
+            self.dims[d] = v
         return v
 
     def const(self, value, dtype: DType) -> Value:
@@ -180,6 +180,9 @@ class FuncLowerer:
         self.prologue = Block()
         self.pro = Builder(self.prologue)
         self.cache: dict = {}
+        self.dims: dict = {}  # dim -> its loop.dim value (asked for by the ten thousand)
+        self.elementwise: dict = {}  # op name -> is_elementwise_name, for fused regions
+        self.rules: dict = {}  # op name -> its lowering rule
         self.temps: set = set()  # buffers this lowering allocated (may be reused in place)
         self.viewed: set = set()  # tg values whose buffer some view aliases
         self.vals = {}
@@ -384,12 +387,12 @@ class FuncLowerer:
 
     def expr(self, emit: Emitter, v: Value, idx, vals, memo: dict, force=False) -> Value:
         """The scalar value of v at index idx, evaluating inline ops in place."""
-        key = (v, tuple(map(id, idx)))
+        key = (v, *idx)  # (values hash and compare by identity)
         got = memo.get(key)
         if got is not None:
             return got
         op = v.op if isinstance(v, OpResult) else None
-        if op is not None and (force or v in self.inline) and fusible(op) and v not in vals:
+        if op is not None and (force or v in self.inline) and v not in vals and fusible(op):
             out = self.eval_fusible(emit, op, v, idx, vals, memo)
         else:
             b = self.buf(emit, v, vals)
@@ -418,7 +421,7 @@ class FuncLowerer:
         shape = tuple(op.attrs["shape"])
         block = op.regions[0].block
         env = {}
-        elementwise: dict = {}  # op name -> is_elementwise_name
+        elementwise = self.elementwise  # op name -> is_elementwise_name
         for a, x in zip(block.args, op.operands):
             s = self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
             env[a] = emit.cast(s, a.type.dtype)
@@ -485,15 +488,22 @@ class FuncLowerer:
         if block is not self.func.regions[0].block:
             self.plan_groups(block)
         self.plan_transposes(block)
+        inline = self.inline
+        rules = self.rules
         for op in block.ops:
-            if op.name in ("func.return", "tg.yield"):
+            name = op.name
+            if name in ("func.return", "tg.yield"):
                 return list(op.operands)
-            if op.results and all(r in self.inline for r in op.results):
+            res = op.results
+            if res and (res[0] in inline if len(res) == 1 else all(r in inline for r in res)):
                 continue
             self.loc = op.loc or self.loc
-            rule = rule_of(op.name)
+            rule = rules.get(name)
             if rule is None:
-                raise CompileError(f"lower-to-loops: no lowering for {op.name}", op.loc)
+                rule = rule_of(name)
+                if rule is None:
+                    raise CompileError(f"lower-to-loops: no lowering for {name}", op.loc)
+                rules[name] = rule
             rule(self, emit, op, vals)
         return []
 

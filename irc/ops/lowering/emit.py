@@ -19,19 +19,34 @@ from irc.ir.types import BOOL, I64, DType, TensorType
 from irc.ops.registry import ELEMENTWISE, REGISTRY
 
 IDX = TensorType(I64, ())
+_IDX_ONLY = [IDX]  # (the argument types of a loop body without carries)
 
 
 BOOL_T = TensorType(BOOL, ())
 
 
+_SCALAR_TYPES: dict = {}
+
+
 def scalar_type(dtype: DType) -> TensorType:
-    return TensorType(dtype, ())
+    t = _SCALAR_TYPES.get(dtype)
+    if t is None:
+        t = _SCALAR_TYPES[dtype] = TensorType(dtype, ())
+    return t
+
+
+_PRODUCTS: dict = {}
 
 
 def product(dims) -> object:
-    p = 1
-    for d in dims:
-        p = dim_mul(p, d)
+    key = tuple(dims)
+    p = _PRODUCTS.get(key)
+    if p is None:
+        p = 1
+        for d in key:
+            p = dim_mul(p, d)
+        if len(_PRODUCTS) < 4096:  # (dims are ints and strings: a bounded memo of the few seen)
+            _PRODUCTS[key] = p
     return p
 
 
@@ -68,20 +83,42 @@ REDUCE_KINDS = {"tg.sum": "sum", "tg.mean": "mean", "tg.max": "max", "tg.min": "
 class Emitter:
     """Builds loop IR at the end of a block, with values hoisted to the entry."""
 
+    __slots__ = ("lowerer", "block", "ops")
+
     def __init__(self, lowerer, block: Block):
         self.lowerer = lowerer
-        self.b = Builder(block)
+        # Ops are appended to block.ops directly (Builder.insert at the block's
+        # end, spelled out): loop IR is made by the tens of thousands of ops for
+        # a long function, and the emitter's insertion point never moves.
+        self.block = block
+        self.ops = block.ops
+
+    @property
+    def b(self) -> Builder:
+        """A builder at the end of the block (made on demand: an emitter is made
+        per loop body, and few rules want one). The emitter always appends at
+        the block's end: moving this builder does not move the emitter."""
+        return Builder(self.block)
 
     def op(self, name, operands=(), types=(), regions=(), **attrs) -> Op:
-        b = self.b
-        op = Op(name, list(operands), list(types), attrs, regions, self.lowerer.loc or b.loc)
-        if b.anchor is None and b.pos is None and b.block is not None:
-            # (Builder.insert at the block's end, spelled out: loop IR is made by
-            # the tens of thousands of ops for a long function)
-            op.parent = b.block
-            b.block.ops.append(op)
-            return op
-        return b.insert(op)
+        op = Op(
+            name,
+            operands,
+            types if type(types) is list else list(types),
+            attrs,
+            regions,
+            self.lowerer.loc,
+        )
+        op.parent = self.block
+        self.ops.append(op)
+        return op
+
+    def _val(self, name, operands, t) -> Value:
+        """A one-result op without attributes or regions (the common case)."""
+        op = Op(name, operands, [t], None, (), self.lowerer.loc)
+        op.parent = self.block
+        self.ops.append(op)
+        return op.results[0]
 
     def val(self, name, operands, t, **attrs) -> Value:
         return self.op(name, operands, [t], **attrs).results[0]
@@ -94,19 +131,23 @@ class Emitter:
 
     def scalar(self, name: str, *operands, t: Optional[TensorType] = None, **attrs) -> Value:
         """scalar.<name>; the result type defaults to the first operand's."""
-        return self.op("scalar." + name, operands, [t or operands[0].type], **attrs).results[0]
+        if attrs:
+            return self.op("scalar." + name, operands, [t or operands[0].type], **attrs).results[0]
+        return self._val("scalar." + name, operands, t or operands[0].type)
 
     def cast(self, v: Value, dtype: DType) -> Value:
         d = v.type.dtype
         if d is dtype or d == dtype:  # (the same object, most of the time: no field compare)
             return v
-        return self.val("scalar.cast", [v], scalar_type(dtype))
+        return self._val("scalar.cast", [v], scalar_type(dtype))
 
     def load(self, buf: Value, idx) -> Value:
-        return self.val("mem.load", [buf, *idx], scalar_type(buf.type.dtype))
+        return self._val("mem.load", [buf, *idx], scalar_type(buf.type.dtype))
 
     def store(self, v: Value, buf: Value, idx) -> None:
-        self.op("mem.store", [v, buf, *idx])
+        op = Op("mem.store", [v, buf, *idx], [], None, (), self.lowerer.loc)
+        op.parent = self.block
+        self.ops.append(op)
 
     def gemm(
         self,
@@ -151,43 +192,79 @@ class Emitter:
     def loop(self, lo: Value, hi: Value, body, inits=(), parallel=False) -> list:
         """loop.for; body(emit, i, *carried) returns the next carried values."""
         inits = list(inits)
-        block = Block([IDX] + [v.type for v in inits])
-        op = self.op(
-            "loop.for",
-            [lo, hi, *inits],
-            [v.type for v in inits],
-            [Region([block])],
-            parallel=bool(parallel),
-        )
+        if inits:
+            types = [v.type for v in inits]
+            block = Block([IDX] + types)
+        else:
+            types = []
+            block = Block(_IDX_ONLY)
+        op = Op("loop.for", [lo, hi, *inits], types, {"parallel": bool(parallel)},
+                [Region([block])], self.lowerer.loc)
+        op.parent = self.block
+        self.ops.append(op)
         inner = Emitter(self.lowerer, block)
-        nxt = body(inner, block.args[0], *block.args[1:]) or []
-        inner.op("loop.yield", list(nxt))
+        nxt = body(inner, *block.args) or []
+        inner._yield(nxt)
         return list(op.results)
+
+    def _yield(self, values) -> None:
+        op = Op("loop.yield", values, [], None, (), self.lowerer.loc)
+        op.parent = self.block
+        self.ops.append(op)
 
     def nest(self, shape, body, parallel=True, idx=()):
         """Loops over every index of `shape` (outermost first); body(emit, idx)."""
-        shape = list(shape)
-        if not shape:
-            body(self, list(idx))
-            return
-        d0 = shape[0]
-
-        def step(emit, i):
-            emit.nest(shape[1:], body, parallel, list(idx) + [i])
-
-        par = parallel(len(idx)) if callable(parallel) else parallel
-        self.loop(self.dim(0), self.dim(d0), step, parallel=par)
+        # (the loops made in turn, not by recursion: the same ops, made in the
+        # same order, as loop() nested in loop())
+        idx = list(idx)
+        e = self
+        inner = []
+        lowerer = self.lowerer
+        dim = lowerer.dim
+        for d in shape:
+            par = parallel(len(idx)) if callable(parallel) else parallel
+            lo = dim(0)
+            hi = dim(d)
+            block = Block(_IDX_ONLY)
+            op = Op("loop.for", [lo, hi], [], {"parallel": bool(par)}, [Region([block])],
+                    lowerer.loc)
+            op.parent = e.block
+            e.ops.append(op)
+            e = Emitter(lowerer, block)
+            inner.append(e)
+            idx.append(block.args[0])
+        body(e, idx)
+        for e in reversed(inner):
+            e._yield([])
 
     def reduce_nest(self, shape, body, acc, idx=()):
         """Loops over `shape` carrying scalars `acc` (a list); body(emit, idx, *acc) -> next acc."""
-        shape = list(shape)
-        if not shape:
-            return list(body(self, list(idx), *acc))
-
-        def step(emit, i, *a):
-            return emit.reduce_nest(shape[1:], body, list(a), list(idx) + [i])
-
-        return self.loop(self.dim(0), self.dim(shape[0]), step, inits=acc)
+        # (the loops made in turn, as nest(): the same ops, in the same order, as
+        # loop() nested in loop())
+        idx = list(idx)
+        acc = list(acc)
+        e = self
+        levels = []
+        lowerer = self.lowerer
+        dim = lowerer.dim
+        for d in shape:
+            lo = dim(0)
+            hi = dim(d)
+            types = [v.type for v in acc]
+            block = Block([IDX] + types)
+            op = Op("loop.for", [lo, hi, *acc], types, {"parallel": False}, [Region([block])],
+                    lowerer.loc)
+            op.parent = e.block
+            e.ops.append(op)
+            e = Emitter(lowerer, block)
+            levels.append((e, op))
+            idx.append(block.args[0])
+            acc = block.args[1:]
+        res = list(body(e, idx, *acc))
+        for e, op in reversed(levels):
+            e._yield(res)
+            res = list(op.results)
+        return res
 
     def assert_(self, cond: Value, message: str) -> None:
         self.op("loop.assert", [cond], message=message)
