@@ -225,7 +225,9 @@ class Op:
         self.parent = None
         if type(result_types) is not list:
             result_types = list(result_types)
-        if len(result_types) == 1 and result_names is None:
+        if not result_types:
+            self.results = []
+        elif len(result_types) == 1 and result_names is None:
             r = _new_result(OpResult)
             r.type = result_types[0]
             r.uses = UseList()
@@ -304,13 +306,21 @@ class Op:
     def walk(self) -> Iterator["Op"]:
         """This op and every op nested in its regions, in pre-order."""
         yield self
-        for r in self.regions:
-            for b in r.blocks:
-                for op in list(b.ops):
-                    if op.regions:
-                        yield from op.walk()
-                    else:
-                        yield op  # no generator per leaf: most ops have no regions
+        if not self.regions:
+            return
+        # One generator per op with regions, on a stack, instead of one per
+        # nesting level that every op of a deep loop nest is yielded through.
+        # As the recursive walk: an op's regions are looked at once the op has
+        # been yielded, and a block's ops when the walk reaches the block.
+        stack = [_nested_ops(self)]
+        while stack:
+            for op in stack[-1]:
+                yield op
+                if op.regions:
+                    stack.append(_nested_ops(op))
+                    break
+            else:
+                stack.pop()
 
     def is_ancestor_of(self, other: "Op") -> bool:
         p = other
@@ -377,6 +387,13 @@ class Op:
 
     def __repr__(self):
         return f"<Op {self.name} ({len(self.operands)} operands, {len(self.results)} results)>"
+
+
+def _nested_ops(op: Op) -> Iterator[Op]:
+    """The ops of `op`'s blocks (not deeper), each block's as it was when reached."""
+    for r in op.regions:
+        for b in r.blocks:
+            yield from list(b.ops)
 
 
 class Block:
