@@ -265,9 +265,9 @@ class Op:
 
     def set_operand(self, idx: int, v: Value) -> None:
         old = self.operands[idx]
-        old.uses.remove((self, idx))
+        del old.uses[(self, idx)]  # (UseList.remove and .append, written out)
         self.operands[idx] = v
-        v.uses.append((self, idx))
+        v.uses[(self, idx)] = None
 
     def set_operands(self, values: Iterable[Value]) -> None:
         self.drop_operands()
@@ -275,8 +275,10 @@ class Op:
             self.add_operand(v)
 
     def drop_operands(self) -> None:
-        for i, v in enumerate(self.operands):
-            v.uses.remove((self, i))
+        i = 0
+        for v in self.operands:
+            del v.uses[(self, i)]  # (UseList.remove, written out)
+            i += 1
         self.operands = []
 
     # -- regions --------------------------------------------------------------
@@ -400,11 +402,14 @@ class Block:
     __slots__ = ("args", "ops", "parent", "_hint")
 
     def __init__(self, arg_types: Iterable[TensorType] = (), arg_names=None):
-        names = list(arg_names) if arg_names is not None else []
-        self.args = [
-            BlockArgument(self, i, t, names[i] if i < len(names) else None)
-            for i, t in enumerate(arg_types)
-        ]
+        if arg_types:
+            names = list(arg_names) if arg_names is not None else []
+            self.args = [
+                BlockArgument(self, i, t, names[i] if i < len(names) else None)
+                for i, t in enumerate(arg_types)
+            ]
+        else:
+            self.args = []
         self.ops: list = []
         self.parent: Optional[Region] = None
         # Where index_of last found an op: passes erase and insert in walk
