@@ -108,8 +108,15 @@ class Value:
     def replace_all_uses_with(self, new: "Value") -> None:
         if new is self:
             return
-        for op, idx in list(self.uses):
-            op.set_operand(idx, new)
+        uses = self.uses
+        if not uses:
+            return
+        # (op.set_operand per use, written out: the uses move over in order)
+        new_uses = new.uses
+        for use in list(uses):
+            use[0].operands[use[1]] = new
+            new_uses[use] = None
+        uses.clear()
 
     def has_uses(self) -> bool:
         return bool(self.uses)
