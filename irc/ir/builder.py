@@ -49,8 +49,14 @@ class Builder:
 
     # -- creation ----------------------------------------------------------------
     def insert(self, op: Op) -> Op:
-        if self.block is None:
+        block = self.block
+        if block is None:
             raise ValueError("builder has no insertion block")
+        if self.anchor is None and self.pos is None and op.parent is None:
+            # (Block.append written out: how the front end adds every op of a function)
+            op.parent = block
+            block.ops.append(op)
+            return op
         if self.anchor is not None:
             self.block.insert_before(self.anchor, op)
         elif self.pos is None:

@@ -108,8 +108,15 @@ class Value:
     def replace_all_uses_with(self, new: "Value") -> None:
         if new is self:
             return
-        for op, idx in list(self.uses):
-            op.set_operand(idx, new)
+        uses = self.uses
+        if not uses:
+            return
+        # (op.set_operand per use, written out: the uses move over in order)
+        new_uses = new.uses
+        for use in list(uses):
+            use[0].operands[use[1]] = new
+            new_uses[use] = None
+        uses.clear()
 
     def has_uses(self) -> bool:
         return bool(self.uses)
@@ -190,6 +197,10 @@ def attr_key(v):
     return v
 
 
+_NO_REGIONS = ()  # the `regions` of every op without regions (see Op.__init__)
+_new_result = object.__new__
+
+
 class Op:
     """An operation. Create through `Builder.create` or `Op(...)` then insert."""
 
@@ -205,37 +216,52 @@ class Op:
         loc: Optional[Loc] = None,
         result_names: Optional[Iterable[Optional[str]]] = None,
     ):
+        # Ops are created by the hundred thousand for a long function: the
+        # common case (plain attribute values, no regions, one result) takes
+        # no comprehension, no method call and no container it does not need.
         self.name = name
-        # (freeze_attr's first test inline: most attribute values are plain)
-        self.attrs = (
-            {
+        if attrs:
+            # (freeze_attr's first test inline: most attribute values are plain)
+            self.attrs = {
                 k: v if type(v) in _PLAIN_ATTR_TYPES else freeze_attr(v)
                 for k, v in attrs.items()
             }
-            if attrs
-            else {}
-        )
-        self.loc = loc
-        self.parent: Optional[Block] = None
-        types = result_types if type(result_types) is list else list(result_types)
-        names = () if result_names is None else list(result_names)
-        if len(types) == 1:  # most ops: no comprehension for one result
-            self.results = [OpResult(self, 0, types[0], names[0] if names else None)]
         else:
+            self.attrs = {}
+        self.loc = loc
+        self.parent = None
+        if type(result_types) is not list:
+            result_types = list(result_types)
+        if not result_types:
+            self.results = []
+        elif len(result_types) == 1 and result_names is None:
+            r = _new_result(OpResult)
+            r.type = result_types[0]
+            r.uses = UseList()
+            r.name_hint = None
+            r.op = self
+            r.index = 0
+            self.results = [r]
+        else:
+            names = () if result_names is None else list(result_names)
             self.results = [
                 OpResult(self, i, t, names[i] if i < len(names) else None)
-                for i, t in enumerate(types)
+                for i, t in enumerate(result_types)
             ]
-        self.regions: list = []
-        for r in regions:
-            self.add_region(r)
-        # add_operand inlined: ops are created by the hundred thousand for a
-        # long function, and a method call per operand shows.
-        self.operands = list(operands)
-        for i, v in enumerate(self.operands):
+        # Ops without regions share one empty tuple (add_region makes a list):
+        # one container less per op for the cycle collector to walk.
+        self.regions = _NO_REGIONS
+        if regions:
+            for r in regions:
+                self.add_region(r)
+        # add_operand inlined
+        self.operands = operands = list(operands)
+        i = 0
+        for v in operands:
             if not isinstance(v, Value):
                 raise TypeError(f"operand of {name} must be a Value, got {v!r}")
             v.uses[(self, i)] = None
+            i += 1
 
     # -- operands -------------------------------------------------------------
     def add_operand(self, v: Value) -> None:
@@ -246,9 +272,9 @@ class Op:
 
     def set_operand(self, idx: int, v: Value) -> None:
         old = self.operands[idx]
-        old.uses.remove((self, idx))
+        del old.uses[(self, idx)]  # (UseList.remove and .append, written out)
         self.operands[idx] = v
-        v.uses.append((self, idx))
+        v.uses[(self, idx)] = None
 
     def set_operands(self, values: Iterable[Value]) -> None:
         self.drop_operands()
@@ -256,14 +282,19 @@ class Op:
             self.add_operand(v)
 
     def drop_operands(self) -> None:
-        for i, v in enumerate(self.operands):
-            v.uses.remove((self, i))
+        i = 0
+        for v in self.operands:
+            del v.uses[(self, i)]  # (UseList.remove, written out)
+            i += 1
         self.operands = []
 
     # -- regions --------------------------------------------------------------
     def add_region(self, r: "Region") -> "Region":
         r.parent = self
-        self.regions.append(r)
+        if self.regions is _NO_REGIONS:
+            self.regions = [r]
+        else:
+            self.regions.append(r)
         return r
 
     # -- convenience ------------------------------------------------------------
@@ -284,13 +315,21 @@ class Op:
     def walk(self) -> Iterator["Op"]:
         """This op and every op nested in its regions, in pre-order."""
         yield self
-        for r in self.regions:
-            for b in r.blocks:
-                for op in list(b.ops):
-                    if op.regions:
-                        yield from op.walk()
-                    else:
-                        yield op  # no generator per leaf: most ops have no regions
+        if not self.regions:
+            return
+        # One generator per op with regions, on a stack, instead of one per
+        # nesting level that every op of a deep loop nest is yielded through.
+        # As the recursive walk: an op's regions are looked at once the op has
+        # been yielded, and a block's ops when the walk reaches the block.
+        stack = [_nested_ops(self)]
+        while stack:
+            for op in stack[-1]:
+                yield op
+                if op.regions:
+                    stack.append(_nested_ops(op))
+                    break
+            else:
+                stack.pop()
 
     def is_ancestor_of(self, other: "Op") -> bool:
         p = other
@@ -320,17 +359,37 @@ class Op:
     def clone(self, mapping: Optional[dict] = None) -> "Op":
         """A deep copy; operands are remapped through `mapping` (updated in place)."""
         mapping = {} if mapping is None else mapping
-        new = Op(
-            self.name,
-            [mapping.get(v, v) for v in self.operands],
-            [r.type for r in self.results],
-            self.attrs,  # (copied, not shared, by __init__)
-            (),
-            self.loc,
-            [r.name_hint for r in self.results],
-        )
-        for old_r, new_r in zip(self.results, new.results):
-            mapping[old_r] = new_r
+        # What Op(...) would do with this op's fields, written out: the
+        # pipeline clones every op of a module, and the operands, result types
+        # and attributes are known good (the attributes are copied, not shared,
+        # and frozen as Op.__init__ does, for values set on `attrs` by hand).
+        new = _new_result(Op)
+        new.name = self.name
+        new.attrs = {
+            k: v if type(v) in _PLAIN_ATTR_TYPES else freeze_attr(v)
+            for k, v in self.attrs.items()
+        }
+        new.loc = self.loc
+        new.parent = None
+        results = []
+        for old_r in self.results:
+            r = _new_result(OpResult)
+            r.type = old_r.type
+            r.uses = UseList()
+            r.name_hint = old_r.name_hint
+            r.op = new
+            r.index = len(results)
+            results.append(r)
+        new.results = results
+        new.regions = _NO_REGIONS
+        get = mapping.get
+        new.operands = operands = [get(v, v) for v in self.operands]
+        i = 0
+        for v in operands:
+            v.uses[(new, i)] = None
+            i += 1
+        for old_r, r in zip(self.results, results):
+            mapping[old_r] = r
         for r in self.regions:
             new.add_region(r.clone(mapping))
         return new
@@ -339,15 +398,25 @@ class Op:
         return f"<Op {self.name} ({len(self.operands)} operands, {len(self.results)} results)>"
 
 
+def _nested_ops(op: Op) -> Iterator[Op]:
+    """The ops of `op`'s blocks (not deeper), each block's as it was when reached."""
+    for r in op.regions:
+        for b in r.blocks:
+            yield from list(b.ops)
+
+
 class Block:
     __slots__ = ("args", "ops", "parent", "_hint")
 
     def __init__(self, arg_types: Iterable[TensorType] = (), arg_names=None):
-        names = list(arg_names) if arg_names is not None else []
-        self.args = [
-            BlockArgument(self, i, t, names[i] if i < len(names) else None)
-            for i, t in enumerate(arg_types)
-        ]
+        if arg_types:
+            names = list(arg_names) if arg_names is not None else []
+            self.args = [
+                BlockArgument(self, i, t, names[i] if i < len(names) else None)
+                for i, t in enumerate(arg_types)
+            ]
+        else:
+            self.args = []
         self.ops: list = []
         self.parent: Optional[Region] = None
         # Where index_of last found an op: passes erase and insert in walk
