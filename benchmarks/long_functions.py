@@ -56,7 +56,8 @@ def integers(n):
                      + [f"    return y{n - 1}", "}"]) + "\n"
 
 def matmuls(n):
-    body = [f"    y{i} = y{i - 1} @ x" if i % 2 else f"    y{i} = y{i - 1} * 0.5" for i in range(1, n)]
+    body = [f"    y{i} = y{i - 1} @ x" if i % 2 else f"    y{i} = y{i - 1} * 0.5"
+            for i in range(1, n)]
     return "\n".join(["fn f(x: f32[4, 4]) -> f32[4, 4] {", "    y0 = x"] + body
                      + [f"    return y{n - 1}", "}"]) + "\n"
 

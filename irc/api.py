@@ -195,7 +195,8 @@ def _interface(opt: Module):
         for op in opt.functions()
         if op.attrs.get("visibility") == "public"
     ]
-    globs = [(op.attrs["sym_name"], op.attrs["type"]) for op in opt.body.ops if op.name == "tg.global"]
+    globs = [(op.attrs["sym_name"], op.attrs["type"])
+             for op in opt.body.ops if op.name == "tg.global"]
     return funcs, globs
 
 
@@ -232,7 +233,9 @@ def _pin_threads(be, threads) -> None:
         pin(be, threads)  # this module keeps its own count, whatever set_num_threads says
 
 
-def _to_cache(key, m: "CompiledModule", module_seed: int, state: dict, globs: Module, seed) -> None:
+def _to_cache(
+    key, m: "CompiledModule", module_seed: int, state: dict, globs: Module, seed
+) -> None:
     """Write m's whole-module cache entry; `globs`: _globals_module of its IR,
     `seed`: the module's own seed attribute."""
     from irc import cache
@@ -303,9 +306,8 @@ def _from_cache(key, text, filename, define, base_dir, seed):
 def _make_backend(name, module, state, device, owned=False, source_key=None):
     """The backend `name` of an optimised module; `owned`: the caller gives the
     module and the state up, and the cpu backend lowers the module in place and
-    keeps the state's arrays; `source_key`: the
-    module's irc.cache.module_key, which keys the cpu backend's object code
-    (LLVMBackend)."""
+    keeps the state's arrays; `source_key`: the module's irc.cache.module_key,
+    which keys the cpu backend's object code (LLVMBackend)."""
     if name == "interp":
         from irc.runtime.interp import InterpBackend
 

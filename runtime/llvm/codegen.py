@@ -51,8 +51,8 @@ from irc.ops.loop import storage_root, written_buffers
 from .parallel import h_gemm, opaque_alloca, parfor_helper
 from .scalar import (
     ALIGN,
-    FCMP,
     F64,
+    FCMP,
     I1,
     I8,
     I32,
@@ -940,7 +940,8 @@ class FunctionGen:
             for r in o.results:
                 slot = slots.get(r)
                 if slot is not None:
-                    g.b.store(g.vmap[r], g.b.gep(sfn.args[4], [ir.Constant(I64, slot)], source_etype=I64))
+                    at = g.b.gep(sfn.args[4], [ir.Constant(I64, slot)], source_etype=I64)
+                    g.b.store(g.vmap[r], at)
         g.b.ret(ir.Constant(I32, 0))
         g.finish_prologue()
         return sfn

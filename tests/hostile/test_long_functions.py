@@ -124,7 +124,8 @@ def _check_20k(make, m):
         w = (rng.standard_normal((8, 8)) * 0.5).astype(np.float32)
         np.testing.assert_allclose(m.f(x, w), reference("mixed", 20000, [x, w]), rtol=1e-4)
     elif make is scalar:
-        np.testing.assert_allclose(m.f(np.float32(0.3)), reference("scalar", 20000, [0.3]), rtol=1e-4)
+        want = reference("scalar", 20000, [0.3])
+        np.testing.assert_allclose(m.f(np.float32(0.3)), want, rtol=1e-4)
     else:
         x = np.full(4, 0.1, np.float32)
         np.testing.assert_allclose(m.f(x), reference("shared", 20000, [x]), rtol=1e-3)

@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 import pytest
+from llvm_helpers import cpu_backend, loads_cpu, one_op_module
 
 from irc.ir.types import F32, I32, TensorType
-from llvm_helpers import cpu_backend, loads_cpu, one_op_module
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 
@@ -94,9 +94,10 @@ def test_a_source_module_keys_its_object_code_by_the_source(cache_home, monkeypa
     """With the module cache on, a cold cpu load keys its object code by the
     source (irc.cache.module_key) and prints no loop IR; a later load of the
     same source whose whole-module entry is gone still finds the object code."""
+    from irc.runtime.llvm import backend, jit
+
     import irc
     from irc import cache
-    from irc.runtime.llvm import backend, jit
 
     printed = []
     real = backend.print_module
@@ -252,11 +253,12 @@ def test_compile_cache_skips_llvm(tmp_path, monkeypatch):
 def test_scan_rewrites_keep_results():
     """Hoisting out of scans, accumulations sunk after the loop, a value yielded
     twice: the RNN step of the benchmarks against the interpreter."""
-    import irc.api as api
-    from irc.pipeline import run_pipeline
     from irc.runtime.interp import Interpreter
     from irc.runtime.state import initial_values
     from llvm_helpers import cpu_backend
+
+    import irc.api as api
+    from irc.pipeline import run_pipeline
 
     src = """
 shared W: f32[16, 16] = normal(0, 0.2)
@@ -286,12 +288,13 @@ fn train(xs: f32[T, B, 8], ys: i32[T, B], s0: f32[B, 16]) -> (f32, f32[16, 16], 
 def test_loop_ir_round_trips_and_verifies():
     """Loop IR prints, parses back to the same text, and passes the verifier
     (registry checks of the loop, mem and scalar ops included)."""
+    from irc.passes.lower_to_loops import lower_module
+
     import irc.api as api
     from irc.ir.parser import parse_module
     from irc.ir.printer import print_module
     from irc.ir.verifier import verify
     from irc.ops.registry import verify_op
-    from irc.passes.lower_to_loops import lower_module
     from irc.pipeline import run_pipeline
 
     for src in (CHAIN, """
@@ -315,8 +318,9 @@ def test_an_owned_state_is_taken_as_it_is():
     """initial_values(owned=True) keeps an array that is writable, C-contiguous
     and of the variable's dtype (a variable of gigabytes is not copied), and
     copies any other; without owned, it always copies."""
-    from irc.ir.types import F32, TensorType
     from irc.runtime.base import initial_values
+
+    from irc.ir.types import F32, TensorType
 
     t = TensorType(F32, (4, 2))
     fits = np.zeros((4, 2), np.float32)
@@ -351,8 +355,9 @@ def test_the_llvm_dump_of_a_compile_is_the_dump_of_a_cached_load(cache_home, mon
     """dump("llvm") shows the optimised IR, not the modules after code generation
     rewrote them while emitting the object code (a cold compile's dump differed
     from a cached load's)."""
-    import irc
     from irc.runtime.llvm import jit
+
+    import irc
 
     cold = irc.loads(CHAIN, backend="cpu")
     monkeypatch.setattr(jit, "_ENGINES", {})

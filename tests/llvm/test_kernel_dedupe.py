@@ -270,7 +270,8 @@ def test_repeating_segments_share_a_function(fresh, monkeypatch, kind):
         monkeypatch.setattr(codegen, "SEGMENT_MIN", 0)
         monkeypatch.setattr(codegen, "SEGMENT_OPS", 40)
         n = 161  # 12 host ops per 4 statements: segments of 36
-        varying = kind == "mixed-varying"  # offsets 0.01 ... 0.05 in turn: from the segments' tables
+        # offsets 0.01 ... 0.05 in turn when varying: read from the segments' tables
+        varying = kind == "mixed-varying"
         src = long_programs.mixed(n, varying=varying)
         args = [rng.normal(size=(300, 8)).astype(np.float32),
                 (rng.normal(size=(8, 8)) * 0.3).astype(np.float32)]
