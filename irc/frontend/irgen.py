@@ -555,7 +555,10 @@ class IRGen(NestedGen):
         if isinstance(v, (bool, int, float)):
             if dtype is None:
                 dtype = weak_dtype(like.type.dtype, v) if like is not None else default_dtype(v)
-            arr = np.array(v, dtype=dtype.np)
+            try:
+                arr = np.array(v, dtype=dtype.np)
+            except OverflowError:  # (an int beyond the dtype: a slice bound of 2**31)
+                raise self.err(f"{v} does not fit {dtype}", loc) from None
             arr.setflags(write=False)  # frozen already: the op keeps it without a copy
             # (`with b.at_loc(loc): b.op(...)` written out: one per literal)
             b = self.b

@@ -269,6 +269,7 @@ HOSTILE = [
     b"fn f() -> f32[2, 2] { return zeros([9223372036854775807, 2]) }",
     b"shared W: f32[3037000500, 3037000500] = zeros()\nfn f() -> f32 { return 1.0 }",
     b"shared c: i32[2147483648] = uniform(0, 1)\nfn f() -> f32 { return 1.0 }",  # (8 GiB)
+    b"fn f(x: f32[N]) -> f32[N] { return x[2147483648:N - 1] }",  # (a bound beyond i32)
     b"\x00\x01\x02\x03",
     b"",
 ]
