@@ -191,7 +191,14 @@ class Emitter:
 
     def loop(self, lo: Value, hi: Value, body, inits=(), parallel=False) -> list:
         """loop.for; body(emit, i, *carried) returns the next carried values."""
-        inits = list(inits)
+        inner, op = self._for(lo, hi, list(inits), parallel)
+        nxt = body(inner, *inner.block.args) or []
+        inner._yield(nxt)
+        return list(op.results)
+
+    def _for(self, lo: Value, hi: Value, inits: list, parallel) -> tuple:
+        """(the Emitter of its body, the op) of a loop.for appended here, carrying
+        `inits`; its body is left open (loop, nest and reduce_nest fill it)."""
         if inits:
             types = [v.type for v in inits]
             block = Block([IDX] + types)
@@ -202,10 +209,7 @@ class Emitter:
                 [Region([block])], self.lowerer.loc)
         op.parent = self.block
         self.ops.append(op)
-        inner = Emitter(self.lowerer, block)
-        nxt = body(inner, *block.args) or []
-        inner._yield(nxt)
-        return list(op.results)
+        return Emitter(self.lowerer, block), op
 
     def _yield(self, values) -> None:
         op = Op("loop.yield", values, [], None, (), self.lowerer.loc)
@@ -219,20 +223,13 @@ class Emitter:
         idx = list(idx)
         e = self
         inner = []
-        lowerer = self.lowerer
-        dim = lowerer.dim
+        dim = self.lowerer.dim
         for d in shape:
             par = parallel(len(idx)) if callable(parallel) else parallel
             lo = dim(0)
-            hi = dim(d)
-            block = Block(_IDX_ONLY)
-            op = Op("loop.for", [lo, hi], [], {"parallel": bool(par)}, [Region([block])],
-                    lowerer.loc)
-            op.parent = e.block
-            e.ops.append(op)
-            e = Emitter(lowerer, block)
+            e, _op = e._for(lo, dim(d), [], par)
             inner.append(e)
-            idx.append(block.args[0])
+            idx.append(e.block.args[0])
         body(e, idx)
         for e in reversed(inner):
             e._yield([])
@@ -245,21 +242,13 @@ class Emitter:
         acc = list(acc)
         e = self
         levels = []
-        lowerer = self.lowerer
-        dim = lowerer.dim
+        dim = self.lowerer.dim
         for d in shape:
             lo = dim(0)
-            hi = dim(d)
-            types = [v.type for v in acc]
-            block = Block([IDX] + types)
-            op = Op("loop.for", [lo, hi, *acc], types, {"parallel": False}, [Region([block])],
-                    lowerer.loc)
-            op.parent = e.block
-            e.ops.append(op)
-            e = Emitter(lowerer, block)
+            e, op = e._for(lo, dim(d), acc, False)
             levels.append((e, op))
-            idx.append(block.args[0])
-            acc = block.args[1:]
+            idx.append(e.block.args[0])
+            acc = e.block.args[1:]
         res = list(body(e, idx, *acc))
         for e, op in reversed(levels):
             e._yield(res)
