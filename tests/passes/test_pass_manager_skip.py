@@ -24,17 +24,17 @@ fn f(x: f32[N, 4]) -> f32[N, 4] {
 """
 
 
-def _run(source: str, pipeline: str, monkeypatch=None) -> tuple:
-    """(IR text after the pipeline, how many canonicalize runs did a sweep)"""
+def _run(source: str, pipeline: str, monkeypatch=None, counted=Canonicalize) -> tuple:
+    """(IR text after the pipeline, how many times the pass class `counted` ran)"""
     runs = []
     if monkeypatch is not None:
-        orig = Canonicalize.run
+        orig = counted.run
 
         def run(self, module):
             runs.append(1)
             return orig(self, module)
 
-        monkeypatch.setattr(Canonicalize, "run", run)
+        monkeypatch.setattr(counted, "run", run)
     m = compile_source(source, "<t>", {})
     PassManager(parse_pipeline(pipeline)).run(m)
     return print_module(m), len(runs)
@@ -93,16 +93,7 @@ fn f(x: f32[N]) -> f32[N] {
 def test_cse_skip(monkeypatch, pipeline, expected_runs):
     from irc.passes.cse import CSE
 
-    runs = []
-    orig = CSE.run
-
-    def run(self, module):
-        runs.append(1)
-        return orig(self, module)
-
-    monkeypatch.setattr(CSE, "run", run)
-    m = compile_source(CSE_SOURCE, "<t>", {})
-    PassManager(parse_pipeline(pipeline)).run(m)
-    assert len(runs) == expected_runs
-    assert print_module(m) == _one_by_one(CSE_SOURCE, pipeline)
-    assert print_module(m).count("tg.tanh") <= 2  # tanh(a) and tanh(b) merged in one run
+    text, runs = _run(CSE_SOURCE, pipeline, monkeypatch, counted=CSE)
+    assert runs == expected_runs
+    assert text == _one_by_one(CSE_SOURCE, pipeline)
+    assert text.count("tg.tanh") <= 2  # tanh(a) and tanh(b) merged in one run
