@@ -99,6 +99,27 @@ def is_buffer(v: Value) -> bool:
     return owner is not None and owner.name == "func.func"
 
 
+class FloatBlock(tuple):
+    """The float constants that a kernel takes as parameters (those that differ
+    between the nests it is made for: plan_kernels), in slot order. The kernel
+    takes them as one pointer to an f64 array and loads them in its prologue:
+    passed one by one, a long function's kernels took dozens each, and calls
+    with dozens of operands (each a constant, or in a shared segment a load
+    from its table) were most of LLVM's work on such a function. A value map
+    key like the values it stands for; equal blocks are one array."""
+
+    __slots__ = ()
+
+
+def load_floats(g, ptr, values, at: int = 0) -> None:
+    """Map `values` (float constants) in g's value map to loads, in its prologue,
+    of the f64 array at `ptr` from index `at`, converted to their types."""
+    for j, v in enumerate(values):
+        x = g.pro.load(g.pro.gep(ptr, [ir.Constant(I64, at + j)], source_etype=F64), typ=F64)
+        ty = LLTYPE[v.type.dtype.name]
+        g.vmap[v] = x if ty == F64 else g.pro.fptrunc(x, ty)
+
+
 class ModuleGen:
     """Builds the llvmlite module for a loop-IR module."""
 
@@ -114,6 +135,7 @@ class ModuleGen:
         self.kernel_count = 0
         self.serial_count = 0
         self.const_count = 0
+        self.float_tables: dict = {}  # float values -> private constant f64 array
 
     def build(self) -> ir.Module:
         for op in self.loop_module.body.ops:
@@ -127,6 +149,18 @@ class ModuleGen:
         if f is None:
             f = ir.Function(self.m, ir.FunctionType(ret, args, var_arg=var_arg), name)
         return f
+
+    def float_table(self, values: tuple) -> ir.GlobalVariable:
+        """A private constant f64 array of `values` (one per distinct tuple)."""
+        g = self.float_tables.get(values)
+        if g is None:
+            ty = ir.ArrayType(F64, max(1, len(values)))
+            g = ir.GlobalVariable(self.m, ty, f"__irc_fparams{len(self.float_tables)}")
+            g.global_constant = True
+            g.linkage = "private"
+            g.initializer = ir.Constant(ty, list(values) or [0.0])
+            self.float_tables[values] = g
+        return g
 
     def constant_data(self, arr) -> ir.GlobalVariable:
         data = bytearray(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()) if arr.size else bytearray(b"\0")
@@ -762,7 +796,12 @@ class FunctionGen:
         self.plan_kernels(body)
         self.plan_workspace(body)
         ops = [o for o in body.ops if o.name not in ("mem.alloc", "mem.global", "mem.constant")]
-        n_host = sum(1 for o in ops if o.name != "func.return")
+        # (the lowering puts every constant and dim at the top of the entry:
+        # made where they are used, they are not host ops a segment runs; a
+        # function of 10,000 statements that differ in their constants would
+        # otherwise run segments that only pass constants on to later ones)
+        rematerialised = ("scalar.const", "loop.dim", "func.return")
+        n_host = sum(1 for o in ops if o.name not in rematerialised)
         if n_host <= SEGMENT_MIN:
             g = self.frame(fn, *fn.args)
             for o in ops:
@@ -772,7 +811,7 @@ class FunctionGen:
                 self.host_op(o)
             g.finish_prologue()
         else:
-            self.segments(fn, ops)
+            self.segments(fn, [o for o in ops if o.name not in rematerialised[:2]])
         self.ws_size_fn(name, body)
         return FunctionInfo(name, op, self.messages)
 
@@ -883,15 +922,15 @@ class FunctionGen:
         shared: dict = {}  # segment key -> its function
         for s0 in range(0, len(ops), seg_ops):
             part = ops[s0:s0 + seg_ops]
-            key, base, cbase, fvals = (self.segment_key(part, lazy) if DEDUPE
-                                       else (None, None, None, []))
+            key, base, cbase, fvals, runs = (self.segment_key(part, lazy) if DEDUPE
+                                             else (None, None, None, [], {}))
             base = base or (0,) * ntypes
             cbase = cbase or 0
             sfn = shared.get(key) if key is not None else None
             done = any(o.name == "func.return" for o in part)
             k = s0 // seg_ops
             if sfn is None:
-                sfn = self.segment_function(f"{name}.{k}", part, base, cbase, fvals)
+                sfn = self.segment_function(f"{name}.{k}", part, base, cbase, runs)
                 if key is not None:
                     shared[key] = sfn
             bconst = ir.Constant(ir.ArrayType(I64, max(1, ntypes)), list(base) or [0])
@@ -912,10 +951,11 @@ class FunctionGen:
                 break
         eb.ret(ir.Constant(I32, 0))
 
-    def segment_function(self, sname, part, base, cbase, fvals):
+    def segment_function(self, sname, part, base, cbase, runs):
         """The function of a segment (see segments), generated from `part` with
-        its allocs and carry slots relative to (base, cbase), and the float
-        constants `fvals` read from its table (f64, converted to their type)."""
+        its allocs and carry slots relative to (base, cbase), whose kernels read
+        their float parameters from its table (`runs`: their FloatBlocks -> first
+        index)."""
         loops = any(o.name == "loop.for" and o.attrs.get("kernel") in ("loop", "gemm")
                     and not _runs_on_one_thread(o) for o in part)
         # glue (optnone, jit.py) unless it runs a host loop itself
@@ -925,17 +965,11 @@ class FunctionGen:
         for a in sfn.args:
             a.add_attribute("noalias")
         g = self.frame(sfn, *sfn.args[:4], carry=sfn.args[4], base=sfn.args[5], shift=(base, cbase))
-        for j, v in enumerate(fvals):
-            x = g.pro.load(g.pro.gep(sfn.args[6], [ir.Constant(I64, j)], source_etype=F64), typ=F64)
-            ty = LLTYPE[v.type.dtype.name]
-            g.vmap[v] = x if ty == F64 else g.pro.fptrunc(x, ty)
-        table = set(fvals)
+        g.ftable, g.float_runs = sfn.args[6], runs
         slots = g.vmap.carried
         for o in part:
             if o.name == "func.return":
                 break
-            if o.name == "scalar.const" and o.results[0] in table:
-                continue  # (its value is the table's)
             self.host_op(o)
             for r in o.results:
                 slot = slots.get(r)
@@ -968,14 +1002,15 @@ class FunctionGen:
         return SEGMENT_OPS // p * p
 
     def segment_key(self, part, lazy):
-        """(key, base counts, first carry slot, float parameters) of a segment: its
+        """(key, base counts, first carry slot, float table, runs) of a segment: its
         host ops with every value from outside it as what the segment's code makes
         of it (an alloc by its counts relative to the segment's first alloc, a
         carried value by its slot relative to the first slot it uses, a constant or
         dim by value, a parameter, global or constant buffer by identity, a nest by
-        its structure id and its values; a float constant that its kernel takes as
-        a parameter (plan_kernels) by its place in the segment's table of them,
-        `float parameters`, which the function reads). Segments with equal keys
+        its structure id and its values; the float constants that its kernel takes
+        as parameters (plan_kernels), a FloatBlock, by the place of their run in the
+        segment's table, `float table`, which the kernel reads (`runs`: block ->
+        first index)). Segments with equal keys
         compute the same code from their bases and tables. The key is None for a
         segment generated for itself: it holds a loop.assert (each registers its
         message where it is generated), a host loop or an op with regions that is
@@ -984,8 +1019,8 @@ class FunctionGen:
         parts: list = []
         base = cbase = None
         vmap_items = self.g_static
-        fidx: dict = {}  # float constant value -> its index in fvals
-        fvals: list = []  # the float constants that are kernel parameters, in first-use order
+        fvals: list = []  # the segment's table: its kernels' float parameters
+        runs: dict = {}  # a kernel's FloatBlock -> its first index in fvals
 
         def ext(v):
             nonlocal base, cbase
@@ -1013,11 +1048,12 @@ class FunctionGen:
                 cbase = slot
             return ("r", slot - cbase)
 
-        def table(v):
-            j = fidx.get(v)
+        def run(block):
+            """A kernel's float parameters: a run of the table it reads itself."""
+            j = runs.get(block)
             if j is None:
-                j = fidx[v] = len(fvals)
-                fvals.append(v)
+                j = runs[block] = len(fvals)
+                fvals.extend(block)
             return j
 
         def results(o):
@@ -1043,16 +1079,15 @@ class FunctionGen:
                     kid, slots, _fconsts, _ = self.nest(o)
                     varying = self.varying.get(kid, ())
                     enc = []
+                    packed = []
                     for k, v in enumerate(slots):
                         if k in varying:  # a kernel parameter: from the segment's table
-                            enc.append(("f", table(v)))
+                            packed.append(v)
                         else:
                             enc.append(ext(v))
+                    if packed:
+                        enc.append(("f", run(FloatBlock(packed))))
                     parts.append(("n", kid, tuple(enc)))
-                elif o.name == "scalar.const" and o.results[0].type.dtype.is_float:
-                    # made here: its value from the table too (statements that
-                    # differ only in their constants share the segment)
-                    parts.append(("fdef", table(o.results[0]), o.results[0].type))
                 elif o.regions or o.name == "loop.assert":
                     raise _NoKey
                 else:
@@ -1060,8 +1095,8 @@ class FunctionGen:
                                   tuple(ext(v) for v in o.operands)))
                 results(o)
         except _NoKey:
-            return None, base, cbase, []
-        return tuple(parts), base, cbase, fvals
+            return None, base, cbase, [], {}
+        return tuple(parts), base, cbase, fvals, runs
 
     def host_op(self, o: Op):
         """Render one host-level op as the kernelize pass marked it: a map is an
@@ -1182,11 +1217,13 @@ class FunctionGen:
         mg, g = self.mg, self.g
         skey, slots, fconsts, _ = self.nest(loop)
         varying = self.varying.get(skey, ())
-        free, consts = [], []
+        free, consts, packed = [], [], []
         for k, v in enumerate(slots):
             d = v.op if isinstance(v, OpResult) else None
             if d is not None and (d.name == "loop.dim" or (d.name == "scalar.const" and k not in varying)):
                 consts.append(v)
+            elif k in varying:
+                packed.append(v)
             else:
                 free.append(v)
         written = written_buffers(loop)
@@ -1196,6 +1233,12 @@ class FunctionGen:
                 roots.setdefault(storage_root(v), []).append(v)
         noalias = tuple(is_buffer(v) and (len(roots[storage_root(v)]) == 1 or storage_root(v) not in written)
                         for v in free)
+        if packed:  # the varying float constants: one pointer, the last free value
+            block = FloatBlock(packed)
+            free.append(block)
+            noalias += (False,)
+            if block not in g.vmap:  # (a launcher has it as its parameter)
+                g.vmap[block] = self.float_block(block)
         kkey = (serial, tuple(str(t) for t in extra), skey, noalias,
                 tuple(val for k, val in fconsts if k not in varying))
         hit = self.kernels.get(kkey) if DEDUPE else None
@@ -1213,7 +1256,8 @@ class FunctionGen:
             mg.kernel_count += 1
         ptypes = [PTR, I64, I64]  # dims, lo, hi
         for v in free:
-            ptypes.append(PTR if is_buffer(v) else LLTYPE[v.type.dtype.name])
+            pointer = type(v) is FloatBlock or is_buffer(v)
+            ptypes.append(PTR if pointer else LLTYPE[v.type.dtype.name])
         ptypes += list(extra)
         kfn = ir.Function(mg.m, ir.FunctionType(I32, ptypes), kname)
         kfn.linkage = "internal"
@@ -1224,6 +1268,8 @@ class FunctionGen:
         kg = Gen(mg, kfn, kfn.args[0], g.dim_names, g.messages)
         for k, v in enumerate(free):
             kg.vmap[v] = kfn.args[k + 3]
+        if packed:
+            load_floats(kg, kfn.args[2 + len(free)], packed)
         for v in consts:
             if v.op.name == "scalar.const":
                 kg.vmap[v] = const_of(v.op.attrs["value"], v.type.dtype)
@@ -1254,6 +1300,17 @@ class FunctionGen:
         kern = Kernel(kfn, kg, free, ptypes, thunk, shared_ty, chunk_ty, consts)
         self.kernels[kkey] = kern
         return kern
+
+    def float_block(self, block: FloatBlock):
+        """The pointer that self.g passes for a kernel's FloatBlock: into its
+        segment's table when the segment was planned with it (segment_key: the
+        functions of segments alike read their own tables), else to a constant
+        array of the values."""
+        g = self.g
+        start = getattr(g, "float_runs", {}).get(block)
+        if start is not None:
+            return g.b.gep(g.ftable, [ir.Constant(I64, start)], inbounds=True, source_etype=F64)
+        return self.mg.float_table(tuple(float(v.op.attrs["value"]) for v in block))
 
     def outline(self, loop: Op):
         """Emit a map kernel (a loop nest) as a kernel function, called on one

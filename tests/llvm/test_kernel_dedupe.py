@@ -105,6 +105,38 @@ def test_results_bit_identical_without_dedupe(fresh, small_groups, monkeypatch, 
         assert np.asarray(m.f(*args)).tobytes() == np.asarray(shared).tobytes()
 
 
+@pytest.mark.parametrize("segments", [False, True])
+def test_differing_constants_reach_a_kernel_as_one_pointer(fresh, monkeypatch, segments):
+    """independent's statements in fused groups of 40, each with its own
+    constants: the kernel of a group takes the constants that differ between
+    groups as one pointer to an f64 array (a constant array, or a run of its
+    segment's table), not as dozens of float parameters; a segmented entry
+    carries no constants from one segment to the next; the same bits as one
+    kernel per nest with its constants inline (dedupe off), and NumPy's
+    results."""
+    n = 400
+    if segments:
+        monkeypatch.setattr(codegen, "SEGMENT_MIN", 0)
+        monkeypatch.setattr(codegen, "SEGMENT_OPS", 4)
+    src = independent(n)
+    x = np.linspace(-3, 3, 5001).astype(np.float32)
+    m = fresh(src)
+    text = m._backend.llvm_ir()
+    heads = re.findall(r'^define internal i32 @"f\.k\d+"\((.*)\)', text, re.M)
+    assert heads and not any("float" in h for h in heads), heads
+    assert max(h.count(",") for h in heads) < 10
+    calls = re.findall(r"call i32 @\"f\.k\d+\.launch\"\((.*)\)", text)
+    assert calls and not any("float" in c for c in calls)
+    if segments:
+        assert _segments(m)[1] >= 3
+        carry = re.search(r"alloca \[(\d+) x i64\]", text)
+        assert carry is not None and int(carry.group(1)) < 50  # (not one slot per constant)
+    got = m.f(x)
+    np.testing.assert_allclose(got, independent_numpy(n, x), rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(codegen, "DEDUPE", False)
+    assert np.asarray(fresh(src).f(x)).tobytes() == np.asarray(got).tobytes()
+
+
 def test_mixed_matches_numpy(fresh):
     n = 41
     m = fresh(mixed(n))
