@@ -657,19 +657,29 @@ def _attrs_key(attrs: dict):
 
 
 def nest_key(loop: Op):
-    """(key, slots, fconsts) of a loop nest, for kernel dedupe: `key` describes the
-    nest's structure (op names, attributes, types, operand wiring as local
-    indices; every value from outside as a slot in first-use order with its kind
-    and type; loop.dim values and integer constants by value); `slots` the values
-    from outside in that order; `fconsts` the (slot, value text) of its float
-    constants, which the key leaves out when they may become kernel parameters
-    (not in a nest with reassociable ops, where LLVM could combine constants).
-    Two nests with equal keys are the same kernel up to their slots' values."""
+    """(key, slots, fconsts, asserts) of a loop nest, for kernel dedupe: `key`
+    describes the nest's structure (op names, attributes, types, operand wiring
+    as local indices; every value from outside as a slot in first-use order with
+    its kind and type; loop.dim values and integer constants by value); `slots`
+    the values from outside in that order; `fconsts` the (slot, value text) of
+    its float constants, which the key leaves out when they may become kernel
+    parameters (not in a nest with reassociable ops, where LLVM could combine
+    constants); `asserts` whether it holds a loop.assert. Two nests with equal
+    keys are the same kernel up to their slots' values.
+
+    The key is one flat tuple, in pre-order: per block "block" and its argument
+    types; per op its name, its attributes' repr, its operand count and
+    operands (a local index, or -1 - slot, a slot's description first where it
+    is first used: a tuple), its result count and types, its region count. The
+    counts make it unambiguous, and every block ends with its terminator. (Flat:
+    a long function's nests are keyed by the ten thousand, and a tuple per op
+    was a third of the time and as many objects for the cycle collector.)"""
     ids: dict = {}
     slot_of: dict = {}
     slots: list = []
     fconsts: list = []  # (slot, value text, index of its entry in parts)
     parts: list = []
+    add = parts.append
 
     def ref(v):
         s = slot_of.get(v)
@@ -679,56 +689,61 @@ def nest_key(loop: Op):
             slots.append(v)
             d = v.op if isinstance(v, OpResult) else None
             if d is not None and d.name == "loop.dim":
-                parts.append(("dim", d.attrs["dim"]))
+                add(("dim", d.attrs["dim"]))
             elif d is not None and d.name == "scalar.const":
                 if v.type.dtype.is_float:  # (a parameter unless the nest reassociates)
                     fconsts.append((s, repr(d.attrs["value"]), len(parts)))
-                    parts.append(("fconst", v.type))
+                    add(("fconst", v.type))
                 else:
-                    parts.append(("const", v.type, repr(d.attrs["value"])))
+                    add(("const", v.type, repr(d.attrs["value"])))
             else:
-                parts.append(("free", v.type, is_buffer(v)))
+                add(("free", v.type, is_buffer(v)))
         return -1 - s
 
-    # (iterative, with the common cases inlined: a long function's nests are
-    # keyed by the ten thousand)
     ids_get = ids.get
-    reassoc = False
+    reassoc = asserts = False
     stack = [loop]
     while stack:
         o = stack.pop()
-        if type(o) is tuple:  # ("block", block)
-            bl = o[1]
-            parts.append(("block", tuple([a.type for a in bl.args])))
-            for a in bl.args:
+        if type(o) is Block:
+            add("block")
+            add(tuple([a.type for a in o.args]))
+            for a in o.args:
                 ids[a] = len(ids)
-            stack.extend(reversed(bl.ops))
+            stack.extend(reversed(o.ops))
             continue
+        name = o.name
+        add(name)
         attrs = o.attrs
-        operands = []
-        for v in o.operands:
-            i = ids_get(v)
-            operands.append(i if i is not None else ref(v))
         if attrs:
             reassoc = reassoc or bool(attrs.get("reassoc"))
-            parts.append((o.name, repr(attrs), tuple([r.type for r in o.results]),
-                          tuple(operands), len(o.regions)))
+            add(repr(attrs))
         else:
-            parts.append((o.name, "", tuple([r.type for r in o.results]), tuple(operands),
-                          len(o.regions)))
-        for r in o.results:
+            add("")
+        operands = o.operands
+        add(len(operands))
+        for v in operands:
+            i = ids_get(v)
+            add(i if i is not None else ref(v))
+        results = o.results
+        add(len(results))
+        for r in results:
+            add(r.type)
             ids[r] = len(ids)
-        if o.regions:
-            for region in reversed(o.regions):
-                for bl in reversed(region.blocks):
-                    stack.append(("block", bl))
+        regions = o.regions
+        add(len(regions))
+        if regions:
+            for region in reversed(regions):
+                stack.extend(reversed(region.blocks))
+        if name == "loop.assert":
+            asserts = True
     if reassoc:  # LLVM may combine its constants: they stay in the key, inline
         for s, text, at in fconsts:
             parts[at] = ("const", parts[at][1], text)
         fconsts = []
     else:
         fconsts = [(s, text) for s, text, _ in fconsts]
-    return tuple(parts), slots, fconsts
+    return tuple(parts), slots, fconsts, asserts
 
 
 def _host_nests(block: Block, out: list):
@@ -762,7 +777,6 @@ class FunctionGen:
         self.varying: dict = {}  # nest key id -> slots of float constants that differ between its nests
         self.kernels: dict = {}  # kernel key -> its Kernel
         self.combines: dict = {}  # (kinds, dtypes, reassoc flags) -> combine function
-        self.fails: dict = {}  # nest key id -> whether it holds a loop.assert
         self.known: dict = {}  # nest key id -> work_known
         self.launchers: dict = {}  # kernel name -> its launcher
         self.maxres = 1  # most results of a nest (the scratch slots)
@@ -1188,20 +1202,17 @@ class FunctionGen:
         g.b.position_at_end(cont)
 
     def can_fail(self, loop: Op) -> bool:
-        k = self.nest(loop)
-        f = self.fails.get(k[0])
-        if f is None:
-            f = self.fails[k[0]] = any(p[0] == "loop.assert" for p in k[3])
-        return f
+        return self.nest(loop)[3]
 
     def nest(self, loop: Op):
-        """(key id, slots, float constants, key) of a nest (nest_key; equal keys
-        get one small integer id, which the tables use instead of the key)."""
+        """(key id, slots, float constants, whether it asserts) of a nest (nest_key;
+        equal keys get one small integer id, which the tables use instead of the
+        key)."""
         k = self.keys.get(loop)
         if k is None:
-            key, slots, fconsts = nest_key(loop)
+            key, slots, fconsts, asserts = nest_key(loop)
             kid = self.key_ids.setdefault(key, len(self.key_ids))
-            k = self.keys[loop] = (kid, slots, fconsts, key)
+            k = self.keys[loop] = (kid, slots, fconsts, asserts)
         return k
 
     def kernel_function(self, loop: Op, extra: tuple = (), serial: bool = False) -> Kernel:
