@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import irc.ops.loop  # noqa: F401  (registers the loop dialects)
 from irc.ir.builder import Builder
-from irc.ir.core import Block, Module, Op, OpResult, Region, SymbolRef, Value
+from irc.ir.core import Block, Module, Op, OpResult, Region, SymbolRef, Value, dismantle
 from irc.ir.dims import dim_names
 from irc.ir.errors import CompileError
 from irc.ir.types import DType, TensorType
@@ -100,6 +100,7 @@ def lower_module(module: Module) -> Module:
         # (no drop_all_references: every value the old body reads is its own,
         # and it goes as a whole; dropping 10^5 uses one by one showed)
         module.body.remove(op)
+        dismantle(op)
     module.attrs = dict(module.attrs)
     module.attrs["stage"] = "loops"
     return module

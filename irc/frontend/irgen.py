@@ -835,7 +835,14 @@ class _Host(Host):
 
 def generate(program: A.Program, filename: str, defines=None) -> Module:
     """The tg IR module of a parsed program."""
+    gen = IRGen(program, filename, defines)
     try:
-        return IRGen(program, filename, defines).generate()
+        return gen.generate()
     except RecursionError:
         raise CompileError("expression nested too deeply", Loc(filename, 1, 1)) from None
+    finally:
+        # The generator and its bound-method tables are a reference cycle that
+        # holds the program's syntax tree: cut, the tree is freed now instead of
+        # being walked by the cycle collector (~300,000 objects for a
+        # 20,000-statement function).
+        gen.__dict__.clear()

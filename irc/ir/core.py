@@ -545,3 +545,28 @@ class Module(Op):
         for op in self.body.ops:
             m.body.append(op.clone(mapping))
         return m
+
+
+def dismantle(root: Op) -> None:
+    """Break every reference cycle in `root` and the ops nested in it."""
+    ops = [root]
+    blocks = []
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        i += 1
+        if op.regions:
+            for r in op.regions:
+                blocks += r.blocks
+                for b in r.blocks:
+                    ops += b.ops
+    for b in blocks:
+        for a in b.args:
+            a.uses.clear()
+        b.args = b.ops = b.parent = None
+    for op in ops:
+        for r in op.results:
+            r.uses.clear()
+        for r in op.regions:
+            r.blocks = r.parent = None
+        op.operands = op.results = op.regions = op.parent = None

@@ -57,7 +57,7 @@ from irc.runtime.binding import (
     spec_to_json,
 )
 
-from irc.ir.core import Module
+from irc.ir.core import Module, dismantle
 from irc.ir.dims import eval_dim
 from irc.ir.errors import CallError, CompileError
 from irc.ir.parser import parse_type
@@ -328,6 +328,8 @@ class LLVMBackend(CompiledBackend):
         function's loop IR would be walked again by every full collection of the
         process (Python's cycle collector)."""
         self._loop_thunk = loop_thunk
+        if self.owned:
+            dismantle(self._loop_module)
         self._loop_module = None
 
     @classmethod

@@ -136,13 +136,29 @@ class ModuleGen:
         self.serial_count = 0
         self.const_count = 0
         self.float_tables: dict = {}  # float values -> private constant f64 array
+        self.gens: list = []  # every Gen made (see release)
 
     def build(self) -> ir.Module:
+        fgens = []
         for op in self.loop_module.body.ops:
             if op.name == "func.func":
-                info = FunctionGen(self, op).build()
+                fgens.append(FunctionGen(self, op))
+                info = fgens[-1].build()
                 self.functions[info.name] = info
+        self.release(fgens)
         return self.m
+
+    def release(self, fgens: list) -> None:
+        """Drop what generation held of the loop IR once the LLVM module is built. A
+        Gen and its value map, and a FunctionGen and the closures of its methods,
+        are reference cycles: left as they are, every loop op and value they name
+        stays alive until Python's cycle collector walks it (a 20,000-statement
+        function's loop IR: a second of collection after its compile)."""
+        for g in self.gens:
+            g.__dict__.clear()
+        for fg in fgens:
+            fg.__dict__.clear()
+        self.gens = []
 
     def decl(self, name, ret, args, var_arg=False):
         f = self.m.globals.get(name)
@@ -285,6 +301,7 @@ class Gen:
     """Shared state of one LLVM function being generated (entry or kernel)."""
 
     def __init__(self, mg: ModuleGen, fn: ir.Function, dims_ptr, dim_names, messages):
+        mg.gens.append(self)
         self.mg = mg
         self.fn = fn
         self.dims_ptr = dims_ptr
@@ -1110,6 +1127,8 @@ class FunctionGen:
                 results(o)
         except _NoKey:
             return None, base, cbase, [], {}
+        finally:
+            ext = None  # (it calls itself: a reference cycle holding `lazy`)
         return tuple(parts), base, cbase, fvals, runs
 
     def host_op(self, o: Op):
@@ -1492,6 +1511,7 @@ class FunctionGen:
 
             known = (loop.operands[0] in outside and loop.operands[1] in outside
                      and block_known(loop.regions[0].block))
+            block_known = None  # (it calls itself: a reference cycle holding `outside`)
             self.known[key] = known
         return known
 
