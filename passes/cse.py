@@ -81,7 +81,8 @@ def _cse_block(
         kinds = {}
     added = []
     merged = set()  # ops replaced by an earlier equal op: dropped from the block at the end
-    for op in list(block.ops):
+    # (the op list is not changed during the loop: merged ops are dropped after it)
+    for op in block.ops:
         if op.regions:
             d = lookup(op.name)
             # An unknown op might not see values from outside: treat it as isolated.
@@ -110,13 +111,16 @@ def _cse_block(
         else:
             operands = tuple(operands)
         attrs = op.attrs
-        if attrs:
+        if not attrs:
+            attrs = ()
+        elif len(attrs) == 1:  # (a constant's value: nothing to sort)
+            for k, v in attrs.items():
+                attrs = ((k, attr_key(v)),)
+        else:
             try:
                 attrs = tuple(sorted([(k, attr_key(v)) for k, v in attrs.items()]))
             except TypeError:
                 continue  # attributes that do not sort: never merge rather than guess
-        else:
-            attrs = ()
         key = (name, operands, attrs)
         fresh = [op]
         try:

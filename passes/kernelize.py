@@ -88,8 +88,15 @@ def ensure_kernels(module: Module) -> Module:
     return module
 
 
+_MARKS = ("kernel", "grid", "levels", "combine")
+
+
 def _mark(op: Op, kind: str, **attrs) -> None:
-    new = {k: v for k, v in op.attrs.items() if k not in ("kernel", "grid", "levels", "combine")}
+    old = op.attrs
+    if "kernel" in old or "grid" in old or "levels" in old or "combine" in old:
+        new = {k: v for k, v in old.items() if k not in _MARKS}
+    else:
+        new = old.copy()  # (an op not marked before: the same dict, without a comprehension)
     new["kernel"] = kind
     for k, v in attrs.items():
         new[k] = tuple(v) if isinstance(v, list) else v
@@ -155,8 +162,10 @@ def _dim_exprs(block: Block, out: list) -> None:
             for r in o.regions:
                 for b in r.blocks:
                     _dim_exprs(b, out)
-        elif o.name == "loop.dim" and not _leaf(o.attrs["dim"]):
-            out.append(o)
+        elif o.name == "loop.dim":
+            d = o.attrs["dim"]
+            if type(d) is not int and not _leaf(d):
+                out.append(o)
 
 
 def _leaf(d) -> bool:
@@ -176,13 +185,22 @@ class _Marker:
     def block(self, block: Block) -> None:
         if block.parent_op() is not None and block.parent_op().name == "func.func":
             self.bufs.update(block.args)
+        host, bufs = self.host, self.bufs
         for op in block.ops:
             name = op.name
-            if name in ("loop.dim", "scalar.const"):
-                self.host.add(op.results[0])
+            # (the commonest names first; the tests below are of distinct names)
+            if name == "mem.alloc":
+                bufs.add(op.results[0])
+            elif name == "loop.for":
+                self.loop(op)
+            elif name in ("loop.dim", "scalar.const"):
+                host.add(op.results[0])
             elif name.startswith("scalar."):
-                if all(v in self.host for v in op.operands):
-                    self.host.add(op.results[0])
+                for v in op.operands:
+                    if v not in host:
+                        break
+                else:
+                    host.add(op.results[0])
             elif name in _BUFFER_DEFS or name == "mem.view":
                 if name in _BUFFER_DEFS or op.operands[0] in self.bufs:
                     self.bufs.add(op.results[0])
@@ -193,8 +211,6 @@ class _Marker:
                 _mark(op, "copy" if all(v in self.bufs for v in op.operands) else "serial")
             elif name == "mem.gemm":
                 _mark(op, "gemm" if self.gemm_ok(op) else "serial")
-            elif name == "loop.for":
-                self.loop(op)
 
     def gemm_ok(self, op: Op) -> bool:
         return all(v in self.bufs for v in op.operands[:3]) and all(
@@ -240,8 +256,10 @@ class _Marker:
     def grid(self, op: Op) -> list:
         """Depths of the parallel axes of the perfect nest at op (may be empty)."""
         out, serial_seen = [], False
+        known = self.host
         for depth, L in enumerate(chain(op)):
-            host = all(v in self.host for v in L.operands[:2])
+            bounds = L.operands
+            host = bounds[0] in known and bounds[1] in known
             if (
                 L.attrs.get("parallel")
                 and host
@@ -322,13 +340,24 @@ def chain(op: Op) -> list:
     out = [op]
     cur = op
     while True:
-        body = cur.regions[0].block
-        ops = [o for o in body.ops if o.name != "loop.yield"]
-        if len(ops) == 1 and ops[0].name == "loop.for" and not ops[0].operands[2:]:
-            cur = ops[0]
+        inner = _only_op(cur.regions[0].blocks[0].ops)
+        if inner is not None and inner.name == "loop.for" and len(inner.operands) <= 2:
+            cur = inner
             out.append(cur)
         else:
             return out
+
+
+def _only_op(ops: list):
+    """The one op of `ops` that is not a loop.yield, or None when there are more or
+    none (looks no further than the second)."""
+    found = None
+    for o in ops:
+        if o.name != "loop.yield":
+            if found is not None:
+                return None
+            found = o
+    return found
 
 
 def reduction_levels(op: Op) -> list:
