@@ -88,9 +88,10 @@ class _Group:
     skipped lazily), so each grouping test is amortised O(log n) and fusing a
     long function stays near-linear."""
 
-    __slots__ = ("ops", "members", "users")
+    __slots__ = ("ops", "members", "users", "shape")
 
     def __init__(self, op: Op, position: dict, block: Block):
+        self.shape = op.results[0].type.shape  # (the first op's: every member's)
         self.ops = [op]
         self.members = {op}
         self.users: list = []
@@ -152,10 +153,10 @@ def fuse_block(block: Block) -> bool:
         target = None
         for v in op.operands:
             p = getattr(v, "op", None)
-            if p is None or p not in group_of or p.parent is not block:
+            g = group_of.get(p)  # (None for a block argument's None)
+            if g is None or p.parent is not block:
                 continue
-            g = group_of[p]
-            if g.ops[0].results[0].type.shape != shape:
+            if g.shape != shape:
                 continue
             if len(g.ops) >= MAX_FUSED_OPS:
                 continue
@@ -177,10 +178,10 @@ def fuse_block(block: Block) -> bool:
         # gives one group per 64 statements, not one per statement).
         for v in op.operands:
             p = getattr(v, "op", None)
-            h = group_of.get(p) if p is not None else None
+            h = group_of.get(p)
             if h is None or h is target or not h.ops or p.parent is not block:
                 continue
-            if h.ops[0].results[0].type.shape != shape:
+            if h.shape != shape:
                 continue
             if len(target.ops) + len(h.ops) > MAX_FUSED_OPS:
                 continue
@@ -196,7 +197,12 @@ def fuse_block(block: Block) -> bool:
         ops = g.ops
         if not ops:
             continue  # absorbed into another group
-        reduce_op = _trailing_reduction(ops, g.members)
+        # (_trailing_reduction's first tests inline: most groups have none)
+        uses = ops[-1].results[0].uses
+        if len(uses) == 1 and next(iter(uses))[0].name in REDUCE_OPS:
+            reduce_op = _trailing_reduction(ops, g.members)
+        else:
+            reduce_op = None
         if len(ops) < 2 and reduce_op is None:
             continue
         build_fused(ops, reduce_op, placed, dead, g.members)
@@ -311,11 +317,12 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | No
         "tg.fused",
         inputs,
         res_types,
-        attrs,
+        None,
         [Region([body])],
         anchor.loc,
         [v.name_hint for v in replaced],
     )
+    fused.attrs = attrs  # (plain values and tuples of them, or the reduction's own: frozen)
     for old, new in zip(replaced, fused.results):
         old.replace_all_uses_with(new)
     if reduce_op is not None:
