@@ -278,24 +278,25 @@ class _Marker:
         depend on them, and whose body has no side effects."""
         levels = [op]
         cur = op
+        host = self.host
         while True:
-            body = cur.regions[0].block
-            ops = [o for o in body.ops if o.name != "loop.yield"]
+            body = cur.regions[0].blocks[0]
+            inner = _only_op(body.ops)
             if (
-                len(ops) == 1
-                and ops[0].name == "loop.for"
-                and not ops[0].attrs.get("parallel")
-                and list(ops[0].operands[2:]) == list(body.args[1:])
-                and list(body.terminator.operands) == list(ops[0].results)
-                and all(v in self.host for v in ops[0].operands[:2])
+                inner is not None
+                and inner.name == "loop.for"
+                and not inner.attrs.get("parallel")
+                and inner.operands[2:] == body.args[1:]  # (lists: compared op by op, by identity)
+                and body.ops[-1].operands == inner.results
+                and inner.operands[0] in host
+                and inner.operands[1] in host
             ):
-                cur = ops[0]
+                cur = inner
                 levels.append(cur)
                 continue
             break
-        for o in op.walk():
-            if o.name in ("mem.store", "mem.copy", "mem.gemm", "loop.assert"):
-                return None
+        if _has_effects(op):
+            return None
         body = levels[-1].regions[0].block
         kinds = []
         for arg, y in zip(body.args[1:], body.terminator.operands):
@@ -346,6 +347,21 @@ def chain(op: Op) -> list:
             out.append(cur)
         else:
             return out
+
+
+_EFFECTS = frozenset(("mem.store", "mem.copy", "mem.gemm", "loop.assert"))
+
+
+def _has_effects(op: Op) -> bool:
+    """Whether op or an op nested in it stores, copies, multiplies or asserts."""
+    if op.name in _EFFECTS:
+        return True
+    for r in op.regions:
+        for b in r.blocks:
+            for o in b.ops:
+                if o.name in _EFFECTS or (o.regions and _has_effects(o)):
+                    return True
+    return False
 
 
 def _only_op(ops: list):
