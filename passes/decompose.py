@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import irc.ops.decompositions  # noqa: F401  (attaches the decompositions)
 from irc.ir.core import Block, Module, Op, attr_key
 from irc.ops.registry import OpBuilder, lookup
-from irc.passes.pass_manager import Pass, register
+from irc.passes.pass_manager import Pass, ops_named, register
 
 DEFAULT = ("tg.mean",)
 
@@ -99,16 +99,7 @@ class Decompose(Pass):
 
 def _ops(op: Op, names) -> list:
     """The ops nested in op, in walk order (those named in `names`, if given)."""
-    out: list = []
-    stack = [op]
-    while stack:  # (pre-order: an op's nested ops come right after it)
-        cur = stack.pop()
-        if names is None or cur.name in names:
-            out.append(cur)
-        if cur.regions:
-            nested = [o for r in cur.regions for b in r.blocks for o in b.ops]
-            stack.extend(reversed(nested))
-    return out
+    return list(op.walk()) if names is None else ops_named(op, names)
 
 
 def _key(op: Op):
