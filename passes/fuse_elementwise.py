@@ -151,12 +151,11 @@ def fuse_block(block: Block) -> bool:
             continue
         shape = op.results[0].type.shape
         target = None
-        for v in op.operands:
-            p = getattr(v, "op", None)
-            g = group_of.get(p)  # (None for a block argument's None)
-            if g is None or p.parent is not block:
-                continue
-            if g.shape != shape:
+        operands = op.operands
+        for v in operands:
+            # (group_of holds this block's ops only; None for a block argument's None)
+            g = group_of.get(getattr(v, "op", None))
+            if g is None or g.shape != shape:
                 continue
             if len(g.ops) >= MAX_FUSED_OPS:
                 continue
@@ -176,12 +175,14 @@ def fuse_block(block: Block) -> bool:
         # them uses their values before op: one loop nest instead of one per
         # group (`y_i = tanh(x * c_i) + k_i` summed by `s_i = s_i-1 + y_i`
         # gives one group per 64 statements, not one per statement).
-        for v in op.operands:
-            p = getattr(v, "op", None)
-            h = group_of.get(p)
-            if h is None or h is target or not h.ops or p.parent is not block:
-                continue
-            if h.shape != shape:
+        # (An op of one operand has none: that operand's group is target, or was
+        # not joined because a user outside it comes before op, a test
+        # only_used_by fails too, or for its shape or size, tested again here.)
+        if len(operands) < 2:
+            continue
+        for v in operands:
+            h = group_of.get(getattr(v, "op", None))
+            if h is None or h is target or not h.ops or h.shape != shape:
                 continue
             if len(target.ops) + len(h.ops) > MAX_FUSED_OPS:
                 continue

@@ -257,19 +257,24 @@ class _Marker:
         """Depths of the parallel axes of the perfect nest at op (may be empty)."""
         out, serial_seen = [], False
         known = self.host
-        for depth, L in enumerate(chain(op)):
+        L, depth = op, 0
+        while True:  # (over chain(op), without building it)
             bounds = L.operands
-            host = bounds[0] in known and bounds[1] in known
+            parallel = L.attrs.get("parallel")
+            body = L.regions[0].blocks[0]
             if (
-                L.attrs.get("parallel")
-                and host
-                and (not serial_seen or partitioned(op, L.regions[0].block.args[0]))
+                parallel
+                and bounds[0] in known
+                and bounds[1] in known
+                and (not serial_seen or partitioned(op, body.args[0]))
             ):
                 out.append(depth)
-                continue
-            if not L.attrs.get("parallel"):
+            elif not parallel:
                 serial_seen = True
-        return out
+            inner = _only_op(body.ops)
+            if inner is None or inner.name != "loop.for" or len(inner.operands) > 2:
+                return out
+            L, depth = inner, depth + 1
 
     # -- reduce --------------------------------------------------------------------------------
     def reduction(self, op: Op):
