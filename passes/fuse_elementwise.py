@@ -245,13 +245,15 @@ def _trailing_reduction(ops: list, members: set | None = None):
     return user
 
 
-_SCALAR_TYPES: dict = {}  # dtype -> its rank-0 type (types are immutable: shared)
+_SCALAR_TYPES: dict = {}  # dtype name -> its rank-0 type (types are immutable: shared)
 
 
 def _scalar_type(dtype) -> TensorType:
-    t = _SCALAR_TYPES.get(dtype)
+    # (keyed by the name, a str whose hash is kept, not by the DType; types compare
+    # and print by their dtype's name)
+    t = _SCALAR_TYPES.get(dtype.name)
     if t is None:
-        t = _SCALAR_TYPES[dtype] = TensorType(dtype, ())
+        t = _SCALAR_TYPES[dtype.name] = TensorType(dtype, ())
     return t
 
 

@@ -104,6 +104,11 @@ def plan_block(block: Block, candidates: dict | None = None) -> bool:
         # honour those. (The order is the same for every result.)
         if len(operands) == 1:
             order = (0,)
+        elif len(operands) == 2:  # (what the sort below gives, without it)
+            a, b = operands
+            ka = (getattr(a, "op", None) is None or a.op.name != "tg.read", _read_by_other(a, op))
+            kb = (getattr(b, "op", None) is None or b.op.name != "tg.read", _read_by_other(b, op))
+            order = (1, 0) if kb < ka else (0, 1)
         else:
             keys = [
                 (
@@ -146,6 +151,13 @@ def plan_block(block: Block, candidates: dict | None = None) -> bool:
             op.attrs["inplace"] = new
             changed = True
     return changed
+
+
+def _read_by_other(v, op: Op) -> bool:
+    for u, _ in v.uses:
+        if u is not op:
+            return True
+    return False
 
 
 def _reusable(v, op: Op, result, block: Block, position: dict) -> bool:

@@ -52,9 +52,17 @@ def _same(v: Value, op) -> bool:
     return v.type == op.results[0].type
 
 
+_SPLAT_PRODUCERS = ("tg.constant", "tg.broadcast_to")  # (the ops splat_value can read)
+
+
 def _identity(neutral, side="both"):
     def pattern(b, op):
         x, y = op.operands
+        px, py = getattr(x, "op", None), getattr(y, "op", None)
+        if (px is None or px.name not in _SPLAT_PRODUCERS) and (
+            py is None or py.name not in _SPLAT_PRODUCERS
+        ):
+            return None  # (neither operand is a constant: what the tests below come to)
         if side in ("both", "right") and splat_value(y) == neutral and _same(x, op):
             return [x]
         if side == "both" and splat_value(x) == neutral and _same(y, op):
