@@ -89,12 +89,21 @@ class Canonicalize(Pass):
                 erase(op)
                 changed = True
                 continue
-            new = self._fold(op, d) if foldable and not op.regions and results else None
+            new = None
+            if foldable and results and not op.regions:
+                # (_fold's first test, that every operand is a constant, inline:
+                # it fails for nearly every op)
+                for v in op.operands:
+                    p = getattr(v, "op", None)
+                    if p is None or p.name != "tg.constant":
+                        break
+                else:
+                    new = self._fold(op, d)
             if new is None and patterns:
                 # One builder for the sweep, set as a fresh one would be: block,
                 # anchor and position by set_insertion_before, the op's loc.
                 b.loc = op.loc
-                b.set_insertion_before(op)
+                b.block, b.pos, b.anchor = op.parent, None, op  # (set_insertion_before)
                 for pattern in patterns:
                     new = pattern(b, op)
                     if new is not None:

@@ -70,9 +70,10 @@ def _kind(name: str) -> int:
 def _cse_block(
     block: Block, scope, rewriter: Rewriter, kinds: dict | None = None, owned: bool = False
 ) -> None:
-    # `scope` maps an op key (name, operands, attributes) to the earlier ops with that
-    # key, for this block and the blocks enclosing it, so their result types are
-    # compared (==) only when the rest of the key matches, not hashed for every op.
+    # `scope` maps an op key (name, operands, attributes) to the earlier op (or ops,
+    # in a list) with that key, for this block and the blocks enclosing it, so their
+    # result types are compared (==) only when the rest of the key matches, not
+    # hashed for every op.
     # The entries this block adds are removed when it is done, so its ops stay
     # invisible to sibling and enclosing blocks (one dict and one lookup per op,
     # where a ChainMap searched every layer); `owned`: scope is this block's own
@@ -81,7 +82,8 @@ def _cse_block(
         kinds = {}
     added = []
     merged = set()  # ops replaced by an earlier equal op: dropped from the block at the end
-    for op in list(block.ops):
+    # (the op list is not changed during the loop: merged ops are dropped after it)
+    for op in block.ops:
         if op.regions:
             d = lookup(op.name)
             # An unknown op might not see values from outside: treat it as isolated.
@@ -110,29 +112,36 @@ def _cse_block(
         else:
             operands = tuple(operands)
         attrs = op.attrs
-        if attrs:
+        if not attrs:
+            attrs = ()
+        elif len(attrs) == 1:  # (a constant's value: nothing to sort)
+            for k, v in attrs.items():
+                attrs = ((k, attr_key(v)),)
+        else:
             try:
                 attrs = tuple(sorted([(k, attr_key(v)) for k, v in attrs.items()]))
             except TypeError:
                 continue  # attributes that do not sort: never merge rather than guess
-        else:
-            attrs = ()
         key = (name, operands, attrs)
-        fresh = [op]
         try:
-            entries = scope.setdefault(key, fresh)  # (the key hashed once, not twice)
+            # (the key hashed once, not twice; an op alone, a list of them once
+            # two ops share a key but not their result types)
+            entry = scope.setdefault(key, op)
         except TypeError:
             continue  # an attribute that does not hash: never merge rather than guess
-        if entries is fresh:
+        if entry is op:
             if not owned:
                 added.append(key)
             continue
         types = [r.type for r in results]
-        for existing in entries:
+        for existing in entry if type(entry) is list else (entry,):
             if [r.type for r in existing.results] == types:
                 break
         else:
-            entries.append(op)
+            if type(entry) is list:
+                entry.append(op)
+            else:
+                scope[key] = [entry, op]
             if not owned:
                 added.append(key)
             continue
@@ -141,9 +150,12 @@ def _cse_block(
         op.drop_all_references()
         merged.add(op)
     for key in reversed(added):  # this block's entries are the last of their lists
-        entries = scope[key]
-        entries.pop()
-        if not entries:
+        entry = scope[key]
+        if type(entry) is list:
+            entry.pop()
+            if not entry:
+                del scope[key]
+        else:
             del scope[key]
     if merged:
         # One pass over the block: erasing op by op moves the rest of a long

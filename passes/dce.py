@@ -51,15 +51,19 @@ class DCE(Pass):
 def _dce_block(block: Block, rewriter: Rewriter, removable: dict | None = None) -> None:
     # removable: op name -> whether an op of that name without regions may go
     # (one registry look-up per name)
+    # (the op list is not changed during the loop: dead ops are dropped after it)
     if removable is None:
         removable = {}
     dead = False
-    for op in reversed(list(block.ops)):
+    for op in reversed(block.ops):
         if op.regions:
             for region in op.regions:
                 for inner in region.blocks:
                     _dce_block(inner, rewriter, removable)
-            if not _is_removable(op):
+            results = op.results
+            if results[0].uses if len(results) == 1 else any(r.uses for r in results):
+                continue  # (tested first: the walk of _is_removable only for unused ops)
+            if not _is_removable(op, removable):
                 continue
         else:
             r = removable.get(op.name)
@@ -67,30 +71,40 @@ def _dce_block(block: Block, rewriter: Rewriter, removable: dict | None = None) 
                 r = removable[op.name] = _is_removable(op)
             if not r:
                 continue
-        results = op.results
-        if not (results[0].uses if len(results) == 1 else any(r.uses for r in results)):
-            # Unlinked now (its operands lose this use), dropped from the op list
-            # below in one rebuild: erasing each moved the rest of a long block.
-            op.drop_all_references()
-            op.parent = None
-            dead = True
+            results = op.results
+            if results[0].uses if len(results) == 1 else any(r.uses for r in results):
+                continue
+        # Unlinked now (its operands lose this use), dropped from the op list
+        # below in one rebuild: erasing each moved the rest of a long block.
+        op.drop_all_references()
+        op.parent = None
+        dead = True
     if dead:
         block.ops[:] = [o for o in block.ops if o.parent is block]
         rewriter.changed = True
 
 
-def _is_removable(op: Op) -> bool:
-    """Pure, not a terminator, and (with regions) pure all the way down."""
+def _is_removable(op: Op, removable: dict | None = None) -> bool:
+    """Pure, not a terminator, and (with regions) pure all the way down.
+    removable: _dce_block's cache, where this keeps (name, None) -> whether ops of
+    that name may be nested in a removable op (pure or a terminator)."""
     if op.name == "tg.read":
         return True  # reads of shared state have no effect of their own
     d = lookup(op.name)
     if d is None or not d.has(PURE) or d.has(TERMINATOR):
         return False
+    if not op.regions:
+        return True
+    inner = {} if removable is None else removable  # (one registry look-up per name)
     for nested in op.walk():
         if nested is op:
             continue
-        nd = lookup(nested.name)
-        if nd is None or not (nd.has(PURE) or nd.has(TERMINATOR)):
+        key = (nested.name, None)
+        ok = inner.get(key)
+        if ok is None:
+            nd = lookup(nested.name)
+            ok = inner[key] = nd is not None and (nd.has(PURE) or nd.has(TERMINATOR))
+        if not ok:
             return False
     return True
 
@@ -100,6 +114,8 @@ def _remove_dead_functions(module: Module, rewriter: Rewriter) -> None:
     top-level op (public functions, globals): a mark-and-sweep, so mutually recursive
     dead helpers go too."""
     top = list(module.body.ops)
+    if not any(_is_private_function(op) for op in top):
+        return  # nothing that could go: no walk of every function for its references
     by_name = {op.attrs["sym_name"]: op for op in top if "sym_name" in op.attrs}
     roots = [op for op in top if not _is_private_function(op)]
     live: set = set()

@@ -61,16 +61,24 @@ class FuseElementwise(Pass):
 
     def run(self, module: Module) -> bool:
         changed = False
-        blocks = [b for op in module.walk() for r in op.regions for b in r.blocks]
+        blocks: list = []
+        _blocks(module, blocks)
         for block in blocks:
-            if (
-                block.parent is not None
-                and block.parent.parent is not None
-                and block.parent.parent.name == "tg.fused"
-            ):
-                continue
             changed |= fuse_block(block)
         return changed
+
+
+def _blocks(op: Op, out: list) -> None:
+    """The blocks nested in op's regions, in walk order, tg.fused bodies left out
+    (a walk of the blocks alone: a long function's ops are not yielded one by one)."""
+    for r in op.regions:
+        for b in r.blocks:
+            out.append(b)
+    for r in op.regions:
+        for b in r.blocks:
+            for inner in b.ops:
+                if inner.regions and inner.name != "tg.fused":
+                    _blocks(inner, out)
 
 
 class _Group:
@@ -80,7 +88,10 @@ class _Group:
     skipped lazily), so each grouping test is amortised O(log n) and fusing a
     long function stays near-linear."""
 
+    __slots__ = ("ops", "members", "users", "shape")
+
     def __init__(self, op: Op, position: dict, block: Block):
+        self.shape = op.results[0].type.shape  # (the first op's: every member's)
         self.ops = [op]
         self.members = {op}
         self.users: list = []
@@ -92,11 +103,14 @@ class _Group:
         self._add_users(op, position, block)
 
     def _add_users(self, op: Op, position: dict, block: Block):
+        users = self.users
         for u, _ in op.results[0].uses:
-            while u is not None and u.parent is not block:
-                u = u.parent_op()
-            if u is not None:
-                heapq.heappush(self.users, (position[u], id(u), u))
+            if u.parent is not block:
+                while u is not None and u.parent is not block:
+                    u = u.parent_op()
+                if u is None:
+                    continue
+            heapq.heappush(users, (position[u], id(u), u))
 
     def absorb(self, other: "_Group", position: dict) -> None:
         """Take in the members of `other` (which then is empty), keeping block order."""
@@ -137,12 +151,11 @@ def fuse_block(block: Block) -> bool:
             continue
         shape = op.results[0].type.shape
         target = None
-        for v in op.operands:
-            p = getattr(v, "op", None)
-            if p is None or p not in group_of or p.parent is not block:
-                continue
-            g = group_of[p]
-            if g.ops[0].results[0].type.shape != shape:
+        operands = op.operands
+        for v in operands:
+            # (group_of holds this block's ops only; None for a block argument's None)
+            g = group_of.get(getattr(v, "op", None))
+            if g is None or g.shape != shape:
                 continue
             if len(g.ops) >= MAX_FUSED_OPS:
                 continue
@@ -162,12 +175,14 @@ def fuse_block(block: Block) -> bool:
         # them uses their values before op: one loop nest instead of one per
         # group (`y_i = tanh(x * c_i) + k_i` summed by `s_i = s_i-1 + y_i`
         # gives one group per 64 statements, not one per statement).
-        for v in op.operands:
-            p = getattr(v, "op", None)
-            h = group_of.get(p) if p is not None else None
-            if h is None or h is target or not h.ops or p.parent is not block:
-                continue
-            if h.ops[0].results[0].type.shape != shape:
+        # (An op of one operand has none: that operand's group is target, or was
+        # not joined because a user outside it comes before op, a test
+        # only_used_by fails too, or for its shape or size, tested again here.)
+        if len(operands) < 2:
+            continue
+        for v in operands:
+            h = group_of.get(getattr(v, "op", None))
+            if h is None or h is target or not h.ops or h.shape != shape:
                 continue
             if len(target.ops) + len(h.ops) > MAX_FUSED_OPS:
                 continue
@@ -183,10 +198,15 @@ def fuse_block(block: Block) -> bool:
         ops = g.ops
         if not ops:
             continue  # absorbed into another group
-        reduce_op = _trailing_reduction(ops)
+        # (_trailing_reduction's first tests inline: most groups have none)
+        uses = ops[-1].results[0].uses
+        if len(uses) == 1 and next(iter(uses))[0].name in REDUCE_OPS:
+            reduce_op = _trailing_reduction(ops, g.members)
+        else:
+            reduce_op = None
         if len(ops) < 2 and reduce_op is None:
             continue
-        build_fused(ops, reduce_op, placed, dead)
+        build_fused(ops, reduce_op, placed, dead, g.members)
     if not placed:
         return False
     new_ops = []
@@ -204,7 +224,8 @@ def fuse_block(block: Block) -> bool:
     return True
 
 
-def _trailing_reduction(ops: list):
+def _trailing_reduction(ops: list, members: set | None = None):
+    """The reduction that may join the group `ops` (members: the set of them)."""
     last = ops[-1]
     r = last.results[0]
     if not r.type.dtype.is_float or len(r.uses) != 1:
@@ -215,7 +236,8 @@ def _trailing_reduction(ops: list):
     if user.results[0].type.dtype != r.type.dtype:
         return None
     # Every other value of the group must stay inside it.
-    members = set(ops)
+    if members is None:
+        members = set(ops)
     for op in ops[:-1]:
         for u, _ in op.results[0].uses:
             if u not in members:
@@ -223,40 +245,52 @@ def _trailing_reduction(ops: list):
     return user
 
 
-def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
+_SCALAR_TYPES: dict = {}  # dtype name -> its rank-0 type (types are immutable: shared)
+
+
+def _scalar_type(dtype) -> TensorType:
+    # (keyed by the name, a str whose hash is kept, not by the DType; types compare
+    # and print by their dtype's name)
+    t = _SCALAR_TYPES.get(dtype.name)
+    if t is None:
+        t = _SCALAR_TYPES[dtype.name] = TensorType(dtype, ())
+    return t
+
+
+def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | None = None) -> Op:
     """The tg.fused op of a group (and its reduction), with every use of the
     group's results redirected to it. It is not inserted: placed[anchor] = it,
     and the group's ops, left without operands, are added to `dead`; the caller
-    puts it in the anchor's place and drops the dead ops from the block."""
-    members = set(ops)
+    puts it in the anchor's place and drops the dead ops from the block.
+    members: the set of `ops`, if the caller has it."""
+    if members is None:
+        members = set(ops)
     shape = ops[0].results[0].type.shape
     inputs: dict = {}  # value -> None: an ordered set (a list's `in` is O(n) per operand)
     consts: dict = {}
     for op in ops:
         for v in op.operands:
             p = getattr(v, "op", None)
-            if p is not None and p in members:
-                continue
-            if p is not None and p.name == "tg.constant" and is_scalar_constant(p):
-                consts[v] = None
-                continue
+            if p is not None:
+                if p in members:
+                    continue
+                if p.name == "tg.constant" and not p.results[0].type.shape:  # (is_scalar_constant)
+                    consts[v] = None
+                    continue
             inputs[v] = None
     inputs = list(inputs)
-    # Results: values used outside the group (in block order).
-    outs = [
-        op.results[0]
-        for op in ops
-        if reduce_op is None and any(u not in members for u, _ in op.results[0].uses)
-    ]
     if reduce_op is not None:
         outs = [ops[-1].results[0]]
-    scalar: dict = {}  # dtype -> its rank-0 type, made once per group
-
-    def scalar_type(dtype):
-        t = scalar.get(dtype)
-        if t is None:
-            t = scalar[dtype] = TensorType(dtype, ())
-        return t
+    else:
+        # Results: values used outside the group (in block order).
+        outs = []
+        for op in ops:
+            r = op.results[0]
+            for u, _ in r.uses:
+                if u not in members:
+                    outs.append(r)
+                    break
+    scalar_type = _scalar_type
 
     attrs = {"shape": tuple(shape), "reduce": None}
     if reduce_op is not None:
@@ -271,7 +305,9 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
         res_types = [v.type for v in outs]
         anchor, replaced = ops[-1], outs
     for v in inputs:
-        broadcast_shapes(v.type.shape, shape)  # checked when grouping; asserts the invariant
+        vs = v.type.shape
+        if vs and vs != shape:
+            broadcast_shapes(vs, shape)  # checked when grouping; asserts the invariant
     # The group's ops move into the body (a new op each cost as much as the rest of
     # the pass): their operands are dropped now, so that their results keep only
     # the uses from outside the group, redirected to the fused op's results, and
@@ -284,11 +320,12 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
         "tg.fused",
         inputs,
         res_types,
-        attrs,
+        None,
         [Region([body])],
         anchor.loc,
         [v.name_hint for v in replaced],
     )
+    fused.attrs = attrs  # (plain values and tuples of them, or the reduction's own: frozen)
     for old, new in zip(replaced, fused.results):
         old.replace_all_uses_with(new)
     if reduce_op is not None:
@@ -297,24 +334,28 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set) -> Op:
         reduce_op.drop_all_references()
         dead.add(reduce_op)
     mapping = dict(zip(inputs, body.args))
-    for c in consts:
-        cop = c.op.clone({})
-        body.append(cop)
-        mapping[c] = cop.results[0]
-    get = mapping.get
     body_ops = body.ops
+    for c in consts:
+        cop = c.op.clone(mapping)  # (maps c to the copy's result)
+        cop.parent = body  # (Block.append, spelled out)
+        body_ops.append(cop)
+    get = mapping.get
     for op, vals in zip(ops, operands):
         r = op.results[0]
         if r.uses:
             raise ValueError(f"moving {op.name} whose result is still used outside the group")
         vals = [get(v, v) for v in vals]  # (a member's result stays itself)
-        for i, v in enumerate(vals):
+        i = 0
+        for v in vals:
             v.uses[(op, i)] = None
+            i += 1
         op.operands = vals
         r.type = scalar_type(r.type.dtype)
         dead.add(op)  # leaves the block (its parent is the body's by then)
         op.parent = body  # (Block.append, spelled out)
         body_ops.append(op)
-    body.append(Op("tg.yield", outs, (), {}, (), ops[-1].loc))
+    y = Op("tg.yield", outs, (), None, (), ops[-1].loc)
+    y.parent = body
+    body_ops.append(y)
     placed[anchor] = fused
     return fused

@@ -88,8 +88,15 @@ def ensure_kernels(module: Module) -> Module:
     return module
 
 
+_MARKS = ("kernel", "grid", "levels", "combine")
+
+
 def _mark(op: Op, kind: str, **attrs) -> None:
-    new = {k: v for k, v in op.attrs.items() if k not in ("kernel", "grid", "levels", "combine")}
+    old = op.attrs
+    if "kernel" in old or "grid" in old or "levels" in old or "combine" in old:
+        new = {k: v for k, v in old.items() if k not in _MARKS}
+    else:
+        new = old.copy()  # (an op not marked before: the same dict, without a comprehension)
     new["kernel"] = kind
     for k, v in attrs.items():
         new[k] = tuple(v) if isinstance(v, list) else v
@@ -155,8 +162,10 @@ def _dim_exprs(block: Block, out: list) -> None:
             for r in o.regions:
                 for b in r.blocks:
                     _dim_exprs(b, out)
-        elif o.name == "loop.dim" and not _leaf(o.attrs["dim"]):
-            out.append(o)
+        elif o.name == "loop.dim":
+            d = o.attrs["dim"]
+            if type(d) is not int and not _leaf(d):
+                out.append(o)
 
 
 def _leaf(d) -> bool:
@@ -176,13 +185,22 @@ class _Marker:
     def block(self, block: Block) -> None:
         if block.parent_op() is not None and block.parent_op().name == "func.func":
             self.bufs.update(block.args)
+        host, bufs = self.host, self.bufs
         for op in block.ops:
             name = op.name
-            if name in ("loop.dim", "scalar.const"):
-                self.host.add(op.results[0])
+            # (the commonest names first; the tests below are of distinct names)
+            if name == "mem.alloc":
+                bufs.add(op.results[0])
+            elif name == "loop.for":
+                self.loop(op)
+            elif name in ("loop.dim", "scalar.const"):
+                host.add(op.results[0])
             elif name.startswith("scalar."):
-                if all(v in self.host for v in op.operands):
-                    self.host.add(op.results[0])
+                for v in op.operands:
+                    if v not in host:
+                        break
+                else:
+                    host.add(op.results[0])
             elif name in _BUFFER_DEFS or name == "mem.view":
                 if name in _BUFFER_DEFS or op.operands[0] in self.bufs:
                     self.bufs.add(op.results[0])
@@ -193,8 +211,6 @@ class _Marker:
                 _mark(op, "copy" if all(v in self.bufs for v in op.operands) else "serial")
             elif name == "mem.gemm":
                 _mark(op, "gemm" if self.gemm_ok(op) else "serial")
-            elif name == "loop.for":
-                self.loop(op)
 
     def gemm_ok(self, op: Op) -> bool:
         return all(v in self.bufs for v in op.operands[:3]) and all(
@@ -240,18 +256,25 @@ class _Marker:
     def grid(self, op: Op) -> list:
         """Depths of the parallel axes of the perfect nest at op (may be empty)."""
         out, serial_seen = [], False
-        for depth, L in enumerate(chain(op)):
-            host = all(v in self.host for v in L.operands[:2])
+        known = self.host
+        L, depth = op, 0
+        while True:  # (over chain(op), without building it)
+            bounds = L.operands
+            parallel = L.attrs.get("parallel")
+            body = L.regions[0].blocks[0]
             if (
-                L.attrs.get("parallel")
-                and host
-                and (not serial_seen or partitioned(op, L.regions[0].block.args[0]))
+                parallel
+                and bounds[0] in known
+                and bounds[1] in known
+                and (not serial_seen or partitioned(op, body.args[0]))
             ):
                 out.append(depth)
-                continue
-            if not L.attrs.get("parallel"):
+            elif not parallel:
                 serial_seen = True
-        return out
+            inner = _only_op(body.ops)
+            if inner is None or inner.name != "loop.for" or len(inner.operands) > 2:
+                return out
+            L, depth = inner, depth + 1
 
     # -- reduce --------------------------------------------------------------------------------
     def reduction(self, op: Op):
@@ -260,24 +283,25 @@ class _Marker:
         depend on them, and whose body has no side effects."""
         levels = [op]
         cur = op
+        host = self.host
         while True:
-            body = cur.regions[0].block
-            ops = [o for o in body.ops if o.name != "loop.yield"]
+            body = cur.regions[0].blocks[0]
+            inner = _only_op(body.ops)
             if (
-                len(ops) == 1
-                and ops[0].name == "loop.for"
-                and not ops[0].attrs.get("parallel")
-                and list(ops[0].operands[2:]) == list(body.args[1:])
-                and list(body.terminator.operands) == list(ops[0].results)
-                and all(v in self.host for v in ops[0].operands[:2])
+                inner is not None
+                and inner.name == "loop.for"
+                and not inner.attrs.get("parallel")
+                and inner.operands[2:] == body.args[1:]  # (lists: compared op by op, by identity)
+                and body.ops[-1].operands == inner.results
+                and inner.operands[0] in host
+                and inner.operands[1] in host
             ):
-                cur = ops[0]
+                cur = inner
                 levels.append(cur)
                 continue
             break
-        for o in op.walk():
-            if o.name in ("mem.store", "mem.copy", "mem.gemm", "loop.assert"):
-                return None
+        if _has_effects(op):
+            return None
         body = levels[-1].regions[0].block
         kinds = []
         for arg, y in zip(body.args[1:], body.terminator.operands):
@@ -322,13 +346,39 @@ def chain(op: Op) -> list:
     out = [op]
     cur = op
     while True:
-        body = cur.regions[0].block
-        ops = [o for o in body.ops if o.name != "loop.yield"]
-        if len(ops) == 1 and ops[0].name == "loop.for" and not ops[0].operands[2:]:
-            cur = ops[0]
+        inner = _only_op(cur.regions[0].blocks[0].ops)
+        if inner is not None and inner.name == "loop.for" and len(inner.operands) <= 2:
+            cur = inner
             out.append(cur)
         else:
             return out
+
+
+_EFFECTS = frozenset(("mem.store", "mem.copy", "mem.gemm", "loop.assert"))
+
+
+def _has_effects(op: Op) -> bool:
+    """Whether op or an op nested in it stores, copies, multiplies or asserts."""
+    if op.name in _EFFECTS:
+        return True
+    for r in op.regions:
+        for b in r.blocks:
+            for o in b.ops:
+                if o.name in _EFFECTS or (o.regions and _has_effects(o)):
+                    return True
+    return False
+
+
+def _only_op(ops: list):
+    """The one op of `ops` that is not a loop.yield, or None when there are more or
+    none (looks no further than the second)."""
+    found = None
+    for o in ops:
+        if o.name != "loop.yield":
+            if found is not None:
+                return None
+            found = o
+    return found
 
 
 def reduction_levels(op: Op) -> list:

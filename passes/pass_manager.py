@@ -96,6 +96,25 @@ class Pass:
         return self.name + ("{" + ",".join(opts) + "}" if opts else "")
 
 
+def ops_named(root, names) -> list:
+    """The ops of `root.walk()` (root included) whose name is in `names`, in the
+    same order: a walk of the blocks that yields no op one by one (a pass looking
+    for a few kinds of op in a long function pays one comparison per op)."""
+    out = [root] if root.name in names else []
+    _ops_named(root, names, out)
+    return out
+
+
+def _ops_named(op, names, out: list) -> None:
+    for r in op.regions:
+        for b in r.blocks:
+            for o in b.ops:
+                if o.name in names:
+                    out.append(o)
+                if o.regions:
+                    _ops_named(o, names, out)
+
+
 # -- registry -------------------------------------------------------------------------------
 
 _REGISTRY: dict = {}

@@ -38,20 +38,39 @@ class PlanMemory(Pass):
     summary = "mark results that may reuse an operand's buffer in place"
 
     def run(self, module: Module) -> bool:
-        changed = False
-        for op in list(module.walk()):
-            for r in op.regions:
-                for block in r.blocks:
-                    if op.name != "tg.fused":
-                        changed |= plan_block(block)
-        return changed
+        return _plan_regions(module, {})
 
 
-def _candidate(op: Op) -> bool:
-    if op.name == "tg.fused":
+def _plan_regions(op: Op, candidates: dict) -> bool:
+    """plan_block on every block nested in op's regions (those of tg.fused bodies
+    excepted: scalar code, no buffers), in walk order."""
+    changed = False
+    plan = op.name != "tg.fused"
+    for r in op.regions:
+        for block in r.blocks:
+            if plan:
+                changed |= plan_block(block, candidates)
+            for inner in block.ops:
+                if inner.regions and inner.name != "tg.fused":
+                    changed |= _plan_regions(inner, candidates)
+    return changed
+
+
+def _candidate(op: Op, candidates: dict | None = None) -> bool:
+    """candidates: op name -> whether an elementwise op without regions of that
+    name is a candidate (one registry look-up per name)."""
+    name = op.name
+    if name == "tg.fused":
         return op.attrs.get("reduce") is None
-    d = lookup(op.name)
-    return d is not None and ELEMENTWISE in d.traits and not op.regions
+    if op.regions:
+        return False
+    c = None if candidates is None else candidates.get(name)
+    if c is None:
+        d = lookup(name)
+        c = d is not None and ELEMENTWISE in d.traits
+        if candidates is not None:
+            candidates[name] = c
+    return c
 
 
 def _top(op: Op, block: Block):
@@ -61,44 +80,84 @@ def _top(op: Op, block: Block):
     return op
 
 
-def plan_block(block: Block) -> bool:
-    position = {op: i for i, op in enumerate(block.ops)}
+def plan_block(block: Block, candidates: dict | None = None) -> bool:
+    if candidates is None:
+        candidates = {}
+    ops = block.ops
+    position = {op: i for i, op in enumerate(ops)}
     changed = False
-    for op in block.ops:
-        if not _candidate(op):
-            continue
-        taken = set()
-        plan = []
-        for r in op.results:
-            choice = -1
-            # Shared variables first: updating W in place keeps its buffer for good.
-            # Then operands nothing else reads: a backend that evaluates some
-            # users late (a transpose folded into a later product) can always
-            # honour those.
-            order = sorted(
-                range(len(op.operands)),
-                key=lambda i: (
-                    getattr(op.operands[i], "op", None) is None
-                    or op.operands[i].op.name != "tg.read",
-                    any(u is not op for u, _ in op.operands[i].uses),
-                ),
-            )
+    for op in ops:
+        name = op.name
+        if name == "tg.fused":
+            if op.attrs.get("reduce") is not None:
+                continue
+        else:
+            c = candidates.get(name)
+            if c is None:
+                c = _candidate(op, candidates)
+            if not c or op.regions:
+                continue
+        operands = op.operands
+        # Shared variables first: updating W in place keeps its buffer for good.
+        # Then operands nothing else reads: a backend that evaluates some
+        # users late (a transpose folded into a later product) can always
+        # honour those. (The order is the same for every result.)
+        if len(operands) == 1:
+            order = (0,)
+        elif len(operands) == 2:  # (what the sort below gives, without it)
+            a, b = operands
+            ka = (getattr(a, "op", None) is None or a.op.name != "tg.read", _read_by_other(a, op))
+            kb = (getattr(b, "op", None) is None or b.op.name != "tg.read", _read_by_other(b, op))
+            order = (1, 0) if kb < ka else (0, 1)
+        else:
+            keys = [
+                (
+                    getattr(v, "op", None) is None or v.op.name != "tg.read",
+                    any(u is not op for u, _ in v.uses),
+                )
+                for v in operands
+            ]
+            order = sorted(range(len(operands)), key=keys.__getitem__)
+        results = op.results
+        if len(results) == 1:
+            r = results[0]
+            rtype = r.type
             for i in order:
-                v = op.operands[i]
-                if i in taken or v.type != r.type or not _reusable(v, op, r, block, position):
-                    continue
-                choice = i
-                break
-            if choice >= 0:
-                # The same value at another operand position is the same buffer.
-                taken.update(j for j, w in enumerate(op.operands) if w is op.operands[choice])
-            plan.append(choice)
-        if any(c >= 0 for c in plan):
+                v = operands[i]
+                if v.type == rtype and _reusable(v, op, r, block, position):
+                    new = (i,)
+                    break
+            else:
+                continue
+        else:
+            taken = set()
+            plan = []
+            for r in results:
+                choice = -1
+                for i in order:
+                    v = operands[i]
+                    if i in taken or v.type != r.type or not _reusable(v, op, r, block, position):
+                        continue
+                    choice = i
+                    break
+                if choice >= 0:
+                    # The same value at another operand position is the same buffer.
+                    taken.update(j for j, w in enumerate(operands) if w is operands[choice])
+                plan.append(choice)
+            if not any(c >= 0 for c in plan):
+                continue
             new = tuple(plan)
-            if op.attrs.get("inplace") != new:
-                op.attrs["inplace"] = new
-                changed = True
+        if op.attrs.get("inplace") != new:
+            op.attrs["inplace"] = new
+            changed = True
     return changed
+
+
+def _read_by_other(v, op: Op) -> bool:
+    for u, _ in v.uses:
+        if u is not op:
+            return True
+    return False
 
 
 def _reusable(v, op: Op, result, block: Block, position: dict) -> bool:
@@ -112,10 +171,11 @@ def _reusable(v, op: Op, result, block: Block, position: dict) -> bool:
         uses = result.uses
         if len(uses) != 1 or uses[0][0].name != "tg.update" or uses[0][0].attrs["sym"].name != sym:
             return False
+    here = position[op]
     for user, _ in v.uses:
-        top = _top(user, block)
+        top = user if user.parent is block else _top(user, block)
         if top is None:
             return False
-        if top is not op and position[top] > position[op]:
+        if top is not op and position[top] > here:
             return False
     return True

@@ -35,7 +35,7 @@ from irc.ops.lowering.emit import REDUCE_KINDS, is_elementwise
 from irc.ops.registry import REGISTRY
 from irc.passes.cse import CSE
 from irc.passes.dce import DCE
-from irc.passes.pass_manager import Pass, register
+from irc.passes.pass_manager import Pass, ops_named, register
 
 
 @register
@@ -59,7 +59,7 @@ def rewrite_scans(module: Module) -> bool:
     """The scan rewrites below on every scan of every function; whether any ran."""
     found = False
     for f in module.functions():
-        for op in [o for o in f.walk() if o.name == "tg.scan"]:
+        for op in ops_named(f, ("tg.scan",)):
             hoist_scan(op)
             sink_accumulations(op)
             sink_outputs(op)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from irc.ir import dims as D
 from irc.ir.core import Block, Module, Op, Region
 from irc.ops.registry import OpBuilder
-from irc.passes.pass_manager import Pass, register
+from irc.passes.pass_manager import Pass, ops_named, register
 
 
 @register
@@ -40,7 +40,7 @@ class ScanUnroll(Pass):
     def run(self, module: Module) -> bool:
         changed = False
         # Innermost scans first, so an unrolled outer body holds unrolled inner loops.
-        scans = [op for op in module.walk() if op.name == "tg.scan"]
+        scans = ops_named(module, ("tg.scan",))
         for op in reversed(scans):
             length = op.attrs["length"]
             if isinstance(length, int) and length <= self.max_steps:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from irc.ir.core import Module, Op, Value
 from irc.ops.registry import OpBuilder
 from irc.passes.canonicalize import _CountingBuilder
-from irc.passes.pass_manager import Pass, register
+from irc.passes.pass_manager import Pass, ops_named, register
 
 
 def _producer(v: Value, name: str):
@@ -94,7 +94,7 @@ class Stabilize(Pass):
 
     def run(self, module: Module) -> bool:
         changed = False
-        for op in list(module.walk()):
+        for op in ops_named(module, PATTERNS):
             patterns = PATTERNS.get(op.name)
             if not patterns or op.parent is None:
                 continue

@@ -52,9 +52,17 @@ def _same(v: Value, op) -> bool:
     return v.type == op.results[0].type
 
 
+_SPLAT_PRODUCERS = ("tg.constant", "tg.broadcast_to")  # (the ops splat_value can read)
+
+
 def _identity(neutral, side="both"):
     def pattern(b, op):
         x, y = op.operands
+        px, py = getattr(x, "op", None), getattr(y, "op", None)
+        if (px is None or px.name not in _SPLAT_PRODUCERS) and (
+            py is None or py.name not in _SPLAT_PRODUCERS
+        ):
+            return None  # (neither operand is a constant: what the tests below come to)
         if side in ("both", "right") and splat_value(y) == neutral and _same(x, op):
             return [x]
         if side == "both" and splat_value(x) == neutral and _same(y, op):
@@ -117,6 +125,8 @@ def sub_neg(b, op):
 def mul_constants(b, op):
     """tg.mul(tg.mul(%x, c1), c2) -> tg.mul(%x, c1*c2)   (scalar constants)"""
     x, c2 = op.operands
+    if producer(x, "tg.mul") is None and producer(c2, "tg.mul") is None:
+        return None  # (what the tests below come to when neither operand is a product)
     if splat_value(c2) is None or producer(c2, "tg.constant") is None or c2.type.rank != 0:
         x, c2 = c2, x
     if producer(c2, "tg.constant") is None or c2.type.rank != 0:
@@ -180,6 +190,12 @@ def same_type_noop(b, op):
 def broadcast_operand(b, op):
     """tg.add(%x, tg.broadcast_to(%c){shape=s}) -> tg.add(%x, %c)   when %x already has shape s
     (elementwise ops broadcast by themselves: no need to materialise the operand)"""
+    for v in op.operands:  # (most ops have no broadcast operand: out before any list)
+        p = getattr(v, "op", None)
+        if p is not None and p.name == "tg.broadcast_to":
+            break
+    else:
+        return None
     new = list(op.operands)
     changed = False
     for i, v in enumerate(op.operands):
