@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import irc.ops.loop  # noqa: F401  (registers the loop dialects)
 from irc.ir.builder import Builder
-from irc.ir.core import Block, Module, Op, OpResult, Region, SymbolRef, Value
+from irc.ir.core import Block, Module, Op, OpResult, Region, SymbolRef, Value, append_new_op
 from irc.ir.dims import dim_names
 from irc.ir.errors import CompileError
 from irc.ir.types import DType, TensorType
@@ -122,7 +122,7 @@ class FuncLowerer:
                 if n not in self.dim_names:
                     # not bound by an argument: the caller passes it (env)
                     self.dim_names.append(n)
-            v = self.pro.create("loop.dim", [], [IDX], {"dim": d}, (), self.loc).results[0]
+            v = append_new_op(self.prologue, "loop.dim", [], [IDX], {"dim": d}, self.loc).results[0]
             self.dims[d] = v
         return v
 
@@ -136,14 +136,14 @@ class FuncLowerer:
         key = ("const", dtype.name, repr(value))
         v = self.cache.get(key)
         if v is None:
-            v = self.pro.create(
-                "scalar.const", [], [scalar_type(dtype)], {"value": value}, (), self.loc
+            v = append_new_op(
+                self.prologue, "scalar.const", [], [scalar_type(dtype)], {"value": value}, self.loc
             ).results[0]
             self.cache[key] = v
         return v
 
     def alloc(self, t: TensorType) -> Value:
-        v = self.pro.create("mem.alloc", [], [t], {}, (), self.loc).results[0]
+        v = append_new_op(self.prologue, "mem.alloc", [], [t], {}, self.loc).results[0]
         self.temps.add(v)
         return v
 

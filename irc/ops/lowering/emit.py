@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from irc.ir.builder import Builder
-from irc.ir.core import Block, Op, Region, Value
+from irc.ir.core import Block, Op, Region, Value, append_new_op
 from irc.ir.dims import dim_mul
 from irc.ir.errors import CompileError
 from irc.ir.types import BOOL, I64, DType, TensorType
@@ -113,12 +113,10 @@ class Emitter:
         self.ops.append(op)
         return op
 
-    def _val(self, name, operands, t) -> Value:
-        """A one-result op without attributes or regions (the common case)."""
-        op = Op(name, operands, [t], None, (), self.lowerer.loc)
-        op.parent = self.block
-        self.ops.append(op)
-        return op.results[0]
+    def _val(self, name, operands: list, t) -> Value:
+        """A one-result op without attributes or regions (the common case);
+        `operands` a new list of Values (the op keeps it)."""
+        return append_new_op(self.block, name, operands, [t], {}, self.lowerer.loc).results[0]
 
     def val(self, name, operands, t, **attrs) -> Value:
         return self.op(name, operands, [t], **attrs).results[0]
@@ -133,7 +131,10 @@ class Emitter:
         """scalar.<name>; the result type defaults to the first operand's."""
         if attrs:
             return self.op("scalar." + name, operands, [t or operands[0].type], **attrs).results[0]
-        return self._val("scalar." + name, operands, t or operands[0].type)
+        return append_new_op(
+            self.block, "scalar." + name, list(operands), [t or operands[0].type], {},
+            self.lowerer.loc,
+        ).results[0]
 
     def cast(self, v: Value, dtype: DType) -> Value:
         d = v.type.dtype
@@ -145,9 +146,7 @@ class Emitter:
         return self._val("mem.load", [buf, *idx], scalar_type(buf.type.dtype))
 
     def store(self, v: Value, buf: Value, idx) -> None:
-        op = Op("mem.store", [v, buf, *idx], [], None, (), self.lowerer.loc)
-        op.parent = self.block
-        self.ops.append(op)
+        append_new_op(self.block, "mem.store", [v, buf, *idx], [], {}, self.lowerer.loc)
 
     def gemm(
         self,
@@ -205,16 +204,15 @@ class Emitter:
         else:
             types = []
             block = Block(_IDX_ONLY)
-        op = Op("loop.for", [lo, hi, *inits], types, {"parallel": bool(parallel)},
-                [Region([block])], self.lowerer.loc)
-        op.parent = self.block
-        self.ops.append(op)
+        op = append_new_op(
+            self.block, "loop.for", [lo, hi, *inits], types, {"parallel": bool(parallel)},
+            self.lowerer.loc,
+        )
+        op.add_region(Region([block]))
         return Emitter(self.lowerer, block), op
 
     def _yield(self, values) -> None:
-        op = Op("loop.yield", values, [], None, (), self.lowerer.loc)
-        op.parent = self.block
-        self.ops.append(op)
+        append_new_op(self.block, "loop.yield", list(values), [], {}, self.lowerer.loc)
 
     def nest(self, shape, body, parallel=True, idx=()):
         """Loops over every index of `shape` (outermost first); body(emit, idx)."""
