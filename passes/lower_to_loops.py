@@ -68,6 +68,7 @@ from irc.ops.lowering.emit import (
     is_elementwise_name,
     is_scalar_const,
     scalar_of,
+    scalar_rule,
     scalar_type,
 )
 from irc.ops.lowering.linalg import gemm_ok, match_axpy
@@ -181,7 +182,7 @@ class FuncLowerer:
         self.pro = Builder(self.prologue)
         self.cache: dict = {}
         self.dims: dict = {}  # dim -> its loop.dim value (asked for by the ten thousand)
-        self.elementwise: dict = {}  # op name -> is_elementwise_name, for fused regions
+        self.scalar_rules: dict = {}  # elementwise op name -> its scalar rule (OpDef.scalar)
         self.rules: dict = {}  # op name -> its lowering rule
         self.temps: set = set()  # buffers this lowering allocated (may be reused in place)
         self.viewed: set = set()  # tg values whose buffer some view aliases
@@ -381,6 +382,8 @@ class FuncLowerer:
 
     def index_map(self, emit: Emitter, operand_shape, shape, idx):
         """Indices into an operand broadcast to `shape` (NumPy rules)."""
+        if operand_shape == shape and 1 not in shape and len(idx) == len(shape) and 0 in self.dims:
+            return idx  # (the same indices: what the rule below gives, without the copy)
         off = len(shape) - len(operand_shape)
         zero = emit.dim(0)
         return [zero if d == 1 else idx[k + off] for k, d in enumerate(operand_shape)]
@@ -391,64 +394,82 @@ class FuncLowerer:
         got = memo.get(key)
         if got is not None:
             return got
-        op = v.op if isinstance(v, OpResult) else None
-        if op is not None and (force or v in self.inline) and v not in vals and fusible(op):
-            out = self.eval_fusible(emit, op, v, idx, vals, memo)
-        else:
+        b = vals.get(v)
+        if b is None:
+            op = v.op if isinstance(v, OpResult) else None
+            if op is not None and (force or v in self.inline) and fusible(op):
+                out = self.eval_fusible(emit, op, v, idx, vals, memo)
+                memo[key] = out
+                return out
+        if b is None or type(b) is tuple:
             b = self.buf(emit, v, vals)
-            out = emit.load(b, idx if v.type.rank == len(idx) else idx[len(idx) - v.type.rank :])
+        # a load of the buffer (the common case: v was materialised)
+        rank = v.type.rank
+        n = len(idx)
+        out = emit.load(b, idx if rank == n else idx[n - rank :])
         memo[key] = out
         return out
 
     def eval_fusible(self, emit, op, v, idx, vals, memo) -> Value:
         shape = v.type.shape
-        if op.name == "tg.constant":
-            return emit.const(op.attrs["value"].reshape(()).item(), v.type.dtype)
-        if op.name == "tg.dim":
+        name = op.name
+        if name == "tg.constant":
+            return emit.const(op.attrs["value"].item(), v.type.dtype)  # (a one-element array)
+        if name == "tg.dim":
             return emit.cast(emit.dim(op.attrs["dim"]), v.type.dtype)
-        if op.name == "tg.broadcast_to":
+        if name == "tg.broadcast_to":
             x = op.operands[0]
             return self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
-        if op.name == "tg.fused":
+        if name == "tg.fused":
             return self.eval_fused_region(emit, op, idx, vals, memo)[op.results.index(v)]
+        index_map = self.index_map
+        expr = self.expr
         args = [
-            self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
+            expr(emit, x, index_map(emit, x.type.shape, shape, idx), vals, memo)
             for x in op.operands
         ]
-        return scalar_of(emit, op.name, args, v.type.dtype)
+        rule = self.scalar_rules.get(name)
+        if rule is None:
+            rule = self.scalar_rules[name] = scalar_rule(name, self.loc)
+        return rule(emit, args, v.type.dtype)
 
     def eval_fused_region(self, emit, op, idx, vals, memo) -> list:
         shape = tuple(op.attrs["shape"])
         block = op.regions[0].block
         env = {}
-        elementwise = self.elementwise  # op name -> is_elementwise_name
+        index_map = self.index_map
+        expr = self.expr
+        cast = emit.cast
         for a, x in zip(block.args, op.operands):
-            s = self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
-            env[a] = emit.cast(s, a.type.dtype)
+            s = expr(emit, x, index_map(emit, x.type.shape, shape, idx), vals, memo)
+            env[a] = cast(s, a.type.dtype)
+        rules = self.scalar_rules  # op name -> its scalar rule, for the elementwise ops seen
         for inner in block.ops:
-            if inner.name == "tg.yield":
+            name = inner.name
+            if name == "tg.yield":
                 return [env[x] for x in inner.operands]
-            if inner.name == "tg.constant":
-                env[inner.results[0]] = emit.const(
-                    inner.attrs["value"].reshape(()).item(), inner.results[0].type.dtype
-                )
+            if name == "tg.constant":
+                r = inner.results[0]
+                # (.item() of the one-element array: its value, as reshape(()).item())
+                env[r] = emit.const(inner.attrs["value"].item(), r.type.dtype)
                 continue
-            if inner.name == "tg.dim":
-                env[inner.results[0]] = emit.cast(
-                    emit.dim(inner.attrs["dim"]), inner.results[0].type.dtype
-                )
+            if name == "tg.dim":
+                r = inner.results[0]
+                env[r] = cast(emit.dim(inner.attrs["dim"]), r.type.dtype)
                 continue
-            ew = elementwise.get(inner.name)
-            if ew is None:
-                ew = elementwise[inner.name] = is_elementwise_name(inner.name)
-            if not ew or len(inner.results) != 1:
-                raise CompileError(f"lower-to-loops: {inner.name} inside tg.fused", inner.loc)
+            rule = rules.get(name)
+            if rule is None:
+                if not is_elementwise_name(name):
+                    raise CompileError(f"lower-to-loops: {name} inside tg.fused", inner.loc)
+                rule = rules[name] = scalar_rule(name, self.loc)
+            if len(inner.results) != 1:
+                raise CompileError(f"lower-to-loops: {name} inside tg.fused", inner.loc)
             args = []
             for x in inner.operands:
                 got = env.get(x)
                 args.append(got if got is not None else self._region_arg(emit, env, x, vals, memo))
             r = inner.results[0]
-            env[r] = scalar_of(emit, inner.name, args, r.type.dtype)
+            env[r] = rule(emit, args, r.type.dtype)
         raise CompileError("tg.fused region without tg.yield", op.loc)
 
     def _region_arg(self, emit, env, x, vals, memo):
