@@ -61,6 +61,7 @@ from irc.ir.types import DType, TensorType
 from irc.ops.fused import MAX_FUSED_OPS, body_size
 from irc.ops.lowering import rule_of
 from irc.ops.lowering.emit import (
+    _SCALAR_TYPES,
     IDX,
     REDUCE_KINDS,
     Emitter,
@@ -128,9 +129,10 @@ class FuncLowerer:
         return v
 
     def const(self, value, dtype: DType) -> Value:
-        if dtype.is_float:
+        kind = dtype.kind  # (dtype.is_float and is_bool, without the property calls)
+        if kind == "f":
             value = float(value)
-        elif dtype.is_bool:
+        elif kind == "b":
             value = bool(value)
         else:
             value = int(value)
@@ -280,6 +282,9 @@ class FuncLowerer:
         self.gemm_updates: dict = {}  # update value -> (scale value, matmul result)
         self.deferred_matmuls: set = set()
         self.plan_groups(body)
+        updates = [op for op in body.ops if op.name == "tg.update"]
+        if not updates:
+            return  # (nothing below to plan: no walk of the function for its reads)
         pos = {op: i for i, op in enumerate(body.ops)}
 
         def emit_pos(user: Op) -> int:
@@ -295,9 +300,7 @@ class FuncLowerer:
         for op in self.func.walk():
             if op.name == "tg.read":
                 reads.setdefault(op.attrs["sym"].name, []).append(op.results[0])
-        for op in body.ops:
-            if op.name != "tg.update":
-                continue
+        for op in updates:
             sym = op.attrs["sym"].name
             v = op.operands[0]
             if not isinstance(v, OpResult) or v in self.inline or v.op.parent is not body:
@@ -403,10 +406,14 @@ class FuncLowerer:
                 return out
         if b is None or type(b) is tuple:
             b = self.buf(emit, v, vals)
-        # a load of the buffer (the common case: v was materialised)
-        rank = v.type.rank
+        # a load of the buffer (the common case: v was materialised); emit.load written out
+        rank = len(v.type.shape)
         n = len(idx)
-        out = emit.load(b, idx if rank == n else idx[n - rank :])
+        t = _SCALAR_TYPES.get(b.type.dtype.name) or scalar_type(b.type.dtype)
+        out = append_new_op(
+            emit.block, "mem.load", [b, *idx] if rank == n else [b, *idx[n - rank :]], [t], {},
+            self.loc,
+        ).results[0]
         memo[key] = out
         return out
 
@@ -414,7 +421,7 @@ class FuncLowerer:
         shape = v.type.shape
         name = op.name
         if name == "tg.constant":
-            return emit.const(op.attrs["value"].item(), v.type.dtype)  # (a one-element array)
+            return self.const(op.attrs["value"].item(), v.type.dtype)  # (a one-element array)
         if name == "tg.dim":
             return emit.cast(emit.dim(op.attrs["dim"]), v.type.dtype)
         if name == "tg.broadcast_to":
@@ -422,12 +429,22 @@ class FuncLowerer:
             return self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
         if name == "tg.fused":
             return self.eval_fused_region(emit, op, idx, vals, memo)[op.results.index(v)]
-        index_map = self.index_map
         expr = self.expr
-        args = [
-            expr(emit, x, index_map(emit, x.type.shape, shape, idx), vals, memo)
-            for x in op.operands
-        ]
+        if len(idx) == len(shape) and 1 not in shape and 0 in self.dims:
+            # (index_map's shortcut, once for all operands: an operand of the
+            # iteration shape is read at idx)
+            index_map = self.index_map
+            args = [
+                expr(emit, x, idx if x.type.shape == shape else index_map(
+                    emit, x.type.shape, shape, idx), vals, memo)
+                for x in op.operands
+            ]
+        else:
+            index_map = self.index_map
+            args = [
+                expr(emit, x, index_map(emit, x.type.shape, shape, idx), vals, memo)
+                for x in op.operands
+            ]
         rule = self.scalar_rules.get(name)
         if rule is None:
             rule = self.scalar_rules[name] = scalar_rule(name, self.loc)
@@ -451,7 +468,7 @@ class FuncLowerer:
             if name == "tg.constant":
                 r = inner.results[0]
                 # (.item() of the one-element array: its value, as reshape(()).item())
-                env[r] = emit.const(inner.attrs["value"].item(), r.type.dtype)
+                env[r] = self.const(inner.attrs["value"].item(), r.type.dtype)
                 continue
             if name == "tg.dim":
                 r = inner.results[0]

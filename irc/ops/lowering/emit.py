@@ -24,13 +24,13 @@ IDX = TensorType(I64, ())
 BOOL_T = TensorType(BOOL, ())
 
 
-_SCALAR_TYPES: dict = {}
+_SCALAR_TYPES: dict = {}  # dtype name -> the rank-0 type (by name: DType hashes in Python)
 
 
 def scalar_type(dtype: DType) -> TensorType:
-    t = _SCALAR_TYPES.get(dtype)
+    t = _SCALAR_TYPES.get(dtype.name)
     if t is None:
-        t = _SCALAR_TYPES[dtype] = TensorType(dtype, ())
+        t = _SCALAR_TYPES[dtype.name] = TensorType(dtype, ())
     return t
 
 
@@ -143,10 +143,12 @@ class Emitter:
         d = v.type.dtype
         if d is dtype or d == dtype:  # (the same object, most of the time: no field compare)
             return v
-        return self._val("scalar.cast", [v], scalar_type(dtype))
+        t = _SCALAR_TYPES.get(dtype.name) or scalar_type(dtype)
+        return append_new_op(self.block, "scalar.cast", [v], [t], {}, self.lowerer.loc).results[0]
 
     def load(self, buf: Value, idx) -> Value:
-        t = _SCALAR_TYPES.get(buf.type.dtype) or scalar_type(buf.type.dtype)
+        dtype = buf.type.dtype
+        t = _SCALAR_TYPES.get(dtype.name) or scalar_type(dtype)
         return append_new_op(self.block, "mem.load", [buf, *idx], [t], {}, self.lowerer.loc).results[0]
 
     def store(self, v: Value, buf: Value, idx) -> None:
