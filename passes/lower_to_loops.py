@@ -136,14 +136,25 @@ class FuncLowerer:
             value = bool(value)
         else:
             value = int(value)
+        if value == value and (value != 0 or kind != "f"):
+            # Looked up by value, not by its repr: a number that is not NaN and not
+            # a float zero (0.0 and -0.0 compare equal) is equal to another of its
+            # dtype exactly when their reprs are. The same constant, the same key.
+            key = (dtype.name, value)
+            v = self.consts.get(key)
+            if v is None:
+                v = self.consts[key] = self._new_const(value, dtype)
+            return v
         key = ("const", dtype.name, repr(value))
         v = self.cache.get(key)
         if v is None:
-            v = append_new_op(
-                self.prologue, "scalar.const", [], [scalar_type(dtype)], {"value": value}, self.loc
-            ).results[0]
-            self.cache[key] = v
+            v = self.cache[key] = self._new_const(value, dtype)
         return v
+
+    def _new_const(self, value, dtype: DType) -> Value:
+        return append_new_op(
+            self.prologue, "scalar.const", [], [scalar_type(dtype)], {"value": value}, self.loc
+        ).results[0]
 
     def alloc(self, t: TensorType) -> Value:
         v = append_new_op(self.prologue, "mem.alloc", [], [t], {}, self.loc).results[0]
@@ -183,6 +194,7 @@ class FuncLowerer:
         self.prologue = Block()
         self.pro = Builder(self.prologue)
         self.cache: dict = {}
+        self.consts: dict = {}  # (dtype name, value) -> scalar.const (const(), by value)
         self.dims: dict = {}  # dim -> its loop.dim value (asked for by the ten thousand)
         self.scalar_rules: dict = {}  # elementwise op name -> its scalar rule (OpDef.scalar)
         self.rules: dict = {}  # op name -> its lowering rule
@@ -233,11 +245,19 @@ class FuncLowerer:
     # -- planning -----------------------------------------------------------------------------------
     def plan_groups(self, block: Block) -> None:
         """Mark fusible ops whose users are all in one group of the same shape (inline)."""
+        fus: dict = {}  # op -> fusible(op), asked of an op and again of each of its users
+
+        def is_fusible(op):
+            f = fus.get(op)
+            if f is None:
+                f = fus[op] = fusible(op)
+            return f
+
         for op in reversed(block.ops):
             if not op.results or len(op.results) != 1:
                 continue
             v = op.results[0]
-            if not fusible(op):
+            if not is_fusible(op):
                 continue
             roots = set()
             ok = bool(v.uses)
@@ -245,7 +265,7 @@ class FuncLowerer:
                 if user.parent is not block:
                     ok = False
                     break
-                if fusible(user) and user.results and user.results[0].type.shape == v.type.shape:
+                if is_fusible(user) and user.results and user.results[0].type.shape == v.type.shape:
                     roots.add(self.group_root.get(user, user))
                 elif user.name in REDUCE_KINDS and idx == 0:
                     roots.add(user)
@@ -255,7 +275,7 @@ class FuncLowerer:
             cheap = is_scalar_const(op) or op.name == "tg.dim"
             if (
                 cheap
-                and all(fusible(u) or u.name in REDUCE_KINDS for u, _ in v.uses)
+                and all(is_fusible(u) or u.name in REDUCE_KINDS for u, _ in v.uses)
                 and all(u.parent is block for u, _ in v.uses)
             ):
                 self.inline.add(v)

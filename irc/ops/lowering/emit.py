@@ -83,6 +83,10 @@ def fusible(op: Op) -> bool:
 REDUCE_KINDS = {"tg.sum": "sum", "tg.mean": "mean", "tg.max": "max", "tg.min": "min"}
 
 
+# "scalar.<name>" per name: one string for all the ops of a name (not one made per op)
+_SCALAR_NAMES: dict = {}
+
+
 class Emitter:
     """Builds loop IR at the end of a block, with values hoisted to the entry."""
 
@@ -132,11 +136,13 @@ class Emitter:
 
     def scalar(self, name: str, *operands, t: Optional[TensorType] = None, **attrs) -> Value:
         """scalar.<name>; the result type defaults to the first operand's."""
+        full = _SCALAR_NAMES.get(name)
+        if full is None:
+            full = _SCALAR_NAMES[name] = "scalar." + name
         if attrs:
-            return self.op("scalar." + name, operands, [t or operands[0].type], **attrs).results[0]
+            return self.op(full, operands, [t or operands[0].type], **attrs).results[0]
         return append_new_op(
-            self.block, "scalar." + name, list(operands), [t or operands[0].type], {},
-            self.lowerer.loc,
+            self.block, full, list(operands), [t or operands[0].type], {}, self.lowerer.loc
         ).results[0]
 
     def cast(self, v: Value, dtype: DType) -> Value:
@@ -228,10 +234,19 @@ class Emitter:
         blocks = []
         for d in shape:
             par = parallel(len(idx)) if call else parallel
-            inner = _loop_body(())
-            _append_for(block, lo, dim(d), (), inner, par, lowerer.loc)
+            # (_loop_body and _append_for without carries, written out)
+            inner = Block()
+            i = BlockArgument(inner, 0, IDX)
+            inner.args = [i]
+            op = append_new_op(block, "loop.for", [lo, dim(d)], [], {"parallel": bool(par)},
+                               lowerer.loc)
+            region = Region()
+            region.parent = op
+            inner.parent = region
+            region.blocks.append(inner)
+            op.regions = [region]
             blocks.append(inner)
-            idx.append(inner.args[0])
+            idx.append(i)
             block = inner
         body(Emitter(lowerer, block), idx)
         loc = lowerer.loc
