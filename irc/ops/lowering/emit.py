@@ -182,8 +182,9 @@ class Emitter:
         """c = alpha * op(a) @ op(b) + beta * c as one mem.gemm: sizes and leading
         dims are dims, offsets (elements into a, b, c) dims or index values, scale an
         optional scalar value multiplying alpha."""
-        sizes = [self.dim(x) for x in (m, n, k, lda, ldb, ldc)]
-        offs = [x if isinstance(x, Value) else self.dim(x) for x in offsets]
+        dim = self.lowerer.dim
+        sizes = [dim(x) for x in (m, n, k, lda, ldb, ldc)]
+        offs = [x if isinstance(x, Value) else dim(x) for x in offsets]
         extra = [scale] if scale is not None else []
         self.op(
             "mem.gemm",

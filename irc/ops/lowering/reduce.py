@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from irc.ir.core import append_new_op
 from irc.ir.types import I32
 from irc.ops.common import norm_axes, norm_axis
 from irc.ops.lowering.emit import BOOL_T, IDX, REDUCE_KINDS, product
@@ -55,8 +56,10 @@ def reduce_into(lowerer, emit, in_shape, axes, keep, kind, rdtype, out, value_at
     def step(e2, sidx, a):
         # (the suffix loop indices are appended to the prefix ones)
         b = e2.cast(value_at(e2, sidx), rdtype)
-        if reassoc:
-            return [e2.scalar("add", a, b, reassoc=True)]
+        if reassoc:  # (e2.scalar("add", a, b, reassoc=True) written out)
+            return append_new_op(
+                e2.block, "scalar.add", [a, b], [a.type], {"reassoc": True}, lowerer.loc
+            ).results
         return [e2.scalar(combine, a, b)]
 
     def outer(e, idx):
@@ -65,7 +68,7 @@ def reduce_into(lowerer, emit, in_shape, axes, keep, kind, rdtype, out, value_at
             (acc,) = e.reduce_nest(suffix_shape, step, [acc0], idx)
         else:
             acc = e.cast(value_at(e, idx), rdtype)
-        zero = e.dim(0)
+        zero = lowerer.dim(0)
         oi = [zero if a is None else idx[a] for a in out_axes]
         if need_init:
             acc = _combine(e, kind, e.load(out, oi), acc)
