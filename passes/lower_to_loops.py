@@ -52,6 +52,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from irc.passes.pass_manager import Pass, register
+
 import irc.ops.loop  # noqa: F401  (registers the loop dialects)
 from irc.ir.builder import Builder
 from irc.ir.core import Block, Module, Op, OpResult, Region, SymbolRef, Value, append_new_op
@@ -61,19 +63,16 @@ from irc.ir.types import DType, TensorType
 from irc.ops.fused import MAX_FUSED_OPS, body_size
 from irc.ops.lowering import rule_of
 from irc.ops.lowering.emit import (
-    _SCALAR_TYPES,
     IDX,
     REDUCE_KINDS,
     Emitter,
     fusible,
     is_elementwise_name,
     is_scalar_const,
-    scalar_of,
     scalar_rule,
     scalar_type,
 )
 from irc.ops.lowering.linalg import gemm_ok, match_axpy
-from irc.passes.pass_manager import Pass, register
 
 
 @register
@@ -429,9 +428,12 @@ class FuncLowerer:
         # a load of the buffer (the common case: v was materialised); emit.load written out
         rank = len(v.type.shape)
         n = len(idx)
-        t = _SCALAR_TYPES.get(b.type.dtype.name) or scalar_type(b.type.dtype)
         out = append_new_op(
-            emit.block, "mem.load", [b, *idx] if rank == n else [b, *idx[n - rank :]], [t], {},
+            emit.block,
+            "mem.load",
+            [b, *idx] if rank == n else [b, *idx[n - rank :]],
+            [scalar_type(b.type.dtype)],
+            {},
             self.loc,
         ).results[0]
         memo[key] = out

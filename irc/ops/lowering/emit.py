@@ -155,7 +155,8 @@ class Emitter:
     def load(self, buf: Value, idx) -> Value:
         dtype = buf.type.dtype
         t = _SCALAR_TYPES.get(dtype.name) or scalar_type(dtype)
-        return append_new_op(self.block, "mem.load", [buf, *idx], [t], {}, self.lowerer.loc).results[0]
+        op = append_new_op(self.block, "mem.load", [buf, *idx], [t], {}, self.lowerer.loc)
+        return op.results[0]
 
     def store(self, v: Value, buf: Value, idx) -> None:
         append_new_op(self.block, "mem.store", [v, buf, *idx], [], {}, self.lowerer.loc)
