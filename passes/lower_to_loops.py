@@ -503,10 +503,10 @@ class FuncLowerer:
                 rule = rules[name] = scalar_rule(name, self.loc)
             if len(inner.results) != 1:
                 raise CompileError(f"lower-to-loops: {name} inside tg.fused", inner.loc)
-            args = []
-            for x in inner.operands:
-                got = env.get(x)
-                args.append(got if got is not None else self._region_arg(emit, env, x, vals, memo))
+            # (a Value is never false: `or` falls back only where env has no x)
+            args = [
+                env.get(x) or self._region_arg(emit, env, x, vals, memo) for x in inner.operands
+            ]
             r = inner.results[0]
             env[r] = rule(emit, args, r.type.dtype)
         raise CompileError("tg.fused region without tg.yield", op.loc)
