@@ -52,9 +52,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from irc.passes.pass_manager import Pass, register
+
 import irc.ops.loop  # noqa: F401  (registers the loop dialects)
 from irc.ir.builder import Builder
-from irc.ir.core import Block, Module, Op, OpResult, Region, SymbolRef, Value, dismantle
+from irc.ir.core import (
+    Block,
+    Module,
+    Op,
+    OpResult,
+    Region,
+    SymbolRef,
+    Value,
+    append_new_op,
+    dismantle,
+)
 from irc.ir.dims import dim_names
 from irc.ir.errors import CompileError
 from irc.ir.types import DType, TensorType
@@ -67,11 +79,10 @@ from irc.ops.lowering.emit import (
     fusible,
     is_elementwise_name,
     is_scalar_const,
-    scalar_of,
+    scalar_rule,
     scalar_type,
 )
 from irc.ops.lowering.linalg import gemm_ok, match_axpy
-from irc.passes.pass_manager import Pass, register
 
 
 @register
@@ -123,28 +134,40 @@ class FuncLowerer:
                 if n not in self.dim_names:
                     # not bound by an argument: the caller passes it (env)
                     self.dim_names.append(n)
-            v = self.pro.create("loop.dim", [], [IDX], {"dim": d}, (), self.loc).results[0]
+            v = append_new_op(self.prologue, "loop.dim", [], [IDX], {"dim": d}, self.loc).results[0]
             self.dims[d] = v
         return v
 
     def const(self, value, dtype: DType) -> Value:
-        if dtype.is_float:
+        kind = dtype.kind  # (dtype.is_float and is_bool, without the property calls)
+        if kind == "f":
             value = float(value)
-        elif dtype.is_bool:
+        elif kind == "b":
             value = bool(value)
         else:
             value = int(value)
+        if value == value and (value != 0 or kind != "f"):
+            # Looked up by value, not by its repr: a number that is not NaN and not
+            # a float zero (0.0 and -0.0 compare equal) is equal to another of its
+            # dtype exactly when their reprs are. The same constant, the same key.
+            key = (dtype.name, value)
+            v = self.consts.get(key)
+            if v is None:
+                v = self.consts[key] = self._new_const(value, dtype)
+            return v
         key = ("const", dtype.name, repr(value))
         v = self.cache.get(key)
         if v is None:
-            v = self.pro.create(
-                "scalar.const", [], [scalar_type(dtype)], {"value": value}, (), self.loc
-            ).results[0]
-            self.cache[key] = v
+            v = self.cache[key] = self._new_const(value, dtype)
         return v
 
+    def _new_const(self, value, dtype: DType) -> Value:
+        return append_new_op(
+            self.prologue, "scalar.const", [], [scalar_type(dtype)], {"value": value}, self.loc
+        ).results[0]
+
     def alloc(self, t: TensorType) -> Value:
-        v = self.pro.create("mem.alloc", [], [t], {}, (), self.loc).results[0]
+        v = append_new_op(self.prologue, "mem.alloc", [], [t], {}, self.loc).results[0]
         self.temps.add(v)
         return v
 
@@ -181,8 +204,9 @@ class FuncLowerer:
         self.prologue = Block()
         self.pro = Builder(self.prologue)
         self.cache: dict = {}
+        self.consts: dict = {}  # (dtype name, value) -> scalar.const (const(), by value)
         self.dims: dict = {}  # dim -> its loop.dim value (asked for by the ten thousand)
-        self.elementwise: dict = {}  # op name -> is_elementwise_name, for fused regions
+        self.scalar_rules: dict = {}  # elementwise op name -> its scalar rule (OpDef.scalar)
         self.rules: dict = {}  # op name -> its lowering rule
         self.temps: set = set()  # buffers this lowering allocated (may be reused in place)
         self.viewed: set = set()  # tg values whose buffer some view aliases
@@ -231,11 +255,19 @@ class FuncLowerer:
     # -- planning -----------------------------------------------------------------------------------
     def plan_groups(self, block: Block) -> None:
         """Mark fusible ops whose users are all in one group of the same shape (inline)."""
+        fus: dict = {}  # op -> fusible(op), asked of an op and again of each of its users
+
+        def is_fusible(op):
+            f = fus.get(op)
+            if f is None:
+                f = fus[op] = fusible(op)
+            return f
+
         for op in reversed(block.ops):
             if not op.results or len(op.results) != 1:
                 continue
             v = op.results[0]
-            if not fusible(op):
+            if not is_fusible(op):
                 continue
             roots = set()
             ok = bool(v.uses)
@@ -243,7 +275,7 @@ class FuncLowerer:
                 if user.parent is not block:
                     ok = False
                     break
-                if fusible(user) and user.results and user.results[0].type.shape == v.type.shape:
+                if is_fusible(user) and user.results and user.results[0].type.shape == v.type.shape:
                     roots.add(self.group_root.get(user, user))
                 elif user.name in REDUCE_KINDS and idx == 0:
                     roots.add(user)
@@ -253,7 +285,7 @@ class FuncLowerer:
             cheap = is_scalar_const(op) or op.name == "tg.dim"
             if (
                 cheap
-                and all(fusible(u) or u.name in REDUCE_KINDS for u, _ in v.uses)
+                and all(is_fusible(u) or u.name in REDUCE_KINDS for u, _ in v.uses)
                 and all(u.parent is block for u, _ in v.uses)
             ):
                 self.inline.add(v)
@@ -280,6 +312,9 @@ class FuncLowerer:
         self.gemm_updates: dict = {}  # update value -> (scale value, matmul result)
         self.deferred_matmuls: set = set()
         self.plan_groups(body)
+        updates = [op for op in body.ops if op.name == "tg.update"]
+        if not updates:
+            return  # (nothing below to plan: no walk of the function for its reads)
         pos = {op: i for i, op in enumerate(body.ops)}
 
         def emit_pos(user: Op) -> int:
@@ -295,9 +330,7 @@ class FuncLowerer:
         for op in self.func.walk():
             if op.name == "tg.read":
                 reads.setdefault(op.attrs["sym"].name, []).append(op.results[0])
-        for op in body.ops:
-            if op.name != "tg.update":
-                continue
+        for op in updates:
             sym = op.attrs["sym"].name
             v = op.operands[0]
             if not isinstance(v, OpResult) or v in self.inline or v.op.parent is not body:
@@ -382,6 +415,8 @@ class FuncLowerer:
 
     def index_map(self, emit: Emitter, operand_shape, shape, idx):
         """Indices into an operand broadcast to `shape` (NumPy rules)."""
+        if operand_shape == shape and 1 not in shape and len(idx) == len(shape) and 0 in self.dims:
+            return idx  # (the same indices: what the rule below gives, without the copy)
         off = len(shape) - len(operand_shape)
         zero = emit.dim(0)
         return [zero if d == 1 else idx[k + off] for k, d in enumerate(operand_shape)]
@@ -392,64 +427,99 @@ class FuncLowerer:
         got = memo.get(key)
         if got is not None:
             return got
-        op = v.op if isinstance(v, OpResult) else None
-        if op is not None and (force or v in self.inline) and v not in vals and fusible(op):
-            out = self.eval_fusible(emit, op, v, idx, vals, memo)
-        else:
+        b = vals.get(v)
+        if b is None:
+            op = v.op if isinstance(v, OpResult) else None
+            if op is not None and (force or v in self.inline) and fusible(op):
+                out = self.eval_fusible(emit, op, v, idx, vals, memo)
+                memo[key] = out
+                return out
+        if b is None or type(b) is tuple:
             b = self.buf(emit, v, vals)
-            out = emit.load(b, idx if v.type.rank == len(idx) else idx[len(idx) - v.type.rank :])
+        # a load of the buffer (the common case: v was materialised); emit.load written out
+        rank = len(v.type.shape)
+        n = len(idx)
+        out = append_new_op(
+            emit.block,
+            "mem.load",
+            [b, *idx] if rank == n else [b, *idx[n - rank :]],
+            [scalar_type(b.type.dtype)],
+            {},
+            self.loc,
+        ).results[0]
         memo[key] = out
         return out
 
     def eval_fusible(self, emit, op, v, idx, vals, memo) -> Value:
         shape = v.type.shape
-        if op.name == "tg.constant":
-            return emit.const(op.attrs["value"].reshape(()).item(), v.type.dtype)
-        if op.name == "tg.dim":
+        name = op.name
+        if name == "tg.constant":
+            return self.const(op.attrs["value"].item(), v.type.dtype)  # (a one-element array)
+        if name == "tg.dim":
             return emit.cast(emit.dim(op.attrs["dim"]), v.type.dtype)
-        if op.name == "tg.broadcast_to":
+        if name == "tg.broadcast_to":
             x = op.operands[0]
             return self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
-        if op.name == "tg.fused":
+        if name == "tg.fused":
             return self.eval_fused_region(emit, op, idx, vals, memo)[op.results.index(v)]
-        args = [
-            self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
-            for x in op.operands
-        ]
-        return scalar_of(emit, op.name, args, v.type.dtype)
+        expr = self.expr
+        if len(idx) == len(shape) and 1 not in shape and 0 in self.dims:
+            # (index_map's shortcut, once for all operands: an operand of the
+            # iteration shape is read at idx)
+            index_map = self.index_map
+            args = [
+                expr(emit, x, idx if x.type.shape == shape else index_map(
+                    emit, x.type.shape, shape, idx), vals, memo)
+                for x in op.operands
+            ]
+        else:
+            index_map = self.index_map
+            args = [
+                expr(emit, x, index_map(emit, x.type.shape, shape, idx), vals, memo)
+                for x in op.operands
+            ]
+        rule = self.scalar_rules.get(name)
+        if rule is None:
+            rule = self.scalar_rules[name] = scalar_rule(name, self.loc)
+        return rule(emit, args, v.type.dtype)
 
     def eval_fused_region(self, emit, op, idx, vals, memo) -> list:
         shape = tuple(op.attrs["shape"])
         block = op.regions[0].block
         env = {}
-        elementwise = self.elementwise  # op name -> is_elementwise_name
+        index_map = self.index_map
+        expr = self.expr
+        cast = emit.cast
         for a, x in zip(block.args, op.operands):
-            s = self.expr(emit, x, self.index_map(emit, x.type.shape, shape, idx), vals, memo)
-            env[a] = emit.cast(s, a.type.dtype)
+            s = expr(emit, x, index_map(emit, x.type.shape, shape, idx), vals, memo)
+            env[a] = cast(s, a.type.dtype)
+        rules = self.scalar_rules  # op name -> its scalar rule, for the elementwise ops seen
         for inner in block.ops:
-            if inner.name == "tg.yield":
+            name = inner.name
+            if name == "tg.yield":
                 return [env[x] for x in inner.operands]
-            if inner.name == "tg.constant":
-                env[inner.results[0]] = emit.const(
-                    inner.attrs["value"].reshape(()).item(), inner.results[0].type.dtype
-                )
+            if name == "tg.constant":
+                r = inner.results[0]
+                # (.item() of the one-element array: its value, as reshape(()).item())
+                env[r] = self.const(inner.attrs["value"].item(), r.type.dtype)
                 continue
-            if inner.name == "tg.dim":
-                env[inner.results[0]] = emit.cast(
-                    emit.dim(inner.attrs["dim"]), inner.results[0].type.dtype
-                )
+            if name == "tg.dim":
+                r = inner.results[0]
+                env[r] = cast(emit.dim(inner.attrs["dim"]), r.type.dtype)
                 continue
-            ew = elementwise.get(inner.name)
-            if ew is None:
-                ew = elementwise[inner.name] = is_elementwise_name(inner.name)
-            if not ew or len(inner.results) != 1:
-                raise CompileError(f"lower-to-loops: {inner.name} inside tg.fused", inner.loc)
-            args = []
-            for x in inner.operands:
-                got = env.get(x)
-                args.append(got if got is not None else self._region_arg(emit, env, x, vals, memo))
+            rule = rules.get(name)
+            if rule is None:
+                if not is_elementwise_name(name):
+                    raise CompileError(f"lower-to-loops: {name} inside tg.fused", inner.loc)
+                rule = rules[name] = scalar_rule(name, self.loc)
+            if len(inner.results) != 1:
+                raise CompileError(f"lower-to-loops: {name} inside tg.fused", inner.loc)
+            # (a Value is never false: `or` falls back only where env has no x)
+            args = [
+                env.get(x) or self._region_arg(emit, env, x, vals, memo) for x in inner.operands
+            ]
             r = inner.results[0]
-            env[r] = scalar_of(emit, inner.name, args, r.type.dtype)
+            env[r] = rule(emit, args, r.type.dtype)
         raise CompileError("tg.fused region without tg.yield", op.loc)
 
     def _region_arg(self, emit, env, x, vals, memo):

@@ -145,7 +145,10 @@ class BlockArgument(Value):
     __slots__ = ("block", "index")
 
     def __init__(self, block: "Block", index: int, type: TensorType, name_hint=None):
-        super().__init__(type, name_hint)
+        # (Value.__init__ spelled out, as OpResult's: a loop body's index is one.)
+        self.type = type
+        self.uses = UseList()
+        self.name_hint = name_hint
         self.block = block
         self.index = index
 
@@ -396,6 +399,41 @@ class Op:
 
     def __repr__(self):
         return f"<Op {self.name} ({len(self.operands)} operands, {len(self.results)} results)>"
+
+
+def append_new_op(block: "Block", name: str, operands: list, result_types: list, attrs: dict, loc):
+    """`block.append(Op(name, operands, result_types, attrs, (), loc))` for a
+    builder whose fields are known good, with its checks and copies left out:
+    `operands` a list of Values and `result_types` a list of types, both the
+    op's own from now on; `attrs` a dict of frozen values (freeze_attr), the
+    op's own too. Regions are added by the caller (add_region). The loop-IR
+    emitter (irc/ops/lowering/emit.py) makes ops this way: hundreds of
+    thousands of them for a long function. Keep in step with Op.__init__."""
+    op = _new_result(Op)
+    op.name = name
+    op.attrs = attrs
+    op.loc = loc
+    op.parent = block
+    if not result_types:
+        op.results = []
+    elif len(result_types) == 1:
+        r = _new_result(OpResult)
+        r.type = result_types[0]
+        r.uses = UseList()
+        r.name_hint = None
+        r.op = op
+        r.index = 0
+        op.results = [r]
+    else:
+        op.results = [OpResult(op, i, t) for i, t in enumerate(result_types)]
+    op.regions = _NO_REGIONS
+    op.operands = operands
+    i = 0
+    for v in operands:
+        v.uses[(op, i)] = None
+        i += 1
+    block.ops.append(op)
+    return op
 
 
 def _nested_ops(op: Op) -> Iterator[Op]:

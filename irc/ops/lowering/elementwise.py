@@ -6,8 +6,8 @@ A new elementwise op needs no code here. Imports only irc.ir and irc.ops.
 
 from __future__ import annotations
 
-from irc.ir.core import Op, OpResult
-from irc.ops.lowering.emit import Emitter, is_scalar_const
+from irc.ir.core import Op, OpResult, append_new_op
+from irc.ops.lowering.emit import Emitter, fusible, is_scalar_const
 from irc.ops.lowering.linalg import emit_matmul
 from irc.ops.lowering.reduce import lower_fused_reduce
 from irc.ops.registry import lowers
@@ -56,10 +56,17 @@ def lower_fusible(lowerer, emit: Emitter, op: Op, vals) -> None:
         vals[v] = out
         return
     out = lowerer.result_buf(v, lowerer.inplace_inputs(op, v, vals))
-    emit.nest(
-        v.type.shape,
-        lambda e, idx: e.store(lowerer.expr(e, v, idx, vals, {}, force=True), out, idx),
-    )
+    eval_fusible = lowerer.eval_fusible
+
+    def body(e, idx):
+        # (lowerer.expr(e, v, idx, vals, {}, force=True), less its memo of v itself)
+        if v not in vals and fusible(op):
+            val = eval_fusible(e, op, v, idx, vals, {})
+        else:
+            val = lowerer.expr(e, v, idx, vals, {}, force=True)
+        append_new_op(e.block, "mem.store", [val, out, *idx], [], {}, lowerer.loc)
+
+    emit.nest(v.type.shape, body)
     vals[v] = out
 
 

@@ -12,26 +12,25 @@ from __future__ import annotations
 from typing import Optional
 
 from irc.ir.builder import Builder
-from irc.ir.core import Block, Op, Region, Value
+from irc.ir.core import Block, BlockArgument, Op, Region, Value, append_new_op, freeze_attr
 from irc.ir.dims import dim_mul
 from irc.ir.errors import CompileError
 from irc.ir.types import BOOL, I64, DType, TensorType
 from irc.ops.registry import ELEMENTWISE, REGISTRY
 
 IDX = TensorType(I64, ())
-_IDX_ONLY = [IDX]  # (the argument types of a loop body without carries)
 
 
 BOOL_T = TensorType(BOOL, ())
 
 
-_SCALAR_TYPES: dict = {}
+_SCALAR_TYPES: dict = {}  # dtype name -> the rank-0 type (by name: DType hashes in Python)
 
 
 def scalar_type(dtype: DType) -> TensorType:
-    t = _SCALAR_TYPES.get(dtype)
+    t = _SCALAR_TYPES.get(dtype.name)
     if t is None:
-        t = _SCALAR_TYPES[dtype] = TensorType(dtype, ())
+        t = _SCALAR_TYPES[dtype.name] = TensorType(dtype, ())
     return t
 
 
@@ -68,16 +67,24 @@ def is_scalar_const(op: Op) -> bool:
 
 def fusible(op: Op) -> bool:
     """Ops that compute result[i] from operands at broadcast indices only."""
-    return (
-        is_elementwise(op)
-        or op.name == "tg.broadcast_to"
-        or (op.name == "tg.fused" and not op.attrs.get("reduce") and len(op.results) == 1)
-        or is_scalar_const(op)
-        or op.name == "tg.dim"
-    )
+    # (is_elementwise(op) or broadcast_to or an unreduced one-result tg.fused or
+    # is_scalar_const(op) or tg.dim, spelled out: asked of every op, often)
+    name = op.name
+    d = REGISTRY.get(name)
+    if d is not None and ELEMENTWISE in d.traits and len(op.results) == 1:
+        return True
+    if name == "tg.broadcast_to" or name == "tg.dim":
+        return True
+    if name == "tg.fused":
+        return not op.attrs.get("reduce") and len(op.results) == 1
+    return name == "tg.constant" and op.attrs["value"].size == 1
 
 
 REDUCE_KINDS = {"tg.sum": "sum", "tg.mean": "mean", "tg.max": "max", "tg.min": "min"}
+
+
+# "scalar.<name>" per name: one string for all the ops of a name (not one made per op)
+_SCALAR_NAMES: dict = {}
 
 
 class Emitter:
@@ -101,24 +108,22 @@ class Emitter:
         return Builder(self.block)
 
     def op(self, name, operands=(), types=(), regions=(), **attrs) -> Op:
-        op = Op(
+        op = append_new_op(
+            self.block,
             name,
-            operands,
-            types if type(types) is list else list(types),
-            attrs,
-            regions,
+            list(operands),
+            list(types),
+            {k: freeze_attr(v) for k, v in attrs.items()} if attrs else {},
             self.lowerer.loc,
         )
-        op.parent = self.block
-        self.ops.append(op)
+        for r in regions:
+            op.add_region(r)
         return op
 
-    def _val(self, name, operands, t) -> Value:
-        """A one-result op without attributes or regions (the common case)."""
-        op = Op(name, operands, [t], None, (), self.lowerer.loc)
-        op.parent = self.block
-        self.ops.append(op)
-        return op.results[0]
+    def _val(self, name, operands: list, t) -> Value:
+        """A one-result op without attributes or regions (the common case);
+        `operands` a new list of Values (the op keeps it)."""
+        return append_new_op(self.block, name, operands, [t], {}, self.lowerer.loc).results[0]
 
     def val(self, name, operands, t, **attrs) -> Value:
         return self.op(name, operands, [t], **attrs).results[0]
@@ -131,23 +136,30 @@ class Emitter:
 
     def scalar(self, name: str, *operands, t: Optional[TensorType] = None, **attrs) -> Value:
         """scalar.<name>; the result type defaults to the first operand's."""
+        full = _SCALAR_NAMES.get(name)
+        if full is None:
+            full = _SCALAR_NAMES[name] = "scalar." + name
         if attrs:
-            return self.op("scalar." + name, operands, [t or operands[0].type], **attrs).results[0]
-        return self._val("scalar." + name, operands, t or operands[0].type)
+            return self.op(full, operands, [t or operands[0].type], **attrs).results[0]
+        return append_new_op(
+            self.block, full, list(operands), [t or operands[0].type], {}, self.lowerer.loc
+        ).results[0]
 
     def cast(self, v: Value, dtype: DType) -> Value:
         d = v.type.dtype
         if d is dtype or d == dtype:  # (the same object, most of the time: no field compare)
             return v
-        return self._val("scalar.cast", [v], scalar_type(dtype))
+        t = _SCALAR_TYPES.get(dtype.name) or scalar_type(dtype)
+        return append_new_op(self.block, "scalar.cast", [v], [t], {}, self.lowerer.loc).results[0]
 
     def load(self, buf: Value, idx) -> Value:
-        return self._val("mem.load", [buf, *idx], scalar_type(buf.type.dtype))
+        dtype = buf.type.dtype
+        t = _SCALAR_TYPES.get(dtype.name) or scalar_type(dtype)
+        op = append_new_op(self.block, "mem.load", [buf, *idx], [t], {}, self.lowerer.loc)
+        return op.results[0]
 
     def store(self, v: Value, buf: Value, idx) -> None:
-        op = Op("mem.store", [v, buf, *idx], [], None, (), self.lowerer.loc)
-        op.parent = self.block
-        self.ops.append(op)
+        append_new_op(self.block, "mem.store", [v, buf, *idx], [], {}, self.lowerer.loc)
 
     def gemm(
         self,
@@ -171,8 +183,9 @@ class Emitter:
         """c = alpha * op(a) @ op(b) + beta * c as one mem.gemm: sizes and leading
         dims are dims, offsets (elements into a, b, c) dims or index values, scale an
         optional scalar value multiplying alpha."""
-        sizes = [self.dim(x) for x in (m, n, k, lda, ldb, ldc)]
-        offs = [x if isinstance(x, Value) else self.dim(x) for x in offsets]
+        dim = self.lowerer.dim
+        sizes = [dim(x) for x in (m, n, k, lda, ldb, ldc)]
+        offs = [x if isinstance(x, Value) else dim(x) for x in offsets]
         extra = [scale] if scale is not None else []
         self.op(
             "mem.gemm",
@@ -199,40 +212,48 @@ class Emitter:
     def _for(self, lo: Value, hi: Value, inits: list, parallel) -> tuple:
         """(the Emitter of its body, the op) of a loop.for appended here, carrying
         `inits`; its body is left open (loop, nest and reduce_nest fill it)."""
-        if inits:
-            types = [v.type for v in inits]
-            block = Block([IDX] + types)
-        else:
-            types = []
-            block = Block(_IDX_ONLY)
-        op = Op("loop.for", [lo, hi, *inits], types, {"parallel": bool(parallel)},
-                [Region([block])], self.lowerer.loc)
-        op.parent = self.block
-        self.ops.append(op)
+        block = _loop_body([v.type for v in inits])
+        op = _append_for(self.block, lo, hi, inits, block, parallel, self.lowerer.loc)
         return Emitter(self.lowerer, block), op
 
     def _yield(self, values) -> None:
-        op = Op("loop.yield", values, [], None, (), self.lowerer.loc)
-        op.parent = self.block
-        self.ops.append(op)
+        append_new_op(self.block, "loop.yield", list(values), [], {}, self.lowerer.loc)
 
     def nest(self, shape, body, parallel=True, idx=()):
         """Loops over every index of `shape` (outermost first); body(emit, idx)."""
         # (the loops made in turn, not by recursion: the same ops, made in the
-        # same order, as loop() nested in loop())
+        # same order, as loop() nested in loop(); the loop.for ops and bodies
+        # made here directly, an Emitter only for the innermost body)
+        if not shape:
+            body(self, list(idx))
+            return
         idx = list(idx)
-        e = self
-        inner = []
-        dim = self.lowerer.dim
+        lowerer = self.lowerer
+        dim = lowerer.dim
+        call = callable(parallel)
+        lo = dim(0)
+        block = self.block
+        blocks = []
         for d in shape:
-            par = parallel(len(idx)) if callable(parallel) else parallel
-            lo = dim(0)
-            e, _op = e._for(lo, dim(d), [], par)
-            inner.append(e)
-            idx.append(e.block.args[0])
-        body(e, idx)
-        for e in reversed(inner):
-            e._yield([])
+            par = parallel(len(idx)) if call else parallel
+            # (_loop_body and _append_for without carries, written out)
+            inner = Block()
+            i = BlockArgument(inner, 0, IDX)
+            inner.args = [i]
+            op = append_new_op(block, "loop.for", [lo, dim(d)], [], {"parallel": bool(par)},
+                               lowerer.loc)
+            region = Region()
+            region.parent = op
+            inner.parent = region
+            region.blocks.append(inner)
+            op.regions = [region]
+            blocks.append(inner)
+            idx.append(i)
+            block = inner
+        body(Emitter(lowerer, block), idx)
+        loc = lowerer.loc
+        for block in reversed(blocks):
+            append_new_op(block, "loop.yield", [], [], {}, loc)
 
     def reduce_nest(self, shape, body, acc, idx=()):
         """Loops over `shape` carrying scalars `acc` (a list); body(emit, idx, *acc) -> next acc."""
@@ -240,18 +261,26 @@ class Emitter:
         # loop() nested in loop())
         idx = list(idx)
         acc = list(acc)
-        e = self
+        if not shape:
+            return list(body(self, idx, *acc))
+        lowerer = self.lowerer
+        dim = lowerer.dim
+        lo = dim(0)
+        block = self.block
+        types = [v.type for v in acc]
         levels = []
-        dim = self.lowerer.dim
         for d in shape:
-            lo = dim(0)
-            e, op = e._for(lo, dim(d), acc, False)
-            levels.append((e, op))
-            idx.append(e.block.args[0])
-            acc = e.block.args[1:]
-        res = list(body(e, idx, *acc))
-        for e, op in reversed(levels):
-            e._yield(res)
+            inner = _loop_body(types)
+            op = _append_for(block, lo, dim(d), acc, inner, False, lowerer.loc)
+            levels.append((inner, op))
+            args = inner.args
+            idx.append(args[0])
+            acc = args[1:]
+            block = inner
+        res = list(body(Emitter(lowerer, block), idx, *acc))
+        loc = lowerer.loc
+        for block, op in reversed(levels):
+            append_new_op(block, "loop.yield", res, [], {}, loc)
             res = list(op.results)
         return res
 
@@ -259,11 +288,44 @@ class Emitter:
         self.op("loop.assert", [cond], message=message)
 
 
+def _loop_body(carried_types) -> Block:
+    """The block of a loop.for's body: an index argument, then the carried values'."""
+    block = Block()
+    args = [BlockArgument(block, 0, IDX)]
+    for t in carried_types:
+        args.append(BlockArgument(block, len(args), t))
+    block.args = args
+    return block
+
+
+def _append_for(block, lo, hi, inits, body: Block, parallel, loc) -> Op:
+    """A loop.for from lo to hi carrying `inits`, its body `body`, appended to `block`."""
+    op = append_new_op(
+        block,
+        "loop.for",
+        [lo, hi, *inits],
+        [v.type for v in inits],
+        {"parallel": bool(parallel)},
+        loc,
+    )
+    region = Region()
+    region.parent = op
+    body.parent = region
+    region.blocks.append(body)
+    op.regions = [region]
+    return op
+
+
 def scalar_of(emit: Emitter, name: str, args: list, dtype: DType) -> Value:
     """The scalar value of elementwise op `name` applied to the scalars `args`,
     by its scalar rule (OpDef.scalar), as a value of `dtype`."""
+    return scalar_rule(name, emit.lowerer.loc)(emit, args, dtype)
+
+
+def scalar_rule(name: str, loc=None):
+    """The scalar rule (OpDef.scalar) of op `name`: rule(emit, args, dtype) -> Value."""
     d = REGISTRY.get(name)
     rule = d.scalar if d is not None else None
     if rule is None:
-        raise CompileError(f"lower-to-loops: {name} has no scalar rule", emit.lowerer.loc)
-    return rule(emit, args, dtype)
+        raise CompileError(f"lower-to-loops: {name} has no scalar rule", loc)
+    return rule

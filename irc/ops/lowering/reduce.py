@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from irc.ir.core import append_new_op
 from irc.ir.types import I32
 from irc.ops.common import norm_axes, norm_axis
 from irc.ops.lowering.emit import BOOL_T, IDX, REDUCE_KINDS, product
@@ -35,45 +36,65 @@ def reduce_into(lowerer, emit, in_shape, axes, keep, kind, rdtype, out, value_at
     j0 = rank
     while j0 > 0 and (j0 - 1) in axes:
         j0 -= 1
-    prefix = list(range(j0))
-    suffix = list(range(j0, rank))
-    need_init = any(a in axes for a in prefix)
-    count = product([in_shape[a] for a in axes])
-
-    def out_idx(e, idx):
-        zero = e.dim(0)
-        return [zero if a in axes else idx[a] for a in range(rank) if keep or a not in axes]
+    need_init = False
+    for a in range(j0):
+        if a in axes:
+            need_init = True
+            break
+    suffix_shape = list(in_shape[j0:])
+    n_suffix = rank - j0
+    mean = kind == "mean"
+    # where out is stored: the kept axes' indices, 0 on a reduced axis kept (keepdims)
+    out_axes = [None if a in axes else a for a in range(rank) if keep or a not in axes]
+    combine = "add" if kind == "sum" or mean else ("maximum" if kind == "max" else "minimum")
+    reassoc = combine == "add"
 
     if need_init:
         ident = _reduce_identity(emit, kind, rdtype)
         emit.nest(out.type.shape, lambda e, idx: e.store(ident, out, idx))
 
+    def step(e2, sidx, a):
+        # (the suffix loop indices are appended to the prefix ones)
+        b = e2.cast(value_at(e2, sidx), rdtype)
+        if reassoc:  # (e2.scalar("add", a, b, reassoc=True) written out)
+            return append_new_op(
+                e2.block, "scalar.add", [a, b], [a.type], {"reassoc": True}, lowerer.loc
+            ).results
+        return [e2.scalar(combine, a, b)]
+
     def outer(e, idx):
-        if suffix:
+        if n_suffix:
             acc0 = _reduce_identity(e, kind, rdtype)
-            (acc,) = e.reduce_nest(
-                [in_shape[a] for a in suffix],
-                lambda e2, sidx, a: [
-                    _combine(e2, kind, a, e2.cast(value_at(e2, idx + sidx), rdtype))
-                ],
-                [acc0],
-            )
-            # (the suffix loop indices are appended to the prefix ones)
+            (acc,) = e.reduce_nest(suffix_shape, step, [acc0], idx)
         else:
             acc = e.cast(value_at(e, idx), rdtype)
-        oi = out_idx(e, idx + [None] * len(suffix)) if suffix else out_idx(e, idx)
+        zero = lowerer.dim(0)
+        oi = [zero if a is None else idx[a] for a in out_axes]
         if need_init:
             acc = _combine(e, kind, e.load(out, oi), acc)
-        elif kind == "mean":
-            acc = e.scalar("div", acc, e.cast(e.dim(count), rdtype))
+        elif mean:
+            acc = e.scalar("div", acc, e.cast(e.dim(product([in_shape[a] for a in axes])), rdtype))
         e.store(acc, out, oi)
 
-    emit.nest([in_shape[a] for a in prefix], outer, parallel=lambda k: prefix[k] not in axes)
-    if need_init and kind == "mean":
-        n = emit.cast(emit.dim(count), rdtype)
+    emit.nest(in_shape[:j0], outer, parallel=lambda k: k not in axes)
+    if need_init and mean:
+        n = emit.cast(emit.dim(product([in_shape[a] for a in axes])), rdtype)
         emit.nest(
             out.type.shape, lambda e, idx: e.store(e.scalar("div", e.load(out, idx), n), out, idx)
         )
+
+
+_AXES: dict = {}  # (axis attribute, rank) -> the set of axes it names (norm_axes)
+
+
+def _axes(axis, rank) -> set:
+    key = (axis, rank)
+    got = _AXES.get(key)
+    if got is None:
+        got = frozenset(norm_axes(axis, rank))
+        if len(_AXES) < 1024:
+            _AXES[key] = got
+    return got
 
 
 @lowers("tg.sum", "tg.mean", "tg.max", "tg.min")
@@ -81,14 +102,15 @@ def lower_reduce(lowerer, emit, op, vals):
     kind = REDUCE_KINDS[op.name]
     x = op.operands[0]
     v = op.results[0]
-    axes = set(norm_axes(op.attrs.get("axis"), x.type.rank))
+    axes = _axes(op.attrs.get("axis"), len(x.type.shape))
     keep = bool(op.attrs.get("keepdims", False))
     out = lowerer.result_buf(v)
     memo: dict = {}
+    expr = lowerer.expr
 
     def value_at(e, idx):
         memo.clear()  # one evaluation per element (loops differ per call site)
-        return lowerer.expr(e, x, idx, vals, memo)
+        return expr(e, x, idx, vals, memo)
 
     reduce_into(lowerer, emit, x.type.shape, axes, keep, kind, v.type.dtype, out, value_at)
     vals[v] = out
@@ -97,7 +119,7 @@ def lower_reduce(lowerer, emit, op, vals):
 def lower_fused_reduce(lowerer, emit, op, vals):
     shape = tuple(op.attrs["shape"])
     kind = op.attrs["reduce"]
-    axes = set(norm_axes(op.attrs.get("axis"), len(shape)))
+    axes = _axes(op.attrs.get("axis"), len(shape))
     keep = bool(op.attrs.get("keepdims", False))
     for k, r in enumerate(op.results):
         out = lowerer.result_buf(r)
