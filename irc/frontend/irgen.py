@@ -49,7 +49,7 @@ from irc.frontend.values import (
     make_dim,
 )
 from irc.ir import dims as D
-from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
+from irc.ir.core import Block, Loc, Module, Op, OpResult, Region, SymbolRef, Value
 from irc.ir.dims import INT64_MAX as INT_MAX
 from irc.ir.errors import CompileError
 from irc.ir.types import (
@@ -57,8 +57,9 @@ from irc.ir.types import (
     I32,
     DType,
     TensorType,
+    TypeError_,
 )
-from irc.ops.registry import OpBuilder
+from irc.ops.registry import REGISTRY, OpBuilder, short_name
 
 INITIALISERS = ("zeros", "ones", "full", "normal", "uniform", "glorot_uniform", "load")
 
@@ -560,15 +561,7 @@ class IRGen(NestedGen):
             except OverflowError:  # (an int beyond the dtype: a slice bound of 2**31)
                 raise self.err(f"{v} does not fit {dtype}", loc) from None
             arr.setflags(write=False)  # frozen already: the op keeps it without a copy
-            # (`with b.at_loc(loc): b.op(...)` written out: one per literal)
-            b = self.b
-            saved = b.loc
-            if loc is not None:
-                b.loc = loc
-            try:
-                return b.op_full("tg.constant", [], {"value": arr}).results[0]
-            finally:
-                b.loc = saved
+            return self._op("tg.constant", [], {"value": arr}, loc)
         if isinstance(v, list):
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):
@@ -654,13 +647,64 @@ class IRGen(NestedGen):
         # for binop to refuse, so straight to the host.
         if isinstance(a, Value):
             if isinstance(b, (Value, int, float)):
-                return self.host.binop(n.op, self.BINOPS[n.op], a, b, n.loc)
+                return self._tensor_binop(n.op, a, b, n.loc)
         elif isinstance(b, Value) and isinstance(a, (int, float)):
-            return self.host.binop(n.op, self.BINOPS[n.op], a, b, n.loc)
+            return self._tensor_binop(n.op, a, b, n.loc)
         folded = self.fold_static(n.op, a, b, n.loc)
         if folded is not NotImplemented:
             return folded
         return self.binop(n.op, a, b, n.loc)
+
+    def _tensor_binop(self, sym, a, b, loc):
+        """Host.binop for a tensor with a tensor or a number (bool, int, float)
+        and a number with a tensor, written out (see there): one per operator
+        of a long function."""
+        opname = self.BINOPS[sym]
+        if opname not in REGISTRY:
+            raise CompileError(f"operator '{sym}' is not supported on tensors", loc)
+        if type(b) is not OpResult and not isinstance(b, Value):
+            b = self.as_tensor(b, loc, like=a)
+        elif type(a) is not OpResult and not isinstance(a, Value):
+            a = self.as_tensor(a, loc, like=b)
+        r = self._op(opname, [a, b], {}, loc)
+        t = r.type
+        if not t.shape and t.dtype.is_int:  # (Host.track_affine: integer scalars only)
+            self.host.track_affine(sym, a, b, r)
+        return r
+
+    def _op(self, name, operands: list, attrs: dict, loc):
+        """The op `name` at `loc` (None: the builder's), inserted by the builder;
+        its result (its results if not one). OpBuilder.op_full written out (and
+        what it gives the same): the generator makes every op here."""
+        b = self.b
+        if loc is None:
+            loc = b.loc
+        d = REGISTRY.get(name)
+        if d is None:
+            raise KeyError(f"unknown op {name}")
+        if d.defaults:
+            full = dict(d.defaults)
+            full.update(attrs)
+        else:
+            full = attrs  # (Op copies it; infer only reads it)
+        types = [v.type for v in operands]
+        try:
+            if d.arity is not None and len(types) != d.arity:
+                raise TypeError_(f"{short_name(name)} takes {d.arity} operands, got {len(types)}")
+            if d.infer is None:
+                raise TypeError_(f"{name} has no type inference")
+            types = d.infer(types, full)
+        except TypeError_ as e:
+            raise CompileError(e.message, loc) from None
+        op = Op(name, operands, types, full, (), loc)
+        block = b.block
+        if b.anchor is None and b.pos is None and block is not None:
+            op.parent = block
+            block.ops.append(op)
+        else:
+            b.insert(op)
+        results = op.results
+        return results[0] if len(results) == 1 else results
 
     def fold_static(self, op, a, b, loc):
         """Fold an operator over compile-time values (numbers and dims)."""
@@ -811,16 +855,7 @@ class _Host(Host):
         return v
 
     def op(self, name, operands, attrs, loc):
-        # (`with b.at_loc(loc): b.op(...)` written out: one per op of a long function)
-        b = self.gen.b
-        saved = b.loc
-        if loc is not None:
-            b.loc = loc
-        try:
-            op = b.op_full(name, list(operands), attrs)
-        finally:
-            b.loc = saved
-        return op.results[0] if len(op.results) == 1 else op.results
+        return self.gen._op(name, list(operands), attrs, loc)
 
     def form(self, v):
         return self.gen.ctx.affine.get(v)
