@@ -188,13 +188,19 @@ def _height(program: A.Program) -> int:
 class _Parser:
     def __init__(self, text: str, filename: str):
         self.kinds, self.values, self.lines, self.cols = tokenize(text)
+        self.locs = [None] * len(self.kinds)  # token index -> its Loc, once made
         self.file = filename
         self.i = 0
         self.long = []  # statements and declarations of over MAX_HEIGHT tokens
 
     # -- tokens -----------------------------------------------------------------------------------
     def loc(self, i: int) -> Loc:
-        return Loc(self.file, self.lines[i], self.cols[i])
+        # One Loc per token at most: the nodes that start at one token (`a * b + c`:
+        # a name and two operators) share it.
+        loc = self.locs[i]
+        if loc is None:
+            loc = self.locs[i] = Loc(self.file, self.lines[i], self.cols[i])
+        return loc
 
     def expect(self, kind: str) -> int:
         i = self.i
