@@ -32,6 +32,8 @@ from irc.frontend.builtins import (
     BUILTINS,
     KEYWORDS,
     OPERATORS,
+    REDUCTIONS,
+    UNARY,
     bind_arguments,
     did_you_mean,
     run_builtin,
@@ -60,6 +62,11 @@ from irc.ir.types import (
     TypeError_,
 )
 from irc.ops.registry import REGISTRY, OpBuilder, short_name
+
+# Built-ins ev_Call makes without their handler where the argument is a tensor
+# (and the axis and keepdims plain): name -> (op, "reduce" or None).
+_FAST_BUILTINS = {name: ("tg." + name, None) for name in UNARY}
+_FAST_BUILTINS.update({name: ("tg." + name, "reduce") for name in REDUCTIONS})
 
 INITIALISERS = ("zeros", "ones", "full", "normal", "uniform", "glorot_uniform", "load")
 
@@ -792,8 +799,26 @@ class IRGen(NestedGen):
             bound, locs = bind_arguments(
                 n.func, args, kwargs, n.loc, [getattr(a, "loc", n.loc) for a in n.args]
             )
-            with self.b.at_loc(n.loc):
+            # The unary functions and the reductions of a tensor, with an axis
+            # of None or an int and keepdims true or false (most calls of a long
+            # function), made as their handlers in builtins.py make them.
+            fast = _FAST_BUILTINS.get(n.func)
+            if fast is not None:
+                x = bound["x"]
+                if isinstance(x, Value):
+                    if fast[1] is None:
+                        return self._op(fast[0], [x], {}, n.loc)
+                    axis, keep = bound["axis"], bound["keepdims"]
+                    if type(keep) is bool and (axis is None or type(axis) is int):
+                        attrs = {"axis": axis if axis is None else (axis,), "keepdims": keep}
+                        return self._op(fast[0], [x], attrs, n.loc)
+            b = self.b
+            saved = b.loc
+            b.loc = n.loc  # (`with b.at_loc(n.loc):` written out)
+            try:
                 return run_builtin(self.host, n.func, bound, n.loc, locs)
+            finally:
+                b.loc = saved
         hint = did_you_mean(n.func, list(BUILTINS) + list(self.defs) + list(self.fns))
         raise self.err(f"unknown function '{n.func}'", n.loc, hint)
 
