@@ -367,8 +367,16 @@ class _Parser:
             while self.accept(","):
                 values.append(self.expr())
             return (A.Return if word == "return" else A.Yield)(self.loc(i), values)
-        self.name()
-        if self.accept("<-"):
+        if word in _RESERVED:  # (self.name(), written out)
+            raise Fallback
+        kinds = self.kinds
+        k = kinds[i + 1]
+        if k == "=":  # (`x = ...`: most statements)
+            self.i = i + 2
+            return A.Assign(self.loc(i), [word], self.expr())
+        self.i = i + 1
+        if k == "<-":
+            self.i += 1
             return A.Update(self.loc(i), word, self.expr())
         targets = [word]
         while self.accept(","):
@@ -379,7 +387,14 @@ class _Parser:
     # -- expressions ------------------------------------------------------------------------------
     # Each returns (node, index of the token its text starts at, parentheses included).
     def expr(self):
-        return self.compare()[0]
+        # (compare()[0], written out)
+        left, start = self.binary(0)
+        if self.kinds[self.i] in _COMPARE:
+            op = self.i
+            self.i += 1
+            right, _ = self.binary(0)
+            return A.BinOp(self.loc(op), self.values[op], left, right)
+        return left
 
     def compare(self):
         left, start = self.binary(0)

@@ -433,14 +433,22 @@ class IRGen(NestedGen):
 
     def _assign(self, st: A.Assign):
         v = self.ev(st.value)
-        if len(st.targets) == 1:
+        targets = st.targets
+        if len(targets) == 1:
             if isinstance(v, tuple):
                 raise self.err(
                     f"this expression gives {len(v)} values; unpack them: "
                     f"{', '.join('v%d' % i for i in range(len(v)))} = ...",
                     st.loc,
                 )
-            values = [v]
+            # (one name: the loop below written out)
+            name = targets[0]
+            if name in self.shared or name in self.consts or name in BUILTINS or name in self.defs:
+                self._check_bindable(name, st.loc)
+            if isinstance(v, Value) and v.name_hint is None:
+                v.name_hint = name
+            self.scope.vars[name] = v
+            return
         else:
             if not isinstance(v, tuple):
                 raise self.err(f"cannot unpack one value into {len(st.targets)} names", st.loc)
@@ -563,12 +571,7 @@ class IRGen(NestedGen):
         if isinstance(v, (bool, int, float)):
             if dtype is None:
                 dtype = weak_dtype(like.type.dtype, v) if like is not None else default_dtype(v)
-            try:
-                arr = np.array(v, dtype=dtype.np)
-            except OverflowError:  # (an int beyond the dtype: a slice bound of 2**31)
-                raise self.err(f"{v} does not fit {dtype}", loc) from None
-            arr.setflags(write=False)  # frozen already: the op keeps it without a copy
-            return self._op("tg.constant", [], {"value": arr}, loc)
+            return self._literal(v, dtype, loc)
         if isinstance(v, list):
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):
@@ -579,6 +582,15 @@ class IRGen(NestedGen):
             with self.b.at_loc(loc):
                 return self.b.op("tg.stack", *tensors, axis=0)
         raise self.err(f"expected a tensor, got {describe(v)}", loc)
+
+    def _literal(self, v, dtype: DType, loc) -> Value:
+        """A tg.constant of the number v as `dtype`."""
+        try:
+            arr = np.array(v, dtype=dtype.np)
+        except OverflowError:  # (an int beyond the dtype: a slice bound of 2**31)
+            raise self.err(f"{v} does not fit {dtype}", loc) from None
+        arr.setflags(write=False)  # frozen already: the op keeps it without a copy
+        return self._op("tg.constant", [], {"value": arr}, loc)
 
     def ev_static(self, node):
         """Evaluate an expression that must be known at compile time."""
@@ -617,6 +629,12 @@ class IRGen(NestedGen):
         return DTYPES[n.name]
 
     def ev_Name(self, n):
+        # (a name of the innermost scope first: lookup's first answer)
+        scope = self.scope
+        if scope is not None:
+            v = scope.vars.get(n.id)
+            if v is not None:
+                return v
         return self.lookup(n.id, n.loc)
 
     def ev_ListLit(self, n):
@@ -647,8 +665,10 @@ class IRGen(NestedGen):
     BINOPS = OPERATORS
 
     def ev_BinOp(self, n):
-        a = self.ev(n.left)
-        b = self.ev(n.right)
+        # (ev of a number written out: an operand of most operators)
+        left, right = n.left, n.right
+        a = left.value if type(left) is A.Num else self.ev(left)
+        b = right.value if type(right) is A.Num else self.ev(right)
         # A tensor with a tensor or a number (most operators of a long function):
         # nothing to fold (fold_static folds numbers and dims only) and nothing
         # for binop to refuse, so straight to the host.
@@ -670,7 +690,11 @@ class IRGen(NestedGen):
         if opname not in REGISTRY:
             raise CompileError(f"operator '{sym}' is not supported on tensors", loc)
         if type(b) is not OpResult and not isinstance(b, Value):
-            b = self.as_tensor(b, loc, like=a)
+            tb = type(b)
+            if tb is float or tb is int:  # (as_tensor's case, written out)
+                b = self._literal(b, weak_dtype(a.type.dtype, b), loc)
+            else:
+                b = self.as_tensor(b, loc, like=a)
         elif type(a) is not OpResult and not isinstance(a, Value):
             a = self.as_tensor(a, loc, like=b)
         r = self._op(opname, [a, b], {}, loc)
@@ -694,7 +718,13 @@ class IRGen(NestedGen):
             full.update(attrs)
         else:
             full = attrs  # (Op copies it; infer only reads it)
-        types = [v.type for v in operands]
+        n = len(operands)
+        if n == 2:
+            types = [operands[0].type, operands[1].type]
+        elif n == 1:
+            types = [operands[0].type]
+        else:
+            types = [v.type for v in operands]
         try:
             if d.arity is not None and len(types) != d.arity:
                 raise TypeError_(f"{short_name(name)} takes {d.arity} operands, got {len(types)}")
