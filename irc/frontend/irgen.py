@@ -91,6 +91,14 @@ class IRGen(NestedGen):
         self.host = _Host(self)
         self._ev_methods: dict = {}  # node class -> bound ev_ method (see ev)
 
+    def release(self) -> None:
+        """Drop the references that make the generator a cycle (its host, its
+        bound ev_ methods): once generated, it and the AST are freed as soon as
+        the caller drops them, not by the next full collection, which would
+        walk every node of a long function once more."""
+        self.host = None
+        self._ev_methods = None
+
     # -- errors ---------------------------------------------------------------------
     def err(self, msg, loc, hint=None):
         return CompileError(msg, loc, hint)
@@ -925,7 +933,10 @@ class _Host(Host):
 
 def generate(program: A.Program, filename: str, defines=None) -> Module:
     """The tg IR module of a parsed program."""
+    gen = IRGen(program, filename, defines)
     try:
-        return IRGen(program, filename, defines).generate()
+        return gen.generate()
     except RecursionError:
         raise CompileError("expression nested too deeply", Loc(filename, 1, 1)) from None
+    finally:
+        gen.release()
