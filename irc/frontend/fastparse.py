@@ -85,14 +85,15 @@ _INT_DIGITS = 18  # longer integer literals go to parse.py's range check
 _FLOAT_CHARS = 400
 
 
-# The tokens of one line (no token holds a newline): whitespace, then the first
-# matching alternative (so longer operators come before their prefixes and
-# FLOAT before INT, as Lark orders them): comment, FLOAT, INT, NAME, STRING,
-# operator; the last, any other character but whitespace, makes the text fall
-# back. Group numbers: see _GROUP_KINDS.
+# The tokens of one line (no token holds a newline): whitespace (group 1), then
+# the first matching alternative (so longer operators come before their
+# prefixes and FLOAT before INT, as Lark orders them): comment, FLOAT, INT,
+# NAME, STRING, operator; the last, any other character but whitespace, makes
+# the text fall back. One match ends where the next begins (any character but
+# whitespace matches), so a token's column is the length of what came before.
 _LINE_TOKEN = re.compile(
     r"""
-    [ \t\f\r]*
+    ([ \t\f\r]*)
     (?:
       (\#.*)
     | ((?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
@@ -105,34 +106,44 @@ _LINE_TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_GROUP_KINDS = (None, None, "FLOAT", "INT", "NAME", "STRING")  # 1: comment, 6: operator, 7: other
 
 
 def tokenize(text: str) -> tuple:
     """(kinds, values, lines, cols) of the tokens, with an end marker."""
     kinds, values, lines, cols = [], [], [], []
-    finditer = _LINE_TOKEN.finditer
-    group_kinds = _GROUP_KINDS
+    # (findall's tuples of groups, not match objects: no method call per token)
+    findall = _LINE_TOKEN.findall
     line_no = 0
     line = ""
     for line_no, line in enumerate(text.split("\n"), 1):
         if not line:
             continue
-        for m in finditer(line):
-            g = m.lastindex
-            if g == 6:
-                value = m.group(6)
-                kinds.append(value)
-            elif g == 1:
-                continue
-            elif g == 7:
-                raise Fallback
+        col = 1
+        for space, comment, float_, int_, name, string, op, other in findall(line):
+            col += len(space)
+            if name:
+                kinds.append("NAME")
+                value = name
+            elif op:
+                kinds.append(op)
+                value = op
+            elif float_:
+                kinds.append("FLOAT")
+                value = float_
+            elif int_:
+                kinds.append("INT")
+                value = int_
+            elif string:
+                kinds.append("STRING")
+                value = string
+            elif comment:
+                break  # (the rest of the line)
             else:
-                value = m.group(g)
-                kinds.append(group_kinds[g])
+                raise Fallback  # (other)
             values.append(value)
             lines.append(line_no)
-            cols.append(m.start(g) + 1)
+            cols.append(col)
+            col += len(value)
     kinds.append("$END")
     values.append("")
     lines.append(line_no)
