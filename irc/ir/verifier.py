@@ -388,6 +388,8 @@ class _QuickCheck:
         self.refs: list = []  # func.call, tg.read, tg.update ops
         self.modules: list = []  # builtin.module ops
         self.funcs: list = []  # func.func ops nested in the root
+        # op names neither terminators nor _SPECIAL (str, not empty), seen
+        self.plain_names: set = set()
 
     def run(self) -> bool:
         root = self.root
@@ -490,16 +492,22 @@ class _QuickCheck:
         ops = block.ops
         last = len(ops) - 1
         slots = 0
+        nuses = 0
+        plain = self.plain_names
         j = -1
         for op in ops:
             j += 1
             if op.parent is not block:
                 return False
             name = op.name
-            if type(name) is not str or not name:
-                return False
-            if j != last and (name == "func.return" or name.endswith((".yield", ".return"))):
-                return False
+            if name not in plain:  # (a name seen before needs none of these tests)
+                if type(name) is not str or not name:
+                    return False
+                if name == "func.return" or name.endswith((".yield", ".return")):
+                    if j != last:
+                        return False
+                elif name not in _SPECIAL:
+                    plain.add(name)
             i = 0
             for v in op.operands:
                 if v not in visible or (op, i) not in v.uses:
@@ -517,7 +525,9 @@ class _QuickCheck:
                     return False
                 if name == "builtin.module":
                     self.modules.append(op)
-            if name == "func.func":
+            if name in plain:
+                pass
+            elif name == "func.func":
                 self.funcs.append(op)
             elif name == "func.return":
                 parent = op.parent_op()
@@ -534,12 +544,18 @@ class _QuickCheck:
                     t.shape not in good_shapes
                 ):
                     type_ok(t)
-                if not uses_ok(r):
-                    return False
+                # (uses_ok written out)
+                uses = r.uses
+                nuses += len(uses)
+                for u_op, u_idx in uses:
+                    operands = u_op.operands
+                    if not (0 <= u_idx < len(operands)) or operands[u_idx] is not r:
+                        return False
                 visible.add(r)
                 if added is not None:
                     added.append(r)
                 i += 1
+        self.uses += nuses
         self.slots += slots
         if added is not None:
             # Straight-line single-block regions: a block's values end with it.
@@ -548,6 +564,8 @@ class _QuickCheck:
 
 
 _REFERENCES = frozenset({"func.call", "tg.read", "tg.update"})
+# The op names block_ok looks at again after the common tests.
+_SPECIAL = _REFERENCES | {"func.func", "builtin.module"}
 
 
 def _before(a: Op, b: Op) -> bool:
