@@ -81,6 +81,8 @@ _LEVELS = (
 )
 _PRECEDENCE = {op: level for level, ops in enumerate(_LEVELS) for op in ops}
 _UNARY = frozenset(("-", "+", "~"))
+_AFTER_ATOM = frozenset(("(", "[", "**"))  # what makes more of an atom (binary's fast case)
+_INF = float("inf")
 _INT_DIGITS = 18  # longer integer literals go to parse.py's range check
 _FLOAT_CHARS = 400
 
@@ -421,8 +423,32 @@ class _Parser:
         """An operand and the operators of _LEVELS[level:] that follow it, left
         associative (precedence climbing: one call per operand, not one per
         level of _LEVELS)."""
-        left, start = self.unary()
+        # (An operand that is a name or a number with no call, index or `**`
+        # after it, as unary and atom make it: most operands.)
         kinds = self.kinds
+        start = self.i
+        k = kinds[start]
+        if k == "NAME" and kinds[start + 1] not in _AFTER_ATOM:
+            value = self.values[start]
+            if value in _RESERVED:
+                left, start = self.unary()
+            else:
+                self.i = start + 1
+                left = A.Name(self.loc(start), value)
+        elif k == "FLOAT" and kinds[start + 1] not in _AFTER_ATOM:
+            value = self.values[start]
+            if len(value) > _FLOAT_CHARS:
+                raise Fallback
+            v = float(value)
+            if v == _INF:
+                raise Fallback
+            self.i = start + 1
+            left = A.Num(self.loc(start), v, True)
+        elif k == "INT" and kinds[start + 1] not in _AFTER_ATOM:
+            self.i = start + 1
+            left = A.Num(self.loc(start), self.int_value(start), False)
+        else:
+            left, start = self.unary()
         if kinds[self.i] in ("<-", "->"):
             raise Fallback  # Lark's contextual lexer reads these as two tokens here
         precedence = _PRECEDENCE
@@ -506,7 +532,7 @@ class _Parser:
             if len(value) > _FLOAT_CHARS:
                 raise Fallback
             v = float(value)
-            if v == float("inf"):
+            if v == _INF:
                 raise Fallback
             return A.Num(self.loc(i), v, True), i
         if kind == "(":
