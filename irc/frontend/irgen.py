@@ -829,6 +829,15 @@ class IRGen(NestedGen):
             if self.ctx is None:
                 raise self.err(f"'{n.func}' cannot be used in a const", n.loc)
             args = [self.ev(a) for a in n.args]
+            if not n.kwargs and len(args) == 1:
+                # One tensor for a unary function or a reduction (bind_arguments
+                # binds it to x, the rest to their defaults: axis None, keepdims
+                # false): as below, without binding.
+                fast = _FAST_BUILTINS.get(n.func)
+                if fast is not None and isinstance(args[0], Value):
+                    if fast[1] is None:
+                        return self._op(fast[0], args, {}, n.loc)
+                    return self._op(fast[0], args, {"axis": None, "keepdims": False}, n.loc)
             kwargs = {}
             for k, v, kloc in n.kwargs:
                 if k in kwargs:

@@ -71,4 +71,5 @@ def test_fast_builtins_are_the_table_handlers():
     for name in REDUCTIONS:
         assert BUILTINS[name][1].__qualname__.startswith("_mkr.")
         assert [p for p, _ in BUILTINS[name][0]] == ["x", "axis", "keepdims"]
+        assert [d for _, d in BUILTINS[name][0][1:]] == [None, False]
     assert set(G._FAST_BUILTINS) == set(UNARY) | set(REDUCTIONS)
