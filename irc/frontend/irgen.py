@@ -63,6 +63,10 @@ from irc.ir.types import (
 )
 from irc.ops.registry import REGISTRY, OpBuilder, short_name
 
+# The dtype a float literal takes against a tensor of each dtype (by name):
+# weak_dtype's answer, which for a float depends on the tensor's dtype alone.
+_WEAK_FLOAT: dict = {}
+
 # Built-ins ev_Call makes without their handler where the argument is a tensor
 # (and the axis and keepdims plain): name -> (op, "reduce" or None).
 _FAST_BUILTINS = {name: ("tg." + name, None) for name in UNARY}
@@ -699,7 +703,14 @@ class IRGen(NestedGen):
             raise CompileError(f"operator '{sym}' is not supported on tensors", loc)
         if type(b) is not OpResult and not isinstance(b, Value):
             tb = type(b)
-            if tb is float or tb is int:  # (as_tensor's case, written out)
+            if tb is float:  # (as_tensor's case, written out; weak_dtype of a float
+                # depends on the tensor's dtype only)
+                dt = a.type.dtype
+                weak = _WEAK_FLOAT.get(dt.name)
+                if weak is None:
+                    weak = _WEAK_FLOAT[dt.name] = weak_dtype(dt, b)
+                b = self._literal(b, weak, loc)
+            elif tb is int:
                 b = self._literal(b, weak_dtype(a.type.dtype, b), loc)
             else:
                 b = self.as_tensor(b, loc, like=a)
@@ -731,6 +742,8 @@ class IRGen(NestedGen):
             types = [operands[0].type, operands[1].type]
         elif n == 1:
             types = [operands[0].type]
+        elif n == 0:
+            types = []
         else:
             types = [v.type for v in operands]
         try:
