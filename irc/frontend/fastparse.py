@@ -81,18 +81,21 @@ _LEVELS = (
 )
 _PRECEDENCE = {op: level for level, ops in enumerate(_LEVELS) for op in ops}
 _UNARY = frozenset(("-", "+", "~"))
+_AFTER_ATOM = frozenset(("(", "[", "**"))  # what makes more of an atom (binary's fast case)
+_INF = float("inf")
 _INT_DIGITS = 18  # longer integer literals go to parse.py's range check
 _FLOAT_CHARS = 400
 
 
-# The tokens of one line (no token holds a newline): whitespace, then the first
-# matching alternative (so longer operators come before their prefixes and
-# FLOAT before INT, as Lark orders them): comment, FLOAT, INT, NAME, STRING,
-# operator; the last, any other character but whitespace, makes the text fall
-# back. Group numbers: see _GROUP_KINDS.
+# The tokens of one line (no token holds a newline): whitespace (group 1), then
+# the first matching alternative (so longer operators come before their
+# prefixes and FLOAT before INT, as Lark orders them): comment, FLOAT, INT,
+# NAME, STRING, operator; the last, any other character but whitespace, makes
+# the text fall back. One match ends where the next begins (any character but
+# whitespace matches), so a token's column is the length of what came before.
 _LINE_TOKEN = re.compile(
     r"""
-    [ \t\f\r]*
+    ([ \t\f\r]*)
     (?:
       (\#.*)
     | ((?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
@@ -105,34 +108,44 @@ _LINE_TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_GROUP_KINDS = (None, None, "FLOAT", "INT", "NAME", "STRING")  # 1: comment, 6: operator, 7: other
 
 
 def tokenize(text: str) -> tuple:
     """(kinds, values, lines, cols) of the tokens, with an end marker."""
     kinds, values, lines, cols = [], [], [], []
-    finditer = _LINE_TOKEN.finditer
-    group_kinds = _GROUP_KINDS
+    # (findall's tuples of groups, not match objects: no method call per token)
+    findall = _LINE_TOKEN.findall
     line_no = 0
     line = ""
     for line_no, line in enumerate(text.split("\n"), 1):
         if not line:
             continue
-        for m in finditer(line):
-            g = m.lastindex
-            if g == 6:
-                value = m.group(6)
-                kinds.append(value)
-            elif g == 1:
-                continue
-            elif g == 7:
-                raise Fallback
+        col = 1
+        for space, comment, float_, int_, name, string, op, other in findall(line):
+            col += len(space)
+            if name:
+                kinds.append("NAME")
+                value = name
+            elif op:
+                kinds.append(op)
+                value = op
+            elif float_:
+                kinds.append("FLOAT")
+                value = float_
+            elif int_:
+                kinds.append("INT")
+                value = int_
+            elif string:
+                kinds.append("STRING")
+                value = string
+            elif comment:
+                break  # (the rest of the line)
             else:
-                value = m.group(g)
-                kinds.append(group_kinds[g])
+                raise Fallback  # (other)
             values.append(value)
             lines.append(line_no)
-            cols.append(m.start(g) + 1)
+            cols.append(col)
+            col += len(value)
     kinds.append("$END")
     values.append("")
     lines.append(line_no)
@@ -188,13 +201,19 @@ def _height(program: A.Program) -> int:
 class _Parser:
     def __init__(self, text: str, filename: str):
         self.kinds, self.values, self.lines, self.cols = tokenize(text)
+        self.locs = [None] * len(self.kinds)  # token index -> its Loc, once made
         self.file = filename
         self.i = 0
         self.long = []  # statements and declarations of over MAX_HEIGHT tokens
 
     # -- tokens -----------------------------------------------------------------------------------
     def loc(self, i: int) -> Loc:
-        return Loc(self.file, self.lines[i], self.cols[i])
+        # One Loc per token at most: the nodes that start at one token (`a * b + c`:
+        # a name and two operators) share it.
+        loc = self.locs[i]
+        if loc is None:
+            loc = self.locs[i] = Loc(self.file, self.lines[i], self.cols[i])
+        return loc
 
     def expect(self, kind: str) -> int:
         i = self.i
@@ -361,8 +380,16 @@ class _Parser:
             while self.accept(","):
                 values.append(self.expr())
             return (A.Return if word == "return" else A.Yield)(self.loc(i), values)
-        self.name()
-        if self.accept("<-"):
+        if word in _RESERVED:  # (self.name(), written out)
+            raise Fallback
+        kinds = self.kinds
+        k = kinds[i + 1]
+        if k == "=":  # (`x = ...`: most statements)
+            self.i = i + 2
+            return A.Assign(self.loc(i), [word], self.expr())
+        self.i = i + 1
+        if k == "<-":
+            self.i += 1
             return A.Update(self.loc(i), word, self.expr())
         targets = [word]
         while self.accept(","):
@@ -373,7 +400,14 @@ class _Parser:
     # -- expressions ------------------------------------------------------------------------------
     # Each returns (node, index of the token its text starts at, parentheses included).
     def expr(self):
-        return self.compare()[0]
+        # (compare()[0], written out)
+        left, start = self.binary(0)
+        if self.kinds[self.i] in _COMPARE:
+            op = self.i
+            self.i += 1
+            right, _ = self.binary(0)
+            return A.BinOp(self.loc(op), self.values[op], left, right)
+        return left
 
     def compare(self):
         left, start = self.binary(0)
@@ -389,8 +423,32 @@ class _Parser:
         """An operand and the operators of _LEVELS[level:] that follow it, left
         associative (precedence climbing: one call per operand, not one per
         level of _LEVELS)."""
-        left, start = self.unary()
+        # (An operand that is a name or a number with no call, index or `**`
+        # after it, as unary and atom make it: most operands.)
         kinds = self.kinds
+        start = self.i
+        k = kinds[start]
+        if k == "NAME" and kinds[start + 1] not in _AFTER_ATOM:
+            value = self.values[start]
+            if value in _RESERVED:
+                left, start = self.unary()
+            else:
+                self.i = start + 1
+                left = A.Name(self.loc(start), value)
+        elif k == "FLOAT" and kinds[start + 1] not in _AFTER_ATOM:
+            value = self.values[start]
+            if len(value) > _FLOAT_CHARS:
+                raise Fallback
+            v = float(value)
+            if v == _INF:
+                raise Fallback
+            self.i = start + 1
+            left = A.Num(self.loc(start), v, True)
+        elif k == "INT" and kinds[start + 1] not in _AFTER_ATOM:
+            self.i = start + 1
+            left = A.Num(self.loc(start), self.int_value(start), False)
+        else:
+            left, start = self.unary()
         if kinds[self.i] in ("<-", "->"):
             raise Fallback  # Lark's contextual lexer reads these as two tokens here
         precedence = _PRECEDENCE
@@ -474,7 +532,7 @@ class _Parser:
             if len(value) > _FLOAT_CHARS:
                 raise Fallback
             v = float(value)
-            if v == float("inf"):
+            if v == _INF:
                 raise Fallback
             return A.Num(self.loc(i), v, True), i
         if kind == "(":

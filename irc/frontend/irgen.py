@@ -32,6 +32,8 @@ from irc.frontend.builtins import (
     BUILTINS,
     KEYWORDS,
     OPERATORS,
+    REDUCTIONS,
+    UNARY,
     bind_arguments,
     did_you_mean,
     run_builtin,
@@ -49,7 +51,7 @@ from irc.frontend.values import (
     make_dim,
 )
 from irc.ir import dims as D
-from irc.ir.core import Block, Loc, Module, Op, Region, SymbolRef, Value
+from irc.ir.core import Block, Loc, Module, Op, OpResult, Region, SymbolRef, Value
 from irc.ir.dims import INT64_MAX as INT_MAX
 from irc.ir.errors import CompileError
 from irc.ir.types import (
@@ -57,8 +59,18 @@ from irc.ir.types import (
     I32,
     DType,
     TensorType,
+    TypeError_,
 )
-from irc.ops.registry import OpBuilder
+from irc.ops.registry import REGISTRY, OpBuilder, short_name
+
+# The dtype a float literal takes against a tensor of each dtype (by name):
+# weak_dtype's answer, which for a float depends on the tensor's dtype alone.
+_WEAK_FLOAT: dict = {}
+
+# Built-ins ev_Call makes without their handler where the argument is a tensor
+# (and the axis and keepdims plain): name -> (op, "reduce" or None).
+_FAST_BUILTINS = {name: ("tg." + name, None) for name in UNARY}
+_FAST_BUILTINS.update({name: ("tg." + name, "reduce") for name in REDUCTIONS})
 
 INITIALISERS = ("zeros", "ones", "full", "normal", "uniform", "glorot_uniform", "load")
 
@@ -82,6 +94,14 @@ class IRGen(NestedGen):
         self.scan_depth = 0
         self.host = _Host(self)
         self._ev_methods: dict = {}  # node class -> bound ev_ method (see ev)
+
+    def release(self) -> None:
+        """Drop the references that make the generator a cycle (its host, its
+        bound ev_ methods): once generated, it and the AST are freed as soon as
+        the caller drops them, not by the next full collection, which would
+        walk every node of a long function once more."""
+        self.host = None
+        self._ev_methods = None
 
     # -- errors ---------------------------------------------------------------------
     def err(self, msg, loc, hint=None):
@@ -425,14 +445,22 @@ class IRGen(NestedGen):
 
     def _assign(self, st: A.Assign):
         v = self.ev(st.value)
-        if len(st.targets) == 1:
+        targets = st.targets
+        if len(targets) == 1:
             if isinstance(v, tuple):
                 raise self.err(
                     f"this expression gives {len(v)} values; unpack them: "
                     f"{', '.join('v%d' % i for i in range(len(v)))} = ...",
                     st.loc,
                 )
-            values = [v]
+            # (one name: the loop below written out)
+            name = targets[0]
+            if name in self.shared or name in self.consts or name in BUILTINS or name in self.defs:
+                self._check_bindable(name, st.loc)
+            if isinstance(v, Value) and v.name_hint is None:
+                v.name_hint = name
+            self.scope.vars[name] = v
+            return
         else:
             if not isinstance(v, tuple):
                 raise self.err(f"cannot unpack one value into {len(st.targets)} names", st.loc)
@@ -555,20 +583,7 @@ class IRGen(NestedGen):
         if isinstance(v, (bool, int, float)):
             if dtype is None:
                 dtype = weak_dtype(like.type.dtype, v) if like is not None else default_dtype(v)
-            try:
-                arr = np.array(v, dtype=dtype.np)
-            except OverflowError:  # (an int beyond the dtype: a slice bound of 2**31)
-                raise self.err(f"{v} does not fit {dtype}", loc) from None
-            arr.setflags(write=False)  # frozen already: the op keeps it without a copy
-            # (`with b.at_loc(loc): b.op(...)` written out: one per literal)
-            b = self.b
-            saved = b.loc
-            if loc is not None:
-                b.loc = loc
-            try:
-                return b.op_full("tg.constant", [], {"value": arr}).results[0]
-            finally:
-                b.loc = saved
+            return self._literal(v, dtype, loc)
         if isinstance(v, list):
             items = v
             if all(isinstance(x, (bool, int, float)) for x in items):
@@ -579,6 +594,15 @@ class IRGen(NestedGen):
             with self.b.at_loc(loc):
                 return self.b.op("tg.stack", *tensors, axis=0)
         raise self.err(f"expected a tensor, got {describe(v)}", loc)
+
+    def _literal(self, v, dtype: DType, loc) -> Value:
+        """A tg.constant of the number v as `dtype`."""
+        try:
+            arr = np.array(v, dtype=dtype.np)
+        except OverflowError:  # (an int beyond the dtype: a slice bound of 2**31)
+            raise self.err(f"{v} does not fit {dtype}", loc) from None
+        arr.setflags(write=False)  # frozen already: the op keeps it without a copy
+        return self._op("tg.constant", [], {"value": arr}, loc)
 
     def ev_static(self, node):
         """Evaluate an expression that must be known at compile time."""
@@ -617,6 +641,12 @@ class IRGen(NestedGen):
         return DTYPES[n.name]
 
     def ev_Name(self, n):
+        # (a name of the innermost scope first: lookup's first answer)
+        scope = self.scope
+        if scope is not None:
+            v = scope.vars.get(n.id)
+            if v is not None:
+                return v
         return self.lookup(n.id, n.loc)
 
     def ev_ListLit(self, n):
@@ -647,20 +677,92 @@ class IRGen(NestedGen):
     BINOPS = OPERATORS
 
     def ev_BinOp(self, n):
-        a = self.ev(n.left)
-        b = self.ev(n.right)
+        # (ev of a number written out: an operand of most operators)
+        left, right = n.left, n.right
+        a = left.value if type(left) is A.Num else self.ev(left)
+        b = right.value if type(right) is A.Num else self.ev(right)
         # A tensor with a tensor or a number (most operators of a long function):
         # nothing to fold (fold_static folds numbers and dims only) and nothing
         # for binop to refuse, so straight to the host.
         if isinstance(a, Value):
             if isinstance(b, (Value, int, float)):
-                return self.host.binop(n.op, self.BINOPS[n.op], a, b, n.loc)
+                return self._tensor_binop(n.op, a, b, n.loc)
         elif isinstance(b, Value) and isinstance(a, (int, float)):
-            return self.host.binop(n.op, self.BINOPS[n.op], a, b, n.loc)
+            return self._tensor_binop(n.op, a, b, n.loc)
         folded = self.fold_static(n.op, a, b, n.loc)
         if folded is not NotImplemented:
             return folded
         return self.binop(n.op, a, b, n.loc)
+
+    def _tensor_binop(self, sym, a, b, loc):
+        """Host.binop for a tensor with a tensor or a number (bool, int, float)
+        and a number with a tensor, written out (see there): one per operator
+        of a long function."""
+        opname = self.BINOPS[sym]
+        if opname not in REGISTRY:
+            raise CompileError(f"operator '{sym}' is not supported on tensors", loc)
+        if type(b) is not OpResult and not isinstance(b, Value):
+            tb = type(b)
+            if tb is float:  # (as_tensor's case, written out; weak_dtype of a float
+                # depends on the tensor's dtype only)
+                dt = a.type.dtype
+                weak = _WEAK_FLOAT.get(dt.name)
+                if weak is None:
+                    weak = _WEAK_FLOAT[dt.name] = weak_dtype(dt, b)
+                b = self._literal(b, weak, loc)
+            elif tb is int:
+                b = self._literal(b, weak_dtype(a.type.dtype, b), loc)
+            else:
+                b = self.as_tensor(b, loc, like=a)
+        elif type(a) is not OpResult and not isinstance(a, Value):
+            a = self.as_tensor(a, loc, like=b)
+        r = self._op(opname, [a, b], {}, loc)
+        t = r.type
+        if not t.shape and t.dtype.is_int:  # (Host.track_affine: integer scalars only)
+            self.host.track_affine(sym, a, b, r)
+        return r
+
+    def _op(self, name, operands: list, attrs: dict, loc):
+        """The op `name` at `loc` (None: the builder's), inserted by the builder;
+        its result (its results if not one). OpBuilder.op_full written out (and
+        what it gives the same): the generator makes every op here."""
+        b = self.b
+        if loc is None:
+            loc = b.loc
+        d = REGISTRY.get(name)
+        if d is None:
+            raise KeyError(f"unknown op {name}")
+        if d.defaults:
+            full = dict(d.defaults)
+            full.update(attrs)
+        else:
+            full = attrs  # (Op copies it; infer only reads it)
+        n = len(operands)
+        if n == 2:
+            types = [operands[0].type, operands[1].type]
+        elif n == 1:
+            types = [operands[0].type]
+        elif n == 0:
+            types = []
+        else:
+            types = [v.type for v in operands]
+        try:
+            if d.arity is not None and len(types) != d.arity:
+                raise TypeError_(f"{short_name(name)} takes {d.arity} operands, got {len(types)}")
+            if d.infer is None:
+                raise TypeError_(f"{name} has no type inference")
+            types = d.infer(types, full)
+        except TypeError_ as e:
+            raise CompileError(e.message, loc) from None
+        op = Op(name, operands, types, full, (), loc)
+        block = b.block
+        if b.anchor is None and b.pos is None and block is not None:
+            op.parent = block
+            block.ops.append(op)
+        else:
+            b.insert(op)
+        results = op.results
+        return results[0] if len(results) == 1 else results
 
     def fold_static(self, op, a, b, loc):
         """Fold an operator over compile-time values (numbers and dims)."""
@@ -740,6 +842,15 @@ class IRGen(NestedGen):
             if self.ctx is None:
                 raise self.err(f"'{n.func}' cannot be used in a const", n.loc)
             args = [self.ev(a) for a in n.args]
+            if not n.kwargs and len(args) == 1:
+                # One tensor for a unary function or a reduction (bind_arguments
+                # binds it to x, the rest to their defaults: axis None, keepdims
+                # false): as below, without binding.
+                fast = _FAST_BUILTINS.get(n.func)
+                if fast is not None and isinstance(args[0], Value):
+                    if fast[1] is None:
+                        return self._op(fast[0], args, {}, n.loc)
+                    return self._op(fast[0], args, {"axis": None, "keepdims": False}, n.loc)
             kwargs = {}
             for k, v, kloc in n.kwargs:
                 if k in kwargs:
@@ -748,8 +859,26 @@ class IRGen(NestedGen):
             bound, locs = bind_arguments(
                 n.func, args, kwargs, n.loc, [getattr(a, "loc", n.loc) for a in n.args]
             )
-            with self.b.at_loc(n.loc):
+            # The unary functions and the reductions of a tensor, with an axis
+            # of None or an int and keepdims true or false (most calls of a long
+            # function), made as their handlers in builtins.py make them.
+            fast = _FAST_BUILTINS.get(n.func)
+            if fast is not None:
+                x = bound["x"]
+                if isinstance(x, Value):
+                    if fast[1] is None:
+                        return self._op(fast[0], [x], {}, n.loc)
+                    axis, keep = bound["axis"], bound["keepdims"]
+                    if type(keep) is bool and (axis is None or type(axis) is int):
+                        attrs = {"axis": axis if axis is None else (axis,), "keepdims": keep}
+                        return self._op(fast[0], [x], attrs, n.loc)
+            b = self.b
+            saved = b.loc
+            b.loc = n.loc  # (`with b.at_loc(n.loc):` written out)
+            try:
                 return run_builtin(self.host, n.func, bound, n.loc, locs)
+            finally:
+                b.loc = saved
         hint = did_you_mean(n.func, list(BUILTINS) + list(self.defs) + list(self.fns))
         raise self.err(f"unknown function '{n.func}'", n.loc, hint)
 
@@ -811,16 +940,7 @@ class _Host(Host):
         return v
 
     def op(self, name, operands, attrs, loc):
-        # (`with b.at_loc(loc): b.op(...)` written out: one per op of a long function)
-        b = self.gen.b
-        saved = b.loc
-        if loc is not None:
-            b.loc = loc
-        try:
-            op = b.op_full(name, list(operands), attrs)
-        finally:
-            b.loc = saved
-        return op.results[0] if len(op.results) == 1 else op.results
+        return self.gen._op(name, list(operands), attrs, loc)
 
     def form(self, v):
         return self.gen.ctx.affine.get(v)
@@ -841,8 +961,4 @@ def generate(program: A.Program, filename: str, defines=None) -> Module:
     except RecursionError:
         raise CompileError("expression nested too deeply", Loc(filename, 1, 1)) from None
     finally:
-        # The generator and its bound-method tables are a reference cycle that
-        # holds the program's syntax tree: cut, the tree is freed now instead of
-        # being walked by the cycle collector (~300,000 objects for a
-        # 20,000-statement function).
-        gen.__dict__.clear()
+        gen.release()

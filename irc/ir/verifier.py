@@ -52,6 +52,15 @@ def _is_terminator(name: str) -> bool:
 
 def verify(module_or_op: Op, op_check: Optional[Callable] = None) -> None:
     """Raise CompileError for the first broken invariant in `module_or_op`."""
+    # The common case, IR that is right, in one walk (_quick_check); anything
+    # it does not find right, or cannot decide, is checked again by the walks
+    # below, which find the first broken invariant in their order.
+    if module_or_op.name in ISOLATED_OPS:
+        try:
+            if _QuickCheck(module_or_op, op_check).run():
+                return
+        except Exception:  # (a broken invariant or a failing op_check: the walks say which)
+            pass
     v = _Verifier(module_or_op)
     ops = list(module_or_op.walk())  # walked once, for every check below
     v.structure(ops)
@@ -354,6 +363,209 @@ class _Verifier:
             if not n_required <= n <= n_params:
                 expect = str(n_params) if n_required == n_params else f"{n_required} to {n_params}"
                 _err(op, f"func.call of {ref} passes {n} arguments but {ref} takes {expect}")
+
+
+class _QuickCheck:
+    """Every invariant _Verifier checks, in one walk of an isolated root (a
+    module or a function), for IR that is right: `run` says whether all hold
+    (or raises); it never says so where _Verifier would raise. Its order is
+    not _Verifier's: where it answers False (or raises), _Verifier's walks
+    find the first broken invariant, for their error message.
+
+    That every use of a value defined in the root is an operand slot of an op
+    in the IR (_Verifier: the op is among the walked ones) is checked by
+    counting: each operand slot of a nested op is a use of its value (checked),
+    distinct slots are distinct uses, and each use is the slot it names
+    (checked); so the slots and the uses are as many only when no use belongs
+    to an op outside the IR."""
+
+    def __init__(self, root: Op, op_check: Optional[Callable]):
+        self.root = root
+        self.op_check = op_check
+        self.good_shapes: set = set()
+        self.slots = 0  # operand slots of the ops nested in the root
+        self.uses = 0  # uses of the values defined in the root
+        self.refs: list = []  # func.call, tg.read, tg.update ops
+        self.modules: list = []  # builtin.module ops
+        self.funcs: list = []  # func.func ops nested in the root
+        # op names neither terminators nor _SPECIAL (str, not empty), seen
+        self.plain_names: set = set()
+
+    def run(self) -> bool:
+        root = self.root
+        name = root.name
+        if type(name) is not str or not name:
+            return False
+        for i, r in enumerate(root.results):
+            if r.op is not root or r.index != i or not self.type_ok(r.type):
+                return False
+            if not self.uses_ok(r):
+                return False
+        self.uses = 0  # (the root's results are not defined in it)
+        for i, v in enumerate(root.operands):
+            if (root, i) not in v.uses:
+                return False
+        if not self.attrs_ok(root):
+            return False
+        if not self.regions_ok(root, None):
+            return False
+        if name == "builtin.module":
+            self.modules.append(root)
+        if self.slots != self.uses:
+            return False
+        v = _Verifier(root)
+        if name == "func.func":
+            v.check_func(root)
+        for f in self.funcs:
+            v.check_func(f)
+        for m in self.modules:
+            v.unique_symbols(m)
+        for op in self.refs:
+            v.check_reference(op)
+        op_check = self.op_check
+        if op_check is not None:
+            op_check(root)
+            for op in root.walk():
+                if op is not root:
+                    op_check(op)
+        return True
+
+    def type_ok(self, t) -> bool:
+        if type(t) is TensorType and type(t.shape) is tuple and t.shape in self.good_shapes:
+            return True
+        _check_type(self.root, t, "a type")  # (raises where it is not)
+        self.good_shapes.add(t.shape)
+        return True
+
+    def uses_ok(self, value) -> bool:
+        uses = value.uses
+        self.uses += len(uses)
+        for u_op, u_idx in uses:
+            operands = u_op.operands
+            if not (0 <= u_idx < len(operands)) or operands[u_idx] is not value:
+                return False
+        return True
+
+    def attrs_ok(self, op: Op) -> bool:
+        plain = _PLAIN_ATTRS
+        for key, val in op.attrs.items():
+            if type(key) is not str:
+                return False
+            if type(val) not in plain:
+                _check_attr(op, key, val)  # (raises where it is not)
+        return True
+
+    def regions_ok(self, op: Op, visible: Optional[set]) -> bool:
+        """The regions of `op`; `visible`: the values its regions see from
+        outside (None where it is isolated)."""
+        if op.name in ISOLATED_OPS:
+            visible = None
+        for region in op.regions:
+            if region.parent is not op:
+                return False
+            for block in region.blocks:
+                if block.parent is not region:
+                    return False
+                if not self.block_ok(block, visible):
+                    return False
+        return True
+
+    def block_ok(self, block, outer: Optional[set]) -> bool:
+        # The values the block's ops see: those of outer blocks (none in an
+        # isolated op), then its arguments and the results of its ops in turn.
+        if outer is None:
+            visible = set()
+            added = None
+        else:
+            visible = outer
+            added = []
+        type_ok = self.type_ok
+        uses_ok = self.uses_ok
+        attrs_ok = self.attrs_ok
+        good_shapes = self.good_shapes
+        for i, a in enumerate(block.args):
+            if a.block is not block or a.index != i or not type_ok(a.type) or not uses_ok(a):
+                return False
+            visible.add(a)
+            if added is not None:
+                added.append(a)
+        ops = block.ops
+        last = len(ops) - 1
+        slots = 0
+        nuses = 0
+        plain = self.plain_names
+        j = -1
+        for op in ops:
+            j += 1
+            if op.parent is not block:
+                return False
+            name = op.name
+            if name not in plain:  # (a name seen before needs none of these tests)
+                if type(name) is not str or not name:
+                    return False
+                if name == "func.return" or name.endswith((".yield", ".return")):
+                    if j != last:
+                        return False
+                elif name not in _SPECIAL:
+                    plain.add(name)
+            i = 0
+            for v in op.operands:
+                if v not in visible or (op, i) not in v.uses:
+                    return False
+                i += 1
+            slots += i
+            # (attrs_ok written out for the common case: plain values)
+            for key, val in op.attrs.items():
+                if type(key) is not str:
+                    return False
+                if type(val) not in _PLAIN_ATTRS and not attrs_ok(op):
+                    return False
+            if op.regions:
+                if not self.regions_ok(op, visible):
+                    return False
+                if name == "builtin.module":
+                    self.modules.append(op)
+            if name in plain:
+                pass
+            elif name == "func.func":
+                self.funcs.append(op)
+            elif name == "func.return":
+                parent = op.parent_op()
+                if parent is None or parent.name != "func.func":
+                    return False
+            elif name in _REFERENCES:
+                self.refs.append(op)
+            i = 0
+            for r in op.results:
+                if r.op is not op or r.index != i:
+                    return False
+                t = r.type
+                if type(t) is not TensorType or type(t.shape) is not tuple or (
+                    t.shape not in good_shapes
+                ):
+                    type_ok(t)
+                # (uses_ok written out)
+                uses = r.uses
+                nuses += len(uses)
+                for u_op, u_idx in uses:
+                    operands = u_op.operands
+                    if not (0 <= u_idx < len(operands)) or operands[u_idx] is not r:
+                        return False
+                visible.add(r)
+                if added is not None:
+                    added.append(r)
+                i += 1
+        self.uses += nuses
+        self.slots += slots
+        if added is not None:
+            # Straight-line single-block regions: a block's values end with it.
+            visible.difference_update(added)
+        return True
+
+
+_REFERENCES = frozenset({"func.call", "tg.read", "tg.update"})
+# The op names block_ok looks at again after the common tests.
+_SPECIAL = _REFERENCES | {"func.func", "builtin.module"}
 
 
 def _before(a: Op, b: Op) -> bool:

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from irc.ir.dims import _ACTIVE as _UNIFYING
 from irc.ir.dims import parse_dim
 from irc.ir.types import DTYPES, DType, TensorType, TypeError_, broadcast_shapes, dtype_of_numpy
 
@@ -50,12 +51,14 @@ def elementwise_infer(fn, allow=None):
 
     result_dtype: dict = {}  # operand dtypes -> result dtype (asked of NumPy once)
     # The result type of operand types seen before, keyed by their dtype names
-    # and shapes, only where no dims were compared (every operand a scalar or
-    # of one and the same shape), so the answer cannot depend on the unknown
-    # dims in force (irc.ir.dims.unifying). A long function asks this again and
-    # again for the same types (and the verifier once more for every op);
-    # giving back the same type object also makes the results' types identical
-    # objects, which compare at once.
+    # and shapes, only where the answer cannot depend on the unknown dims in
+    # force (irc.ir.dims.unifying): no dims were compared (every operand a
+    # scalar or of one and the same shape), or none were in force (dims then
+    # compare by equality, as they do on a hit under unifying: no binding is
+    # made or missed). A long function asks this again and again for the same
+    # types (and the verifier once more for every op); giving back the same
+    # type object also makes the results' types identical objects, which
+    # compare at once.
     seen: dict = {}
 
     def infer(types, attrs):
@@ -80,7 +83,7 @@ def elementwise_infer(fn, allow=None):
         if dt is None:
             dt = result_dtype[dtypes] = numpy_result_dtype(fn, dtypes)
         t = TensorType(dt, shape)
-        if all(not s or s == shape for s in shapes):
+        if not _UNIFYING or all(not s or s == shape for s in shapes):
             if len(seen) >= _SEEN_MAX:
                 seen.clear()
             seen[key] = t

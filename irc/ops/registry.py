@@ -145,8 +145,18 @@ def verify_op(op: Op) -> None:
     if d.verify is not None:
         d.verify(op)
     if d.infer is not None:
-        expect = d.infer([v.type for v in op.operands], op.attrs)
-        got = [r.type for r in op.results]
+        operands = op.operands
+        # (the type lists of one and two operands without a comprehension: the
+        # verifier asks this of every op of a long function)
+        if len(operands) == 2:
+            types = [operands[0].type, operands[1].type]
+        elif len(operands) == 1:
+            types = [operands[0].type]
+        else:
+            types = [v.type for v in operands]
+        expect = d.infer(types, op.attrs)
+        results = op.results
+        got = [results[0].type] if len(results) == 1 else [r.type for r in results]
         if (expect if type(expect) is list else list(expect)) != got:
             raise TypeError_(
                 f"'{op.name}' result types {', '.join(map(str, got)) or '()'} "

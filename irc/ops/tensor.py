@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from irc.ir.dims import _ACTIVE as _UNIFYING
 from irc.ir.dims import dim_add, dim_mul, parse_dim, same_dim, same_shape
 from irc.ir.types import (
     I32,
@@ -51,7 +52,20 @@ def _constant_infer(types, attrs):
     v = attrs.get("value")
     if not isinstance(v, np.ndarray):
         raise TypeError_("tg.constant needs an array `value`")
-    return [TensorType(dtype_of_numpy(v.dtype), v.shape)]  # (v.shape holds Python ints)
+    # (one type object per dtype and shape: a long function has a constant per
+    # literal, each inferred again by the verifier)
+    key = (v.dtype, v.shape)
+    t = _CONSTANT_TYPES.get(key)
+    if t is None:
+        t = TensorType(dtype_of_numpy(v.dtype), v.shape)  # (v.shape holds Python ints)
+        if len(_CONSTANT_TYPES) >= _CACHE_MAX:
+            _CONSTANT_TYPES.clear()
+        _CONSTANT_TYPES[key] = t
+    return [t]
+
+
+_CONSTANT_TYPES: dict = {}
+_CACHE_MAX = 4096
 
 
 CONSTANT = defop(
@@ -69,6 +83,24 @@ CONSTANT = defop(
 # -- matrix product ----------------------------------------------------------------------
 def _matmul_infer(types, attrs):
     a, b = types
+    # (remembered where no unknown dims are in force: dims then compare by
+    # equality, so the answer is the operand types' alone)
+    key = (a.dtype.name, a.shape, b.dtype.name, b.shape)
+    t = _MATMUL_TYPES.get(key)
+    if t is not None:
+        return [t]
+    t = _matmul_type(a, b)
+    if not _UNIFYING:
+        if len(_MATMUL_TYPES) >= _CACHE_MAX:
+            _MATMUL_TYPES.clear()
+        _MATMUL_TYPES[key] = t
+    return [t]
+
+
+_MATMUL_TYPES: dict = {}
+
+
+def _matmul_type(a, b):
     if a.rank == 0 or b.rank == 0:
         raise TypeError_(f"`@`: operands must have at least one dimension: {a} @ {b}")
     ash = a.shape if a.rank > 1 else (1,) + a.shape
@@ -77,7 +109,7 @@ def _matmul_infer(types, attrs):
         raise TypeError_(f"`@`: inner dimensions differ: {a} @ {b}")
     batch = broadcast_shapes(ash[:-2], bsh[:-2])
     shape = batch + ((ash[-2],) if a.rank > 1 else ()) + ((bsh[-1],) if b.rank > 1 else ())
-    return [TensorType(numpy_result_dtype(np.matmul, [a.dtype, b.dtype]), shape)]
+    return TensorType(numpy_result_dtype(np.matmul, [a.dtype, b.dtype]), shape)
 
 
 def _swap_last(b, v):
@@ -136,13 +168,36 @@ def _reduced_shape(t, axes, keep):
 
 
 def reduce_infer(fn):
+    # The result type of an operand type and axes seen before (no dims are
+    # compared). Keyed only by an axis of None, an int or a tuple of ints
+    # (exact types: `True` must not find the entry of 1).
+    seen: dict = {}
+
     def infer(types, attrs):
         (t,) = types
-        axes = norm_axes(attrs.get("axis"), t.rank)
-        keep = bool(attrs.get("keepdims", False))
-        return [TensorType(numpy_result_dtype(fn, [t.dtype]), _reduced_shape(t, axes, keep))]
+        axis = attrs.get("axis")
+        keep = attrs.get("keepdims", False)
+        ta = type(axis)
+        if type(keep) is bool and (
+            axis is None or ta is int or (ta is tuple and all(type(a) is int for a in axis))
+        ):
+            key = (t.dtype.name, t.shape, axis, keep)
+            r = seen.get(key)
+            if r is None:
+                r = _reduce_type(fn, t, axis, keep)
+                if len(seen) >= _CACHE_MAX:
+                    seen.clear()
+                seen[key] = r
+            return [r]
+        return [_reduce_type(fn, t, axis, keep)]
 
     return infer
+
+
+def _reduce_type(fn, t, axis, keepdims):
+    axes = norm_axes(axis, t.rank)
+    keep = bool(keepdims)
+    return TensorType(numpy_result_dtype(fn, [t.dtype]), _reduced_shape(t, axes, keep))
 
 
 def restore_axes(b, g, rank, axes):

@@ -1,7 +1,8 @@
-"""The elementwise type rule remembers the result type of operand types it has
-seen (irc/ops/common.py elementwise_infer): only where no dims were compared, so
-that broadcasting under unknown dims (irc.ir.dims.unifying) and every error is
-still decided each time."""
+"""The type rules remember the result type of operand types they have seen
+(irc/ops/common.py elementwise_infer; matmul, the reductions and constants in
+irc/ops/tensor.py): only answers that cannot depend on unknown dims (no dims
+compared, or no unifier in force), so that broadcasting under unknown dims
+(irc.ir.dims.unifying) and every error is still decided each time."""
 
 from __future__ import annotations
 
@@ -71,3 +72,52 @@ def test_broadcasting_under_unknown_dims_is_decided_each_time():
     assert infer("tg.sub", TensorType(F32, (1, 4)), TensorType(F32, (3, 1))) == [
         TensorType(F32, (3, 4))
     ]
+
+
+def test_broadcast_matmul_and_reductions_give_one_type_object():
+    a, b = TensorType(F32, ("N", 8)), TensorType(F32, ("N", 1))
+    first, again = infer("tg.sub", a, b), infer("tg.sub", a, b)
+    assert first == [TensorType(F32, ("N", 8))] and first[0] is again[0]
+    w = TensorType(F32, (8, 3))
+    first, again = infer("tg.matmul", a, w), infer("tg.matmul", a, w)
+    assert first == [TensorType(F32, ("N", 3))] and first[0] is again[0]
+    mean = REGISTRY["tg.mean"].infer
+    first = mean([a], {"axis": (1,), "keepdims": True})
+    assert first == [TensorType(F32, ("N", 1))]
+    assert mean([a], {"axis": (1,), "keepdims": True})[0] is first[0]
+    assert mean([a], {"axis": None, "keepdims": False}) == [TensorType(F32, ())]
+    assert mean([a], {"axis": 0, "keepdims": False}) == [TensorType(F32, (8,))]
+
+
+def test_a_remembered_reduction_does_not_answer_for_a_bool_axis():
+    s = REGISTRY["tg.sum"].infer
+    a = TensorType(F32, (2, 3))
+    assert s([a], {"axis": 1, "keepdims": False}) == [TensorType(F32, (2,))]
+    assert s([a], {"axis": (1,), "keepdims": False}) == [TensorType(F32, (2,))]
+    for axis in (True, (True,)):
+        with pytest.raises(TypeError_, match="integer"):
+            s([a], {"axis": axis, "keepdims": False})
+
+
+def test_matmul_under_unknown_dims_is_decided_each_time():
+    u = Unifier()
+    x = u.fresh("k")
+    a, w = TensorType(F32, (2, x)), TensorType(F32, (8, 3))
+    with pytest.raises(TypeError_):
+        infer("tg.matmul", a, w)  # outside the unifier: inner dims differ
+    with unifying(u):
+        assert infer("tg.matmul", a, w) == [TensorType(F32, (2, 3))]  # binds k to 8
+    with pytest.raises(TypeError_):
+        infer("tg.matmul", a, w)  # not remembered from the unifier's answer
+
+
+def test_constants_of_one_dtype_and_shape_share_their_type():
+    import numpy as np
+
+    c = REGISTRY["tg.constant"].infer
+    one = c([], {"value": np.array(1.5, np.float32)})
+    two = c([], {"value": np.array(-2.0, np.float32)})
+    assert one == [TensorType(F32, ())] and one[0] is two[0]
+    assert c([], {"value": np.array([1, 2], np.int32)}) == [TensorType(I32, (2,))]
+    with pytest.raises(TypeError_):
+        c([], {"value": np.array([1], np.dtype(">f4"))})  # not a dtype irc has
