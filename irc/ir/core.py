@@ -586,7 +586,13 @@ class Module(Op):
 
 
 def dismantle(root: Op) -> None:
-    """Break every reference cycle in `root` and the ops nested in it."""
+    """Break every reference cycle in `root` and the ops nested in it, for IR
+    that is gone for good (a lowered function's old body, a compiled loop
+    module). Ops, their results, use lists, blocks and regions point at each
+    other, so dropped IR would be left to Python's cycle collector, which walks
+    each of its objects (a 20,000-statement function's: seconds). Cut, it is
+    freed by reference counting once the last outside reference goes. The ops
+    are unusable afterwards (operands, results, regions and parent are None)."""
     ops = [root]
     blocks = []
     i = 0
