@@ -167,15 +167,17 @@ class ModuleGen:
         return f
 
     def float_table(self, values: tuple) -> ir.GlobalVariable:
-        """A private constant f64 array of `values` (one per distinct tuple)."""
-        g = self.float_tables.get(values)
+        """A private constant f64 array of `values` (one per distinct tuple; by
+        their bits: -0.0 is not 0.0 here)."""
+        key = tuple(map(float.hex, values))
+        g = self.float_tables.get(key)
         if g is None:
             ty = ir.ArrayType(F64, max(1, len(values)))
             g = ir.GlobalVariable(self.m, ty, f"__irc_fparams{len(self.float_tables)}")
             g.global_constant = True
             g.linkage = "private"
             g.initializer = ir.Constant(ty, list(values) or [0.0])
-            self.float_tables[values] = g
+            self.float_tables[key] = g
         return g
 
     def constant_data(self, arr) -> ir.GlobalVariable:

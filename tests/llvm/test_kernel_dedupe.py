@@ -356,3 +356,13 @@ def test_segment_length_follows_the_period():
     assert length(["scalar.add"] * 2000) == 256
     rng = np.random.default_rng(0)
     assert length([pattern[k] for k in rng.integers(0, 5, 2000)]) == codegen.SEGMENT_OPS
+
+
+def test_float_parameter_arrays_are_shared_by_their_bits():
+    """One constant array per distinct set of a kernel's float parameters, told
+    apart by their bits: -0.0 is not 0.0 (1 / (x * -0.0) is -inf)."""
+    from irc.ir.core import Module
+
+    mg = codegen.ModuleGen(Module())
+    assert mg.float_table((0.0, 1.5)) is mg.float_table((0.0, 1.5))
+    assert mg.float_table((-0.0, 1.5)) is not mg.float_table((0.0, 1.5))
