@@ -604,13 +604,11 @@ def dismantle(root: Op) -> None:
                 blocks += r.blocks
                 for b in r.blocks:
                     ops += b.ops
+    # Every cycle goes through one of these fields: op -> results -> op; op ->
+    # operands -> a value's use list -> (op, index) -> op; block -> args, ops ->
+    # block; region -> blocks -> parent. Once they are cut, values, use lists
+    # and regions are freed with the ops that held them.
     for b in blocks:
-        for a in b.args:
-            a.uses.clear()
         b.args = b.ops = b.parent = None
     for op in ops:
-        for r in op.results:
-            r.uses.clear()
-        for r in op.regions:
-            r.blocks = r.parent = None
         op.operands = op.results = op.regions = op.parent = None
