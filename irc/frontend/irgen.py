@@ -61,7 +61,7 @@ from irc.ir.types import (
     TensorType,
     TypeError_,
 )
-from irc.ops.registry import REGISTRY, OpBuilder, short_name
+from irc.ops.registry import REGISTRY, OpBuilder, short_name, with_defaults
 
 # The dtype a float literal takes against a tensor of each dtype (by name):
 # weak_dtype's answer, which for a float depends on the tensor's dtype alone.
@@ -729,14 +729,7 @@ class IRGen(NestedGen):
         b = self.b
         if loc is None:
             loc = b.loc
-        d = REGISTRY.get(name)
-        if d is None:
-            raise KeyError(f"unknown op {name}")
-        if d.defaults:
-            full = dict(d.defaults)
-            full.update(attrs)
-        else:
-            full = attrs  # (Op copies it; infer only reads it)
+        d, full = with_defaults(name, attrs)  # (Op copies it; infer only reads it)
         n = len(operands)
         if n == 2:
             types = [operands[0].type, operands[1].type]

@@ -204,6 +204,18 @@ _NO_REGIONS = ()  # the `regions` of every op without regions (see Op.__init__)
 _new_result = object.__new__
 
 
+def _one_result(op: "Op", type: TensorType) -> list:
+    """The results list of an op with one unnamed result (OpResult.__init__
+    written out: ops are made by the hundred thousand for a long function)."""
+    r = _new_result(OpResult)
+    r.type = type
+    r.uses = UseList()
+    r.name_hint = None
+    r.op = op
+    r.index = 0
+    return [r]
+
+
 class Op:
     """An operation. Create through `Builder.create` or `Op(...)` then insert."""
 
@@ -238,13 +250,7 @@ class Op:
         if not result_types:
             self.results = []
         elif len(result_types) == 1 and result_names is None:
-            r = _new_result(OpResult)
-            r.type = result_types[0]
-            r.uses = UseList()
-            r.name_hint = None
-            r.op = self
-            r.index = 0
-            self.results = [r]
+            self.results = _one_result(self, result_types[0])
         else:
             names = () if result_names is None else list(result_names)
             self.results = [
@@ -417,13 +423,7 @@ def append_new_op(block: "Block", name: str, operands: list, result_types: list,
     if not result_types:
         op.results = []
     elif len(result_types) == 1:
-        r = _new_result(OpResult)
-        r.type = result_types[0]
-        r.uses = UseList()
-        r.name_hint = None
-        r.op = op
-        r.index = 0
-        op.results = [r]
+        op.results = _one_result(op, result_types[0])
     else:
         op.results = [OpResult(op, i, t) for i, t in enumerate(result_types)]
     op.regions = _NO_REGIONS

@@ -164,6 +164,20 @@ def verify_op(op: Op) -> None:
             )
 
 
+def with_defaults(name: str, attrs: dict):
+    """(the OpDef of `name`, `attrs` with its default attributes filled in: a new
+    dict, or `attrs` itself when the op has no defaults). KeyError for an
+    unknown op."""
+    d = REGISTRY.get(name)
+    if d is None:
+        raise KeyError(f"unknown op {name}")
+    if d.defaults:
+        full = dict(d.defaults)
+        full.update(attrs)
+        return d, full
+    return d, attrs
+
+
 class OpBuilder(Builder):
     """Creates registered ops with inferred result types.
 
@@ -178,13 +192,8 @@ class OpBuilder(Builder):
     def op_full(self, name: str, operands: list, attrs: dict, regions=(), result_names=None) -> Op:
         # (get, infer_types and create written out: the front end makes every op of
         # a long function here, and each call of those shows)
-        d = REGISTRY.get(name)
-        if d is None:
-            raise KeyError(f"unknown op {name}")
-        if d.defaults:
-            full = dict(d.defaults)
-            full.update(attrs)
-        else:
+        d, full = with_defaults(name, attrs)
+        if full is attrs:
             full = dict(attrs)
         try:
             types = [v.type for v in operands]
