@@ -8,7 +8,10 @@ kernels, measured as a new user meets it (issue #14's table).
 - cold in a warm process: in a process that already compiled something (the
   chain), the MLP step compiled with an empty cache, load to first result;
 - call overhead: one call of the chain on 10 floats through the API
-  (m.chain(x, a, b), checks included), and the same chain in NumPy.
+  (m.chain(x, a, b), checks included), and the same chain in NumPy;
+- floors, measured the same way as cold and cached: a fresh process that only
+  imports NumPy (no fresh-process figure can be below it), and one that imports
+  NumPy and irc (what a cached load costs before it reads its cache entry).
 
 Each figure is wall time and, as `[cpu]`, CPU time (user + system of the
 process; for the call, of the calling thread's process): on a shared machine
@@ -73,6 +76,9 @@ m.train(x, y, 0.1)
 print(time.perf_counter() - t0, time.process_time() - c0)
 """
 
+_IMPORT_NUMPY = "import numpy"
+_IMPORT_IRC = "import numpy, irc"
+
 _CALL = """
 import sys, time, timeit
 import numpy as np
@@ -116,15 +122,16 @@ def _run(python, code, env) -> tuple:
 
 
 def measure(reps: int = 5, python: str = sys.executable, env_extra: dict | None = None) -> dict:
-    """{figure: [seconds per run]} for cold, cached, cold in a warm process,
-    call (irc) and call (numpy)."""
+    """{figure: [seconds per run]} for cold, cached, cold in a warm process, the
+    two import floors, call (irc) and call (numpy)."""
     root = tempfile.mkdtemp(prefix="irc-latency-")
     try:
         env = _env(dict(env_extra or {}, PYTHONPYCACHEPREFIX=os.path.join(root, "pyc")))
         load = _LOAD.format(here=HERE)
         first = dict(env, XDG_CACHE_HOME=os.path.join(root, "first"))
         _run(python, load, first)  # byte-compiles the sources, as an install would
-        names = ["cold", "cached", "cold, warm process", "call", "call (numpy)"]
+        names = ["cold", "cached", "cold, warm process", "floor: import numpy",
+                 "floor: import numpy, irc", "call", "call (numpy)"]
         res = {f: [] for k in names for f in (k, f"{k} [cpu]")}
         for r in range(reps):
             e = dict(env, XDG_CACHE_HOME=os.path.join(root, f"cache{r}"))
@@ -135,6 +142,11 @@ def measure(reps: int = 5, python: str = sys.executable, env_extra: dict | None 
             wall, cpu = map(float, _run(python, _WARM_PROCESS.format(here=HERE), e)[2].split())
             res["cold, warm process"].append(wall)
             res["cold, warm process [cpu]"].append(cpu)
+            for k, code in (("floor: import numpy", _IMPORT_NUMPY),
+                            ("floor: import numpy, irc", _IMPORT_IRC)):
+                wall, cpu, _ = _run(python, code, e)
+                res[k].append(wall)
+                res[f"{k} [cpu]"].append(cpu)
         e = dict(env, XDG_CACHE_HOME=os.path.join(root, "calls"))
         for r in range(max(1, reps // 2)):
             figs = list(map(float, _run(python, _CALL.format(here=HERE), e)[2].split()))
