@@ -40,6 +40,8 @@ Imports llvmlite, irc.ir, irc.ops and irc.passes.kernelize only.
 
 from __future__ import annotations
 
+from operator import sub
+
 import numpy as np
 from irc.passes.kernelize import chain, ensure_kernels, reduction_levels
 from llvmlite import ir
@@ -690,72 +692,75 @@ def nest_key(loop: Op):
     types; per op its name, its attributes' repr, its operand count and
     operands (a local index, or -1 - slot, a slot's description first where it
     is first used: a tuple), its result count and types, its region count. The
-    counts make it unambiguous, and every block ends with its terminator. (Flat:
-    a long function's nests are keyed by the ten thousand, and a tuple per op
-    was a third of the time and as many objects for the cycle collector.)"""
-    ids: dict = {}
-    slot_of: dict = {}
+    counts make it unambiguous, and every block ends with its terminator. A
+    local index numbers the nest's own values and its slots together in the
+    order they appear (one table for both: a value is looked up once per use),
+    so it is a function of the key before it. (Flat: a long function's nests
+    are keyed by the ten thousand, and a tuple per op was a third of the time
+    and as many objects for the cycle collector.)"""
+    codes: dict = {}  # value -> local index (>= 0), or -1 - slot for a value from outside
+    codes_get = codes.get
     slots: list = []
     fconsts: list = []  # (slot, value text, index of its entry in parts)
     parts: list = []
     add = parts.append
-
-    def ref(v):
-        s = slot_of.get(v)
-        if s is None:
-            s = len(slots)
-            slot_of[v] = s
-            slots.append(v)
-            d = v.op if isinstance(v, OpResult) else None
-            if d is not None and d.name == "loop.dim":
-                add(("dim", d.attrs["dim"]))
-            elif d is not None and d.name == "scalar.const":
-                if v.type.dtype.is_float:  # (a parameter unless the nest reassociates)
-                    fconsts.append((s, repr(d.attrs["value"]), len(parts)))
-                    add(("fconst", v.type))
-                else:
-                    add(("const", v.type, repr(d.attrs["value"])))
-            else:
-                add(("free", v.type, is_buffer(v)))
-        return -1 - s
-
-    ids_get = ids.get
     reassoc = asserts = False
-    stack = [loop]
-    while stack:
-        o = stack.pop()
-        if type(o) is Block:
-            add("block")
-            add(tuple([a.type for a in o.args]))
-            for a in o.args:
-                ids[a] = len(ids)
-            stack.extend(reversed(o.ops))
-            continue
-        name = o.name
-        add(name)
-        attrs = o.attrs
-        if attrs:
-            reassoc = reassoc or bool(attrs.get("reassoc"))
-            add(repr(attrs))
+
+    def first_use(v):
+        """The code of a value from outside at its first use, its description added."""
+        s = len(slots)
+        slots.append(v)
+        code = codes[v] = -1 - s
+        d = v.op if isinstance(v, OpResult) else None
+        if d is not None and d.name == "loop.dim":
+            add(("dim", d.attrs["dim"]))
+        elif d is not None and d.name == "scalar.const":
+            if v.type.dtype.is_float:  # (a parameter unless the nest reassociates)
+                fconsts.append((s, repr(d.attrs["value"]), len(parts)))
+                add(("fconst", v.type))
+            else:
+                add(("const", v.type, repr(d.attrs["value"])))
         else:
-            add("")
-        operands = o.operands
-        add(len(operands))
-        for v in operands:
-            i = ids_get(v)
-            add(i if i is not None else ref(v))
-        results = o.results
-        add(len(results))
-        for r in results:
-            add(r.type)
-            ids[r] = len(ids)
-        regions = o.regions
-        add(len(regions))
-        if regions:
-            for region in reversed(regions):
-                stack.extend(reversed(region.blocks))
-        if name == "loop.assert":
-            asserts = True
+            add(("free", v.type, is_buffer(v)))
+        return code
+
+    def walk(ops):
+        nonlocal reassoc, asserts
+        for o in ops:
+            name = o.name
+            add(name)
+            attrs = o.attrs
+            if attrs:
+                if attrs.get("reassoc"):
+                    reassoc = True
+                add(repr(attrs))
+            else:
+                add("")
+            operands = o.operands
+            add(len(operands))
+            for v in operands:
+                i = codes_get(v)
+                add(first_use(v) if i is None else i)
+            results = o.results
+            add(len(results))
+            for r in results:
+                add(r.type)
+                codes[r] = len(codes)
+            regions = o.regions
+            add(len(regions))
+            for region in regions:
+                for block in region.blocks:
+                    add("block")
+                    args = block.args
+                    add(tuple([a.type for a in args]))
+                    for a in args:
+                        codes[a] = len(codes)
+                    walk(block.ops)
+            if name == "loop.assert":
+                asserts = True
+
+    walk((loop,))
+    walk = None  # (it calls itself: a reference cycle holding the tables)
     if reassoc:  # LLVM may combine its constants: they stay in the key, inline
         for s, text, at in fconsts:
             parts[at] = ("const", parts[at][1], text)
@@ -797,6 +802,7 @@ class FunctionGen:
         self.kernels: dict = {}  # kernel key -> its Kernel
         self.combines: dict = {}  # (kinds, dtypes, reassoc flags) -> combine function
         self.known: dict = {}  # nest key id -> work_known
+        self.seg_slots: dict = {}  # nest key id -> FunctionGen.segment_slots
         self.launchers: dict = {}  # kernel name -> its launcher
         self.maxres = 1  # most results of a nest (the scratch slots)
 
@@ -952,6 +958,7 @@ class FunctionGen:
         # the values every segment's frame loads (parameters, shared variables, constants)
         self.g_static = set(body.args) | {o.results[0] for o in body.ops
                                           if o.name in ("mem.global", "mem.constant")}
+        self.fixed_codes = {}  # segment_key's codes of values alike in every segment
         shared: dict = {}  # segment key -> its function
         for s0 in range(0, len(ops), seg_ops):
             part = ops[s0:s0 + seg_ops]
@@ -1052,6 +1059,10 @@ class FunctionGen:
         parts: list = []
         base = cbase = None
         vmap_items = self.g_static
+        # the codes of the values that code the same in every segment (the entry's
+        # parameters, shared variables and constant buffers, constants, dims)
+        fixed = self.fixed_codes
+        fixed_get = fixed.get
         fvals: list = []  # the segment's table: its kernels' float parameters
         runs: dict = {}  # a kernel's FloatBlock -> its first index in fvals
 
@@ -1060,18 +1071,24 @@ class FunctionGen:
             i = local.get(v)
             if i is not None:
                 return i
+            i = fixed_get(v)
+            if i is not None:
+                return i
             if v in vmap_items:
-                return ("x", v)
+                i = fixed[v] = ("x", v)
+                return i
             counts = lazy.get(v)
             if counts is not None:
                 if base is None:
                     base = counts
-                return ("a",) + tuple(c - b for c, b in zip(counts, base))
+                return ("a", *map(sub, counts, base))
             d = v.op if isinstance(v, OpResult) else None
             if d is not None and d.name == "scalar.const":
-                return ("c", v.type, repr(d.attrs["value"]))
+                i = fixed[v] = ("c", v.type, repr(d.attrs["value"]))
+                return i
             if d is not None and d.name == "loop.dim":
-                return ("d", d.attrs["dim"])
+                i = fixed[v] = ("d", d.attrs["dim"])
+                return i
             if d is not None and d.name == "mem.view":
                 return ("v", ext(d.operands[0]), v.type)
             slot = self.carried.get(v)
@@ -1110,16 +1127,10 @@ class FunctionGen:
                     if self.can_fail(o):
                         raise _NoKey
                     kid, slots, _fconsts, _ = self.nest(o)
-                    varying = self.varying.get(kid, ())
-                    enc = []
-                    packed = []
-                    for k, v in enumerate(slots):
-                        if k in varying:  # a kernel parameter: from the segment's table
-                            packed.append(v)
-                        else:
-                            enc.append(ext(v))
-                    if packed:
-                        enc.append(("f", run(FloatBlock(packed))))
+                    keyed, params = self.segment_slots(kid, slots)
+                    enc = [ext(slots[k]) for k in keyed]
+                    if params:  # the kernel's parameters: from the segment's table
+                        enc.append(("f", run(FloatBlock([slots[k] for k in params]))))
                     parts.append(("n", kid, tuple(enc)))
                 elif o.regions or o.name == "loop.assert":
                     raise _NoKey
@@ -1132,6 +1143,26 @@ class FunctionGen:
         finally:
             ext = None  # (it calls itself: a reference cycle holding `lazy`)
         return tuple(parts), base, cbase, fvals, runs
+
+    def segment_slots(self, kid: int, slots: list):
+        """(keyed, params) for the nests of key id `kid` in segment_key: the places
+        of the slots that a segment key encodes (ext), and of those that are the
+        kernel's float parameters (plan_kernels' varying ones), in slot order. A
+        loop.dim or a constant that is not a parameter is left out: its value is
+        in the nest key (a dim, an integer constant, any constant of a nest that
+        reassociates) or is the same in every nest of the key (a float constant
+        that does not vary). Which slot is which depends on the key only (each
+        slot's kind is in it), so the first nest's slots give every nest's."""
+        got = self.seg_slots.get(kid)
+        if got is None:
+            varying = self.varying.get(kid, ())
+            keyed = []
+            for k, v in enumerate(slots):
+                d = v.op if isinstance(v, OpResult) else None
+                if d is None or d.name not in ("loop.dim", "scalar.const"):
+                    keyed.append(k)
+            got = self.seg_slots[kid] = (keyed, sorted(varying))
+        return got
 
     def host_op(self, o: Op):
         """Render one host-level op as the kernelize pass marked it: a map is an
