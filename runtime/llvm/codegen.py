@@ -688,22 +688,28 @@ def nest_key(loop: Op):
     constants); `asserts` whether it holds a loop.assert. Two nests with equal
     keys are the same kernel up to their slots' values.
 
-    The key is one flat tuple, in pre-order: per block "block" and its argument
-    types; per op its name, its attributes' repr, its operand count and
-    operands (a local index, or -1 - slot, a slot's description first where it
-    is first used: a tuple), its result count and types, its region count. The
-    counts make it unambiguous, and every block ends with its terminator. A
-    local index numbers the nest's own values and its slots together in the
-    order they appear (one table for both: a value is looked up once per use),
-    so it is a function of the key before it. (Flat: a long function's nests
-    are keyed by the ten thousand, and a tuple per op was a third of the time
-    and as many objects for the cycle collector.)"""
+    The key is one flat tuple, in pre-order: per block "block", its argument
+    count and types; per op its name, its attributes' repr, its operand count
+    and operands (a local index, or -1 - slot, after a slot's description where
+    it is first used: a kind, "dim", "const", "fconst" or "free", and three
+    fields), its result count and types, its region count. A type is two
+    entries, its dtype's name and its shape (what makes types equal:
+    TensorType.__eq__; hashing them is most of the cost of hashing a key). The
+    counts and the fixed length of a description make it unambiguous, and
+    every block ends with its terminator. A local index numbers the nest's own
+    values and its slots together in the order they appear (one table for
+    both: a value is looked up once per use), so it is a function of the key
+    before it. (Flat, of strings, ints and shapes only: a long function's
+    nests are keyed by the ten thousand, and a tuple per op was a third of the
+    time and as many objects for the cycle collector; the key is hashed once,
+    with no nested tuple of types to hash again.)"""
     codes: dict = {}  # value -> local index (>= 0), or -1 - slot for a value from outside
     codes_get = codes.get
     slots: list = []
-    fconsts: list = []  # (slot, value text, index of its entry in parts)
+    fconsts: list = []  # (slot, value text, index of its description in parts)
     parts: list = []
     add = parts.append
+    extend = parts.extend
     reassoc = asserts = False
 
     def first_use(v):
@@ -712,58 +718,62 @@ def nest_key(loop: Op):
         slots.append(v)
         code = codes[v] = -1 - s
         d = v.op if isinstance(v, OpResult) else None
-        if d is not None and d.name == "loop.dim":
-            add(("dim", d.attrs["dim"]))
-        elif d is not None and d.name == "scalar.const":
-            if v.type.dtype.is_float:  # (a parameter unless the nest reassociates)
+        name = d.name if d is not None else None
+        if name == "loop.dim":
+            extend(("dim", d.attrs["dim"], None, None))
+            return code
+        t = v.type
+        if name == "scalar.const":
+            if t.dtype.is_float:  # (a parameter unless the nest reassociates)
                 fconsts.append((s, repr(d.attrs["value"]), len(parts)))
-                add(("fconst", v.type))
+                extend(("fconst", t.dtype.name, t.shape, None))
             else:
-                add(("const", v.type, repr(d.attrs["value"])))
+                extend(("const", t.dtype.name, t.shape, repr(d.attrs["value"])))
         else:
-            add(("free", v.type, is_buffer(v)))
+            extend(("free", t.dtype.name, t.shape, name in BUFFER_OPS if d is not None else is_buffer(v)))
         return code
 
     def walk(ops):
         nonlocal reassoc, asserts
         for o in ops:
-            name = o.name
-            add(name)
             attrs = o.attrs
+            operands = o.operands
             if attrs:
                 if attrs.get("reassoc"):
                     reassoc = True
-                add(repr(attrs))
+                extend((o.name, repr(attrs), len(operands)))
             else:
-                add("")
-            operands = o.operands
-            add(len(operands))
+                extend((o.name, "", len(operands)))
             for v in operands:
                 i = codes_get(v)
                 add(first_use(v) if i is None else i)
             results = o.results
             add(len(results))
             for r in results:
-                add(r.type)
+                t = r.type
+                extend((t.dtype.name, t.shape))
                 codes[r] = len(codes)
             regions = o.regions
             add(len(regions))
-            for region in regions:
-                for block in region.blocks:
-                    add("block")
-                    args = block.args
-                    add(tuple([a.type for a in args]))
-                    for a in args:
-                        codes[a] = len(codes)
-                    walk(block.ops)
-            if name == "loop.assert":
+            if regions:
+                for region in regions:
+                    for block in region.blocks:
+                        args = block.args
+                        extend(("block", len(args)))
+                        for a in args:
+                            t = a.type
+                            extend((t.dtype.name, t.shape))
+                            codes[a] = len(codes)
+                        walk(block.ops)
+            elif o.name == "loop.assert":
                 asserts = True
 
     walk((loop,))
     walk = None  # (it calls itself: a reference cycle holding the tables)
     if reassoc:  # LLVM may combine its constants: they stay in the key, inline
         for s, text, at in fconsts:
-            parts[at] = ("const", parts[at][1], text)
+            parts[at] = "const"
+            parts[at + 3] = text
         fconsts = []
     else:
         fconsts = [(s, text) for s, text, _ in fconsts]
