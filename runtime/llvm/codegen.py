@@ -1116,38 +1116,37 @@ class FunctionGen:
                 fvals.extend(block)
             return j
 
-        def results(o):
-            nonlocal cbase
-            for r in o.results:
-                local[r] = len(local)
-                slot = self.carried.get(r)
-                if slot is not None:
-                    if cbase is None:
-                        cbase = slot
-                    parts.append(("w", slot - cbase))
-
+        carried_get = self.carried.get
+        nest = self.nest
         try:
             for o in part:
-                if o.name == "func.return":
-                    parts.append(("ret",))
-                    break
-                if o.name == "loop.for":
+                name = o.name
+                if name == "loop.for":
                     if o.attrs.get("kernel") in ("loop", "gemm") and not _runs_on_one_thread(o):
                         raise _NoKey
-                    if self.can_fail(o):
+                    kid, slots, _fconsts, asserts = nest(o)
+                    if asserts:
                         raise _NoKey
-                    kid, slots, _fconsts, _ = self.nest(o)
                     keyed, params = self.segment_slots(kid, slots)
                     enc = [ext(slots[k]) for k in keyed]
                     if params:  # the kernel's parameters: from the segment's table
                         enc.append(("f", run(FloatBlock([slots[k] for k in params]))))
                     parts.append(("n", kid, tuple(enc)))
-                elif o.regions or o.name == "loop.assert":
+                elif name == "func.return":
+                    parts.append(("ret",))
+                    break
+                elif o.regions or name == "loop.assert":
                     raise _NoKey
                 else:
-                    parts.append((o.name, _attrs_key(o.attrs), tuple(r.type for r in o.results),
-                                  tuple(ext(v) for v in o.operands)))
-                results(o)
+                    parts.append((name, _attrs_key(o.attrs), tuple([r.type for r in o.results]),
+                                  tuple([ext(v) for v in o.operands])))
+                for r in o.results:
+                    local[r] = len(local)
+                    slot = carried_get(r)
+                    if slot is not None:  # (written to its carry slot)
+                        if cbase is None:
+                            cbase = slot
+                        parts.append(("w", slot - cbase))
         except _NoKey:
             return None, base, cbase, [], {}
         finally:
