@@ -873,6 +873,7 @@ class FunctionGen:
         counts: list = []
         lazy = {}
         self.constants = {}
+        self.shared_vars = []  # the entry's mem.global ops (frame loads them)
         for o in body.ops:
             if o.name == "mem.alloc":
                 t = o.results[0].type
@@ -884,6 +885,8 @@ class FunctionGen:
                 counts[sizes[key][0]] += 1
             elif o.name == "mem.constant":
                 self.constants[o.results[0]] = self.mg.constant_data(o.attrs["value"])
+            elif o.name == "mem.global":
+                self.shared_vars.append(o)
         nt = len(counts)  # (each alloc's counts, padded to the number of types)
         lazy = {v: c + (0,) * (nt - len(c)) for v, c in lazy.items()}
         self.ws_layout = (sizes, counts, lazy)
@@ -906,10 +909,9 @@ class FunctionGen:
         for k, a in enumerate(body.args):
             g.vmap[a] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
         g.nthreads = pro.load(ctx, typ=I64)
-        for o in body.ops:
-            if o.name == "mem.global":
-                k = nargs + mg.globals.index(o.attrs["sym"].name)
-                g.vmap[o.results[0]] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+        for o in self.shared_vars:
+            k = nargs + mg.globals.index(o.attrs["sym"].name)
+            g.vmap[o.results[0]] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
         g.vmap.update(self.constants)
         sizes, _counts, lazy = self.ws_layout
         nbs = []
@@ -966,8 +968,7 @@ class FunctionGen:
         ntypes = len(self.ws_layout[1])
         body = self.op.regions[0].block
         # the values every segment's frame loads (parameters, shared variables, constants)
-        self.g_static = set(body.args) | {o.results[0] for o in body.ops
-                                          if o.name in ("mem.global", "mem.constant")}
+        self.g_static = {*body.args, *self.constants, *(o.results[0] for o in self.shared_vars)}
         self.fixed_codes = {}  # segment_key's codes of values alike in every segment
         shared: dict = {}  # segment key -> its function
         for s0 in range(0, len(ops), seg_ops):
