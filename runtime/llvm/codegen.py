@@ -40,6 +40,8 @@ Imports llvmlite, irc.ir, irc.ops and irc.passes.kernelize only.
 
 from __future__ import annotations
 
+from operator import sub
+
 import numpy as np
 from irc.passes.kernelize import chain, ensure_kernels, reduction_levels
 from llvmlite import ir
@@ -686,79 +688,92 @@ def nest_key(loop: Op):
     constants); `asserts` whether it holds a loop.assert. Two nests with equal
     keys are the same kernel up to their slots' values.
 
-    The key is one flat tuple, in pre-order: per block "block" and its argument
-    types; per op its name, its attributes' repr, its operand count and
-    operands (a local index, or -1 - slot, a slot's description first where it
-    is first used: a tuple), its result count and types, its region count. The
-    counts make it unambiguous, and every block ends with its terminator. (Flat:
-    a long function's nests are keyed by the ten thousand, and a tuple per op
-    was a third of the time and as many objects for the cycle collector.)"""
-    ids: dict = {}
-    slot_of: dict = {}
+    The key is one flat tuple, in pre-order: per block "block", its argument
+    count and types; per op its name, its attributes' repr, its operand count
+    and operands (a local index, or -1 - slot, after a slot's description where
+    it is first used: a kind, "dim", "const", "fconst" or "free", and three
+    fields), its result count and types, its region count. A type is two
+    entries, its dtype's name and its shape (what makes types equal:
+    TensorType.__eq__; hashing them is most of the cost of hashing a key). The
+    counts and the fixed length of a description make it unambiguous, and
+    every block ends with its terminator. A local index numbers the nest's own
+    values and its slots together in the order they appear (one table for
+    both: a value is looked up once per use), so it is a function of the key
+    before it. (Flat, of strings, ints and shapes only: a long function's
+    nests are keyed by the ten thousand, and a tuple per op was a third of the
+    time and as many objects for the cycle collector; the key is hashed once,
+    with no nested tuple of types to hash again.)"""
+    codes: dict = {}  # value -> local index (>= 0), or -1 - slot for a value from outside
+    codes_get = codes.get
     slots: list = []
-    fconsts: list = []  # (slot, value text, index of its entry in parts)
+    fconsts: list = []  # (slot, value text, index of its description in parts)
     parts: list = []
     add = parts.append
-
-    def ref(v):
-        s = slot_of.get(v)
-        if s is None:
-            s = len(slots)
-            slot_of[v] = s
-            slots.append(v)
-            d = v.op if isinstance(v, OpResult) else None
-            if d is not None and d.name == "loop.dim":
-                add(("dim", d.attrs["dim"]))
-            elif d is not None and d.name == "scalar.const":
-                if v.type.dtype.is_float:  # (a parameter unless the nest reassociates)
-                    fconsts.append((s, repr(d.attrs["value"]), len(parts)))
-                    add(("fconst", v.type))
-                else:
-                    add(("const", v.type, repr(d.attrs["value"])))
-            else:
-                add(("free", v.type, is_buffer(v)))
-        return -1 - s
-
-    ids_get = ids.get
+    extend = parts.extend
     reassoc = asserts = False
-    stack = [loop]
-    while stack:
-        o = stack.pop()
-        if type(o) is Block:
-            add("block")
-            add(tuple([a.type for a in o.args]))
-            for a in o.args:
-                ids[a] = len(ids)
-            stack.extend(reversed(o.ops))
-            continue
-        name = o.name
-        add(name)
-        attrs = o.attrs
-        if attrs:
-            reassoc = reassoc or bool(attrs.get("reassoc"))
-            add(repr(attrs))
+
+    def first_use(v):
+        """The code of a value from outside at its first use, its description added."""
+        s = len(slots)
+        slots.append(v)
+        code = codes[v] = -1 - s
+        d = v.op if isinstance(v, OpResult) else None
+        name = d.name if d is not None else None
+        if name == "loop.dim":
+            extend(("dim", d.attrs["dim"], None, None))
+            return code
+        t = v.type
+        if name == "scalar.const":
+            if t.dtype.is_float:  # (a parameter unless the nest reassociates)
+                fconsts.append((s, repr(d.attrs["value"]), len(parts)))
+                extend(("fconst", t.dtype.name, t.shape, None))
+            else:
+                extend(("const", t.dtype.name, t.shape, repr(d.attrs["value"])))
         else:
-            add("")
-        operands = o.operands
-        add(len(operands))
-        for v in operands:
-            i = ids_get(v)
-            add(i if i is not None else ref(v))
-        results = o.results
-        add(len(results))
-        for r in results:
-            add(r.type)
-            ids[r] = len(ids)
-        regions = o.regions
-        add(len(regions))
-        if regions:
-            for region in reversed(regions):
-                stack.extend(reversed(region.blocks))
-        if name == "loop.assert":
-            asserts = True
+            extend(("free", t.dtype.name, t.shape, name in BUFFER_OPS if d is not None else is_buffer(v)))
+        return code
+
+    def walk(ops):
+        nonlocal reassoc, asserts
+        for o in ops:
+            attrs = o.attrs
+            operands = o.operands
+            if attrs:
+                if attrs.get("reassoc"):
+                    reassoc = True
+                extend((o.name, repr(attrs), len(operands)))
+            else:
+                extend((o.name, "", len(operands)))
+            for v in operands:
+                i = codes_get(v)
+                add(first_use(v) if i is None else i)
+            results = o.results
+            add(len(results))
+            for r in results:
+                t = r.type
+                extend((t.dtype.name, t.shape))
+                codes[r] = len(codes)
+            regions = o.regions
+            add(len(regions))
+            if regions:
+                for region in regions:
+                    for block in region.blocks:
+                        args = block.args
+                        extend(("block", len(args)))
+                        for a in args:
+                            t = a.type
+                            extend((t.dtype.name, t.shape))
+                            codes[a] = len(codes)
+                        walk(block.ops)
+            elif o.name == "loop.assert":
+                asserts = True
+
+    walk((loop,))
+    walk = None  # (it calls itself: a reference cycle holding the tables)
     if reassoc:  # LLVM may combine its constants: they stay in the key, inline
         for s, text, at in fconsts:
-            parts[at] = ("const", parts[at][1], text)
+            parts[at] = "const"
+            parts[at + 3] = text
         fconsts = []
     else:
         fconsts = [(s, text) for s, text, _ in fconsts]
@@ -797,6 +812,7 @@ class FunctionGen:
         self.kernels: dict = {}  # kernel key -> its Kernel
         self.combines: dict = {}  # (kinds, dtypes, reassoc flags) -> combine function
         self.known: dict = {}  # nest key id -> work_known
+        self.seg_slots: dict = {}  # nest key id -> FunctionGen.segment_slots
         self.launchers: dict = {}  # kernel name -> its launcher
         self.maxres = 1  # most results of a nest (the scratch slots)
 
@@ -857,6 +873,7 @@ class FunctionGen:
         counts: list = []
         lazy = {}
         self.constants = {}
+        self.shared_vars = []  # the entry's mem.global ops (frame loads them)
         for o in body.ops:
             if o.name == "mem.alloc":
                 t = o.results[0].type
@@ -868,6 +885,8 @@ class FunctionGen:
                 counts[sizes[key][0]] += 1
             elif o.name == "mem.constant":
                 self.constants[o.results[0]] = self.mg.constant_data(o.attrs["value"])
+            elif o.name == "mem.global":
+                self.shared_vars.append(o)
         nt = len(counts)  # (each alloc's counts, padded to the number of types)
         lazy = {v: c + (0,) * (nt - len(c)) for v, c in lazy.items()}
         self.ws_layout = (sizes, counts, lazy)
@@ -890,10 +909,9 @@ class FunctionGen:
         for k, a in enumerate(body.args):
             g.vmap[a] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
         g.nthreads = pro.load(ctx, typ=I64)
-        for o in body.ops:
-            if o.name == "mem.global":
-                k = nargs + mg.globals.index(o.attrs["sym"].name)
-                g.vmap[o.results[0]] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+        for o in self.shared_vars:
+            k = nargs + mg.globals.index(o.attrs["sym"].name)
+            g.vmap[o.results[0]] = pro.load(pro.gep(bufs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
         g.vmap.update(self.constants)
         sizes, _counts, lazy = self.ws_layout
         nbs = []
@@ -950,8 +968,8 @@ class FunctionGen:
         ntypes = len(self.ws_layout[1])
         body = self.op.regions[0].block
         # the values every segment's frame loads (parameters, shared variables, constants)
-        self.g_static = set(body.args) | {o.results[0] for o in body.ops
-                                          if o.name in ("mem.global", "mem.constant")}
+        self.g_static = {*body.args, *self.constants, *(o.results[0] for o in self.shared_vars)}
+        self.fixed_codes = {}  # segment_key's codes of values alike in every segment
         shared: dict = {}  # segment key -> its function
         for s0 in range(0, len(ops), seg_ops):
             part = ops[s0:s0 + seg_ops]
@@ -1052,6 +1070,10 @@ class FunctionGen:
         parts: list = []
         base = cbase = None
         vmap_items = self.g_static
+        # the codes of the values that code the same in every segment (the entry's
+        # parameters, shared variables and constant buffers, constants, dims)
+        fixed = self.fixed_codes
+        fixed_get = fixed.get
         fvals: list = []  # the segment's table: its kernels' float parameters
         runs: dict = {}  # a kernel's FloatBlock -> its first index in fvals
 
@@ -1060,18 +1082,24 @@ class FunctionGen:
             i = local.get(v)
             if i is not None:
                 return i
+            i = fixed_get(v)
+            if i is not None:
+                return i
             if v in vmap_items:
-                return ("x", v)
+                i = fixed[v] = ("x", v)
+                return i
             counts = lazy.get(v)
             if counts is not None:
                 if base is None:
                     base = counts
-                return ("a",) + tuple(c - b for c, b in zip(counts, base))
+                return ("a", *map(sub, counts, base))
             d = v.op if isinstance(v, OpResult) else None
             if d is not None and d.name == "scalar.const":
-                return ("c", v.type, repr(d.attrs["value"]))
+                i = fixed[v] = ("c", v.type, repr(d.attrs["value"]))
+                return i
             if d is not None and d.name == "loop.dim":
-                return ("d", d.attrs["dim"])
+                i = fixed[v] = ("d", d.attrs["dim"])
+                return i
             if d is not None and d.name == "mem.view":
                 return ("v", ext(d.operands[0]), v.type)
             slot = self.carried.get(v)
@@ -1089,49 +1117,62 @@ class FunctionGen:
                 fvals.extend(block)
             return j
 
-        def results(o):
-            nonlocal cbase
-            for r in o.results:
-                local[r] = len(local)
-                slot = self.carried.get(r)
-                if slot is not None:
-                    if cbase is None:
-                        cbase = slot
-                    parts.append(("w", slot - cbase))
-
+        carried_get = self.carried.get
+        nest = self.nest
         try:
             for o in part:
-                if o.name == "func.return":
-                    parts.append(("ret",))
-                    break
-                if o.name == "loop.for":
+                name = o.name
+                if name == "loop.for":
                     if o.attrs.get("kernel") in ("loop", "gemm") and not _runs_on_one_thread(o):
                         raise _NoKey
-                    if self.can_fail(o):
+                    kid, slots, _fconsts, asserts = nest(o)
+                    if asserts:
                         raise _NoKey
-                    kid, slots, _fconsts, _ = self.nest(o)
-                    varying = self.varying.get(kid, ())
-                    enc = []
-                    packed = []
-                    for k, v in enumerate(slots):
-                        if k in varying:  # a kernel parameter: from the segment's table
-                            packed.append(v)
-                        else:
-                            enc.append(ext(v))
-                    if packed:
-                        enc.append(("f", run(FloatBlock(packed))))
+                    keyed, params = self.segment_slots(kid, slots)
+                    enc = [ext(slots[k]) for k in keyed]
+                    if params:  # the kernel's parameters: from the segment's table
+                        enc.append(("f", run(FloatBlock([slots[k] for k in params]))))
                     parts.append(("n", kid, tuple(enc)))
-                elif o.regions or o.name == "loop.assert":
+                elif name == "func.return":
+                    parts.append(("ret",))
+                    break
+                elif o.regions or name == "loop.assert":
                     raise _NoKey
                 else:
-                    parts.append((o.name, _attrs_key(o.attrs), tuple(r.type for r in o.results),
-                                  tuple(ext(v) for v in o.operands)))
-                results(o)
+                    parts.append((name, _attrs_key(o.attrs), tuple([r.type for r in o.results]),
+                                  tuple([ext(v) for v in o.operands])))
+                for r in o.results:
+                    local[r] = len(local)
+                    slot = carried_get(r)
+                    if slot is not None:  # (written to its carry slot)
+                        if cbase is None:
+                            cbase = slot
+                        parts.append(("w", slot - cbase))
         except _NoKey:
             return None, base, cbase, [], {}
         finally:
             ext = None  # (it calls itself: a reference cycle holding `lazy`)
         return tuple(parts), base, cbase, fvals, runs
+
+    def segment_slots(self, kid: int, slots: list):
+        """(keyed, params) for the nests of key id `kid` in segment_key: the places
+        of the slots that a segment key encodes (ext), and of those that are the
+        kernel's float parameters (plan_kernels' varying ones), in slot order. A
+        loop.dim or a constant that is not a parameter is left out: its value is
+        in the nest key (a dim, an integer constant, any constant of a nest that
+        reassociates) or is the same in every nest of the key (a float constant
+        that does not vary). Which slot is which depends on the key only (each
+        slot's kind is in it), so the first nest's slots give every nest's."""
+        got = self.seg_slots.get(kid)
+        if got is None:
+            varying = self.varying.get(kid, ())
+            keyed = []
+            for k, v in enumerate(slots):
+                d = v.op if isinstance(v, OpResult) else None
+                if d is None or d.name not in ("loop.dim", "scalar.const"):
+                    keyed.append(k)
+            got = self.seg_slots[kid] = (keyed, sorted(varying))
+        return got
 
     def host_op(self, o: Op):
         """Render one host-level op as the kernelize pass marked it: a map is an

@@ -366,3 +366,36 @@ def test_float_parameter_arrays_are_shared_by_their_bits():
     mg = codegen.ModuleGen(Module())
     assert mg.float_table((0.0, 1.5)) is mg.float_table((0.0, 1.5))
     assert mg.float_table((-0.0, 1.5)) is not mg.float_table((0.0, 1.5))
+
+
+def _nest_keys(src: str) -> list:
+    """nest_key's key of each loop nest of f's entry, in order."""
+    from irc.api import compile_to_ir
+    from irc.pipeline import run_pipeline
+    from irc.runtime.base import loop_ir
+
+    module = loop_ir(run_pipeline(compile_to_ir(src, "<test>")), owned=True)
+    (f,) = [op for op in module.body.ops if op.name == "func.func"]
+    return [codegen.nest_key(loop)[0] for loop in codegen._host_nests(f.regions[0].block, [])]
+
+
+@pytest.mark.parametrize("y, y_column", [
+    ("f64[4, 8]", "f64[4]"),  # a dtype
+    ("f32[4, 9]", "f32[4]"),  # an integer dim of a shape that no loop runs over
+    ("f32[4, M]", "f32[4]"),  # a named one
+])
+def test_nest_keys_tell_types_apart(y, y_column):
+    """nest_key writes a type as its dtype's name and its shape: the nests that
+    read a column of x and of y get one key when x and y have one type, and
+    different keys when the types differ in either (here the column's stride)."""
+    def keys(ty, ty_column):
+        # two nests per column: the column read, then tanh(column) * 2.0
+        keys = _nest_keys(f"fn f(x: f32[4, 8], y: {ty}) -> (f32[4], {ty_column}) {{\n"
+                          "    return tanh(x[:, 0]) * 2.0, tanh(y[:, 0]) * 2.0\n}\n")
+        assert len(keys) == 4
+        return keys
+
+    same = keys("f32[4, 8]", "f32[4]")
+    assert same[0] == same[2] and same[1] == same[3]
+    other = keys(y, y_column)
+    assert other[0] != other[2]
