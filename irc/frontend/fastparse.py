@@ -29,6 +29,7 @@ Imports only irc.frontend.ast and irc.ir.
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 
 from irc.frontend import ast as A
 from irc.ir.core import Loc
@@ -187,7 +188,7 @@ def _height(program: A.Program) -> int:
             best = h
             if best > MAX_HEIGHT:
                 return best
-        for v in vars(node).values():
+        for v in [getattr(node, f.name) for f in fields(node)]:
             if isinstance(v, A.Node):
                 stack.append((v, h + 1))
             elif isinstance(v, (list, tuple)):
