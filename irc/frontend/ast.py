@@ -12,100 +12,100 @@ from typing import Any, Optional
 from irc.ir.core import Loc
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     loc: Loc
 
 
 # -- types ------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class TypeExpr(Node):
     dtype: str
     dims: Optional[list]  # None for a scalar; items are DimExpr
 
 
-@dataclass
+@dataclass(slots=True)
 class DimExpr(Node):
     op: str  # "int", "name", "+", "-", "*", "//"
     args: list  # int | str for leaves, DimExpr children otherwise
 
 
 # -- expressions ----------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Num(Node):
     value: Any  # int or float
     is_float: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class Str(Node):
     value: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Bool(Node):
     value: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class NoneLit(Node):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class DTypeLit(Node):
     name: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Name(Node):
     id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ListLit(Node):
     items: list
 
 
-@dataclass
+@dataclass(slots=True)
 class BinOp(Node):
     op: str  # + - * / // % @ ** & | == != < <= > >=
     left: Node
     right: Node
 
 
-@dataclass
+@dataclass(slots=True)
 class UnaryOp(Node):
     op: str  # - + ~
     operand: Node
 
 
-@dataclass
+@dataclass(slots=True)
 class Call(Node):
     func: str
     args: list
     kwargs: list  # list of (name, Node, Loc)
 
 
-@dataclass
+@dataclass(slots=True)
 class Slice(Node):
     start: Optional[Node]
     stop: Optional[Node]
     step: Optional[Node]
 
 
-@dataclass
+@dataclass(slots=True)
 class Ellipsis_(Node):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class Index(Node):
     value: Node
     items: list  # Node | Slice | Ellipsis_ | NoneLit
 
 
-@dataclass
+@dataclass(slots=True)
 class Scan(Node):
     seqs: list  # list of (name, Node, Loc)
     carries: list  # list of (name, Node, Loc)
@@ -114,37 +114,37 @@ class Scan(Node):
 
 
 # -- statements ------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Assign(Node):
     targets: list  # names
     value: Node
 
 
-@dataclass
+@dataclass(slots=True)
 class Update(Node):
     target: str
     value: Node
 
 
-@dataclass
+@dataclass(slots=True)
 class Return(Node):
     values: list
 
 
-@dataclass
+@dataclass(slots=True)
 class Yield(Node):
     values: list
 
 
 # -- declarations ----------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Param(Node):
     name: str
     type: TypeExpr
     default: Optional[Node]
 
 
-@dataclass
+@dataclass(slots=True)
 class FuncDecl(Node):
     kind: str  # "fn" or "def"
     name: str
@@ -154,7 +154,7 @@ class FuncDecl(Node):
     body: list
 
 
-@dataclass
+@dataclass(slots=True)
 class SharedDecl(Node):
     name: str
     type: TypeExpr
@@ -164,18 +164,18 @@ class SharedDecl(Node):
     kwargs: list
 
 
-@dataclass
+@dataclass(slots=True)
 class ConstDecl(Node):
     name: str
     value: Node
 
 
-@dataclass
+@dataclass(slots=True)
 class SeedDecl(Node):
     value: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Program(Node):
     decls: list = field(default_factory=list)
 

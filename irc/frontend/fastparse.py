@@ -29,6 +29,7 @@ Imports only irc.frontend.ast and irc.ir.
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 
 from irc.frontend import ast as A
 from irc.ir.core import Loc
@@ -89,20 +90,23 @@ _FLOAT_CHARS = 400
 
 # The tokens of one line (no token holds a newline): whitespace (group 1), then
 # the first matching alternative (so longer operators come before their
-# prefixes and FLOAT before INT, as Lark orders them): comment, FLOAT, INT,
-# NAME, STRING, operator; the last, any other character but whitespace, makes
-# the text fall back. One match ends where the next begins (any character but
-# whitespace matches), so a token's column is the length of what came before.
+# prefixes and FLOAT before INT, as Lark orders them): NAME, operator, FLOAT,
+# INT, STRING, comment; the last, any other character but whitespace, makes
+# the text fall back. The alternatives but FLOAT and INT start with characters
+# of their own (FLOAT's `.5` is no operator's), so their order is that of how
+# often they come: the regex engine tries them in turn. One match ends where
+# the next begins (any character but whitespace matches), so a token's column
+# is the length of what came before.
 _LINE_TOKEN = re.compile(
     r"""
     ([ \t\f\r]*)
     (?:
-      (\#.*)
+      ([A-Za-z_][A-Za-z0-9_]*)
+    | (\.\.\.|\*\*|//|->|<-|==|!=|<=|>=|[-+*/%@&|~<>=()\[\]{},:;])
     | ((?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)
     | ([0-9]+)
-    | ([A-Za-z_][A-Za-z0-9_]*)
     | ("[^"\\]*")
-    | (\.\.\.|\*\*|//|->|<-|==|!=|<=|>=|[-+*/%@&|~<>=()\[\]{},:;])
+    | (\#.*)
     | ([^ \t\f\r])
     )
     """,
@@ -121,7 +125,7 @@ def tokenize(text: str) -> tuple:
         if not line:
             continue
         col = 1
-        for space, comment, float_, int_, name, string, op, other in findall(line):
+        for space, name, op, float_, int_, string, comment, other in findall(line):
             col += len(space)
             if name:
                 kinds.append("NAME")
@@ -184,7 +188,7 @@ def _height(program: A.Program) -> int:
             best = h
             if best > MAX_HEIGHT:
                 return best
-        for v in vars(node).values():
+        for v in [getattr(node, f.name) for f in fields(node)]:
             if isinstance(v, A.Node):
                 stack.append((v, h + 1))
             elif isinstance(v, (list, tuple)):

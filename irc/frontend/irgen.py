@@ -71,6 +71,7 @@ _WEAK_FLOAT: dict = {}
 # (and the axis and keepdims plain): name -> (op, "reduce" or None).
 _FAST_BUILTINS = {name: ("tg." + name, None) for name in UNARY}
 _FAST_BUILTINS.update({name: ("tg." + name, "reduce") for name in REDUCTIONS})
+_REDUCTION_KEYWORDS = frozenset(("axis", "keepdims"))  # (a reduction's x, axis, keepdims)
 
 INITIALISERS = ("zeros", "ones", "full", "normal", "uniform", "glorot_uniform", "load")
 
@@ -677,10 +678,23 @@ class IRGen(NestedGen):
     BINOPS = OPERATORS
 
     def ev_BinOp(self, n):
-        # (ev of a number written out: an operand of most operators)
+        # (ev of a number and ev_Name written out: the operands of most operators)
         left, right = n.left, n.right
-        a = left.value if type(left) is A.Num else self.ev(left)
-        b = right.value if type(right) is A.Num else self.ev(right)
+        tl, tr = type(left), type(right)
+        if tl is A.Name:
+            scope = self.scope
+            a = scope.vars.get(left.id) if scope is not None else None
+            if a is None:
+                a = self.lookup(left.id, left.loc)
+        else:
+            a = left.value if tl is A.Num else self.ev(left)
+        if tr is A.Name:
+            scope = self.scope
+            b = scope.vars.get(right.id) if scope is not None else None
+            if b is None:
+                b = self.lookup(right.id, right.loc)
+        else:
+            b = right.value if tr is A.Num else self.ev(right)
         # A tensor with a tensor or a number (most operators of a long function):
         # nothing to fold (fold_static folds numbers and dims only) and nothing
         # for binop to refuse, so straight to the host.
@@ -849,13 +863,28 @@ class IRGen(NestedGen):
                 if k in kwargs:
                     raise self.err(f"argument '{k}' given twice", kloc)
                 kwargs[k] = (self.ev(v), kloc)
+            # A reduction of one tensor with axis and keepdims given by keyword
+            # (`mean(h, axis=1, keepdims=true)`): bound as bind_arguments binds
+            # them (the rest to their defaults, None and false), made as below.
+            fast = _FAST_BUILTINS.get(n.func)
+            if (
+                fast is not None
+                and fast[1] is not None
+                and len(args) == 1
+                and isinstance(args[0], Value)
+                and kwargs.keys() <= _REDUCTION_KEYWORDS
+            ):
+                axis = kwargs["axis"][0] if "axis" in kwargs else None
+                keep = kwargs["keepdims"][0] if "keepdims" in kwargs else False
+                if type(keep) is bool and (axis is None or type(axis) is int):
+                    attrs = {"axis": axis if axis is None else (axis,), "keepdims": keep}
+                    return self._op(fast[0], args, attrs, n.loc)
             bound, locs = bind_arguments(
                 n.func, args, kwargs, n.loc, [getattr(a, "loc", n.loc) for a in n.args]
             )
             # The unary functions and the reductions of a tensor, with an axis
             # of None or an int and keepdims true or false (most calls of a long
             # function), made as their handlers in builtins.py make them.
-            fast = _FAST_BUILTINS.get(n.func)
             if fast is not None:
                 x = bound["x"]
                 if isinstance(x, Value):

@@ -372,12 +372,20 @@ class _QuickCheck:
     not _Verifier's: where it answers False (or raises), _Verifier's walks
     find the first broken invariant, for their error message.
 
-    That every use of a value defined in the root is an operand slot of an op
-    in the IR (_Verifier: the op is among the walked ones) is checked by
-    counting: each operand slot of a nested op is a use of its value (checked),
-    distinct slots are distinct uses, and each use is the slot it names
-    (checked); so the slots and the uses are as many only when no use belongs
-    to an op outside the IR."""
+    The use lists of the values defined in the root are checked by counting,
+    not use by use: each operand slot (op, i) of a nested op is a key of its
+    value's use list (checked), and that value is defined in the root (it is
+    visible); distinct slots are distinct keys, so the slots are as many as
+    the uses of those values only when every use is such a slot: the operand
+    slot it names, of an op in the IR (_Verifier checks both, use by use). A
+    use naming a slot that holds another value, an op outside the IR, or no
+    slot at all is a use more than there are slots. (An op listed twice would
+    count its slots and uses twice: block_ok answers False for it, met as a
+    result defined twice or, without results, in `listed`.)
+
+    op_check is called for each op as the walk meets it (the root first);
+    what it raises goes to _Verifier's walks too, which call it after
+    every structural check, in their order."""
 
     def __init__(self, root: Op, op_check: Optional[Callable]):
         self.root = root
@@ -390,6 +398,7 @@ class _QuickCheck:
         self.funcs: list = []  # func.func ops nested in the root
         # op names neither terminators nor _SPECIAL (str, not empty), seen
         self.plain_names: set = set()
+        self.listed: set = set()  # the ops without results met in the walk
 
     def run(self) -> bool:
         root = self.root
@@ -401,12 +410,13 @@ class _QuickCheck:
                 return False
             if not self.uses_ok(r):
                 return False
-        self.uses = 0  # (the root's results are not defined in it)
         for i, v in enumerate(root.operands):
             if (root, i) not in v.uses:
                 return False
         if not self.attrs_ok(root):
             return False
+        if self.op_check is not None:
+            self.op_check(root)
         if not self.regions_ok(root, None):
             return False
         if name == "builtin.module":
@@ -422,12 +432,6 @@ class _QuickCheck:
             v.unique_symbols(m)
         for op in self.refs:
             v.check_reference(op)
-        op_check = self.op_check
-        if op_check is not None:
-            op_check(root)
-            for op in root.walk():
-                if op is not root:
-                    op_check(op)
         return True
 
     def type_ok(self, t) -> bool:
@@ -438,9 +442,9 @@ class _QuickCheck:
         return True
 
     def uses_ok(self, value) -> bool:
-        uses = value.uses
-        self.uses += len(uses)
-        for u_op, u_idx in uses:
+        """Whether each use of `value`, a result of the root, is the operand
+        slot it names (the root's results are not counted)."""
+        for u_op, u_idx in value.uses:
             operands = u_op.operands
             if not (0 <= u_idx < len(operands)) or operands[u_idx] is not value:
                 return False
@@ -480,19 +484,21 @@ class _QuickCheck:
             visible = outer
             added = []
         type_ok = self.type_ok
-        uses_ok = self.uses_ok
         attrs_ok = self.attrs_ok
+        op_check = self.op_check
         good_shapes = self.good_shapes
+        listed = self.listed
+        nuses = 0
         for i, a in enumerate(block.args):
-            if a.block is not block or a.index != i or not type_ok(a.type) or not uses_ok(a):
+            if a.block is not block or a.index != i or not type_ok(a.type):
                 return False
+            nuses += len(a.uses)
             visible.add(a)
             if added is not None:
                 added.append(a)
         ops = block.ops
         last = len(ops) - 1
         slots = 0
-        nuses = 0
         plain = self.plain_names
         j = -1
         for op in ops:
@@ -535,22 +541,23 @@ class _QuickCheck:
                     return False
             elif name in _REFERENCES:
                 self.refs.append(op)
+            if op_check is not None:
+                op_check(op)
+            results = op.results
+            if not results:
+                if op in listed:
+                    return False
+                listed.add(op)
             i = 0
-            for r in op.results:
-                if r.op is not op or r.index != i:
+            for r in results:
+                if r.op is not op or r.index != i or r in visible:
                     return False
                 t = r.type
                 if type(t) is not TensorType or type(t.shape) is not tuple or (
                     t.shape not in good_shapes
                 ):
                     type_ok(t)
-                # (uses_ok written out)
-                uses = r.uses
-                nuses += len(uses)
-                for u_op, u_idx in uses:
-                    operands = u_op.operands
-                    if not (0 <= u_idx < len(operands)) or operands[u_idx] is not r:
-                        return False
+                nuses += len(r.uses)  # (the uses themselves: see the class docstring)
                 visible.add(r)
                 if added is not None:
                     added.append(r)

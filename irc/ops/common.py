@@ -45,9 +45,12 @@ def numpy_result_dtype(fn, dtypes, **kwargs):
         raise TypeError_(f"not defined for {what} of dtype {names}") from None
 
 
-def elementwise_infer(fn, allow=None):
+def elementwise_infer(fn, allow=None, sym=None):
     """infer for an elementwise op: broadcast shapes, NumPy's result dtype.
-    `allow` is a predicate on operand dtypes (e.g. floats only)."""
+    `allow` is a predicate on operand dtypes (e.g. floats only); `sym`, the
+    user-facing name its errors start with (as named_infer(sym, ...) gives
+    them, without a wrapper call per op: only a type not seen before can
+    raise)."""
 
     result_dtype: dict = {}  # operand dtypes -> result dtype (asked of NumPy once)
     # The result type of operand types seen before, keyed by their dtype names
@@ -73,15 +76,20 @@ def elementwise_infer(fn, allow=None):
         # (checked in this order, as the error messages are: dtypes allowed,
         # shapes, then NumPy's result dtype)
         dtypes = tuple(t.dtype for t in types)
-        dt = result_dtype.get(dtypes)
-        if dt is None and allow is not None:
-            for d in dtypes:
-                if not allow(d):
-                    raise TypeError_(f"not defined for dtype {d}")
         shapes = [t.shape for t in types]
-        shape = broadcast_shapes(*shapes)
-        if dt is None:
-            dt = result_dtype[dtypes] = numpy_result_dtype(fn, dtypes)
+        try:
+            dt = result_dtype.get(dtypes)
+            if dt is None and allow is not None:
+                for d in dtypes:
+                    if not allow(d):
+                        raise TypeError_(f"not defined for dtype {d}")
+            shape = broadcast_shapes(*shapes)
+            if dt is None:
+                dt = result_dtype[dtypes] = numpy_result_dtype(fn, dtypes)
+        except TypeError_ as e:
+            if sym is None:
+                raise
+            raise named_error(sym, e) from None
         t = TensorType(dt, shape)
         if not _UNIFYING or all(not s or s == shape for s in shapes):
             if len(seen) >= _SEEN_MAX:
@@ -93,6 +101,13 @@ def elementwise_infer(fn, allow=None):
 
 
 _SEEN_MAX = 4096
+
+
+def named_error(sym: str, e: TypeError_) -> TypeError_:
+    """The error `e` of op `sym`'s type inference as named_infer gives it."""
+    if e.message.startswith("`"):
+        return e
+    return TypeError_(f"`{sym}`: {e.message}")
 
 
 def named_infer(sym: str, infer):

@@ -47,7 +47,7 @@ def _short(name: str) -> str:
 def binary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
     """Register a broadcasting binary op whose reference is the NumPy function `fn`
     (scalar rule: the scalar op of the same name, unless `scalar` is given)."""
-    infer = named_infer(sym or _short(name), elementwise_infer(fn))
+    infer = elementwise_infer(fn, sym=sym or _short(name))
     kw.setdefault("scalar", scalar_map(_short(name)))
     kw.setdefault("cost", per_result_element)
     return defop(OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=2, doc=doc, **kw))
@@ -55,7 +55,7 @@ def binary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
 
 def unary(name, fn, traits=ELEMENTWISE_PURE, sym=None, doc="", **kw):
     """Register a unary op whose reference is the NumPy function `fn`."""
-    infer = named_infer(sym or _short(name), elementwise_infer(fn))
+    infer = elementwise_infer(fn, sym=sym or _short(name))
     kw.setdefault("scalar", scalar_map(_short(name)))
     kw.setdefault("cost", per_result_element)
     return defop(OpDef(name, infer=infer, numpy=arrayed(fn), traits=traits, arity=1, doc=doc, **kw))

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from irc.ir.builder import Builder
 from irc.ir.core import Op, Value
+from irc.ir.dims import _ACTIVE as _UNIFYING
 from irc.ir.errors import CompileError
 from irc.ir.types import TypeError_
 
@@ -146,6 +147,17 @@ def verify_op(op: Op) -> None:
         d.verify(op)
     if d.infer is not None:
         operands = op.operands
+        results = op.results
+        # An op of one or two operands, one result and no attributes whose
+        # pattern passed before (a long function repeats a few): done.
+        key = None
+        if len(results) == 1 and not op.attrs and not _UNIFYING:
+            if len(operands) == 2:
+                key = (op.name, id(operands[0].type), id(operands[1].type), id(results[0].type))
+            elif len(operands) == 1:
+                key = (op.name, id(operands[0].type), id(results[0].type))
+            if key in _PASSED:
+                return
         # (the type lists of one and two operands without a comprehension: the
         # verifier asks this of every op of a long function)
         if len(operands) == 2:
@@ -155,13 +167,27 @@ def verify_op(op: Op) -> None:
         else:
             types = [v.type for v in operands]
         expect = d.infer(types, op.attrs)
-        results = op.results
         got = [results[0].type] if len(results) == 1 else [r.type for r in results]
         if (expect if type(expect) is list else list(expect)) != got:
             raise TypeError_(
                 f"'{op.name}' result types {', '.join(map(str, got)) or '()'} "
                 f"differ from inferred {', '.join(map(str, expect)) or '()'}"
             )
+        if key is not None:
+            if len(_PASSED) >= _PASSED_MAX:
+                _PASSED.clear()
+            _PASSED[key] = (types, got)  # (holds the types whose ids the key has)
+
+
+# The attribute-free ops of one or two operands and one result that verify_op
+# passed, by (op name, id of each operand type, id of the result type): what
+# the check reads past the op's name, OpDef.verify (called before the lookup)
+# and its operand count is infer(operand types, {}) and the result type, and
+# infer is a function of its arguments, except while dims are unified
+# (irc.ir.dims.unifying: not looked up then). The entry holds those type
+# objects, so no other object has their ids while it exists.
+_PASSED: dict = {}
+_PASSED_MAX = 4096
 
 
 def with_defaults(name: str, attrs: dict):

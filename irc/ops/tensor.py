@@ -36,6 +36,7 @@ from irc.ops.common import (
     as_dims,
     dtype_attr,
     fmt_shape,
+    named_error,
     named_infer,
     norm_axes,
     norm_axis,
@@ -89,7 +90,10 @@ def _matmul_infer(types, attrs):
     t = _MATMUL_TYPES.get(key)
     if t is not None:
         return [t]
-    t = _matmul_type(a, b)
+    try:  # (named_infer("@", ...) for the types not seen before: only those raise)
+        t = _matmul_type(a, b)
+    except TypeError_ as e:
+        raise named_error("@", e) from None
     if not _UNIFYING:
         if len(_MATMUL_TYPES) >= _CACHE_MAX:
             _MATMUL_TYPES.clear()
@@ -152,7 +156,7 @@ MATMUL = defop(
     OpDef(
         "tg.matmul",
         cost=matmul_flops,
-        infer=named_infer("@", _matmul_infer),
+        infer=_matmul_infer,
         numpy=arrayed(np.matmul),
         arity=2,
         domain=(-1.0, 1.0),
@@ -167,7 +171,9 @@ def _reduced_shape(t, axes, keep):
     return tuple(1 if i in axes else d for i, d in enumerate(t.shape) if keep or i not in axes)
 
 
-def reduce_infer(fn):
+def reduce_infer(fn, sym: str):
+    """infer of the reduction `sym` (NumPy's `fn`); its errors start with `sym`
+    as named_infer(sym, ...) gives them."""
     # The result type of an operand type and axes seen before (no dims are
     # compared). Keyed only by an axis of None, an int or a tuple of ints
     # (exact types: `True` must not find the entry of 1).
@@ -184,14 +190,21 @@ def reduce_infer(fn):
             key = (t.dtype.name, t.shape, axis, keep)
             r = seen.get(key)
             if r is None:
-                r = _reduce_type(fn, t, axis, keep)
+                r = _named_reduce_type(fn, sym, t, axis, keep)
                 if len(seen) >= _CACHE_MAX:
                     seen.clear()
                 seen[key] = r
             return [r]
-        return [_reduce_type(fn, t, axis, keep)]
+        return [_named_reduce_type(fn, sym, t, axis, keep)]
 
     return infer
+
+
+def _named_reduce_type(fn, sym, t, axis, keepdims):
+    try:
+        return _reduce_type(fn, t, axis, keepdims)
+    except TypeError_ as e:
+        raise named_error(sym, e) from None
 
 
 def _reduce_type(fn, t, axis, keepdims):
@@ -256,7 +269,7 @@ def _reduction(name, fn, doc, domain=(-2.0, 2.0), vjp=None):
         OpDef(
             "tg." + name,
             cost=per_input_element,
-            infer=named_infer(name, reduce_infer(fn)),
+            infer=reduce_infer(fn, name),
             numpy=ref,
             arity=1,
             defaults={"axis": None, "keepdims": False},

@@ -16,6 +16,7 @@ SOURCES = [
     a = tanh(x) + sigmoid(x) * 2 - abs(x) / 3
     b = a - mean(a, axis=1, keepdims=true) + sum(a, 0, false) + max(a, axis=-1, keepdims=true)
     c = min(sum(b)) + mean(b, axis=[0, 1]) + sum(b, axis=None)
+    e = sum(a, keepdims=true) + max(a, keepdims=false, axis=0) + min(a, axis=None, keepdims=true)
     j = k * 2 + 1 - k
     d = 1 + c * 0.5 ** 2 + cast(j > 3, f32) * c + sum(cast(2 < x, f32) * x)
     return d + sqrt(relu(exp(c))) + (1 - c)
@@ -32,6 +33,10 @@ ERRORS = [
     "fn f(x: f32[3]) -> f32 {\n    return sum(x, axis=1)\n}\n",
     "fn f(x: f32[3]) -> f32 {\n    return mean(x, axis=true)\n}\n",
     "fn f(x: f32[3]) -> f32 {\n    return sum(x, keepdims=1)\n}\n",
+    "fn f(x: f32[3]) -> f32 {\n    return sum(x, axis=0, axis=0)\n}\n",
+    "fn f(x: f32[3]) -> f32 {\n    return sum(x, axes=0)\n}\n",
+    "fn f(x: f32[3]) -> f32 {\n    return sum(x, 0, axis=0)\n}\n",
+    "fn f(x: f32[3, 2]) -> f32 {\n    return sum(x, axis=2, keepdims=false)\n}\n",
     "fn f(x: bool[3]) -> f32[3] {\n    return exp(x)\n}\n",
     "fn f(x: f32[3]) -> f32[3] {\n    return x & 1.5\n}\n",
     "fn f(x: i32[3]) -> i32[3] {\n    return x // 2\n}\n",

@@ -86,6 +86,21 @@ def test_stale_and_missing_uses():
     fails(m, "has a stale use by tg.mul (operand #0)")
 
 
+@pytest.mark.parametrize("listed_twice", ["tg.update", "tg.mul"])
+def test_a_stale_use_is_found_next_to_an_op_listed_twice(listed_twice):
+    # The one-walk check counts uses instead of checking each: an op listed
+    # twice in its block (tg.update: one operand slot more, no result;
+    # tg.mul: two slots and its result's one use more) would make up for the
+    # stale use's extra count, so it must not take the block.
+    m = good()
+    exp, mul = ops_named(m, "tg.exp")[0], ops_named(m, "tg.mul")[0]
+    op = ops_named(m, listed_twice)[0]
+    block = op.parent
+    block.ops.insert(block.ops.index(op), op)
+    exp.operands[0].uses.append((mul, 0))
+    fails(m, "has a stale use by tg.mul (operand #0)")
+
+
 def test_op_removed_without_erase_leaves_a_use():
     m = good()
     s = ops_named(m, "tg.sum")[0]

@@ -121,3 +121,46 @@ def test_constants_of_one_dtype_and_shape_share_their_type():
     assert c([], {"value": np.array([1, 2], np.int32)}) == [TensorType(I32, (2,))]
     with pytest.raises(TypeError_):
         c([], {"value": np.array([1], np.dtype(">f4"))})  # not a dtype irc has
+
+
+def _op(name, operand_types, result_type, attrs=None):
+    """An op of block arguments of `operand_types` (verify_op reads types only)."""
+    from irc.ir.core import Block, Op
+
+    args = Block(list(operand_types)).args
+    return Op(name, args, [result_type], attrs or {})
+
+
+def test_verify_op_remembers_a_passed_pattern_only_for_its_own_types():
+    from irc.ops.registry import verify_op
+
+    a, s = TensorType(F32, ("N", 3)), TensorType(F32, ())
+    r = TensorType(F32, ("N", 3))
+    verify_op(_op("tg.mul", [a, s], r))
+    verify_op(_op("tg.mul", [a, s], r))  # (the remembered pattern)
+    # A wrong result type, a different op, other operand types: decided again.
+    with pytest.raises(TypeError_, match="differ from inferred"):
+        verify_op(_op("tg.mul", [a, s], TensorType(F32, ("N", 1))))
+    with pytest.raises(TypeError_, match="differ from inferred"):
+        verify_op(_op("tg.mul", [a, s], TensorType(F64, ("N", 3))))
+    with pytest.raises(TypeError_, match="differ from inferred"):
+        verify_op(_op("tg.eq", [a, s], r))  # (a comparison gives bool)
+    with pytest.raises(TypeError_, match="differ from inferred"):
+        verify_op(_op("tg.mul", [TensorType(F64, ("N", 3)), s], r))
+    with pytest.raises(TypeError_):
+        verify_op(_op("tg.mul", [a, TensorType(F32, (4,))], r))
+    # Attributes are not in the key: an op with them is checked each time.
+    with pytest.raises(TypeError_, match="differ from inferred"):
+        verify_op(_op("tg.sum", [a], r, {"axis": None, "keepdims": False}))
+
+
+def test_verify_op_decides_each_time_under_unknown_dims():
+    from irc.ops.registry import verify_op
+
+    u = Unifier()
+    a, n = TensorType(F32, (u.fresh("u"),)), TensorType(F32, ("N",))
+    add = _op("tg.add", [a, n], n)
+    with unifying(u):
+        verify_op(add)  # (u unifies with N)
+    with pytest.raises(TypeError_):
+        verify_op(add)  # (not remembered: outside the unifier the dims differ)
