@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from irc.ir.core import Block, Module, Op, Region
+from irc.ir.core import Block, Module, Op, Region, append_new_op, freeze_attr
 from irc.ir.types import TensorType, broadcast_shapes
 from irc.ops.fused import MAX_FUSED_OPS, result_shape
 from irc.ops.registry import ELEMENTWISE, lookup
@@ -336,9 +336,16 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | No
     mapping = dict(zip(inputs, body.args))
     body_ops = body.ops
     for c in consts:
-        cop = c.op.clone(mapping)  # (maps c to the copy's result)
-        cop.parent = body  # (Block.append, spelled out)
-        body_ops.append(cop)
+        # c.op.clone(mapping) and body.append of the copy, for a scalar constant
+        # (no operands, no regions, one result) through append_new_op: one op per
+        # constant per group, the commonest op these bodies hold
+        cop = c.op
+        copy = append_new_op(
+            body, cop.name, [], [c.type], {k: freeze_attr(v) for k, v in cop.attrs.items()},
+            cop.loc,
+        ).results[0]
+        copy.name_hint = c.name_hint
+        mapping[c] = copy
     get = mapping.get
     for op, vals in zip(ops, operands):
         r = op.results[0]
@@ -354,8 +361,6 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | No
         dead.add(op)  # leaves the block (its parent is the body's by then)
         op.parent = body  # (Block.append, spelled out)
         body_ops.append(op)
-    y = Op("tg.yield", outs, (), None, (), ops[-1].loc)
-    y.parent = body
-    body_ops.append(y)
+    append_new_op(body, "tg.yield", list(outs), [], {}, ops[-1].loc)
     placed[anchor] = fused
     return fused
