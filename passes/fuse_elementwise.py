@@ -194,6 +194,7 @@ def fuse_block(block: Block) -> bool:
     # once at the end (erasing op by op would search the list each time).
     placed: dict = {}  # anchor op -> its tg.fused
     dead: set = set()
+    broadcasts: set = set()  # (input shape, group shape) pairs build_fused has checked
     for g in groups:
         ops = g.ops
         if not ops:
@@ -206,7 +207,7 @@ def fuse_block(block: Block) -> bool:
             reduce_op = None
         if len(ops) < 2 and reduce_op is None:
             continue
-        build_fused(ops, reduce_op, placed, dead, g.members)
+        build_fused(ops, reduce_op, placed, dead, g.members, broadcasts)
     if not placed:
         return False
     new_ops = []
@@ -257,12 +258,22 @@ def _scalar_type(dtype) -> TensorType:
     return t
 
 
-def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | None = None) -> Op:
+def build_fused(
+    ops: list,
+    reduce_op,
+    placed: dict,
+    dead: set,
+    members: set | None = None,
+    broadcasts: set | None = None,
+) -> Op:
     """The tg.fused op of a group (and its reduction), with every use of the
     group's results redirected to it. It is not inserted: placed[anchor] = it,
     and the group's ops, left without operands, are added to `dead`; the caller
     puts it in the anchor's place and drops the dead ops from the block.
-    members: the set of `ops`, if the caller has it."""
+    members: the set of `ops`, if the caller has it; broadcasts: the (input
+    shape, group shape) pairs checked before, skipped (broadcast_shapes answers
+    from the two shapes alone, or, under a unifier, the same once it has
+    passed: unification only adds equalities)."""
     if members is None:
         members = set(ops)
     shape = ops[0].results[0].type.shape
@@ -307,7 +318,10 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | No
     for v in inputs:
         vs = v.type.shape
         if vs and vs != shape:
-            broadcast_shapes(vs, shape)  # checked when grouping; asserts the invariant
+            if broadcasts is None or (vs, shape) not in broadcasts:
+                broadcast_shapes(vs, shape)  # checked when grouping; asserts the invariant
+                if broadcasts is not None:
+                    broadcasts.add((vs, shape))
     # The group's ops move into the body (a new op each cost as much as the rest of
     # the pass): their operands are dropped now, so that their results keep only
     # the uses from outside the group, redirected to the fused op's results, and
