@@ -35,7 +35,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 
-from irc.ir.core import Block, Module, Op, Region
+from irc.ir.core import Block, Module, Op, Region, append_new_op, freeze_attr
 from irc.ir.types import TensorType, broadcast_shapes
 from irc.ops.fused import MAX_FUSED_OPS, result_shape
 from irc.ops.registry import ELEMENTWISE, lookup
@@ -194,6 +194,7 @@ def fuse_block(block: Block) -> bool:
     # once at the end (erasing op by op would search the list each time).
     placed: dict = {}  # anchor op -> its tg.fused
     dead: set = set()
+    broadcasts: set = set()  # (input shape, group shape) pairs build_fused has checked
     for g in groups:
         ops = g.ops
         if not ops:
@@ -206,7 +207,7 @@ def fuse_block(block: Block) -> bool:
             reduce_op = None
         if len(ops) < 2 and reduce_op is None:
             continue
-        build_fused(ops, reduce_op, placed, dead, g.members)
+        build_fused(ops, reduce_op, placed, dead, g.members, broadcasts)
     if not placed:
         return False
     new_ops = []
@@ -257,12 +258,22 @@ def _scalar_type(dtype) -> TensorType:
     return t
 
 
-def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | None = None) -> Op:
+def build_fused(
+    ops: list,
+    reduce_op,
+    placed: dict,
+    dead: set,
+    members: set | None = None,
+    broadcasts: set | None = None,
+) -> Op:
     """The tg.fused op of a group (and its reduction), with every use of the
     group's results redirected to it. It is not inserted: placed[anchor] = it,
     and the group's ops, left without operands, are added to `dead`; the caller
     puts it in the anchor's place and drops the dead ops from the block.
-    members: the set of `ops`, if the caller has it."""
+    members: the set of `ops`, if the caller has it; broadcasts: the (input
+    shape, group shape) pairs checked before, skipped (broadcast_shapes answers
+    from the two shapes alone, or, under a unifier, the same once it has
+    passed: unification only adds equalities)."""
     if members is None:
         members = set(ops)
     shape = ops[0].results[0].type.shape
@@ -307,7 +318,10 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | No
     for v in inputs:
         vs = v.type.shape
         if vs and vs != shape:
-            broadcast_shapes(vs, shape)  # checked when grouping; asserts the invariant
+            if broadcasts is None or (vs, shape) not in broadcasts:
+                broadcast_shapes(vs, shape)  # checked when grouping; asserts the invariant
+                if broadcasts is not None:
+                    broadcasts.add((vs, shape))
     # The group's ops move into the body (a new op each cost as much as the rest of
     # the pass): their operands are dropped now, so that their results keep only
     # the uses from outside the group, redirected to the fused op's results, and
@@ -336,9 +350,16 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | No
     mapping = dict(zip(inputs, body.args))
     body_ops = body.ops
     for c in consts:
-        cop = c.op.clone(mapping)  # (maps c to the copy's result)
-        cop.parent = body  # (Block.append, spelled out)
-        body_ops.append(cop)
+        # c.op.clone(mapping) and body.append of the copy, for a scalar constant
+        # (no operands, no regions, one result) through append_new_op: one op per
+        # constant per group, the commonest op these bodies hold
+        cop = c.op
+        copy = append_new_op(
+            body, cop.name, [], [c.type], {k: freeze_attr(v) for k, v in cop.attrs.items()},
+            cop.loc,
+        ).results[0]
+        copy.name_hint = c.name_hint
+        mapping[c] = copy
     get = mapping.get
     for op, vals in zip(ops, operands):
         r = op.results[0]
@@ -354,8 +375,6 @@ def build_fused(ops: list, reduce_op, placed: dict, dead: set, members: set | No
         dead.add(op)  # leaves the block (its parent is the body's by then)
         op.parent = body  # (Block.append, spelled out)
         body_ops.append(op)
-    y = Op("tg.yield", outs, (), None, (), ops[-1].loc)
-    y.parent = body
-    body_ops.append(y)
+    append_new_op(body, "tg.yield", list(outs), [], {}, ops[-1].loc)
     placed[anchor] = fused
     return fused

@@ -98,6 +98,7 @@ def plan_block(block: Block, candidates: dict | None = None) -> bool:
             if not c or op.regions:
                 continue
         operands = op.operands
+        results = op.results
         # Shared variables first: updating W in place keeps its buffer for good.
         # Then operands nothing else reads: a backend that evaluates some
         # users late (a transpose folded into a later product) can always
@@ -106,9 +107,21 @@ def plan_block(block: Block, candidates: dict | None = None) -> bool:
             order = (0,)
         elif len(operands) == 2:  # (what the sort below gives, without it)
             a, b = operands
-            ka = (getattr(a, "op", None) is None or a.op.name != "tg.read", _read_by_other(a, op))
-            kb = (getattr(b, "op", None) is None or b.op.name != "tg.read", _read_by_other(b, op))
-            order = (1, 0) if kb < ka else (0, 1)
+            if len(results) == 1:
+                # One result takes the first operand in order of its type that
+                # qualifies: when only one operand has its type, the order does
+                # not matter (an operand and a broadcast scalar or row: most ops)
+                rtype = results[0].type
+                if not a.type == rtype:
+                    if not b.type == rtype:
+                        continue
+                    order = (1,)
+                elif not b.type == rtype:
+                    order = (0,)
+                else:
+                    order = _order_of_two(a, b, op)
+            else:
+                order = _order_of_two(a, b, op)
         else:
             keys = [
                 (
@@ -118,7 +131,6 @@ def plan_block(block: Block, candidates: dict | None = None) -> bool:
                 for v in operands
             ]
             order = sorted(range(len(operands)), key=keys.__getitem__)
-        results = op.results
         if len(results) == 1:
             r = results[0]
             rtype = r.type
@@ -151,6 +163,14 @@ def plan_block(block: Block, candidates: dict | None = None) -> bool:
             op.attrs["inplace"] = new
             changed = True
     return changed
+
+
+def _order_of_two(a, b, op: Op) -> tuple:
+    """The order plan_block tries the two operands a, b of op in (what sorting
+    them by its keys gives)."""
+    ka = (getattr(a, "op", None) is None or a.op.name != "tg.read", _read_by_other(a, op))
+    kb = (getattr(b, "op", None) is None or b.op.name != "tg.read", _read_by_other(b, op))
+    return (1, 0) if kb < ka else (0, 1)
 
 
 def _read_by_other(v, op: Op) -> bool:

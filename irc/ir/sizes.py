@@ -25,19 +25,41 @@ MAX_BYTES = 2**62
 
 def buffer_types(func_op) -> list:
     """The distinct TensorTypes of rank > 0 held by values of func_op (block
-    arguments and results at any depth)."""
-    seen = {}
-    for op in func_op.walk():
-        for r in op.regions:
-            for b in r.blocks:
-                for a in b.args:
-                    _note(seen, a.type)
-        for v in op.results:
-            _note(seen, v.type)
+    arguments and results at any depth), in the order a pre-order walk meets
+    them (an op's regions' arguments, its results, then the ops inside)."""
+    seen: dict = {}  # type -> None: the distinct types, by equality, in order
+    # Type objects already looked at, by identity: most values share their type
+    # object with many others (a loop nest's scalars, a buffer's every load), and
+    # an identity test costs no hash of a shape. The objects are those of
+    # func_op's values, alive while it is: their ids stay theirs.
+    met: set = set()
+    _op_types(func_op, seen, met)
     return list(seen)
 
 
-def _note(seen: dict, t) -> None:
+def _op_types(op, seen: dict, met: set) -> None:
+    regions = op.regions
+    for r in regions:
+        for b in r.blocks:
+            for a in b.args:
+                if id(a.type) not in met:
+                    _note(seen, met, a.type)
+    for v in op.results:
+        if id(v.type) not in met:
+            _note(seen, met, v.type)
+    for r in regions:
+        for b in r.blocks:
+            for inner in b.ops:
+                if inner.regions:
+                    _op_types(inner, seen, met)
+                    continue
+                for v in inner.results:
+                    if id(v.type) not in met:
+                        _note(seen, met, v.type)
+
+
+def _note(seen: dict, met: set, t) -> None:
+    met.add(id(t))
     if isinstance(t, TensorType) and t.shape and t not in seen:
         seen[t] = None
 
