@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import irc.ops.canonical  # noqa: F401  (attaches the patterns to the registry)
-from irc.ir.core import Module, Op
+from irc.ir.core import ERASED_RESULTS, Module, Op
 from irc.ir.types import num_elements
 from irc.ops.registry import PURE, OpBuilder, lookup, semantic_attrs
 from irc.passes.pass_manager import Pass, register
@@ -69,6 +69,7 @@ class Canonicalize(Pass):
             if op.parent is not None:
                 touched[op.parent] = None
                 op.parent = None
+            op.results = ERASED_RESULTS
 
         b = getattr(self, "_builder", None) or _CountingBuilder()
         info = {}  # op name -> (OpDef, pure, foldable by name, patterns), or None if unknown

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from irc.ir.core import Block, Module, attr_key
+from irc.ir.core import ERASED_RESULTS, Block, Module, attr_key
 from irc.ir.rewriter import Rewriter
 from irc.ops.registry import COMMUTATIVE, ISOLATED, PURE, lookup
 from irc.passes.pass_manager import Pass, register
@@ -163,5 +163,6 @@ def _cse_block(
         block.ops[:] = [o for o in block.ops if o not in merged]
         for op in merged:
             op.parent = None
+            op.results = ERASED_RESULTS
         rewriter.changed = True
 

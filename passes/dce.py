@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from irc.ir.core import Block, Module, Op, SymbolRef
+from irc.ir.core import ERASED_RESULTS, Block, Module, Op, SymbolRef
 from irc.ir.rewriter import Rewriter
 from irc.ops.registry import PURE, TERMINATOR, lookup
 from irc.passes.pass_manager import Pass, register
@@ -78,6 +78,7 @@ def _dce_block(block: Block, rewriter: Rewriter, removable: dict | None = None) 
         # below in one rebuild: erasing each moved the rest of a long block.
         op.drop_all_references()
         op.parent = None
+        op.results = ERASED_RESULTS
         dead = True
     if dead:
         block.ops[:] = [o for o in block.ops if o.parent is block]

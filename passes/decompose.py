@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import irc.ops.decompositions  # noqa: F401  (attaches the decompositions)
-from irc.ir.core import Block, Module, Op, attr_key
+from irc.ir.core import ERASED_RESULTS, Block, Module, Op, attr_key
 from irc.ops.registry import OpBuilder, lookup
 from irc.passes.pass_manager import Pass, ops_named, register
 
@@ -82,6 +82,7 @@ class Decompose(Pass):
             op.drop_all_references()
             before.setdefault(op, (op.parent, []))
             op.parent = None  # (erased: leaves the list below)
+            op.results = ERASED_RESULTS
             changed = True
         for block in {blk: None for blk, _ in before.values()}:
             ops = []

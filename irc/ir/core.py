@@ -356,6 +356,7 @@ class Op:
         self.drop_all_references()
         if self.parent is not None:
             self.parent.remove(self)
+        self.results = ERASED_RESULTS
 
     def drop_all_references(self) -> None:
         """Drop the operands of this op and of everything nested in it."""
@@ -583,6 +584,17 @@ class Module(Op):
         for op in self.body.ops:
             m.body.append(op.clone(mapping))
         return m
+
+
+# What an erased op's `results` becomes. An op and its results point at each
+# other (Op.results, OpResult.owner), so an erased op would be left to Python's
+# cycle collector; the passes erase them by the ten thousand in a long function
+# (the constants cse merges, the means decompose rewrites), and the collection
+# after the compile then walks each. Without its results list the op is freed by
+# reference counting, or stays alive as the `owner` of a stale result that
+# something still holds. (The passes that erase ops in bulk, without
+# Op.erase, set it too.)
+ERASED_RESULTS = ()
 
 
 def dismantle(root: Op) -> None:
