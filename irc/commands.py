@@ -267,6 +267,8 @@ def _dump_backend_stage(args, text) -> int:
     backend = {"loops": "cpu", "llvm": "cpu", "asm": "cpu", "opencl": "opencl"}.get(args.stage)
     if backend is None:
         raise UsageError(f"unknown stage '{args.stage}' (ast, tg, opt, loops, llvm, asm, opencl)")
+    if args.print_locs and args.stage != "loops":
+        raise UsageError(f"--print-locs applies to the tg, opt and loops stages, not '{args.stage}'")
     kwargs = {"define": _defines(args), "backend": backend}
     if args.device:
         kwargs["device"] = args.device
@@ -274,7 +276,7 @@ def _dump_backend_stage(args, text) -> int:
     dump = getattr(m._backend, "dump", None)
     if dump is None:
         raise UsageError(f"the {backend} backend cannot dump stage '{args.stage}'")
-    print(dump(args.stage, fn=args.fn))
+    print(dump(args.stage, fn=args.fn, locs=args.print_locs))
     return 0
 
 

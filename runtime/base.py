@@ -126,11 +126,12 @@ class CompiledBackend:
         if fn is not None and fn not in known:
             raise KeyError(f"no entry function '{fn}' (functions: {', '.join(known)})")
 
-    def dump_loops(self, fn: str | None = None) -> str:
-        """The "loops" stage: the kernelized loop IR (one function's with fn)."""
+    def dump_loops(self, fn: str | None = None, locs: bool = False) -> str:
+        """The "loops" stage: the kernelized loop IR (one function's with fn),
+        with each op's source location when `locs`."""
         if fn is not None:
-            return print_op(self.loop_module.lookup(fn)) + "\n"
-        return print_module(self.loop_module)
+            return print_op(self.loop_module.lookup(fn), locs=locs) + "\n"
+        return print_module(self.loop_module, locs=locs)
 
 
 def failure_message(fn_name: str, messages: list, code: int) -> str:

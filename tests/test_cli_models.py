@@ -57,6 +57,16 @@ def test_dump_stages(irc_exe):
     assert p.returncode == 1 and "not a pass of the pipeline" in p.stderr
 
 
+def test_dump_loops_prints_locations_when_asked(irc_exe):
+    p = irc(irc_exe, "dump", MLP, "--stage", "loops", "--print-locs", "--fn", "predict")
+    assert p.returncode == 0, p.stderr
+    assert "loop.for" in p.stdout and f'loc("{MLP}":' in p.stdout
+    p = irc(irc_exe, "dump", MLP, "--stage", "loops", "--fn", "predict")
+    assert p.returncode == 0 and "loop.for" in p.stdout and "loc(" not in p.stdout
+    p = irc(irc_exe, "dump", MLP, "--stage", "llvm", "--print-locs")
+    assert p.returncode == 1 and "--print-locs applies to" in p.stderr
+
+
 def test_check_passes_and_reports(irc_exe):
     p = irc(irc_exe, "check", os.path.join(ROOT, "examples", "logreg.tg"))
     assert p.returncode == 0, p.stdout + p.stderr

@@ -485,13 +485,14 @@ class LLVMBackend(CompiledBackend):
             self._llvm_mod = jit.optimize_parts(self.llvm_ir())
         return self._llvm_mod
 
-    def dump(self, stage: str = "loops", fn: str | None = None) -> str:
-        """Text of a stage: "loops" (loop IR), "llvm" (optimised LLVM IR), "llvm-raw"
-        (LLVM IR before optimisation) or "asm"; with `fn`, only that entry function
-        (and, for LLVM stages, its kernels and helpers' definitions it calls)."""
+    def dump(self, stage: str = "loops", fn: str | None = None, locs: bool = False) -> str:
+        """Text of a stage: "loops" (loop IR; with `locs`, each op's source
+        location), "llvm" (optimised LLVM IR), "llvm-raw" (LLVM IR before
+        optimisation) or "asm"; with `fn`, only that entry function (and, for
+        LLVM stages, its kernels and helpers' definitions it calls)."""
         self.check_function(fn, self.functions)
         if stage == "loops":
-            return self.loop_text if fn is None else self.dump_loops(fn)
+            return self.loop_text if fn is None and not locs else self.dump_loops(fn, locs)
         if stage in ("llvm", "llvm-raw"):
             text = "\n".join(map(str, self._llvm())) if stage == "llvm" else self.llvm_ir()
             return text if fn is None else _only_functions(text, fn)

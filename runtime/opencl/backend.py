@@ -661,12 +661,14 @@ class OpenCLBackend(CompiledBackend):
         """The shared program of library kernels (gemm tiles, copies) for a dtype."""
         return devmod.build_program(self.dev, library_source(dtype))
 
-    def dump(self, stage: str = "opencl", fn: str | None = None) -> str:
+    def dump(self, stage: str = "opencl", fn: str | None = None, locs: bool = False) -> str:
+        """Text of a stage: "opencl" (the program's source), "loops" (loop IR;
+        with `locs`, each op's source location) or "schedule"."""
         self.check_function(fn, self.schedules)
         if stage == "opencl":
             return self.render(fn, library=True)
         if stage == "loops":
-            return self.dump_loops(fn)
+            return self.dump_loops(fn, locs)
         if stage == "schedule":
             out = []
             for n, s in self.schedules.items():
