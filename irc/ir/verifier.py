@@ -126,6 +126,7 @@ class _Verifier:
     # -- structure and use lists -------------------------------------------------------
     def structure(self, ops: list) -> None:
         """ops: the root and every op nested in it (root.walk())."""
+        before = len(self.ops)
         self.ops.update(ops)
         for op in ops:
             self.check_op(op)
@@ -137,6 +138,12 @@ class _Verifier:
                         f"a value of {owner.name} is used by a {use_op.name} that is "
                         "not in the IR (removed without erase?)",
                     )
+        if len(self.ops) - before != len(ops):  # an op listed twice (in one block or two)
+            seen = set()
+            for op in ops:
+                if op in seen:
+                    _err(op, f"{op.name} is listed twice in the IR")
+                seen.add(op)
 
     def check_op(self, op: Op) -> None:
         # (Written for speed: it runs for every op of a long function. The

@@ -101,6 +101,15 @@ def test_a_stale_use_is_found_next_to_an_op_listed_twice(listed_twice):
     fails(m, "has a stale use by tg.mul (operand #0)")
 
 
+@pytest.mark.parametrize("listed_twice", ["tg.update", "tg.mul"])
+def test_an_op_listed_twice_is_an_error(listed_twice):
+    m = good()
+    op = ops_named(m, listed_twice)[0]
+    block = op.parent
+    block.ops.insert(block.ops.index(op), op)
+    fails(m, f"{listed_twice} is listed twice in the IR")
+
+
 def test_op_removed_without_erase_leaves_a_use():
     m = good()
     s = ops_named(m, "tg.sum")[0]
