@@ -5,7 +5,7 @@ benchmarks/RESULTS.md with the table, the machine and the command.
 
     python benchmarks/run.py                 # everything (a few minutes)
     python benchmarks/run.py --quick         # fewer repeats
-    python benchmarks/run.py --only chain,mlp --threads 1 --no-write
+    python benchmarks/run.py --only chain,mlp --threads 1   # a part: RESULTS.md untouched
 
 Not a test: timings depend on the machine and its load (the load average is
 recorded). Imports irc's public API and the workloads next to this file.
@@ -357,7 +357,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--only", default="", help="comma-separated: chain,mlp,cnn,rnn,compile,latency")
     ap.add_argument("--threads", type=int, default=None, help="irc threads (default: all cpus)")
-    ap.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
+    ap.add_argument("--no-write", action="store_true",
+                    help="do not write RESULTS.md (a run with --only never writes it: "
+                         "a part of the table would replace the whole)")
     args = ap.parse_args(argv)
     only = set(filter(None, args.only.split(","))) or {"chain", "mlp", "cnn", "rnn", "compile", "latency"}
     rep = 5 if args.quick else 25
@@ -440,7 +442,7 @@ thread count and one thread (chain uses no BLAS).
 {comp}{latency}
 See benchmarks/NOTES.md for the analysis.
 """
-    if not args.no_write:
+    if not args.no_write and not args.only:
         with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
             f.write(text)
 
