@@ -678,23 +678,11 @@ class IRGen(NestedGen):
     BINOPS = OPERATORS
 
     def ev_BinOp(self, n):
-        # (ev of a number and ev_Name written out: the operands of most operators)
+        # (names and numbers without ev's dispatch: the operands of most operators)
         left, right = n.left, n.right
         tl, tr = type(left), type(right)
-        if tl is A.Name:
-            scope = self.scope
-            a = scope.vars.get(left.id) if scope is not None else None
-            if a is None:
-                a = self.lookup(left.id, left.loc)
-        else:
-            a = left.value if tl is A.Num else self.ev(left)
-        if tr is A.Name:
-            scope = self.scope
-            b = scope.vars.get(right.id) if scope is not None else None
-            if b is None:
-                b = self.lookup(right.id, right.loc)
-        else:
-            b = right.value if tr is A.Num else self.ev(right)
+        a = self.ev_Name(left) if tl is A.Name else left.value if tl is A.Num else self.ev(left)
+        b = self.ev_Name(right) if tr is A.Name else right.value if tr is A.Num else self.ev(right)
         # A tensor with a tensor or a number (most operators of a long function):
         # nothing to fold (fold_static folds numbers and dims only) and nothing
         # for binop to refuse, so straight to the host.
