@@ -13,10 +13,18 @@ tg.fused op (one loop nest in the backends, no temporaries).
 Rules:
 - An elementwise op joins the group of an operand's producer when both
   compute the same shape (a smaller producer broadcast into a bigger
-  consumer would be recomputed per element: never duplicate work), and no
+  consumer would be recomputed per element), and no
   op outside the group placed before it uses a group value (the fused op
   sits where the group's last op was: such a user, or an operand of the op
   that depends on the group through it, would make a cycle).
+- The one exception: a group of a smaller shape that broadcasts to the op's,
+  of at most MAX_BROADCAST_OPS cheap arithmetic ops (CHEAP_BROADCAST: add,
+  mul, ..., no division, no transcendental) whose values only the op (and
+  the group itself) reads, joins the op's group and is recomputed at each
+  element: a few cycles per element against a loop nest of its own that
+  writes a temporary the op reads back (`x - mean(x, axis=1, keepdims=true)`
+  scales the row sums inside the subtraction's loop). LLVM hoists what does
+  not vary in the inner loop.
 - Values of the group used outside it become extra results.
 - A tg.sum/mean/max/min over a float group's only result, used by nothing
   else, joins as the group's `reduce`.
@@ -178,6 +186,13 @@ def fuse_block(block: Block) -> bool:
         # (An op of one operand has none: that operand's group is target, or was
         # not joined because a user outside it comes before op, a test
         # only_used_by fails too, or for its shape or size, tested again here.)
+        for v in operands:
+            h = group_of.get(getattr(v, "op", None))
+            if h is not None and h is not target and h.ops and h.shape != shape:
+                if _broadcast_absorbable(h, op, shape, len(target.ops)):
+                    for m in h.ops:
+                        group_of[m] = target
+                    target.absorb(h, position)
         if len(operands) < 2:
             continue
         for v in operands:
@@ -222,6 +237,37 @@ def fuse_block(block: Block) -> bool:
             fused.parent = block
             new_ops.append(fused)
     block.ops[:] = new_ops
+    return True
+
+
+# Elementwise ops cheap enough to compute once per element of a consumer they are
+# broadcast into (a few cycles, no call), rather than in a loop nest of their own
+# that writes a temporary the consumer reads back.
+CHEAP_BROADCAST = frozenset((
+    "tg.add", "tg.sub", "tg.mul", "tg.neg", "tg.abs", "tg.maximum", "tg.minimum",
+    "tg.relu", "tg.square", "tg.cast",
+))
+MAX_BROADCAST_OPS = 4  # ops of such a group recomputed per element of the consumer
+
+
+def _broadcast_absorbable(h, op, shape, n_target) -> bool:
+    """Whether group `h`, of a smaller shape than `shape`, may be recomputed in
+    `op`'s group at each of its elements: a few cheap ops whose values only
+    `op` reads (and each other), of a shape that broadcasts to `shape`."""
+    ops = h.ops
+    if len(ops) > MAX_BROADCAST_OPS or n_target + len(ops) > MAX_FUSED_OPS:
+        return False
+    hs = h.shape
+    k = len(shape) - len(hs)
+    if k < 0 or any(d != 1 and d != shape[k + i] for i, d in enumerate(hs)):
+        return False
+    members = h.members
+    for m in ops:
+        if m.name not in CHEAP_BROADCAST:
+            return False
+        for u, _ in m.results[0].uses:
+            if u is not op and u not in members:
+                return False
     return True
 
 
@@ -276,7 +322,7 @@ def build_fused(
     passed: unification only adds equalities)."""
     if members is None:
         members = set(ops)
-    shape = ops[0].results[0].type.shape
+    shape = ops[-1].results[0].type.shape  # (the anchor's: an absorbed broadcast member's may be smaller)
     inputs: dict = {}  # value -> None: an ordered set (a list's `in` is O(n) per operand)
     consts: dict = {}
     for op in ops:

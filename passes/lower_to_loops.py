@@ -122,6 +122,9 @@ class FuncLowerer:
         self.module = module
         self.func = func
         self.loc = func.loc
+        # types of the iteration spaces of fused reductions (irc/ir/sizes.py's
+        # iteration_type), kept for the call's size check: an ordered set
+        self.iter_types: dict = {}
         self.globals = {
             op.attrs["sym_name"]: op for op in module.body.ops if op.name == "tg.global"
         }
@@ -249,6 +252,8 @@ class FuncLowerer:
         attrs["n_inputs"] = n_in
         attrs["n_outputs"] = len(res_types)
         attrs["result_types"] = tuple(res_types)
+        if self.iter_types:
+            attrs["iter_types"] = tuple(self.iter_types)
         new = Op("func.func", [], [], attrs, [Region([self.entry])], f.loc)
         return new
 

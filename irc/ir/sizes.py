@@ -34,7 +34,21 @@ def buffer_types(func_op) -> list:
     # func_op's values, alive while it is: their ids stay theirs.
     met: set = set()
     _op_types(func_op, seen, met)
+    for t in func_op.attrs.get("iter_types", ()):  # (a loop function's: see iteration_type)
+        _note(seen, met, t)
     return list(seen)
+
+
+def iteration_type(op):
+    """The tensor a tg.fused op with a reduction computes before reducing it (of
+    its iteration shape and result dtype): no value of the IR has that type,
+    and it may be far bigger than any that does (`sum(exp(a[:, None] * b))`).
+    Checked like the buffers: a call whose iteration space overflows is a
+    CallError, not a loop of 2**62 steps. None for any other op. Lowering
+    keeps these types in the loop function's `iter_types` attribute."""
+    if op.name != "tg.fused" or not op.attrs.get("reduce"):
+        return None
+    return TensorType(op.results[0].type.dtype, tuple(op.attrs["shape"]))
 
 
 def _op_types(op, seen: dict, met: set) -> None:
@@ -52,6 +66,10 @@ def _op_types(op, seen: dict, met: set) -> None:
             for inner in b.ops:
                 if inner.regions:
                     _op_types(inner, seen, met)
+                    if inner.name == "tg.fused":
+                        t = iteration_type(inner)
+                        if t is not None:
+                            _note(seen, met, t)
                     continue
                 for v in inner.results:
                     if id(v.type) not in met:

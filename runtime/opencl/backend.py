@@ -138,8 +138,9 @@ class _Plan:
         self.f = f
         self.env = dict(zip(s.dims, key))
         # Exact sizes of every buffer before any is created (int64 kernels).
+        # (and the iteration spaces of fused reductions, which no buffer has: sizes.py)
         check_sizes(s.name, [r.type for r in s.roots if getattr(r, "type", None) is not None]
-                    + list(s.out_types), self.env)
+                    + list(s.out_types) + list(s.op.attrs.get("iter_types", ())), self.env)
         ctx = be.dev.context
         self.bufs = {be.status_root.id: be.status}
         for r in s.roots:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from irc.ir.core import append_new_op
+from irc.ir.sizes import iteration_type
 from irc.ir.types import I32
 from irc.ops.common import norm_axes, norm_axis
 from irc.ops.lowering.emit import BOOL_T, IDX, REDUCE_KINDS, product
@@ -118,6 +119,7 @@ def lower_reduce(lowerer, emit, op, vals):
 
 def lower_fused_reduce(lowerer, emit, op, vals):
     shape = tuple(op.attrs["shape"])
+    lowerer.iter_types[iteration_type(op)] = None  # (checked at the call: irc/ir/sizes.py)
     kind = op.attrs["reduce"]
     axes = _axes(op.attrs.get("axis"), len(shape))
     keep = bool(op.attrs.get("keepdims", False))
