@@ -179,6 +179,20 @@ def fuse_block(block: Block) -> bool:
         else:
             target.add(op, position, block)
         group_of[op] = target
+        # Cheap groups of a smaller shape that only op reads are recomputed in
+        # op's group (the exception to the same-shape rule: module docstring).
+        for v in operands:
+            h = group_of.get(getattr(v, "op", None))
+            if (
+                h is not None
+                and h is not target
+                and h.ops
+                and h.shape != shape
+                and _broadcast_absorbable(h, op, shape, len(target.ops))
+            ):
+                for m in h.ops:
+                    group_of[m] = target
+                target.absorb(h, position)
         # The groups of op's other operands join too when nothing outside
         # them uses their values before op: one loop nest instead of one per
         # group (`y_i = tanh(x * c_i) + k_i` summed by `s_i = s_i-1 + y_i`
@@ -186,13 +200,6 @@ def fuse_block(block: Block) -> bool:
         # (An op of one operand has none: that operand's group is target, or was
         # not joined because a user outside it comes before op, a test
         # only_used_by fails too, or for its shape or size, tested again here.)
-        for v in operands:
-            h = group_of.get(getattr(v, "op", None))
-            if h is not None and h is not target and h.ops and h.shape != shape:
-                if _broadcast_absorbable(h, op, shape, len(target.ops)):
-                    for m in h.ops:
-                        group_of[m] = target
-                    target.absorb(h, position)
         if len(operands) < 2:
             continue
         for v in operands:
