@@ -66,10 +66,9 @@ def _op_types(op, seen: dict, met: set) -> None:
             for inner in b.ops:
                 if inner.regions:
                     _op_types(inner, seen, met)
-                    if inner.name == "tg.fused":
-                        t = iteration_type(inner)
-                        if t is not None:
-                            _note(seen, met, t)
+                    t = iteration_type(inner)
+                    if t is not None:
+                        _note(seen, met, t)
                     continue
                 for v in inner.results:
                     if id(v.type) not in met:
