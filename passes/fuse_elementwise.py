@@ -26,8 +26,11 @@ Rules:
   scales the row sums inside the subtraction's loop). LLVM hoists what does
   not vary in the inner loop.
 - Values of the group used outside it become extra results.
-- A tg.sum/mean/max/min over a float group's only result, used by nothing
-  else, joins as the group's `reduce`.
+- A tg.sum/mean/max/min over the value of a float group's last op joins as
+  the group's `reduce` (the first such, when there are several) if every
+  other user of a group value comes after it: the fused op takes the
+  reduction's place, and those values become its other results, stored by
+  the reduction's loop (`t = tanh(x)` with `sum(t, axis=1)`: one loop nest).
 - When an op has joined (or started) a group, the groups of its other
   operands join it as well if no op outside them uses their values before
   it (same shape, within MAX_FUSED_OPS), so independent chains that meet in
@@ -221,15 +224,17 @@ def fuse_block(block: Block) -> bool:
         ops = g.ops
         if not ops:
             continue  # absorbed into another group
-        # (_trailing_reduction's first tests inline: most groups have none)
-        uses = ops[-1].results[0].uses
-        if len(uses) == 1 and next(iter(uses))[0].name in REDUCE_OPS:
-            reduce_op = _trailing_reduction(ops, g.members)
-        else:
-            reduce_op = None
+        # (_trailing_reduction's first test inline: most groups have none)
+        reduce_op = None
+        for u, _ in ops[-1].results[0].uses:
+            if u.name in REDUCE_OPS:
+                reduce_op = _trailing_reduction(ops, g.members, position)
+                break
         if len(ops) < 2 and reduce_op is None:
             continue
-        build_fused(ops, reduce_op, placed, dead, g.members, broadcasts)
+        fused = build_fused(ops, reduce_op, placed, dead, g.members, broadcasts)
+        # (users of a later group's values may now be this fused op: its place)
+        position[fused] = position[reduce_op if reduce_op is not None else ops[-1]]
     if not placed:
         return False
     new_ops = []
@@ -278,23 +283,34 @@ def _broadcast_absorbable(h, op, shape, n_target) -> bool:
     return True
 
 
-def _trailing_reduction(ops: list, members: set | None = None):
-    """The reduction that may join the group `ops` (members: the set of them)."""
+def _trailing_reduction(ops: list, members: set | None = None, position: dict | None = None):
+    """The reduction that may join the group `ops` (members: the set of them;
+    position: op -> its index in the block, computed when not given): the
+    first tg.sum/mean/max/min of the last op's value. The fused op takes the
+    reduction's place, so every other user of a group value (those values
+    become the fused op's other results) must come after it."""
     last = ops[-1]
     r = last.results[0]
-    if not r.type.dtype.is_float or len(r.uses) != 1:
+    if not r.type.dtype.is_float:
         return None
-    user = r.uses[0][0]
-    if user.name not in REDUCE_OPS or user.parent is not last.parent:
+    block = last.parent
+    if position is None:
+        position = {op: i for i, op in enumerate(block.ops)}
+    user = None
+    for u, _ in r.uses:
+        if u.name in REDUCE_OPS and u.parent is block and (
+            user is None or position[u] < position[user]
+        ):
+            user = u
+    if user is None or user.results[0].type.dtype != r.type.dtype:
         return None
-    if user.results[0].type.dtype != r.type.dtype:
-        return None
-    # Every other value of the group must stay inside it.
     if members is None:
         members = set(ops)
-    for op in ops[:-1]:
+    at = position[user]
+    for op in ops:
         for u, _ in op.results[0].uses:
-            if u not in members:
+            # (a user nested in a later op's region has no position: refused)
+            if u is not user and u not in members and position.get(u, -1) <= at:
                 return None
     return user
 
@@ -343,17 +359,20 @@ def build_fused(
                     continue
             inputs[v] = None
     inputs = list(inputs)
+    # Results: values used outside the group (in block order); with a reduction,
+    # the reduced value first (the fused op's result 0), then those (its others).
     if reduce_op is not None:
+        # (the reduction's operand: no use from outside once the reduction is gone)
+        reduce_op.drop_all_references()
         outs = [ops[-1].results[0]]
     else:
-        # Results: values used outside the group (in block order).
         outs = []
-        for op in ops:
-            r = op.results[0]
-            for u, _ in r.uses:
-                if u not in members:
-                    outs.append(r)
-                    break
+    for op in ops:
+        r = op.results[0]
+        for u, _ in r.uses:
+            if u not in members:
+                outs.append(r)
+                break
     scalar_type = _scalar_type
 
     attrs = {"shape": tuple(shape), "reduce": None}
@@ -364,7 +383,8 @@ def build_fused(
             keepdims=bool(reduce_op.attrs.get("keepdims", False)),
         )
         res_types = [TensorType(outs[0].type.dtype, result_shape(shape, attrs))]
-        anchor, replaced = reduce_op, [reduce_op.results[0]]
+        res_types += [v.type for v in outs[1:]]
+        anchor, replaced = reduce_op, [reduce_op.results[0], *outs[1:]]
     else:
         res_types = [v.type for v in outs]
         anchor, replaced = ops[-1], outs
@@ -398,7 +418,6 @@ def build_fused(
     if reduce_op is not None:
         if reduce_op.results[0].uses:
             raise ValueError(f"erasing {reduce_op.name} whose result is still used")
-        reduce_op.drop_all_references()
         dead.add(reduce_op)
     mapping = dict(zip(inputs, body.args))
     body_ops = body.ops

@@ -18,9 +18,11 @@ Marks (attribute `kernel`, on loop.for, mem.gemm and mem.copy at host level):
           splits grid[0] over threads; OpenCL makes an NDRange of the axes.
   reduce  `levels` perfectly nested serial loops whose carried scalars are only
           combined (`combine`, one per carry: add with reassoc, max, min) with
-          values that do not depend on them, with no side effect in the body:
-          the iterations may be split into chunks whose partial results are
-          combined in order.
+          values that do not depend on them, with no side effect in the body
+          but stores to elements no other iteration touches (a fused
+          reduction's other results, `t[i, j] = tanh(x[i, j])` beside
+          `s += t[i, j]`): the iterations may be split into chunks whose
+          partial results are combined in order.
   gemm    a mem.gemm, or a serial loop whose body is one mem.gemm and index
           arithmetic (a batch of products, one per iteration).
   copy    a mem.copy.
@@ -300,7 +302,7 @@ class _Marker:
                 levels.append(cur)
                 continue
             break
-        if _has_effects(op):
+        if _has_effects(op) and not _stores_partitioned(op, levels):
             return None
         body = levels[-1].regions[0].block
         kinds = []
@@ -367,6 +369,17 @@ def _has_effects(op: Op) -> bool:
                 if o.name in _EFFECTS or (o.regions and _has_effects(o)):
                     return True
     return False
+
+
+def _stores_partitioned(op: Op, levels: list) -> bool:
+    """Whether the only side effects in op are stores that give every iteration of
+    the reduction's `levels` its own elements: each written buffer is indexed by
+    every level's index at some axis in all its accesses (partitioned), so
+    chunks of the iterations may run in any order, in parallel."""
+    for o in op.walk():
+        if o.name in _EFFECTS and o.name != "mem.store":
+            return False
+    return all(partitioned(op, L.regions[0].block.args[0]) for L in levels)
 
 
 def _only_op(ops: list):

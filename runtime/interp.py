@@ -134,9 +134,11 @@ class Interpreter:
         reduce = op.attrs.get("reduce")
         if reduce is not None:
             axis = op.attrs.get("axis")
+            # result 0 reduced; the other results (values of the group that
+            # other ops read) at every element
             outs = [
                 _REDUCE[reduce](outs[0], axis=axis, keepdims=bool(op.attrs.get("keepdims", False)))
-            ]
+            ] + outs[1:]
         return [
             np.broadcast_to(
                 np.asarray(v, dtype=r.type.dtype.np), eval_shape(r.type.shape, env)

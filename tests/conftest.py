@@ -62,6 +62,7 @@ ON_EVERY_BACKEND = {
     "api/test_symbolic_docs.py": ("interp", "cpu"),
     "api/test_unknown_dims.py": ALL_BACKENDS,
     "passes/test_fuse_broadcast.py": ALL_BACKENDS,
+    "passes/test_fuse_reduce_outputs.py": ALL_BACKENDS,
 }
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 

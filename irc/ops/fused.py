@@ -11,9 +11,16 @@ that the backends run as one loop nest, with no temporaries in between.
 Operands are the group's inputs, each broadcast (NumPy rules) to the
 iteration shape `shape`. The body works on rank-0 scalars of each input's
 dtype and yields one scalar per result. Without `reduce`, result i has type
-dtype_i[shape]. With `reduce` ("sum", "max", "min" or "mean") there is one
-result, the yielded value reduced over `axis` (a tuple, or None for all
-axes) with `keepdims`, as tg.sum / tg.max / ... would.
+dtype_i[shape]. With `reduce` ("sum", "max", "min" or "mean"), result 0 is
+the first yielded value reduced over `axis` (a tuple, or None for all axes)
+with `keepdims`, as tg.sum / tg.max / ... would, and results 1.. are the
+other yielded values at every element, dtype_i[shape], as without `reduce`
+(values of the group that other ops read, stored by the reduction's loop:
+
+    %s, %t = tg.fused %x {shape = ["N", 8], reduce = "sum", axis = [1], keepdims = true}
+             : f32[N, 1], f32[N, 8] ({ ... %y = tg.tanh %xs : f32  tg.yield %y, %y })
+
+is tanh(x) and its row sums in one loop nest).
 Produced by the fuse-elementwise pass; imports only irc.ir and irc.ops.
 """
 
@@ -79,17 +86,18 @@ def _verify_fused(op):
     if term is None or term.name != "tg.yield" or len(term.operands) != len(op.results):
         raise TypeError_("tg.fused body must end with tg.yield of one scalar per result")
     reduce = op.attrs.get("reduce")
-    if reduce is not None and (reduce not in REDUCTIONS or len(op.results) != 1):
-        raise TypeError_("tg.fused: reduce must be sum, max, min or mean, with one result")
+    if reduce is not None and reduce not in REDUCTIONS:
+        raise TypeError_("tg.fused: reduce must be sum, max, min or mean")
     out_shape = result_shape(shape, op.attrs)
-    for r, y in zip(op.results, term.operands):
+    for k, (r, y) in enumerate(zip(op.results, term.operands)):
         if y.type.rank != 0:
             raise TypeError_("tg.fused body must yield scalars")
-        dtype = r.type.dtype
-        if reduce is None and dtype != y.type.dtype:
+        reduced = reduce is not None and k == 0
+        if not reduced and r.type.dtype != y.type.dtype:
             raise TypeError_(f"tg.fused result {r.type} for a yielded {y.type}")
-        if r.type.shape != out_shape:
-            raise TypeError_(f"tg.fused result {r.type} does not have the shape {list(out_shape)}")
+        want = out_shape if reduced else shape
+        if r.type.shape != want:
+            raise TypeError_(f"tg.fused result {r.type} does not have the shape {list(want)}")
     for inner in body.ops:
         for res in inner.results:
             if res.type.rank != 0:

@@ -300,9 +300,13 @@ def test_repeating_segments_share_a_function(fresh, monkeypatch, kind):
     rng = np.random.default_rng(5)
     if kind.startswith("mixed"):
         monkeypatch.setattr(codegen, "SEGMENT_MIN", 0)
-        monkeypatch.setattr(codegen, "SEGMENT_OPS", 40)
-        n = 161  # 12 host ops per 4 statements: segments of 36
-        # offsets 0.01 ... 0.05 in turn when varying: read from the segments' tables
+        monkeypatch.setattr(codegen, "SEGMENT_OPS", 25)
+        # 5 host ops per 4 statements (a product, three loop nests, the store of a
+        # sum): segments of 25. Offsets 0.01 ... 0.05 in turn when varying: those
+        # of the map nests are read from the segments' tables; those in a sum's
+        # nest (which reassociates) are in its kernel's key, so the pattern is 20
+        # statements, 25 host ops, long
+        n = 241
         varying = kind == "mixed-varying"
         src = long_programs.mixed(n, varying=varying)
         args = [rng.normal(size=(300, 8)).astype(np.float32),

@@ -32,7 +32,9 @@ def _combine(emit, kind, a, b):
 
 
 def reduce_into(lowerer, emit, in_shape, axes, keep, kind, rdtype, out, value_at):
-    """out[kept] = reduce(value_at(idx)) over `axes` of `in_shape`."""
+    """out[kept] = reduce(value_at(idx)) over `axes` of `in_shape`. value_at(emit,
+    idx) is called once per element of in_shape, idx its full index, in the loop
+    that visits it (lower_fused_reduce stores other results there)."""
     rank = len(in_shape)
     j0 = rank
     while j0 > 0 and (j0 - 1) in axes:
@@ -123,14 +125,23 @@ def lower_fused_reduce(lowerer, emit, op, vals):
     kind = op.attrs["reduce"]
     axes = _axes(op.attrs.get("axis"), len(shape))
     keep = bool(op.attrs.get("keepdims", False))
-    for k, r in enumerate(op.results):
-        out = lowerer.result_buf(r)
+    r, extras = op.results[0], op.results[1:]
+    out = lowerer.result_buf(r)
+    # Results 1.. (values of the group other ops read) are stored at each element
+    # by the reduction's own loop: reduce_into evaluates value_at once per element
+    # of `shape`, with the element's full index.
+    extra_bufs = [lowerer.result_buf(x) for x in extras]
 
-        def value_at(e, idx, k=k):
-            return lowerer.eval_fused_region(e, op, idx, vals, {})[k]
+    def value_at(e, idx):
+        vs = lowerer.eval_fused_region(e, op, idx, vals, {})
+        for x, v, buf in zip(extras, vs[1:], extra_bufs):
+            e.store(e.cast(v, x.type.dtype), buf, idx)
+        return vs[0]
 
-        reduce_into(lowerer, emit, shape, axes, keep, kind, r.type.dtype, out, value_at)
-        vals[r] = out
+    reduce_into(lowerer, emit, shape, axes, keep, kind, r.type.dtype, out, value_at)
+    vals[r] = out
+    for x, buf in zip(extras, extra_bufs):
+        vals[x] = buf
 
 
 @lowers("tg.argmax", "tg.argmin")
