@@ -31,6 +31,9 @@ Rules:
   other user of a group value comes after it: the fused op takes the
   reduction's place, and those values become its other results, stored by
   the reduction's loop (`t = tanh(x)` with `sum(t, axis=1)`: one loop nest).
+  With such other results, only a reduction of the innermost axes (all, or
+  the last k) joins: a column sum's loop is serial over the rows, and the
+  map would lose its parallel axes.
 - When an op has joined (or started) a group, the groups of its other
   operands join it as well if no op outside them uses their values before
   it (same shape, within MAX_FUSED_OPS), so independent chains that meet in
@@ -48,6 +51,7 @@ from dataclasses import dataclass
 
 from irc.ir.core import Block, Module, Op, Region, append_new_op, freeze_attr
 from irc.ir.types import TensorType, broadcast_shapes
+from irc.ops.common import norm_axes
 from irc.ops.fused import MAX_FUSED_OPS, result_shape
 from irc.ops.registry import ELEMENTWISE, lookup
 from irc.passes.pass_manager import Pass, register
@@ -307,12 +311,27 @@ def _trailing_reduction(ops: list, members: set | None = None, position: dict | 
     if members is None:
         members = set(ops)
     at = position[user]
+    others = False  # whether the fused op will have other results
     for op in ops:
         for u, _ in op.results[0].uses:
-            # (a user nested in a later op's region has no position: refused)
-            if u is not user and u not in members and position.get(u, -1) <= at:
-                return None
+            if u is not user and u not in members:
+                # (a user nested in a later op's region has no position: refused)
+                if position.get(u, -1) <= at:
+                    return None
+                others = True
+    if others and not _reduces_inner_axes(user, len(r.type.shape)):
+        return None
     return user
+
+
+def _reduces_inner_axes(reduce_op: Op, rank: int) -> bool:
+    """Whether reduce_op reduces the innermost axes (all, or the last k): then its
+    loop nest keeps the map's parallel axes outermost (rows, or a reduce kernel
+    cut into chunks), and storing the map's values there costs no parallelism.
+    A column sum's loop runs over the rows in order, one work-item per column:
+    the map stays a loop nest of its own, parallel over every element."""
+    axes = norm_axes(reduce_op.attrs.get("axis"), rank)
+    return set(axes) == set(range(rank - len(axes), rank))
 
 
 _SCALAR_TYPES: dict = {}  # dtype name -> its rank-0 type (types are immutable: shared)
