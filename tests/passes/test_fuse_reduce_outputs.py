@@ -126,3 +126,31 @@ def test_value_read_before_the_reduction_is_not_fused():
     got = m.f(x, w)
     np.testing.assert_allclose(got[0], t @ w, rtol=2e-5, atol=1e-5)
     np.testing.assert_allclose(got[1], (t * t).sum(), rtol=2e-5)
+
+
+def test_in_a_scan_body():
+    """A scan body's row means and sum of squares, each fused with the map it reads."""
+    src = (
+        "fn f(xs: f32[T, B, 8], h0: f32[B, 8], W: f32[8, 8]) -> (f32[T, B, 8], f32[T]) {\n"
+        "    hs, ns = scan (x in xs; h = h0) {\n"
+        "        t = tanh(x + h @ W)\n"
+        "        h = t - mean(t, axis=1, keepdims=true)\n"
+        "        yield h, sum(h * h)\n"
+        "    }\n"
+        "    return hs, ns\n}\n"
+    )
+    rng = np.random.default_rng(5)
+    xs = rng.standard_normal((6, 3, 8)).astype(np.float32)
+    h = rng.standard_normal((3, 8)).astype(np.float32)
+    W = (rng.standard_normal((8, 8)) * 0.3).astype(np.float32)
+    m = irc.loads(src, backend="interp")
+    got_hs, got_ns = m.f(xs, h, W)
+    hs, ns = [], []
+    for x in xs:
+        t = np.tanh(x + h @ W)
+        h = t - t.mean(axis=1, keepdims=True)
+        hs.append(h)
+        ns.append((h * h).sum())
+    np.testing.assert_allclose(got_hs, np.stack(hs), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got_ns, np.array(ns, np.float32), rtol=1e-4, atol=1e-5)
+    assert m.ir().count('reduce = "sum"') == 2
