@@ -51,7 +51,9 @@ def checked_value(name: str, t, value, where: str = "") -> np.ndarray:
         arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, t.dtype.np, "same_kind")
     ):
         raise CallError(f"{where}shared variable '{name}' is {t}; got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=t.dtype.np)
+    # (np.array, not np.ascontiguousarray: that one makes a 0-d array 1-d, which a
+    # second check of the same value, the backend's after the API's, refused)
+    return np.array(arr, dtype=t.dtype.np, order="C", copy=None)
 
 
 def initial_values(globs, state: dict, owned: bool = False) -> dict:

@@ -63,6 +63,7 @@ ON_EVERY_BACKEND = {
     "api/test_unknown_dims.py": ALL_BACKENDS,
     "passes/test_fuse_broadcast.py": ALL_BACKENDS,
     "passes/test_fuse_reduce_outputs.py": ALL_BACKENDS,
+    "test_readme.py": ALL_BACKENDS,  # (users run the README on cpu, the default)
 }
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
