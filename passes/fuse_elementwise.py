@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from functools import lru_cache
 
 from irc.ir.core import Block, Module, Op, Region, append_new_op, freeze_attr
 from irc.ir.types import TensorType, broadcast_shapes
@@ -330,8 +331,19 @@ def _reduces_inner_axes(reduce_op: Op, rank: int) -> bool:
     cut into chunks), and storing the map's values there costs no parallelism.
     A column sum's loop runs over the rows in order, one work-item per column:
     the map stays a loop nest of its own, parallel over every element."""
-    axes = norm_axes(reduce_op.attrs.get("axis"), rank)
-    return set(axes) == set(range(rank - len(axes), rank))
+    axis = reduce_op.attrs.get("axis")
+    return _inner_axes(tuple(axis) if isinstance(axis, list) else axis, rank)
+
+
+@lru_cache(maxsize=256)
+def _inner_axes(axis, rank: int) -> bool:
+    axes = norm_axes(axis, rank)
+    return axes == tuple(range(rank - len(axes), rank))  # (norm_axes sorts them)
+
+
+@lru_cache(maxsize=256)
+def _reduced_shape(shape: tuple, axis, keepdims: bool) -> tuple:
+    return result_shape(shape, {"reduce": "sum", "axis": axis, "keepdims": keepdims})
 
 
 _SCALAR_TYPES: dict = {}  # dtype name -> its rank-0 type (types are immutable: shared)
@@ -401,7 +413,10 @@ def build_fused(
             axis=reduce_op.attrs.get("axis"),
             keepdims=bool(reduce_op.attrs.get("keepdims", False)),
         )
-        res_types = [TensorType(outs[0].type.dtype, result_shape(shape, attrs))]
+        axis = attrs["axis"]
+        axis = tuple(axis) if isinstance(axis, list) else axis
+        reduced = _reduced_shape(tuple(shape), axis, attrs["keepdims"])
+        res_types = [TensorType(outs[0].type.dtype, reduced)]
         res_types += [v.type for v in outs[1:]]
         anchor, replaced = reduce_op, [reduce_op.results[0], *outs[1:]]
     else:

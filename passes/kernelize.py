@@ -376,10 +376,8 @@ def _stores_partitioned(op: Op, levels: list) -> bool:
     the reduction's `levels` its own elements: each written buffer is indexed by
     every level's index at some axis in all its accesses (partitioned), so
     chunks of the iterations may run in any order, in parallel."""
-    for o in op.walk():
-        if o.name in _EFFECTS and o.name != "mem.store":
-            return False
-    return all(partitioned(op, L.regions[0].block.args[0]) for L in levels)
+    got = _accesses(op, ("mem.copy", "mem.gemm", "loop.assert"))
+    return got is not None and all(_disjoint(*got, L.regions[0].block.args[0]) for L in levels)
 
 
 def _only_op(ops: list):
@@ -407,16 +405,28 @@ def partitioned(nest: Op, var: Value) -> bool:
     """True when iterations of the loop with index `var` (inside nest) touch
     disjoint elements of every buffer the nest writes: each such buffer is
     accessed through one value, always with `var` as the index of one axis."""
+    got = _accesses(nest)
+    return got is not None and _disjoint(*got, var)
+
+
+def _accesses(nest: Op, refused=("mem.copy", "mem.gemm")):
+    """(accesses, written) of the loads and stores in nest: (buffer, indices) of
+    each, and the storage roots stored to; None when nest holds a `refused` op
+    (a copy or a product: their accesses are not indexed loads and stores)."""
     accesses = []
     written = set()
     for o in nest.walk():
-        if o.name in ("mem.copy", "mem.gemm"):
-            return False
+        if o.name in refused:
+            return None
         if o.name == "mem.store":
             accesses.append((o.operands[1], list(o.operands[2:])))
             written.add(storage_root(o.operands[1]))
         elif o.name == "mem.load":
             accesses.append((o.operands[0], list(o.operands[1:])))
+    return accesses, written
+
+
+def _disjoint(accesses: list, written: set, var: Value) -> bool:
     for wb in written:
         same = [(b, idx) for b, idx in accesses if storage_root(b) is wb]
         bufs = {b for b, _ in same}
