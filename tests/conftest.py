@@ -125,4 +125,6 @@ def pytest_configure(config):
     except ImportError:
         return
     irc.pipeline.VERIFY_EACH = True
-    irc.api.DEFAULT_BACKEND = "interp"
+    # IRC_TEST_DEFAULT_BACKEND=cpu runs the tests that name no backend on cpu (the
+    # users' default) instead: a search for what only the interpreter is tested on.
+    irc.api.DEFAULT_BACKEND = os.environ.get("IRC_TEST_DEFAULT_BACKEND", "interp")
