@@ -53,7 +53,7 @@ from functools import lru_cache
 from irc.ir.core import Block, Module, Op, Region, append_new_op, freeze_attr
 from irc.ir.types import TensorType, broadcast_shapes
 from irc.ops.common import norm_axes
-from irc.ops.fused import MAX_FUSED_OPS, result_shape
+from irc.ops.fused import MAX_FUSED_OPS
 from irc.ops.registry import ELEMENTWISE, lookup
 from irc.passes.pass_manager import Pass, register
 
@@ -288,19 +288,17 @@ def _broadcast_absorbable(h, op, shape, n_target) -> bool:
     return True
 
 
-def _trailing_reduction(ops: list, members: set | None = None, position: dict | None = None):
+def _trailing_reduction(ops: list, members: set, position: dict):
     """The reduction that may join the group `ops` (members: the set of them;
-    position: op -> its index in the block, computed when not given): the
-    first tg.sum/mean/max/min of the last op's value. The fused op takes the
-    reduction's place, so every other user of a group value (those values
-    become the fused op's other results) must come after it."""
+    position: op -> its index in the block): the first tg.sum/mean/max/min of
+    the last op's value. The fused op takes the reduction's place, so every
+    other user of a group value (those values become the fused op's other
+    results) must come after it."""
     last = ops[-1]
     r = last.results[0]
     if not r.type.dtype.is_float:
         return None
     block = last.parent
-    if position is None:
-        position = {op: i for i, op in enumerate(block.ops)}
     user = None
     for u, _ in r.uses:
         if u.name in REDUCE_OPS and u.parent is block and (
@@ -309,8 +307,6 @@ def _trailing_reduction(ops: list, members: set | None = None, position: dict | 
             user = u
     if user is None or user.results[0].type.dtype != r.type.dtype:
         return None
-    if members is None:
-        members = set(ops)
     at = position[user]
     others = False  # whether the fused op will have other results
     for op in ops:
@@ -339,11 +335,6 @@ def _reduces_inner_axes(reduce_op: Op, rank: int) -> bool:
 def _inner_axes(axis, rank: int) -> bool:
     axes = norm_axes(axis, rank)
     return axes == tuple(range(rank - len(axes), rank))  # (norm_axes sorts them)
-
-
-@lru_cache(maxsize=256)
-def _reduced_shape(shape: tuple, axis, keepdims: bool) -> tuple:
-    return result_shape(shape, {"reduce": "sum", "axis": axis, "keepdims": keepdims})
 
 
 _SCALAR_TYPES: dict = {}  # dtype name -> its rank-0 type (types are immutable: shared)
@@ -413,11 +404,9 @@ def build_fused(
             axis=reduce_op.attrs.get("axis"),
             keepdims=bool(reduce_op.attrs.get("keepdims", False)),
         )
-        axis = attrs["axis"]
-        axis = tuple(axis) if isinstance(axis, list) else axis
-        reduced = _reduced_shape(tuple(shape), axis, attrs["keepdims"])
-        res_types = [TensorType(outs[0].type.dtype, reduced)]
-        res_types += [v.type for v in outs[1:]]
+        # (the reduction's own type: the same dtype, _trailing_reduction checked,
+        # and its operand is the group's last value, of the group's shape)
+        res_types = [reduce_op.results[0].type] + [v.type for v in outs[1:]]
         anchor, replaced = reduce_op, [reduce_op.results[0], *outs[1:]]
     else:
         res_types = [v.type for v in outs]
